@@ -1,0 +1,43 @@
+"""One JSON event per line on stdout: the report builds the run's timeline from these."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+
+@dataclass(frozen=True)
+class Event:
+    step: str
+    event: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    time: float = field(default_factory=time.time)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"time": round(self.time, 6), "step": self.step, "event": self.event, **self.fields},
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, line: str) -> "Event":
+        record = json.loads(line)
+        return cls(
+            step=record.pop("step"),
+            event=record.pop("event"),
+            time=record.pop("time"),
+            fields=record,
+        )
+
+
+def emit(step: str, event: str, stream: IO[str] | None = None, **fields: Any) -> Event:
+    """Write one event line and flush it, so a killed step still leaves what it reported."""
+    record = Event(step=step, event=event, fields=fields)
+    out = stream if stream is not None else sys.stdout
+    out.write(record.to_json() + "\n")
+    out.flush()
+    return record

@@ -1,0 +1,92 @@
+"""The node-level fault toggle file the shim maps into every shimmed process.
+
+Format: exactly `TOGGLE_SIZE` bytes of text, so `cat` shows it and the shim can map it whole:
+
+    1 xid=79 expires_ms=1764000000000 gpu=-1 <spaces> \\n
+
+Byte 0 is the switch ('1' on, anything else off) and the only byte the shim reads on the per-call
+path. The shim maps the file MAP_SHARED, so the file is rewritten in place (never replaced by rename,
+never truncated — a truncated mapped file would SIGBUS its readers), in an order that keeps every
+reader consistent: switching on writes the body first and byte 0 last; switching off writes byte 0
+first. `expires_ms` is a Unix time in milliseconds (0: never) after which the shim treats the fault as
+off by itself, so a forgotten fault cannot outlive its scenario.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+TOGGLE_SIZE = 64
+ALL_GPUS = -1
+
+
+@dataclass(frozen=True)
+class Toggle:
+    on: bool
+    xid: int = 0
+    expires_ms: int = 0
+    gpu: int = ALL_GPUS
+
+    def body(self) -> bytes:
+        """Bytes 1..TOGGLE_SIZE-1 of the file: the fields after the switch byte, space padded."""
+        text = f" xid={self.xid} expires_ms={self.expires_ms} gpu={self.gpu}"
+        raw = text.encode("ascii")
+        if len(raw) > TOGGLE_SIZE - 2:
+            raise ValueError("toggle fields do not fit the record")
+        return raw.ljust(TOGGLE_SIZE - 2) + b"\n"
+
+    def expired(self, now_ms: int | None = None) -> bool:
+        now = now_ms if now_ms is not None else int(time.time() * 1000)
+        return self.expires_ms != 0 and now >= self.expires_ms
+
+    def active(self, now_ms: int | None = None) -> bool:
+        return self.on and not self.expired(now_ms)
+
+
+def parse(raw: bytes) -> Toggle:
+    """Reads a toggle record; fields that are missing or malformed read as off/0."""
+    if not raw:
+        return Toggle(on=False)
+    fields = {}
+    for token in raw[1:].decode("ascii", errors="replace").split():
+        key, _, value = token.partition("=")
+        fields[key] = value
+
+    def number(key: str, default: int) -> int:
+        try:
+            return int(fields.get(key, default))
+        except ValueError:
+            return default
+
+    return Toggle(
+        on=raw[:1] == b"1",
+        xid=number("xid", 0),
+        expires_ms=number("expires_ms", 0),
+        gpu=number("gpu", ALL_GPUS),
+    )
+
+
+def read(path: Path) -> Toggle:
+    with open(path, "rb") as handle:
+        return parse(handle.read(TOGGLE_SIZE))
+
+
+def write(path: Path, toggle: Toggle) -> None:
+    """Rewrites the record in place in the order that keeps mapped readers consistent."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if os.fstat(fd).st_size < TOGGLE_SIZE:
+            # A new (or foreign, short) file: give it its full size while it reads as off.
+            os.pwrite(fd, b"0" + Toggle(on=False).body(), 0)
+        if toggle.on:
+            os.pwrite(fd, toggle.body(), 1)
+            os.pwrite(fd, b"1", 0)
+        else:
+            os.pwrite(fd, b"0", 0)
+            os.pwrite(fd, toggle.body(), 1)
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,80 @@
+"""`faultflow shim on|off|status`: validated writes of the node toggle file."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+from steps import toggle
+from steps.errors import BadInput, InfrastructureError
+from steps.xids import catalogue
+
+
+def _writable_target(path: str) -> Path:
+    """The toggle path, if it can be written; BadInput (nothing touched) otherwise."""
+    target = Path(path)
+    if target.is_dir():
+        raise BadInput(f"toggle file {path} is a directory")
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise BadInput(f"toggle directory {parent} does not exist")
+    probe = target if target.exists() else parent
+    if not os.access(probe, os.W_OK):
+        raise BadInput(f"toggle file {path} is not writable")
+    return target
+
+
+def _expiry_ms(expires_in: float | None) -> int:
+    if expires_in is None:
+        return 0
+    if math.isnan(expires_in) or math.isinf(expires_in) or expires_in <= 0:
+        raise BadInput(f"--expires-in must be a positive number of seconds, got {expires_in}")
+    return int(time.time() * 1000 + expires_in * 1000)
+
+
+def switch_on(path: str, xid: int, expires_in: float | None, gpu: int) -> None:
+    if xid not in catalogue():
+        raise BadInput(f"unknown XID {xid}: choose one of 1-172 (faultflow xids)")
+    if gpu < -1:
+        raise BadInput(f"--gpu must be a device index or -1 for all, got {gpu}")
+    record = toggle.Toggle(on=True, xid=xid, expires_ms=_expiry_ms(expires_in), gpu=gpu)
+    _write(_writable_target(path), record)
+    show(path)
+
+
+def switch_off(path: str) -> None:
+    target = _writable_target(path)
+    _write(target, toggle.Toggle(on=False))
+    show(path)
+
+
+def _write(target: Path, record: toggle.Toggle) -> None:
+    try:
+        toggle.write(target, record)
+    except OSError as error:
+        raise InfrastructureError(f"cannot write toggle {target}: {error.strerror}") from error
+
+
+def show(path: str) -> None:
+    try:
+        record = toggle.read(Path(path))
+    except FileNotFoundError:
+        raise BadInput(f"toggle file {path} does not exist") from None
+    except OSError as error:
+        raise InfrastructureError(f"cannot read toggle {path}: {error.strerror}") from error
+    print(
+        json.dumps(
+            {
+                "file": path,
+                "on": record.on,
+                "active": record.active(),
+                "xid": record.xid,
+                "expires_ms": record.expires_ms,
+                "gpu": record.gpu,
+            },
+            sort_keys=True,
+        )
+    )

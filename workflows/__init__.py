@@ -1,0 +1,1 @@
+"""faultflow workflows: the scenarios declared once, rendered to Argo with Hera."""
