@@ -102,7 +102,11 @@
 #define FF_INDEX(name, kind, device, params, args) FF_DRV_##name,
 enum { FF_DRIVER_ALL(FF_INDEX) FF_DRV_COUNT };
 
-static void *_Atomic ff_driver_real[FF_DRV_COUNT];
+#define FF_SLOW_DECLARE(name, kind, device, params, args) static CUresult ff_slow_##name params;
+FF_DRIVER_GENERATED(FF_SLOW_DECLARE)
+/* Generated wrappers' slots start at their slow path; the hand-written ones' start at NULL. */
+#define FF_SLOT(name, kind, device, params, args) [FF_DRV_##name] = (void *)ff_slow_##name,
+static void *_Atomic ff_driver_real[FF_DRV_COUNT] = {FF_DRIVER_GENERATED(FF_SLOT)};
 
 #define FF_DECLARE(name, kind, device, params, args) FF_EXPORT CUresult name params;
 FF_DRIVER_GENERATED(FF_DECLARE)
@@ -110,8 +114,10 @@ FF_EXPORT CUresult cuGetProcAddress(const char *symbol, void **pfn, int cuda_ver
 FF_EXPORT CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int cuda_version, cuuint64_t flags,
                                        int *status);
 
-#define FF_ENTRY(name, kind, device, params, args) {#name, (void *)name, &ff_driver_real[FF_DRV_##name], 1},
-const struct ff_entry ff_driver_entries[] = {FF_DRIVER_ALL(FF_ENTRY)};
+#define FF_ENTRY(name, kind, device, params, args) \
+    {#name, (void *)name, &ff_driver_real[FF_DRV_##name], (void *)ff_slow_##name, 1},
+#define FF_SPECIAL_ENTRY(name, kind, device, params, args) {#name, (void *)name, &ff_driver_real[FF_DRV_##name], NULL, 1},
+const struct ff_entry ff_driver_entries[] = {FF_DRIVER_GENERATED(FF_ENTRY) FF_DRIVER_SPECIAL(FF_SPECIAL_ENTRY)};
 const size_t ff_driver_entry_count = FF_DRV_COUNT;
 
 #define FF_REAL(name, type) ((type)ff_real_of(&ff_driver_entries[FF_DRV_##name]))

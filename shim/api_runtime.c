@@ -54,7 +54,11 @@
 #define FF_INDEX(name, kind, device, params, args) FF_RT_##name,
 enum { FF_RUNTIME_ALL(FF_INDEX) FF_RT_COUNT };
 
-static void *_Atomic ff_runtime_real[FF_RT_COUNT];
+#define FF_SLOW_DECLARE(name, kind, device, params, args) static cudaError_t ff_slow_##name params;
+FF_RUNTIME_GENERATED(FF_SLOW_DECLARE)
+/* Generated wrappers' slots start at their slow path; the hand-written ones' start at NULL. */
+#define FF_SLOT(name, kind, device, params, args) [FF_RT_##name] = (void *)ff_slow_##name,
+static void *_Atomic ff_runtime_real[FF_RT_COUNT] = {FF_RUNTIME_GENERATED(FF_SLOT)};
 
 #define FF_DECLARE(name, kind, device, params, args) FF_EXPORT cudaError_t name params;
 FF_RUNTIME_GENERATED(FF_DECLARE)
@@ -62,8 +66,10 @@ FF_EXPORT cudaError_t cudaSetDevice(int device);
 FF_EXPORT cudaError_t cudaGetLastError(void);
 FF_EXPORT cudaError_t cudaPeekAtLastError(void);
 
-#define FF_ENTRY(name, kind, device, params, args) {#name, (void *)name, &ff_runtime_real[FF_RT_##name], 0},
-const struct ff_entry ff_runtime_entries[] = {FF_RUNTIME_ALL(FF_ENTRY)};
+#define FF_ENTRY(name, kind, device, params, args) \
+    {#name, (void *)name, &ff_runtime_real[FF_RT_##name], (void *)ff_slow_##name, 0},
+#define FF_SPECIAL_ENTRY(name, kind, device, params, args) {#name, (void *)name, &ff_runtime_real[FF_RT_##name], NULL, 0},
+const struct ff_entry ff_runtime_entries[] = {FF_RUNTIME_GENERATED(FF_ENTRY) FF_RUNTIME_SPECIAL(FF_SPECIAL_ENTRY)};
 const size_t ff_runtime_entry_count = FF_RT_COUNT;
 
 #define FF_REAL(name, type) ((type)ff_real_of(&ff_runtime_entries[FF_RT_##name]))

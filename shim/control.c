@@ -7,8 +7,9 @@
  *   FAULTFLOW_TOGGLE_FILE         node toggle file, mapped MAP_SHARED (format: steps/toggle.py)
  *   FAULTFLOW_SHIM_QUIET          1: no start-up marker
  *
- * The hot byte `ff_hot` points at: a static 'i' until initialised (so the first call initialises),
- * a static '1' when the environment enables faults, byte 0 of the mapped toggle file, or a static '0'.
+ * Byte 0 of the hot page is: 0 until initialised (so the first call initialises), '1' when the
+ * environment enables faults, the toggle file's switch byte when the file is mapped over the page,
+ * or '0'.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -25,11 +26,8 @@
 #include "shim.h"
 #include "xid_table.h"
 
-static const char ff_byte_uninitialised = 'i';
-static const char ff_byte_off = '0';
-static const char ff_byte_on = '1';
-
-const volatile char *_Atomic ff_hot = &ff_byte_uninitialised;
+#define FF_PAGE_SIZE 4096
+__attribute__((aligned(FF_PAGE_SIZE))) volatile char ff_hot_page[FF_PAGE_SIZE];
 __thread int ff_tl_injected __attribute__((tls_model("initial-exec")));
 __thread int ff_tl_device __attribute__((tls_model("initial-exec")));
 
@@ -87,15 +85,16 @@ static void ff_read_environment(void) {
     }
 }
 
-/* Maps the toggle file read-only and shared, so a write on the node is seen by the next call.
- * A file of size 0 is not mapped: reading a page wholly past the end of a file raises SIGBUS. */
-static const char *ff_map_toggle(const char *path) {
+/* Maps the toggle file read-only and shared — over the hot page when `at` is given — so a write on
+ * the node is seen by the next call. A file of size 0 is not mapped: reading a page wholly past the
+ * end of a file raises SIGBUS. */
+static const char *ff_map_toggle(const char *path, volatile char *at) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return "missing";
     struct stat st;
     const char *state = "empty";
     if (fstat(fd, &st) == 0 && st.st_size > 0) {
-        void *map = mmap(NULL, FF_TOGGLE_SIZE, PROT_READ, MAP_SHARED, fd, 0);
+        void *map = mmap((void *)at, FF_PAGE_SIZE, PROT_READ, MAP_SHARED | (at ? MAP_FIXED : 0), fd, 0);
         if (map != MAP_FAILED) {
             ff_config.map = map;
             state = "mapped";
@@ -110,14 +109,15 @@ static const char *ff_map_toggle(const char *path) {
 static void ff_do_init(void) {
     ff_read_environment();
     const char *path = getenv("FAULTFLOW_TOGGLE_FILE");
-    const char *toggle_state = (path && *path) ? ff_map_toggle(path) : "unset";
-
-    const volatile char *hot = &ff_byte_off;
-    if (ff_config.enabled)
-        hot = &ff_byte_on;
-    else if (ff_config.map)
-        hot = ff_config.map;
-    atomic_store_explicit(&ff_hot, hot, memory_order_release);
+    const char *toggle_state = "unset";
+    if (ff_config.enabled) {
+        /* Faults from the start: every call takes the slow path, which still reads the file's XID. */
+        ff_hot_page[0] = '1';
+        if (path && *path) toggle_state = ff_map_toggle(path, NULL);
+    } else {
+        ff_hot_page[0] = '0';
+        if (path && *path) toggle_state = ff_map_toggle(path, ff_hot_page);
+    }
 
     if (!ff_env_flag("FAULTFLOW_SHIM_QUIET")) {
         char gpu[16];

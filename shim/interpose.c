@@ -43,7 +43,7 @@ const struct ff_entry *ff_find_entry(const char *name) {
  * recorded (a second copy of a library), the caller gets that copy's function unwrapped. */
 void *ff_adopt(const struct ff_entry *entry, void *real) {
     if (real == NULL || real == entry->wrapper) return real;
-    void *expected = NULL;
+    void *expected = entry->unresolved;
     if (atomic_compare_exchange_strong_explicit(entry->real, &expected, real, memory_order_acq_rel,
                                                 memory_order_acquire) ||
         expected == real)
@@ -96,9 +96,10 @@ void *ff_resolve(const struct ff_entry *entry) {
         if (handle) fn = real_dlsym(handle, entry->name);
     }
     if (fn == entry->wrapper) fn = NULL;
-    void *expected = NULL;
+    void *expected = entry->unresolved;
     if (fn) atomic_compare_exchange_strong_explicit(entry->real, &expected, fn, memory_order_acq_rel, memory_order_acquire);
-    return atomic_load_explicit(entry->real, memory_order_acquire);
+    fn = atomic_load_explicit(entry->real, memory_order_acquire);
+    return fn == entry->unresolved ? NULL : fn;
 }
 
 static __attribute__((noinline)) void *ff_dlsym_handle(ff_dlsym_fn real_dlsym, void *handle, const char *symbol) {

@@ -26,23 +26,27 @@
  * act on the calling thread's current device. */
 enum ff_kind { FF_INIT, FF_DEVICE, FF_CURRENT };
 
-/* One interposed function: its name, our wrapper, and where the real function's address is kept. */
+/* One interposed function: its name, our wrapper, and where the real function's address is kept.
+ * Until the real function is known the slot holds `unresolved`, the wrapper's own slow path, so the
+ * per-call path can jump through the slot without testing it. */
 struct ff_entry {
     const char *name;
     void *wrapper;
     void *_Atomic *real;
+    void *unresolved;
     int driver; /* 1: cu* (libcuda), 0: cuda* (libcudart) */
 };
 
-/* control.c */
-extern const volatile char *_Atomic ff_hot;
+/* control.c: the hot page. Byte 0 is the only thing the per-call path reads ('0' = pass through).
+ * It is the shim's own page-aligned page, and where a toggle file is configured the file itself is
+ * mapped over it (MAP_FIXED, MAP_SHARED), so a write on the node is seen by the next call. */
+extern volatile char ff_hot_page[];
 extern __thread int ff_tl_injected __attribute__((tls_model("initial-exec")));
 extern __thread int ff_tl_device __attribute__((tls_model("initial-exec")));
 void ff_init(void);
 int ff_fault_error(const char *api, enum ff_kind kind, int device);
 
-#define FF_FAULT_POSSIBLE() \
-    FF_UNLIKELY(*atomic_load_explicit(&ff_hot, memory_order_relaxed) != '0')
+#define FF_FAULT_POSSIBLE() FF_UNLIKELY(ff_hot_page[0] != '0')
 
 /* interpose.c */
 void *ff_resolve(const struct ff_entry *entry);
@@ -68,16 +72,16 @@ int ff_driver_current_device(int *device);
         return ff_fn ? ff_fn args : (not_found);                                         \
     }                                                                                    \
     FF_EXPORT ret name params {                                                          \
+        if (FF_FAULT_POSSIBLE()) return ff_slow_##name args;                             \
         ret(*ff_fn) params = (ret(*) params)atomic_load_explicit((entry)->real, memory_order_acquire); \
-        if (FF_FAULT_POSSIBLE() || FF_UNLIKELY(ff_fn == NULL)) return ff_slow_##name args; \
-        return ff_fn args;                                                               \
+        return ff_fn args; /* the slow path itself until the real function is known */   \
     }
 
 /* The real function of an entry, resolved on first use (symbol-linked callers reach the wrapper
  * without any lookup that could have told us the real address). */
 static inline void *ff_real_of(const struct ff_entry *entry) {
     void *fn = atomic_load_explicit(entry->real, memory_order_acquire);
-    return FF_UNLIKELY(fn == NULL) ? ff_resolve(entry) : fn;
+    return FF_UNLIKELY(fn == entry->unresolved) ? ff_resolve(entry) : fn;
 }
 
 #endif /* FAULTFLOW_SHIM_H */
