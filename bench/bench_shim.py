@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.shim.native_build import build  # noqa: E402
+from lab.native_build import build  # noqa: E402
 
 ROUNDS = 9
 CALLS = 20_000_000

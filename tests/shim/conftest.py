@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.shim.native_build import Native, build
+from lab.native_build import Native, build
 
 
 @pytest.fixture(scope="session")

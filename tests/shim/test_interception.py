@@ -2,7 +2,7 @@
 
 Consumers: C programs that reach libcuda like cudart (dlopen + cuGetProcAddress) and by linking it,
 C programs built against the real cudart 12 and 13 from PyPI (shared and static), and Python ctypes.
-Underneath is the driver simulator (tests/shim/native/driver_simulator.c): no GPU driver runs here.
+Underneath is the driver simulator (lab/native/driver_simulator.c): no GPU driver runs here.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Builds the shim and its native test fixtures; shared by the shim tests, the benchmark and the demo.
+"""Builds the shim and the native programs around it: the driver simulator and CUDA consumers.
+
+Shared by the shim tests, the benchmark, the demo and (later) the lab's worker processes.
 
 The consumers link the real cudart from the PyPI wheels (`nvidia-cuda-runtime-cu12` and
 `nvidia-cuda-runtime` for CUDA 13) that the test extra installs: no CUDA toolkit is needed.
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 NATIVE = Path(__file__).resolve().parent / "native"
 SHIM = REPO / "shim" / "build" / "libfaultflow_cuda.so"
 

@@ -1,4 +1,4 @@
-/* DRIVER SIMULATOR — a stand-in for the NVIDIA user-space driver (libcuda.so.1), for tests only.
+/* DRIVER SIMULATOR — a stand-in for the NVIDIA user-space driver (libcuda.so.1), for tests and the lab only.
  *
  * No GPU or driver can run here. This library copies the real driver's contract where the shim
  * depends on it: cudart dlopen()s it and fetches entry points through cuGetProcAddress_v2 (by base
