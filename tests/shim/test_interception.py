@@ -166,3 +166,14 @@ def test_another_interposer_keeps_working(run_consumer, native, order):
     result = run_consumer("hello", [], preload=preload)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "[wrapped] hello\n"
+
+
+@pytest.mark.parametrize("env,expected", [({}, 0), (fault_env(79), 999)])
+def test_concurrent_first_calls_from_many_threads(run_consumer, native, env, expected):
+    """Sixteen threads resolve entry points and call at the same instant, twenty times over: every call
+    gets the same answer and nothing crashes (initialisation and slot adoption are race-free)."""
+    env = {k: v for k, v in env.items() if k != "SIM_LOG"}
+    for _ in range(20):
+        result = run_consumer("threads_consumer", [], preload=[native.shim], env=env)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines() == [f"result={expected} count={16 * 20000}"]
