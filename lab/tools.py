@@ -88,6 +88,7 @@ def ensure_built(tool: GoTool) -> Path:
     with cache.exclusive(f"{tool.name}-{tool.version}"):
         if tool.is_built():  # another process built it while we waited for the lock
             return tool.binary
+        gomod.go_binary()  # fail with the one-line install hint before announcing a build
         tool.dir.mkdir(parents=True, exist_ok=True)
         log = tool.dir / "build.log"
         print(
