@@ -1,23 +1,27 @@
-"""A real control plane on loopback: one etcd, and one kube-apiserver per lab cluster.
+"""A real control plane on loopback: per lab cluster, one etcd and one kube-apiserver.
 
-Every cluster is its own kube-apiserver with its own etcd key prefix, so two clusters sharing the
-etcd are fully isolated. That is how a test gets a v1alpha1 DGD and a v1beta1 DGD in the same
-session: the upstream CRD serves both through the Dynamo operator's conversion webhook, which does
-not exist here, so each cluster installs the DGD CRD at one version (see `crds.dgd_crd`).
+Several clusters can run in one session, each fully isolated. That is how a test gets a v1alpha1
+DGD and a v1beta1 DGD side by side: upstream serves both through the Dynamo operator's conversion
+webhook, which does not exist here, so each cluster installs the DGD CRD at one version
+(`crds.dgd_crd`).
+
+Start-up: a cluster starts from a cached etcd data directory ("seed") in which a real
+kube-apiserver of the pinned version already created and established the cluster's CRDs (see
+`seeds`); creating the multi-megabyte Argo CRDs from scratch costs seconds of CPU per session.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import shutil
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab import crds, pki, processes, tools
+from lab.crd_install import install, wait_established, wait_served
+from lab.etcd import Etcd
 from lab.rest import Rest
 
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -35,76 +39,19 @@ class ClusterSpec:
     def slug(self) -> str:
         return f"dgd-{self.dgd_version}-argo-{self.argo}".replace(".", "")
 
-
-@dataclass
-class Etcd:
-    url: str
-    process: processes.Process
-
-    @classmethod
-    def start(cls, folder: Path) -> Etcd:
-        folder.mkdir(parents=True, exist_ok=True)
-        client, peer = processes.free_port(), processes.free_port()
-        url = f"http://127.0.0.1:{client}"
-        argv = [
-            str(tools.ensure_built(tools.ETCD)),
-            "--name=lab",
-            f"--data-dir={folder / 'data'}",
-            f"--listen-client-urls={url}",
-            f"--advertise-client-urls={url}",
-            f"--listen-peer-urls=http://127.0.0.1:{peer}",
-            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
-            f"--initial-cluster=lab=http://127.0.0.1:{peer}",
-            # Throw-away data: durability buys nothing and fsync costs start-up time.
-            "--unsafe-no-fsync",
-            "--log-level=warn",
-        ]
-        proc = processes.start("etcd", argv, folder / "etcd.log")
-        etcd = cls(url=url, process=proc)
-        processes.wait_until(etcd._healthy, what="etcd health", timeout_s=START_TIMEOUT_S, process=proc)
-        return etcd
-
-    def _healthy(self) -> bool | None:
-        try:
-            with urllib.request.urlopen(self.url + "/health", timeout=2) as resp:
-                return True if json.loads(resp.read()).get("health") == "true" else None
-        except OSError:
-            return None
-
-    def _gateway(self, path: str, body: dict) -> dict:
-        # etcd's JSON gateway to its gRPC KV API: no etcd client library needed.
-        request = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), method="POST")
-        with urllib.request.urlopen(request, timeout=30) as resp:
-            return json.loads(resp.read())
-
-    def revision(self) -> int:
-        """The store's current revision (what kube-apiserver reports as resourceVersion)."""
-        key = base64.b64encode(b"/").decode()
-        return int(self._gateway("/v3/kv/range", {"key": key, "count_only": True})["header"]["revision"])
-
-    def compact(self, revision: int | None = None) -> int:
-        """Discard history before `revision` (default: now), as etcd's periodic compaction does.
-
-        A watch resumed from an older resourceVersion then gets 410 Gone, deterministically.
-        """
-        target = self.revision() if revision is None else revision
-        self._gateway("/v3/kv/compaction", {"revision": str(target), "physical": True})
-        return target
-
-    def stop(self) -> None:
-        self.process.stop()
+    def crds(self) -> list[dict]:
+        return crds.cluster_crds(self.dgd_version, self.argo)
 
 
 @dataclass
 class Cluster:
-    """One kube-apiserver with its CRDs established, and how to reach it as admin."""
+    """One kube-apiserver (and its etcd) with its CRDs established, and how to reach it as admin."""
 
     spec: ClusterSpec
     server: str
     kubeconfig: Path
     pki: pki.Pki
     etcd: Etcd
-    etcd_prefix: str
     process: processes.Process
     start_s: float = 0.0
 
@@ -120,14 +67,15 @@ class Cluster:
         return admin_client(self)
 
     def stop(self) -> None:
+        # kube-apiserver first: etcd must outlive its clients to shut down cleanly.
         self.process.stop()
+        self.etcd.stop()
 
 
-def _apiserver_argv(binary: Path, *, port: int, etcd: Etcd, prefix: str, keys: pki.Pki, folder: Path) -> list[str]:
+def _apiserver_argv(binary: Path, *, port: int, etcd: Etcd, keys: pki.Pki, folder: Path) -> list[str]:
     return [
         str(binary),
         f"--etcd-servers={etcd.url}",
-        f"--etcd-prefix={prefix}",
         "--bind-address=127.0.0.1",
         "--advertise-address=127.0.0.1",
         # The endpoint reconciler refuses loopback addresses; nothing here routes to the Service anyway.
@@ -150,19 +98,30 @@ def _apiserver_argv(binary: Path, *, port: int, etcd: Etcd, prefix: str, keys: p
     ]
 
 
-def start_cluster(spec: ClusterSpec, etcd: Etcd, folder: Path) -> Cluster:
+def start_cluster(spec: ClusterSpec, folder: Path, *, seeded: bool = True) -> Cluster:
+    """Start etcd + kube-apiserver for `spec` and return once every CRD is Established and served."""
     start = time.monotonic()
     folder.mkdir(parents=True, exist_ok=True)
-    keys = pki.create(folder / "pki")
-    port = processes.free_port()
-    prefix = f"/registry-{spec.slug}"
-    binary = tools.ensure_built(tools.KUBE_APISERVER)
-    argv = _apiserver_argv(binary, port=port, etcd=etcd, prefix=prefix, keys=keys, folder=folder)
-    proc = processes.start("kube-apiserver", argv, folder / "kube-apiserver.log")
+    definitions = spec.crds()
+    seed = None
+    if seeded:
+        from lab.seeds import ensure_seed
+
+        seed = ensure_seed(spec, definitions)
+    etcd = Etcd.start(folder / "etcd", seed=seed)
+    try:
+        keys = pki.create(folder / "pki")
+        port = processes.free_port()
+        binary = tools.ensure_built(tools.KUBE_APISERVER)
+        argv = _apiserver_argv(binary, port=port, etcd=etcd, keys=keys, folder=folder)
+        proc = processes.start("kube-apiserver", argv, folder / "kube-apiserver.log")
+    except BaseException:
+        etcd.stop()
+        raise
     server = f"https://127.0.0.1:{port}"
     kubeconfig = folder / "kubeconfig"
     kubeconfig.write_text(_kubeconfig(server, keys))
-    cluster = Cluster(spec, server, kubeconfig, keys, etcd, prefix, proc)
+    cluster = Cluster(spec, server, kubeconfig, keys, etcd, proc)
     try:
         rest = cluster.rest()
         processes.wait_until(
@@ -171,11 +130,13 @@ def start_cluster(spec: ClusterSpec, etcd: Etcd, folder: Path) -> Cluster:
             timeout_s=START_TIMEOUT_S,
             process=proc,
         )
-        from lab.crd_install import install
-
-        install(rest, crds.cluster_crds(spec.dgd_version, spec.argo), timeout_s=START_TIMEOUT_S)
+        if seed is None:
+            install(rest, definitions, timeout_s=START_TIMEOUT_S)
+        else:  # the seed holds them; check rather than trust it
+            wait_established(rest, {d["metadata"]["name"] for d in definitions}, timeout_s=START_TIMEOUT_S)
+        wait_served(rest, definitions, timeout_s=START_TIMEOUT_S)
     except BaseException:
-        proc.stop()
+        cluster.stop()
         raise
     cluster.start_s = time.monotonic() - start
     return cluster
@@ -200,36 +161,30 @@ def _kubeconfig(server: str, keys: pki.Pki) -> str:
 
 @dataclass
 class ControlPlane:
-    """etcd plus lazily started clusters, all under one temp folder removed on close."""
+    """Lab clusters, started on first request, all under one temp folder removed on close."""
 
     folder: Path
-    etcd: Etcd
+    seeded: bool = True
     clusters: dict[ClusterSpec, Cluster] = field(default_factory=dict)
-    _owns_folder: bool = True
+    _owns_folder: bool = False
 
     @classmethod
-    def start(cls, folder: Path | None = None) -> ControlPlane:
-        owns = folder is None
-        root = Path(tempfile.mkdtemp(prefix="faultflow-lab-")) if folder is None else folder
-        try:
-            etcd = Etcd.start(root / "etcd")
-        except BaseException:
-            if owns:
-                shutil.rmtree(root, ignore_errors=True)
-            raise
-        return cls(folder=root, etcd=etcd, _owns_folder=owns)
+    def start(cls, folder: Path | None = None, *, seeded: bool = True) -> ControlPlane:
+        if folder is None:
+            return cls(Path(tempfile.mkdtemp(prefix="faultflow-lab-")), seeded, _owns_folder=True)
+        return cls(folder, seeded)
 
     def cluster(self, spec: ClusterSpec = ClusterSpec()) -> Cluster:
         """The cluster for `spec`, started (CRDs established) on first request."""
         if spec not in self.clusters:
-            self.clusters[spec] = start_cluster(spec, self.etcd, self.folder / spec.slug)
+            self.clusters[spec] = start_cluster(spec, self.folder / spec.slug, seeded=self.seeded)
         return self.clusters[spec]
 
     def close(self) -> None:
-        for cluster in self.clusters.values():
-            cluster.stop()
+        clusters = list(self.clusters.values())
+        processes.stop_all([c.process for c in clusters])
+        processes.stop_all([c.etcd.process for c in clusters])
         self.clusters.clear()
-        self.etcd.stop()
         if self._owns_folder:
             shutil.rmtree(self.folder, ignore_errors=True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from lab.processes import wait_until
 from lab.rest import ApiError, Rest
 
 CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
@@ -53,3 +54,33 @@ def wait_established(rest: Rest, names: set[str], *, timeout_s: float) -> None:
         listing = rest.get(CRD_PATH)
         pending = names - {c["metadata"]["name"] for c in listing["items"] if _established(c)}
         resource_version = listing["metadata"]["resourceVersion"]
+
+
+def wait_served(rest: Rest, definitions: list[dict], *, timeout_s: float) -> None:
+    """Wait until discovery lists every CRD's resource at each served version.
+
+    Established is a stored condition; a freshly started server may still be building the handlers.
+    """
+    expected: dict[str, set[str]] = {}
+    for crd in definitions:
+        for version in crd["spec"]["versions"]:
+            if version.get("served", True):
+                key = f"/apis/{crd['spec']['group']}/{version['name']}"
+                expected.setdefault(key, set()).add(crd["spec"]["names"]["plural"])
+    pending = dict(expected)
+
+    def served() -> bool | None:
+        for path, plurals in list(pending.items()):
+            try:
+                listed = {r["name"] for r in rest.get(path)["resources"]}
+            except ApiError as err:
+                if err.status == 404:
+                    return None
+                raise
+            if plurals <= listed:
+                del pending[path]
+            else:
+                return None
+        return True
+
+    wait_until(served, what=f"CRDs served ({sorted(pending)})", timeout_s=timeout_s)

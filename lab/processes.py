@@ -56,6 +56,15 @@ class Process:
             self.popen.wait()
 
 
+def stop_all(procs: list[Process], grace_s: float = 10.0) -> None:
+    """Stop several processes at once: SIGTERM to all first, so their graceful shutdowns overlap."""
+    for proc in procs:
+        if proc.running():
+            proc.popen.terminate()
+    for proc in procs:
+        proc.stop(grace_s)
+
+
 def start(name: str, argv: list[str], log: Path, env: dict[str, str] | None = None) -> Process:
     handle = open(log, "ab")
     try:

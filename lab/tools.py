@@ -117,7 +117,7 @@ def ensure_built(tool: GoTool) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab.tools", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    build = sub.add_parser("build", help="build every pinned tool and fetch every pinned CRD set (cached)")
+    build = sub.add_parser("build", help="build every pinned tool, fetch every pinned CRD set, seed the default clusters (cached)")
     build.add_argument("names", nargs="*", help="only these tools (default: all)")
     sub.add_parser("list", help="print name, version and cached path of each tool")
     args = parser.parse_args(argv)
@@ -133,9 +133,14 @@ def main(argv: list[str] | None = None) -> int:
             ensure_built(tool)
         if not args.names:
             from lab import crds
+            from lab.controlplane import ClusterSpec
+            from lab.seeds import ensure_seed
 
             for source in crds.SOURCES:
                 crds.ensure_fetched(source)
+            for version in crds.DGD_VERSIONS:  # the clusters the tests start
+                spec = ClusterSpec(dgd_version=version)
+                ensure_seed(spec, spec.crds())
     except gomod.GoMissing as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -247,3 +247,49 @@ def test_kubeconfig_works_for_other_clients(cluster):
         "workflowtaskresults.argoproj.io",
         "networkchaos.chaos-mesh.org",
     } <= names
+
+
+def test_crd_install_waits_until_established_and_served(cluster):
+    from lab.crd_install import install, wait_served
+
+    group = "widgets.faultflow.test"
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"widgets.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object", "properties": {"size": {"type": "integer"}}}}}},
+                }
+            ],
+        },
+    }
+    rest = cluster.rest()
+    path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.{group}"
+    install(rest, [crd], timeout_s=30)
+    try:
+        conditions = {c["type"]: c["status"] for c in rest.get(path)["status"]["conditions"]}
+        assert conditions["Established"] == "True"
+        wait_served(rest, [crd], timeout_s=30)
+        assert rest.get(f"/apis/{group}/v1/widgets")["items"] == []
+    finally:
+        rest.delete(path)
+
+
+def test_control_plane_leaves_no_process_or_file_behind():
+    from lab.controlplane import ControlPlane
+
+    with ControlPlane.start() as plane:
+        cluster = plane.cluster()
+        children = [cluster.process, cluster.etcd.process]
+        folder = plane.folder
+        assert all(p.running() for p in children) and folder.is_dir()
+    assert not any(p.running() for p in children)
+    assert not folder.exists()
