@@ -57,30 +57,23 @@ def wait_established(rest: Rest, names: set[str], *, timeout_s: float) -> None:
 
 
 def wait_served(rest: Rest, definitions: list[dict], *, timeout_s: float) -> None:
-    """Wait until discovery lists every CRD's resource at each served version.
+    """Wait until every CRD's resource can be listed at each served version.
 
-    Established is a stored condition; a freshly started server may still be building the handlers.
+    Established is a stored condition: a freshly started server may still be building the handler
+    (404) or filling the resource's watch cache (429 "storage is (re)initializing").
     """
-    expected: dict[str, set[str]] = {}
-    for crd in definitions:
-        for version in crd["spec"]["versions"]:
-            if version.get("served", True):
-                key = f"/apis/{crd['spec']['group']}/{version['name']}"
-                expected.setdefault(key, set()).add(crd["spec"]["names"]["plural"])
-    pending = dict(expected)
+    pending = {
+        f"/apis/{crd['spec']['group']}/{version['name']}/{crd['spec']['names']['plural']}?limit=1"
+        for crd in definitions
+        for version in crd["spec"]["versions"]
+        if version.get("served", True)
+    }
 
     def served() -> bool | None:
-        for path, plurals in list(pending.items()):
-            try:
-                listed = {r["name"] for r in rest.get(path)["resources"]}
-            except ApiError as err:
-                if err.status == 404:
-                    return None
-                raise
-            if plurals <= listed:
-                del pending[path]
-            else:
+        for path in sorted(pending):
+            if rest.status(path) != 200:
                 return None
+            pending.discard(path)
         return True
 
     wait_until(served, what=f"CRDs served ({sorted(pending)})", timeout_s=timeout_s)
