@@ -19,6 +19,8 @@ _PR_SET_PDEATHSIG = 1
 
 def _die_with_parent() -> None:
     # If the test process is killed outright (no fixture teardown), the kernel kills our servers too.
+    # The signal fires when the *thread* that started the child exits: start servers from a thread
+    # that lives as long as they should (the main thread, in tests and the demo).
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 

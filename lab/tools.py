@@ -117,12 +117,13 @@ def ensure_built(tool: GoTool) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab.tools", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    build = sub.add_parser("build", help="build every pinned tool, fetch every pinned CRD set, seed the default clusters (cached)")
+    build = sub.add_parser(
+        "build", help="build every pinned tool, fetch every pinned CRD set, seed the default clusters (cached)"
+    )
     build.add_argument("names", nargs="*", help="only these tools (default: all)")
     sub.add_parser("list", help="print name, version and cached path of each tool")
     args = parser.parse_args(argv)
 
-    # Imported here: crds needs PyYAML, while `list` must work with the standard library alone.
     if args.command == "list":
         for tool in TOOLS:
             state = "built" if tool.is_built() else "missing"
@@ -132,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         for tool in [by_name(n) for n in args.names] if args.names else TOOLS:
             ensure_built(tool)
         if not args.names:
+            # Imported here: these need PyYAML and cryptography, `list` and tool builds do not.
             from lab import crds
             from lab.controlplane import ClusterSpec
             from lab.seeds import ensure_seed

@@ -1,8 +1,9 @@
-"""Shared fixtures: a real control plane (etcd + kube-apiserver) for the whole session.
+"""Shared fixtures: a real control plane (etcd + kube-apiserver per cluster) for the whole session.
 
 Clusters start on first use, so test modules that never ask for one pay nothing.
 
-- `control_plane`      session: `lab.controlplane.ControlPlane` (etcd; clusters by ClusterSpec)
+- `control_plane`      session: `lab.controlplane.ControlPlane`; `.cluster(ClusterSpec(...))` starts
+                       (once) a cluster of any kind, e.g. ClusterSpec(argo="v3.7")
 - `cluster`            session: the default cluster (DGD v1beta1, Argo v4.0 CRDs), all CRDs Established
 - `cluster_v1alpha1`   session: the same with the DGD served at v1alpha1
 - `dgd_cluster`        session, parametrised over both DGD versions: (version, Cluster)
