@@ -121,6 +121,7 @@ def build_binary(
     replace_version: str,
     extra_replaces: tuple[tuple[str, str], ...] = (),
     link_vars: tuple[tuple[str, str], ...] = (),
+    unchecked: tuple[str, ...] = (),
     log: Path,
     label: str,
 ) -> None:
@@ -131,7 +132,7 @@ def build_binary(
         (work / "go.mod").write_text(wrapper_go_mod(module, replace_version, extra_replaces))
         # A build-tagged import makes `go mod tidy` resolve exactly what the package needs.
         (work / "tools.go").write_text(f'//go:build tools\n\npackage tools\n\nimport _ "{package}"\n')
-        env = _env()
+        env = _env(unchecked)
         with open(log, "w") as sink:
             _run_logged([go, "mod", "tidy"], work, env, sink, log)
             tmp_out = output.with_name(output.name + ".partial")
