@@ -38,7 +38,13 @@ def example_dgd(version: str, name: str, worker_replicas: int = 1) -> dict:
                         "name": "Frontend",
                         "type": "frontend",
                         "replicas": 1,
-                        "podTemplate": {"spec": {"containers": [{"name": "main", "image": IMAGE, "command": ["python3", "-m", "dynamo.frontend"]}]}},
+                        "podTemplate": {
+                            "spec": {
+                                "containers": [
+                                    {"name": "main", "image": IMAGE, "command": ["python3", "-m", "dynamo.frontend"]}
+                                ]
+                            }
+                        },
                     },
                     {
                         "name": "VllmWorker",

@@ -29,7 +29,8 @@ def test_dgd_of_each_version_is_accepted(dgd_cluster, new_namespace):
     namespace = new_namespace(target)
     with target.api_client() as api:
         _create_dgd(api, version, namespace, example_dgd(version, "demo"))
-        stored = client.CustomObjectsApi(api).get_namespaced_custom_object(GROUP, version, namespace, PLURAL, "demo")
+        custom = client.CustomObjectsApi(api)
+        stored = custom.get_namespaced_custom_object(GROUP, version, namespace, PLURAL, "demo")
     assert stored["apiVersion"] == f"{GROUP}/{version}"
     shape = "services" if version == "v1alpha1" else "components"
     assert shape in stored["spec"]
@@ -82,9 +83,8 @@ def test_merge_patch_replaces_the_whole_components_list(namespace, kube):
     _create_dgd(kube, "v1beta1", namespace, example_dgd("v1beta1", "dgd"))
     custom = client.CustomObjectsApi(kube)
     scaled_worker = example_dgd("v1beta1", "dgd")["spec"]["components"][1] | {"replicas": 3}
-    custom.patch_namespaced_custom_object(
-        GROUP, "v1beta1", namespace, PLURAL, "dgd", {"spec": {"components": [scaled_worker]}}, _content_type=MERGE_PATCH
-    )
+    patch = {"spec": {"components": [scaled_worker]}}
+    custom.patch_namespaced_custom_object(GROUP, "v1beta1", namespace, PLURAL, "dgd", patch, _content_type=MERGE_PATCH)
     after = custom.get_namespaced_custom_object(GROUP, "v1beta1", namespace, PLURAL, "dgd")
     assert [c["name"] for c in after["spec"]["components"]] == ["VllmWorker"]
 
@@ -119,7 +119,9 @@ def test_json_patch_with_test_op_fails_on_a_concurrent_change(namespace, kube):
     # Control: against a fresh read the same patch applies, so the failure above was the test op's.
     seen = now
     index = [c["name"] for c in seen["spec"]["components"]].index("VllmWorker")
-    custom.patch_namespaced_custom_object(GROUP, "v1beta1", namespace, PLURAL, "dgd", scale_to_zero(), _content_type=JSON_PATCH)
+    custom.patch_namespaced_custom_object(
+        GROUP, "v1beta1", namespace, PLURAL, "dgd", scale_to_zero(), _content_type=JSON_PATCH
+    )
     done = custom.get_namespaced_custom_object(GROUP, "v1beta1", namespace, PLURAL, "dgd")
     assert {c["name"]: c["replicas"] for c in done["spec"]["components"]} == {"Frontend": 1, "VllmWorker": 0}
 
@@ -166,6 +168,11 @@ def _can_list_configmaps(api, namespace: str) -> bool:
     return True
 
 
+def _wait_allowed(api, namespace: str) -> None:
+    # The authorizer sees new bindings through its informer: wait for it, with a deadline.
+    wait_until(lambda: True if _can_list_configmaps(api, namespace) else None, what="binding effective", timeout_s=30)
+
+
 def _grant_configmap_reader(kube, namespace: str, service_account: str) -> None:
     rbac = client.RbacAuthorizationV1Api(kube)
     rbac.create_namespaced_role(
@@ -198,8 +205,7 @@ def test_impersonated_service_account_is_forbidden_without_a_role_binding(
     assert f"system:serviceaccount:{namespace}:runner" in err.value.body
 
     _grant_configmap_reader(kube, namespace, "runner")
-    # The authorizer sees new bindings through its informer: wait for it, with a deadline.
-    wait_until(lambda: True if _can_list_configmaps(runner, namespace) else None, what="binding effective", timeout_s=30)
+    _wait_allowed(runner, namespace)
 
     other = new_namespace(cluster)
     assert not _can_list_configmaps(runner, other)  # a Role grants nothing outside its namespace
@@ -223,7 +229,7 @@ def test_real_service_account_token_is_authenticated_and_authorized(cluster, nam
         assert review.status.user_info.username == f"system:serviceaccount:{namespace}:runner"
         assert not _can_list_configmaps(runner, namespace)
         _grant_configmap_reader(kube, namespace, "runner")
-        wait_until(lambda: True if _can_list_configmaps(runner, namespace) else None, what="binding effective", timeout_s=30)
+        _wait_allowed(runner, namespace)
 
 
 def test_namespace_fixture_gives_a_fresh_namespace_with_default_service_account(namespace, kube):
@@ -266,7 +272,7 @@ def test_crd_install_waits_until_established_and_served(cluster):
                     "name": "v1",
                     "served": True,
                     "storage": True,
-                    "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object", "properties": {"size": {"type": "integer"}}}}}},
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
                 }
             ],
         },
