@@ -138,6 +138,15 @@ class InferenceSimulator:
         request.transport.close()
         raise asyncio.CancelledError
 
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._answer(request, "chat")
+
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._answer(request, "completions")
+
+    async def _models(self, request: web.Request) -> web.StreamResponse:
+        return await self._answer(request, "models")
+
     async def _rules_put(self, request: web.Request) -> web.Response:
         data = await request.json()
         self.rules = [Rule.from_dict(item) for item in data]
@@ -145,9 +154,9 @@ class InferenceSimulator:
 
     def app(self) -> web.Application:
         app = web.Application()
-        app.router.add_post("/v1/chat/completions", lambda r: self._answer(r, "chat"))
-        app.router.add_post("/v1/completions", lambda r: self._answer(r, "completions"))
-        app.router.add_get("/v1/models", lambda r: self._answer(r, "models"))
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/completions", self._completions)
+        app.router.add_get("/v1/models", self._models)
         app.router.add_put("/_simulator/rules", self._rules_put)
         return app
 

@@ -115,7 +115,7 @@ async def run_recover(
             return
         sliding.add(r.ok)
         if sliding.satisfied(threshold):
-            recovered.append(r.end)
+            recovered.append(round(r.end, 6))  # as written in the records file
             driver.request_stop("recovered")
 
     driver = Driver(client, pace, record, phase)

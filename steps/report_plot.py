@@ -67,7 +67,8 @@ def write_timeline(report: dict, path: Path) -> None:
             start, end = p["start"] - origin, p["end"] - origin
             for ax in (top, bottom):
                 ax.axvspan(start, max(end, start), color=PHASE_COLOURS.get(p["name"], "#f5f5f5"), zorder=0)
-            top.text((start + end) / 2, 104, p["name"], ha="center", va="bottom", fontsize=10, color="#424242")
+            if end - start >= 0.08 * duration:  # narrow phases are named by the legend only
+                top.text((start + end) / 2, 104, p["name"], ha="center", va="bottom", fontsize=10, color="#424242")
 
         t = [x + s["bucket_s"] / 2 for x in s["t"]]
         rate = [None if r is None else 100 * r for r in s["success_rate"]]
@@ -96,6 +97,10 @@ def write_timeline(report: dict, path: Path) -> None:
             y, va = (97, "top") if i % 2 == 0 else (3, "bottom")
             top.text(at, y, " " + " + ".join(labels) + " ", rotation=90, fontsize=9, color=colour, va=va, ha="right",
                      backgroundcolor=(1, 1, 1, 0.7))
+        from matplotlib.patches import Patch
+
+        handles = [Patch(color=PHASE_COLOURS.get(p["name"], "#f5f5f5"), label=p["name"]) for p in report["phases"]]
+        top.legend(handles=top.get_legend_handles_labels()[0] + handles, loc="lower right", fontsize=8, ncol=2, framealpha=0.9)
         top.set_xlim(0, duration)
         top.grid(alpha=0.3)
         bottom.grid(alpha=0.3)
