@@ -20,6 +20,7 @@ Definitions (they are the report's contract; the tests pin them):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -58,6 +59,8 @@ class ColumnBuilder:
         try:
             start, end, latency = float(data["start"]), float(data["end"]), float(data["latency"])
         except (KeyError, TypeError, ValueError):
+            return False
+        if not (math.isfinite(start) and math.isfinite(end) and math.isfinite(latency)):
             return False
         self.start.append(start)
         self.end.append(end)

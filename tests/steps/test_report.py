@@ -130,12 +130,14 @@ def test_never_recovered_run_fails(tmp_path):
 def test_inputs_mixed_duplicated_and_noisy_are_read_once(tmp_path):
     folder = write_run(tmp_path / "in")
     log = tmp_path / "in" / "pod.log"
-    log.write_text("starting\n" + (folder / "events.jsonl").read_text() + "{half a line\n")
+    nan_record = '{"seq": 99, "start": NaN, "end": 1, "latency": 1, "outcome": "ok"}'
+    nan_event = '{"time": NaN, "step": "x", "event": "fault_injected"}'
+    log.write_text("starting\n" + (folder / "events.jsonl").read_text() + "{half a line\n" + nan_record + "\n" + nan_event + "\n")
     done = report([folder, folder / "records.jsonl"], tmp_path / "out")
     assert done.returncode == 0, done.stderr
     inputs = json.loads((tmp_path / "out" / "report.json").read_text())["inputs"]
     assert inputs["requests"] == 60 and inputs["events"] == 6
-    assert inputs["duplicate_files"] == 1 and inputs["duplicate_events"] == 6 and inputs["ignored_lines"] == 2
+    assert inputs["duplicate_files"] == 1 and inputs["duplicate_events"] == 6 and inputs["ignored_lines"] == 4
 
 
 def test_a_real_load_run_end_to_end(simulator, tmp_path):
