@@ -104,7 +104,11 @@ def shim_status(path: str) -> None:
 
 # Step name → "module:click_command". Each step module defines its own command (options, validation)
 # and imports its heavy dependencies lazily; listing one here is all it takes to add a step.
-STEP_COMMANDS: dict[str, str] = {}
+STEP_COMMANDS: dict[str, str] = {
+    "verify-inference": "steps.inference_cli:verify_inference",
+    "load": "steps.inference_cli:load",
+    "report": "steps.report_cli:report",
+}
 
 
 @main.group(cls=LazyGroup, lazy=STEP_COMMANDS)
