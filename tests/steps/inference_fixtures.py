@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from lab.inference_simulator import InferenceSimulator
+from tests.cli import FAULTFLOW, faultflow  # noqa: F401  (re-exported for the inference tests)
 
-FAULTFLOW = str(Path(sys.executable).parent / "faultflow")
 
 
 @pytest.fixture
@@ -21,8 +19,6 @@ def simulator():
         yield sim
 
 
-def faultflow(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([FAULTFLOW, *args], capture_output=True, text=True, timeout=timeout)
 
 
 def events(stdout: str) -> list[dict]:

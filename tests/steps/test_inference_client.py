@@ -6,7 +6,7 @@ import asyncio
 import socket
 
 import pytest
-from inference_fixtures import simulator  # noqa: F401  (fixture)
+from tests.steps.inference_fixtures import simulator  # noqa: F401  (fixture)
 
 from lab.inference_simulator import DEFAULT_MODEL, Behaviour, Rule
 from steps.inference_client import InferenceClient, InferenceTarget, WallClock, generated_text, new_http_client

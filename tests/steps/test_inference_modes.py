@@ -7,7 +7,7 @@ import signal
 import subprocess
 import time
 
-from inference_fixtures import FAULTFLOW, events, faultflow, read_jsonl, simulator, wait_until  # noqa: F401
+from tests.steps.inference_fixtures import FAULTFLOW, events, faultflow, read_jsonl, simulator, wait_until  # noqa: F401
 
 from lab.inference_simulator import Behaviour, Rule
 

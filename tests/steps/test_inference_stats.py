@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from run_fixtures import (CLEARED, CORDONED, DETECTED, FAILED_LATENCY, FAULT, T0, events, latency, linear_percentile,
+from tests.steps.run_fixtures import (CLEARED, CORDONED, DETECTED, FAILED_LATENCY, FAULT, T0, events, latency, linear_percentile,
                           records)
 
 from steps.events import Event

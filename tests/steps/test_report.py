@@ -9,10 +9,10 @@ import subprocess
 import time
 
 import pytest
-from inference_fixtures import FAULTFLOW, events, faultflow, read_jsonl, simulator, wait_until  # noqa: F401
+from tests.steps.inference_fixtures import FAULTFLOW, events, faultflow, read_jsonl, simulator, wait_until  # noqa: F401
 from junitparser import Failure, JUnitXml, Skipped
 from prometheus_client.parser import text_string_to_metric_families
-from run_fixtures import DETECTED, FAILED_LATENCY, FAULT, T0, latency, write_run
+from tests.steps.run_fixtures import DETECTED, FAILED_LATENCY, FAULT, T0, latency, write_run
 
 from lab.inference_simulator import Behaviour, Rule
 from steps.events import Event, emit
