@@ -19,6 +19,17 @@ JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
 
 
+def go_json(value: Any) -> bytes:
+    """JSON as Go's encoder writes it. The API server's JSON-patch `test` compares leaf values by their
+    raw bytes, and the stored object was encoded by Go: UTF-8 as is, and `&`, `<`, `>`, U+2028/9
+    escaped. Python's default output (`&` literal, non-ASCII escaped) would fail every `test` on
+    such a string. These characters occur only inside strings, so replacing them in the text is safe."""
+    text = json.dumps(value, ensure_ascii=False)
+    for raw, escaped in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(raw, escaped)
+    return text.encode("utf-8")
+
+
 class NotFound(Exception):
     pass
 
@@ -71,7 +82,7 @@ class Kube:
         payload = None
         if body is not None:
             headers["Content-Type"] = content_type or "application/json"
-            payload = json.dumps(body)
+            payload = go_json(body) if content_type == JSON_PATCH else json.dumps(body)
         url = self.api_client.configuration.host + path
         if query:
             from urllib.parse import urlencode
