@@ -35,7 +35,21 @@ class NotFound(Exception):
 
 
 class Conflict(Exception):
-    """409, or 422 from a failed JSON-patch `test`: re-read and try again."""
+    """409: re-read and try again."""
+
+
+class Unprocessable(InfrastructureError):
+    """422 on a patch: a failed JSON-patch `test` (the API server says only "rejected") or a real
+    validation error. `Kube.guarded_patch` tells them apart by re-reading the resourceVersion."""
+
+
+def backoff(attempt: int) -> None:
+    """Jittered exponential pause between optimistic-concurrency retries (so two writers that keep
+    colliding drift apart); capped at 1 s."""
+    import random
+    import time
+
+    time.sleep(random.uniform(0, min(1.0, 0.02 * 2**attempt)))
 
 
 @dataclass(frozen=True)
@@ -127,8 +141,10 @@ class Kube:
             message = text
         if status == 404:
             return NotFound(f"{path}: {message}")
-        if status == 409 or (status == 422 and method == "PATCH" and "test" in str(message).lower()):
+        if status == 409:
             return Conflict(f"{path}: {message}")
+        if status == 422 and method == "PATCH":
+            return Unprocessable(f"{method} {path}: HTTP 422: {message}")
         return InfrastructureError(f"{method} {path}: HTTP {status}: {message}")
 
     # --- object verbs -------------------------------------------------------------------------------
@@ -159,6 +175,17 @@ class Kube:
 
     def json_patch(self, ref: Ref, ops: list[dict]) -> dict:
         return self.request("PATCH", ref.path(), body=ops, content_type=JSON_PATCH)
+
+    def guarded_patch(self, ref: Ref, ops: list[dict]) -> dict:
+        """A JSON patch whose first op tests /metadata/resourceVersion: Conflict when the object
+        changed meanwhile (re-read and recompute), the API server's error otherwise."""
+        try:
+            return self.json_patch(ref, ops)
+        except Unprocessable:
+            guard = ops[0] if ops and ops[0].get("path") == "/metadata/resourceVersion" else None
+            if guard is not None and self.get(ref)["metadata"].get("resourceVersion") != guard["value"]:
+                raise Conflict(f"{ref} changed meanwhile") from None
+            raise
 
     def merge_patch(self, ref: Ref, patch: dict) -> dict:
         return self.request("PATCH", ref.path(), body=patch, content_type=MERGE_PATCH)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from steps import dgd, ledger as L
 from steps.errors import InfrastructureError
-from steps.kube import Kube, NotFound, Ref
+from steps.kube import Conflict, Kube, NotFound, Ref
 from steps.node_pods import run_to_completion, toggle_off_pod
 from steps.workloads import patch_with_retry
 
@@ -56,10 +56,17 @@ def revert_node(kube: Kube, entry: L.Entry) -> Outcome:
         return Outcome(entry.id, entry.kind, "already-clean")
     if not (node.get("spec") or {}).get("unschedulable"):
         return Outcome(entry.id, entry.kind, "already-clean")
-    kube.json_patch(ref, [
-        {"op": "test", "path": "/metadata/resourceVersion", "value": node["metadata"]["resourceVersion"]},
-        {"op": "replace", "path": "/spec/unschedulable", "value": False},
-    ])
+    for _ in range(8):
+        try:
+            kube.guarded_patch(ref, [
+                {"op": "test", "path": "/metadata/resourceVersion", "value": node["metadata"]["resourceVersion"]},
+                {"op": "replace", "path": "/spec/unschedulable", "value": False},
+            ])
+            break
+        except Conflict:
+            node = kube.get(ref)  # NVSentinel or the kubelet wrote meanwhile: try again on the fresh node
+            if not (node.get("spec") or {}).get("unschedulable"):
+                return Outcome(entry.id, entry.kind, "already-clean")
     return Outcome(entry.id, entry.kind, "uncordoned")
 
 

@@ -13,7 +13,7 @@ import click
 from steps import dgd, ledger as L
 from steps.errors import BadInput, CheckFailed, InfrastructureError
 from steps.events import emit
-from steps.kube import Kube, Ref, connect
+from steps.kube import Conflict, Kube, Ref, backoff, connect
 from steps.options import Duration, K8sName, Outputs, RunId, Target, Terminated, XidType, common_cluster_options, sigterm_raises
 from steps.rollout import marker_seen, wait_rolled_out
 from steps.workloads import patch_with_retry, pod_ready, resolve, worker_pod_selector
@@ -35,7 +35,9 @@ def _merge(old: dgd.ShimRecord | None, new: dgd.ShimRecord) -> dgd.ShimRecord:
 def inject(kube: Kube, store: L.LedgerStore, run: L.RunInfo, ref: Ref, cfg: dgd.ShimConfig) -> list[str]:
     """Records, then patches. Returns the components patched now ([] when already injected)."""
     patched: list[str] = []
-    for _ in range(8):
+    for attempt in range(20):
+        if attempt:
+            backoff(attempt)
         obj = kube.get(ref)
         holder = dgd.owner(obj)
         if holder not in (None, run.run_id):
@@ -58,13 +60,9 @@ def inject(kube: Kube, store: L.LedgerStore, run: L.RunInfo, ref: Ref, cfg: dgd.
         store.record(run.namespace, run.run_id, entry)  # BEFORE the change
         ops = dgd.patch_ops(obj, dgd.with_owner(new, run.run_id))
         try:
-            kube.json_patch(ref, ops)
-        except Exception as error:
-            from steps.kube import Conflict
-
-            if isinstance(error, Conflict):
-                continue  # someone wrote meanwhile: re-read, recompute, their change survives
-            raise
+            kube.guarded_patch(ref, ops)
+        except Conflict:
+            continue  # someone wrote meanwhile: re-read, recompute, their change survives
         store.set_state(run.namespace, run.run_id, entry.id, L.APPLIED)
         patched.extend(c.name for c in record.components)
         return patched

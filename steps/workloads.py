@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from steps import dgd
 from steps.errors import BadInput, InfrastructureError
-from steps.kube import Conflict, Kube, NotFound, Ref
+from steps.kube import Conflict, Kube, NotFound, Ref, backoff
 
 PLURALS = {"deployment": ("apps/v1", "deployments"), "statefulset": ("apps/v1", "statefulsets")}
 
@@ -47,11 +47,13 @@ def pod_ready(pod: dict) -> bool:
     return False
 
 
-def patch_with_retry(kube: Kube, ref: Ref, compute, attempts: int = 8) -> tuple[dict, dict | None]:
+def patch_with_retry(kube: Kube, ref: Ref, compute, attempts: int = 20) -> tuple[dict, dict | None]:
     """Read-compute-patch until the resourceVersion-guarded patch lands (a concurrent writer makes it
     fail; we re-read and recompute so their change survives). `compute(obj)` returns the new object.
     Returns (object before, object after) — after is None when nothing needed changing."""
-    for _ in range(attempts):
+    for attempt in range(attempts):
+        if attempt:
+            backoff(attempt)
         try:
             current = kube.get(ref)
         except NotFound:
@@ -61,7 +63,7 @@ def patch_with_retry(kube: Kube, ref: Ref, compute, attempts: int = 8) -> tuple[
         if not ops:
             return current, None
         try:
-            return current, kube.json_patch(ref, ops)
+            return current, kube.guarded_patch(ref, ops)
         except Conflict:
             continue
     raise InfrastructureError(f"{ref} kept changing under us ({attempts} attempts)")

@@ -120,6 +120,7 @@ def test_concurrent_planner_replica_change_survives(gpu_cluster, unique, tmp_pat
             except Conflict:
                 pass
             n += 1
+            stop.wait(0.02)  # a (very busy) planner's write rate, not a stand-in for a condition
 
     thread = threading.Thread(target=planner)
     thread.start()
