@@ -258,17 +258,18 @@ def test_kill_matrix_janitor_restores_everything(gpu_cluster, unique, tmp_path):
                     _kill_at(p, "event:shim_patched", signal.SIGKILL)  # leave the shim in place, as a crash would
                 else:
                     p.communicate(timeout=60)
-            toggle.write(w.toggle_dir / "toggle", toggle.Toggle(on=True, xid=79))  # inject-xid ran on the node
+            if step != "preflight":  # inject-xid only runs after a finished preflight
+                toggle.write(w.toggle_dir / "toggle", toggle.Toggle(on=True, xid=79))
             with KubeletSimulator(w.kube, w.ns):
                 _kill_at(_spawn(c, w, step), when, sig)
                 # The workflow is gone (never created / deleted): the janitor must revert the run.
                 janitor = c.faultflow("step", "janitor", "--namespace", w.ns, "--timeout", "20s")
             total += 1
+            toggle_file = w.toggle_dir / "toggle"
             clean = (janitor.returncode == 0 and w.spec() == spec0 and w.node_view() == node0
-                     and not toggle.read(w.toggle_dir / "toggle").on)
-            if step == "preflight" and w.kube.get_or_none(L.ref(w.ns, w.run)) is None:
-                clean = clean and True  # killed before the ledger existed: nothing was changed
+                     and (not toggle_file.exists() or not toggle.read(toggle_file).on))
             if not clean:
-                leftovers.append(f"{step}@{when}/{sig.name}: {janitor.stderr.strip()[-200:]}")
+                leftovers.append(f"{step}@{when}/{sig.name}: rc={janitor.returncode} spec={w.spec() == spec0} "
+                                 f"node={w.node_view() == node0} {janitor.stderr.strip()[-300:]} {janitor.stdout[-300:]}")
     print(f"leftovers after kill matrix: {len(leftovers)} of {total}")
-    assert leftovers == []
+    assert leftovers == [], "\n".join(leftovers)
