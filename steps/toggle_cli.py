@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -14,17 +15,35 @@ from steps.xids import catalogue
 
 
 def _writable_target(path: str) -> Path:
-    """The toggle path, if it can be written; BadInput (nothing touched) otherwise."""
+    """The toggle path, if it can be written; BadInput (nothing touched) otherwise.
+
+    Asks the file system itself rather than permission bits (root passes every access() check, but a
+    read-only mount or a proc file still refuses): an existing file gets its first byte written back
+    unchanged, a new one's directory must accept a temporary file that is removed at once."""
     target = Path(path)
     if target.is_dir():
         raise BadInput(f"toggle file {path} is a directory")
-    parent = target.parent if str(target.parent) else Path(".")
+    parent = target.parent
     if not parent.is_dir():
         raise BadInput(f"toggle directory {parent} does not exist")
-    probe = target if target.exists() else parent
-    if not os.access(probe, os.W_OK):
-        raise BadInput(f"toggle file {path} is not writable")
+    try:
+        if target.exists():
+            _rewrite_first_byte(target)
+        else:
+            tempfile.TemporaryFile(dir=parent).close()
+    except OSError as error:
+        raise BadInput(f"toggle file {path} is not writable: {error.strerror}") from None
     return target
+
+
+def _rewrite_first_byte(target: Path) -> None:
+    fd = os.open(target, os.O_RDWR)
+    try:
+        first = os.pread(fd, 1, 0)
+        if first:
+            os.pwrite(fd, first, 0)
+    finally:
+        os.close(fd)
 
 
 def _expiry_ms(expires_in: float | None) -> int:

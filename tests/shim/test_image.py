@@ -1,0 +1,44 @@
+"""The shim image's init-container command installs the library and creates the toggle switched off."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from steps import toggle
+
+INSTALL = Path(__file__).resolve().parents[2] / "images" / "shim" / "install.sh"
+
+
+def install(native, *args) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["sh", str(INSTALL), *map(str, args)],
+        env={"FAULTFLOW_SHIM_SOURCE": str(native.shim), "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=30,
+    )
+
+
+def test_install_copies_the_shim_and_creates_an_off_toggle(native, tmp_path):
+    lib, node = tmp_path / "lib", tmp_path / "node"
+    lib.mkdir(), node.mkdir()
+    done = install(native, lib, node / "toggle")
+    assert done.returncode == 0, done.stderr
+    assert (lib / "libfaultflow_cuda.so").read_bytes() == native.shim.read_bytes()
+    reference = tmp_path / "reference"
+    toggle.write(reference, toggle.Toggle(on=False))
+    assert (node / "toggle").read_bytes() == reference.read_bytes()  # the exact record the CLI writes
+
+
+def test_install_leaves_an_existing_toggle_alone(native, tmp_path):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    existing = tmp_path / "toggle"
+    toggle.write(existing, toggle.Toggle(on=True, xid=79))
+    before = existing.read_bytes()
+    assert install(native, lib, existing).returncode == 0
+    assert existing.read_bytes() == before  # a fault already switched on stays on
+
+
+def test_install_without_arguments_fails(native):
+    done = install(native)
+    assert done.returncode != 0 and "usage" in done.stderr

@@ -1,0 +1,89 @@
+"""`faultflow shim on|off|status`: the toggle record, and bad input that changes nothing."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from steps import toggle
+from tests.cli import faultflow
+
+
+def test_on_off_status_round_trip(tmp_path):
+    path = tmp_path / "toggle"
+    done = faultflow("shim", "on", "--file", str(path), "--xid", "79", "--expires-in", "60", "--gpu", "2")
+    assert done.returncode == 0, done.stderr
+    raw = path.read_bytes()
+    assert len(raw) == toggle.TOGGLE_SIZE and raw.startswith(b"1 xid=79 ") and raw.endswith(b"\n")
+    state = json.loads(done.stdout)
+    assert state["on"] and state["active"] and state["xid"] == 79 and state["gpu"] == 2
+    assert 55_000 < state["expires_ms"] - time.time() * 1000 <= 60_000
+
+    done = faultflow("shim", "off", "--file", str(path))
+    assert done.returncode == 0
+    assert path.read_bytes()[:1] == b"0" and len(path.read_bytes()) == toggle.TOGGLE_SIZE
+    assert json.loads(faultflow("shim", "status", "--file", str(path)).stdout)["on"] is False
+
+
+def test_rewrites_in_place_so_mapped_readers_see_it(tmp_path):
+    path = tmp_path / "toggle"
+    faultflow("shim", "off", "--file", str(path))
+    inode = path.stat().st_ino
+    faultflow("shim", "on", "--file", str(path), "--xid", "48")
+    assert path.stat().st_ino == inode  # not replaced by a rename: the shim's mapping stays valid
+
+
+def test_expired_record_reads_inactive():
+    record = toggle.Toggle(on=True, xid=79, expires_ms=1000)
+    assert record.expired(now_ms=1000) and not record.active(now_ms=1000)
+    assert toggle.Toggle(on=True, xid=79).active(now_ms=10**15)  # 0: never expires
+
+
+def test_parse_tolerates_foreign_content():
+    assert toggle.parse(b"1\n").on and toggle.parse(b"1\n").xid == 0
+    assert not toggle.parse(b"").on
+    assert toggle.parse(b"1 xid=abc gpu=x").gpu == toggle.ALL_GPUS
+
+
+BAD_INPUTS = [
+    (["on", "--xid", "0"], "unknown XID 0"),
+    (["on", "--xid", "173"], "unknown XID 173"),
+    (["on", "--xid", "-5"], "unknown XID -5"),
+    (["on", "--xid", "abc"], "abc"),
+    (["on", "--xid", "79", "--expires-in", "-1"], "--expires-in must be a positive"),
+    (["on", "--xid", "79", "--expires-in", "0"], "--expires-in must be a positive"),
+    (["on", "--xid", "79", "--expires-in", "nan"], "--expires-in must be a positive"),
+    (["on", "--xid", "79", "--gpu", "-2"], "--gpu must be"),
+    (["on"], "--xid"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD_INPUTS)
+@pytest.mark.parametrize("existing", (True, False))
+def test_bad_input_is_one_line_exit_2_and_touches_nothing(tmp_path, args, message, existing):
+    path = tmp_path / "toggle"
+    if existing:
+        faultflow("shim", "off", "--file", str(path))
+    before = path.read_bytes() if existing else None
+    done = faultflow("shim", args[0], "--file", str(path), *args[1:])
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr
+    assert (path.read_bytes() if path.exists() else None) == before
+
+
+@pytest.mark.parametrize(
+    "make_path,message",
+    [
+        (lambda tmp: tmp / "missing-dir" / "toggle", "does not exist"),
+        (lambda tmp: tmp, "is a directory"),
+        (lambda tmp: "/proc/version", "not writable"),
+        (lambda tmp: "/sys/faultflow-toggle", "not writable"),
+    ],
+)
+def test_unwritable_path_is_exit_2(tmp_path, make_path, message):
+    target = make_path(tmp_path)
+    done = faultflow("shim", "on", "--file", str(target), "--xid", "79")
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
