@@ -50,46 +50,41 @@ def step_cold_start_s() -> tuple[float, float]:
 
 
 def cordon_detect_ms(samples: int = 20) -> float:
-    from lab.controlplane import ClusterSpec, Etcd, start_cluster
+    from lab.controlplane import ClusterSpec, ControlPlane
 
     from steps import nvsentinel
     from steps.kube import connect
     from steps.nodes import watch_node_until
-    from tests.steps.cluster_world import make_gpu_node, simulate_nvsentinel_quarantine, simulate_nvsentinel_uncordon
+    from tests.steps.cluster_world import make_gpu_node, simulate_nvsentinel_quarantine
     from steps.kube import Ref
 
-    with tempfile.TemporaryDirectory() as folder:
-        etcd = Etcd.start(Path(folder) / "etcd")
-        cluster = start_cluster(ClusterSpec(), etcd, Path(folder) / "apiserver")
-        try:
-            kube = connect(str(cluster.kubeconfig))
-            latencies = []
-            for i in range(samples):
-                node = f"bench-{i}"
-                make_gpu_node(kube, node)
-                connected = threading.Event()
-                result = {}
+    with ControlPlane.start() as plane:
+        cluster = plane.cluster(ClusterSpec())
+        kube = connect(str(cluster.kubeconfig))
+        latencies = []
+        for i in range(samples):
+            node = f"bench-{i}"
+            make_gpu_node(kube, node)
+            connected = threading.Event()
+            result = {}
 
-                def watcher():
-                    obj, seen = watch_node_until(kube, node, nvsentinel.is_quarantined, time.monotonic() + 30,
-                                                 on_connect=connected.set)
-                    result["seen"] = time.perf_counter() if seen else None
+            def watcher():
+                obj, seen = watch_node_until(kube, node, nvsentinel.is_quarantined, time.monotonic() + 30,
+                                             on_connect=connected.set)
+                result["seen"] = time.perf_counter() if seen else None
 
-                thread = threading.Thread(target=watcher)
-                thread.start()
-                # The watch resumes from the listed resourceVersion, so an update that lands before the
-                # request reaches the server is still delivered (and counted, connection time included).
-                connected.wait(10)
-                written = time.perf_counter()
-                simulate_nvsentinel_quarantine(kube, node, 79)
-                thread.join(30)
-                if result.get("seen") is not None:
-                    latencies.append((result["seen"] - written) * 1000)
-                kube.delete(Ref("v1", "nodes", None, node))
-            return p95(latencies) if latencies else float("nan")
-        finally:
-            cluster.stop()
-            etcd.stop()
+            thread = threading.Thread(target=watcher)
+            thread.start()
+            # The watch resumes from the listed resourceVersion, so an update that lands before the
+            # request reaches the server is still delivered (and counted, connection time included).
+            connected.wait(10)
+            written = time.perf_counter()
+            simulate_nvsentinel_quarantine(kube, node, 79)
+            thread.join(30)
+            if result.get("seen") is not None:
+                latencies.append((result["seen"] - written) * 1000)
+            kube.delete(Ref("v1", "nodes", None, node))
+        return p95(latencies) if latencies else float("nan")
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Real kube-apiserver clusters (one per DGD API version) for the GPU-step tests.
 
-Uses the lab's control plane (branch envtest: `lab.controlplane`); each test gets a fresh namespace
-and node name so tests never see each other's objects.
+Built on the session control plane of tests/conftest.py; each test gets a fresh namespace and node
+name so tests never see each other's objects.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import os
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,21 +42,10 @@ class GpuCluster:
 
 
 @pytest.fixture(scope="session")
-def _etcd(tmp_path_factory):
-    from lab.controlplane import Etcd
-
-    etcd = Etcd.start(tmp_path_factory.mktemp("etcd"))
-    yield etcd
-    etcd.stop()
-
-
-@pytest.fixture(scope="session", params=["v1alpha1", "v1beta1"])
-def gpu_cluster(request, _etcd, tmp_path_factory):
-    from lab.controlplane import ClusterSpec, start_cluster
-
-    cluster = start_cluster(ClusterSpec(dgd_version=request.param), _etcd, tmp_path_factory.mktemp(f"apiserver-{request.param}"))
-    yield GpuCluster(request.param, str(cluster.kubeconfig))
-    cluster.stop()
+def gpu_cluster(dgd_cluster):
+    """The envtest session cluster for each DGD version (tests/conftest.py `dgd_cluster`)."""
+    version, cluster = dgd_cluster
+    return GpuCluster(version, str(cluster.kubeconfig))
 
 
 @pytest.fixture
