@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
 
-.PHONY: all venv shim test bench demo clean catalogue
+.PHONY: all venv shim test bench demo clean catalogue envtest
 
 all: shim
 
@@ -26,10 +26,16 @@ catalogue:
 shim: catalogue
 	$(MAKE) -C shim
 
-test: venv shim
+# The tests' real control plane: etcd and kube-apiserver built from Go source at pinned versions
+# and the pinned upstream CRDs (lab/tools.py, lab/crds.py), cached in ~/.cache/faultflow/envtest.
+# Only the first run builds (a few minutes); later runs find everything cached.
+envtest: venv
+	$(PY) -m lab.tools build
+
+test: venv shim envtest
 	$(PY) -m pytest
 
-bench: venv shim
+bench: venv shim envtest
 	@set -e; for b in bench/bench_*.py; do $(PY) $$b; done
 
 demo: venv shim

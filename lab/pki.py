@@ -1,0 +1,129 @@
+"""Certificates and keys for one lab control plane, generated fresh into its temp folder.
+
+ECDSA P-256 throughout: generating it takes microseconds, where RSA would add seconds to start-up.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+
+@dataclass(frozen=True)
+class Pki:
+    ca_cert: Path
+    serving_cert: Path
+    serving_key: Path
+    admin_cert: Path  # O=system:masters: full access whatever RBAC says
+    admin_key: Path
+    sa_public_key: Path  # service-account tokens: the API server signs and checks them
+    sa_private_key: Path
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    path.chmod(0o600)
+
+
+def _cert(
+    subject: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Name,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    *,
+    ca: bool = False,
+    usage: list | None = None,
+    sans: list | None = None,
+) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))  # tolerate clock skew between processes
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if usage:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(usage), critical=False)
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    if ca:
+        builder = builder.add_extension(
+            x509.KeyUsage(
+                digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+                key_encipherment=False, data_encipherment=False, key_agreement=False,
+                encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )  # fmt: skip
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _name(cn: str, org: str | None = None) -> x509.Name:
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    if org:
+        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
+    return x509.Name(attrs)
+
+
+def create(folder: Path) -> Pki:
+    folder.mkdir(parents=True, exist_ok=True)
+    pem = serialization.Encoding.PEM
+    ca_key = _key()
+    ca_name = _name("faultflow-lab-ca")
+    ca = _cert(ca_name, ca_key, ca_name, ca_key, ca=True)
+
+    serving_key = _key()
+    serving = _cert(
+        _name("kube-apiserver"),
+        serving_key,
+        ca_name,
+        ca_key,
+        usage=[ExtendedKeyUsageOID.SERVER_AUTH],
+        sans=[
+            x509.DNSName("localhost"),
+            x509.DNSName("kubernetes.default.svc"),
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        ],
+    )
+    admin_key = _key()
+    admin = _cert(
+        _name("faultflow-admin", "system:masters"), admin_key, ca_name, ca_key, usage=[ExtendedKeyUsageOID.CLIENT_AUTH]
+    )
+    sa_key = _key()
+
+    pki = Pki(
+        ca_cert=folder / "ca.crt",
+        serving_cert=folder / "apiserver.crt",
+        serving_key=folder / "apiserver.key",
+        admin_cert=folder / "admin.crt",
+        admin_key=folder / "admin.key",
+        sa_public_key=folder / "sa.pub",
+        sa_private_key=folder / "sa.key",
+    )
+    pki.ca_cert.write_bytes(ca.public_bytes(pem))
+    pki.serving_cert.write_bytes(serving.public_bytes(pem))
+    _write_key(pki.serving_key, serving_key)
+    pki.admin_cert.write_bytes(admin.public_bytes(pem))
+    _write_key(pki.admin_key, admin_key)
+    pki.sa_public_key.write_bytes(
+        sa_key.public_key().public_bytes(pem, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    _write_key(pki.sa_private_key, sa_key)
+    return pki
