@@ -104,12 +104,28 @@ def shim_status(path: str) -> None:
 
 # Step name → "module:click_command". Each step module defines its own command (options, validation)
 # and imports its heavy dependencies lazily; listing one here is all it takes to add a step.
-STEP_COMMANDS: dict[str, str] = {}
+STEP_COMMANDS: dict[str, str] = {
+    "verify-inference": "steps.inference_cli:verify_inference",
+    "load": "steps.inference_cli:load",
+    "report": "steps.report_cli:report",
+    "preflight": "steps.preflight:command",
+    "inject-cuda-shim": "steps.shim_inject:command",
+    "inject-xid": "steps.xid_inject:command",
+    "wait-for-cordon": "steps.cordon_wait:command",
+    "cleanup-dgd": "steps.cleanup:command",
+    "restore-node": "steps.node_restore:command",
+    "janitor": "steps.janitor:command",
+}
 
 
 @main.group(cls=LazyGroup, lazy=STEP_COMMANDS)
 def step() -> None:
     """The step commands the scenarios chain (one per Argo task)."""
+
+
+# `faultflow faults list|recover`: the active faults in the cluster, from the run ledgers.
+main.add_command(LazyGroup(name="faults", lazy={"list": "steps.faults:list_command", "recover": "steps.faults:recover_command"},
+                           help="Active faults in the cluster (from the run ledgers) and how to revert them now."))
 
 
 def _one_line(message: str) -> str:

@@ -1,0 +1,48 @@
+"""`faultflow step cleanup-dgd`: restore the workload exactly from the ledger, switch the toggle off.
+
+Restoring takes away only what the ledger says was added (computed from the live object, written
+with a resourceVersion guard), so a replica change by the planner meanwhile survives. No-op when
+already clean. A SIGTERM mid-way leaves the entries not yet reverted for the janitor: reverting is
+idempotent, so a later run finishes the job.
+"""
+
+from __future__ import annotations
+
+import click
+
+from steps import ledger as L
+from steps.errors import BadInput
+from steps.events import emit
+from steps.kube import connect
+from steps.options import Duration, K8sName, Outputs, RunId, common_cluster_options, sigterm_raises
+from steps.revert import revert_run
+
+STEP = "cleanup-dgd"
+
+
+@click.command(STEP)
+@click.option("--run-id", required=True, type=RunId())
+@click.option("--namespace", required=True, type=K8sName(label=True))
+@click.option("--toggle-off/--no-toggle-off", default=True, show_default=True, help="Also switch the node toggle off.")
+@click.option("--steps-image", default=None, help="Image for the toggle-off pod (default: the one preflight recorded).")
+@click.option("--timeout", default="5m", show_default=True, type=Duration())
+@click.option("--outputs-dir", default=None)
+@common_cluster_options
+def command(run_id, namespace, toggle_off, steps_image, timeout, outputs_dir, kubeconfig, context):
+    """Restore the DGD (or Deployment/StatefulSet) from the ledger; switch the node toggle off."""
+    outputs = Outputs(outputs_dir)
+    outputs.check()
+    kube = connect(kubeconfig, context)
+    store = L.LedgerStore(kube)
+    ledger = store.load(namespace, run_id)
+    if ledger is None:
+        raise BadInput(f"run {run_id} has no ledger in namespace {namespace}")
+    kinds = (L.WORKLOAD_SHIM, L.NODE_TOGGLE) if toggle_off else (L.WORKLOAD_SHIM,)
+    with sigterm_raises():
+        outcomes = revert_run(kube, store, ledger, timeout, kinds=kinds, steps_image=steps_image, include_node=False)
+    for outcome in outcomes:
+        event = "dgd_restored" if outcome.kind == L.WORKLOAD_SHIM else "toggle_off"
+        emit(STEP, event, run_id=run_id, entry=outcome.entry_id, action=outcome.action)
+    if not outcomes:
+        emit(STEP, "already_clean", run_id=run_id)
+    outputs.write("reverted", str(len(outcomes)))

@@ -1,0 +1,99 @@
+"""The event names every step emits (`steps.events.emit(step, NAME, **fields)`), in one place.
+
+The report (`faultflow step report`) builds the run's timeline and its phases from these names, so a
+step that spells one differently silently drops out of the verdict. Use the constants, never literals.
+
+Every event line is `{"time": <unix seconds>, "step": <step name>, "event": <name>, ...fields}`.
+Times are wall-clock (`time.time()`): steps run in different pods, so the report trusts the nodes'
+NTP; the inference load records use the same clock.
+
+Timeline (in the order a GPU scenario produces them; fields in brackets are expected, not enforced):
+
+===================== ======================================================= ==========================
+name                  meaning                                                 emitted by
+===================== ======================================================= ==========================
+run_started           the scenario began (run_id, scenario)                   preflight
+fault_injected        the fault is live from this instant (kind: cuda|xid|    inject-xid, inject-cuda-
+                      network, xid, node, gpu, pci)                           shim (when switched on),
+                                                                              network steps
+xid_detected          NVSentinel saw the XID (node condition SysLogsXIDError) wait-for-cordon
+                      (node, xid)
+node_cordoned         NVSentinel quarantined the node (node)                  wait-for-cordon
+pods_evicted          the workers left the node (node, pods)                  wait-for-cordon
+remediation_started   generic start of the platform's response, for           any step
+                      scenarios without a cordon
+dgd_restored          the DGD is back to its ledger snapshot (dgd)            cleanup-dgd
+fault_cleared         the fault is no longer live (kind, node)                cleanup-dgd, heal steps
+recovery_started      generic start of the recovery phase                     any step
+phase_started         explicit phase boundary (phase: a free name)            any step
+inference_recovered   sliding-window success rate reached the threshold       verify-inference --mode
+                      (success_rate, window, time_to_recovery_s)              recover
+run_finished          the scenario ended                                      exit handler
+===================== ======================================================= ==========================
+
+Verdict events (each one becomes a JUnit testcase in the report):
+
+- `check_passed` / `check_failed` with `check` (a short name, e.g. `node_cordoned_within_window`) and,
+  when failed, `reason` (one line). Any step may report any number of checks.
+- `step_finished` with `exit_code`; a non-zero code fails the testcase `<step>`.
+
+Informational: `step_started`, `load_started`, `load_stopped`, `report_written`.
+
+Phases (the report's per-phase statistics): `baseline` until the first `fault_injected`; `fault`
+from it; `remediation` from the first of `xid_detected`/`node_cordoned`/`pods_evicted`/
+`remediation_started` after the fault; `recovery` from the first of `fault_cleared`/`dgd_restored`/
+`recovery_started` after that. A `phase_started` event inserts a boundary with its own name.
+"""
+
+from __future__ import annotations
+
+RUN_STARTED = "run_started"
+RUN_FINISHED = "run_finished"
+STEP_STARTED = "step_started"
+STEP_FINISHED = "step_finished"
+
+FAULT_INJECTED = "fault_injected"
+XID_DETECTED = "xid_detected"
+NODE_CORDONED = "node_cordoned"
+PODS_EVICTED = "pods_evicted"
+REMEDIATION_STARTED = "remediation_started"
+DGD_RESTORED = "dgd_restored"
+FAULT_CLEARED = "fault_cleared"
+RECOVERY_STARTED = "recovery_started"
+PHASE_STARTED = "phase_started"
+
+CHECK_PASSED = "check_passed"
+CHECK_FAILED = "check_failed"
+
+LOAD_STARTED = "load_started"
+LOAD_STOPPED = "load_stopped"
+INFERENCE_RECOVERED = "inference_recovered"
+REPORT_WRITTEN = "report_written"
+
+# Derived by the report from the load records (never emitted by a step), shown on the timeline.
+FIRST_FAILED_REQUEST = "first_failed_request"
+FIRST_SUCCESS_AFTER_FAILURE = "first_success_after_failure"
+RECOVERED = "recovered"
+
+# Phase names and the events that open them (first occurrence after the previous phase began).
+PHASE_BASELINE = "baseline"
+PHASE_FAULT = "fault"
+PHASE_REMEDIATION = "remediation"
+PHASE_RECOVERY = "recovery"
+
+FAULT_START_EVENTS = frozenset({FAULT_INJECTED})
+REMEDIATION_START_EVENTS = frozenset({XID_DETECTED, NODE_CORDONED, PODS_EVICTED, REMEDIATION_STARTED})
+RECOVERY_START_EVENTS = frozenset({FAULT_CLEARED, DGD_RESTORED, RECOVERY_STARTED})
+
+# Events drawn on the timeline plot, with a short label a person reads at a glance.
+TIMELINE_LABELS: dict[str, str] = {
+    FAULT_INJECTED: "fault injected",
+    XID_DETECTED: "XID detected",
+    NODE_CORDONED: "node cordoned",
+    PODS_EVICTED: "pods evicted",
+    DGD_RESTORED: "DGD restored",
+    FAULT_CLEARED: "fault cleared",
+    FIRST_FAILED_REQUEST: "first failure",
+    FIRST_SUCCESS_AFTER_FAILURE: "first success",
+    RECOVERED: "recovered",
+}

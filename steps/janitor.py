@@ -1,0 +1,85 @@
+"""`faultflow step janitor`: revert every run whose TTL passed or whose workflow is gone or finished.
+
+Safe any time, also next to live runs: a run inside its TTL whose workflow still runs is never
+touched, and every revert is idempotent and resourceVersion-guarded (two janitors at once do the
+same thing twice, which is the same as once). `faultflow faults recover` calls the same code.
+"""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from steps import ledger as L
+from steps.events import emit
+from steps.kube import Kube, NotFound, Ref, connect
+from steps.options import Duration, K8sName, common_cluster_options
+from steps.revert import revert_run
+
+STEP = "janitor"
+WORKFLOWS = ("argoproj.io/v1alpha1", "workflows")
+FINISHED = ("Succeeded", "Failed", "Error")
+
+
+def orphan_reason(kube: Kube, run: L.RunInfo, now_ms: int) -> str | None:
+    if now_ms >= run.expires_ms:
+        return "ttl-expired"
+    if not run.workflow:
+        return None
+    wf = run.workflow
+    try:
+        obj = kube.get(Ref(WORKFLOWS[0], WORKFLOWS[1], wf.get("namespace") or run.namespace, wf["name"]))
+    except NotFound:
+        # Is it the workflow or the whole Workflow type that is missing? Without Argo installed we
+        # cannot tell a live run from a dead one, so only the TTL decides.
+        try:
+            kube.list(Ref(WORKFLOWS[0], WORKFLOWS[1], wf.get("namespace") or run.namespace, ""))
+        except NotFound:
+            return None
+        return "workflow-gone"
+    if wf.get("uid") and obj["metadata"].get("uid") != wf["uid"]:
+        return "workflow-gone"  # same name, a different (newer) workflow
+    if (obj.get("status") or {}).get("phase") in FINISHED:
+        return "workflow-finished"
+    return None
+
+
+def sweep(kube: Kube, namespace: str | None, timeout_s: float, dry_run: bool = False, steps_image: str | None = None,
+          only_run: str | None = None, force: bool = False, step: str = STEP) -> tuple[int, int]:
+    """Reverts orphaned runs (or `only_run` / every run with `force`). Returns (runs reverted, entries reverted)."""
+    store = L.LedgerStore(kube)
+    runs = entries = 0
+    now_ms = int(time.time() * 1000)
+    for ledger in store.all(namespace):
+        if only_run is not None and ledger.run.run_id != only_run:
+            continue
+        if not ledger.active():
+            continue
+        reason = "recover" if force else orphan_reason(kube, ledger.run, now_ms)
+        if reason is None:
+            continue
+        if dry_run:
+            for entry in ledger.active():
+                emit(step, "would_revert", run_id=ledger.run.run_id, entry=entry.id, kind=entry.kind, reason=reason)
+            continue
+        outcomes = revert_run(kube, store, ledger, timeout_s, steps_image=steps_image)
+        runs += 1
+        entries += len(outcomes)
+        for outcome in outcomes:
+            emit(step, "reverted", run_id=ledger.run.run_id, entry=outcome.entry_id, kind=outcome.kind,
+                 action=outcome.action, reason=reason)
+    return runs, entries
+
+
+@click.command(STEP)
+@click.option("--namespace", default=None, type=K8sName(label=True), help="Only this namespace (default: all).")
+@click.option("--timeout", default="5m", show_default=True, type=Duration(), help="Per toggle-off pod.")
+@click.option("--steps-image", default=None, help="Override the image recorded for toggle-off pods.")
+@click.option("--dry-run", is_flag=True)
+@common_cluster_options
+def command(namespace, timeout, steps_image, dry_run, kubeconfig, context):
+    """Revert every orphaned fault (TTL passed, workflow gone or finished)."""
+    kube = connect(kubeconfig, context)
+    runs, entries = sweep(kube, namespace, timeout, dry_run, steps_image)
+    emit(STEP, "janitor_done", runs=runs, entries=entries, dry_run=dry_run)

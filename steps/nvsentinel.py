@@ -1,0 +1,67 @@
+"""NVSentinel's side of the contract, as facts to honour (shared/research/nvsentinel.md §1.3, §3, §7).
+
+Kept in one place so the steps, the lab's NVSentinel simulator and the tests all read the same
+strings: a renamed annotation upstream is then a one-line change.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+# syslog-health-monitor pkg/patterns/xid.go, verbatim. Go's RE2 `\d` is ASCII-only, hence re.ASCII.
+XID_PATTERN = re.compile(
+    r"NVRM: Xid \(PCI:([0-9a-fA-F:.]+)\): (\d+)(?:, pid=(\d+))?(?:, name=([^,]+))?(?:, Ch ([0-9a-fA-F]+))?",
+    re.ASCII,
+)
+
+# fault-quarantine's node markings (§3.2).
+CORDONED_ANNOTATION = "quarantineHealthEventIsCordoned"
+EVENT_ANNOTATION = "quarantineHealthEvent"
+PRE_EXISTING_ANNOTATION = "quarantineHealthEventCordonPreExisting"
+STATE_LABEL = "dgxc.nvidia.com/nvsentinel-state"
+CORDON_BY_LABEL = "k8saas.nvidia.com/cordon-by"
+XID_CONDITION = "SysLogsXIDError"
+
+# Circuit breaker ConfigMap (§3.2): data.status CLOSED | TRIPPED.
+CIRCUIT_BREAKER_CONFIGMAP = "circuit-breaker"
+CIRCUIT_BREAKER_TRIPPED = "TRIPPED"
+
+# syslog-health-monitor DaemonSet pods (§1.1).
+SHM_POD_LABEL = "app.kubernetes.io/name=syslog-health-monitor"
+DRIVER_INSTALLED_LABEL = "nvsentinel.dgxc.nvidia.com/driver.installed"
+
+
+@dataclass(frozen=True)
+class XidMatch:
+    pci: str
+    xid: int
+    pid: int | None
+    name: str | None
+
+
+def match_xid(message: str) -> XidMatch | None:
+    """What syslog-health-monitor extracts from a journal MESSAGE (unanchored search, as Go's FindStringSubmatch)."""
+    found = XID_PATTERN.search(message)
+    if found is None:
+        return None
+    return XidMatch(
+        pci=found.group(1),
+        xid=int(found.group(2)),
+        pid=int(found.group(3)) if found.group(3) else None,
+        name=found.group(4),
+    )
+
+
+def is_quarantined(node: Mapping[str, Any]) -> bool:
+    """NVSentinel's quarantine as the design defines it: cordoned + cordon annotation + state label."""
+    spec = node.get("spec") or {}
+    meta = node.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    labels = meta.get("labels") or {}
+    return bool(spec.get("unschedulable")) and annotations.get(CORDONED_ANNOTATION) == "True" and STATE_LABEL in labels
+
+
+def circuit_breaker_tripped(configmap_data: Mapping[str, str] | None) -> bool:
+    return (configmap_data or {}).get("status", "").strip().upper() == CIRCUIT_BREAKER_TRIPPED

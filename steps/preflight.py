@@ -1,0 +1,167 @@
+"""`faultflow step preflight`: validate, apply the guardrails, resolve node and GPU, open the ledger.
+
+Nothing is changed before every check passed; the only write is the run ledger (and, because the
+inject-xid pod has no API access, the ledger entry for the node toggle it will switch on — written
+here, before that change can happen).
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from steps import dgd, ledger as L, nvsentinel
+from steps.errors import BadInput, CheckFailed
+from steps.events import emit
+from steps.kube import Kube, Ref, connect
+from steps.options import Duration, K8sName, Outputs, RunId, Target, XidType, common_cluster_options
+from steps.workloads import pod_ready, resolve, worker_pod_selector
+
+STEP = "preflight"
+OPT_IN_LABEL = "faultflow.dev/allow-faults"
+
+
+def check_namespace(kube: Kube, namespace: str) -> None:
+    ns = kube.get_or_none(Ref("v1", "namespaces", None, namespace))
+    if ns is None:
+        raise BadInput(f"namespace {namespace} not found")
+    if ((ns.get("metadata") or {}).get("labels") or {}).get(OPT_IN_LABEL) != "true":
+        raise BadInput(f"namespace {namespace} has not opted in to fault injection (label {OPT_IN_LABEL}=true)")
+
+
+def resolve_nodes(kube: Kube, namespace: str, obj: dict, nodes: tuple[str, ...]) -> list[str]:
+    if nodes:
+        for node in nodes:
+            if kube.get_or_none(Ref("v1", "nodes", None, node)) is None:
+                raise BadInput(f"node {node} not found")
+        return list(nodes)
+    pods = kube.list(Ref("v1", "pods", namespace, ""), label_selector=worker_pod_selector(obj)).get("items") or []
+    ready = sorted((p for p in pods if pod_ready(p) and (p.get("spec") or {}).get("nodeName")), key=lambda p: p["metadata"]["name"])
+    if not ready:
+        raise CheckFailed(f"no Ready GPU worker pod of {obj['kind']} {obj['metadata']['name']} to pick a target node from (pass --node)")
+    return [ready[0]["spec"]["nodeName"]]
+
+
+def check_gpu_index(node: dict, gpu: int) -> None:
+    capacity = ((node.get("status") or {}).get("capacity") or {}).get("nvidia.com/gpu")
+    if capacity is None:
+        raise BadInput(f"node {node['metadata']['name']} advertises no nvidia.com/gpu capacity")
+    if not 0 <= gpu < int(capacity):
+        raise BadInput(f"GPU index {gpu} is out of range on node {node['metadata']['name']} ({capacity} GPUs)")
+
+
+def check_nvsentinel(kube: Kube, nvsentinel_ns: str, node: str, expect_remediation: bool) -> None:
+    breaker = kube.get_or_none(Ref("v1", "configmaps", nvsentinel_ns, nvsentinel.CIRCUIT_BREAKER_CONFIGMAP))
+    if breaker is not None and nvsentinel.circuit_breaker_tripped(breaker.get("data")):
+        raise CheckFailed(f"NVSentinel's circuit breaker is TRIPPED (configmap {nvsentinel_ns}/{nvsentinel.CIRCUIT_BREAKER_CONFIGMAP}); reset it first")
+    if not expect_remediation:
+        return
+    pods = kube.list(Ref("v1", "pods", nvsentinel_ns, ""), label_selector=nvsentinel.SHM_POD_LABEL,
+                     field_selector=f"spec.nodeName={node}").get("items") or []
+    if not any((p.get("status") or {}).get("phase") == "Running" for p in pods):
+        raise CheckFailed(
+            f"NVSentinel's syslog-health-monitor is not running on node {node} (namespace {nvsentinel_ns}); "
+            "nothing would detect the XID — install NVSentinel or pass --expect-remediation=false"
+        )
+
+
+@click.command(STEP)
+@click.option("--run-id", required=True, type=RunId())
+@click.option("--namespace", required=True, type=K8sName(label=True), help="Namespace of the workload (must have opted in).")
+@click.option("--target", required=True, type=Target(), help="dgd/NAME (default kind), deployment/NAME or statefulset/NAME.")
+@click.option("--dgd-version", default="auto", type=click.Choice(["auto", *dgd.DGD_VERSIONS]), show_default=True)
+@click.option("--node", "nodes", multiple=True, type=K8sName(), help="Target node (default: the node of a Ready GPU worker pod).")
+@click.option("--max-nodes", default=1, show_default=True, type=click.IntRange(min=1), help="Blast radius: most nodes a run may fault.")
+@click.option("--gpu", default=0, show_default=True, type=click.IntRange(min=0), help="GPU index (host device minor).")
+@click.option("--xid", required=True, type=XidType())
+@click.option("--expect-remediation", default=True, type=click.BOOL, show_default=True, help="Require NVSentinel on the node.")
+@click.option("--nvsentinel-namespace", default="nvsentinel", show_default=True, type=K8sName(label=True))
+@click.option("--toggle-dir", default="/var/lib/faultflow", show_default=True, help="Node directory of the CUDA toggle file.")
+@click.option("--fault-duration", default="30m", show_default=True, type=Duration(), help="The toggle's expiry.")
+@click.option("--steps-image", default="", help="Image with the faultflow CLI (for the toggle-off pod the janitor may need).")
+@click.option("--ttl", default="2h", show_default=True, type=Duration(), help="After this the janitor reverts the run.")
+@click.option("--restore-node/--no-restore-node", default=False, help="Record the node's state so restore-node can undo.")
+@click.option("--workflow-name", default=None, help="Owning Argo Workflow ({{workflow.name}}).")
+@click.option("--workflow-namespace", default=None)
+@click.option("--workflow-uid", default=None)
+@click.option("--dry-run", is_flag=True, help="Print every change the scenario would make; make none.")
+@click.option("--outputs-dir", default=None)
+@common_cluster_options
+def command(run_id, namespace, target, dgd_version, nodes, max_nodes, gpu, xid, expect_remediation, nvsentinel_namespace,
+            toggle_dir, fault_duration, steps_image, ttl, restore_node, workflow_name, workflow_namespace, workflow_uid,
+            dry_run, outputs_dir, kubeconfig, context):
+    """Validate parameters and guardrails, resolve target node and GPU, open the run ledger."""
+    outputs = Outputs(outputs_dir)
+    outputs.check()
+    if not toggle_dir.startswith("/") or toggle_dir.rstrip("/") in ("", "/"):
+        raise BadInput(f"--toggle-dir {toggle_dir!r} must be an absolute directory below /")
+    if len(set(nodes)) > max_nodes:
+        raise BadInput(f"{len(set(nodes))} target nodes exceed the blast radius --max-nodes={max_nodes}")
+    kube = connect(kubeconfig, context)
+    check_namespace(kube, namespace)
+    kind, name = target
+    ref, obj = resolve(kube, namespace, kind, name, dgd_version)
+    workers = dgd.gpu_workers(obj)
+    targets = resolve_nodes(kube, namespace, obj, tuple(dict.fromkeys(nodes)))
+    if len(targets) > max_nodes:
+        raise BadInput(f"{len(targets)} target nodes exceed the blast radius --max-nodes={max_nodes}")
+    node_objs = [kube.get(Ref("v1", "nodes", None, n)) for n in targets]
+    for node_obj in node_objs:
+        check_gpu_index(node_obj, gpu)
+        check_nvsentinel(kube, nvsentinel_namespace, node_obj["metadata"]["name"], expect_remediation)
+    node = targets[0]
+    facts = {
+        "run_id": run_id, "namespace": namespace, "target": f"{kind}/{name}", "api_version": ref.api_version,
+        "node": node, "gpu": gpu, "xid": xid, "workers": [c.name for c in workers],
+        "node_unschedulable": bool((node_objs[0].get("spec") or {}).get("unschedulable")),
+    }
+    if dry_run:
+        _print_plan(obj, facts, toggle_dir, fault_duration)
+        return
+
+    run = L.RunInfo(
+        run_id=run_id, namespace=namespace, created_ms=L.now_ms(), ttl_s=int(ttl), node=node, gpu=gpu, xid=xid,
+        target=f"{kind}/{name}", restore_node=restore_node,
+        workflow={"name": workflow_name, "namespace": workflow_namespace or namespace, "uid": workflow_uid} if workflow_name else None,
+    )
+    store = L.LedgerStore(kube)
+    opened = store.open(run)
+    if opened.run.target != run.target or opened.run.node != run.node:
+        raise BadInput(f"run {run_id} already exists for {opened.run.target} on {opened.run.node}; use a new run id")
+    for node_obj in node_objs:
+        n = node_obj["metadata"]["name"]
+        if restore_node:
+            store.record(namespace, run_id, L.Entry(
+                id=f"node-{n}", kind=L.NODE_STATE, target={"node": n}, state=L.APPLIED,
+                data={"was_unschedulable": bool((node_obj.get("spec") or {}).get("unschedulable"))}))
+        store.record(namespace, run_id, L.Entry(
+            id=f"toggle-{n}", kind=L.NODE_TOGGLE, target={"node": n},
+            data={"toggle_dir": toggle_dir, "xid": xid, "pod_namespace": namespace, "steps_image": steps_image,
+                  "expires_ms": run.created_ms + int((ttl + fault_duration) * 1000)}))
+    emit(STEP, "ledger_opened", run_id=run_id, ledger=f"{namespace}/{L.configmap_name(run_id)}")
+    emit(STEP, "preflight_passed", **facts)
+    for key in ("node", "gpu", "api_version"):
+        outputs.write(key.replace("_", "-"), str(facts[key]))
+    outputs.write("workers", ",".join(facts["workers"]))
+    outputs.write("ledger", L.configmap_name(run_id))
+
+
+def _print_plan(obj: dict, facts: dict, toggle_dir: str, fault_duration: float) -> None:
+    """Every change, in order, as one JSON event each (`planned_change`)."""
+    cfg = dgd.ShimConfig(image="<shim-image>", xid=facts["xid"], toggle_dir=toggle_dir)
+    new, record = dgd.apply_shim(obj, cfg)
+    ops = dgd.patch_ops(obj, dgd.with_owner(new, facts["run_id"]))
+    plan = [
+        ("ledger", f"create configmap {facts['namespace']}/{L.configmap_name(facts['run_id'])}", None),
+        ("inject-cuda-shim", f"patch {facts['target']} components {', '.join(c.name for c in record.components)}", ops),
+        ("inject-xid", f"node {facts['node']}: toggle {toggle_dir}/toggle on for XID {facts['xid']}, expires in {fault_duration:.0f}s", None),
+        ("inject-xid", f"node {facts['node']}: write XID {facts['xid']} for GPU {facts['gpu']} to /dev/kmsg", None),
+        ("cleanup-dgd", f"restore {facts['target']} from the ledger; toggle off on node {facts['node']}", None),
+    ]
+    for step, what, detail in plan:
+        fields = {"change": what, "by_step": step, "dry_run": True}
+        if detail is not None:
+            fields["json_patch"] = json.loads(json.dumps(detail))
+        emit(STEP, "planned_change", **fields)
+    emit(STEP, "preflight_passed", dry_run=True, **facts)

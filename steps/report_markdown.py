@@ -1,0 +1,52 @@
+"""summary.md: the run in a dozen lines a person reads in the Argo UI or a CI job summary."""
+
+from __future__ import annotations
+
+from steps import event_names as ev
+
+
+def _s(seconds) -> str:
+    return "–" if seconds is None else f"{seconds:.1f} s"
+
+
+def _ms(seconds) -> str:
+    return "–" if seconds is None else f"{seconds * 1000:.0f} ms"
+
+
+def _pct(ratio) -> str:
+    return "–" if ratio is None else f"{ratio:.1%}"
+
+
+def render_markdown(report: dict) -> str:
+    f = report["figures"]
+    icon = {"passed": "PASS", "failed": "FAIL", "skipped": "skip"}
+    lines = [
+        f"# {report['scenario']}: {report['verdict'].upper()}",
+        "",
+        f"Run `{report.get('run_id') or '-'}`, {report['duration_s']:.0f} s, {report['inputs']['requests']} requests.",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| time to first failure | {_s(f['time_to_first_failure_s'])} |",
+        f"| detection (XID seen / node cordoned) | {_s(f['detection_s'])} |",
+        f"| time to recovery | {_s(f['time_to_recovery_s'])} |",
+        f"| availability during fault | {_pct(f['availability_during_fault'])} ({f['requests_during_fault']} requests) |",
+        "",
+        "| phase | requests | success | p50 | p90 | p99 | first failure | recovery |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for p in report["phases"]:
+        lat = p["latency"]
+        lines.append(
+            f"| {p['name']} | {p['requests']} | {_pct(p['success_rate'])} | {_ms(lat['p50'])} | {_ms(lat['p90'])} | "
+            f"{_ms(lat['p99'])} | {_s(p['time_to_first_failure_s'])} | {_s(p['time_to_recovery_s'])} |"
+        )
+    lines += ["", "Checks:", ""]
+    for c in report["checks"]:
+        reason = f": {c['reason']}" if c.get("reason") and c["status"] != "passed" else ""
+        lines.append(f"- {icon[c['status']]} `{c['classname']}.{c['name']}`{reason}")
+    marked = [e for e in report["timeline"] if e["event"] in ev.TIMELINE_LABELS]
+    if marked:
+        lines += ["", "Timeline:", ""]
+        lines += [f"- t+{e['t']:.1f} s {e['label']} ({e['step']})" for e in marked]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,54 @@
+"""Real kube-apiserver clusters (one per DGD API version) for the GPU-step tests.
+
+Built on the session control plane of tests/conftest.py; each test gets a fresh namespace and node
+name so tests never see each other's objects.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.steps.cluster_world import FAULTFLOW
+
+_counter = itertools.count()
+
+
+@dataclass
+class GpuCluster:
+    version: str
+    kubeconfig: str
+
+    def kube(self):
+        from steps.kube import connect
+
+        return connect(self.kubeconfig)
+
+    def faultflow(self, *args: str, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess:
+        env = {**os.environ, "KUBECONFIG": self.kubeconfig, "PYTHONPATH": str(Path.cwd())}
+        result = subprocess.run(FAULTFLOW + list(args), capture_output=True, text=True, env=env, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"faultflow {' '.join(args)} -> {result.returncode}\n{result.stderr}")
+        return result
+
+    def popen(self, *args: str) -> subprocess.Popen:
+        env = {**os.environ, "KUBECONFIG": self.kubeconfig, "PYTHONPATH": str(Path.cwd())}
+        return subprocess.Popen(FAULTFLOW + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+@pytest.fixture(scope="session")
+def gpu_cluster(dgd_cluster):
+    """The envtest session cluster for each DGD version (tests/conftest.py `dgd_cluster`)."""
+    version, cluster = dgd_cluster
+    return GpuCluster(version, str(cluster.kubeconfig))
+
+
+@pytest.fixture
+def unique():
+    """A short name unique within the session (namespaces, nodes, run ids)."""
+    return f"t{next(_counter)}-{os.getpid() % 10000}"

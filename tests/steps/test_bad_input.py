@@ -1,0 +1,104 @@
+"""Bad input: exit 2, one line on stderr, nothing changed — asserted by a snapshot of everything a
+step could touch (the DGD, the node, the ledgers, the toggle file, the kernel log)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from steps import toggle
+from steps.kube import Ref
+from tests.dgd_samples import dgd_v1alpha1, dgd_v1beta1, no_gpu_workers
+from tests.steps.cluster_world import dgd_ref, make_gpu_node, make_namespace
+from tests.steps.test_gpus import make_proc
+
+# (name, argv) — placeholders: {ns} opted-in namespace, {closed} namespace not opted in, {node},
+# {node2}, {kmsg}, {proc}, {tdir}, {nogpu} a DGD without GPU workers.
+PREFLIGHT = ["step", "preflight", "--run-id", "r1", "--target", "dgd/llm", "--expect-remediation=false"]
+CASES = [
+    ("xid unknown", ["step", "inject-xid", "--xid", "999", "--kmsg-path", "{kmsg}", "--proc-root", "{proc}"]),
+    ("xid zero", ["step", "inject-xid", "--xid", "0", "--kmsg-path", "{kmsg}", "--proc-root", "{proc}"]),
+    ("xid not a number", ["step", "inject-xid", "--xid", "x79", "--kmsg-path", "{kmsg}", "--proc-root", "{proc}"]),
+    ("gpu out of range on node", ["step", "inject-xid", "--xid", "79", "--gpu", "5", "--kmsg-path", "{kmsg}", "--proc-root", "{proc}"]),
+    ("no driver in proc root", ["step", "inject-xid", "--xid", "79", "--kmsg-path", "{kmsg}", "--proc-root", "{tdir}"]),
+    ("kmsg is a directory", ["step", "inject-xid", "--xid", "79", "--kmsg-path", "{tdir}", "--proc-root", "{proc}", "--toggle-dir", "{tdir}"]),
+    ("kmsg missing", ["step", "inject-xid", "--xid", "79", "--kmsg-path", "{tdir}/nope/kmsg", "--proc-root", "{proc}", "--toggle-dir", "{tdir}"]),
+    ("toggle dir missing", ["step", "inject-xid", "--xid", "79", "--kmsg-path", "{kmsg}", "--proc-root", "{proc}", "--toggle-dir", "{tdir}/nope"]),
+    ("expires-in malformed", ["step", "inject-xid", "--xid", "79", "--kmsg-path", "{kmsg}", "--proc-root", "{proc}", "--expires-in", "5x"]),
+    ("expires-in negative", ["step", "inject-xid", "--xid", "79", "--kmsg-path", "{kmsg}", "--proc-root", "{proc}", "--expires-in", "-1s"]),
+    ("proc name with comma", ["step", "inject-xid", "--xid", "79", "--kmsg-path", "{kmsg}", "--proc-root", "{proc}", "--proc-name", "a,b"]),
+    ("pid negative", ["step", "inject-xid", "--xid", "79", "--kmsg-path", "{kmsg}", "--proc-root", "{proc}", "--pid", "-3"]),
+    ("namespace not opted in", PREFLIGHT + ["--namespace", "{closed}", "--node", "{node}", "--xid", "79"]),
+    ("namespace missing", PREFLIGHT + ["--namespace", "no-such-ns", "--node", "{node}", "--xid", "79"]),
+    ("dgd missing", ["step", "preflight", "--run-id", "r1", "--target", "dgd/nope", "--expect-remediation=false", "--namespace", "{ns}", "--node", "{node}", "--xid", "79"]),
+    ("dgd without gpu workers", ["step", "preflight", "--run-id", "r1", "--target", "dgd/nogpu", "--expect-remediation=false", "--namespace", "{ns}", "--node", "{node}", "--xid", "79"]),
+    ("node missing", PREFLIGHT + ["--namespace", "{ns}", "--node", "no-such-node", "--xid", "79"]),
+    ("over blast radius", PREFLIGHT + ["--namespace", "{ns}", "--node", "{node}", "--node", "{node2}", "--xid", "79"]),
+    ("gpu index out of range", PREFLIGHT + ["--namespace", "{ns}", "--node", "{node}", "--xid", "79", "--gpu", "8"]),
+    ("preflight unknown xid", PREFLIGHT + ["--namespace", "{ns}", "--node", "{node}", "--xid", "173"]),
+    ("ttl malformed", PREFLIGHT + ["--namespace", "{ns}", "--node", "{node}", "--xid", "79", "--ttl", "two hours"]),
+    ("fault duration zero", PREFLIGHT + ["--namespace", "{ns}", "--node", "{node}", "--xid", "79", "--fault-duration", "0s"]),
+    ("run id invalid", ["step", "preflight", "--run-id", "Bad_ID", "--target", "dgd/llm", "--namespace", "{ns}", "--node", "{node}", "--xid", "79"]),
+    ("target kind invalid", ["step", "preflight", "--run-id", "r1", "--target", "pod/llm", "--namespace", "{ns}", "--node", "{node}", "--xid", "79"]),
+    ("toggle dir relative", PREFLIGHT + ["--namespace", "{ns}", "--node", "{node}", "--xid", "79", "--toggle-dir", "var/lib"]),
+    ("max nodes zero", PREFLIGHT + ["--namespace", "{ns}", "--node", "{node}", "--xid", "79", "--max-nodes", "0"]),
+    ("shim without ledger", ["step", "inject-cuda-shim", "--run-id", "r9", "--namespace", "{ns}", "--target", "dgd/llm", "--shim-image", "s:1", "--xid", "79"]),
+    ("shim image empty", ["step", "inject-cuda-shim", "--run-id", "r9", "--namespace", "{ns}", "--target", "dgd/llm", "--shim-image", " ", "--xid", "79"]),
+    ("shim timeout malformed", ["step", "inject-cuda-shim", "--run-id", "r9", "--namespace", "{ns}", "--target", "dgd/llm", "--shim-image", "s:1", "--xid", "79", "--timeout", "soon"]),
+    ("cleanup without ledger", ["step", "cleanup-dgd", "--run-id", "r9", "--namespace", "{ns}"]),
+    ("cordon wait node missing", ["step", "wait-for-cordon", "--node", "no-such-node", "--xid", "79", "--timeout", "1s"]),
+    ("cordon wait evicted without target", ["step", "wait-for-cordon", "--node", "{node}", "--xid", "79", "--wait-evicted"]),
+    ("recover needs run or all", ["faults", "recover"]),
+    ("restore-node without ledger", ["step", "restore-node", "--run-id", "r9", "--namespace", "{ns}", "--restore-node"]),
+]
+
+
+@pytest.fixture
+def world(gpu_cluster, unique, tmp_path):
+    kube = gpu_cluster.kube()
+    ns, closed, node, node2 = f"ns-{unique}", f"closed-{unique}", f"gpu-{unique}", f"gpu2-{unique}"
+    make_namespace(kube, ns)
+    make_namespace(kube, closed, opted_in=False)
+    make_gpu_node(kube, node)
+    make_gpu_node(kube, node2)
+    make = dgd_v1alpha1 if gpu_cluster.version == "v1alpha1" else dgd_v1beta1
+    for obj in (make(name="llm", namespace=ns), no_gpu_workers(make(name="nogpu", namespace=ns)),
+                make(name="llm", namespace=closed)):
+        kube.create(dgd_ref(obj), obj)
+    tdir = tmp_path / "toggle"
+    tdir.mkdir()
+    toggle.write(tdir / "toggle", toggle.Toggle(on=False))
+    kmsg = tmp_path / "kmsg"
+    kmsg.write_bytes(b"")
+    proc = make_proc(tmp_path / "proc", [("0000:17:00.0", 0)])
+    values = {"ns": ns, "closed": closed, "node": node, "node2": node2, "kmsg": str(kmsg), "proc": str(proc), "tdir": str(tdir)}
+    refs = [dgd_ref(make(name="llm", namespace=ns)), dgd_ref(make(name="llm", namespace=closed))]
+
+    def snapshot() -> str:
+        state = {
+            "dgds": [kube.get(r) for r in refs],
+            "nodes": [kube.get(Ref("v1", "nodes", None, n)) for n in (node, node2)],
+            "configmaps": kube.list(Ref("v1", "configmaps", ns, "")).get("items"),
+            "toggle": (tdir / "toggle").read_bytes().decode(),
+            "kmsg": kmsg.read_bytes().decode(),
+            "tdir": sorted(p.name for p in tdir.iterdir()),
+        }
+        return json.dumps(state, sort_keys=True)
+
+    return values, snapshot
+
+
+def test_bad_input_matrix(gpu_cluster, world):
+    values, snapshot = world
+    assert len(CASES) >= 25
+    failures = []
+    for name, argv in CASES:
+        before = snapshot()
+        result = gpu_cluster.faultflow(*[a.format(**values) for a in argv])
+        lines = result.stderr.strip().splitlines()
+        ok = result.returncode == 2 and len(lines) == 1 and lines[0].startswith("faultflow: error:") and snapshot() == before
+        if not ok:
+            failures.append(f"{name}: rc={result.returncode} stderr={result.stderr.strip()!r} changed={snapshot() != before}")
+    print(f"bad-input cases: {len(CASES) - len(failures)} of {len(CASES)} exit 2 with one line and no change")
+    assert failures == [], "\n".join(failures)

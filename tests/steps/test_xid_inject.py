@@ -1,0 +1,56 @@
+"""inject-xid end to end against a temp file / FIFO as the kernel log and a fake /proc."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from steps import kmsg, nvsentinel, toggle
+from tests.steps.test_gpus import make_proc
+
+FAULTFLOW = [sys.executable, "-c", "from steps.cli import run; run()"]
+
+
+def run(*args):
+    return subprocess.run(FAULTFLOW + list(args), capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(Path.cwd())})
+
+
+def test_toggle_on_then_line_written(tmp_path):
+    proc = make_proc(tmp_path / "proc", [("0000:D8:00.0", 0), ("0000:17:00.0", 1)])
+    sink = tmp_path / "kmsg"
+    sink.write_bytes(b"")
+    tdir = tmp_path / "toggle"
+    tdir.mkdir()
+    result = run("step", "inject-xid", "--xid", "48", "--gpu", "1", "--pid", "321", "--kmsg-path", str(sink), "--proc-root", str(proc),
+                 "--toggle-dir", str(tdir), "--expires-in", "10m", "--outputs-dir", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line)["event"] for line in result.stdout.splitlines()] == ["fault_injected", "xid_written"]
+    written = sink.read_bytes()
+    _, message = kmsg.journald_message(written)
+    found = nvsentinel.match_xid(message)
+    assert (found.pci, found.xid, found.pid) == ("0000:17:00", 48, 321)
+    state = toggle.read(tdir / "toggle")
+    assert state.on and state.xid == 48 and state.expires_ms > 0
+    assert (tmp_path / "out" / "pci").read_text() == "0000:17:00"
+    assert int((tmp_path / "out" / "fault-time-ms").read_text()) <= state.expires_ms - 599_000
+
+
+def test_sigterm_between_toggle_and_kmsg_switches_the_toggle_off(tmp_path):
+    proc = make_proc(tmp_path / "proc", [("0000:17:00.0", 0)])
+    fifo = tmp_path / "kmsg"
+    os.mkfifo(fifo)  # opening it for writing blocks until a reader comes: the step stops right after the toggle
+    tdir = tmp_path / "toggle"
+    tdir.mkdir()
+    step = subprocess.Popen(FAULTFLOW + ["step", "inject-xid", "--xid", "79", "--kmsg-path", str(fifo), "--proc-root", str(proc),
+                                         "--toggle-dir", str(tdir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(Path.cwd())})
+    first = step.stdout.readline()
+    assert json.loads(first)["event"] == "fault_injected"
+    assert toggle.read(tdir / "toggle").on
+    step.send_signal(signal.SIGTERM)
+    out, err = step.communicate(timeout=30)
+    assert step.returncode == 3 and "SIGTERM" in err
+    assert "toggle_off" in out
+    assert not toggle.read(tdir / "toggle").on
