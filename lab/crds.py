@@ -106,7 +106,7 @@ def shared_dir_candidates() -> list[Path]:
     """Where the project's shared/ folder may be: beside or inside the checkout, or named by env."""
     repo = Path(__file__).resolve().parent.parent
     found = [Path(os.environ["FAULTFLOW_SHARED_DIR"])] if "FAULTFLOW_SHARED_DIR" in os.environ else []
-    return found + [repo / "shared", repo.parent / "shared", Path("/work/shared")]
+    return found + [repo / "shared", repo.parent / "shared"]
 
 
 def _store(dest: Path, name: str, text: str) -> None:
