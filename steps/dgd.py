@@ -23,7 +23,6 @@ from typing import Any
 
 from steps import jsonpatch
 from steps.errors import BadInput
-from steps.toggle import TOGGLE_SIZE, Toggle
 
 DGD_GROUP = "nvidia.com"
 DGD_PLURAL = "dynamographdeployments"
@@ -35,7 +34,7 @@ LIB_VOLUME = "faultflow-shim"
 TOGGLE_VOLUME = "faultflow-toggle"
 LIB_DIR = "/opt/faultflow-shim"
 LIB_NAME = "libfaultflow_cuda.so"
-IMAGE_LIB_PATH = "/opt/faultflow/libfaultflow_cuda.so"  # where the shim image keeps the library
+INSTALL_SCRIPT = "/opt/faultflow/install.sh"  # the shim image's init command (images/shim/install.sh)
 TOGGLE_NAME = "toggle"
 INIT_TOGGLE_MOUNT = "/faultflow-toggle"
 OWNER_ANNOTATION = "faultflow.dev/run"
@@ -179,25 +178,13 @@ def gpu_workers(obj: dict, container: str | None = None) -> list[Component]:
 # --- what the shim adds ---------------------------------------------------------------------------
 
 
-def off_record_text() -> str:
-    """The toggle file's off record without its trailing newline (TOGGLE_SIZE - 1 characters)."""
-    raw = b"0" + Toggle(on=False).body()
-    assert len(raw) == TOGGLE_SIZE
-    return raw[:-1].decode("ascii")
-
-
 def init_container(cfg: ShimConfig) -> dict:
-    toggle = f"{INIT_TOGGLE_MOUNT}/{TOGGLE_NAME}"
-    # noclobber (O_EXCL): only a missing toggle is created, so a fault already on stays on.
-    script = (
-        f"cp {IMAGE_LIB_PATH} {LIB_DIR}/{LIB_NAME} && "
-        f"(set -C; printf '%s\\n' '{off_record_text()}' > {toggle}) 2>/dev/null; "
-        f"test -s {toggle}"
-    )
+    # The image's own install command copies the library and creates the toggle switched off only
+    # when it is missing, so a fault already on stays on when a pod restarts.
     return {
         "name": INIT_NAME,
         "image": cfg.image,
-        "command": ["/bin/sh", "-c", script],
+        "command": ["/bin/sh", INSTALL_SCRIPT, LIB_DIR, f"{INIT_TOGGLE_MOUNT}/{TOGGLE_NAME}"],
         "volumeMounts": [
             {"name": LIB_VOLUME, "mountPath": LIB_DIR},
             # Read-write only here: the init container creates the file; workers map it read-only.

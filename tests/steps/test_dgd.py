@@ -119,23 +119,14 @@ def test_deployment_container_choice():
         dgd.apply_shim(obj, dgd.ShimConfig(image="s", xid=48, toggle_dir="/t", container="nope"))
 
 
-def test_init_script_creates_off_toggle_only_when_missing(tmp_path):
-    import subprocess
+def test_init_container_runs_the_shim_images_install_command():
+    """The init container calls the shim image's own install.sh (tested in tests/shim/test_image.py),
+    which the image's Dockerfile puts at the path this step names."""
+    from pathlib import Path
 
-    from steps import toggle
-
-    script = dgd.init_container(CFG)["command"][2]
-    lib = tmp_path / "lib"
-    lib.mkdir()
-    img = tmp_path / "img.so"
-    img.write_bytes(b"ELF")
-    tdir = tmp_path / "toggle"
-    tdir.mkdir()
-    script = script.replace(dgd.IMAGE_LIB_PATH, str(img)).replace(dgd.LIB_DIR, str(lib)).replace(dgd.INIT_TOGGLE_MOUNT, str(tdir))
-    subprocess.run(["/bin/sh", "-c", script], check=True)
-    assert (lib / dgd.LIB_NAME).read_bytes() == b"ELF"
-    assert toggle.read(tdir / "toggle") == toggle.Toggle(on=False)
-    assert len((tdir / "toggle").read_bytes()) == toggle.TOGGLE_SIZE
-    toggle.write(tdir / "toggle", toggle.Toggle(on=True, xid=79))
-    subprocess.run(["/bin/sh", "-c", script], check=True)
-    assert toggle.read(tdir / "toggle").on  # an active fault is not reset by a restarting pod
+    repo = Path(__file__).resolve().parents[2]
+    container = dgd.init_container(CFG)
+    assert container["command"] == ["/bin/sh", dgd.INSTALL_SCRIPT, dgd.LIB_DIR, f"{dgd.INIT_TOGGLE_MOUNT}/{dgd.TOGGLE_NAME}"]
+    assert f"COPY images/shim/install.sh {dgd.INSTALL_SCRIPT}" in (repo / "images" / "shim" / "Dockerfile").read_text()
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts == {dgd.LIB_DIR, dgd.INIT_TOGGLE_MOUNT}
