@@ -16,7 +16,7 @@ from importlib import import_module
 
 import click
 
-from steps.errors import BadInput, ExitCode, StepError
+from steps.errors import ExitCode, StepError
 
 ENTRY_POINT_GROUP = "faultflow.commands"
 
@@ -149,5 +149,3 @@ def run(argv: list[str] | None = None) -> None:
         sys.exit(error.exit_code)
     sys.exit(ExitCode.DONE)
 
-
-__all__ = ["main", "run", "LazyGroup", "BadInput"]

@@ -74,7 +74,7 @@ class Xid:
 
     @property
     def name(self) -> str:
-        return self.description if self.description != "Unused" else self.mnemonic
+        return _readable_name(self.description, self.mnemonic)
 
     @property
     def call_error(self) -> CudaError:
@@ -143,6 +143,11 @@ def _default_effect(bucket: str) -> AppEffect:
     return AppEffect(999, 999, "GPU-level fault needing reset or support: the driver fails calls with an unknown error")
 
 
+def _readable_name(description: str, mnemonic: str) -> str:
+    # NVIDIA's catalogue describes retired codes as "Unused"; their mnemonic says more.
+    return description if description != "Unused" else mnemonic
+
+
 def _severity(action: str, bucket: str) -> str:
     if action == "NONE":
         return "info" if bucket == "IGNORE" else "warning"
@@ -168,7 +173,7 @@ def catalogue() -> dict[int, Xid]:
             nvsentinel_action=row["nvsentinel_action"],
             fatal=row["fatal"],
             severity=_severity(row["nvsentinel_action"], bucket),
-            driver_text=DRIVER_TEXT.get(number, description if description != "Unused" else row["mnemonic"]),
+            driver_text=DRIVER_TEXT.get(number, _readable_name(description, row["mnemonic"])),
             effect=EFFECTS.get(number) or _default_effect(bucket),
         )
     return dict(sorted(entries.items()))

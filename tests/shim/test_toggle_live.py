@@ -11,7 +11,7 @@ import time
 import pytest
 
 from steps.xids import lookup
-from tests.cli import FAULTFLOW
+from tests.cli import faultflow
 
 
 
@@ -51,7 +51,7 @@ class LiveConsumer:
 @pytest.fixture
 def toggle(tmp_path):
     path = tmp_path / "toggle"
-    subprocess.run([FAULTFLOW, "shim", "off", "--file", str(path)], check=True, capture_output=True)
+    shim("off", "--file", str(path))
     return path
 
 
@@ -65,7 +65,8 @@ def live(native, toggle):
 
 
 def shim(*args: str) -> None:
-    subprocess.run([FAULTFLOW, "shim", *args], check=True, capture_output=True)
+    done = faultflow("shim", *args)
+    assert done.returncode == 0, done.stderr
 
 
 def test_toggle_flips_a_running_process(live, toggle):
