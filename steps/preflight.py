@@ -11,7 +11,7 @@ import json
 
 import click
 
-from steps import dgd, ledger as L, nvsentinel
+from steps import dgd, event_names as E, ledger as L, nvsentinel
 from steps.errors import BadInput, CheckFailed
 from steps.events import emit
 from steps.kube import Kube, Ref, connect
@@ -139,6 +139,7 @@ def command(run_id, namespace, target, dgd_version, nodes, max_nodes, gpu, xid, 
             id=f"toggle-{n}", kind=L.NODE_TOGGLE, target={"node": n},
             data={"toggle_dir": toggle_dir, "xid": xid, "pod_namespace": namespace, "steps_image": steps_image,
                   "expires_ms": run.created_ms + int((ttl + fault_duration) * 1000)}))
+    emit(STEP, E.RUN_STARTED, run_id=run_id, target=f"{kind}/{name}", node=node, xid=xid)
     emit(STEP, "ledger_opened", run_id=run_id, ledger=f"{namespace}/{L.configmap_name(run_id)}")
     emit(STEP, "preflight_passed", **facts)
     for key in ("node", "gpu", "api_version"):
