@@ -44,6 +44,9 @@ def resolve_nodes(kube: Kube, namespace: str, obj: dict, nodes: tuple[str, ...])
 
 
 def check_gpu_index(node: dict, gpu: int) -> None:
+    """The index must name one of the node's GPUs. Preflight cannot read the node's /proc, so the
+    index → PCI bus id mapping is inject-xid's (on the node); refusing an impossible index here means
+    nothing is injected for it."""
     capacity = ((node.get("status") or {}).get("capacity") or {}).get("nvidia.com/gpu")
     if capacity is None:
         raise BadInput(f"node {node['metadata']['name']} advertises no nvidia.com/gpu capacity")
