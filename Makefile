@@ -44,3 +44,8 @@ demo: venv shim
 clean:
 	$(MAKE) -C shim clean
 	rm -rf $(VENV) .pytest_cache
+
+# deploy/ (kustomize base) from the scenario declarations in workflows/; a test fails when it is stale.
+.PHONY: render
+render: venv
+	$(VENV)/bin/faultflow render --out deploy

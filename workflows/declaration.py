@@ -109,7 +109,8 @@ class Role:
 
     `namespaced` rules are granted in each target namespace (RoleBinding to a ClusterRole),
     `nvsentinel` rules in NVSentinel's namespace, `cluster` rules cluster-wide (nodes, namespaces, and
-    for the janitor, which sweeps every namespace, all of its rules). `token` False: the pod gets no
+    for the janitor, which sweeps every namespace, all of its rules); with `home` the namespaced rules
+    are granted in faultflow's own namespace instead (the suite creates Workflows there). `token` False: the pod gets no
     API credentials at all.
     """
 
@@ -119,6 +120,8 @@ class Role:
     cluster: tuple[Rule, ...] = ()
     nvsentinel: tuple[Rule, ...] = ()
     token: bool = True
+    home: bool = False  # `namespaced` rules apply in faultflow's own namespace, not the targets
+
 
     @property
     def service_account(self) -> str:

@@ -101,7 +101,9 @@ OBSERVER = Role("observer", "load / verify-inference / report: HTTP to the front
 # Runs the scenarios of the nightly suite as child Workflows (resource templates).
 SUITE = Role(
     "suite", "nightly-resilience: submits each scenario as a Workflow and waits for it",
-    namespaced=(Rule("argoproj.io", ("workflows",), ("create", "get", "list", "watch")),),
+    namespaced=(Rule("argoproj.io", ("workflows",), ("create", "get", "list", "watch")),
+                Rule("argoproj.io", ("workflowtaskresults",), ("create", "patch"))),
+    home=True,
 )
 ROLES = (PREFLIGHT, SHIM_INJECTOR, CORDON_WATCHER, CLEANUP, NETWORK_INJECTOR, JANITOR, NODE_AGENT, OBSERVER, SUITE)
 
