@@ -10,6 +10,8 @@ Where Argo's features come from (all exist in Argo 3.6+, see README "Argo versio
   `EvidenceDir` → that prefix loaded as one input directory (a key-only artifact in the default,
   S3-compatible artifact repository). Argo cannot pass artifacts from the main DAG into an exit
   handler by reference, which is why the prefix is used;
+* deadlines: every leaf template has activeDeadlineSeconds (Argo refuses it on DAG/steps
+  templates), the workflow its total;
 * node-pinned stages → nodeSelector on the preflight output, privileged, only their hostPath
   volumes, no service-account token (the executor has its own), hostPID through podSpecPatch.
 """
@@ -200,10 +202,10 @@ def scenario_template(scenario: d.Scenario) -> WorkflowTemplate:
         ],
     ) as template:
         templates = {s.name: container(s, scenario) for s in (*scenario.stages, *scenario.exit_stages)}
-        with DAG(name=MAIN, active_deadline_seconds=scenario.deadline_s):
+        with DAG(name=MAIN):
             for stage in scenario.stages:
                 _task(stage, templates[stage.name], " && ".join(stage.after) or None)
-        with DAG(name=EXIT, active_deadline_seconds=exit_deadline):
+        with DAG(name=EXIT):
             previous = None
             for stage in scenario.exit_stages:
                 # Each exit stage runs whatever happened to the one before it.

@@ -57,7 +57,7 @@ def nightly(scenarios: tuple[str, ...]) -> CronWorkflow:
             success_condition="status.phase == Succeeded", failure_condition="status.phase in (Failed, Error)",
             inputs=[Parameter(name="scenario")], active_deadline_seconds=NIGHTLY_SCENARIO_DEADLINE_S,
         )
-        with Steps(name="suite", parallelism=1, active_deadline_seconds=NIGHTLY_SCENARIO_DEADLINE_S * max(1, len(scenarios))):
+        with Steps(name="suite", parallelism=1):
             run(name="scenario", arguments={"scenario": "{{item}}"}, with_param="{{workflow.parameters.scenarios}}",
                 continue_on=m.ContinueOn(failed=True))
     return cron

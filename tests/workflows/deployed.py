@@ -23,6 +23,8 @@ def create(rest: Rest, obj: dict, *, dry_run: bool = False, namespace: str | Non
     """Server-side create with strict field validation: an unknown or misspelt field is an error, not
     silently pruned by the CRD's structural schema."""
     query = "?fieldValidation=Strict" + ("&dryRun=All" if dry_run else "")
+    if namespace:
+        obj = {**obj, "metadata": {**obj["metadata"], "namespace": namespace}}
     return rest.post(collection(obj, namespace) + query, obj)
 
 
