@@ -75,7 +75,9 @@ class HostPath:
     """A path on the node a pinned stage runs on. `container_path` is where the step sees it (and what
     the argument resolves to under Argo); a local runner maps `host_path` to the simulated node's
     directory instead. `mount` False: visible without a volume (the driver's /proc entries are not
-    namespaced), so Argo mounts nothing for it."""
+    namespaced), so Argo mounts nothing for it. In a stage that is not pinned, a HostPath names a
+    node path the step records or hands to the workload (preflight, inject-cuda-shim: the toggle
+    directory), and a runner maps it the same way."""
 
     host_path: str
     container_path: str
@@ -218,6 +220,9 @@ class Scenario:
                         raise ValueError(f"{self.name}/{stage.name}: reads {ref.stage} without running after it")
                     if stage in self.exit_stages:
                         raise ValueError(f"{self.name}/{stage.name}: exit stages cannot rely on a stage having run")
+            for ref in stage.args:
+                if isinstance(ref, HostPath) and ref.mount and stage.pinned_to is not None and ref not in stage.host_paths:
+                    raise ValueError(f"{self.name}/{stage.name}: {ref.host_path} is passed but not mounted")
             if stage.background and stage.after:
                 raise ValueError(f"{self.name}/{stage.name}: a background stage starts with the run")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from workflows.declaration import Output, Param, Stage, WorkflowField
 from workflows.shared import (
     CLEANUP, CORDON_WATCHER, KMSG, NODE_AGENT, OUTPUTS, PREFLIGHT, PROC, RUN_ID, SHIM_INJECTOR, TOGGLE_DIR,
-    TOGGLE_DIR_PATH, TOGGLE_FILE,
+    TOGGLE_FILE,
 )
 
 NODE = Output("preflight", "node")
@@ -23,7 +23,7 @@ def preflight(expect_remediation: str | Param = Param("expect-remediation")) -> 
         description="Guardrails, target node and GPU, run ledger.",
         args=("--run-id", RUN_ID, *TARGET_ARGS, "--xid", Param("xid"), "--gpu", Param("gpu"),
               "--expect-remediation", expect_remediation, "--nvsentinel-namespace", Param("nvsentinel-namespace"),
-              "--toggle-dir", TOGGLE_DIR_PATH, "--fault-duration", Param("fault-duration"),
+              "--toggle-dir", TOGGLE_DIR, "--fault-duration", Param("fault-duration"),
               "--steps-image", Param("steps-image"), "--ttl", Param("ttl"),
               "--workflow-name", WorkflowField("name"), "--workflow-namespace", WorkflowField("namespace"),
               "--workflow-uid", WorkflowField("uid"), "--outputs-dir", OUTPUTS),
@@ -35,7 +35,7 @@ def inject_cuda_shim(after: str) -> Stage:
         "inject-cuda-shim", "inject-cuda-shim", role=SHIM_INJECTOR, deadline_s=1200, retry=True, after=(after,),
         description="GPU workers load the CUDA shim in passthrough; waits for the rollout and the shim's marker.",
         args=("--run-id", RUN_ID, *TARGET_ARGS, "--shim-image", Param("shim-image"), "--xid", Param("xid"),
-              "--toggle-dir", TOGGLE_DIR_PATH, "--timeout", "15m", "--outputs-dir", OUTPUTS),
+              "--toggle-dir", TOGGLE_DIR, "--timeout", "15m", "--outputs-dir", OUTPUTS),
     )
 
 
