@@ -131,7 +131,11 @@ class Kube:
 
     def _auth(self, headers: dict) -> dict:
         cfg = self.api_client.configuration
-        token = cfg.get_api_key_with_prefix("authorization") if hasattr(cfg, "get_api_key_with_prefix") else None
+        # The kubernetes client (v37) files kubeconfig and in-cluster tokens under "BearerToken" (value
+        # already "Bearer …"); looking up only "authorization" sent service-account pods' requests
+        # unauthenticated. The call also runs the client's token-refresh hook.
+        token = (cfg.get_api_key_with_prefix("BearerToken", alias="authorization")
+                 if hasattr(cfg, "get_api_key_with_prefix") else None)
         if token:
             headers["Authorization"] = token
         headers.update(self.api_client.default_headers or {})
