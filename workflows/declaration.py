@@ -89,6 +89,20 @@ Arg = Union[str, Param, Output, WorkflowField, OutputsDir, EvidenceDir, HostPath
 
 
 @dataclass(frozen=True)
+class RetryPolicy:
+    """How a `retry` stage is retried, by Argo (retryStrategy) and by the local runner alike: exit 3
+    (infrastructure) only — 1 (a check failed) and 2 (bad input) are verdicts."""
+
+    limit: int = 3  # retries after the first attempt
+    backoff_s: int = 10
+    factor: int = 2
+    max_backoff_s: int = 180
+
+
+RETRY = RetryPolicy()
+
+
+@dataclass(frozen=True)
 class Parameter:
     name: str
     default: str

@@ -82,9 +82,9 @@ def retry_strategy() -> RetryStrategy:
     # Exit 3 (infrastructure: API unreachable, 5xx) and pod errors are worth another try; 1 (a check
     # failed) and 2 (bad input) are verdicts. Every step is idempotent, so a retry is safe.
     return RetryStrategy(
-        limit=3, retry_policy="Always",
+        limit=d.RETRY.limit, retry_policy="Always",
         expression='lastRetry.status == "Error" || asInt(lastRetry.exitCode) == 3',
-        backoff=m.Backoff(duration="10s", factor=2, max_duration="3m"),
+        backoff=m.Backoff(duration=f"{d.RETRY.backoff_s}s", factor=d.RETRY.factor, max_duration=f"{d.RETRY.max_backoff_s}s"),
     )
 
 
