@@ -174,9 +174,10 @@ def tolerates(pod_spec: dict, taints: list[dict]) -> bool:
     return True
 
 
-def choose_node(comp: ComponentPlan, nodes: list[dict], pods: list[dict]) -> str | None:
+def choose_node(comp: ComponentPlan, nodes: list[dict], pods: list[dict], prefer: str | None = None) -> str | None:
     """The scheduler's choice: feasible nodes (Ready, schedulable, taints tolerated, GPUs free), then
-    the one with fewest pods of this component, then fewest pods, then by name."""
+    `prefer` (the node of the pod being replaced), then the one with fewest pods of this component,
+    then fewest pods, then by name."""
     used_gpus: dict[str, int] = {}
     per_node: dict[str, int] = {}
     same: dict[str, int] = {}
@@ -202,14 +203,19 @@ def choose_node(comp: ComponentPlan, nodes: list[dict], pods: list[dict]) -> str
         if comp.is_gpu_worker and not capacity:
             continue
         # Components without GPUs keep off GPU nodes when they can (GPU nodes are for workers).
-        feasible.append((bool(capacity) and not comp.is_gpu_worker, same.get(name, 0), per_node.get(name, 0), name))
-    return min(feasible)[3] if feasible else None
+        feasible.append((bool(capacity) and not comp.is_gpu_worker, name != prefer, same.get(name, 0), per_node.get(name, 0), name))
+    return min(feasible)[-1] if feasible else None
 
 
 class DgdOperatorSimulator:
-    def __init__(self, kube: Kube, dgd_version: str):
+    def __init__(self, kube: Kube, dgd_version: str, namespace: str | None = None, nodes: frozenset[str] | None = None):
+        """Watches DGDs of one namespace, or of all (`namespace` None) as the operator does by default;
+        schedules to `nodes` (None: every node, as the scheduler does)."""
         self.kube = kube
-        self.dgds = Ref(f"nvidia.com/{dgd_version}", "dynamographdeployments", None, "")
+        self.namespace = namespace
+        self.node_names = nodes
+        self.dgds = Ref(f"nvidia.com/{dgd_version}", "dynamographdeployments", namespace, "")
+        self.pods = Ref("v1", "pods", namespace, "")
         self.stop_event = threading.Event()
         self.dirty = threading.Event()
         self.threads: list[threading.Thread] = []
@@ -219,7 +225,7 @@ class DgdOperatorSimulator:
         mark = lambda _kind, _obj: self.dirty.set()  # noqa: E731 — every change means "reconcile"
         self.threads = [
             start_informer("operator-dgds", self.kube, self.dgds, mark, self.stop_event),
-            start_informer("operator-pods", self.kube, Ref("v1", "pods", None, ""), mark, self.stop_event, label_selector=DGD_LABEL),
+            start_informer("operator-pods", self.kube, self.pods, mark, self.stop_event, label_selector=DGD_LABEL),
             start_informer("operator-nodes", self.kube, Ref("v1", "nodes", None, ""), mark, self.stop_event),
         ]
         loop = threading.Thread(target=self._loop, name="operator-reconcile", daemon=True)
@@ -247,14 +253,21 @@ class DgdOperatorSimulator:
 
     def reconcile_all(self) -> None:
         dgds = self.kube.list(self.dgds).get("items") or []
-        pods = self.kube.list(Ref("v1", "pods", None, ""), label_selector=DGD_LABEL).get("items") or []
-        nodes = self.kube.list(Ref("v1", "nodes", None, "")).get("items") or []
+        pods = self.kube.list(self.pods, label_selector=DGD_LABEL).get("items") or []
+        nodes = [n for n in self.kube.list(Ref("v1", "nodes", None, "")).get("items") or []
+                 if self.node_names is None or n["metadata"]["name"] in self.node_names]
+        failures = []
         for dgd in dgds:
             if dgd["metadata"].get("deletionTimestamp"):
                 continue
             ns, name = dgd["metadata"]["namespace"], dgd["metadata"]["name"]
             owned = [p for p in pods if p["metadata"]["namespace"] == ns and p["metadata"]["labels"].get(DGD_LABEL) == name]
-            self.reconcile(dgd, owned, pods, nodes)
+            try:
+                self.reconcile(dgd, owned, pods, nodes)
+            except (InfrastructureError, NotFound, Conflict) as error:
+                failures.append(f"{ns}/{name}: {error}")  # one broken DGD must not starve the others
+        if failures:
+            raise InfrastructureError("; ".join(failures))
         live = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in dgds}
         for pod in pods:  # pods of a deleted DGD (no garbage collector here does it)
             key = (pod["metadata"]["namespace"], pod["metadata"]["labels"].get(DGD_LABEL))
@@ -277,8 +290,12 @@ class DgdOperatorSimulator:
             for pod in current:
                 if not pod["spec"].get("nodeName"):
                     self._bind(pod, comp, nodes, all_pods)
-            for _ in range(comp.replicas - len(current)):
-                pod = self._create(dgd, comp, port, nodes, all_pods)
+            # A rollout replaces pods where they were (on a full GPU cluster the GPU the old pod frees is
+            # the only place the new one fits), so a run's target node keeps its shimmed workers.
+            vacating = [p["spec"].get("nodeName") for p in old if p["spec"].get("nodeName")]
+            for index in range(comp.replicas - len(current)):
+                prefer = vacating[index] if index < len(vacating) else None
+                pod = self._create(dgd, comp, port, nodes, all_pods, prefer)
                 if pod is not None:
                     current.append(pod)
                     all_pods.append(pod)
@@ -301,14 +318,15 @@ class DgdOperatorSimulator:
         self._write_status(dgd, status_components, all_ready)
 
     # --- API writes --------------------------------------------------------------------------------
-    def _create(self, dgd: dict, comp: ComponentPlan, port: int | None, nodes: list[dict], pods: list[dict]) -> dict | None:
+    def _create(self, dgd: dict, comp: ComponentPlan, port: int | None, nodes: list[dict], pods: list[dict],
+                prefer: str | None = None) -> dict | None:
         body = new_pod(dgd, comp, port)
         created = self.kube.create(Ref("v1", "pods", body["metadata"]["namespace"], ""), body)
-        self._bind(created, comp, nodes, pods)
+        self._bind(created, comp, nodes, pods, prefer)
         return created
 
-    def _bind(self, pod: dict, comp: ComponentPlan, nodes: list[dict], pods: list[dict]) -> None:
-        node = choose_node(comp, nodes, pods)
+    def _bind(self, pod: dict, comp: ComponentPlan, nodes: list[dict], pods: list[dict], prefer: str | None = None) -> None:
+        node = choose_node(comp, nodes, pods, prefer)
         if node is None:
             return  # stays Pending; a node event triggers another attempt
         meta = pod["metadata"]

@@ -124,17 +124,32 @@ class NvsentinelSimulator:
             self.kube.create(Ref("v1", "configmaps", ns, ""), {"apiVersion": "v1", "kind": "ConfigMap",
                                                                "metadata": {"name": nv.CIRCUIT_BREAKER_CONFIGMAP},
                                                                "data": {"status": "CLOSED"}})
+        daemonset = self._monitor_daemonset()
         for node in self.nodes:
-            self._monitor_pod(node)
+            self._monitor_pod(node, daemonset)
 
-    def _monitor_pod(self, node: str) -> None:
-        """The syslog-health-monitor DaemonSet's pod on `node`, Running (this simulator is it)."""
-        ns, name = self.config.namespace, f"syslog-health-monitor-regular-{node}"[:63]
+    def _monitor_daemonset(self) -> dict:
+        """The chart's `syslog-health-monitor-regular` DaemonSet (no controller runs it here)."""
+        ns, name = self.config.namespace, f"{AGENT}-regular"
+        ref = Ref("apps/v1", "daemonsets", ns, name)
+        labels = {"app.kubernetes.io/name": AGENT}
+        return self.kube.get_or_none(ref) or self.kube.create(ref, {
+            "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": name, "labels": labels},
+            "spec": {"selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels}, "spec": {
+                "nodeSelector": {nv.DRIVER_INSTALLED_LABEL: "true"},
+                "containers": [{"name": AGENT, "image": "nvsentinel/syslog-health-monitor"}]}}}})
+
+    def _monitor_pod(self, node: str, daemonset: dict) -> None:
+        """The DaemonSet's pod on `node`, Running (this simulator is it). Owned by the DaemonSet, so
+        node-drainer skips it, as it skips every DaemonSet pod."""
+        ns, name = self.config.namespace, f"{AGENT}-regular-{node}"[:63]
         ref = Ref("v1", "pods", ns, name)
+        owner = {"apiVersion": "apps/v1", "kind": "DaemonSet", "name": daemonset["metadata"]["name"],
+                 "uid": daemonset["metadata"]["uid"], "controller": True}
         if self.kube.get_or_none(ref) is None:
             self.kube.create(Ref("v1", "pods", ns, ""), {
                 "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": name, "labels": {"app.kubernetes.io/name": AGENT}},
+                "metadata": {"name": name, "labels": {"app.kubernetes.io/name": AGENT}, "ownerReferences": [owner]},
                 "spec": {"nodeName": node, "containers": [{"name": AGENT, "image": "nvsentinel/syslog-health-monitor"}],
                          "tolerations": [{"operator": "Exists"}]},
             })
@@ -270,7 +285,9 @@ class NvsentinelSimulator:
         return not already
 
     def _evaluate_breaker(self) -> None:
-        nodes = self.kube.list(Ref("v1", "nodes", None, ""), label_selector=f"{GPU_PRESENT_LABEL}=true").get("items") or []
+        # FQ counts the cluster's GPU nodes (`--gpu-node-label`); in the lab those are the monitored ones.
+        nodes = [n for n in self.kube.list(Ref("v1", "nodes", None, ""), label_selector=f"{GPU_PRESENT_LABEL}=true").get("items") or []
+                 if n["metadata"]["name"] in self.nodes]
         cordoned = sum(1 for n in nodes if (n.get("spec") or {}).get("unschedulable"))
         if nodes and cordoned * 100 >= self.config.breaker_percentage * len(nodes):
             self.kube.merge_patch(Ref("v1", "configmaps", self.config.namespace, nv.CIRCUIT_BREAKER_CONFIGMAP),
