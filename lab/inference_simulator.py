@@ -119,7 +119,7 @@ class InferenceSimulator:
         if rule.delay > 0:
             await asyncio.sleep(rule.delay)
         if rule.behaviour is Behaviour.OK:
-            return web.json_response(self._body(kind))
+            return await self._generate(request, kind)
         if rule.behaviour is Behaviour.ERROR:
             error = {"error": {"message": "simulated failure", "type": "internal_error", "code": rule.status}}
             return web.json_response(error, status=rule.status)
@@ -137,6 +137,10 @@ class InferenceSimulator:
         # DROP: close the socket with nothing written; the client sees a disconnect.
         request.transport.close()
         raise asyncio.CancelledError
+
+    async def _generate(self, request: web.Request, kind: str) -> web.StreamResponse:
+        """A healthy answer. The lab's routing frontend (lab.frontend) generates through its workers here."""
+        return web.json_response(self._body(kind))
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         return await self._answer(request, "chat")

@@ -74,3 +74,15 @@ def xid_condition_set(node: Mapping[str, Any]) -> bool:
 
 def circuit_breaker_tripped(configmap_data: Mapping[str, str] | None) -> bool:
     return (configmap_data or {}).get("status", "").strip().upper() == CIRCUIT_BREAKER_TRIPPED
+
+
+# --- the rest of NVSentinel's markings and messages (nvsentinel.md §1.3, §3.1–3.5) ------------------
+# syslog-health-monitor pkg/xid/types.go: the GPU-reset acknowledgement that clears a GPU's events.
+GPU_RESET_PATTERN = re.compile(r"GPU reset executed: (GPU-[0-9a-fA-F-]+), success: (true|false)", re.ASCII)
+CORDON_REASON_LABEL = "k8saas.nvidia.com/cordon-reason"
+CORDON_TIMESTAMP_LABEL = "k8saas.nvidia.com/cordon-timestamp"
+UNCORDON_BY_LABEL = "k8saas.nvidia.com/uncordon-by"
+UNCORDON_TIMESTAMP_LABEL = "k8saas.nvidia.com/uncordon-timestamp"
+MANAGED_LABEL = "k8saas.nvidia.com/ManagedByNVSentinel"
+# HealthEvent.recommendedAction as the proto enum's integer (FQ's annotation is the proto struct as JSON).
+ACTION_CODES = {"NONE": 0, "COMPONENT_RESET": 2, "CONTACT_SUPPORT": 5, "RESTART_VM": 15, "RESTART_BM": 24, "REPLACE_VM": 25}

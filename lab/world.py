@@ -1,0 +1,157 @@
+"""The lab world: the control plane plus everything `faultflow lab up` puts around it.
+
+* the envtest control plane (real etcd + kube-apiserver, real CRDs), kubeconfig at `.lab/kubeconfig`;
+* simulated nodes (`lab.gpu_nodes`): GPU nodes `gpu-0…` and a CPU node `cpu-0`;
+* namespace `faultflow-lab`, opted in (`faultflow.dev/allow-faults=true`), with a DGD (a frontend and
+  GPU workers, `lab.dgd_examples`) at the cluster's DGD version;
+* NVSentinel's presence (namespace, circuit breaker, syslog-health-monitor pods) and its simulator;
+* the kubelet simulator (runs the pods) and the DGD operator simulator (makes them).
+
+`World.start()` returns once the DGD is rolled out and its frontend answers; `World.stop()` stops the
+simulators' processes and the control plane.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from lab.controlplane import Cluster, ClusterSpec, start_cluster
+from lab.dgd_examples import example_dgd
+from lab.dgd_operator_simulator import URL_ANNOTATION, DgdOperatorSimulator
+from lab.gpu_nodes import NodeSpec, create_nodes, prepare_node_root
+from lab.kubelet_simulator import KubeletConfig, KubeletSimulator, now
+from lab.layout import LabDir
+from lab.native_build import NATIVE, REPO, SHIM
+from lab.nvsentinel_simulator import NvsentinelConfig, NvsentinelSimulator
+from lab.processes import wait_until
+from steps import dgd as dgd_model
+from steps.kube import Kube, Ref, connect
+from steps.preflight import OPT_IN_LABEL
+from steps.rollout import rolled_out
+
+NATIVE_BUILD = REPO / "build" / "lab-native"
+SHIM_IMAGE_ROOT = "/opt/faultflow"  # images/shim/Dockerfile: install.sh and the .so live here
+READY_TIMEOUT_S = 120
+
+
+@dataclass(frozen=True)
+class LabOptions:
+    dgd_version: str = "v1beta1"
+    gpu_nodes: int = 3
+    gpus_per_node: int = 8
+    workers: int = 2
+    namespace: str = "faultflow-lab"
+    dgd_name: str = "llm"
+    nvsentinel: NvsentinelConfig = field(default_factory=NvsentinelConfig)
+
+    def node_specs(self) -> list[NodeSpec]:
+        return [NodeSpec(f"gpu-{i}", self.gpus_per_node) for i in range(self.gpu_nodes)] + [NodeSpec("cpu-0")]
+
+
+def build_driver() -> Path:
+    """The driver simulator library (incremental make; the shim is built by `make shim`)."""
+    subprocess.run(["make", "-s", "-C", str(REPO / "shim")], check=True)
+    target = NATIVE_BUILD / "driver" / "libcuda.so.1"
+    subprocess.run(["make", "-s", "-C", str(NATIVE), f"BUILD={NATIVE_BUILD}", str(target)], check=True)
+    return target.parent
+
+
+def prepare_shim_image(lab: LabDir) -> Path:
+    """The shim image's /opt/faultflow as a directory: its install.sh and the built library."""
+    root = lab.images / "shim"
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(REPO / "images" / "shim" / "install.sh", root / "install.sh")
+    shutil.copy2(SHIM, root / dgd_model.LIB_NAME)
+    return root
+
+
+def create_namespace(kube: Kube, name: str) -> None:
+    if kube.get_or_none(Ref("v1", "namespaces", None, name)) is None:
+        kube.create(Ref("v1", "namespaces", None, ""), {"apiVersion": "v1", "kind": "Namespace",
+                                                       "metadata": {"name": name, "labels": {OPT_IN_LABEL: "true"}}})
+        # No controller-manager here to create it, and pod admission requires it.
+        kube.create(Ref("v1", "serviceaccounts", name, ""), {"apiVersion": "v1", "kind": "ServiceAccount",
+                                                             "metadata": {"name": "default"}})
+
+
+def dgd_ref(version: str, namespace: str, name: str) -> Ref:
+    return Ref(f"{dgd_model.DGD_GROUP}/{version}", dgd_model.DGD_PLURAL, namespace, name)
+
+
+@dataclass
+class World:
+    lab: LabDir
+    options: LabOptions = field(default_factory=LabOptions)
+    cluster: Cluster | None = None
+    kubelet: KubeletSimulator | None = None
+    operator: DgdOperatorSimulator | None = None
+    nvsentinel: NvsentinelSimulator | None = None
+    frontend_url: str = ""
+
+    def start(self) -> dict:
+        """Everything up and the DGD serving; returns what was started (the lab's state record)."""
+        started = time.monotonic()
+        opts = self.options
+        for sub in (self.lab.logs, self.lab.images):
+            sub.mkdir(parents=True, exist_ok=True)
+        driver_dir = build_driver()
+        shim_root = prepare_shim_image(self.lab)
+        specs = opts.node_specs()
+        for index, spec in enumerate(specs):
+            prepare_node_root(self.lab.node_root(spec.name), spec, index)
+        # The cluster folder is the lab directory itself: its kubeconfig lands at .lab/kubeconfig.
+        self.cluster = start_cluster(ClusterSpec(dgd_version=opts.dgd_version), self.lab.root)
+        kube = connect(str(self.lab.kubeconfig))
+        create_nodes(kube, specs, now())
+        create_namespace(kube, opts.namespace)
+        gpu_nodes = [s.name for s in specs if s.is_gpu]
+        self.nvsentinel = NvsentinelSimulator(connect(str(self.lab.kubeconfig)), self.lab, gpu_nodes, opts.nvsentinel)
+        self.nvsentinel.install()
+        self.nvsentinel.start()
+        config = KubeletConfig(lab=self.lab, nodes=frozenset(s.name for s in specs), driver_dir=driver_dir,
+                               image_paths={SHIM_IMAGE_ROOT: shim_root},
+                               image_env={"FAULTFLOW_SHIM_SOURCE": str(shim_root / dgd_model.LIB_NAME)})
+        self.kubelet = KubeletSimulator(connect(str(self.lab.kubeconfig)), config).start()
+        self.operator = DgdOperatorSimulator(connect(str(self.lab.kubeconfig)), opts.dgd_version).start()
+        ref = dgd_ref(opts.dgd_version, opts.namespace, opts.dgd_name)
+        if kube.get_or_none(ref) is None:
+            body = example_dgd(opts.dgd_version, opts.dgd_name, worker_replicas=opts.workers)
+            kube.create(ref, body)
+        workers = [c.name for c in dgd_model.gpu_workers(kube.get(ref))]
+        wait_until(lambda: True if rolled_out(kube.get(ref), workers) else None, what=f"DGD {opts.dgd_name} rolled out",
+                   timeout_s=READY_TIMEOUT_S)
+        service = kube.get(Ref("v1", "services", opts.namespace, f"{opts.dgd_name}-frontend"))
+        self.frontend_url = service["metadata"]["annotations"][URL_ANNOTATION]
+        wait_until(lambda: True if _serves(self.frontend_url) else None, what="frontend answering", timeout_s=READY_TIMEOUT_S)
+        return {
+            "dir": str(self.lab.root), "server": self.cluster.server, "kubeconfig": str(self.lab.kubeconfig),
+            "frontend_url": self.frontend_url, "namespace": opts.namespace, "dgd": opts.dgd_name,
+            "dgd_version": opts.dgd_version, "nodes": [asdict(s) for s in specs],
+            "nvsentinel_namespace": opts.nvsentinel.namespace,
+            "processes": {"etcd": self.cluster.etcd.process.popen.pid, "kube-apiserver": self.cluster.process.popen.pid},
+            "simulators": ["kubelet", "dgd-operator", "nvsentinel"],
+            "up_s": round(time.monotonic() - started, 2),
+        }
+
+    def stop(self) -> None:
+        for simulator in (self.operator, self.nvsentinel):
+            if simulator is not None:
+                simulator.stop()
+        if self.kubelet is not None:
+            self.kubelet.stop()
+        if self.cluster is not None:
+            self.cluster.stop()
+
+
+def _serves(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url}/v1/models", timeout=2) as reply:
+            return reply.status == 200
+    except OSError:
+        return False
