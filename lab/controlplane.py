@@ -99,6 +99,9 @@ def _apiserver_argv(binary: Path, *, port: int, etcd: Etcd, keys: pki.Pki, folde
         f"--kubelet-client-certificate={keys.kubelet_client_cert}",
         f"--kubelet-client-key={keys.kubelet_client_key}",
         f"--kubelet-certificate-authority={keys.ca_cert}",
+        # Simulated nodes share one host: reach their kubelet by InternalIP (127.0.0.1), not by the
+        # node name, which no resolver knows (many clusters set this order too).
+        "--kubelet-preferred-address-types=InternalIP,Hostname",
         "--profiling=false",
     ]
 

@@ -80,7 +80,7 @@ def node_object(spec: NodeSpec) -> dict:
     return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": spec.name, "labels": labels}}
 
 
-def node_status(spec: NodeSpec, now: str) -> dict:
+def node_status(spec: NodeSpec, now: str, kubelet_port: int | None = None) -> dict:
     capacity = {"cpu": "16", "memory": "128Gi", "pods": "110"}
     if spec.is_gpu:
         capacity["nvidia.com/gpu"] = str(spec.gpus)
@@ -91,10 +91,12 @@ def node_status(spec: NodeSpec, now: str) -> dict:
                         "message": "kubelet simulator is posting ready status", "lastHeartbeatTime": now,
                         "lastTransitionTime": now}],
         "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": spec.name}],
+        # Where the API server reaches the node's kubelet for pods/log (the kubelet log simulator).
+        **({"daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}}} if kubelet_port else {}),
     }
 
 
-def create_nodes(kube: Kube, specs: list[NodeSpec], now: str) -> None:
+def create_nodes(kube: Kube, specs: list[NodeSpec], now: str, kubelet_port: int | None = None) -> None:
     """Creates each Node (kept if it exists) and sets its status as a kubelet registering would.
 
     The API server's TaintNodesByCondition admission taints a new node `node.kubernetes.io/not-ready`;
@@ -104,7 +106,7 @@ def create_nodes(kube: Kube, specs: list[NodeSpec], now: str) -> None:
         ref = Ref("v1", "nodes", None, spec.name)
         if kube.get_or_none(ref) is None:
             kube.create(Ref("v1", "nodes", None, ""), node_object(spec))
-        kube.request("PATCH", f"/api/v1/nodes/{spec.name}/status", body={"status": node_status(spec, now)},
+        kube.request("PATCH", f"/api/v1/nodes/{spec.name}/status", body={"status": node_status(spec, now, kubelet_port)},
                      content_type="application/merge-patch+json")
         taints = (kube.get(ref).get("spec") or {}).get("taints") or []
         kept = [t for t in taints if t.get("key") != NOT_READY_TAINT]

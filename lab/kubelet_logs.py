@@ -23,6 +23,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from typing import Callable
+
 from lab.pki import Pki
 
 LOOPBACK = "127.0.0.1"
@@ -31,8 +33,12 @@ LOOPBACK = "127.0.0.1"
 class KubeletLogSimulator:
     """A loopback HTTPS server answering `/containerLogs/{namespace}/{pod}/{container}`."""
 
-    def __init__(self, log_dir: Path, pki: Pki):
+    def __init__(self, log_dir: Path, pki: Pki,
+                 resolve: Callable[[str, str, str], Path | None] | None = None):
+        """`resolve(namespace, pod, container)` finds logs that were not registered (the lab's
+        kubelet simulator writes one file per pod as it starts them)."""
         self.log_dir = Path(log_dir)
+        self._resolve = resolve
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._logs: dict[tuple[str, str, str], Path] = {}
         self._lock = threading.Lock()
@@ -63,7 +69,10 @@ class KubeletLogSimulator:
 
     def log_file(self, namespace: str, pod: str, container: str) -> Path | None:
         with self._lock:
-            return self._logs.get((namespace, pod, container))
+            found = self._logs.get((namespace, pod, container))
+        if found is None and self._resolve is not None:
+            found = self._resolve(namespace, pod, container)
+        return found
 
     def __enter__(self) -> KubeletLogSimulator:
         self._thread.start()

@@ -45,9 +45,10 @@ def _print_report(evidence: Path, out) -> None:
         print("", file=out)
         print(summary.read_text().rstrip(), file=out)
     report = evidence / "report"
-    if report.is_dir():
-        print(f"\nreport: {', '.join(sorted(str(p) for p in report.iterdir() if p.suffix in ('.json', '.xml', '.png', '.prom', '.md')))}",
-              file=out)
+    names = ("report.json", "junit.xml", "timeline.png", "metrics.prom", "summary.md")
+    files = [str(report / n) for n in names if (report / n).is_file()]
+    if files:
+        print(f"\nreport: {', '.join(files)}", file=out)
 
 
 @click.command("run")

@@ -23,6 +23,7 @@ from lab.controlplane import Cluster, ClusterSpec, start_cluster
 from lab.dgd_examples import example_dgd
 from lab.dgd_operator_simulator import URL_ANNOTATION, DgdOperatorSimulator
 from lab.gpu_nodes import NodeSpec, create_nodes, prepare_node_root
+from lab.kubelet_logs import KubeletLogSimulator
 from lab.kubelet_simulator import KubeletConfig, KubeletSimulator, now
 from lab.layout import LabDir
 from lab.native_build import NATIVE, REPO, SHIM
@@ -91,6 +92,7 @@ class World:
     operator: DgdOperatorSimulator | None = None
     nvsentinel: NvsentinelSimulator | None = None
     frontend_url: str = ""
+    logs: KubeletLogSimulator | None = None
 
     def start(self) -> dict:
         """Everything up and the DGD serving; returns what was started (the lab's state record)."""
@@ -106,7 +108,9 @@ class World:
         # The cluster folder is the lab directory itself: its kubeconfig lands at .lab/kubeconfig.
         self.cluster = start_cluster(ClusterSpec(dgd_version=opts.dgd_version), self.lab.root)
         kube = connect(str(self.lab.kubeconfig))
-        create_nodes(kube, specs, now())
+        # pods/log through the API server (inject-cuda-shim checks the shim's marker in worker logs).
+        self.logs = KubeletLogSimulator(self.lab.root / "pod-logs", self.cluster.pki, resolve=self._pod_log).__enter__()
+        create_nodes(kube, specs, now(), self.logs.port)
         create_namespace(kube, opts.namespace)
         gpu_nodes = [s.name for s in specs if s.is_gpu]
         self.nvsentinel = NvsentinelSimulator(connect(str(self.lab.kubeconfig)), self.lab, gpu_nodes, opts.nvsentinel)
@@ -133,9 +137,14 @@ class World:
             "dgd_version": opts.dgd_version, "nodes": [asdict(s) for s in specs],
             "nvsentinel_namespace": opts.nvsentinel.namespace,
             "processes": {"etcd": self.cluster.etcd.process.popen.pid, "kube-apiserver": self.cluster.process.popen.pid},
-            "simulators": ["kubelet", "dgd-operator", "nvsentinel"],
+            "simulators": ["kubelet", "kubelet-logs", "dgd-operator", "nvsentinel"],
             "up_s": round(time.monotonic() - started, 2),
         }
+
+    def _pod_log(self, namespace: str, pod: str, container: str) -> Path | None:
+        """Every container of a lab pod logs to the pod's one file."""
+        path = self.lab.pod_log(namespace, pod)
+        return path if path.is_file() else None
 
     def stop(self) -> None:
         for simulator in (self.operator, self.nvsentinel):
@@ -143,6 +152,8 @@ class World:
                 simulator.stop()
         if self.kubelet is not None:
             self.kubelet.stop()
+        if self.logs is not None:
+            self.logs.__exit__(None, None, None)
         if self.cluster is not None:
             self.cluster.stop()
 

@@ -73,8 +73,15 @@ MARKER = "faultflow-shim: loaded"
 
 
 def marker_seen(log_text: str, toggle_file: str) -> bool:
-    """The shim prints one stderr line at load: `faultflow-shim: loaded … toggle=<path> (mapped)`."""
+    """The shim prints one stderr line at load: `faultflow-shim: loaded … toggle=<path> (mapped)`.
+
+    The path must be the toggle file or end with it: a container sees the hostPath at its mount
+    path, while a runtime without mount namespaces (the lab's kubelet simulator runs pods as plain
+    processes) hands the process the host-side path, `<node root>/var/lib/faultflow/toggle`."""
     for line in log_text.splitlines():
-        if line.startswith(MARKER) and f"toggle={toggle_file} (mapped)" in line:
+        if not line.startswith(MARKER) or not line.endswith(" (mapped)"):
+            continue
+        _, sep, path = line[: -len(" (mapped)")].rpartition(" toggle=")
+        if sep and (path == toggle_file or path.endswith("/" + toggle_file.lstrip("/"))):
             return True
     return False
