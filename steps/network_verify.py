@@ -59,16 +59,21 @@ def pods_of(kube: Kube, namespace: str, selector: str) -> list[dict]:
     return kube.list(Ref("v1", "pods", namespace, ""), label_selector=selector or None).get("items") or []
 
 
-def allowed_by_peers(kube: Kube, peers: list[dict], namespaces: set[str]) -> set[tuple[str, str]]:
+def allowed_by_peers(kube: Kube, policy_namespace: str, peers: list[dict], namespaces: set[str]) -> set[tuple[str, str]]:
     """(namespace, pod) of every pod in `namespaces` some label peer allows — the API server evaluates
-    each peer's namespaceSelector and podSelector."""
+    each peer's namespaceSelector and podSelector. A peer without a namespaceSelector means the
+    policy's own namespace only (NetworkPolicy semantics)."""
     allowed = set()
     for peer in peers:
         if "namespaceSelector" not in peer and "podSelector" not in peer:
             continue  # an ipBlock
-        ns_selector = selector_string(requirements_of(peer.get("namespaceSelector") or {}))
-        listed = kube.list(Ref("v1", "namespaces", None, ""), label_selector=ns_selector or None).get("items") or []
-        for ns in {n["metadata"]["name"] for n in listed} & namespaces:
+        if "namespaceSelector" in peer:
+            ns_selector = selector_string(requirements_of(peer["namespaceSelector"]))
+            listed = kube.list(Ref("v1", "namespaces", None, ""), label_selector=ns_selector or None).get("items") or []
+            matching = {n["metadata"]["name"] for n in listed}
+        else:
+            matching = {policy_namespace}
+        for ns in matching & namespaces:
             pod_selector = selector_string(requirements_of(peer.get("podSelector") or {}))
             allowed |= {(ns, p["metadata"]["name"]) for p in pods_of(kube, ns, pod_selector)}
     return allowed
@@ -96,7 +101,7 @@ def check_policy(kube: Kube, entry: L.Entry, live: dict) -> tuple[list[Check], l
         if rules is None:
             continue
         peers = [peer for rule in rules if "ports" not in rule for peer in rule.get(key) or []]
-        through = allowed_by_peers(kube, peers, {g.namespace for g in groups})
+        through = allowed_by_peers(kube, namespace, peers, {g.namespace for g in groups})
         leaks = [p["metadata"]["name"] for p in blocked
                  if (p["metadata"]["namespace"], p["metadata"]["name"]) in through
                  or ((p.get("status") or {}).get("podIP") and ip_allowed(p["status"]["podIP"], peers))]

@@ -206,6 +206,13 @@ class Peer:
     namespace: tuple[Requirement, ...]
     pods: tuple[Requirement, ...]
 
+    def excluded_namespaces(self) -> set[str]:
+        return {v for r in self.namespace for v in r.values}
+
+    def covers(self, other: "Peer") -> bool:
+        """Every pod `other` matches, this matches too (fewer namespaces excluded, fewer requirements)."""
+        return self.excluded_namespaces() <= other.excluded_namespaces() and set(self.pods) <= set(other.pods)
+
     def to_network_policy_peer(self) -> dict:
         # Always a namespaceSelector: a peer without one means "the policy's own namespace only",
         # which is exactly how the reference silently cut all cross-namespace traffic.
@@ -237,7 +244,7 @@ def complement(groups: list[PodGroup]) -> list[Peer]:
         peer = Peer((Requirement(NAMESPACE_NAME_LABEL, NOT_IN, excluded),) if excluded else (), pods)
         if peer not in peers:
             peers.append(peer)
-    return peers
+    return [p for p in peers if not any(q != p and q.covers(p) for q in peers)]
 
 
 def satisfiable(requirements: tuple[Requirement, ...]) -> bool:

@@ -92,7 +92,7 @@ def test_partition_selects_exactly_the_intended_pods(gpu_cluster, unique, case):
         selected |= {(w.ns, p["metadata"]["name"]) for p in w.kube.list(Ref("v1", "pods", w.ns, ""), label_selector=selector)["items"]}
         for rules, key in ((spec["egress"], "to"), (spec["ingress"], "from")):
             peers = [p for rule in rules if "ports" not in rule for p in rule.get(key) or []]
-            allowed = allowed_by_peers(w.kube, peers, {w.ns, w.ns2})
+            allowed = allowed_by_peers(w.kube, w.ns, peers, {w.ns, w.ns2})
             assert universe - allowed == expected(w, cut), f"{key}: cut off {sorted(universe - allowed)}"
             ips = {p["metadata"]["name"]: p["status"]["podIP"] for ns in (w.ns, w.ns2)
                    for p in w.kube.list(Ref("v1", "pods", ns, ""))["items"]}
@@ -272,11 +272,13 @@ def test_janitor_heals_expired_network_entries_of_a_live_run(gpu_cluster, unique
 
 # --- kill matrix ------------------------------------------------------------------------------------
 
+# Each step runs ~0.3-0.5 s here (start-up ~0.2 s): the points spread over its life, so kills land
+# before the ledger entry, between entry and create, between objects, and after the end.
 KILL_POINTS = [
-    ("preflight", 0.05), ("preflight", 0.6),
-    ("partition-network", 0.05), ("partition-network", 0.8), ("partition-network", 1.2),
-    ("degrade-network", 0.05), ("degrade-network", 0.9), ("degrade-network", 1.4),
-    ("heal-network", 0.6),
+    ("preflight", 0.05), ("preflight", 0.3),
+    ("partition-network", 0.1), ("partition-network", 0.25), ("partition-network", 0.35), ("partition-network", 0.45),
+    ("degrade-network", 0.1), ("degrade-network", 0.2), ("degrade-network", 0.25), ("degrade-network", 0.3),
+    ("heal-network", 0.2), ("heal-network", 0.3),
 ]
 DEGRADE = ["--loss", "10", "--delay", "50ms", "--bandwidth", "1mbps", "--corrupt", "1", "--duplicate", "1"]
 
@@ -295,7 +297,7 @@ def _spawn(c, w: NetWorld, step: str):
 def test_kill_matrix_janitor_removes_everything(gpu_cluster, unique):
     c = gpu_cluster
     order = ["preflight", "partition-network", "degrade-network", "heal-network"]
-    leftovers, total = [], 0
+    leftovers, total, states = [], 0, {}
     for step, after in KILL_POINTS:
         for sig in (signal.SIGTERM, signal.SIGKILL):
             w = make_net_world(c, f"{unique}-{total}")
@@ -307,6 +309,9 @@ def test_kill_matrix_janitor_removes_everything(gpu_cluster, unique):
             time.sleep(after)  # a point in the step's life, not a stand-in for a condition
             proc.send_signal(sig)
             proc.communicate(timeout=60)
+            ledger = L.LedgerStore(w.kube).load(w.ns, w.run)
+            state = f"{step}/{len(ledger.active()) if ledger else 'no ledger'}"
+            states[state] = states.get(state, 0) + 1
             # The workflow is gone (never created): the janitor must revert the run.
             janitor = c.faultflow("step", "janitor", "--namespace", w.ns)
             total += 1
@@ -317,5 +322,6 @@ def test_kill_matrix_janitor_removes_everything(gpu_cluster, unique):
             if janitor.returncode != 0 or active or objs or probes:
                 leftovers.append(f"{step}@{after}/{sig.name}: rc={janitor.returncode} active={active} objects={objs} "
                                  f"{janitor.stderr.strip()[-300:]}")
+    print(f"states when killed (step/active ledger entries: count): {states}")
     print(f"leftovers after kill matrix: {len(leftovers)} of {total}")
     assert leftovers == [], "\n".join(leftovers)
