@@ -14,15 +14,15 @@ import click
 from steps import ledger as L
 from steps.cli_types import FiniteFloat
 from steps.errors import BadInput
-from steps.event_names import FAULT_CLEARED, FAULT_INJECTED
+from steps.event_names import FAULT_INJECTED
 from steps.events import emit
 from steps.kube import connect
 from steps.network_chaos import DIRECTIONS, LATENCY, MODES, RATE, Degradation, build_chaos
-from steps.network_objects import create_recorded, existing, validate_on_server
+from steps.network_objects import existing, validate_on_server
 from steps.network_options import (
-    check_custom, groups_for, open_ledger, platform as platform_of, platform_options, require_dgd, target_options, undo,
+    check_custom, create_all, groups_for, open_ledger, platform as platform_of, platform_options, require_dgd, target_options,
 )
-from steps.options import K8sName, Outputs, Terminated, sigterm_raises
+from steps.options import K8sName, Outputs
 from steps.pod_groups import ROLES
 from steps.workloads import resolve
 
@@ -110,21 +110,10 @@ def command(run_id, namespace, target, dgd_version, duration, dry_run, outputs_d
     present = existing(kube, objs, run_id)
     validate_on_server(kube, objs, present)
     names = [o["metadata"]["name"] for o in objs]
-    if dry_run:
-        for o in objs:
-            emit(STEP, "planned_change", change=f"create networkchaos {namespace}/{o['metadata']['name']}", object=o, dry_run=True)
+    expires_ms = create_all(STEP, "network-degrade", kube, store, ledger, objs, present, duration,
+                            {"actions": [a for a, _ in degradation.actions()]})
+    if expires_ms is None:
         return
-
-    expires_ms = L.now_ms() + int(duration * 1000)
-    created: list[str] = []
-    with sigterm_raises():
-        try:
-            create_recorded(kube, store, ledger.run, [o for o in objs if o["metadata"]["name"] not in present], expires_ms,
-                            {"actions": [a for a, _ in degradation.actions()]}, created)
-        except Terminated:
-            undo(kube, store, ledger.run, created)
-            emit(STEP, FAULT_CLEARED, run_id=run_id, kind="network-degrade", reason="SIGTERM", entries=created)
-            raise
     emit(STEP, FAULT_INJECTED, run_id=run_id, kind="network-degrade", actions=[a for a, _ in degradation.actions()],
          objects=names, already=len(present) == len(objs), expires_ms=expires_ms)
     outputs.write("chaos", ",".join(names))

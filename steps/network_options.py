@@ -7,9 +7,12 @@ import click
 
 from steps import dgd, ledger as L
 from steps.errors import BadInput
+from steps.event_names import FAULT_CLEARED
+from steps.events import emit
 from steps.kube import Kube, Ref
+from steps.network_objects import create_recorded
 from steps.network_policies import ClusterAddresses, api_server_addresses, normalise_cidrs, pod_cidrs_of
-from steps.options import Duration, K8sName, RunId, Target, common_cluster_options
+from steps.options import Duration, K8sName, RunId, Target, Terminated, common_cluster_options, sigterm_raises
 from steps.pod_groups import DEFAULT_ETCD_SELECTOR, DEFAULT_NATS_SELECTOR, ROLES, PodGroup, parse_selector, role_groups
 
 
@@ -93,3 +96,24 @@ def undo(kube: Kube, store: L.LedgerStore, run: L.RunInfo, entry_ids: list[str])
     if ledger is None or not entry_ids:
         return 0
     return len(revert_run(kube, store, ledger, 60, kinds=L.CREATED_OBJECT_KINDS, entry_ids=frozenset(entry_ids)))
+
+
+def create_all(step: str, fault: str, kube: Kube, store: L.LedgerStore, ledger: L.Ledger | None, objs: list[dict],
+               present: set[str], duration_s: float, data: dict) -> int | None:
+    """`--dry-run` (no ledger): print each object as a planned change. Otherwise create the objects not
+    yet present, ledger first, and undo exactly those on SIGTERM. Returns when the entries expire."""
+    if ledger is None:
+        for obj in objs:
+            meta = obj["metadata"]
+            emit(step, "planned_change", change=f"create {obj['kind'].lower()} {meta['namespace']}/{meta['name']}", object=obj, dry_run=True)
+        return None
+    expires_ms = L.now_ms() + int(duration_s * 1000)
+    created: list[str] = []
+    with sigterm_raises():
+        try:
+            create_recorded(kube, store, ledger.run, [o for o in objs if o["metadata"]["name"] not in present], expires_ms, data, created)
+        except Terminated:
+            undo(kube, store, ledger.run, created)
+            emit(step, FAULT_CLEARED, run_id=ledger.run.run_id, kind=fault, reason="SIGTERM", entries=created)
+            raise
+    return expires_ms

@@ -15,15 +15,16 @@ import click
 
 from steps import ledger as L
 from steps.errors import BadInput, CheckFailed
-from steps.event_names import FAULT_CLEARED, FAULT_INJECTED
+from steps.event_names import FAULT_INJECTED
 from steps.events import emit
 from steps.kube import Kube, Ref, connect
-from steps.network_objects import create_recorded, existing, validate_on_server
+from steps.network_objects import existing, validate_on_server
 from steps.network_options import (
-    check_custom, cluster_addresses, groups_for, open_ledger, platform as platform_of, platform_options, require_dgd, target_options, undo,
+    check_custom, cluster_addresses, create_all, groups_for, open_ledger, platform as platform_of, platform_options, require_dgd,
+    target_options,
 )
 from steps.network_policies import DIRECTIONS, PARTITIONS, Partition, build_policies
-from steps.options import K8sName, Outputs, Terminated, sigterm_raises
+from steps.options import K8sName, Outputs
 from steps.pod_groups import requirements_of, selector_string
 from steps.workloads import resolve
 
@@ -94,23 +95,11 @@ def command(run_id, namespace, target, dgd_version, duration, dry_run, outputs_d
     check_no_other_policy(kube, policies)
     validate_on_server(kube, policies, present)
     names = [p["metadata"]["name"] for p in policies]
-    if dry_run:
-        for policy in policies:
-            emit(STEP, "planned_change", change=f"create networkpolicy {namespace}/{policy['metadata']['name']}", object=policy, dry_run=True)
-        return
-
-    expires_ms = L.now_ms() + int(duration * 1000)
     recorded = {"partition": kind, "direction": direction,
                 "blocked": [{"namespace": g.namespace, "selector": g.selector_string()} for g in partition.blocked]}
-    created: list[str] = []
-    with sigterm_raises():
-        try:
-            create_recorded(kube, store, ledger.run, [p for p in policies if p["metadata"]["name"] not in present], expires_ms,
-                            recorded, created)
-        except Terminated:
-            undo(kube, store, ledger.run, created)
-            emit(STEP, FAULT_CLEARED, run_id=run_id, kind="network-partition", reason="SIGTERM", entries=created)
-            raise
+    expires_ms = create_all(STEP, "network-partition", kube, store, ledger, policies, present, duration, recorded)
+    if expires_ms is None:
+        return
     emit(STEP, FAULT_INJECTED, run_id=run_id, kind="network-partition", partition=kind, direction=direction, policies=names,
          already=len(present) == len(policies), expires_ms=expires_ms)
     outputs.write("policies", ",".join(names))

@@ -107,6 +107,10 @@ def test_partition_selects_exactly_the_intended_pods(gpu_cluster, unique, case):
 
 def test_partition_is_idempotent_verified_and_healed(gpu_cluster, unique, tmp_path):
     c, w = gpu_cluster, make_net_world(gpu_cluster, unique)
+    planned = partition(c, w, "--partition", "worker-nats", "--dry-run")  # a dry run needs no ledger and changes nothing
+    assert planned.returncode == 0, planned.stderr
+    assert [e["object"]["kind"] for e in events(planned.stdout) if e["event"] == "planned_change"] == ["NetworkPolicy"]
+    assert run_objects(w.kube, w.ns, w.run) == [] and L.LedgerStore(w.kube).load(w.ns, w.run) is None
     assert preflight(c, w).returncode == 0
     assert partition(c, w, "--partition", "worker-nats").returncode == 0
     first = {p["metadata"]["name"]: p["metadata"]["resourceVersion"] for p in run_objects(w.kube, w.ns, w.run)}
