@@ -44,3 +44,15 @@ demo: venv shim
 clean:
 	$(MAKE) -C shim clean
 	rm -rf $(VENV) .pytest_cache
+
+# deploy/ (kustomize base) from the scenario declarations in workflows/; a test fails when it is stale.
+.PHONY: render
+render: venv
+	$(VENV)/bin/faultflow render --out deploy
+
+# Container images (images/steps, images/shim) where a Docker engine answers; otherwise say why.
+.PHONY: images
+images:
+	@docker info >/dev/null 2>&1 || { echo "faultflow: make images needs a running Docker engine (docker info failed); build elsewhere with: docker build -f images/steps/Dockerfile ." >&2; exit 2; }
+	docker build -f images/steps/Dockerfile -t faultflow-steps:0.1.0 .
+	docker build -f images/shim/Dockerfile -t faultflow-shim:0.1.0 .

@@ -91,9 +91,14 @@ def _apiserver_argv(binary: Path, *, port: int, etcd: Etcd, keys: pki.Pki, folde
         "--service-cluster-ip-range=10.0.0.0/24",
         "--authorization-mode=RBAC",
         "--allow-privileged=true",  # the XID step runs a privileged pod
-        # ConfigMap watches go straight to etcd, so etcd compaction expires them deterministically
-        # (the watch cache would otherwise answer from its own in-memory window).
-        "--watch-cache-sizes=configmaps#0",
+        # ConfigMap and Node watches go straight to etcd, so etcd compaction expires them
+        # deterministically (the watch cache would otherwise answer from its own in-memory window).
+        "--watch-cache-sizes=configmaps#0,nodes#0",
+        # pods/log is proxied to the node's kubelet (a kubelet simulator here, lab/kubelet_logs.py):
+        # the API server authenticates with a client certificate and checks the kubelet's serving one.
+        f"--kubelet-client-certificate={keys.kubelet_client_cert}",
+        f"--kubelet-client-key={keys.kubelet_client_key}",
+        f"--kubelet-certificate-authority={keys.ca_cert}",
         "--profiling=false",
     ]
 

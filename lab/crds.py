@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from lab import cache, gomod
+from lab import cache, gomod, tools
 
 ARGO_FULL_CRDS = tuple(
     f"manifests/base/crds/full/argoproj.io_{plural}.yaml"
@@ -76,7 +76,7 @@ ARGO_V4_0 = CrdSource(
     module="github.com/argoproj/argo-workflows/v4",
     version="v4.0.5",
     files=ARGO_FULL_CRDS,
-    ziphash="h1:/1lru5oXUd+k6KEDUps6rLX5OKfi1jTfabgXTly/VFU=",
+    ziphash=tools.ARGO_V4_ZIPHASH,
 )
 # Chaos Mesh publishes no tagged Go module version the proxy serves (its tags lack /v2 paths), so
 # this pins a pseudo-version of master.

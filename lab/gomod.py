@@ -122,13 +122,21 @@ def build_binary(
     extra_replaces: tuple[tuple[str, str], ...] = (),
     link_vars: tuple[tuple[str, str], ...] = (),
     unchecked: tuple[str, ...] = (),
+    placeholders: tuple[str, ...] = (),
     log: Path,
     label: str,
 ) -> None:
-    """Build `package` from a wrapper module into `output`, printing progress while it runs."""
+    """Build `package` from a wrapper module into `output`, printing progress while it runs.
+
+    `placeholders`: files, relative to the module's root, the build needs but the module lacks; the
+    module is then built from a copy that has them, empty (see `copy_with_placeholders`).
+    """
     go = go_binary()
     with tempfile.TemporaryDirectory(prefix="faultflow-gobuild-") as scratch:
         work = Path(scratch)
+        if placeholders:
+            copy_with_placeholders(module, work / "src", placeholders)
+            extra_replaces = (*extra_replaces, (module.path, "./src"))
         (work / "go.mod").write_text(wrapper_go_mod(module, replace_version, extra_replaces))
         # A build-tagged import makes `go mod tidy` resolve exactly what the package needs.
         (work / "tools.go").write_text(f'//go:build tools\n\npackage tools\n\nimport _ "{package}"\n')
@@ -143,6 +151,22 @@ def build_binary(
             ]  # fmt: skip
             _run_logged(cmd, work, env, sink, log, progress=label)
         tmp_out.replace(output)  # appear whole or not at all
+
+
+def copy_with_placeholders(module: Module, dest: Path, placeholders: tuple[str, ...]) -> None:
+    """Copy the module's source to `dest` and add each placeholder file, empty.
+
+    Some modules need files their release generates before compiling (Argo's UI bundle, which a
+    `go:embed` requires). Go refuses changed files, and `-overlay` files, beneath the module cache, so
+    such a module is built from a copy the wrapper replaces it with; its dependencies stay checked.
+    """
+    shutil.copytree(module.dir, dest, copy_function=shutil.copyfile)
+    for folder, _, _ in os.walk(dest):
+        os.chmod(folder, 0o755)  # copytree keeps the module cache's read-only folder modes
+    for rel in placeholders:
+        path = dest / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
 
 
 def _run_logged(

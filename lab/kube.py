@@ -104,3 +104,23 @@ def delete_namespace(cluster: Cluster, name: str, *, timeout_s: float = 30) -> N
         return True if rest.status(f"/api/v1/namespaces/{name}") == 404 else None
 
     wait_until(gone, what=f"namespace {name} deleted", timeout_s=timeout_s)
+
+
+def service_account_kubeconfig(cluster: Cluster, namespace: str, name: str, path, *, expiration_s: int = 3600) -> str:
+    """A kubeconfig file authenticating with a real bound token of the ServiceAccount (TokenRequest),
+    so a step run with `--kubeconfig` (or KUBECONFIG) acts exactly as it would in the SA's pod."""
+    import json
+    from pathlib import Path
+
+    token = cluster.rest().post(
+        f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": expiration_s}},
+    )["status"]["token"]
+    config = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "sa",
+        "clusters": [{"name": "lab", "cluster": {"server": cluster.server, "certificate-authority": str(cluster.pki.ca_cert)}}],
+        "users": [{"name": name, "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "lab", "user": name, "namespace": namespace}}],
+    }
+    Path(path).write_text(json.dumps(config, indent=2))
+    return str(path)

@@ -25,6 +25,12 @@ class Pki:
     admin_key: Path
     sa_public_key: Path  # service-account tokens: the API server signs and checks them
     sa_private_key: Path
+    # kube-apiserver → kubelet (pods/log, exec): the API server's client identity, and the serving
+    # certificate a kubelet simulator presents (checked against ca_cert, as --kubelet-certificate-authority)
+    kubelet_client_cert: Path
+    kubelet_client_key: Path
+    kubelet_serving_cert: Path
+    kubelet_serving_key: Path
 
 
 def _key() -> ec.EllipticCurvePrivateKey:
@@ -107,6 +113,16 @@ def create(folder: Path) -> Pki:
         _name("faultflow-admin", "system:masters"), admin_key, ca_name, ca_key, usage=[ExtendedKeyUsageOID.CLIENT_AUTH]
     )
     sa_key = _key()
+    kubelet_client_key = _key()
+    kubelet_client = _cert(
+        _name("kube-apiserver-kubelet-client", "system:masters"), kubelet_client_key, ca_name, ca_key,
+        usage=[ExtendedKeyUsageOID.CLIENT_AUTH],
+    )
+    kubelet_serving_key = _key()
+    kubelet_serving = _cert(
+        _name("kubelet"), kubelet_serving_key, ca_name, ca_key, usage=[ExtendedKeyUsageOID.SERVER_AUTH],
+        sans=[x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+    )
 
     pki = Pki(
         ca_cert=folder / "ca.crt",
@@ -116,6 +132,10 @@ def create(folder: Path) -> Pki:
         admin_key=folder / "admin.key",
         sa_public_key=folder / "sa.pub",
         sa_private_key=folder / "sa.key",
+        kubelet_client_cert=folder / "kubelet-client.crt",
+        kubelet_client_key=folder / "kubelet-client.key",
+        kubelet_serving_cert=folder / "kubelet.crt",
+        kubelet_serving_key=folder / "kubelet.key",
     )
     pki.ca_cert.write_bytes(ca.public_bytes(pem))
     pki.serving_cert.write_bytes(serving.public_bytes(pem))
@@ -126,4 +146,8 @@ def create(folder: Path) -> Pki:
         sa_key.public_key().public_bytes(pem, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     _write_key(pki.sa_private_key, sa_key)
+    pki.kubelet_client_cert.write_bytes(kubelet_client.public_bytes(pem))
+    _write_key(pki.kubelet_client_key, kubelet_client_key)
+    pki.kubelet_serving_cert.write_bytes(kubelet_serving.public_bytes(pem))
+    _write_key(pki.kubelet_serving_key, kubelet_serving_key)
     return pki

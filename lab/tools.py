@@ -1,6 +1,6 @@
 """The pinned list of binaries the lab builds from Go source, and `python -m lab.tools build`.
 
-One record per tool: adding kwok, Argo's workflow-controller or the `argo` CLI is one more entry.
+One record per tool: adding kwok or Argo's workflow-controller is one more entry.
 Each lands in `<cache>/<name>-<version>/<name>` and is built once per version.
 """
 
@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab import cache, gomod
+
+
+_LATER_FIELDS = ("placeholders",)
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,9 @@ class GoTool:
     # go.sum-style content hash, pinned here for modules the public checksum database lacks
     # (e.g. Argo Workflows v4); None: the checksum database vouches for the module.
     ziphash: str | None = None
+    # Files, relative to the module's root, that the package embeds but the module zip lacks because
+    # a release generates them before compiling; built with each one present and empty.
+    placeholders: tuple[str, ...] = ()
 
     @property
     def dir(self) -> Path:
@@ -44,7 +50,13 @@ class GoTool:
     @property
     def recipe(self) -> str:
         """Everything the build depends on besides the toolchain: a change means a rebuild."""
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        fields = dataclasses.asdict(self)
+        # Fields added later are left out while unset, so adding one keeps every existing build (and
+        # the etcd seeds keyed by their recipes) valid in the cache all clones share.
+        for name in _LATER_FIELDS:
+            if not fields[name]:
+                del fields[name]
+        return json.dumps(fields, sort_keys=True)
 
     def is_built(self) -> bool:
         recipe = self.dir / "recipe.json"
@@ -74,7 +86,60 @@ ETCD = GoTool(
     sibling_version="v3.7.0",
 )
 
-TOOLS: tuple[GoTool, ...] = (ETCD, KUBE_APISERVER)
+
+# Argo Workflows v4 is not in the public checksum database; lab.crds fetches the same module.
+ARGO_V4_ZIPHASH = "h1:/1lru5oXUd+k6KEDUps6rLX5OKfi1jTfabgXTly/VFU="
+
+
+def _argo_cli(
+    major: str,
+    version: str,
+    commit: str,
+    *,
+    ziphash: str | None = None,
+    replaces: tuple[tuple[str, str], ...] = (),
+) -> GoTool:
+    """The `argo` CLI of one release, as its Makefile builds it without the UI (STATIC_FILES=false).
+
+    `cmd/argo` embeds the UI bundle (`ui/dist/app`, `//go:embed` in ui/embed.go) for `argo server`;
+    the module zip has no bundle, and the Makefile's non-UI build `touch`es ui/dist/app/index.html,
+    so the build gets that one empty file too (lab.gomod.copy_with_placeholders). Linting never
+    serves the UI.
+    """
+    module = f"github.com/argoproj/argo-workflows/{major}"
+    return GoTool(
+        name="argo",
+        module=module,
+        version=version,
+        package=f"{module}/cmd/argo",
+        sibling_version=version,  # no local replaces upstream
+        extra_replaces=replaces,
+        # What the release Makefile stamps; `argo version` then prints the plain tag.
+        link_vars=(
+            (f"{module}.version", version),
+            (f"{module}.gitTag", version),
+            (f"{module}.gitCommit", commit),
+            (f"{module}.gitTreeState", "clean"),
+        ),
+        ziphash=ziphash,
+        placeholders=("ui/dist/app/index.html",),
+    )
+
+
+# The CLIs that lint what we render, for each Argo line we render for (3.6+ via 3.7, and 4.x). The
+# commits are the tags' as the module proxy reports them (`Origin.Hash` of `go mod download -json`).
+ARGO_CLI_V3_7 = _argo_cli(
+    "v3",
+    "v3.7.18",
+    "66e32e5cc367f223e2ecf4fbe852b95eaed83034",
+    # v3.7's go.mod replaces tablewriter with v0.0.5; a replace applies only in the main module, so
+    # the wrapper repeats it to build what the release built (v4's go.mod has no replaces).
+    replaces=(("github.com/olekukonko/tablewriter", "github.com/olekukonko/tablewriter v0.0.5"),),
+)
+ARGO_CLI_V4_0 = _argo_cli("v4", "v4.0.5", "0ab1452144d8f4d57c50b37ce50dad218868e950", ziphash=ARGO_V4_ZIPHASH)
+ARGO_CLIS = {"v3.7": ARGO_CLI_V3_7, "v4.0": ARGO_CLI_V4_0}
+
+TOOLS: tuple[GoTool, ...] = (ETCD, KUBE_APISERVER, ARGO_CLI_V3_7, ARGO_CLI_V4_0)
 
 
 def by_name(name: str) -> GoTool:
@@ -112,6 +177,7 @@ def ensure_built(tool: GoTool) -> Path:
             extra_replaces=tool.extra_replaces,
             link_vars=tool.link_vars,
             unchecked=(tool.module,) if tool.ziphash else (),
+            placeholders=tool.placeholders,
             log=log,
             label=f"{tool.name} {tool.version}",
         )
@@ -126,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     build = sub.add_parser(
         "build", help="build every pinned tool, fetch every pinned CRD set, seed the default clusters (cached)"
     )
-    build.add_argument("names", nargs="*", help="only these tools (default: all)")
+    build.add_argument("names", nargs="*", help="only these tools, every pinned version (default: all)")
     sub.add_parser("list", help="print name, version and cached path of each tool")
     args = parser.parse_args(argv)
 
@@ -135,8 +201,10 @@ def main(argv: list[str] | None = None) -> int:
             state = "built" if tool.is_built() else "missing"
             print(f"{tool.name}\t{tool.version}\t{tool.binary}\t{state}")
         return 0
+    if unknown := sorted(set(args.names) - {tool.name for tool in TOOLS}):
+        parser.error(f"unknown tool {', '.join(unknown)}")
     try:
-        for tool in [by_name(n) for n in args.names] if args.names else TOOLS:
+        for tool in [t for t in TOOLS if t.name in args.names] if args.names else TOOLS:
             ensure_built(tool)
         if not args.names:
             # Imported here: these need PyYAML and cryptography, `list` and tool builds do not.

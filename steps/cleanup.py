@@ -15,7 +15,7 @@ from steps.errors import BadInput
 from steps.events import emit
 from steps.kube import connect
 from steps.options import Duration, K8sName, Outputs, RunId, common_cluster_options, sigterm_raises
-from steps.revert import revert_run
+from steps.revert import event_name, revert_run
 
 STEP = "cleanup-dgd"
 
@@ -41,8 +41,7 @@ def command(run_id, namespace, toggle_off, steps_image, timeout, outputs_dir, ku
     with sigterm_raises():
         outcomes = revert_run(kube, store, ledger, timeout, kinds=kinds, steps_image=steps_image, include_node=False)
     for outcome in outcomes:
-        event = "dgd_restored" if outcome.kind == L.WORKLOAD_SHIM else "toggle_off"
-        emit(STEP, event, run_id=run_id, entry=outcome.entry_id, action=outcome.action)
+        emit(STEP, event_name(outcome), run_id=run_id, entry=outcome.entry_id, kind=outcome.kind, action=outcome.action)
     if not outcomes:
         emit(STEP, "already_clean", run_id=run_id)
     outputs.write("reverted", str(len(outcomes)))

@@ -13,8 +13,8 @@ Timeline (in the order a GPU scenario produces them; fields in brackets are expe
 name                  meaning                                                 emitted by
 ===================== ======================================================= ==========================
 run_started           the scenario began (run_id, scenario)                   preflight
-fault_injected        the fault is live from this instant (kind: cuda|xid|    inject-xid, inject-cuda-
-                      network, xid, node, gpu, pci)                           shim (when switched on),
+fault_injected        the fault is live from this instant (kind: cuda|xid|    inject-xid (cuda: toggle
+                      network, xid, node, gpu, pci)                           on; xid: kernel line),
                                                                               network steps
 xid_detected          NVSentinel saw the XID (node condition SysLogsXIDError) wait-for-cordon
                       (node, xid)
@@ -22,8 +22,10 @@ node_cordoned         NVSentinel quarantined the node (node)                  wa
 pods_evicted          the workers left the node (node, pods)                  wait-for-cordon
 remediation_started   generic start of the platform's response, for           any step
                       scenarios without a cordon
-dgd_restored          the DGD is back to its ledger snapshot (dgd)            cleanup-dgd
-fault_cleared         the fault is no longer live (kind, node)                cleanup-dgd, heal steps
+dgd_restored          the DGD is back to its ledger snapshot (dgd)            cleanup-dgd, janitor,
+                                                                              inject-cuda-shim (SIGTERM)
+fault_cleared         the fault is no longer live (kind, node)                cleanup-dgd, janitor,
+                                                                              inject-xid (SIGTERM), heal
 recovery_started      generic start of the recovery phase                     any step
 phase_started         explicit phase boundary (phase: a free name)            any step
 inference_recovered   sliding-window success rate reached the threshold       verify-inference --mode

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -34,10 +35,24 @@ class Event:
         )
 
 
+# Where a step's pod keeps its events besides stdout: Argo cannot hand a container's stdout to the
+# report as a file, so the scenarios set this to a file in the stage's outputs directory.
+EVENTS_FILE_ENV = "FAULTFLOW_EVENTS_FILE"
+
+
 def emit(step: str, event: str, stream: IO[str] | None = None, **fields: Any) -> Event:
-    """Write one event line and flush it, so a killed step still leaves what it reported."""
+    """Write one event line and flush it, so a killed step still leaves what it reported (and append
+    it to $FAULTFLOW_EVENTS_FILE when that is set)."""
     record = Event(step=step, event=event, fields=fields)
     out = stream if stream is not None else sys.stdout
     out.write(record.to_json() + "\n")
     out.flush()
+    copy = os.environ.get(EVENTS_FILE_ENV) if stream is None else None
+    if copy:
+        try:
+            os.makedirs(os.path.dirname(copy) or ".", exist_ok=True)
+            with open(copy, "a", encoding="utf-8") as file:
+                file.write(record.to_json() + "\n")
+        except OSError as error:
+            print(f"faultflow: warning: cannot append event to {copy}: {error.strerror}", file=sys.stderr)
     return record

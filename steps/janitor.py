@@ -16,7 +16,7 @@ from steps import ledger as L
 from steps.events import emit
 from steps.kube import Kube, NotFound, Ref, connect
 from steps.options import Duration, K8sName, common_cluster_options
-from steps.revert import revert_run
+from steps.revert import event_name, revert_run
 
 STEP = "janitor"
 WORKFLOWS = ("argoproj.io/v1alpha1", "workflows")
@@ -81,7 +81,7 @@ def sweep(kube: Kube, namespace: str | None, timeout_s: float, dry_run: bool = F
         runs += 1
         entries += len(outcomes)
         for outcome in outcomes:
-            emit(step, "reverted", run_id=ledger.run.run_id, entry=outcome.entry_id, kind=outcome.kind,
+            emit(step, event_name(outcome), run_id=ledger.run.run_id, entry=outcome.entry_id, kind=outcome.kind,
                  action=outcome.action, reason=reason)
     return runs, entries
 

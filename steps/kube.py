@@ -107,6 +107,8 @@ class Kube:
             response = self.api_client.rest_client.pool_manager.request(
                 method, url, headers=self._auth(headers), body=payload, timeout=timeout, retries=False
             )
+        except InfrastructureError:
+            raise  # a step's SIGTERM (options.Terminated) must reach its revert handler as itself
         except Exception as error:  # urllib3 connection errors and timeouts
             raise InfrastructureError(f"{method} {path}: {type(error).__name__}: {error}") from None
         text = response.data.decode() if response.data else ""
@@ -119,6 +121,8 @@ class Kube:
         url = self.api_client.configuration.host + path
         try:
             response = self.api_client.rest_client.pool_manager.request(method, url, headers=self._auth({}), timeout=timeout, retries=False)
+        except InfrastructureError:
+            raise
         except Exception as error:
             raise InfrastructureError(f"{method} {path}: {type(error).__name__}: {error}") from None
         text = response.data.decode(errors="replace") if response.data else ""
@@ -128,7 +132,11 @@ class Kube:
 
     def _auth(self, headers: dict) -> dict:
         cfg = self.api_client.configuration
-        token = cfg.get_api_key_with_prefix("authorization") if hasattr(cfg, "get_api_key_with_prefix") else None
+        # The kubernetes client (v37) files kubeconfig and in-cluster tokens under "BearerToken" (value
+        # already "Bearer …"); looking up only "authorization" sent service-account pods' requests
+        # unauthenticated. The call also runs the client's token-refresh hook.
+        token = (cfg.get_api_key_with_prefix("BearerToken", alias="authorization")
+                 if hasattr(cfg, "get_api_key_with_prefix") else None)
         if token:
             headers["Authorization"] = token
         headers.update(self.api_client.default_headers or {})
@@ -214,9 +222,18 @@ class Kube:
                 "GET", url, headers=self._auth({"Accept": "application/json"}), preload_content=False,
                 timeout=timeout_seconds + 15,
             )
+        except InfrastructureError:
+            raise
         except Exception as error:
             raise InfrastructureError(f"watch {base}: {type(error).__name__}: {error}") from None
+        finished = False
         try:
+            if response.status == 410:
+                # A resourceVersion older than etcd's compaction can be refused up front instead of
+                # as an in-stream ERROR event: callers handle both the same way (re-list).
+                finished = True
+                yield {"type": "ERROR", "object": {"kind": "Status", "code": 410, "message": response.read().decode()}}
+                return
             if response.status >= 400:
                 raise self._translate_status(response.status, response.read().decode(), "GET", base)
             buffer = b""
@@ -226,12 +243,17 @@ class Kube:
                     line, buffer = buffer.split(b"\n", 1)
                     if line.strip():
                         yield json.loads(line)
+            finished = True
         except Exception as error:
             if isinstance(error, (NotFound, Conflict, InfrastructureError)):
                 raise
             # The server closing a long-lived connection mid-read is a reconnect, not a failure.
             return
         finally:
+            if not finished:
+                # A caller that stopped early (condition met, SIGTERM) leaves the server still
+                # streaming: that connection must never go back to the pool for another request.
+                response.close()
             response.release_conn()
 
 

@@ -13,7 +13,7 @@ from steps.errors import BadInput
 from steps.events import emit
 from steps.kube import connect
 from steps.options import K8sName, RunId, common_cluster_options
-from steps.revert import revert_node
+from steps.revert import event_name, revert_node
 
 STEP = "restore-node"
 
@@ -39,4 +39,4 @@ def command(run_id, namespace, restore_node, kubeconfig, context):
     for entry in entries:
         outcome = revert_node(kube, entry)
         store.set_state(namespace, run_id, entry.id, L.REVERTED)
-        emit(STEP, "node_restored", run_id=run_id, node=entry.target["node"], action=outcome.action)
+        emit(STEP, event_name(outcome), run_id=run_id, node=entry.target["node"], action=outcome.action)

@@ -15,40 +15,55 @@ NODES = Ref("v1", "nodes", None, "")
 
 
 def watch_node_until(kube: Kube, node: str, predicate: Callable[[dict], bool], deadline: float,
-                     on_connect: Callable[[], None] | None = None) -> tuple[dict | None, float | None]:
-    """(node object, wall-clock time it was seen) once `predicate(node)`; (last object, None) at the deadline."""
+                     on_connect: Callable[[], None] | None = None, watch_timeout_s: float = 60,
+                     on_relist: Callable[[str], None] | None = None,
+                     on_object: Callable[[dict], None] | None = None) -> tuple[dict | None, float | None]:
+    """(node object, wall-clock time it was seen) once `predicate(node)`; (last object, None) at the deadline.
+
+    Each watch connection lasts at most `watch_timeout_s` (server side) and is then resumed from the
+    last resourceVersion seen; `on_relist(reason)` is called when a 410 Gone forced a fresh list.
+    `on_object` sees every state of the node observed, in order.
+    """
     selector = f"metadata.name={node}"
-    listing = kube.list(NODES, field_selector=selector)
-    items = listing.get("items") or []
-    obj = items[0] if items else None
-    if obj is not None and predicate(obj):
-        return obj, time.time()
-    rv = listing["metadata"]["resourceVersion"]
-    while time.monotonic() < deadline:
-        remaining = deadline - time.monotonic()
-        relist = False
-        if on_connect is not None:
-            on_connect()
-        for event in kube.watch(NODES, rv, field_selector=selector, timeout_seconds=max(1, int(min(remaining, 60)) + 1)):
-            kind = event.get("type")
-            if kind == "ERROR":
-                relist = True  # 410 Gone: our resourceVersion is too old
-                break
-            rv = event["object"]["metadata"]["resourceVersion"]
-            if kind in ("ADDED", "MODIFIED"):
-                obj = event["object"]
-                if predicate(obj):
-                    return obj, time.time()
-            if time.monotonic() >= deadline:
-                break
-        if relist:
-            listing = kube.list(NODES, field_selector=selector)
-            items = listing.get("items") or []
-            obj = items[0] if items else obj
-            if obj is not None and items and predicate(obj):
+
+    def relist() -> tuple[dict | None, str]:
+        listing = kube.list(NODES, field_selector=selector)
+        items = listing.get("items") or []
+        return (items[0] if items else None), listing["metadata"]["resourceVersion"]
+
+    obj, rv = relist()
+    while True:
+        if obj is not None:
+            if on_object is not None:
+                on_object(obj)
+            if predicate(obj):
                 return obj, time.time()
-            rv = listing["metadata"]["resourceVersion"]
-    return obj, None
+        gone = False
+        while not gone and time.monotonic() < deadline:
+            remaining = deadline - time.monotonic()
+            if on_connect is not None:
+                on_connect()
+            for event in kube.watch(NODES, rv, field_selector=selector,
+                                    timeout_seconds=max(1, int(min(remaining, watch_timeout_s)) + 1)):
+                kind = event.get("type")
+                if kind == "ERROR":
+                    gone = True  # 410 Gone: our resourceVersion is older than etcd's compaction
+                    break
+                rv = event["object"]["metadata"]["resourceVersion"]
+                if kind in ("ADDED", "MODIFIED"):
+                    obj = event["object"]
+                    if on_object is not None:
+                        on_object(obj)
+                    if predicate(obj):
+                        return obj, time.time()
+                if time.monotonic() >= deadline:
+                    break
+        if not gone:
+            return obj, None
+        listed, rv = relist()
+        obj = listed if listed is not None else obj
+        if on_relist is not None:
+            on_relist("410 Gone: resourceVersion too old, re-listed")
 
 
 def wait_pods_left(kube: Kube, namespace: str, label_selector: str, node: str, deadline: float) -> tuple[bool, int]:

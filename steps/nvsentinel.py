@@ -63,5 +63,14 @@ def is_quarantined(node: Mapping[str, Any]) -> bool:
     return bool(spec.get("unschedulable")) and annotations.get(CORDONED_ANNOTATION) == "True" and STATE_LABEL in labels
 
 
+def xid_condition_set(node: Mapping[str, Any]) -> bool:
+    """NVSentinel's platform connector reported the syslog monitor's XID finding on the node
+    (condition SysLogsXIDError=True, §3.1) — its detection, before or alongside the quarantine."""
+    for condition in (node.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == XID_CONDITION and condition.get("status") == "True":
+            return True
+    return False
+
+
 def circuit_breaker_tripped(configmap_data: Mapping[str, str] | None) -> bool:
     return (configmap_data or {}).get("status", "").strip().upper() == CIRCUIT_BREAKER_TRIPPED

@@ -138,6 +138,9 @@ def sigterm_raises() -> Iterator[None]:
     undo a partial change before the process exits."""
 
     def handler(signum, frame):
+        # One-shot: a second SIGTERM (Argo's retry of the stop, a user pressing twice) must not
+        # interrupt the revert the first one started.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise Terminated("terminated by SIGTERM")
 
     previous = signal.signal(signal.SIGTERM, handler)

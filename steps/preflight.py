@@ -14,7 +14,7 @@ import json
 
 import click
 
-from steps import dgd, ledger as L, nvsentinel
+from steps import dgd, event_names as E, ledger as L, nvsentinel
 from steps.errors import BadInput, CheckFailed
 from steps.events import emit
 from steps.kube import Kube, Ref, connect
@@ -47,6 +47,9 @@ def resolve_nodes(kube: Kube, namespace: str, obj: dict, nodes: tuple[str, ...])
 
 
 def check_gpu_index(node: dict, gpu: int) -> None:
+    """The index must name one of the node's GPUs. Preflight cannot read the node's /proc, so the
+    index → PCI bus id mapping is inject-xid's (on the node); refusing an impossible index here means
+    nothing is injected for it."""
     capacity = ((node.get("status") or {}).get("capacity") or {}).get("nvidia.com/gpu")
     if capacity is None:
         raise BadInput(f"node {node['metadata']['name']} advertises no nvidia.com/gpu capacity")
@@ -152,6 +155,7 @@ def command(run_id, namespace, target, dgd_version, nodes, max_nodes, gpu, xid, 
             id=f"toggle-{n}", kind=L.NODE_TOGGLE, target={"node": n},
             data={"toggle_dir": toggle_dir, "xid": xid, "pod_namespace": namespace, "steps_image": steps_image,
                   "expires_ms": run.created_ms + int((ttl + fault_duration) * 1000)}))
+    emit(STEP, E.RUN_STARTED, run_id=run_id, target=f"{kind}/{name}", node=node, xid=xid)
     emit(STEP, "ledger_opened", run_id=run_id, ledger=f"{namespace}/{L.configmap_name(run_id)}")
     emit(STEP, "preflight_passed", **facts)
     for key in ("node", "gpu", "api_version"):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from steps import dgd, ledger as L
+from steps import dgd, event_names as E, ledger as L
 from steps.errors import InfrastructureError
 from steps.kube import Conflict, Kube, NotFound, Ref
 from steps.node_pods import run_to_completion, toggle_off_pod
@@ -18,6 +18,15 @@ class Outcome:
     entry_id: str
     kind: str
     action: str  # restored | already-clean | toggle-off | expired | uncordoned | left | deleted
+
+
+def event_name(outcome: Outcome) -> str:
+    """The timeline event a revert stands for: the workload back to its snapshot, or a fault gone."""
+    if outcome.kind == L.WORKLOAD_SHIM:
+        return E.DGD_RESTORED
+    if outcome.kind == L.NODE_STATE:
+        return "node_restored"
+    return E.FAULT_CLEARED
 
 
 def revert_workload(kube: Kube, run_id: str, entry: L.Entry) -> Outcome:

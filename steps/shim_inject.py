@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import click
 
-from steps import dgd, ledger as L
+from steps import dgd, event_names as E, ledger as L
 from steps.errors import BadInput, CheckFailed, InfrastructureError
 from steps.events import emit
 from steps.kube import Conflict, Kube, Ref, backoff, connect
 from steps.options import Duration, K8sName, Outputs, RunId, Target, Terminated, XidType, common_cluster_options, sigterm_raises
-from steps.rollout import marker_seen, wait_rolled_out
+from steps.rollout import MARKER, marker_seen, wait_rolled_out
 from steps.workloads import patch_with_retry, pod_ready, resolve, worker_pod_selector
 
 STEP = "inject-cuda-shim"
@@ -81,17 +81,19 @@ def remove(kube: Kube, store: L.LedgerStore, run: L.RunInfo, ref: Ref) -> bool:
     return True
 
 
-def worker_logs_have_marker(kube: Kube, namespace: str, obj: dict, toggle_file: str, container: str | None) -> tuple[int, int]:
+def pods_missing_marker(kube: Kube, namespace: str, obj: dict, toggle_file: str, container: str | None) -> tuple[list[str], int]:
+    """(Ready worker pods whose log lacks the shim's start-up marker, number of Ready worker pods)."""
     pods = kube.list(Ref("v1", "pods", namespace, ""), label_selector=worker_pod_selector(obj)).get("items") or []
     pods = [p for p in pods if pod_ready(p) and not (p["metadata"].get("deletionTimestamp"))]
-    seen = 0
+    missing = []
     for pod in pods:
         names = [c["name"] for c in pod["spec"]["containers"]]
         name = container or ("main" if "main" in names else names[0])
         path = f"/api/v1/namespaces/{namespace}/pods/{pod['metadata']['name']}/log?container={name}&limitBytes=1048576"
         text = kube.request_text("GET", path)
-        seen += marker_seen(text, toggle_file)
-    return seen, len(pods)
+        if not marker_seen(text, toggle_file):
+            missing.append(pod["metadata"]["name"])
+    return missing, len(pods)
 
 
 @click.command(STEP)
@@ -134,12 +136,16 @@ def command(run_id, namespace, target, dgd_version, shim_image, xid, toggle_dir,
                 waited = wait_rolled_out(kube, ref, workers, timeout)
                 emit(STEP, "rollout_done", run_id=run_id, target=str(ref), seconds=round(waited, 3))
                 if verify_marker:
-                    seen, total = worker_logs_have_marker(kube, namespace, kube.get(ref), cfg.toggle_file, container)
-                    if total == 0 or seen < total:
-                        raise CheckFailed(f"shim marker in {seen} of {total} Ready worker pods (expected all)")
+                    missing, total = pods_missing_marker(kube, namespace, kube.get(ref), cfg.toggle_file, container)
+                    if total == 0:
+                        raise CheckFailed(f"no Ready worker pod of {ref} after the rollout: cannot check the shim marker")
+                    if missing:
+                        raise CheckFailed(
+                            f"the shim did not load in {len(missing)} of {total} Ready worker pods ({', '.join(missing[:5])}): "
+                            f"no '{MARKER} ... toggle={cfg.toggle_file} (mapped)' line in their logs")
                     emit(STEP, "shim_verified", run_id=run_id, pods=total)
         except Terminated:
             remove(kube, store, ledger.run, ref)
-            emit(STEP, "dgd_restored", run_id=run_id, target=str(ref), reason="SIGTERM")
+            emit(STEP, E.DGD_RESTORED, run_id=run_id, target=str(ref), reason="SIGTERM")
             raise
     outputs.write("patched-components", ",".join(workers))

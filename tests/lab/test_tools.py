@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -109,3 +110,43 @@ def test_unknown_cluster_choices_are_refused():
         crds.dgd_crd("v2")
     with pytest.raises(ValueError):
         crds.cluster_crds("v1beta1", "v9")
+
+
+def test_an_unset_later_field_keeps_existing_recipes():
+    # etcd and kube-apiserver builds (and the seeds keyed by them) predate `placeholders`.
+    fields = dataclasses.asdict(tools.ETCD)
+    del fields["placeholders"]
+    assert json.loads(tools.ETCD.recipe) == json.loads(json.dumps(fields))
+    argo = json.loads(tools.ARGO_CLI_V3_7.recipe)
+    assert argo["placeholders"] == ["ui/dist/app/index.html"]
+
+
+def test_placeholders_are_added_to_a_writable_copy_of_the_module(tmp_path):
+    source = tmp_path / "mod"
+    (source / "ui").mkdir(parents=True)
+    (source / "go.mod").write_text("module example.org/m\n")
+    (source / "ui" / "embed.go").write_text("package ui\n")
+    for path in (source / "ui" / "embed.go", source / "go.mod", source / "ui", source):
+        path.chmod(0o555 if path.is_dir() else 0o444)  # as in the Go module cache
+    module = Module("example.org/m", "v1.0.0", source, source / "go.mod")
+    try:
+        gomod.copy_with_placeholders(module, tmp_path / "copy", ("ui/dist/app/index.html",))
+    finally:
+        for path in (source, source / "ui"):
+            path.chmod(0o755)
+    copy = tmp_path / "copy"
+    assert (copy / "ui" / "embed.go").read_text() == "package ui\n"
+    assert (copy / "ui" / "dist" / "app" / "index.html").read_bytes() == b""
+    assert not (source / "ui" / "dist").exists()
+
+
+def test_every_pinned_argo_cli_is_listed(capsys):
+    assert tools.main(["list"]) == 0
+    rows = [line.split("\t")[:2] for line in capsys.readouterr().out.splitlines()]
+    assert ["argo", "v3.7.18"] in rows and ["argo", "v4.0.5"] in rows
+
+
+def test_building_an_unknown_tool_is_refused(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        tools.main(["build", "kwok"])
+    assert exit_.value.code == 2 and "unknown tool kwok" in capsys.readouterr().err

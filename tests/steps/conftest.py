@@ -11,6 +11,7 @@ import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +24,7 @@ _counter = itertools.count()
 class GpuCluster:
     version: str
     kubeconfig: str
+    lab: Any = None  # the lab.controlplane.Cluster (its etcd, its PKI) for tests that need them
 
     def kube(self):
         from steps.kube import connect
@@ -45,7 +47,7 @@ class GpuCluster:
 def gpu_cluster(dgd_cluster):
     """The envtest session cluster for each DGD version (tests/conftest.py `dgd_cluster`)."""
     version, cluster = dgd_cluster
-    return GpuCluster(version, str(cluster.kubeconfig))
+    return GpuCluster(version, str(cluster.kubeconfig), cluster)
 
 
 @pytest.fixture

@@ -90,7 +90,7 @@ def test_full_sequence_inject_cleanup_is_byte_identical(gpu_cluster, unique, tmp
         done = cleanup(c, w)
         assert done.returncode == 0, done.stderr
         assert kubelet.ran, "the toggle-off pod never ran"
-    assert set(events(done.stdout)) == {"dgd_restored", "toggle_off"}
+    assert set(events(done.stdout)) == {"dgd_restored", "fault_cleared"}
     assert w.spec() == before  # byte-identical spec
     assert dgd.OWNER_ANNOTATION not in (w.kube.get(w.ref)["metadata"].get("annotations") or {})
     assert not toggle.read(w.toggle_dir / "toggle").on
@@ -214,9 +214,26 @@ KILL_POINTS = [
     ("inject-cuda-shim", "start+0.05"),
     ("inject-cuda-shim", "start+0.7"),
     ("inject-cuda-shim", "event:shim_patched"),
+    ("wait-for-cordon", "start+0.3"),
+    ("wait-for-cordon", "event:watch_started"),
     ("cleanup-dgd", "start+0.3"),
     ("cleanup-dgd", "start+0.8"),
+    ("restore-node", "start+0.3"),
+    ("restore-node", "start+0.8"),
+    ("janitor", "start+0.6"),
+    ("janitor", "start+1.2"),
 ]
+
+# What ran (to completion, or crashed) before the step under test. The janitor is killed on a crashed
+# run: the scenario's inject-cuda-shim died with the shim in place, so there is something to revert.
+BEFORE = {
+    "preflight": [],
+    "inject-cuda-shim": ["preflight"],
+    "wait-for-cordon": ["preflight", "inject-cuda-shim"],
+    "cleanup-dgd": ["preflight", "inject-cuda-shim", "wait-for-cordon"],
+    "restore-node": ["preflight", "inject-cuda-shim", "wait-for-cordon", "cleanup-dgd"],
+    "janitor": ["preflight", "inject-cuda-shim", "wait-for-cordon"],
+}
 
 
 def _spawn(c, w: World, step: str):
@@ -228,6 +245,12 @@ def _spawn(c, w: World, step: str):
     if step == "inject-cuda-shim":
         return c.popen("step", "inject-cuda-shim", *common, "--target", "dgd/llm", "--shim-image", "shim:1", "--xid", "79",
                        "--toggle-dir", str(w.toggle_dir), "--timeout", "60s")
+    if step == "wait-for-cordon":
+        return c.popen("step", "wait-for-cordon", "--node", w.node, "--xid", "79", "--timeout", "60s", "--run-id", w.run)
+    if step == "restore-node":
+        return c.popen("step", "restore-node", *common, "--restore-node")
+    if step == "janitor":
+        return c.popen("step", "janitor", "--namespace", w.ns, "--timeout", "20s")
     return c.popen("step", "cleanup-dgd", *common, "--timeout", "20s")
 
 
@@ -243,25 +266,33 @@ def _kill_at(proc, when: str, sig) -> None:
     proc.communicate(timeout=60)
 
 
+def _run_before(c, w: World, step: str) -> None:
+    for earlier in BEFORE[step]:
+        if earlier == "wait-for-cordon":
+            simulate_nvsentinel_quarantine(w.kube, w.node, 79)  # NVSentinel reacts to the XID
+        p = _spawn(c, w, earlier)
+        if earlier == "inject-cuda-shim":
+            _kill_at(p, "event:shim_patched", signal.SIGKILL)  # leave the shim in place, as a crash would
+            toggle.write(w.toggle_dir / "toggle", toggle.Toggle(on=True, xid=79))  # inject-xid ran
+        else:
+            p.communicate(timeout=60)
+        if earlier == "wait-for-cordon":
+            simulate_nvsentinel_uncordon(w.kube, w.node)  # healthy again: FQ's marks go, the cordon stays
+
+
 def test_kill_matrix_janitor_restores_everything(gpu_cluster, unique, tmp_path):
     c = gpu_cluster
     leftovers, total = [], 0
     for step, when in KILL_POINTS:
         for sig in (signal.SIGTERM, signal.SIGKILL):
-            w = make_world(c, f"{unique}-{len(KILL_POINTS) and total}", tmp_path)
+            w = make_world(c, f"{unique}-{total}", tmp_path)
             spec0, node0 = w.spec(), w.node_view()
-            # Run the scenario up to the step under test, then kill that step.
-            order = ["preflight", "inject-cuda-shim", "cleanup-dgd"]
-            for earlier in order[: order.index(step)]:
-                p = _spawn(c, w, earlier)
-                if earlier == "inject-cuda-shim":
-                    _kill_at(p, "event:shim_patched", signal.SIGKILL)  # leave the shim in place, as a crash would
-                else:
-                    p.communicate(timeout=60)
-            if step != "preflight":  # inject-xid only runs after a finished preflight
-                toggle.write(w.toggle_dir / "toggle", toggle.Toggle(on=True, xid=79))
             with KubeletSimulator(w.kube, w.ns):
+                _run_before(c, w, step)  # the scenario up to the step under test
                 _kill_at(_spawn(c, w, step), when, sig)
+                if step == "wait-for-cordon":  # the quarantine comes whether or not the step still watches
+                    simulate_nvsentinel_quarantine(w.kube, w.node, 79)
+                    simulate_nvsentinel_uncordon(w.kube, w.node)
                 # The workflow is gone (never created / deleted): the janitor must revert the run.
                 janitor = c.faultflow("step", "janitor", "--namespace", w.ns, "--timeout", "20s")
             total += 1
@@ -273,3 +304,30 @@ def test_kill_matrix_janitor_restores_everything(gpu_cluster, unique, tmp_path):
                                  f"node={w.node_view() == node0} {janitor.stderr.strip()[-300:]} {janitor.stdout[-300:]}")
     print(f"leftovers after kill matrix: {len(leftovers)} of {total}")
     assert leftovers == [], "\n".join(leftovers)
+
+
+# --- wait-for-cordon across 410 Gone ---------------------------------------------------------------
+
+def _read_until(proc, name: str) -> dict:
+    for line in proc.stdout:
+        if line.startswith("{") and json.loads(line)["event"] == name:
+            return json.loads(line)
+    raise AssertionError(f"the step ended before {name!r}: {proc.communicate(timeout=30)[1]}")
+
+
+def test_wait_for_cordon_relists_after_410_and_still_sees_the_quarantine(gpu_cluster, unique, tmp_path):
+    c, w = gpu_cluster, make_world(gpu_cluster, unique, tmp_path)
+    # Watch connections of ~2 s: the step keeps reconnecting from the resourceVersion it last saw.
+    proc = c.popen("step", "wait-for-cordon", "--node", w.node, "--xid", "79", "--timeout", "90s", "--watch-timeout", "1s")
+    _read_until(proc, "watch_started")  # listed: its resourceVersion is fixed now
+    # Writes the step does not watch move etcd on; compaction then discards the step's revision, so its
+    # next reconnect is refused with 410 Gone (etcd's compaction, as in a long-lived cluster).
+    for i in range(3):
+        w.kube.merge_patch(Ref("v1", "namespaces", None, w.ns), {"metadata": {"labels": {"faultflow-test-bump": str(i)}}})
+    c.lab.etcd.compact()
+    relisted = _read_until(proc, "watch_relisted")
+    assert "410" in relisted["reason"]
+    simulate_nvsentinel_quarantine(w.kube, w.node, 79)
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 0, err
+    assert events(out)[-1] == "node_cordoned"

@@ -1,0 +1,136 @@
+"""deploy/: the kustomize base — Namespace, one ServiceAccount per role with exactly its RBAC, the
+Argo executor's account, the rendered WorkflowTemplates and CronWorkflows. Objects are plain dicts
+(RBAC needs no Hera); `workflows.render_cli` writes them as YAML files.
+
+Where a role's rules are granted:
+* `namespaced` rules: a ClusterRole `faultflow-<role>` bound by a RoleBinding in each target
+  namespace (DEFAULT_TARGET_NAMESPACES; add a RoleBinding per further namespace you opt in), so a
+  role cannot touch a namespace nobody bound it in;
+* `nvsentinel` rules: a Role in NVSentinel's namespace;
+* `cluster` rules (nodes, namespaces; the janitor's sweep): a ClusterRole `faultflow-<role>-cluster`
+  with a ClusterRoleBinding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from workflows.declaration import Role, Rule
+from workflows.shared import EXECUTOR_RULES, EXECUTOR_SERVICE_ACCOUNT, ROLES, SHIM_IMAGE, STEPS_IMAGE
+
+NAMESPACE = "faultflow"
+DEFAULT_TARGET_NAMESPACES = ("dynamo",)
+NVSENTINEL_NAMESPACE = "nvsentinel"
+LABELS = {"app.kubernetes.io/part-of": "faultflow"}
+RBAC = "rbac.authorization.k8s.io/v1"
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    namespace: str = NAMESPACE
+    target_namespaces: tuple[str, ...] = DEFAULT_TARGET_NAMESPACES
+    nvsentinel_namespace: str = NVSENTINEL_NAMESPACE
+
+
+def _meta(name: str, namespace: str | None = None, **extra) -> dict:
+    meta = {"name": name, "labels": dict(LABELS), **extra}
+    if namespace:
+        meta["namespace"] = namespace
+    return meta
+
+
+def _rules(rules: tuple[Rule, ...]) -> list[dict]:
+    return [{"apiGroups": [r.group], "resources": list(r.resources), "verbs": list(r.verbs)} for r in rules]
+
+
+def _subject(account: str, namespace: str) -> list[dict]:
+    return [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]
+
+
+def service_account(name: str, namespace: str, token: bool = True) -> dict:
+    sa = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(name, namespace)}
+    if not token:
+        sa["automountServiceAccountToken"] = False
+    return sa
+
+
+def role_objects(role: Role, config: DeployConfig) -> list[dict]:
+    """The ServiceAccount and exactly the grants `role` declares."""
+    account = role.service_account
+    objects = [service_account(account, config.namespace, role.token)]
+    if role.namespaced:
+        objects.append({"apiVersion": RBAC, "kind": "ClusterRole", "metadata": _meta(account), "rules": _rules(role.namespaced)})
+        for target in (config.namespace,) if role.home else config.target_namespaces:
+            objects.append({
+                "apiVersion": RBAC, "kind": "RoleBinding", "metadata": _meta(account, target),
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": account},
+                "subjects": _subject(account, config.namespace),
+            })
+    if role.nvsentinel:
+        objects.append({"apiVersion": RBAC, "kind": "Role", "metadata": _meta(account, config.nvsentinel_namespace),
+                        "rules": _rules(role.nvsentinel)})
+        objects.append({
+            "apiVersion": RBAC, "kind": "RoleBinding", "metadata": _meta(account, config.nvsentinel_namespace),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
+            "subjects": _subject(account, config.namespace),
+        })
+    if role.cluster:
+        name = f"{account}-cluster"
+        objects.append({"apiVersion": RBAC, "kind": "ClusterRole", "metadata": _meta(name), "rules": _rules(role.cluster)})
+        objects.append({
+            "apiVersion": RBAC, "kind": "ClusterRoleBinding", "metadata": _meta(name),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": _subject(account, config.namespace),
+        })
+    return objects
+
+
+def executor_objects(config: DeployConfig) -> list[dict]:
+    """Argo's executor (init/wait containers) reports results; nothing else."""
+    return [
+        service_account(EXECUTOR_SERVICE_ACCOUNT, config.namespace),
+        {"apiVersion": RBAC, "kind": "Role", "metadata": _meta(EXECUTOR_SERVICE_ACCOUNT, config.namespace),
+         "rules": _rules(EXECUTOR_RULES)},
+        {"apiVersion": RBAC, "kind": "RoleBinding", "metadata": _meta(EXECUTOR_SERVICE_ACCOUNT, config.namespace),
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": EXECUTOR_SERVICE_ACCOUNT},
+         "subjects": _subject(EXECUTOR_SERVICE_ACCOUNT, config.namespace)},
+    ]
+
+
+def namespace_object(config: DeployConfig) -> dict:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(config.namespace)}
+
+
+def rbac_objects(config: DeployConfig) -> list[dict]:
+    objects = executor_objects(config)
+    for role in ROLES:
+        objects.extend(role_objects(role, config))
+    return objects
+
+
+def _image(reference: str) -> dict:
+    name, _, tag = reference.rpartition(":")
+    return {"name": name, "newTag": tag}
+
+
+def kustomization(config: DeployConfig, resources: list[str]) -> dict:
+    return {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": resources,
+        # The override point for the pinned images: `newName`/`newTag`/`digest` here retarget every
+        # step and shim container of the templates (kustomizeconfig.yaml tells kustomize where Argo
+        # keeps images). The steps-image/shim-image workflow parameters carry the same references for
+        # pods the steps create; override them with `-p` or a patch when you retarget.
+        "images": [_image(STEPS_IMAGE), _image(SHIM_IMAGE)],
+        "configurations": ["kustomizeconfig.yaml"],
+    }
+
+
+def kustomize_config() -> dict:
+    """Field specs so kustomize's `images:` transformer finds images inside Argo objects."""
+    specs = []
+    for kind in ("WorkflowTemplate", "CronWorkflow"):
+        base = "spec/workflowSpec/templates" if kind == "CronWorkflow" else "spec/templates"
+        specs.append({"path": f"{base}/container/image", "kind": kind})
+    return {"images": specs}

@@ -1,0 +1,47 @@
+"""`network-partition`: cut one path of the Dynamo graph (NetworkPolicy), hold, heal, verify."""
+
+from __future__ import annotations
+
+from workflows import network_stages as ns
+from workflows.declaration import Param, Parameter, Scenario, Stage
+from workflows.shared import (
+    HOLD, INFERENCE_PARAMETERS, NETWORK_INJECTOR, OUTPUTS, RUN_ID, TARGET_PARAMETERS, gate_stage, hold_stage, load_stage,
+    recover_stage, report_stage,
+)
+
+NAME = "network-partition"
+DEADLINE_S = 2 * 3600
+
+PARTITION = Parameter("partition", "frontend-worker", "Which path to cut.",
+                      ("frontend-worker", "worker-worker", "prefill-decode", "worker-nats", "frontend-nats"))
+DIRECTION = Parameter("direction", "both", "Traffic direction to block.", ("ingress", "egress", "both"))
+
+SCENARIO = Scenario(
+    name=NAME,
+    title="Network partition: cut one path of the Dynamo graph",
+    description=(
+        "NetworkPolicies (selected by the DGD name and component type, so recreated pods stay cut off) "
+        "block one path — frontend/workers, prefill/decode, workers/NATS — keeping DNS and the API server "
+        "reachable; holds, heals and measures inference."
+    ),
+    parameters=(*TARGET_PARAMETERS, PARTITION, DIRECTION, ns.DURATION, HOLD, *INFERENCE_PARAMETERS),
+    stages=(
+        load_stage(DEADLINE_S),
+        ns.preflight(),
+        gate_stage(after="preflight"),
+        Stage(
+            "partition-network", "partition-network", role=NETWORK_INJECTOR, deadline_s=300, retry=True,
+            after=("steady-state",), description="Creates the run's NetworkPolicies (ledger first).",
+            args=("--run-id", RUN_ID, "--namespace", Param("namespace"), "--target", Param("target"),
+                  "--partition", Param("partition"), "--direction", Param("direction"), "--duration", Param("duration"),
+                  "--outputs-dir", OUTPUTS),
+        ),
+        ns.verify_partition(after="partition-network"),
+        hold_stage(after="verify-partition"),
+        ns.heal("heal-network", after=("hold",)),
+        recover_stage(after="heal-network"),
+    ),
+    exit_stages=(ns.heal("final-cleanup"), report_stage(NAME)),
+    mutexes=ns.NETWORK_MUTEXES,
+    deadline_s=DEADLINE_S,
+)

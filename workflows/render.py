@@ -1,0 +1,215 @@
+"""Scenario declaration → Hera WorkflowTemplate (→ YAML). The only module that knows Argo's shapes for
+a scenario; everything it renders comes from `workflows.declaration` objects.
+
+Where Argo's features come from (all exist in Argo 3.6+, see README "Argo versions"):
+* the scenario's stages → one `container` template each, a `dag` "main" with `depends`;
+  the background `load` stage → a `daemon` task (Argo stops it with SIGTERM when the DAG ends);
+  a hold stage → a `suspend` template with a duration;
+* exit stages → the `onExit` DAG "exit-handler": each runs whatever the previous one's outcome;
+* every stage's outputs directory → an output artifact under the run's key prefix; the report's
+  `EvidenceDir` → that prefix loaded as one input directory (a key-only artifact in the default,
+  S3-compatible artifact repository). Argo cannot pass artifacts from the main DAG into an exit
+  handler by reference, which is why the prefix is used;
+* deadlines: every leaf template has activeDeadlineSeconds (Argo refuses it on DAG/steps
+  templates), the workflow its total;
+* node-pinned stages → nodeSelector on the preflight output, privileged, only their hostPath
+  volumes, no service-account token (the executor has its own), hostPID through podSpecPatch.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from hera.workflows import (
+    DAG, Container, Counter, Env, Gauge, HostPathVolume, Label, NoneArchiveStrategy, Parameter, RetryStrategy,
+    S3Artifact, Suspend, Task, WorkflowTemplate, models as m,
+)
+
+from steps.events import EVENTS_FILE_ENV
+from workflows import declaration as d
+from workflows.shared import EXECUTOR_SERVICE_ACCOUNT, STEPS_IMAGE
+
+OUTPUTS_PATH = "/tmp/faultflow/outputs"
+EVIDENCE_PATH = "/tmp/faultflow/evidence"
+# Key prefix of a run's evidence in the artifact repository: one sub-key per stage.
+EVIDENCE_KEY = "faultflow/{{workflow.namespace}}/{{workflow.uid}}"
+REPORT_FILES = ("report.json", "junit.xml", "timeline.png", "summary.md", "metrics.prom")
+# Figures the report writes to metrics/<name> (steps/report_metrics.py) exported as Prometheus gauges.
+REPORT_FIGURES = {
+    "recovery_seconds": "Seconds from fault injection to sustained inference recovery.",
+    "detection_seconds": "Seconds from fault injection to NVSentinel detection.",
+    "time_to_first_failure_seconds": "Seconds from fault injection to the first failed request.",
+    "availability_during_fault": "Success ratio of requests between fault injection and recovery.",
+    "recovered": "1 when inference recovered (or never failed) by the end of the run.",
+    "run_passed": "1 when every check of the run passed.",
+    "checks_failed": "Number of failed checks.",
+    "requests": "Inference requests completed during the run.",
+}
+PART_OF = {"app.kubernetes.io/part-of": "faultflow"}
+MAIN, EXIT = "main", "exit-handler"
+
+
+def argument(arg: d.Arg) -> str:
+    """One declared argument as the string Argo substitutes."""
+    if isinstance(arg, str):
+        return arg
+    if isinstance(arg, d.Param):
+        return f"{{{{workflow.parameters.{arg.name}}}}}"
+    if isinstance(arg, d.Output):
+        return f"{{{{inputs.parameters.{input_name(arg)}}}}}"
+    if isinstance(arg, d.WorkflowField):
+        return f"{{{{workflow.{arg.name}}}}}"
+    if isinstance(arg, d.OutputsDir):
+        return OUTPUTS_PATH
+    if isinstance(arg, d.EvidenceDir):
+        return EVIDENCE_PATH
+    if isinstance(arg, d.HostPath):
+        return arg.container_path
+    raise TypeError(f"cannot render argument {arg!r}")
+
+
+def input_name(ref: d.Output) -> str:
+    return f"{ref.stage}-{ref.name}"
+
+
+def mutex_name(pattern: str) -> str:
+    """`faultflow-{namespace}` → `faultflow-{{workflow.parameters.namespace}}`."""
+    return re.sub(r"\{([a-z0-9-]+)\}", r"{{workflow.parameters.\1}}", pattern)
+
+
+def retry_strategy() -> RetryStrategy:
+    # Exit 3 (infrastructure: API unreachable, 5xx) and pod errors are worth another try; 1 (a check
+    # failed) and 2 (bad input) are verdicts. Every step is idempotent, so a retry is safe.
+    return RetryStrategy(
+        limit=3, retry_policy="Always",
+        expression='lastRetry.status == "Error" || asInt(lastRetry.exitCode) == 3',
+        backoff=m.Backoff(duration="10s", factor=2, max_duration="3m"),
+    )
+
+
+def _output_inputs(stage: d.Stage) -> list[Parameter]:
+    refs = sorted({input_name(r) for r in stage.references() if isinstance(r, d.Output)})
+    return [Parameter(name=name) for name in refs]
+
+
+def _security(stage: d.Stage) -> m.SecurityContext:
+    if stage.privileged:
+        # Writing /dev/kmsg and the node's toggle needs root and the host's devices.
+        return m.SecurityContext(privileged=True, run_as_user=0)
+    return m.SecurityContext(run_as_non_root=True, allow_privilege_escalation=False,
+                             capabilities=m.Capabilities(drop=["ALL"]))
+
+
+def _stage_artifacts(stage: d.Stage) -> list:
+    return [S3Artifact(name="outputs", path=OUTPUTS_PATH, key=f"{EVIDENCE_KEY}/{stage.name}",
+                       archive=NoneArchiveStrategy(), optional=True)]
+
+
+def _report_extras(stage: d.Stage, scenario: d.Scenario) -> dict:
+    """The report: evidence in, report files out as artifacts, figures as output parameters and gauges."""
+    if stage.step != "report":
+        return {}
+    labels = [Label(key="scenario", value=scenario.name)]
+    return {
+        "extra_inputs": [S3Artifact(name="evidence", path=EVIDENCE_PATH, key=EVIDENCE_KEY, optional=True)],
+        "extra_artifacts": [
+            m.Artifact(name=f.replace(".", "-"), path=f"{OUTPUTS_PATH}/{f}", archive=m.ArchiveStrategy(none=m.NoneStrategy()),
+                       optional=True)
+            for f in REPORT_FILES
+        ],
+        "parameters": [
+            Parameter(name=f.replace("_", "-"), value_from=m.ValueFrom(path=f"{OUTPUTS_PATH}/metrics/{f}", default="NaN"))
+            for f in REPORT_FIGURES
+        ],
+        "metrics": [
+            Gauge(name=f"faultflow_{f}", help=text, labels=labels, realtime=False,
+                  value=f"{{{{outputs.parameters.{f.replace('_', '-')}}}}}")
+            for f, text in REPORT_FIGURES.items()
+        ],
+    }
+
+
+def container(stage: d.Stage, scenario: d.Scenario) -> Container | Suspend:
+    if stage.hold is not None:
+        return Suspend(name=stage.name, duration=argument(stage.hold), active_deadline_seconds=stage.deadline_s)
+    extras = _report_extras(stage, scenario)
+    outputs = [Parameter(name=o, value_from=m.ValueFrom(path=f"{OUTPUTS_PATH}/{o}")) for o in stage.outputs]
+    outputs += extras.get("parameters", [])
+    kwargs: dict = {}
+    if stage.pinned_to is not None:
+        kwargs.update(
+            node_selector={"kubernetes.io/hostname": argument(stage.pinned_to)},
+            tolerations=[m.Toleration(operator="Exists")],  # GPU nodes are commonly tainted
+            volumes=[
+                HostPathVolume(name=f"host-{i}", path=h.host_path, mount_path=h.container_path, type=h.host_path_type or None)
+                for i, h in enumerate(p for p in stage.host_paths if p.mount)
+            ],
+        )
+    if stage.host_pid:
+        kwargs["pod_spec_patch"] = json.dumps({"hostPID": True})
+    if stage.retry:
+        kwargs["retry_strategy"] = retry_strategy()
+    if stage.background:
+        kwargs["daemon"] = True
+    return Container(
+        name=stage.name,
+        image=STEPS_IMAGE,
+        command=list(stage.command),
+        args=[argument(a) for a in stage.args],
+        env=[Env(name=EVENTS_FILE_ENV, value=f"{OUTPUTS_PATH}/{d.EVENTS_FILE_NAME}")],
+        inputs=_output_inputs(stage) + extras.get("extra_inputs", []),
+        outputs=outputs + _stage_artifacts(stage) + extras.get("extra_artifacts", []),
+        metrics=extras.get("metrics") or None,
+        service_account_name=stage.role.service_account,
+        automount_service_account_token=None if stage.role.token else False,
+        security_context=_security(stage),
+        active_deadline_seconds=stage.deadline_s,
+        resources=m.ResourceRequirements(requests={"cpu": "50m", "memory": "128Mi"}, limits={"memory": "1Gi"}),
+        annotations={"faultflow.dev/description": stage.description} if stage.description else None,
+        **kwargs,
+    )
+
+
+def _task(stage: d.Stage, template, depends: str | None) -> Task:
+    arguments = {input_name(r): f"{{{{tasks.{r.stage}.outputs.parameters.{r.name}}}}}"
+                 for r in stage.references() if isinstance(r, d.Output)}
+    return Task(name=stage.name, template=template, arguments=dict(sorted(arguments.items())) or None, depends=depends)
+
+
+def scenario_template(scenario: d.Scenario) -> WorkflowTemplate:
+    scenario.check()
+    exit_deadline = sum(s.deadline_s for s in scenario.exit_stages)
+    with WorkflowTemplate(
+        name=scenario.name,
+        labels={**PART_OF, "faultflow.dev/scenario": scenario.name},
+        annotations={"workflows.argoproj.io/title": scenario.title, "workflows.argoproj.io/description": scenario.description},
+        entrypoint=MAIN,
+        on_exit=EXIT,
+        arguments=[Parameter(name=p.name, value=p.default, description=p.description, enum=list(p.enum) or None)
+                   for p in scenario.parameters],
+        active_deadline_seconds=scenario.deadline_s + exit_deadline,
+        executor=m.ExecutorConfig(service_account_name=EXECUTOR_SERVICE_ACCOUNT),
+        synchronization=m.Synchronization(mutexes=[m.Mutex(name=mutex_name(x)) for x in scenario.mutexes]),
+        workflow_metadata=m.WorkflowMetadata(labels={**PART_OF, "faultflow.dev/scenario": scenario.name}),
+        metrics=[
+            Counter(name="faultflow_scenario_runs_total", help="Scenario runs by outcome.",
+                    labels=[Label(key="scenario", value=scenario.name), Label(key="status", value="{{workflow.status}}")],
+                    value="1"),
+            Gauge(name="faultflow_scenario_duration_seconds", help="Wall time of the scenario run.", realtime=False,
+                  labels=[Label(key="scenario", value=scenario.name), Label(key="status", value="{{workflow.status}}")],
+                  value="{{workflow.duration}}"),
+        ],
+    ) as template:
+        templates = {s.name: container(s, scenario) for s in (*scenario.stages, *scenario.exit_stages)}
+        with DAG(name=MAIN):
+            for stage in scenario.stages:
+                _task(stage, templates[stage.name], " && ".join(stage.after) or None)
+        with DAG(name=EXIT):
+            previous = None
+            for stage in scenario.exit_stages:
+                # Each exit stage runs whatever happened to the one before it.
+                depends = f"{previous}.Succeeded || {previous}.Failed || {previous}.Errored" if previous else None
+                _task(stage, templates[stage.name], depends)
+                previous = stage.name
+    return template
