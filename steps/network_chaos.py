@@ -12,8 +12,9 @@ is its own object (the reference silently applied only the first of several).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
+from steps.errors import BadInput
 from steps.network_objects import CHAOS_API, metadata
 from steps.pod_groups import PodGroup, split_requirements
 
@@ -39,6 +40,16 @@ class Degradation:
     corrupt_correlation: float = 0
     duplicate: float | None = None
     duplicate_correlation: float = 0
+
+    def only(self, actions: tuple[str, ...]) -> "Degradation":
+        """Just these actions; BadInput for one without its value (its option was not given)."""
+        amounts = {"loss": self.loss, "delay": self.delay, "bandwidth": self.bandwidth, "corrupt": self.corrupt,
+                   "duplicate": self.duplicate}
+        missing = [a for a in actions if amounts[a] is None]
+        if missing:
+            raise BadInput(f"--action {missing[0]} needs its value (--{missing[0]})")
+        return Degradation(**{**asdict(self), **{a: None for a in ACTIONS if a not in actions},
+                              **({"jitter": None} if "delay" not in actions else {})})
 
     def actions(self) -> list[tuple[str, dict]]:
         """(action, its spec block) for every action asked for, in ACTIONS order."""

@@ -17,7 +17,7 @@ from steps.errors import BadInput
 from steps.event_names import FAULT_INJECTED
 from steps.events import emit
 from steps.kube import connect
-from steps.network_chaos import DIRECTIONS, LATENCY, MODES, RATE, Degradation, build_chaos
+from steps.network_chaos import ACTIONS, DIRECTIONS, LATENCY, MODES, RATE, Degradation, build_chaos
 from steps.network_objects import existing, validate_on_server
 from steps.network_options import (
     check_custom, create_all, groups_for, open_ledger, platform as platform_of, platform_options, require_dgd, target_options,
@@ -65,12 +65,14 @@ def check_mode(mode: str, value: str | None) -> None:
 @click.option("--direction", default="to", show_default=True, type=click.Choice(DIRECTIONS), help="Chaos Mesh direction (from/both need --peer).")
 @click.option("--mode", default="all", show_default=True, type=click.Choice(MODES), help="Blast radius among the selected pods.")
 @click.option("--mode-value", default=None, help="Count (fixed) or percentage (fixed-percent, random-max-percent).")
+@click.option("--action", "only_actions", multiple=True, type=click.Choice(ACTIONS),
+              help="Only these actions (the others' values are ignored: a UI passes every value). Default: every action given a value.")
 @click.option("--loss", default=None, type=PERCENT, help="Packet loss, percent.")
 @click.option("--loss-correlation", default=0.0, type=CORRELATION)
-@click.option("--delay", default=None, type=Pattern(LATENCY, "latency"), help="Added latency, e.g. 100ms.")
+@click.option("--delay", "--latency", "delay", default=None, type=Pattern(LATENCY, "latency"), help="Added latency, e.g. 100ms.")
 @click.option("--jitter", default=None, type=Pattern(LATENCY, "latency"), help="Jitter of --delay, e.g. 10ms.")
 @click.option("--delay-correlation", default=0.0, type=CORRELATION)
-@click.option("--bandwidth", default=None, type=Pattern(RATE, "rate"), help="Rate limit, e.g. 10mbps.")
+@click.option("--bandwidth", "--rate", "bandwidth", default=None, type=Pattern(RATE, "rate"), help="Rate limit, e.g. 10mbps.")
 @click.option("--bandwidth-limit", default=20480, show_default=True, type=click.IntRange(1, 2**31 - 1), help="Queue bytes.")
 @click.option("--bandwidth-buffer", default=10000, show_default=True, type=click.IntRange(1, 2**31 - 1), help="Bucket bytes.")
 @click.option("--corrupt", default=None, type=PERCENT, help="Corrupted packets, percent.")
@@ -79,7 +81,7 @@ def check_mode(mode: str, value: str | None) -> None:
 @click.option("--duplicate-correlation", default=0.0, type=CORRELATION)
 @platform_options
 def command(run_id, namespace, target, dgd_version, duration, dry_run, outputs_dir, kubeconfig, context, source_role,
-            source_selector, peer_role, peer_selector, peer_namespace, direction, mode, mode_value, loss, loss_correlation,
+            source_selector, peer_role, peer_selector, peer_namespace, direction, mode, mode_value, only_actions, loss, loss_correlation,
             delay, jitter, delay_correlation, bandwidth, bandwidth_limit, bandwidth_buffer, corrupt, corrupt_correlation,
             duplicate, duplicate_correlation, nats_selector, nats_namespace, etcd_selector, etcd_namespace):
     """Degrade a DGD's network with Chaos Mesh (one NetworkChaos per action)."""
@@ -91,12 +93,14 @@ def command(run_id, namespace, target, dgd_version, duration, dry_run, outputs_d
         raise BadInput("--peer-namespace goes with --peer custom")
     if direction != "to" and peer_role == "none":
         raise BadInput(f"--direction {direction} needs --peer (Chaos Mesh applies from/both to a target only)")
-    if jitter is not None and delay is None:
-        raise BadInput("--jitter goes with --delay")
     check_mode(mode, mode_value)
     require_dgd(target)
     degradation = Degradation(loss, loss_correlation, delay, jitter, delay_correlation, bandwidth, bandwidth_limit,
                               bandwidth_buffer, corrupt, corrupt_correlation, duplicate, duplicate_correlation)
+    if only_actions:
+        degradation = degradation.only(only_actions)
+    elif jitter is not None and delay is None:
+        raise BadInput("--jitter goes with --delay")
     if not degradation.actions():
         raise BadInput("nothing to degrade: give at least one of --loss, --delay, --bandwidth, --corrupt, --duplicate")
     platform = platform_of(nats_selector, nats_namespace, etcd_selector, etcd_namespace)

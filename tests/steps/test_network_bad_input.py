@@ -40,6 +40,8 @@ CASES = [
     ("loss NaN", D + ["--loss", "nan"]),
     ("delay malformed", D + ["--delay", "100 ms"]),
     ("jitter without delay", D + ["--loss", "5", "--jitter", "5ms"]),
+    ("action without its value", D + ["--action", "corrupt", "--loss", "5"]),
+    ("action unknown", D + ["--action", "reorder", "--loss", "5"]),
     ("bandwidth malformed", D + ["--bandwidth", "fast"]),
     ("bandwidth limit zero", D + ["--bandwidth", "1mbps", "--bandwidth-limit", "0"]),
     ("correlation over 100", D + ["--loss", "5", "--loss-correlation", "150"]),

@@ -114,3 +114,11 @@ def test_janitor_sweeps_only_expired_created_objects():
         "toggle-n": L.Entry("toggle-n", L.NODE_TOGGLE, {"node": "n"}, L.APPLIED, data={"expires_ms": now - 1}),
     }
     assert expired_entries(L.Ledger(run, entries), now) == {"netpol-old"}
+
+
+def test_only_keeps_the_chosen_actions_as_a_ui_passes_every_value():
+    d = Degradation(loss=10, delay="200ms", jitter="20ms", bandwidth="10mbps", corrupt=10, duplicate=10)
+    assert [a for a, _ in d.only(("loss",)).actions()] == ["loss"]
+    assert d.only(("delay",)).actions() == [("delay", {"latency": "200ms", "jitter": "20ms", "correlation": "0"})]
+    with pytest.raises(BadInput, match="--action corrupt needs"):
+        Degradation(loss=10).only(("corrupt",))
