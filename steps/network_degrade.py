@@ -87,10 +87,7 @@ def command(run_id, namespace, target, dgd_version, duration, dry_run, outputs_d
     """Degrade a DGD's network with Chaos Mesh (one NetworkChaos per action)."""
     outputs = Outputs(outputs_dir)
     outputs.check()
-    check_custom(source_role, source_selector, "--source-selector")
-    check_custom(peer_role, peer_selector, "--peer-selector")
-    if peer_namespace is not None and peer_role != "custom":
-        raise BadInput("--peer-namespace goes with --peer custom")
+    check_custom(source_role, source_selector, peer_role, peer_selector, peer_namespace)
     if direction != "to" and peer_role == "none":
         raise BadInput(f"--direction {direction} needs --peer (Chaos Mesh applies from/both to a target only)")
     check_mode(mode, mode_value)

@@ -9,12 +9,11 @@ from __future__ import annotations
 import click
 
 from steps import ledger as L
-from steps.event_names import FAULT_CLEARED
 from steps.events import emit
 from steps.kube import connect
 from steps.network_options import open_ledger
 from steps.options import K8sName, Outputs, RunId, common_cluster_options, sigterm_raises
-from steps.revert import revert_run
+from steps.revert import event_name, revert_run
 
 STEP = "heal-network"
 
@@ -33,10 +32,8 @@ def command(run_id, namespace, outputs_dir, kubeconfig, context):
     ledger = open_ledger(store, namespace, run_id)
     with sigterm_raises():
         outcomes = revert_run(kube, store, ledger, 60, kinds=L.CREATED_OBJECT_KINDS)
-    for outcome in outcomes:
-        emit(STEP, "network_object_reverted", run_id=run_id, entry=outcome.entry_id, kind=outcome.kind, action=outcome.action)
-    if outcomes:
-        emit(STEP, FAULT_CLEARED, run_id=run_id, kind="network", entries=len(outcomes))
-    else:
+    for outcome in outcomes:  # fault_cleared per object, as cleanup-dgd and the janitor report reverts
+        emit(STEP, event_name(outcome), run_id=run_id, entry=outcome.entry_id, kind=outcome.kind, action=outcome.action)
+    if not outcomes:
         emit(STEP, "already_clean", run_id=run_id)
     outputs.write("reverted", str(len(outcomes)))

@@ -68,9 +68,14 @@ def groups_for(obj: dict, role: str, namespace: str, selector: str | None, selec
     raise BadInput(f"unknown role {role!r}")
 
 
-def check_custom(role: str, selector: str | None, option: str) -> None:
-    if (role == "custom") != (selector is not None):
-        raise BadInput(f"{option} goes with custom (and custom needs {option})")
+def check_custom(source_role: str, source_selector: str | None, peer_role: str, peer_selector: str | None,
+                 peer_namespace: str | None) -> None:
+    """--source-selector/--peer-selector go with (and are needed by) custom; --peer-namespace too."""
+    for role, selector, option in ((source_role, source_selector, "--source-selector"), (peer_role, peer_selector, "--peer-selector")):
+        if (role == "custom") != (selector is not None):
+            raise BadInput(f"{option} goes with custom (and custom needs {option})")
+    if peer_namespace is not None and peer_role != "custom":
+        raise BadInput("--peer-namespace goes with a custom peer")
 
 
 def cluster_addresses(kube: Kube, pod_cidrs: tuple[str, ...]) -> ClusterAddresses:

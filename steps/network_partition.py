@@ -73,10 +73,7 @@ def command(run_id, namespace, target, dgd_version, duration, dry_run, outputs_d
     """Partition a DGD's pods from their peers (NetworkPolicies selected by stable operator labels)."""
     outputs = Outputs(outputs_dir)
     outputs.check()
-    check_custom(kind, source_selector, "--source-selector")
-    check_custom(kind, peer_selector, "--peer-selector")
-    if peer_namespace is not None and kind != "custom":
-        raise BadInput("--peer-namespace goes with --partition custom")
+    check_custom(kind, source_selector, kind, peer_selector, peer_namespace)
     if include_etcd and not kind.endswith("-nats"):
         raise BadInput("--include-etcd goes with worker-nats or frontend-nats")
     require_dgd(target)

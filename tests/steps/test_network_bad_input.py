@@ -8,6 +8,9 @@ import json
 import pytest
 
 from steps.kube import Ref
+from tests.dgd_samples import dgd_v1alpha1, dgd_v1beta1
+from tests.steps.bad_input import bad_input_failures
+from tests.steps.cluster_world import dgd_ref
 from tests.steps.network_world import POD_CIDR, make_net_world
 
 P = ["step", "partition-network", "--run-id", "{run}", "--namespace", "{ns}", "--target", "dgd/llm", "--pod-cidr", POD_CIDR]
@@ -67,14 +70,9 @@ CASES = [
 
 @pytest.fixture
 def world(gpu_cluster, unique):
-    from tests.dgd_samples import dgd_v1beta1
-    from tests.steps.cluster_world import dgd_ref
-
     w = make_net_world(gpu_cluster, unique)
     agg = dgd_v1beta1(name="agg", namespace=w.ns)
     if gpu_cluster.version == "v1alpha1":
-        from tests.dgd_samples import dgd_v1alpha1
-
         agg = dgd_v1alpha1(name="agg", namespace=w.ns)
         del agg["spec"]["services"]["VllmPrefillWorker"]
         del agg["spec"]["services"]["VllmDecodeWorker"]["subComponentType"]
@@ -96,13 +94,6 @@ def world(gpu_cluster, unique):
 
 def test_network_bad_input_matrix(gpu_cluster, world):
     values, snapshot = world
-    failures = []
-    for name, argv in CASES:
-        before = snapshot()
-        result = gpu_cluster.faultflow(*[a.format(**values) for a in argv])
-        lines = result.stderr.strip().splitlines()
-        ok = result.returncode == 2 and len(lines) == 1 and lines[0].startswith("faultflow: error:") and snapshot() == before
-        if not ok:
-            failures.append(f"{name}: rc={result.returncode} stderr={result.stderr.strip()!r} changed={snapshot() != before}")
+    failures = bad_input_failures(gpu_cluster, CASES, values, snapshot)
     print(f"network bad-input cases: {len(CASES) - len(failures)} of {len(CASES)} exit 2 with one line and no change")
     assert failures == [], "\n".join(failures)
