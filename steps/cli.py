@@ -115,6 +115,10 @@ STEP_COMMANDS: dict[str, str] = {
     "cleanup-dgd": "steps.cleanup:command",
     "restore-node": "steps.node_restore:command",
     "janitor": "steps.janitor:command",
+    "partition-network": "steps.network_partition:command",
+    "degrade-network": "steps.network_degrade:command",
+    "heal-network": "steps.network_heal:command",
+    "verify-partition": "steps.network_verify:command",
 }
 
 

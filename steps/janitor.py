@@ -1,4 +1,5 @@
-"""`faultflow step janitor`: revert every run whose TTL passed or whose workflow is gone or finished.
+"""`faultflow step janitor`: revert every run whose TTL passed or whose workflow is gone or finished,
+and, in live runs, every entry whose own end passed (a network fault's `--duration`).
 
 Safe any time, also next to live runs: a run inside its TTL whose workflow still runs is never
 touched, and every revert is idempotent and resourceVersion-guarded (two janitors at once do the
@@ -45,6 +46,13 @@ def orphan_reason(kube: Kube, run: L.RunInfo, now_ms: int) -> str | None:
     return None
 
 
+def expired_entries(ledger: L.Ledger, now_ms: int) -> frozenset[str]:
+    """Created objects whose own `expires_ms` passed. Toggle entries are not swept this way: the shim
+    reads the toggle's expiry itself, and reverting one needs a pod on the node."""
+    return frozenset(e.id for e in ledger.active()
+                     if e.kind in L.CREATED_OBJECT_KINDS and e.data.get("expires_ms") and e.data["expires_ms"] <= now_ms)
+
+
 def sweep(kube: Kube, namespace: str | None, timeout_s: float, dry_run: bool = False, steps_image: str | None = None,
           only_run: str | None = None, force: bool = False, step: str = STEP) -> tuple[int, int]:
     """Reverts orphaned runs (or `only_run` / every run with `force`). Returns (runs reverted, entries reverted)."""
@@ -57,13 +65,19 @@ def sweep(kube: Kube, namespace: str | None, timeout_s: float, dry_run: bool = F
         if not ledger.active():
             continue
         reason = "recover" if force else orphan_reason(kube, ledger.run, now_ms)
+        only = None
         if reason is None:
-            continue
+            only = expired_entries(ledger, now_ms)
+            if not only:
+                continue
+            reason = "entry-expired"
         if dry_run:
             for entry in ledger.active():
+                if only is not None and entry.id not in only:
+                    continue
                 emit(step, "would_revert", run_id=ledger.run.run_id, entry=entry.id, kind=entry.kind, reason=reason)
             continue
-        outcomes = revert_run(kube, store, ledger, timeout_s, steps_image=steps_image)
+        outcomes = revert_run(kube, store, ledger, timeout_s, steps_image=steps_image, entry_ids=only)
         runs += 1
         entries += len(outcomes)
         for outcome in outcomes:

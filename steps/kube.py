@@ -39,8 +39,9 @@ class Conflict(Exception):
 
 
 class Unprocessable(InfrastructureError):
-    """422 on a patch: a failed JSON-patch `test` (the API server says only "rejected") or a real
-    validation error. `Kube.guarded_patch` tells them apart by re-reading the resourceVersion."""
+    """400/422: the API server refused the body. On a patch: a failed JSON-patch `test` (the API
+    server says only "rejected") or a real validation error, which `Kube.guarded_patch` tells apart by
+    re-reading the resourceVersion; on a create: schema validation (a CRD's included)."""
 
 
 def backoff(attempt: int) -> None:
@@ -151,7 +152,7 @@ class Kube:
             return NotFound(f"{path}: {message}")
         if status == 409:
             return Conflict(f"{path}: {message}")
-        if status == 422 and method == "PATCH":
+        if status in (400, 422) and method in ("PATCH", "POST", "PUT"):
             return Unprocessable(f"{method} {path}: HTTP 422: {message}")
         return InfrastructureError(f"{method} {path}: HTTP {status}: {message}")
 

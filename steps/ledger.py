@@ -36,7 +36,9 @@ NODE_TOGGLE = "node-toggle"
 NODE_STATE = "node-state"
 NETWORK_POLICY = "networkpolicy"
 NETWORK_CHAOS = "networkchaos"
-KINDS = (WORKLOAD_SHIM, NODE_TOGGLE, NODE_STATE, NETWORK_POLICY, NETWORK_CHAOS)
+NETWORK_PROBE = "network-probe"  # verify-partition's probe pod
+KINDS = (WORKLOAD_SHIM, NODE_TOGGLE, NODE_STATE, NETWORK_POLICY, NETWORK_CHAOS, NETWORK_PROBE)
+CREATED_OBJECT_KINDS = (NETWORK_POLICY, NETWORK_CHAOS, NETWORK_PROBE)  # reverted by deleting the object
 
 PENDING, APPLIED, REVERTED = "pending", "applied", "reverted"
 

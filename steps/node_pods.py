@@ -58,19 +58,23 @@ def run_to_completion(kube: Kube, pod: dict, timeout_s: float) -> None:
         except Exception as error:
             if "already exists" not in str(error):
                 raise
+    finished = watch_until_finished(kube, ref, timeout_s, f"on node {pod['spec']['nodeName']}")
+    if (finished.get("status") or {}).get("phase") == "Failed":
+        raise InfrastructureError(f"pod {ref.name} on node {pod['spec']['nodeName']} failed")
+    kube.delete(ref)
+
+
+def watch_until_finished(kube: Kube, ref: Ref, timeout_s: float, where: str = "") -> dict:
+    """Watches a pod until it is Succeeded or Failed and returns it; CheckFailed at the deadline."""
     deadline = time.monotonic() + timeout_s
     obj = kube.get(ref)
     rv = obj["metadata"]["resourceVersion"]
     while True:
-        phase = (obj.get("status") or {}).get("phase")
-        if phase == "Succeeded":
-            kube.delete(ref)
-            return
-        if phase == "Failed":
-            raise InfrastructureError(f"pod {ref.name} on node {pod['spec']['nodeName']} failed")
+        if (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            return obj
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise CheckFailed(f"pod {ref.name} did not finish on node {pod['spec']['nodeName']} within {timeout_s:.0f}s")
+            raise CheckFailed(f"pod {ref.name} did not finish {where} within {timeout_s:.0f}s".replace("  ", " "))
         for event in kube.watch(Ref("v1", "pods", ref.namespace, ""), rv, field_selector=f"metadata.name={ref.name}",
                                 timeout_seconds=max(1, int(min(remaining, 60)))):
             if event["type"] == "ERROR":

@@ -1,5 +1,8 @@
 """`faultflow step preflight`: validate, apply the guardrails, resolve node and GPU, open the ledger.
 
+`--fault network` (the network scenarios) keeps the guardrails that apply to any fault — namespace
+opted in, the DGD exists, ledger opened, `--dry-run` — and skips node, GPU and NVSentinel.
+
 Nothing is changed before every check passed; the only write is the run ledger (and, because the
 inject-xid pod has no API access, the ledger entry for the node toggle it will switch on — written
 here, before that change can happen).
@@ -77,7 +80,9 @@ def check_nvsentinel(kube: Kube, nvsentinel_ns: str, node: str, expect_remediati
 @click.option("--node", "nodes", multiple=True, type=K8sName(), help="Target node (default: the node of a Ready GPU worker pod).")
 @click.option("--max-nodes", default=1, show_default=True, type=click.IntRange(min=1), help="Blast radius: most nodes a run may fault.")
 @click.option("--gpu", default=0, show_default=True, type=click.IntRange(min=0), help="GPU index (host device minor).")
-@click.option("--xid", required=True, type=XidType())
+@click.option("--xid", default=None, type=XidType(), help="Required for --fault gpu.")
+@click.option("--fault", default="gpu", show_default=True, type=click.Choice(["gpu", "network"]),
+              help="network: no node, GPU or NVSentinel checks (the DGD's pods are selected by label).")
 @click.option("--expect-remediation", default=True, type=click.BOOL, show_default=True, help="Require NVSentinel on the node.")
 @click.option("--nvsentinel-namespace", default="nvsentinel", show_default=True, type=K8sName(label=True))
 @click.option("--toggle-dir", default="/var/lib/faultflow", show_default=True, help="Node directory of the CUDA toggle file.")
@@ -91,12 +96,20 @@ def check_nvsentinel(kube: Kube, nvsentinel_ns: str, node: str, expect_remediati
 @click.option("--dry-run", is_flag=True, help="Print every change the scenario would make; make none.")
 @click.option("--outputs-dir", default=None)
 @common_cluster_options
-def command(run_id, namespace, target, dgd_version, nodes, max_nodes, gpu, xid, expect_remediation, nvsentinel_namespace,
+def command(run_id, namespace, target, dgd_version, nodes, max_nodes, gpu, xid, fault, expect_remediation, nvsentinel_namespace,
             toggle_dir, fault_duration, steps_image, ttl, restore_node, workflow_name, workflow_namespace, workflow_uid,
             dry_run, outputs_dir, kubeconfig, context):
     """Validate parameters and guardrails, resolve target node and GPU, open the run ledger."""
     outputs = Outputs(outputs_dir)
     outputs.check()
+    workflow = {"name": workflow_name, "namespace": workflow_namespace or namespace, "uid": workflow_uid} if workflow_name else None
+    if fault == "network":
+        if nodes or restore_node or xid is not None:
+            raise BadInput("--node, --xid and --restore-node apply to GPU faults only (--fault gpu)")
+        network_preflight(connect(kubeconfig, context), run_id, namespace, target, dgd_version, ttl, workflow, dry_run, outputs)
+        return
+    if xid is None:
+        raise BadInput("--xid is required for a GPU fault")
     if not toggle_dir.startswith("/") or toggle_dir.rstrip("/") in ("", "/"):
         raise BadInput(f"--toggle-dir {toggle_dir!r} must be an absolute directory below /")
     if len(set(nodes)) > max_nodes:
@@ -126,7 +139,7 @@ def command(run_id, namespace, target, dgd_version, nodes, max_nodes, gpu, xid, 
     run = L.RunInfo(
         run_id=run_id, namespace=namespace, created_ms=L.now_ms(), ttl_s=int(ttl), node=node, gpu=gpu, xid=xid,
         target=f"{kind}/{name}", restore_node=restore_node,
-        workflow={"name": workflow_name, "namespace": workflow_namespace or namespace, "uid": workflow_uid} if workflow_name else None,
+        workflow=workflow,
     )
     store = L.LedgerStore(kube)
     opened = store.open(run)
@@ -148,6 +161,30 @@ def command(run_id, namespace, target, dgd_version, nodes, max_nodes, gpu, xid, 
     for key in ("node", "gpu", "api_version"):
         outputs.write(key.replace("_", "-"), str(facts[key]))
     outputs.write("workers", ",".join(facts["workers"]))
+    outputs.write("ledger", L.configmap_name(run_id))
+
+
+def network_preflight(kube: Kube, run_id: str, namespace: str, target: tuple[str, str], dgd_version: str, ttl: float,
+                      workflow: dict | None, dry_run: bool, outputs: Outputs) -> None:
+    """The guardrails of any fault, for the network scenarios: no node, GPU or NVSentinel involved."""
+    from steps.network_options import require_dgd
+
+    require_dgd(target)
+    kind, name = target
+    check_namespace(kube, namespace)
+    ref, _ = resolve(kube, namespace, kind, name, dgd_version)
+    facts = {"run_id": run_id, "namespace": namespace, "target": f"dgd/{name}", "api_version": ref.api_version, "fault": "network"}
+    if dry_run:
+        emit(STEP, "planned_change", change=f"create configmap {namespace}/{L.configmap_name(run_id)}", by_step="ledger", dry_run=True)
+        emit(STEP, "preflight_passed", dry_run=True, **facts)
+        return
+    run = L.RunInfo(run_id=run_id, namespace=namespace, created_ms=L.now_ms(), ttl_s=int(ttl), target=f"dgd/{name}", workflow=workflow)
+    opened = L.LedgerStore(kube).open(run)
+    if opened.run.target != run.target or opened.run.node is not None:
+        raise BadInput(f"run {run_id} already exists for {opened.run.target} on {opened.run.node}; use a new run id")
+    emit(STEP, "ledger_opened", run_id=run_id, ledger=f"{namespace}/{L.configmap_name(run_id)}")
+    emit(STEP, "preflight_passed", **facts)
+    outputs.write("api-version", ref.api_version)
     outputs.write("ledger", L.configmap_name(run_id))
 
 

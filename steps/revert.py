@@ -80,7 +80,7 @@ def revert_node(kube: Kube, entry: L.Entry) -> Outcome:
 
 
 def revert_created_object(kube: Kube, entry: L.Entry) -> Outcome:
-    """NetworkPolicy / NetworkChaos: the run created the object, so reverting deletes it (only if it
+    """NetworkPolicy / NetworkChaos / probe Pod: the run created the object, so reverting deletes it (only if it
     still carries this run's label, so a same-named object of someone else is never deleted)."""
     ref = Ref.from_dict(entry.target)
     obj = kube.get_or_none(ref)
@@ -102,20 +102,23 @@ def revert_entry(kube: Kube, run_id: str, entry: L.Entry, timeout_s: float, step
         return revert_toggle(kube, run_id, entry, timeout_s, steps_image)
     if entry.kind == L.NODE_STATE:
         return revert_node(kube, entry) if include_node else None
-    if entry.kind in (L.NETWORK_POLICY, L.NETWORK_CHAOS):
+    if entry.kind in L.CREATED_OBJECT_KINDS:
         return revert_created_object(kube, entry)
     raise InfrastructureError(f"ledger entry {entry.id} has unknown kind {entry.kind}")
 
 
 def revert_run(kube: Kube, store: L.LedgerStore, ledger: L.Ledger, timeout_s: float, kinds: tuple[str, ...] = L.KINDS,
-               steps_image: str | None = None, include_node: bool | None = None) -> list[Outcome]:
-    """Reverts every active entry of the given kinds (workloads first, then nodes) and marks them reverted."""
+               steps_image: str | None = None, include_node: bool | None = None,
+               entry_ids: frozenset[str] | None = None) -> list[Outcome]:
+    """Reverts every active entry of the given kinds (workloads first, then nodes) and marks them
+    reverted; with `entry_ids`, only those entries (a step undoing its own partial change, the janitor
+    an expired entry)."""
     run = ledger.run
     include_node = run.restore_node if include_node is None else include_node
-    order = {L.WORKLOAD_SHIM: 0, L.NETWORK_POLICY: 1, L.NETWORK_CHAOS: 1, L.NODE_TOGGLE: 2, L.NODE_STATE: 3}
+    order = {L.WORKLOAD_SHIM: 0, L.NETWORK_POLICY: 1, L.NETWORK_CHAOS: 1, L.NETWORK_PROBE: 1, L.NODE_TOGGLE: 2, L.NODE_STATE: 3}
     outcomes = []
     for entry in sorted(ledger.active(), key=lambda e: (order.get(e.kind, 9), e.created_ms)):
-        if entry.kind not in kinds:
+        if entry.kind not in kinds or (entry_ids is not None and entry.id not in entry_ids):
             continue
         outcome = revert_entry(kube, run.run_id, entry, timeout_s, steps_image, include_node)
         if outcome is None:

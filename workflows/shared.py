@@ -77,10 +77,14 @@ NETWORK_INJECTOR = Role(
     namespaced=(
         LEDGER,
         Rule(DGD, DGD_RESOURCES, ("get",)),
-        Rule("", ("pods",), ("list",)),
+        Rule("", ("pods",), ("list", "create", "get", "watch", "delete")),  # verify-partition's probe pod
         Rule("networking.k8s.io", ("networkpolicies",), ("create", "get", "list", "delete")),
         Rule("chaos-mesh.org", ("networkchaos",), ("create", "get", "list", "delete")),
     ),
+    # Pod CIDRs (nodes), the API server's addresses (default/kubernetes Service and EndpointSlices),
+    # namespaces for verify-partition's evaluation of namespaceSelectors.
+    cluster=(Rule("", ("nodes", "namespaces"), ("list",)), Rule("", ("services",), ("get",)),
+             Rule("discovery.k8s.io", ("endpointslices",), ("list",))),
 )
 # The janitor sweeps every namespace's ledgers, so its rules are cluster-wide.
 JANITOR = Role(

@@ -10,6 +10,7 @@ import pytest
 from steps import toggle
 from steps.kube import Ref
 from tests.dgd_samples import dgd_v1alpha1, dgd_v1beta1, no_gpu_workers
+from tests.steps.bad_input import bad_input_failures
 from tests.steps.cluster_world import dgd_ref, make_gpu_node, make_namespace
 from tests.steps.test_gpus import make_proc
 
@@ -92,13 +93,6 @@ def world(gpu_cluster, unique, tmp_path):
 def test_bad_input_matrix(gpu_cluster, world):
     values, snapshot = world
     assert len(CASES) >= 25
-    failures = []
-    for name, argv in CASES:
-        before = snapshot()
-        result = gpu_cluster.faultflow(*[a.format(**values) for a in argv])
-        lines = result.stderr.strip().splitlines()
-        ok = result.returncode == 2 and len(lines) == 1 and lines[0].startswith("faultflow: error:") and snapshot() == before
-        if not ok:
-            failures.append(f"{name}: rc={result.returncode} stderr={result.stderr.strip()!r} changed={snapshot() != before}")
+    failures = bad_input_failures(gpu_cluster, CASES, values, snapshot)
     print(f"bad-input cases: {len(CASES) - len(failures)} of {len(CASES)} exit 2 with one line and no change")
     assert failures == [], "\n".join(failures)

@@ -161,6 +161,26 @@ def test_each_role_runs_its_steps_as_its_own_account(world):
     assert _spec(admin, w["dgd"]) == before
 
 
+def test_network_steps_run_as_their_own_accounts(world):
+    """preflight (preflight), partition/verify/degrade (network-injector), heal (cleanup): each with its
+    real token, so the RBAC authorizer decides every call the network steps make."""
+    w, a = world, world["accounts"]
+    admin, ns = w["admin"], w["target"]
+    admin.merge_patch(Ref("v1", "nodes", None, w["node"]), {"spec": {"podCIDR": "10.244.7.0/24", "podCIDRs": ["10.244.7.0/24"]}})
+    nats = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "nats-0", "namespace": ns, "labels": {"app.kubernetes.io/name": "nats"}},
+            "spec": {"containers": [{"name": "nats", "image": "nats:1"}]}}
+    admin.create(Ref("v1", "pods", ns, ""), nats)
+    common = ("--run-id", "net-a", "--namespace", ns)
+    _ok(a.run(PREFLIGHT, "step", "preflight", "--fault", "network", *common, "--target", "dgd/llm"))
+    _ok(a.run(NETWORK_INJECTOR, "step", "partition-network", *common, "--target", "dgd/llm", "--partition", "worker-nats"))
+    _ok(a.run(NETWORK_INJECTOR, "step", "verify-partition", *common))
+    _ok(a.run(NETWORK_INJECTOR, "step", "degrade-network", *common, "--target", "dgd/llm", "--peer", "nats", "--loss", "10"))
+    healed = _ok(a.run(CLEANUP, "step", "heal-network", *common))
+    assert '"event":"fault_cleared"' in healed.stdout
+    for plural, group in (("networkpolicies", "networking.k8s.io/v1"), ("networkchaos", "chaos-mesh.org/v1alpha1")):
+        assert admin.list(Ref(group, plural, ns, ""), label_selector="faultflow.dev/run=net-a")["items"] == []
+
+
 def test_token_less_roles_get_no_token_and_no_permissions(world):
     a = world["accounts"]
     for role in (NODE_AGENT, OBSERVER):
