@@ -93,3 +93,18 @@ def test_gpu_fault(lab, tmp_path: Path, xid: int) -> None:
     assert kube.get(workflow_ref(state["namespace"], run_name))["status"]["phase"] == "Succeeded"
     toggle_file = lab_dir / "nodes" / node / "var/lib/faultflow/toggle"
     assert not toggle_file.exists() or not toggle.read(toggle_file).on
+
+
+def test_network_degrade(lab, tmp_path: Path) -> None:
+    """The NetworkChaos objects are created (accepted by the real Chaos Mesh CRD), held, healed; the
+    lab has no Chaos Mesh daemon, so the traffic is not actually degraded — the report says so."""
+    lab_dir, state = lab
+    kube = connect(state["kubeconfig"])
+    evidence = tmp_path / "evidence"
+    result = faultflow("run", "network-degrade", "--lab", str(lab_dir), "-p", "hold=2s", "-p", "action=loss",
+                       "--evidence", str(evidence))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    timeline = [e["event"] for e in json.loads((evidence / "report" / "report.json").read_text())["timeline"]]
+    assert timeline.index("fault_injected") < timeline.index("fault_cleared")
+    chaos = kube.list(Ref("chaos-mesh.org/v1alpha1", "networkchaos", state["namespace"], ""))["items"]
+    assert chaos == []  # healed
