@@ -5,6 +5,9 @@ controller; a local run has no controller, so it takes the same locks as `coordi
 in the cluster, where every runner (and a person with kubectl) sees them. A Lease is held while its
 holder renews it; one whose holder stopped renewing (a SIGKILLed runner) is stale after
 `leaseDurationSeconds` and may be taken over — the same rule Kubernetes' own leader election uses.
+A Lease whose holder's Workflow record is finished or gone is free at once: Argo releases a
+workflow's mutexes when it ends, also when it is terminated (`argo terminate`, or a SIGKILLed local
+runner whose record was then marked Failed or deleted).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from lab.run_record import FINISHED, workflow_ref
 from steps.errors import CheckFailed
 from steps.kube import Conflict, Kube, NotFound, Ref
 
@@ -92,7 +96,7 @@ class RunLocks:
             pass
         lease = self.kube.get(ref)
         current = holder(lease, _now())
-        if current.identity != self.identity and not current.stale:
+        if current.identity != self.identity and not current.stale and not self._holder_ended(current.identity):
             raise CheckFailed(f"lock {name} is held by run {current.identity}: two runs must not fault the same "
                               "target at once (wait for it, or `faultflow faults recover` it if it is dead)")
         try:  # ours already, or a stale holder's: take it over, guarded by resourceVersion
@@ -100,6 +104,20 @@ class RunLocks:
         except Conflict:
             raise CheckFailed(f"lock {name} was taken by another run just now") from None
         self._held.append(name)
+
+    def _holder_ended(self, identity: str) -> bool:
+        """The holder's Workflow record (a run's name is its record's name) is finished or deleted.
+        Without the Workflow type (no Argo CRDs) a live run cannot be told from a dead one: only the
+        lease's expiry frees it then."""
+        try:
+            record = self.kube.get(workflow_ref(self.namespace, identity))
+        except NotFound:
+            try:
+                self.kube.list(workflow_ref(self.namespace, ""))
+            except NotFound:
+                return False
+            return True
+        return (record.get("status") or {}).get("phase") in FINISHED
 
     def _renew_loop(self) -> None:
         while not self._stop.wait(RENEW_EVERY_S):
