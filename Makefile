@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
 
-.PHONY: all venv shim test bench demo clean catalogue envtest
+.PHONY: all venv shim test bench demo shim-demo clean catalogue envtest
 
 all: shim
 
@@ -38,8 +38,12 @@ test: venv shim envtest
 bench: venv shim envtest
 	@set -e; for b in bench/bench_*.py; do $(PY) $$b; done
 
-demo: venv shim
+# The shim alone, no cluster: a CUDA program failing when the toggle flips.
+shim-demo: venv shim
 	$(PY) -m lab.shim_demo
+
+demo: venv shim envtest
+	$(PY) -m lab.demo
 
 clean:
 	$(MAKE) -C shim clean

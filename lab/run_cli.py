@@ -92,6 +92,11 @@ def command(scenario_name, lab_dir, kubeconfig, node_root, assignments, evidence
             raise BadInput(f"--kubeconfig {kubeconfig}: no such file")
         node_root_of = (lambda node, root=Path(node_root): root / node) if node_root else None
         runs_root = Path("faultflow-runs")
+        pinned = [s.name for s in (*scenario.stages, *scenario.exit_stages) if s.pinned_to is not None]
+        if pinned and node_root_of is None:
+            # Refused before anything runs: finding out at the node stage would leave a half-made fault.
+            raise BadInput(f"{scenario.name}: stage {', '.join(pinned)} runs on a node; give --node-root "
+                           "(this runner does not create pods) or submit the WorkflowTemplate to Argo")
     values = run_plan.parameter_values(scenario, {**defaults, **given})
     name = run_plan.run_name(scenario.name)
     plan = run_plan.RunPlan(
