@@ -5,9 +5,10 @@ controller; a local run has no controller, so it takes the same locks as `coordi
 in the cluster, where every runner (and a person with kubectl) sees them. A Lease is held while its
 holder renews it; one whose holder stopped renewing (a SIGKILLed runner) is stale after
 `leaseDurationSeconds` and may be taken over — the same rule Kubernetes' own leader election uses.
-A Lease whose holder's Workflow record is finished or gone is free at once: Argo releases a
-workflow's mutexes when it ends, also when it is terminated (`argo terminate`, or a SIGKILLed local
-runner whose record was then marked Failed or deleted).
+A Lease whose holder's Workflow record is finished is free at once: Argo releases a workflow's
+mutexes when it ends, also when it is terminated (`argo terminate`, or a SIGKILLed local runner whose
+record was then marked Failed). A missing record frees nothing before the expiry: a holder without
+one cannot be told from a live one.
 """
 
 from __future__ import annotations
@@ -106,18 +107,9 @@ class RunLocks:
         self._held.append(name)
 
     def _holder_ended(self, identity: str) -> bool:
-        """The holder's Workflow record (a run's name is its record's name) is finished or deleted.
-        Without the Workflow type (no Argo CRDs) a live run cannot be told from a dead one: only the
-        lease's expiry frees it then."""
-        try:
-            record = self.kube.get(workflow_ref(self.namespace, identity))
-        except NotFound:
-            try:
-                self.kube.list(workflow_ref(self.namespace, ""))
-            except NotFound:
-                return False
-            return True
-        return (record.get("status") or {}).get("phase") in FINISHED
+        """The holder's Workflow record (a run's name is its record's name) is finished."""
+        record = self.kube.get_or_none(workflow_ref(self.namespace, identity))
+        return record is not None and (record.get("status") or {}).get("phase") in FINISHED
 
     def _renew_loop(self) -> None:
         while not self._stop.wait(RENEW_EVERY_S):

@@ -1,7 +1,7 @@
 """The interruption matrix: `faultflow run gpu-fault --lab` stopped at every stage, by SIGTERM (the
 runner forwards it, runs its exit stages and exits 143) and by SIGKILL to its whole process group
-(nothing more runs; as `argo terminate` and its cleanup would, the test marks the run's Workflow Failed
-or deletes it, then runs `faultflow step janitor`). Afterwards everything faultflow owns is back at its
+(nothing more runs; as `argo terminate` and its cleanup would, the test marks the run's Workflow Failed,
+then runs `faultflow step janitor`). Afterwards everything faultflow owns is back at its
 pre-run state (`tests.lab.run_checks.leftovers`, which also defines that state for a node NVSentinel
 quarantined).
 
@@ -85,14 +85,9 @@ def wait_nvsentinel_quarantine(lab: Lab, node: str) -> None:
                what=f"NVSentinel quarantining {node}", timeout_s=30)
 
 
-def end_like_argo_terminate(lab: Lab, run: Run, delete: bool) -> None:
-    """What `argo terminate` (the run's Workflow Failed) or `argo delete` leaves, then the janitor."""
-    kube = lab.kube()
-    ref = workflow_ref(lab.namespace, run.name)
-    if delete:
-        kube.delete(ref)
-    else:
-        kube.merge_patch(ref, {"status": {"phase": "Failed"}})
+def end_like_argo_terminate(lab: Lab, run: Run) -> None:
+    """What `argo terminate` leaves (the run's Workflow Failed), then the janitor."""
+    lab.kube().merge_patch(workflow_ref(lab.namespace, run.name), {"status": {"phase": "Failed"}})
     janitor = run_cli("step", "janitor", "--kubeconfig", lab.kubeconfig, timeout=180)
     assert janitor.returncode == 0, janitor.stdout + janitor.stderr
 
@@ -117,7 +112,7 @@ def test_a_run_stopped_at_any_stage_leaves_the_lab_as_it_was(lab, matrix, stage,
         run.kill_group()
         assert run.proc.returncode == -9
         assert not run.stage_lines("final-cleanup"), "a SIGKILLed runner must run nothing more"
-        end_like_argo_terminate(lab, run, delete=STAGES.index(stage) % 2 == 1)
+        end_like_argo_terminate(lab, run)
     node = xid_node(lab, run)
     if node is not None:
         wait_nvsentinel_quarantine(lab, node)
