@@ -112,4 +112,6 @@ def command(scenario_name, lab_dir, kubeconfig, node_root, assignments, evidence
     _print_report(plan.evidence, sys.stdout)
     verdict = "passed" if result.exit_code == ExitCode.DONE else f"failed (exit {result.exit_code})"
     print(f"\nrun {name}: {verdict}; evidence in {plan.evidence}", flush=True)
-    raise click.exceptions.Exit(result.exit_code)
+    # Not click's Exit: `steps.cli.run` calls click with standalone_mode=False, where an Exit raised by a
+    # command is returned, not raised, and the process then ended 0 whatever the run's outcome.
+    sys.exit(result.exit_code)

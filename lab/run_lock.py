@@ -5,6 +5,10 @@ controller; a local run has no controller, so it takes the same locks as `coordi
 in the cluster, where every runner (and a person with kubectl) sees them. A Lease is held while its
 holder renews it; one whose holder stopped renewing (a SIGKILLed runner) is stale after
 `leaseDurationSeconds` and may be taken over — the same rule Kubernetes' own leader election uses.
+A Lease whose holder's Workflow record is finished is free at once: Argo releases a workflow's
+mutexes when it ends, also when it is terminated (`argo terminate`, or a SIGKILLed local runner whose
+record was then marked Failed). A missing record frees nothing before the expiry: a holder without
+one cannot be told from a live one.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from lab.run_record import FINISHED, workflow_ref
 from steps.errors import CheckFailed
 from steps.kube import Conflict, Kube, NotFound, Ref
 
@@ -92,7 +97,7 @@ class RunLocks:
             pass
         lease = self.kube.get(ref)
         current = holder(lease, _now())
-        if current.identity != self.identity and not current.stale:
+        if current.identity != self.identity and not current.stale and not self._holder_ended(current.identity):
             raise CheckFailed(f"lock {name} is held by run {current.identity}: two runs must not fault the same "
                               "target at once (wait for it, or `faultflow faults recover` it if it is dead)")
         try:  # ours already, or a stale holder's: take it over, guarded by resourceVersion
@@ -100,6 +105,11 @@ class RunLocks:
         except Conflict:
             raise CheckFailed(f"lock {name} was taken by another run just now") from None
         self._held.append(name)
+
+    def _holder_ended(self, identity: str) -> bool:
+        """The holder's Workflow record (a run's name is its record's name) is finished."""
+        record = self.kube.get_or_none(workflow_ref(self.namespace, identity))
+        return record is not None and (record.get("status") or {}).get("phase") in FINISHED
 
     def _renew_loop(self) -> None:
         while not self._stop.wait(RENEW_EVERY_S):

@@ -16,6 +16,7 @@ from steps.kube import Kube, NotFound, Ref
 WORKFLOWS = ("argoproj.io/v1alpha1", "workflows")
 LOCAL_RUN_LABEL = "faultflow.dev/local-run"
 RUNNING, SUCCEEDED, FAILED = "Running", "Succeeded", "Failed"
+FINISHED = (SUCCEEDED, FAILED, "Error")  # Argo's completed phases
 
 
 def workflow_ref(namespace: str, name: str) -> Ref:
