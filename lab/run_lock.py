@@ -99,7 +99,8 @@ class RunLocks:
         current = holder(lease, _now())
         if current.identity != self.identity and not current.stale and not self._holder_ended(current.identity):
             raise CheckFailed(f"lock {name} is held by run {current.identity}: two runs must not fault the same "
-                              "target at once (wait for it, or `faultflow faults recover` it if it is dead)")
+                              "target at once (wait for it; a dead runner's lock frees itself once its Workflow is finished or "
+                              f"{LEASE_DURATION_S}s after its last renewal)")
         try:  # ours already, or a stale holder's: take it over, guarded by resourceVersion
             self.kube.replace(ref, self._body(name, lease["metadata"]["resourceVersion"]))
         except Conflict:

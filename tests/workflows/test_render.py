@@ -10,7 +10,7 @@ import click
 import pytest
 import yaml
 
-from steps.cli import STEP_COMMANDS, main as faultflow_main
+from steps.cli import main as faultflow_main
 from workflows import declaration as d
 from workflows.render import scenario_template
 from workflows.render_cli import render_files, stale
@@ -120,16 +120,11 @@ def _options(path: tuple[str, ...]) -> set[str]:
     return {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
 
 
-def _missing_network_step(stage: d.Stage) -> bool:
-    # Being built on branch `network` (issue #5); the lead fixes names at merge.
-    return stage.step in ("partition-network", "degrade-network", "heal-network", "verify-partition") and stage.step not in STEP_COMMANDS
-
-
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
 def test_every_option_passed_exists_in_the_step(scenario):
     checked = 0
     for stage in (*scenario.stages, *scenario.exit_stages):
-        if stage.hold is not None or _missing_network_step(stage):
+        if stage.hold is not None:
             continue
         options = _options(stage.command[1:])
         passed = [a for a in stage.args if isinstance(a, str) and a.startswith("--")]
