@@ -14,7 +14,7 @@ from lab.run_lock import RunLocks
 from lab.run_plan import RunPlan
 from lab.run_record import FAILED, SUCCEEDED, RunRecord
 from lab.runner import Progress, Runner, RunResult
-from steps.errors import CheckFailed, ExitCode, StepError
+from steps.errors import CheckFailed, ExitCode
 from steps.kube import connect
 
 

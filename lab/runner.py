@@ -55,7 +55,6 @@ class StageResult:
     name: str
     exit_code: int
     seconds: float
-    attempts: int = 1
     error: str = ""  # the step's one-line error, if it failed
 
     @property
@@ -69,10 +68,6 @@ class RunResult:
     stages: list[StageResult] = field(default_factory=list)
     stopped: bool = False
     refused: str = ""  # a lock was held: nothing ran
-
-    @property
-    def foreground_ok(self) -> bool:
-        return not self.stopped and all(r.ok for r in self.stages)
 
     @property
     def exit_code(self) -> int:
@@ -207,9 +202,7 @@ class Runner:
             sleep=self.stopping.wait,  # a stop cuts the backoff short
         )
         code = retrying(self._attempt, stage)
-        attempts = retrying.statistics.get("attempt_number", 1)
-        result = StageResult(stage.name, code, time.monotonic() - start, attempts,
-                             "" if code == 0 else self._last_error(stage))
+        result = StageResult(stage.name, code, time.monotonic() - start, "" if code == 0 else self._last_error(stage))
         mark = "✓" if result.ok else f"✗ exit {code}"
         self.progress.line(stage.name, f"{mark} ({result.seconds:.1f}s){' ' + result.error if result.error else ''}")
         return result

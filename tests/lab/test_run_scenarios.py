@@ -9,66 +9,44 @@ turns the toggle off). One GPU worker, so the outage is visible in the report.
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from lab.processes import wait_until
 from lab.run_lock import lease_ref
 from lab.run_record import workflow_ref
 from steps import ledger as L
-from steps import nvsentinel, toggle
-from steps.gpus import list_gpus
-from steps.kmsg import write_record
-from steps.kube import Ref, connect
+from steps import toggle
+from steps.kube import Ref
 from steps.xids import lookup
-from tests.cli import FAULTFLOW
-
-NVSENTINEL = {"detect_delay_s": 0.5, "quarantine_delay_s": 0.3, "drain_delay_s": 0.5}
-
-
-def faultflow(*args: str, timeout: float = 400) -> subprocess.CompletedProcess:
-    return subprocess.run([FAULTFLOW, *args], capture_output=True, text=True, timeout=timeout)
+from tests.lab.lab_runner import run_cli
+from tests.lab.run_checks import lab_down, lab_up, release_quarantined, wait_baseline
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    lab_dir = tmp_path_factory.mktemp("lab") / ".lab"
-    up = faultflow("lab", "up", "--dir", str(lab_dir), "--workers", "1", "--nvsentinel", json.dumps(NVSENTINEL))
-    assert up.returncode == 0, up.stdout + up.stderr
+    lab = lab_up(tmp_path_factory.mktemp("scenarios") / ".lab")
     try:
-        yield lab_dir, json.loads((lab_dir / "state.json").read_text())
+        yield lab
     finally:
-        down = faultflow("lab", "down", "--dir", str(lab_dir))
-        assert down.returncode == 0, down.stderr
-
-
-def release_node(lab_dir: Path, kube, node: str) -> None:
-    """The GPU reset NVSentinel's remediation ends with (`GPU reset executed: <uuid>, success: true` in
-    the kernel log): the NVSentinel simulator un-quarantines the node, so the next scenario starts clean."""
-    root = lab_dir / "nodes" / node
-    uuid = list_gpus(str(root / "proc"))[0].uuid
-    write_record(str(root / "dev" / "kmsg"), f"<6>kernel: GPU reset executed: {uuid}, success: true\n".encode())
-    ref = Ref("v1", "nodes", None, node)
-    wait_until(lambda: True if not nvsentinel.is_quarantined(kube.get(ref)) and not kube.get(ref)["spec"].get("unschedulable") else None,
-               what=f"{node} un-quarantined after the GPU reset", timeout_s=30)
+        lab_down(lab)
 
 
 @pytest.mark.parametrize("xid", [79, 48, 94])
 def test_gpu_fault(lab, tmp_path: Path, xid: int) -> None:
-    lab_dir, state = lab
-    kube = connect(state["kubeconfig"])
-    dgd = Ref(f"nvidia.com/{state['dgd_version']}", "dynamographdeployments", state["namespace"], state["dgd"])
+    wait_baseline(lab)
+    kube, state = lab.kube(), lab.state
+    dgd = lab.dgd_ref()
     spec_before = json.dumps(kube.get(dgd)["spec"], sort_keys=True)
     fatal = lookup(xid).fatal
     evidence = tmp_path / "evidence"
 
-    result = faultflow("run", "gpu-fault", "--lab", str(lab_dir), "-p", f"xid={xid}", "-p", "cordon-timeout=5s",
-                       "--evidence", str(evidence))
+    result = run_cli("run", "gpu-fault", "--lab", str(lab.root), "-p", f"xid={xid}", "-p", "cordon-timeout=5s",
+                     "--evidence", str(evidence), timeout=400)
     node = (evidence / "preflight" / "node").read_text().strip()
-    if fatal:
-        release_node(lab_dir, kube, node)
+    # NVSentinel's GPU reset releases the node it quarantined (only that one, only for a fatal XID).
+    assert release_quarantined(lab) == ([node] if fatal else [])
+    assert not kube.get(Ref("v1", "nodes", None, node))["spec"].get("unschedulable")
 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     assert "# gpu-fault: PASSED" in result.stdout
@@ -91,20 +69,20 @@ def test_gpu_fault(lab, tmp_path: Path, xid: int) -> None:
     assert ledger is not None and ledger.entries and not ledger.active()
     assert kube.list(lease_ref(state["namespace"], ""))["items"] == []
     assert kube.get(workflow_ref(state["namespace"], run_name))["status"]["phase"] == "Succeeded"
-    toggle_file = lab_dir / "nodes" / node / "var/lib/faultflow/toggle"
+    toggle_file = lab.node_file(node, "/var/lib/faultflow/toggle")
     assert not toggle_file.exists() or not toggle.read(toggle_file).on
 
 
 def test_network_degrade(lab, tmp_path: Path) -> None:
     """The NetworkChaos objects are created (accepted by the real Chaos Mesh CRD), held, healed; the
     lab has no Chaos Mesh daemon, so the traffic is not actually degraded — the report says so."""
-    lab_dir, state = lab
-    kube = connect(state["kubeconfig"])
+    wait_baseline(lab)
+    kube = lab.kube()
     evidence = tmp_path / "evidence"
-    result = faultflow("run", "network-degrade", "--lab", str(lab_dir), "-p", "hold=2s", "-p", "action=loss",
-                       "--evidence", str(evidence))
+    result = run_cli("run", "network-degrade", "--lab", str(lab.root), "-p", "hold=2s", "-p", "action=loss",
+                     "--evidence", str(evidence), timeout=400)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     timeline = [e["event"] for e in json.loads((evidence / "report" / "report.json").read_text())["timeline"]]
     assert timeline.index("fault_injected") < timeline.index("fault_cleared")
-    chaos = kube.list(Ref("chaos-mesh.org/v1alpha1", "networkchaos", state["namespace"], ""))["items"]
+    chaos = kube.list(Ref("chaos-mesh.org/v1alpha1", "networkchaos", lab.namespace, ""))["items"]
     assert chaos == []  # healed
