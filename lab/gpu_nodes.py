@@ -33,6 +33,7 @@ NOT_READY_TAINT = "node.kubernetes.io/not-ready"
 class NodeSpec:
     name: str
     gpus: int = 0  # 0: a CPU node (frontend, system pods)
+    pod_cidr: str = ""  # spec.podCIDR, as the node IPAM controller assigns it ("": none)
 
     @property
     def is_gpu(self) -> bool:
@@ -77,7 +78,12 @@ def node_object(spec: NodeSpec) -> dict:
     if spec.is_gpu:
         labels |= {GPU_PRESENT_LABEL: "true", nvsentinel.DRIVER_INSTALLED_LABEL: "true",
                    "nvsentinel.dgxc.nvidia.com/kata.enabled": "false"}
-    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": spec.name, "labels": labels}}
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": spec.name, "labels": labels},
+            "spec": pod_cidr_spec(spec)}
+
+
+def pod_cidr_spec(spec: NodeSpec) -> dict:
+    return {"podCIDR": spec.pod_cidr, "podCIDRs": [spec.pod_cidr]} if spec.pod_cidr else {}
 
 
 def node_status(spec: NodeSpec, now: str, kubelet_port: int | None = None) -> dict:
@@ -101,11 +107,15 @@ def create_nodes(kube: Kube, specs: list[NodeSpec], now: str, kubelet_port: int 
 
     The API server's TaintNodesByCondition admission taints a new node `node.kubernetes.io/not-ready`;
     the node lifecycle controller (controller-manager, absent here) lifts it once the node is Ready,
-    so that is done here too."""
+    so that is done here too. A node made by an older lab without a pod CIDR gets one (the API server
+    lets an unset podCIDR be set once)."""
     for spec in specs:
         ref = Ref("v1", "nodes", None, spec.name)
-        if kube.get_or_none(ref) is None:
+        existing = kube.get_or_none(ref)
+        if existing is None:
             kube.create(Ref("v1", "nodes", None, ""), node_object(spec))
+        elif spec.pod_cidr and not (existing.get("spec") or {}).get("podCIDR"):
+            kube.merge_patch(ref, {"spec": pod_cidr_spec(spec)})
         kube.request("PATCH", f"/api/v1/nodes/{spec.name}/status", body={"status": node_status(spec, now, kubelet_port)},
                      content_type="application/merge-patch+json")
         taints = (kube.get(ref).get("spec") or {}).get("taints") or []

@@ -15,9 +15,11 @@ simulators depend on it (Kubernetes "Pod Lifecycle", "Container restart policy",
   simulator gave the DGD's frontend Service;
 * restartPolicy Always: a container that exits is restarted after a crash-loop backoff that doubles up
   to a cap (the kubelet's 10 s → 5 min, shortened for the lab) and `restartCount` grows;
-* status: phase, `podIP` 127.0.0.1 (plus annotation `lab.faultflow.dev/port`: every pod here shares
-  loopback), conditions PodScheduled/Initialized/ContainersReady/Ready (Ready from a readiness probe:
-  the worker's `GET /health`), containerStatuses with running/waiting/terminated states;
+* status: phase, `hostIP` (the node's InternalIP, 127.0.0.1), `podIP` from the node's pod CIDR
+  (`lab.pod_network`; nothing listens on it — every pod here shares loopback, so where a process
+  listens is the annotation `lab.faultflow.dev/port`), conditions PodScheduled/Initialized/
+  ContainersReady/Ready (Ready from a readiness probe: the worker's `GET /health`), containerStatuses
+  with running/waiting/terminated states;
 * graceful deletion: a pod with `deletionTimestamp` gets SIGTERM, SIGKILL after its grace period,
   then the kubelet deletes it with grace period 0 (what removes a bound pod from the API).
 """
@@ -36,6 +38,7 @@ from pathlib import Path
 from lab.host_paths import PathMap, translate, volume_map
 from lab.informer import start_informer
 from lab.layout import LabDir
+from lab.pod_network import NODE_ADDRESS, HostLocalIpam
 from lab.processes import free_port
 from steps.errors import InfrastructureError
 from steps.kube import Kube, NotFound, Ref
@@ -52,6 +55,7 @@ class KubeletConfig:
     lab: LabDir
     nodes: frozenset[str]
     driver_dir: Path  # the driver simulator's libcuda.so.1, "installed" on every GPU node
+    pod_cidrs: dict[str, str] = field(default_factory=dict)  # node → its spec.podCIDR
     image_paths: dict[str, Path] = field(default_factory=dict)  # image path → local dir (shim image)
     image_env: dict[str, str] = field(default_factory=dict)  # environment the images set (ENV)
     backoff_s: float = 0.5
@@ -107,6 +111,7 @@ class PodRunner(threading.Thread):
         self.ready = False
         self.port: int | None = None
         self.started_at = now()
+        self.pod_ip = NODE_ADDRESS  # set when the pod's sandbox starts (run)
         self.grace_s = float(pod["spec"].get("terminationGracePeriodSeconds") or 5)
 
     # --- what every pod needs ------------------------------------------------------------------
@@ -166,7 +171,8 @@ class PodRunner(threading.Thread):
         conditions = [{"type": t, "status": s, "lastTransitionTime": now()} for t, s in (
             ("PodScheduled", "True"), ("Initialized", "True" if initialized else "False"),
             ("ContainersReady", status), ("Ready", status))]
-        body = {"status": {"phase": phase, "hostIP": "127.0.0.1", "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}],
+        body = {"status": {"phase": phase, "hostIP": NODE_ADDRESS, "hostIPs": [{"ip": NODE_ADDRESS}],
+                           "podIP": self.pod_ip, "podIPs": [{"ip": self.pod_ip}],
                            "startTime": self.started_at, "conditions": conditions,
                            "containerStatuses": [c.to_status() for c in containers]}}
         try:
@@ -198,6 +204,8 @@ class PodRunner(threading.Thread):
         self.stopping.set()
 
     def run(self) -> None:
+        spec = self.pod["spec"]
+        self.pod_ip = self.kubelet.ipam.allocate(spec["nodeName"], self.uid, bool(spec.get("hostNetwork")))
         try:
             self.live()
         finally:
@@ -367,6 +375,7 @@ class KubeletSimulator:
 
     def __init__(self, kube: Kube, config: KubeletConfig):
         self.kube, self.config = kube, config
+        self.ipam = HostLocalIpam(dict(config.pod_cidrs))
         self.runners: dict[str, PodRunner] = {}
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
@@ -397,6 +406,7 @@ class KubeletSimulator:
     def finalize(self, runner: PodRunner) -> None:
         with self.lock:
             self.runners.pop(runner.uid, None)
+        self.ipam.release(runner.uid)  # the sandbox is torn down: its address is free again
         self.finalize_pod(runner.pod)
 
     def finalize_pod(self, pod: dict) -> None:
@@ -441,7 +451,7 @@ class _Detached:
     """A kubelet that forgets finalisation: used while stopping, when the API server may be gone."""
 
     def __init__(self, kubelet: KubeletSimulator):
-        self.kube, self.config = kubelet.kube, kubelet.config
+        self.kube, self.config, self.ipam = kubelet.kube, kubelet.config, kubelet.ipam
 
     def finalize(self, runner: PodRunner) -> None:
         pass

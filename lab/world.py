@@ -1,7 +1,7 @@
 """The lab world: the control plane plus everything `faultflow lab up` puts around it.
 
 * the envtest control plane (real etcd + kube-apiserver, real CRDs), kubeconfig at `.lab/kubeconfig`;
-* simulated nodes (`lab.gpu_nodes`): GPU nodes `gpu-0…` and a CPU node `cpu-0`;
+* simulated nodes (`lab.gpu_nodes`): GPU nodes `gpu-0…` and a CPU node `cpu-0`, each with a pod CIDR;
 * namespace `faultflow-lab`, opted in (`faultflow.dev/allow-faults=true`), with a DGD (a frontend and
   GPU workers, `lab.dgd_examples`) at the cluster's DGD version;
 * NVSentinel's presence (namespace, circuit breaker, syslog-health-monitor pods) and its simulator;
@@ -37,6 +37,7 @@ from steps.rollout import rolled_out
 NATIVE_BUILD = REPO / "build" / "lab-native"
 SHIM_IMAGE_ROOT = "/opt/faultflow"  # images/shim/Dockerfile: install.sh and the .so live here
 READY_TIMEOUT_S = 120
+POD_NETWORK_PREFIX = "10.244"  # the lab's cluster CIDR is 10.244.0.0/16 (a common default)
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,11 @@ class LabOptions:
     nvsentinel: NvsentinelConfig = field(default_factory=NvsentinelConfig)
 
     def node_specs(self) -> list[NodeSpec]:
-        return [NodeSpec(f"gpu-{i}", self.gpus_per_node) for i in range(self.gpu_nodes)] + [NodeSpec("cpu-0")]
+        """GPU nodes gpu-0… and cpu-0, each with its own /24 of the pod network (as kube-controller-manager's
+        node IPAM carves --cluster-cidr into per-node ranges)."""
+        names = [(f"gpu-{i}", self.gpus_per_node) for i in range(self.gpu_nodes)] + [("cpu-0", 0)]
+        return [NodeSpec(name, gpus, pod_cidr=f"{POD_NETWORK_PREFIX}.{index}.0/24")
+                for index, (name, gpus) in enumerate(names)]
 
 
 def build_driver() -> Path:
@@ -117,6 +122,7 @@ class World:
         self.nvsentinel.install()
         self.nvsentinel.start()
         config = KubeletConfig(lab=self.lab, nodes=frozenset(s.name for s in specs), driver_dir=driver_dir,
+                               pod_cidrs={s.name: s.pod_cidr for s in specs},
                                image_paths={SHIM_IMAGE_ROOT: shim_root},
                                image_env={"FAULTFLOW_SHIM_SOURCE": str(shim_root / dgd_model.LIB_NAME)})
         self.kubelet = KubeletSimulator(connect(str(self.lab.kubeconfig)), config).start()

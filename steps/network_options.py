@@ -78,8 +78,15 @@ def check_custom(source_role: str, source_selector: str | None, peer_role: str, 
         raise BadInput("--peer-namespace goes with a custom peer")
 
 
+def given_cidrs(values: tuple[str, ...]) -> list[str]:
+    """`--pod-cidr` values, each one CIDR or several comma-separated; empty ones (a workflow parameter
+    left at its default "") give none."""
+    return [c.strip() for value in values for c in value.split(",") if c.strip()]
+
+
 def cluster_addresses(kube: Kube, pod_cidrs: tuple[str, ...]) -> ClusterAddresses:
-    cidrs = normalise_cidrs(list(pod_cidrs)) if pod_cidrs else pod_cidrs_of(kube.list(Ref("v1", "nodes", None, "")).get("items") or [])
+    given = given_cidrs(pod_cidrs)
+    cidrs = normalise_cidrs(given) if given else pod_cidrs_of(kube.list(Ref("v1", "nodes", None, "")).get("items") or [])
     service = kube.get_or_none(Ref("v1", "services", "default", "kubernetes"))
     slices = kube.list(Ref("discovery.k8s.io/v1", "endpointslices", "default", ""),
                        label_selector="kubernetes.io/service-name=kubernetes").get("items") or []

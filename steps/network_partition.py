@@ -65,7 +65,7 @@ def check_no_other_policy(kube: Kube, policies: list[dict]) -> None:
 @click.option("--peer-selector", default=None, help="custom: label selector of the pods they are cut from.")
 @click.option("--peer-namespace", default=None, type=K8sName(label=True), help="custom: namespace of the peers (default: --namespace).")
 @click.option("--include-etcd", is_flag=True, help="worker-nats/frontend-nats: cut etcd as well.")
-@click.option("--pod-cidr", "pod_cidrs", multiple=True, help="The cluster's pod network(s) (default: the nodes' spec.podCIDRs).")
+@click.option("--pod-cidr", "pod_cidrs", multiple=True, help="The cluster's pod network(s), repeatable or comma-separated (default, or \"\": the nodes' spec.podCIDRs).")
 @platform_options
 def command(run_id, namespace, target, dgd_version, duration, dry_run, outputs_dir, kubeconfig, context, kind, direction,
             source_selector, peer_selector, peer_namespace, include_etcd, pod_cidrs, nats_selector, nats_namespace,

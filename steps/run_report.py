@@ -126,8 +126,17 @@ def timeline(events: list[Event], figures: RunFigures, origin: float) -> list[di
         entry["t"] = round(entry["time"] - origin, 3)
         label = ev.TIMELINE_LABELS.get(entry["event"])
         if label:
-            entry["label"] = label
+            entry["label"] = label + _kind_suffix(entry)
     return entries
+
+
+def _kind_suffix(entry: dict) -> str:
+    """What kind of fault an injection was: one scenario injects several at once (gpu-fault: the CUDA
+    errors and the kernel-log XID), and two bare "fault injected" lines read as a duplicate."""
+    kind = entry.get("kind")
+    if entry["event"] != ev.FAULT_INJECTED or not kind:
+        return ""
+    return f": {kind} {entry['xid']}" if kind == "xid" and entry.get("xid") is not None else f": {kind}"
 
 
 def build_report(inputs: Inputs, criteria: Criteria, scenario: str, run_id: str | None) -> dict:

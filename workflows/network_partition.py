@@ -15,6 +15,8 @@ DEADLINE_S = 2 * 3600
 PARTITION = Parameter("partition", "frontend-worker", "Which path to cut.",
                       ("frontend-worker", "worker-worker", "prefill-decode", "worker-nats", "frontend-nats"))
 DIRECTION = Parameter("direction", "both", "Traffic direction to block.", ("ingress", "egress", "both"))
+POD_CIDR = Parameter("pod-cidr", "", "The cluster's pod network(s), comma-separated; empty: the nodes' spec.podCIDRs "
+                     "(set it where the CNI assigns addresses without them, e.g. Calico or Cilium cluster-pool IPAM).")
 
 SCENARIO = Scenario(
     name=NAME,
@@ -24,7 +26,7 @@ SCENARIO = Scenario(
         "block one path — frontend/workers, prefill/decode, workers/NATS — keeping DNS and the API server "
         "reachable; holds, heals and measures inference."
     ),
-    parameters=(*TARGET_PARAMETERS, PARTITION, DIRECTION, ns.DURATION, HOLD, *INFERENCE_PARAMETERS),
+    parameters=(*TARGET_PARAMETERS, PARTITION, DIRECTION, POD_CIDR, ns.DURATION, HOLD, *INFERENCE_PARAMETERS),
     stages=(
         load_stage(DEADLINE_S),
         ns.preflight(),
@@ -33,8 +35,8 @@ SCENARIO = Scenario(
             "partition-network", "partition-network", role=NETWORK_INJECTOR, deadline_s=300, retry=True,
             after=("steady-state",), description="Creates the run's NetworkPolicies (ledger first).",
             args=("--run-id", RUN_ID, "--namespace", Param("namespace"), "--target", Param("target"),
-                  "--partition", Param("partition"), "--direction", Param("direction"), "--duration", Param("duration"),
-                  "--outputs-dir", OUTPUTS),
+                  "--partition", Param("partition"), "--direction", Param("direction"), "--pod-cidr", Param("pod-cidr"),
+                  "--duration", Param("duration"), "--outputs-dir", OUTPUTS),
         ),
         ns.verify_partition(after="partition-network"),
         hold_stage(after="verify-partition"),

@@ -3,11 +3,14 @@ way `make demo` and a user run them — every stage is the real step command.
 
 gpu-fault for XID 79 and 48 (fatal in NVSentinel's catalogue: cordon, drain, the worker comes back on
 another node) and 94 (non-fatal: no cordon within the window; the worker crash-loops until cleanup
-turns the toggle off). One GPU worker, so the outage is visible in the report.
+turns the toggle off). One GPU worker, so the outage is visible in the report. Then the network
+scenarios: their objects are real API objects checked by the real API server; the lab has no CNI or
+Chaos Mesh daemon to enforce them, so inference is not actually cut or degraded.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 
@@ -86,3 +89,32 @@ def test_network_degrade(lab, tmp_path: Path) -> None:
     assert timeline.index("fault_injected") < timeline.index("fault_cleared")
     chaos = kube.list(Ref("chaos-mesh.org/v1alpha1", "networkchaos", lab.namespace, ""))["items"]
     assert chaos == []  # healed
+
+
+def test_network_partition(lab, tmp_path: Path) -> None:
+    """Frontend cut from the workers: the policies select the pods by the operator's labels and their
+    ipBlocks (from the nodes' pod CIDRs) allow none of the workers' pod IPs — verify-partition checks
+    that against the pods as the kubelet reports them — then heal leaves no policy behind."""
+    wait_baseline(lab)
+    kube = lab.kube()
+    policies = Ref("networking.k8s.io/v1", "networkpolicies", lab.namespace, "")
+    assert kube.list(policies)["items"] == []
+    evidence = tmp_path / "evidence"
+    result = run_cli("run", "network-partition", "--lab", str(lab.root), "-p", "hold=2s",
+                     "-p", "partition=frontend-worker", "--evidence", str(evidence), timeout=400)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert "# network-partition: PASSED" in result.stdout
+    verified = json.loads((evidence / "verify-partition" / "verify.json").read_text())
+    assert all(c["passed"] for c in verified), verified
+    kinds = {c["name"].split(":")[1] for c in verified}
+    assert {"selects_pods", "peers_exist", "to_cut", "from_cut", "dns_allowed", "api_server_allowed"} <= kinds
+    # The pods' IPs lie in the nodes' pod CIDRs, one address per pod (what makes the ipBlock check mean something).
+    pods = kube.list(Ref("v1", "pods", lab.namespace, ""))["items"]
+    cidrs = {n["metadata"]["name"]: ipaddress.ip_network(n["spec"]["podCIDR"])
+             for n in kube.list(Ref("v1", "nodes", None, ""))["items"]}
+    ips = [p["status"]["podIP"] for p in pods if p.get("status", {}).get("podIP")]
+    assert len(ips) == len(set(ips)) >= 2
+    assert all(ipaddress.ip_address(p["status"]["podIP"]) in cidrs[p["spec"]["nodeName"]] for p in pods if p["status"].get("podIP"))
+    timeline = [e["event"] for e in json.loads((evidence / "report" / "report.json").read_text())["timeline"]]
+    assert timeline.index("fault_injected") < timeline.index("fault_cleared")
+    assert kube.list(policies)["items"] == []  # healed

@@ -69,4 +69,7 @@ def test_gpu_sequence_events_build_the_report_timeline(gpu_cluster, unique, tmp_
     firsts = [canonical.index(name) for name in order]
     assert firsts == sorted(firsts), canonical
     assert canonical[0] == E.FAULT_INJECTED and canonical[-1] == E.FAULT_CLEARED
+    # inject-xid injects two faults at once; the timeline tells them apart.
+    injected = [e["label"] for e in report["timeline"] if e["event"] == E.FAULT_INJECTED]
+    assert sorted(injected) == ["fault injected: cuda", "fault injected: xid 79"]
     assert [b.phase for b in boundaries(inputs.events)] == ["baseline", "fault", "remediation", "recovery"]

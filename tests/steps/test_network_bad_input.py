@@ -27,6 +27,7 @@ CASES = [
     ("include etcd without nats", P + ["--partition", "frontend-worker", "--include-etcd"]),
     ("pod cidr malformed", P + ["--partition", "worker-nats", "--pod-cidr", "10.0.0.0/33"]),
     ("pod cidr everything", P + ["--partition", "worker-nats", "--pod-cidr", "0.0.0.0/0"]),
+    ("pod cidr list with a bad one", P + ["--partition", "worker-nats", "--pod-cidr", "10.244.0.0/16,10.245.0.0/33"]),
     ("duration zero", P + ["--partition", "worker-nats", "--duration", "0s"]),
     ("target not a dgd", ["step", "partition-network", "--run-id", "{run}", "--namespace", "{ns}", "--target", "deployment/web",
                           "--partition", "worker-nats"]),

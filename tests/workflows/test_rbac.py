@@ -166,7 +166,18 @@ def test_network_steps_run_as_their_own_accounts(world):
     real token, so the RBAC authorizer decides every call the network steps make."""
     w, a = world, world["accounts"]
     admin, ns = w["admin"], w["target"]
-    admin.merge_patch(Ref("v1", "nodes", None, w["node"]), {"spec": {"podCIDR": "10.244.7.0/24", "podCIDRs": ["10.244.7.0/24"]}})
+    # A node with a pod CIDR (partition-network's ipBlocks come from them) for this test only: the
+    # cluster is shared, and other tests expect nodes without one.
+    cidr_node = f"pod-cidr-{ns}"[:63]
+    admin.create(Ref("v1", "nodes", None, ""), {"apiVersion": "v1", "kind": "Node", "metadata": {"name": cidr_node},
+                                                "spec": {"podCIDR": "10.244.7.0/24", "podCIDRs": ["10.244.7.0/24"]}})
+    try:
+        network_steps_as_their_accounts(a, admin, ns)
+    finally:
+        admin.delete(Ref("v1", "nodes", None, cidr_node))
+
+
+def network_steps_as_their_accounts(a, admin, ns) -> None:
     nats = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "nats-0", "namespace": ns, "labels": {"app.kubernetes.io/name": "nats"}},
             "spec": {"containers": [{"name": "nats", "image": "nats:1"}]}}
     admin.create(Ref("v1", "pods", ns, ""), nats)
