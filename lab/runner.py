@@ -183,11 +183,19 @@ class Runner:
 
     def run_stage(self, stage: Stage) -> StageResult:
         start = time.monotonic()
-        if stage.hold is not None:
-            seconds = parse_duration(self.plan.values[stage.hold.name])
-            self.progress.line(stage.name, f"▶ holding the fault for {seconds:g}s")
-            stopped = self.stopping.wait(seconds)
-            return StageResult(stage.name, STOPPED if stopped else 0, time.monotonic() - start)
+        code = self._hold(stage) if stage.hold is not None else self._run_step(stage)
+        result = StageResult(stage.name, code, time.monotonic() - start, "" if code == 0 else self._last_error(stage))
+        mark = "✓" if result.ok else f"✗ exit {code}"
+        self.progress.line(stage.name, f"{mark} ({result.seconds:.1f}s){' ' + result.error if result.error else ''}")
+        return result
+
+    def _hold(self, stage: Stage) -> int:
+        seconds = parse_duration(self.plan.values[stage.hold.name])
+        self.progress.line(stage.name, f"▶ holding the fault for {seconds:g}s")
+        return STOPPED if self.stopping.wait(seconds) else 0
+
+    def _run_step(self, stage: Stage) -> int:
+        """The stage's step as a subprocess, retried on exit 3 when the stage says so; its exit code."""
         self.progress.line(stage.name, "▶ " + " ".join(stage.command[1:]))
 
         def before_retry(state: RetryCallState) -> None:
@@ -201,11 +209,7 @@ class Runner:
             before_sleep=before_retry,
             sleep=self.stopping.wait,  # a stop cuts the backoff short
         )
-        code = retrying(self._attempt, stage)
-        result = StageResult(stage.name, code, time.monotonic() - start, "" if code == 0 else self._last_error(stage))
-        mark = "✓" if result.ok else f"✗ exit {code}"
-        self.progress.line(stage.name, f"{mark} ({result.seconds:.1f}s){' ' + result.error if result.error else ''}")
-        return result
+        return retrying(self._attempt, stage)
 
     # --- the run -------------------------------------------------------------------------------------
     def _stop_background(self, running: list[tuple[Stage, subprocess.Popen]]) -> None:

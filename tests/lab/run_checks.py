@@ -84,7 +84,7 @@ def lab_down(lab: Lab) -> None:
 
 @dataclass
 class Run:
-    """`faultflow run gpu-fault --lab` in its own process group, its stdout read line by line."""
+    """`faultflow run SCENARIO --lab` in its own process group, its stdout read line by line."""
 
     proc: subprocess.Popen
     lines: list[str] = field(default_factory=list)
@@ -92,8 +92,8 @@ class Run:
     stderr: str = ""
 
     @classmethod
-    def start(cls, lab: Lab, *parameters: str) -> "Run":
-        argv = [FAULTFLOW, "run", "gpu-fault", "--lab", str(lab.root), *(a for p in parameters for a in ("-p", p))]
+    def start(cls, lab: Lab, *parameters: str, scenario: str = "gpu-fault") -> "Run":
+        argv = [FAULTFLOW, "run", scenario, "--lab", str(lab.root), *(a for p in parameters for a in ("-p", p))]
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env={**os.environ, "KUBECONFIG": lab.kubeconfig}, start_new_session=True)
         return cls(proc)

@@ -1,4 +1,5 @@
-"""The interruption matrix: `faultflow run gpu-fault --lab` stopped at every stage, by SIGTERM (the
+"""The interruption matrix: `faultflow run gpu-fault --lab` stopped at every stage (and
+`network-partition` at every stage that makes, checks, holds or heals its policies), by SIGTERM (the
 runner forwards it, runs its exit stages and exits 143) and by SIGKILL to its whole process group
 (nothing more runs; as `argo terminate` and its cleanup would, the test marks the run's Workflow Failed,
 then runs `faultflow step janitor`). Afterwards everything faultflow owns is back at its
@@ -25,6 +26,7 @@ from tests.lab.lab_runner import run_cli
 from tests.lab.run_checks import Lab, Run, lab_down, lab_up, leftovers, release_quarantined, snapshot, wait_baseline
 
 STAGES = ("preflight", "steady-state", "inject-cuda-shim", "inject-xid", "wait-for-cordon", "cleanup-dgd", "verify-inference")
+NETWORK_STAGES = ("partition-network", "verify-partition", "hold", "heal-network")
 EXIT_STAGES = ("final-cleanup", "report")
 STOPPED = 143
 
@@ -92,17 +94,14 @@ def end_like_argo_terminate(lab: Lab, run: Run) -> None:
     assert janitor.returncode == 0, janitor.stdout + janitor.stderr
 
 
-@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
-@pytest.mark.parametrize("stage", STAGES)
-def test_a_run_stopped_at_any_stage_leaves_the_lab_as_it_was(lab, matrix, stage, how):
-    wait_baseline(lab)
-    before = snapshot(lab)
-    run = Run.start(lab, "xid=79")
-    run.wait_stage_started(stage)
+def stop(lab: Lab, run: Run, stage: str, how: str) -> None:
+    """SIGTERM: the runner stops the stage, shows how it ended and runs the exit stages; SIGKILL:
+    nothing more runs, and the janitor cleans up after `argo terminate`'s equivalent."""
     if how == "SIGTERM":
         run.terminate()
         code = run.finish()
         assert code == STOPPED, run.output() + run.stderr
+        assert run.stage_finished(stage), run.output()
         # The exit stages ran to their end, after the stop, and left their evidence.
         for exit_stage in EXIT_STAGES:
             assert run.stage_finished(exit_stage), run.output()
@@ -113,15 +112,46 @@ def test_a_run_stopped_at_any_stage_leaves_the_lab_as_it_was(lab, matrix, stage,
         assert run.proc.returncode == -9
         assert not run.stage_lines("final-cleanup"), "a SIGKILLed runner must run nothing more"
         end_like_argo_terminate(lab, run)
+
+
+def case(scenario: str, stage: str, how: str, run: Run) -> str:
+    """The case's line in the matrix, with where the stop landed as the runner saw the stage end: shown,
+    not asserted. Exit 143: SIGTERM came while the step's trap was set (around every change it makes),
+    and it undid its partial change; -15: it came outside the trap, before a change began or after one
+    was complete and in the ledger, so the exit stages revert it; ✓: a stage of tenths of a second
+    ended just before. The leftovers check is what is asserted."""
+    ends = [text.split(" (")[0] for text in run.stage_lines(stage) if text.startswith(("✓", "✗ exit"))]
+    return f"{scenario:<17} {stage:<17} {how} (stage end: {ends[0] if ends else 'none, killed in it'})"
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+@pytest.mark.parametrize("stage", STAGES)
+def test_a_run_stopped_at_any_stage_leaves_the_lab_as_it_was(lab, matrix, stage, how):
+    wait_baseline(lab)
+    before = snapshot(lab)
+    run = Run.start(lab, "xid=79")
+    run.wait_stage_started(stage)
+    stop(lab, run, stage, how)
     node = xid_node(lab, run)
     if node is not None:
         wait_nvsentinel_quarantine(lab, node)
     found = leftovers(lab, before)
-    # Where the stop landed, as the runner saw the stage end (a step told to stop exits with its own
-    # code; a stage of tenths of a second may have ended just before): shown, not asserted.
-    ends = [text.split(" (")[0] for text in run.stage_lines(stage) if text.startswith(("✓", "✗ exit"))]
-    matrix.record(f"{stage:<17} {how} (stage end: {ends[0] if ends else 'none, killed in it'})", found)
+    matrix.record(case("gpu-fault", stage, how, run), found)
     released = release_quarantined(lab)
     assert not found, "\n".join(found) + "\n" + run.output()
     # The XID reached NVSentinel exactly when inject-xid wrote it: NVSentinel's cordon is its own.
     assert released == ([node] if node else []), (released, node)
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+@pytest.mark.parametrize("stage", NETWORK_STAGES)
+def test_a_partition_stopped_at_any_stage_leaves_no_policy(lab, matrix, stage, how):
+    """network-partition stopped while its NetworkPolicies are being made, checked, held or healed."""
+    wait_baseline(lab)
+    before = snapshot(lab)
+    run = Run.start(lab, "hold=5s", scenario="network-partition")
+    run.wait_stage_started(stage)
+    stop(lab, run, stage, how)
+    found = leftovers(lab, before)
+    matrix.record(case("network-partition", stage, how, run), found)
+    assert not found, "\n".join(found) + "\n" + run.output()
