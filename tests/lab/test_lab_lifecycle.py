@@ -1,4 +1,6 @@
-"""`faultflow lab up|status|down`: idempotent up, what status reports, and nothing left behind by down."""
+"""`faultflow lab up|status|down`: idempotent up, what status reports, and nothing left behind by down.
+The lab here runs DGD v1alpha1, and a whole gpu-fault run goes through it the way it would go through
+any cluster: `faultflow run --kubeconfig … --node-root …` with every parameter given."""
 
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ def test_up_status_down_leaves_no_process_and_no_file(tmp_path):
             assert workers[0]["name"] in json.loads(reply.read())["choices"][0]["text"]  # served by the worker
         pids = set(group_members(supervisor))
         assert len(pids) >= 4  # supervisor, etcd, kube-apiserver, the worker process
+        run_by_kubeconfig(lab_dir, state, tmp_path / "evidence")
     finally:
         down = run_cli("lab", "down", "--dir", str(lab_dir))
     assert down.returncode == 0, down.stderr
@@ -49,3 +52,17 @@ def test_up_refuses_bad_simulator_settings(tmp_path):
     bad = run_cli("lab", "up", "--dir", str(tmp_path / ".lab"), "--nvsentinel", '{"no_such_delay": 1}')
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
     assert not (tmp_path / ".lab").exists()
+
+
+def run_by_kubeconfig(lab_dir, state: dict, evidence) -> None:
+    """gpu-fault, XID 79, on the v1alpha1 DGD, told where everything is instead of reading the lab's
+    state: the cordon and the recovery come from the simulators, the rest from the real steps."""
+    parameters = {"namespace": state["namespace"], "target": f"dgd/{state['dgd']}", "dgd-version": "v1alpha1",
+                  "frontend-url": state["frontend_url"], "nvsentinel-namespace": state["nvsentinel_namespace"],
+                  "xid": "79", "cordon-timeout": "60s", "eviction-timeout": "120s", "recovery-deadline": "120"}
+    result = run_cli("run", "gpu-fault", "--kubeconfig", str(lab_dir / "kubeconfig"), "--node-root", str(lab_dir / "nodes"),
+                     *(a for k, v in parameters.items() for a in ("-p", f"{k}={v}")), "--evidence", str(evidence), timeout=400)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert "# gpu-fault: PASSED" in result.stdout
+    timeline = [e["event"] for e in json.loads((evidence / "report" / "report.json").read_text())["timeline"]]
+    assert timeline.index("fault_injected") < timeline.index("node_cordoned") < timeline.index("dgd_restored")
