@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,3 +12,9 @@ FAULTFLOW = str(Path(sys.executable).parent / "faultflow")
 
 def faultflow(*args: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([FAULTFLOW, *args], capture_output=True, text=True, timeout=120, **kwargs)
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`faultflow …` with extra environment and a longer default timeout (lab and whole runs)."""
+    return subprocess.run([FAULTFLOW, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})

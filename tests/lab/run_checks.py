@@ -30,8 +30,7 @@ from steps.gpus import list_gpus
 from steps.kmsg import write_record
 from steps.kube import Kube, NotFound, Ref, connect
 from steps.rollout import rolled_out
-from tests.cli import FAULTFLOW
-from tests.lab.lab_runner import run_cli
+from tests.cli import FAULTFLOW, run_cli
 
 # Fast NVSentinel so a whole matrix of runs stays affordable (the chart's delays are 15 s and more).
 LAB_NVSENTINEL = json.dumps({"detect_delay_s": 1, "quarantine_delay_s": 0.5, "drain_delay_s": 0.5})

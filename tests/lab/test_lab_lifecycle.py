@@ -8,7 +8,7 @@ import json
 import urllib.request
 
 from lab.cli import group_members
-from tests.lab.lab_runner import run_cli
+from tests.cli import run_cli
 
 
 def test_up_status_down_leaves_no_process_and_no_file(tmp_path):

@@ -22,7 +22,7 @@ from lab.processes import wait_until
 from lab.run_record import workflow_ref
 from steps import nvsentinel
 from steps.kube import Ref
-from tests.lab.lab_runner import run_cli
+from tests.cli import run_cli
 from tests.lab.run_checks import Lab, Run, lab_down, lab_up, leftovers, release_quarantined, snapshot, wait_baseline
 
 STAGES = ("preflight", "steady-state", "inject-cuda-shim", "inject-xid", "wait-for-cordon", "cleanup-dgd", "verify-inference")

@@ -22,7 +22,7 @@ from steps import ledger as L
 from steps import toggle
 from steps.kube import Ref
 from steps.xids import lookup
-from tests.lab.lab_runner import run_cli
+from tests.cli import run_cli
 from tests.lab.run_checks import lab_down, lab_up, release_quarantined, wait_baseline
 
 
