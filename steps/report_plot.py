@@ -40,15 +40,18 @@ def _title(report: dict) -> str:
 
 
 def _grouped_events(timeline: list[dict], duration: float) -> list[tuple[float, list[str], str]]:
-    """Marked events, those closer than 1.5% of the run merged into one line with a joined label."""
+    """Marked events, those closer than 1.5% of the run merged into one line with a joined label. The
+    short label (not the detailed one of the summary, "fault injected: xid 79"), so that a merged line
+    stays inside the plot."""
     groups: list[tuple[float, list[str], str]] = []
     for e in (e for e in timeline if e["event"] in ev.TIMELINE_LABELS):
         colour = EVENT_COLOURS.get(e["event"], "#37474f")
+        label = ev.TIMELINE_LABELS[e["event"]]
         if groups and e["t"] - groups[-1][0] < 0.015 * duration:
-            if e["label"] not in groups[-1][1]:
-                groups[-1][1].append(e["label"])
+            if label not in groups[-1][1]:
+                groups[-1][1].append(label)
             continue
-        groups.append((e["t"], [e["label"]], colour))
+        groups.append((e["t"], [label], colour))
     return groups
 
 

@@ -174,3 +174,18 @@ def test_a_real_load_run_end_to_end(simulator, tmp_path):
     assert journal["figures"]["recovered"] == records[64]["end"]
     assert journal["figures"]["time_to_recovery_s"] == pytest.approx(records[64]["end"] - fault)
     assert sum(p["requests"] for p in journal["phases"]) == len(records)
+
+
+
+def test_two_faults_injected_at_once_are_told_apart_in_the_summary_and_merged_on_the_plot():
+    from types import SimpleNamespace
+
+    from steps.report_plot import _grouped_events
+    from steps.run_report import timeline
+
+    both = [Event("inject-xid", "fault_injected", {"kind": "cuda", "xid": 79}, T0 + FAULT),
+            Event("inject-xid", "fault_injected", {"kind": "xid", "xid": 79}, T0 + FAULT)]
+    no_requests = SimpleNamespace(first_failure=None, first_success_after_failure=None, recovered=None)
+    entries = timeline(both, no_requests, T0)
+    assert [e["label"] for e in entries] == ["fault injected: cuda", "fault injected: xid 79"]
+    assert [(t, labels) for t, labels, _ in _grouped_events(entries, duration=60.0)] == [(FAULT, ["fault injected"])]
