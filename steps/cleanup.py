@@ -11,7 +11,6 @@ from __future__ import annotations
 import click
 
 from steps import ledger as L
-from steps.errors import BadInput
 from steps.events import emit
 from steps.kube import connect
 from steps.options import Duration, K8sName, Outputs, RunId, common_cluster_options, sigterm_raises
@@ -34,9 +33,7 @@ def command(run_id, namespace, toggle_off, steps_image, timeout, outputs_dir, ku
     outputs.check()
     kube = connect(kubeconfig, context)
     store = L.LedgerStore(kube)
-    ledger = store.load(namespace, run_id)
-    if ledger is None:
-        raise BadInput(f"run {run_id} has no ledger in namespace {namespace}")
+    ledger = store.require(namespace, run_id)
     kinds = (L.WORKLOAD_SHIM, L.NODE_TOGGLE) if toggle_off else (L.WORKLOAD_SHIM,)
     with sigterm_raises():
         outcomes = revert_run(kube, store, ledger, timeout, kinds=kinds, steps_image=steps_image, include_node=False)

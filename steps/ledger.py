@@ -23,7 +23,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from steps.errors import InfrastructureError
+from steps.errors import BadInput, InfrastructureError
 from steps.kube import Conflict, Kube, NotFound, Ref
 
 RUN_LABEL = "faultflow.dev/run"
@@ -134,6 +134,13 @@ class LedgerStore:
             return Ledger.from_configmap(self.kube.get(ref(namespace, run_id)))
         except NotFound:
             return None
+
+    def require(self, namespace: str, run_id: str, preflight: str = "preflight") -> Ledger:
+        """The run's ledger; a step that acts on a run refuses one that never ran `preflight`."""
+        ledger = self.load(namespace, run_id)
+        if ledger is None:
+            raise BadInput(f"run {run_id} has no ledger in namespace {namespace}: run {preflight} first")
+        return ledger
 
     def open(self, run: RunInfo) -> Ledger:
         """Creates the run's ledger, or returns the existing one (a retried preflight)."""

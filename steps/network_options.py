@@ -94,10 +94,7 @@ def cluster_addresses(kube: Kube, pod_cidrs: tuple[str, ...]) -> ClusterAddresse
 
 
 def open_ledger(store: L.LedgerStore, namespace: str, run_id: str) -> L.Ledger:
-    ledger = store.load(namespace, run_id)
-    if ledger is None:
-        raise BadInput(f"run {run_id} has no ledger in namespace {namespace}: run preflight --fault network first")
-    return ledger
+    return store.require(namespace, run_id, preflight="preflight --fault network")
 
 
 def undo(kube: Kube, store: L.LedgerStore, run: L.RunInfo, entry_ids: list[str]) -> int:

@@ -30,9 +30,7 @@ def command(run_id, namespace, restore_node, kubeconfig, context):
         return
     kube = connect(kubeconfig, context)
     store = L.LedgerStore(kube)
-    ledger = store.load(namespace, run_id)
-    if ledger is None:
-        raise BadInput(f"run {run_id} has no ledger in namespace {namespace}")
+    ledger = store.require(namespace, run_id)
     entries = [e for e in ledger.active() if e.kind == L.NODE_STATE]
     if not entries:
         raise BadInput(f"run {run_id} recorded no node state (preflight without --restore-node)")

@@ -123,9 +123,7 @@ def command(run_id, namespace, target, dgd_version, shim_image, xid, toggle_dir,
     store = L.LedgerStore(kube)
     kind, name = target
     ref, obj = resolve(kube, namespace, kind, name, dgd_version)
-    ledger = store.load(namespace, run_id)
-    if ledger is None:
-        raise BadInput(f"run {run_id} has no ledger in namespace {namespace}: run preflight first")
+    ledger = store.require(namespace, run_id)
     cfg = dgd.ShimConfig(image=shim_image, xid=xid, toggle_dir=toggle_dir, container=container)
     workers = [c.name for c in dgd.gpu_workers(obj, container)]
     with sigterm_raises():
