@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-GROUP = "nvidia.com"
-PLURAL = "dynamographdeployments"
-IMAGE = "nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.1"
+from steps.dgd import DGD_GROUP
+
+IMAGE = "ai-dynamo/vllm-runtime:1.6.1"  # never pulled: the lab runs no containers
 
 
 def example_dgd(version: str, name: str, worker_replicas: int = 1) -> dict:
     """A frontend plus one GPU worker: `spec.services` map (v1alpha1) or `spec.components` list (v1beta1)."""
-    meta = {"apiVersion": f"{GROUP}/{version}", "kind": "DynamoGraphDeployment", "metadata": {"name": name}}
+    meta = {"apiVersion": f"{DGD_GROUP}/{version}", "kind": "DynamoGraphDeployment", "metadata": {"name": name}}
     if version == "v1alpha1":
         return meta | {
             "spec": {

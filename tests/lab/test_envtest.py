@@ -9,8 +9,10 @@ import pytest
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from lab.dgd_examples import GROUP, PLURAL, example_dgd
+from lab.dgd_examples import example_dgd
 from lab.processes import wait_until
+from steps.dgd import DGD_GROUP as GROUP
+from steps.dgd import DGD_PLURAL as PLURAL
 
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
