@@ -21,18 +21,9 @@ from steps import nvsentinel
 from steps.errors import CheckFailed
 from steps.kube import Ref
 from steps.preflight import OPT_IN_LABEL
-from tests.lab.run_checks import Lab, Run, lab_down, lab_up, release_quarantined, snapshot, wait_baseline
+from tests.lab.run_checks import Lab, Run, release_quarantined, snapshot, wait_baseline
 
 INJECTING = ("inject-cuda-shim", "inject-xid", "wait-for-cordon")
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    lab = lab_up(tmp_path_factory.mktemp("guardrails") / ".lab")
-    try:
-        yield lab
-    finally:
-        lab_down(lab)
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from lab.run_record import workflow_ref
 from steps import nvsentinel
 from steps.kube import Ref
 from tests.cli import run_cli
-from tests.lab.run_checks import Lab, Run, lab_down, lab_up, leftovers, release_quarantined, snapshot, wait_baseline
+from tests.lab.run_checks import Lab, Run, leftovers, release_quarantined, snapshot, wait_baseline
 
 STAGES = ("preflight", "steady-state", "inject-cuda-shim", "inject-xid", "wait-for-cordon", "cleanup-dgd", "verify-inference")
 NETWORK_STAGES = ("partition-network", "verify-partition", "hold", "heal-network")
@@ -46,15 +46,6 @@ class Matrix:
         dirty = sum(1 for _, found in self.cases if found)
         return [*lines, f"leftovers after interruption matrix: {dirty} of {len(self.cases)}",
                 f"interruption_matrix_s: {time.monotonic() - self.start:.1f}"]
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    lab = lab_up(tmp_path_factory.mktemp("interrupt") / ".lab")
-    try:
-        yield lab
-    finally:
-        lab_down(lab)
 
 
 @pytest.fixture(scope="module")

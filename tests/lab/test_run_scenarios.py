@@ -23,16 +23,7 @@ from steps import toggle
 from steps.kube import Ref
 from steps.xids import lookup
 from tests.cli import run_cli
-from tests.lab.run_checks import lab_down, lab_up, release_quarantined, wait_baseline
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    lab = lab_up(tmp_path_factory.mktemp("scenarios") / ".lab")
-    try:
-        yield lab
-    finally:
-        lab_down(lab)
+from tests.lab.run_checks import release_quarantined, wait_baseline
 
 
 @pytest.mark.parametrize("xid", [79, 48, 94])
