@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 from workflows import network_stages as ns
-from workflows.declaration import Param, Parameter, Scenario, Stage
+from workflows.declaration import Param, Parameter, Scenario
 from workflows.shared import (
-    HOLD, INFERENCE_PARAMETERS, NETWORK_INJECTOR, OUTPUTS, RUN_ID, TARGET_PARAMETERS, gate_stage, hold_stage, load_stage,
-    recover_stage, report_stage,
+    HOLD, INFERENCE_PARAMETERS, TARGET_PARAMETERS, gate_stage, hold_stage, load_stage, recover_stage, report_stage,
 )
 
 NAME = "network-degrade"
@@ -33,15 +32,9 @@ SCENARIO = Scenario(
         load_stage(DEADLINE_S),
         ns.preflight(),
         gate_stage(after="preflight"),
-        Stage(
-            "degrade-network", "degrade-network", role=NETWORK_INJECTOR, deadline_s=300, retry=True,
-            after=("steady-state",), description="Creates the run's NetworkChaos objects (ledger first).",
-            args=("--run-id", RUN_ID, "--namespace", Param("namespace"), "--target", Param("target"),
-                  "--action", Param("action"), "--mode", Param("mode"), "--latency", Param("latency"),
-                  "--jitter", Param("jitter"), "--loss", Param("loss"), "--corrupt", Param("loss"), "--duplicate", Param("loss"),
-                  "--rate", Param("rate"),
-                  "--duration", Param("duration"), "--outputs-dir", OUTPUTS),
-        ),
+        ns.inject("degrade-network", "Creates the run's NetworkChaos objects (ledger first).",
+                  ("--action", Param("action"), "--mode", Param("mode"), "--latency", Param("latency"), "--jitter", Param("jitter"),
+                   "--loss", Param("loss"), "--corrupt", Param("loss"), "--duplicate", Param("loss"), "--rate", Param("rate"))),
         hold_stage(after="degrade-network"),
         ns.heal("heal-network", after=("hold",)),
         recover_stage(after="heal-network"),

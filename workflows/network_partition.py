@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from workflows import network_stages as ns
-from workflows.declaration import Param, Parameter, Scenario, Stage
+from workflows.declaration import Param, Parameter, Scenario
 from workflows.shared import (
-    HOLD, INFERENCE_PARAMETERS, NETWORK_INJECTOR, OUTPUTS, RUN_ID, TARGET_PARAMETERS, gate_stage, hold_stage, load_stage,
-    recover_stage, report_stage,
+    HOLD, INFERENCE_PARAMETERS, TARGET_PARAMETERS, gate_stage, hold_stage, load_stage, recover_stage, report_stage,
 )
 
 NAME = "network-partition"
@@ -31,13 +30,8 @@ SCENARIO = Scenario(
         load_stage(DEADLINE_S),
         ns.preflight(),
         gate_stage(after="preflight"),
-        Stage(
-            "partition-network", "partition-network", role=NETWORK_INJECTOR, deadline_s=300, retry=True,
-            after=("steady-state",), description="Creates the run's NetworkPolicies (ledger first).",
-            args=("--run-id", RUN_ID, "--namespace", Param("namespace"), "--target", Param("target"),
-                  "--partition", Param("partition"), "--direction", Param("direction"), "--pod-cidr", Param("pod-cidr"),
-                  "--duration", Param("duration"), "--outputs-dir", OUTPUTS),
-        ),
+        ns.inject("partition-network", "Creates the run's NetworkPolicies (ledger first).",
+                  ("--partition", Param("partition"), "--direction", Param("direction"), "--pod-cidr", Param("pod-cidr"))),
         ns.verify_partition(after="partition-network"),
         hold_stage(after="verify-partition"),
         ns.heal("heal-network", after=("hold",)),

@@ -1,6 +1,5 @@
-"""Stages the network scenarios share. The network steps are being built on branch `network`
-(issue #5): option names follow the issue text and are checked against the real click commands when
-the branches meet (tests/workflows/test_declaration.py skips nothing: a missing command fails it)."""
+"""Stages the network scenarios share. Every option a stage passes is checked against the real click
+command (tests/workflows/test_render.py::test_every_option_passed_exists_in_the_step)."""
 
 from __future__ import annotations
 
@@ -19,6 +18,17 @@ def preflight() -> Stage:
               "--dgd-version", Param("dgd-version"), "--ttl", Param("ttl"),
               "--workflow-name", WorkflowField("name"), "--workflow-namespace", WorkflowField("namespace"),
               "--workflow-uid", WorkflowField("uid"), "--outputs-dir", OUTPUTS),
+    )
+
+
+def inject(step: str, description: str, options: tuple) -> Stage:
+    """The scenario's fault: `step` (partition-network, degrade-network) on the target, after the
+    steady-state gate, with the options that say which fault; the run's identity, target, self-heal
+    duration and outputs are the same for every network fault."""
+    return Stage(
+        step, step, role=NETWORK_INJECTOR, deadline_s=300, retry=True, after=("steady-state",), description=description,
+        args=("--run-id", RUN_ID, "--namespace", Param("namespace"), "--target", Param("target"), *options,
+              "--duration", Param("duration"), "--outputs-dir", OUTPUTS),
     )
 
 
