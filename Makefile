@@ -27,10 +27,10 @@ shim: catalogue
 	$(MAKE) -C shim
 
 # The tests' real control plane: etcd and kube-apiserver built from Go source at pinned versions
-# and the pinned upstream CRDs (lab/tools.py, lab/crds.py), cached in ~/.cache/faultflow/envtest.
+# and the pinned upstream CRDs (lab/tools.py, lab/crds.py; entry point lab/prepare.py), cached in ~/.cache/faultflow/envtest.
 # Only the first run builds (a few minutes); later runs find everything cached.
 envtest: venv
-	$(PY) -m lab.tools build
+	$(PY) -m lab.prepare build
 
 test: venv shim envtest
 	$(PY) -m pytest

@@ -9,7 +9,8 @@ import statistics
 import time
 
 from lab import tools
-from lab.controlplane import ClusterSpec, ControlPlane
+from lab.cluster_pool import ControlPlane
+from lab.controlplane import ClusterSpec
 
 RUNS = 3
 

@@ -50,7 +50,8 @@ def step_cold_start_s() -> tuple[float, float]:
 
 
 def cordon_detect_ms(samples: int = 20) -> float:
-    from lab.controlplane import ClusterSpec, ControlPlane
+    from lab.cluster_pool import ControlPlane
+from lab.controlplane import ClusterSpec
 
     from steps import nvsentinel
     from steps.kube import connect

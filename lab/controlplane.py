@@ -13,10 +13,8 @@ kube-apiserver of the pinned version already created and established the cluster
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from lab import crds, pki, processes, tools
@@ -60,12 +58,6 @@ class Cluster:
             self.server, str(self.pki.ca_cert), str(self.pki.admin_cert), str(self.pki.admin_key)
         )
 
-    def api_client(self):
-        """A kubernetes ApiClient authenticated as cluster admin (no global configuration touched)."""
-        from lab.kube import admin_client
-
-        return admin_client(self)
-
     def stop(self) -> None:
         # kube-apiserver first: etcd must outlive its clients to shut down cleanly.
         self.process.stop()
@@ -106,16 +98,15 @@ def _apiserver_argv(binary: Path, *, port: int, etcd: Etcd, keys: pki.Pki, folde
     ]
 
 
-def start_cluster(spec: ClusterSpec, folder: Path, *, seeded: bool = True) -> Cluster:
-    """Start etcd + kube-apiserver for `spec` and return once every CRD is Established and served."""
+def start_cluster(spec: ClusterSpec, folder: Path, *, seed: Path | None = None) -> Cluster:
+    """Start etcd + kube-apiserver for `spec` and return once every CRD is Established and served.
+
+    `seed` is an etcd data directory that already holds the CRDs (`lab.seeds.ensure_seed`); without
+    one the CRDs are created here.
+    """
     start = time.monotonic()
     folder.mkdir(parents=True, exist_ok=True)
     definitions = spec.crds()
-    seed = None
-    if seeded:
-        from lab.seeds import ensure_seed
-
-        seed = ensure_seed(spec, definitions)
     etcd = Etcd.start(folder / "etcd", seed=seed)
     try:
         keys = pki.create(folder / "pki")
@@ -165,39 +156,3 @@ def _kubeconfig(server: str, keys: pki.Pki) -> str:
         },
         indent=2,
     )
-
-
-@dataclass
-class ControlPlane:
-    """Lab clusters, started on first request, all under one temp folder removed on close."""
-
-    folder: Path
-    seeded: bool = True
-    clusters: dict[ClusterSpec, Cluster] = field(default_factory=dict)
-    _owns_folder: bool = False
-
-    @classmethod
-    def start(cls, folder: Path | None = None, *, seeded: bool = True) -> ControlPlane:
-        if folder is None:
-            return cls(Path(tempfile.mkdtemp(prefix="faultflow-lab-")), seeded, _owns_folder=True)
-        return cls(folder, seeded)
-
-    def cluster(self, spec: ClusterSpec = ClusterSpec()) -> Cluster:
-        """The cluster for `spec`, started (CRDs established) on first request."""
-        if spec not in self.clusters:
-            self.clusters[spec] = start_cluster(spec, self.folder / spec.slug, seeded=self.seeded)
-        return self.clusters[spec]
-
-    def close(self) -> None:
-        clusters = list(self.clusters.values())
-        processes.stop_all([c.process for c in clusters])
-        processes.stop_all([c.etcd.process for c in clusters])
-        self.clusters.clear()
-        if self._owns_folder:
-            shutil.rmtree(self.folder, ignore_errors=True)
-
-    def __enter__(self) -> ControlPlane:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

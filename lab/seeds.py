@@ -40,7 +40,7 @@ def ensure_seed(spec: ClusterSpec, definitions: list[dict]) -> Path:
             return dest / "data"
         print(f"faultflow: seeding lab cluster {spec.slug} (once per version change)", file=sys.stderr, flush=True)
         with tempfile.TemporaryDirectory(prefix="faultflow-seed-") as scratch:
-            cluster = start_cluster(spec, Path(scratch) / "cluster", seeded=False)
+            cluster = start_cluster(spec, Path(scratch) / "cluster")
             cluster.stop()  # SIGTERM: etcd closes its store cleanly before we copy it
             shutil.rmtree(dest, ignore_errors=True)
             dest.mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""The pinned list of binaries the lab builds from Go source, and `python -m lab.tools build`.
+"""The pinned list of binaries the lab builds from Go source (`python -m lab.prepare build` builds them).
 
 One record per tool: adding kwok or Argo's workflow-controller is one more entry.
 Each lands in `<cache>/<name>-<version>/<name>` and is built once per version.
@@ -6,7 +6,6 @@ Each lands in `<cache>/<name>-<version>/<name>` and is built once per version.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
@@ -184,48 +183,3 @@ def ensure_built(tool: GoTool) -> Path:
         (tool.dir / "recipe.json").write_text(tool.recipe)
         print(f"faultflow: built {tool.name} in {time.monotonic() - start:.0f}s", file=sys.stderr, flush=True)
     return tool.binary
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lab.tools", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    build = sub.add_parser(
-        "build", help="build every pinned tool, fetch every pinned CRD set, seed the default clusters (cached)"
-    )
-    build.add_argument("names", nargs="*", help="only these tools, every pinned version (default: all)")
-    sub.add_parser("list", help="print name, version and cached path of each tool")
-    args = parser.parse_args(argv)
-
-    if args.command == "list":
-        for tool in TOOLS:
-            state = "built" if tool.is_built() else "missing"
-            print(f"{tool.name}\t{tool.version}\t{tool.binary}\t{state}")
-        return 0
-    if unknown := sorted(set(args.names) - {tool.name for tool in TOOLS}):
-        parser.error(f"unknown tool {', '.join(unknown)}")
-    try:
-        for tool in [t for t in TOOLS if t.name in args.names] if args.names else TOOLS:
-            ensure_built(tool)
-        if not args.names:
-            # Imported here: these need PyYAML and cryptography, `list` and tool builds do not.
-            from lab import crds
-            from lab.controlplane import ClusterSpec
-            from lab.seeds import ensure_seed
-
-            for source in crds.SOURCES:
-                crds.ensure_fetched(source)
-            for version in crds.DGD_VERSIONS:  # the clusters the tests start
-                spec = ClusterSpec(dgd_version=version)
-                ensure_seed(spec, spec.crds())
-    except gomod.GoMissing as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    # Run the imported module's main, not __main__'s copy: the rest of lab imports `lab.tools`,
-    # and one set of tool records per process keeps identities (and any edits) consistent.
-    from lab.tools import main as _main
-
-    sys.exit(_main())

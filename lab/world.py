@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from lab.controlplane import Cluster, ClusterSpec, start_cluster
+from lab.seeds import ensure_seed
 from lab.dgd_examples import example_dgd
 from lab.dgd_operator_simulator import URL_ANNOTATION, DgdOperatorSimulator
 from lab.gpu_nodes import NodeSpec, create_nodes, prepare_node_root
@@ -111,7 +112,8 @@ class World:
         for index, spec in enumerate(specs):
             prepare_node_root(self.lab.node_root(spec.name), spec, index)
         # The cluster folder is the lab directory itself: its kubeconfig lands at .lab/kubeconfig.
-        self.cluster = start_cluster(ClusterSpec(dgd_version=opts.dgd_version), self.lab.root)
+        spec = ClusterSpec(dgd_version=opts.dgd_version)
+        self.cluster = start_cluster(spec, self.lab.root, seed=ensure_seed(spec, spec.crds()))
         kube = connect(str(self.lab.kubeconfig))
         # pods/log through the API server (inject-cuda-shim checks the shim's marker in worker logs).
         self.logs = KubeletLogSimulator(self.lab.root / "pod-logs", self.cluster.pki, resolve=self._pod_log).__enter__()

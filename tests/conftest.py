@@ -21,7 +21,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from lab import crds, kube as lab_kube
-from lab.controlplane import Cluster, ClusterSpec, ControlPlane
+from lab.cluster_pool import ControlPlane
+from lab.controlplane import Cluster, ClusterSpec
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +48,7 @@ def dgd_cluster(request: pytest.FixtureRequest, control_plane: ControlPlane) -> 
 
 @pytest.fixture
 def kube(cluster: Cluster) -> Iterator:
-    api = cluster.api_client()
+    api = lab_kube.admin_client(cluster)
     yield api
     api.close()
 

@@ -10,6 +10,7 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from lab.dgd_examples import example_dgd
+from lab.kube import admin_client
 from lab.processes import wait_until
 from steps.dgd import DGD_GROUP as GROUP
 from steps.dgd import DGD_PLURAL as PLURAL
@@ -29,7 +30,7 @@ def test_served_version_is_real_kubernetes(cluster):
 def test_dgd_of_each_version_is_accepted(dgd_cluster, new_namespace):
     version, target = dgd_cluster
     namespace = new_namespace(target)
-    with target.api_client() as api:
+    with admin_client(target) as api:
         _create_dgd(api, version, namespace, example_dgd(version, "demo"))
         custom = client.CustomObjectsApi(api)
         stored = custom.get_namespaced_custom_object(GROUP, version, namespace, PLURAL, "demo")
@@ -42,7 +43,7 @@ def test_other_dgd_version_is_not_served(dgd_cluster, new_namespace):
     # One version per cluster: there is no conversion webhook to translate between them.
     version, target = dgd_cluster
     other = "v1beta1" if version == "v1alpha1" else "v1alpha1"
-    with target.api_client() as api, pytest.raises(ApiException) as err:
+    with admin_client(target) as api, pytest.raises(ApiException) as err:
         _create_dgd(api, other, new_namespace(target), example_dgd(other, "demo"))
     assert err.value.status == 404
 
@@ -60,7 +61,7 @@ def _break_replicas(version: str, body: dict, value: object) -> dict:
 def test_invalid_dgd_is_rejected_by_the_crd_schema(dgd_cluster, new_namespace, bad_replicas):
     version, target = dgd_cluster
     body = _break_replicas(version, example_dgd(version, "bad"), bad_replicas)
-    with target.api_client() as api, pytest.raises(ApiException) as err:
+    with admin_client(target) as api, pytest.raises(ApiException) as err:
         _create_dgd(api, version, new_namespace(target), body)
     assert err.value.status == 422
     assert "replicas" in err.value.body
@@ -292,7 +293,7 @@ def test_crd_install_waits_until_established_and_served(cluster):
 
 
 def test_control_plane_leaves_no_process_or_file_behind():
-    from lab.controlplane import ControlPlane
+    from lab.cluster_pool import ControlPlane
 
     with ControlPlane.start() as plane:
         cluster = plane.cluster()

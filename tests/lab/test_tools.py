@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from lab import crds, gomod, tools
+from lab import crds, gomod, prepare, tools
 from lab.dgd_v1beta1 import derive_v1beta1
 from lab.gomod import Module
 from lab.seeds import seed_key
@@ -141,12 +141,12 @@ def test_placeholders_are_added_to_a_writable_copy_of_the_module(tmp_path):
 
 
 def test_every_pinned_argo_cli_is_listed(capsys):
-    assert tools.main(["list"]) == 0
+    assert prepare.main(["list"]) == 0
     rows = [line.split("\t")[:2] for line in capsys.readouterr().out.splitlines()]
     assert ["argo", "v3.7.18"] in rows and ["argo", "v4.0.5"] in rows
 
 
 def test_building_an_unknown_tool_is_refused(capsys):
     with pytest.raises(SystemExit) as exit_:
-        tools.main(["build", "kwok"])
+        prepare.main(["build", "kwok"])
     assert exit_.value.code == 2 and "unknown tool kwok" in capsys.readouterr().err
