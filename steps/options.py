@@ -111,10 +111,16 @@ class Outputs:
         self.directory = Path(directory) if directory else None
 
     def check(self) -> None:
+        """Create the directory, parents included: in a fresh steps container nothing below /tmp
+        exists yet (Argo's artifact path is the step's own scratch space, so making it is no change
+        to anything the run faults or restores)."""
         if self.directory is None:
             return
-        probe = self.directory if self.directory.exists() else self.directory.parent
-        if (self.directory.exists() and not self.directory.is_dir()) or not os.access(probe, os.W_OK):
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise BadInput(f"outputs directory {self.directory} cannot be created: {error.strerror}") from None
+        if not os.access(self.directory, os.W_OK):
             raise BadInput(f"outputs directory {self.directory} is not writable")
 
     def write(self, name: str, value: Any) -> None:
