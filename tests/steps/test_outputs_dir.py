@@ -86,3 +86,16 @@ def test_step_creates_an_outputs_directory_whose_parents_do_not_exist(step, tmp_
         assert result.returncode == 0, result.stderr
     assert outputs.is_dir()
     assert {f for f in files if (outputs / f).is_file()} == set(files)
+
+
+def test_an_outputs_directory_below_a_file_is_bad_input(tmp_path):
+    """What cannot be created is still refused up front: one line, exit 2, the kernel log untouched."""
+    proc = make_proc(tmp_path / "proc", [("0000:17:00.0", 0)])
+    kmsg = tmp_path / "kmsg"
+    kmsg.write_bytes(b"")
+    (tmp_path / "file").write_text("")
+    result = faultflow("step", "inject-xid", "--xid", "79", "--kmsg-path", str(kmsg), "--proc-root", str(proc),
+                       "--outputs-dir", str(tmp_path / "file" / "outputs"))
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert "outputs directory" in result.stderr and "cannot be created" in result.stderr
+    assert kmsg.read_bytes() == b""
