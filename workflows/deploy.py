@@ -1,5 +1,5 @@
 """deploy/: the kustomize base — Namespace, one ServiceAccount per role with exactly its RBAC, the
-Argo executor's account, the rendered WorkflowTemplates and CronWorkflows. Objects are plain dicts
+Argo executor's account and its token Secret, the rendered WorkflowTemplates and CronWorkflows. Objects are plain dicts
 (RBAC needs no Hera); `workflows.render_cli` writes them as YAML files.
 
 Where a role's rules are granted:
@@ -85,10 +85,21 @@ def role_objects(role: Role, config: DeployConfig) -> list[dict]:
     return objects
 
 
+def token_secret(account: str, namespace: str) -> dict:
+    """The long-lived token Secret Argo mounts for an executor account (`<account>.service-account-token`,
+    into every pod's init and wait containers). Since Kubernetes 1.24 nothing creates one by itself:
+    kube-controller-manager's token controller fills a Secret of this type that names the account.
+    Without it every pod of the scenario stays ContainerCreating."""
+    return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
+            "metadata": _meta(f"{account}.service-account-token", namespace,
+                              annotations={"kubernetes.io/service-account.name": account})}
+
+
 def executor_objects(config: DeployConfig) -> list[dict]:
     """Argo's executor (init/wait containers) reports results; nothing else."""
     return [
         service_account(EXECUTOR_SERVICE_ACCOUNT, config.namespace),
+        token_secret(EXECUTOR_SERVICE_ACCOUNT, config.namespace),
         {"apiVersion": RBAC, "kind": "Role", "metadata": _meta(EXECUTOR_SERVICE_ACCOUNT, config.namespace),
          "rules": _rules(EXECUTOR_RULES)},
         {"apiVersion": RBAC, "kind": "RoleBinding", "metadata": _meta(EXECUTOR_SERVICE_ACCOUNT, config.namespace),
