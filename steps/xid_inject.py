@@ -22,6 +22,9 @@ from steps.gpus import resolve_pci
 from steps.options import Duration, Outputs, RunId, Terminated, XidType, sigterm_raises
 
 STEP = "inject-xid"
+# pid= of the line when --pid is not given: a fixed value, not this process's pid, which outside the
+# node's PID namespace (no hostPID) is meaningless on the node.
+DEFAULT_PID = 0
 
 
 def _check_toggle_dir(path: str) -> Path:
@@ -37,7 +40,10 @@ def _check_toggle_dir(path: str) -> Path:
 @click.command(STEP)
 @click.option("--xid", required=True, type=XidType(), help="XID to inject (1-172).")
 @click.option("--gpu", "gpu_index", default=0, show_default=True, type=click.IntRange(0, 63), help="GPU (host device minor).")
-@click.option("--pid", default=None, type=click.IntRange(0, 2**22), help="pid= in the line (default: this process).")
+@click.option("--pid", default=DEFAULT_PID, show_default=True, type=click.IntRange(0, 2**22),
+              help="pid= in the line. Default 0: no user process; the pod runs without hostPID (Argo's emissary "
+                   "before v4.1 would forward a signal to every process on the node), so its own pid means nothing "
+                   "there. NVSentinel reads pid= as metadata only.")
 @click.option("--proc-name", default="python3", show_default=True, help="name= in the line.")
 @click.option("--kmsg-path", default="/dev/kmsg", show_default=True, help="Kernel log device.")
 @click.option("--proc-root", default="/proc", show_default=True, help="The host's /proc (for the GPU's PCI address).")
@@ -52,7 +58,7 @@ def command(xid, gpu_index, pid, proc_name, kmsg_path, proc_root, toggle_dir, ex
     # Everything is validated before anything changes.
     outputs.check()
     gpu = resolve_pci(proc_root, gpu_index)
-    line = kmsg.xid_line(xid, gpu.pci, os.getpid() if pid is None else pid, proc_name)
+    line = kmsg.xid_line(xid, gpu.pci, pid, proc_name)
     kmsg.check_writable(kmsg_path)
     toggle_file = _check_toggle_dir(toggle_dir) if toggle_dir else None
 

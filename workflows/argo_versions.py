@@ -12,7 +12,6 @@ FEATURES: dict[str, tuple[str, str]] = {
     "mutexes": ("3.6", "synchronization: one run per target (the plural list; singular `mutex` is gone in 4.0)"),
     "schedules": ("3.6", "CronWorkflow schedules (the plural list; singular `schedule` is gone in 4.0)"),
     "expression": ("3.3", "retryStrategy.expression: retry only infrastructure errors (exit 3)"),
-    "podSpecPatch": ("2.4", "hostPID for the node pod"),
     "depends": ("2.9", "DAG dependencies with result conditions (exit handler order)"),
     "timezone": ("2.12", "CronWorkflow time zone"),
     "executor": ("2.8", "a separate account for Argo's executor"),

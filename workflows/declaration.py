@@ -158,7 +158,6 @@ class Stage:
     pinned_to: Output | None = None  # the node it must run on
     host_paths: tuple[HostPath, ...] = ()
     privileged: bool = False
-    host_pid: bool = False
     description: str = ""
     # A hold stage runs no command: it waits this long (a duration such as "5m"), keeping the fault
     # in place. Argo: a `suspend` template; the runner: a timer.

@@ -43,7 +43,7 @@ def _node_stage(name: str, step: str, after: str, host_paths, args, outputs=()) 
     # No retry: the fault must happen once (a second XID line is a second fault).
     return Stage(
         name, step, role=NODE_AGENT, deadline_s=300, after=(after,), outputs=outputs,
-        pinned_to=NODE, host_paths=host_paths, privileged=True, host_pid=True, args=args,
+        pinned_to=NODE, host_paths=host_paths, privileged=True, args=args,
         description="Privileged pod on the target node: only /dev/kmsg and the toggle directory, no API token.",
     )
 

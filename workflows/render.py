@@ -13,12 +13,12 @@ Where Argo's features come from (all exist in Argo 3.6+, see README "Argo versio
 * deadlines: every leaf template has activeDeadlineSeconds (Argo refuses it on DAG/steps
   templates), the workflow its total;
 * node-pinned stages → nodeSelector on the preflight output, privileged, only their hostPath
-  volumes, no service-account token (the executor has its own), hostPID through podSpecPatch.
+  volumes, no service-account token (the executor has its own), never hostPID (`workflows.host_pid`:
+  Argo's emissary before v4.1 would forward a signal to every process on the node).
 """
 
 from __future__ import annotations
 
-import json
 import re
 
 from hera.workflows import (
@@ -146,8 +146,6 @@ def container(stage: d.Stage, scenario: d.Scenario) -> Container | Suspend:
                 for i, h in enumerate(p for p in stage.host_paths if p.mount)
             ],
         )
-    if stage.host_pid:
-        kwargs["pod_spec_patch"] = json.dumps({"hostPID": True})
     if stage.retry:
         kwargs["retry_strategy"] = retry_strategy()
     if stage.background:

@@ -24,6 +24,7 @@ def _dump(documents: list[dict]) -> str:
 def render_files(argo: str = "4.0", nightly: tuple[str, ...] = DEFAULT_NIGHTLY, config=None) -> dict[str, str]:
     """Relative path → file text for everything in deploy/ (the same bytes every time)."""
     from workflows import argo_versions, deploy
+    from workflows.host_pid import host_pid_requests
     from workflows.render import scenario_template
     from workflows.scenarios import SCENARIOS, by_name
     from workflows.schedules import janitor, nightly as nightly_suite
@@ -42,6 +43,9 @@ def render_files(argo: str = "4.0", nightly: tuple[str, ...] = DEFAULT_NIGHTLY, 
     unsupported = argo_versions.too_new(list(argo_objects.values()), argo)
     if unsupported:
         raise BadInput(f"the rendered objects need a newer Argo than {argo}: {', '.join(unsupported)}")
+    asks = host_pid_requests(argo_objects)
+    if asks:
+        raise BadInput(f"hostPID is refused (Argo's emissary before v4.1 signals every process on the node): {', '.join(asks)}")
 
     files = {path: _dump([obj]) for path, obj in argo_objects.items()}
     files["namespace.yaml"] = _dump([deploy.namespace_object(config)])

@@ -54,3 +54,19 @@ def test_sigterm_between_toggle_and_kmsg_switches_the_toggle_off(tmp_path):
     assert step.returncode == 3 and "SIGTERM" in err
     assert [json.loads(line)["event"] for line in out.splitlines()] == ["fault_cleared"]
     assert not toggle.read(tdir / "toggle").on
+
+
+def test_without_pid_the_line_carries_the_documented_fixed_pid(tmp_path):
+    """The node pod runs without hostPID, so the step's own pid means nothing on the node: the line
+    carries the fixed default 0 (no user process), never the step's pid."""
+    proc = make_proc(tmp_path / "proc", [("0000:17:00.0", 0)])
+    sink = tmp_path / "kmsg"
+    sink.write_bytes(b"")
+    result = run("step", "inject-xid", "--xid", "79", "--kmsg-path", str(sink), "--proc-root", str(proc))
+    assert result.returncode == 0, result.stderr
+    _, message = kmsg.journald_message(sink.read_bytes())
+    assert nvsentinel.match_xid(message).pid == 0
+    helped = run("step", "inject-xid", "--help")
+    assert helped.returncode == 0
+    text = " ".join(helped.stdout.split())
+    assert "--pid" in text and "hostPID" in text and "default: 0" in text

@@ -13,6 +13,9 @@ import yaml
 from steps.cli import main as faultflow_main
 from workflows import declaration as d
 from workflows.render import scenario_template
+from steps.errors import BadInput
+from workflows import render as render_module
+from workflows.host_pid import host_pid_requests
 from workflows.render_cli import render_files, stale
 from workflows.scenarios import SCENARIOS, by_name
 from workflows.shared import KMSG, TOGGLE_DIR_PATH
@@ -79,8 +82,9 @@ def test_the_xid_pod_spec():
     assert t["nodeSelector"] == {"kubernetes.io/hostname": "{{inputs.parameters.preflight-node}}"}
     assert t["container"]["securityContext"]["privileged"] is True
     assert t["automountServiceAccountToken"] is False
-    assert json.loads(t["podSpecPatch"]) == {"hostPID": True}
-    assert "hostPID" not in json.dumps({k: v for k, v in t.items() if k != "podSpecPatch"})
+    # No hostPID (Argo's emissary before 4.1 forwards a signal to pid -1: every process it may signal),
+    # and so no podSpecPatch at all.
+    assert "podSpecPatch" not in t and "hostPID" not in json.dumps(t)
     assert sorted(v["hostPath"]["path"] for v in t["volumes"]) == ["/dev/kmsg", TOGGLE_DIR_PATH]
     assert sorted(m["mountPath"] for m in t["container"]["volumeMounts"]) == ["/dev/kmsg", TOGGLE_DIR_PATH]
     args = t["container"]["args"]
@@ -162,3 +166,42 @@ def test_declaration_rejects_a_reference_to_a_stage_that_has_not_run():
 def test_committed_yaml_files_parse():
     for path in DEPLOY.rglob("*.yaml"):
         assert list(yaml.safe_load_all(path.read_text())), path
+
+
+def test_no_rendered_object_asks_for_host_pid():
+    files = render_files()
+    assert [path for path, text in files.items() if "hostPID" in text] == []
+    assert not [path for path, text in files.items() if "podSpecPatch" in text]
+
+
+def test_render_refuses_a_template_asking_for_host_pid(monkeypatch):
+    """A template that asks for hostPID (here planted into gpu-fault's XID pod) stops the render."""
+    real = render_module.scenario_template
+
+    class Planted:
+        def __init__(self, scenario):
+            self.scenario = scenario
+
+        def to_dict(self):
+            obj = real(self.scenario).to_dict()
+            if self.scenario.name == "gpu-fault":
+                templates(obj["spec"])["inject-xid"]["podSpecPatch"] = json.dumps({"hostPID": True})
+            return obj
+
+    monkeypatch.setattr(render_module, "scenario_template", Planted)
+    with pytest.raises(BadInput) as refused:
+        render_files()
+    message = str(refused.value)
+    assert "hostPID" in message and "templates/gpu-fault.yaml" in message and "inject-xid" in message
+    assert "xid-only" not in message
+
+
+def test_host_pid_check_finds_every_form_and_only_those():
+    patch_yaml = {"kind": "WorkflowTemplate", "spec": {"podSpecPatch": "hostPID: true\n", "templates": [{"name": "a"}]}}
+    direct = {"kind": "CronWorkflow", "spec": {"workflowSpec": {"templates": [{"name": "b", "hostPID": True}]}}}
+    # A patch's value may be an Argo expression resolved at run time: any mention is refused.
+    templated = {"kind": "WorkflowTemplate", "spec": {"templates": [{"name": "c", "podSpecPatch": '{"hostPID": {{inputs.parameters.x}}}'}]}}
+    harmless = {"kind": "WorkflowTemplate", "spec": {"templates": [{"name": "d", "podSpecPatch": '{"priorityClassName": "high"}'}]}}
+    found = host_pid_requests({"p.yaml": patch_yaml, "d.yaml": direct, "t.yaml": templated, "h.yaml": harmless})
+    assert found == ["d.yaml: spec.workflowSpec.templates[b].hostPID", "p.yaml: spec.podSpecPatch",
+                     "t.yaml: spec.templates[c].podSpecPatch"]
