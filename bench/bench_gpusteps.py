@@ -51,13 +51,13 @@ def step_cold_start_s() -> tuple[float, float]:
 
 def cordon_detect_ms(samples: int = 20) -> float:
     from lab.cluster_pool import ControlPlane
-from lab.controlplane import ClusterSpec
+    from lab.controlplane import ClusterSpec
 
-    from steps import nvsentinel
-    from steps.kube import connect
-    from steps.nodes import watch_node_until
+    from steps.gpu import nvsentinel
+    from steps.kube.client import connect
+    from steps.gpu.node_watch import watch_node_until
     from tests.steps.cluster_world import make_gpu_node, simulate_nvsentinel_quarantine
-    from steps.kube import Ref
+    from steps.kube.client import Ref
 
     with ControlPlane.start() as plane:
         cluster = plane.cluster(ClusterSpec())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from steps.xids import catalogue
+from steps.gpu.xids import catalogue
 
 from workflows.declaration import Parameter
 from workflows.shared import SHIM_IMAGE, STEPS_IMAGE

@@ -19,7 +19,7 @@ import pytest
 
 from lab import kube as lab_kube
 from lab.rest import Rest
-from steps.kube import Ref, connect
+from steps.kube.client import Ref, connect
 from tests.dgd_samples import dgd_v1beta1
 from tests.steps.cluster_world import (
     FAULTFLOW, KubeletSimulator, dgd_ref, make_gpu_node, simulate_nvsentinel_quarantine,

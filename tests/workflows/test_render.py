@@ -94,7 +94,7 @@ def test_the_xid_pod_spec():
 
 
 def test_parameters_have_descriptions_and_the_xid_enum_is_the_catalogue():
-    from steps.xids import catalogue
+    from steps.gpu.xids import catalogue
 
     params = {p["name"]: p for p in spec("gpu-fault")["arguments"]["parameters"]}
     assert all(p.get("description") for p in params.values())
