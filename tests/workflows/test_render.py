@@ -11,12 +11,12 @@ import pytest
 import yaml
 
 from steps.cli import main as faultflow_main
-from workflows import declaration as d
-from workflows.render import scenario_template
-from workflows.render_cli import render_files, stale
-from workflows.scenarios import SCENARIOS, by_name
-from workflows.shared import KMSG, TOGGLE_DIR_PATH
 from tests.cli import faultflow
+from workflows import declaration as d
+from workflows.cli import render_files, stale
+from workflows.render import scenario_template
+from workflows.scenarios import SCENARIOS, by_name
+from workflows.stages.common import KMSG, TOGGLE_DIR_PATH
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 

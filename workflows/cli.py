@@ -25,9 +25,10 @@ def render_files(argo: str = "4.0", nightly: tuple[str, ...] = DEFAULT_NIGHTLY, 
     """Relative path → file text for everything in deploy/ (the same bytes every time)."""
     from workflows import argo_versions, deploy
     from workflows.render import scenario_template
+    from workflows.roles import ROLES
     from workflows.scenarios import SCENARIOS, by_name
-    from workflows.schedules import janitor, nightly as nightly_suite
-    from workflows.shared import ROLES
+    from workflows.schedules import janitor
+    from workflows.schedules import nightly as nightly_suite
 
     config = config or deploy.DeployConfig()
     for name in nightly:

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from workflows import network_stages as ns
 from workflows.declaration import Param, Parameter, Scenario
-from workflows.shared import (
-    HOLD, INFERENCE_PARAMETERS, TARGET_PARAMETERS, gate_stage, hold_stage, load_stage, recover_stage, report_stage,
+from workflows.stages import network as ns
+from workflows.stages.common import (
+                      HOLD,
+                      INFERENCE_PARAMETERS,
+                      TARGET_PARAMETERS,
+                      gate_stage,
+                      hold_stage,
+                      load_stage,
+                      recover_stage,
+                      report_stage,
 )
 
 NAME = "network-partition"

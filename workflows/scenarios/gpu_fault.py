@@ -3,10 +3,18 @@ kernel log shows the XID; NVSentinel cordons and drains; cleanup; inference reco
 
 from __future__ import annotations
 
-from workflows import gpu_parameters as gp
-from workflows import gpu_stages as gs
 from workflows.declaration import Scenario
-from workflows.shared import INFERENCE_PARAMETERS, TARGET_PARAMETERS, final_cleanup_stage, gate_stage, load_stage, recover_stage, report_stage
+from workflows.stages import gpu as gs
+from workflows.stages import gpu_parameters as gp
+from workflows.stages.common import (
+    INFERENCE_PARAMETERS,
+    TARGET_PARAMETERS,
+    final_cleanup_stage,
+    gate_stage,
+    load_stage,
+    recover_stage,
+    report_stage,
+)
 
 NAME = "gpu-fault"
 DEADLINE_S = 3 * 3600

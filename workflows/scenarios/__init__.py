@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from workflows import cuda_only, gpu_fault, network_degrade, network_partition, xid_only
 from workflows.declaration import Scenario
+from workflows.scenarios import (
+    cuda_only,
+    gpu_fault,
+    network_degrade,
+    network_partition,
+    xid_only,
+)
 
 SCENARIOS: tuple[Scenario, ...] = (
     gpu_fault.SCENARIO, xid_only.SCENARIO, cuda_only.SCENARIO, network_partition.SCENARIO, network_degrade.SCENARIO,

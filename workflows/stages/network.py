@@ -4,7 +4,8 @@ command (tests/workflows/test_render.py::test_every_option_passed_exists_in_the_
 from __future__ import annotations
 
 from workflows.declaration import Param, Parameter, Stage, WorkflowField
-from workflows.shared import CLEANUP, NETWORK_INJECTOR, OUTPUTS, PREFLIGHT, RUN_ID
+from workflows.roles import CLEANUP, NETWORK_INJECTOR, PREFLIGHT
+from workflows.stages.common import OUTPUTS, RUN_ID
 
 NETWORK_MUTEXES = ("faultflow-{namespace}",)
 DURATION = Parameter("duration", "10m", "The fault heals itself after this, even if the workflow is stopped.")

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from steps.gpu.xids import catalogue
-
 from workflows.declaration import Parameter
-from workflows.shared import SHIM_IMAGE, STEPS_IMAGE
+from workflows.stages.common import SHIM_IMAGE, STEPS_IMAGE
 
 XID_ENUM = tuple(str(number) for number in sorted(catalogue()))
 

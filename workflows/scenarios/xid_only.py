@@ -3,10 +3,18 @@ detection and remediation (and the platform's reaction to the drain) on their ow
 
 from __future__ import annotations
 
-from workflows import gpu_parameters as gp
-from workflows import gpu_stages as gs
 from workflows.declaration import Scenario
-from workflows.shared import INFERENCE_PARAMETERS, TARGET_PARAMETERS, final_cleanup_stage, gate_stage, load_stage, recover_stage, report_stage
+from workflows.stages import gpu as gs
+from workflows.stages import gpu_parameters as gp
+from workflows.stages.common import (
+    INFERENCE_PARAMETERS,
+    TARGET_PARAMETERS,
+    final_cleanup_stage,
+    gate_stage,
+    load_stage,
+    recover_stage,
+    report_stage,
+)
 
 NAME = "xid-only"
 DEADLINE_S = 2 * 3600

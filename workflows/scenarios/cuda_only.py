@@ -3,10 +3,20 @@ nothing tells NVSentinel: does the platform notice failing workers by itself?"""
 
 from __future__ import annotations
 
-from workflows import gpu_parameters as gp
-from workflows import gpu_stages as gs
 from workflows.declaration import Scenario
-from workflows.shared import HOLD, INFERENCE_PARAMETERS, hold_stage, TARGET_PARAMETERS, final_cleanup_stage, gate_stage, load_stage, recover_stage, report_stage
+from workflows.stages import gpu as gs
+from workflows.stages import gpu_parameters as gp
+from workflows.stages.common import (
+    HOLD,
+    INFERENCE_PARAMETERS,
+    TARGET_PARAMETERS,
+    final_cleanup_stage,
+    gate_stage,
+    hold_stage,
+    load_stage,
+    recover_stage,
+    report_stage,
+)
 
 NAME = "cuda-only"
 DEADLINE_S = 2 * 3600

@@ -5,10 +5,14 @@ every host path is passed explicitly (never a step's default)."""
 from __future__ import annotations
 
 from workflows.declaration import Output, Param, Stage, WorkflowField
-from workflows.shared import (
-    CLEANUP, CORDON_WATCHER, KMSG, NODE_AGENT, OUTPUTS, PREFLIGHT, PROC, RUN_ID, SHIM_INJECTOR, TOGGLE_DIR,
-    TOGGLE_FILE,
+from workflows.roles import (
+    CLEANUP,
+    CORDON_WATCHER,
+    NODE_AGENT,
+    PREFLIGHT,
+    SHIM_INJECTOR,
 )
+from workflows.stages.common import KMSG, OUTPUTS, PROC, RUN_ID, TOGGLE_DIR, TOGGLE_FILE
 
 NODE = Output("preflight", "node")
 # One GPU fault per cluster at a time (NVSentinel's circuit breaker counts cordons cluster-wide), and
