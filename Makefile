@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 
 # The shim's C table is generated from the XID catalogue (stdlib-only generator), then built with gcc alone.
 catalogue:
-	$(PYTHON) -m steps.shim_header --write shim/xid_table.h
+	$(PYTHON) -m steps.gpu.shim_header --write shim/xid_table.h
 
 shim: catalogue
 	$(MAKE) -C shim

@@ -9,7 +9,6 @@ and exits). Target < 1.0 s. `step_help_cold_start_s` is the same for a cluster s
 
 from __future__ import annotations
 
-import os
 import statistics
 import subprocess
 import sys
@@ -51,13 +50,11 @@ def step_cold_start_s() -> tuple[float, float]:
 
 def cordon_detect_ms(samples: int = 20) -> float:
     from lab.cluster_pool import ControlPlane
-from lab.controlplane import ClusterSpec
-
-    from steps import nvsentinel
-    from steps.kube import connect
-    from steps.nodes import watch_node_until
+    from lab.controlplane import ClusterSpec
+    from steps.gpu import nvsentinel
+    from steps.gpu.node_watch import watch_node_until
+    from steps.kube.client import Ref, connect
     from tests.steps.cluster_world import make_gpu_node, simulate_nvsentinel_quarantine
-    from steps.kube import Ref
 
     with ControlPlane.start() as plane:
         cluster = plane.cluster(ClusterSpec())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from workflows.render_cli import render_files
+from workflows.cli import render_files
 
 ROUNDS = 7
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from steps.dgd import DGD_GROUP
+from steps.workload.dynamo import DGD_GROUP
 
 IMAGE = "ai-dynamo/vllm-runtime:1.6.1"  # never pulled: the lab runs no containers
 

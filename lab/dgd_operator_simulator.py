@@ -19,7 +19,7 @@ What it copies (shared/research/hera_argo_dgd.md §3.5–3.6, dynamo_inventory.m
   lab serves it on (`lab.faultflow.dev/url`);
 * status: `observedGeneration`, condition `Ready`, `state`, and per component (`services` for v1alpha1,
   `components` for v1beta1) `componentKind`, `componentName`, `replicas`, `updatedReplicas`,
-  `readyReplicas`, `availableReplicas` — what `steps.rollout.rolled_out` waits for.
+  `readyReplicas`, `availableReplicas` — what `steps.workload.rollout.rolled_out` waits for.
 
 A controller loop: informers on DGDs, pods and nodes mark the world dirty; one thread reconciles
 every DGD from fresh lists (a periodic resync covers anything an event missed).
@@ -38,7 +38,7 @@ from lab.informer import start_informer
 from lab.kubelet_simulator import COMPONENT_TYPE_LABEL, DGD_LABEL, GPU_WORKER_TYPES, PORT_ANNOTATION, now
 from lab.processes import free_port
 from steps.errors import InfrastructureError
-from steps.kube import Conflict, Kube, NotFound, Ref
+from steps.kube.client import Conflict, Kube, NotFound, Ref
 
 COMPONENT_LABEL = "nvidia.com/dynamo-component"
 SUB_COMPONENT_TYPE_LABEL = "nvidia.com/dynamo-sub-component-type"

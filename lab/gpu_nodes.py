@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.host_paths import node_path
-from steps import nvsentinel
-from steps.kube import Kube, Ref
+from steps.gpu import nvsentinel
+from steps.kube.client import Kube, Ref
 
 TOGGLE_DIR = "/var/lib/faultflow"
 KMSG = "/dev/kmsg"
@@ -53,7 +53,7 @@ def gpu_uuid(node: str, gpu: int) -> str:
 
 
 def information(node: str, gpu: int, bus: str) -> str:
-    # The fields of the real file that anything here reads (steps.gpus), in the driver's layout.
+    # The fields of the real file that anything here reads (steps.gpu.pci), in the driver's layout.
     return (f"Model: \t\t NVIDIA H100 80GB HBM3\nIRQ:   \t\t 0\nGPU UUID: \t {gpu_uuid(node, gpu)}\n"
             f"Video BIOS: \t 96.00.99.00.01\nBus Type: \t PCIe\nDMA Size: \t 52 bits\nBus Location: \t {bus}\n"
             f"Device Minor: \t {gpu}\nGPU Firmware: \t 570.00\nGPU Excluded:\t No\n")

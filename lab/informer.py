@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 
 from steps.errors import InfrastructureError
-from steps.kube import Kube, Ref
+from steps.kube.client import Kube, Ref
 
 WATCH_TIMEOUT_S = 2  # how long a stopped informer may linger; each re-watch is one cheap request
 RETRY_S = 0.5

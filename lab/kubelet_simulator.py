@@ -41,7 +41,7 @@ from lab.layout import LabDir
 from lab.pod_network import NODE_ADDRESS, HostLocalIpam
 from lab.processes import free_port
 from steps.errors import InfrastructureError
-from steps.kube import Kube, NotFound, Ref
+from steps.kube.client import Kube, NotFound, Ref
 
 DGD_LABEL = "nvidia.com/dynamo-graph-deployment-name"
 COMPONENT_TYPE_LABEL = "nvidia.com/dynamo-component-type"

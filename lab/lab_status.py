@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from lab.layout import LabDir
-from steps import nvsentinel as nv
+from steps.gpu import nvsentinel as nv
 from steps.errors import InfrastructureError
-from steps.kube import Ref, connect
-from steps.workloads import pod_ready
+from steps.kube.client import Ref, connect
+from steps.workload.kinds import pod_ready
 
 
 def live_view(lab: LabDir, state: dict) -> dict:

@@ -2,8 +2,8 @@
 for the lab's GPU nodes, reduced to the contract faultflow depends on (shared/research/nvsentinel.md).
 
 * Detection (§1.2–1.5): each GPU node's kernel-log sink (`dev/kmsg`, a FIFO) is read record by record;
-  journald's view of a record written to /dev/kmsg (`steps.kmsg.journald_message`: priority parsing,
-  identifier stripping) gives MESSAGE, which NVSentinel's own regex (`steps.nvsentinel.match_xid`)
+  journald's view of a record written to /dev/kmsg (`steps.gpu.kmsg.journald_message`: priority parsing,
+  identifier stripping) gives MESSAGE, which NVSentinel's own regex (`steps.gpu.nvsentinel.match_xid`)
   matches; the XID catalogue gives NVSentinel's recommended action, and `isFatal = action != NONE`
   (codes outside the catalogue: CONTACT_SUPPORT, fatal). The journal is polled (`detect_delay_s`
   stands for the chart's 15 s polling interval).
@@ -43,11 +43,11 @@ from lab.host_paths import node_path
 from lab.kubelet_simulator import now
 from lab.layout import LabDir
 from lab.processes import NotReady, wait_until
-from steps import kmsg, nvsentinel as nv
+from steps.gpu import kmsg, nvsentinel as nv
 from steps.errors import InfrastructureError
-from steps.gpus import list_gpus
-from steps.kube import Kube, NotFound, Ref
-from steps.xids import lookup
+from steps.gpu.pci import list_gpus
+from steps.kube.client import Kube, NotFound, Ref
+from steps.gpu.xids import lookup
 
 AGENT = "syslog-health-monitor"
 RULESET = "Syslog fatal error ruleset"

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 
 from lab.run_record import FINISHED, workflow_ref
 from steps.errors import CheckFailed
-from steps.kube import Conflict, Kube, NotFound, Ref
+from steps.kube.client import Conflict, Kube, NotFound, Ref
 
 LEASE_DURATION_S = 30
 RENEW_EVERY_S = 10

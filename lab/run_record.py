@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from steps.kube import Kube, NotFound, Ref
+from steps.kube.client import Kube, NotFound, Ref
 
 WORKFLOWS = ("argoproj.io/v1alpha1", "workflows")
 LOCAL_RUN_LABEL = "faultflow.dev/local-run"

@@ -15,7 +15,7 @@ from lab.run_plan import RunPlan
 from lab.run_record import FAILED, SUCCEEDED, RunRecord
 from lab.runner import Progress, Runner, RunResult
 from steps.errors import CheckFailed, ExitCode
-from steps.kube import connect
+from steps.kube.client import connect
 
 
 class RunSession:

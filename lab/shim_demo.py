@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from lab.native_build import Native, build
-from steps.xids import lookup
+from steps.gpu.xids import lookup
 
 FAULTFLOW = str(Path(sys.executable).parent / "faultflow")
 

@@ -30,10 +30,10 @@ from lab.layout import LabDir
 from lab.native_build import NATIVE, REPO, SHIM
 from lab.nvsentinel_simulator import NvsentinelConfig, NvsentinelSimulator
 from lab.processes import wait_until
-from steps import dgd as dgd_model
-from steps.kube import Kube, Ref, connect
-from steps.preflight import OPT_IN_LABEL
-from steps.rollout import rolled_out
+from steps.workload import dynamo as dgd_model
+from steps.kube.client import Kube, Ref, connect
+from steps.run.guardrails import OPT_IN_LABEL
+from steps.workload.rollout import rolled_out
 
 NATIVE_BUILD = REPO / "build" / "lab-native"
 SHIM_IMAGE_ROOT = "/opt/faultflow"  # images/shim/Dockerfile: install.sh and the .so live here

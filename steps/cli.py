@@ -52,84 +52,30 @@ class LazyGroup(click.Group):
         return getattr(import_module(module), attribute)
 
 
-@click.group(cls=LazyGroup, entry_point_group=ENTRY_POINT_GROUP)
+# Commands beside the steps, each in its own module under steps/commands/.
+TOP_COMMANDS: dict[str, str] = {
+    "xids": "steps.commands.xids:command",
+    "shim": "steps.commands.shim:group",
+    "faults": "steps.commands.faults:group",
+}
+
+
+@click.group(cls=LazyGroup, lazy=TOP_COMMANDS, entry_point_group=ENTRY_POINT_GROUP)
 def main() -> None:
     """GPU fault-injection scenarios for NVIDIA Dynamo on Kubernetes."""
 
 
-@main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the catalogue as JSON.")
-@click.option("--seed", is_flag=True, help="Only the XIDs faultflow simulates end to end (43 48 74 79 94 95 119 120).")
-def xids(as_json: bool, seed: bool) -> None:
-    """List the XID catalogue: NVSentinel's classification and the CUDA error each XID produces."""
-    from steps.xid_listing import print_catalogue
-
-    print_catalogue(as_json=as_json, seed_only=seed)
-
-
-@main.group()
-def shim() -> None:
-    """Switch the node-level CUDA fault toggle that every shimmed process maps."""
-
-
-@shim.command("on")
-@click.option("--file", "path", required=True, help="Toggle file (the node's toggle directory + file name).")
-@click.option("--xid", required=True, type=int, help="XID whose CUDA error the shimmed processes return.")
-@click.option("--expires-in", type=float, default=None, help="Seconds after which the fault switches itself off.")
-@click.option("--gpu", type=int, default=-1, show_default=True, help="Only calls on this CUDA device fail (-1: all).")
-def shim_on(path: str, xid: int, expires_in: float | None, gpu: int) -> None:
-    """Turn CUDA faults on for every shimmed process on this node."""
-    from steps.toggle_cli import switch_on
-
-    switch_on(path, xid, expires_in, gpu)
-
-
-@shim.command("off")
-@click.option("--file", "path", required=True, help="Toggle file.")
-def shim_off(path: str) -> None:
-    """Turn CUDA faults off (passthrough)."""
-    from steps.toggle_cli import switch_off
-
-    switch_off(path)
-
-
-@shim.command("status")
-@click.option("--file", "path", required=True, help="Toggle file.")
-def shim_status(path: str) -> None:
-    """Show the toggle's state as JSON."""
-    from steps.toggle_cli import show
-
-    show(path)
-
-
-# Step name → "module:click_command". Each step module defines its own command (options, validation)
-# and imports its heavy dependencies lazily; listing one here is all it takes to add a step.
-STEP_COMMANDS: dict[str, str] = {
-    "verify-inference": "steps.inference_cli:verify_inference",
-    "load": "steps.inference_cli:load",
-    "report": "steps.report_cli:report",
-    "preflight": "steps.preflight:command",
-    "inject-cuda-shim": "steps.shim_inject:command",
-    "inject-xid": "steps.xid_inject:command",
-    "wait-for-cordon": "steps.cordon_wait:command",
-    "cleanup-dgd": "steps.cleanup:command",
-    "restore-node": "steps.node_restore:command",
-    "janitor": "steps.janitor:command",
-    "partition-network": "steps.network_partition:command",
-    "degrade-network": "steps.network_degrade:command",
-    "heal-network": "steps.network_heal:command",
-    "verify-partition": "steps.network_verify:command",
-}
-
+# `faultflow step X-Y` is the click command `command` of `steps/commands/x_y.py`; listing a name here is all
+# it takes to add a step. Each module imports its heavy dependencies lazily.
+STEP_NAMES = (
+    "preflight", "inject-cuda-shim", "inject-xid", "wait-for-cordon", "cleanup-dgd", "restore-node", "janitor",
+    "partition-network", "degrade-network", "heal-network", "verify-partition", "verify-inference", "load", "report",
+)
+STEP_COMMANDS: dict[str, str] = {name: f"steps.commands.{name.replace('-', '_')}:command" for name in STEP_NAMES}
 
 @main.group(cls=LazyGroup, lazy=STEP_COMMANDS)
 def step() -> None:
     """The step commands the scenarios chain (one per Argo task)."""
-
-
-# `faultflow faults list|recover`: the active faults in the cluster, from the run ledgers.
-main.add_command(LazyGroup(name="faults", lazy={"list": "steps.faults:list_command", "recover": "steps.faults:recover_command"},
-                           help="Active faults in the cluster (from the run ledgers) and how to revert them now."))
 
 
 def _one_line(message: str) -> str:

@@ -1,19 +1,15 @@
-"""Option types and helpers every step shares: validated values, outputs, SIGTERM handling."""
+"""Every click parameter type and shared option decorator of the step commands. Bad values become click
+usage errors, which `steps.cli.run` turns into one line on stderr and exit 2."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import re
-import signal
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import click
 
-from steps.errors import BadInput, InfrastructureError
+from steps.errors import BadInput
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?$")
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -76,7 +72,7 @@ class XidType(click.ParamType):
     name = "xid"
 
     def convert(self, value: Any, param, ctx) -> int:
-        from steps.xids import XID_RANGE, catalogue
+        from steps.gpu.xids import XID_RANGE, catalogue
 
         try:
             number = int(value)
@@ -104,56 +100,10 @@ class Target(click.ParamType):
         return kind, name
 
 
-class Outputs:
-    """Argo reads output parameters from files (`valueFrom.path`); one file per value."""
-
-    def __init__(self, directory: str | None):
-        self.directory = Path(directory) if directory else None
-
-    def check(self) -> None:
-        """Create the directory, parents included: in a fresh steps container nothing below /tmp
-        exists yet (Argo's artifact path is the step's own scratch space, so making it is no change
-        to anything the run faults or restores)."""
-        if self.directory is None:
-            return
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise BadInput(f"outputs directory {self.directory} cannot be created: {error.strerror}") from None
-        if not os.access(self.directory, os.W_OK):
-            raise BadInput(f"outputs directory {self.directory} is not writable")
-
-    def write(self, name: str, value: Any) -> None:
-        if self.directory is None:
-            return
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-            (self.directory / name).write_text(text)
-        except OSError as error:
-            raise InfrastructureError(f"cannot write output {name}: {error.strerror}") from None
 
 
-class Terminated(InfrastructureError):
-    """SIGTERM arrived (Argo stops a step this way); raised where the step is so it can revert."""
 
 
-@contextmanager
-def sigterm_raises() -> Iterator[None]:
-    """While inside, SIGTERM raises `Terminated` in the main thread, so `except`/`finally` blocks can
-    undo a partial change before the process exits."""
-
-    def handler(signum, frame):
-        # One-shot: a second SIGTERM (Argo's retry of the stop, a user pressing twice) must not
-        # interrupt the revert the first one started.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise Terminated("terminated by SIGTERM")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def common_cluster_options(func):
@@ -161,3 +111,44 @@ def common_cluster_options(func):
     func = click.option("--context", default=None, help="kubeconfig context.")(func)
     func = click.option("--kubeconfig", default=None, type=click.Path(dir_okay=False), help="kubeconfig file (default: in-cluster, then KUBECONFIG).")(func)
     return func
+
+class FiniteFloat(click.ParamType):
+    """A float within bounds; NaN and infinities are refused (click's FloatRange lets NaN through)."""
+
+    name = "number"
+
+    def __init__(self, low: float | None = None, high: float | None = None, low_open: bool = False):
+        self.low, self.high, self.low_open = low, high, low_open
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float):
+            number = value
+        else:
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                self.fail(f"{value!r} is not a number", param, ctx)
+        if math.isnan(number) or math.isinf(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if self.low is not None and (number < self.low or (self.low_open and number == self.low)):
+            self.fail(f"{value!r} must be {'>' if self.low_open else '>='} {self.low:g}", param, ctx)
+        if self.high is not None and number > self.high:
+            self.fail(f"{value!r} must be <= {self.high:g}", param, ctx)
+        return number
+
+
+class Name(click.ParamType):
+    """A short identifier (phase, scenario, run id): safe in file names, labels and metric labels."""
+
+    name = "name"
+    PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str) or not self.PATTERN.match(value):
+            self.fail(f"{value!r} must be 1-63 letters, digits, '_', '.', '-'", param, ctx)
+        return value
+
+
+RATE = FiniteFloat(0.0, 10000.0, low_open=True)
+SECONDS = FiniteFloat(0.0, 86400.0, low_open=True)
+FRACTION = FiniteFloat(0.0, 1.0, low_open=True)

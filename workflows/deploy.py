@@ -1,6 +1,6 @@
 """deploy/: the kustomize base — Namespace, one ServiceAccount per role with exactly its RBAC, the
-Argo executor's account and its token Secret, the rendered WorkflowTemplates and CronWorkflows. Objects are plain dicts
-(RBAC needs no Hera); `workflows.render_cli` writes them as YAML files.
+Argo executor's account and its token Secret, the rendered WorkflowTemplates and CronWorkflows. Objects
+are plain dicts (RBAC needs no Hera); `workflows.cli` writes them as YAML files.
 
 Where a role's rules are granted:
 * `namespaced` rules: a ClusterRole `faultflow-<role>` bound by a RoleBinding in each target
@@ -16,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from workflows.declaration import Role, Rule
-from workflows.shared import EXECUTOR_RULES, EXECUTOR_SERVICE_ACCOUNT, ROLES, SHIM_IMAGE, STEPS_IMAGE
+from workflows.roles import EXECUTOR_RULES, EXECUTOR_SERVICE_ACCOUNT, ROLES
+from workflows.stages.common import SHIM_IMAGE, STEPS_IMAGE
 
 NAMESPACE = "faultflow"
 DEFAULT_TARGET_NAMESPACES = ("dynamo",)

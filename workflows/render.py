@@ -22,13 +22,29 @@ from __future__ import annotations
 import re
 
 from hera.workflows import (
-    DAG, Container, Counter, Env, Gauge, HostPathVolume, Label, NoneArchiveStrategy, Parameter, RetryStrategy,
-    S3Artifact, Suspend, Task, WorkflowTemplate, models as m,
+    DAG,
+    Container,
+    Counter,
+    Env,
+    Gauge,
+    HostPathVolume,
+    Label,
+    NoneArchiveStrategy,
+    Parameter,
+    RetryStrategy,
+    S3Artifact,
+    Suspend,
+    Task,
+    WorkflowTemplate,
+)
+from hera.workflows import (
+    models as m,
 )
 
 from steps.events import EVENTS_FILE_ENV
 from workflows import declaration as d
-from workflows.shared import EXECUTOR_SERVICE_ACCOUNT, STEPS_IMAGE
+from workflows.roles import EXECUTOR_SERVICE_ACCOUNT
+from workflows.stages.common import STEPS_IMAGE
 
 OUTPUTS_PATH = "/tmp/faultflow/outputs"
 EVIDENCE_PATH = "/tmp/faultflow/evidence"

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 
-from hera.workflows import Container, CronWorkflow, Parameter, Resource, Steps, models as m
+from hera.workflows import Container, CronWorkflow, Parameter, Resource, Steps
+from hera.workflows import models as m
 
 from workflows.render import PART_OF, retry_strategy
-from workflows.shared import EXECUTOR_SERVICE_ACCOUNT, JANITOR, STEPS_IMAGE, SUITE
+from workflows.roles import EXECUTOR_SERVICE_ACCOUNT, JANITOR, SUITE
+from workflows.stages.common import STEPS_IMAGE
 
 TIMEZONE = "Etc/UTC"
 NIGHTLY_SCHEDULE = "0 2 * * *"

@@ -24,12 +24,12 @@ from pathlib import Path
 from lab.processes import wait_until
 from lab.run_lock import holder
 from lab.run_record import FINISHED, workflow_ref
-from steps import ledger as L
-from steps import nvsentinel, toggle
-from steps.gpus import list_gpus
-from steps.kmsg import write_record
-from steps.kube import Kube, NotFound, Ref, connect
-from steps.rollout import rolled_out
+from steps.run import ledger as L
+from steps.gpu import nvsentinel, toggle
+from steps.gpu.pci import list_gpus
+from steps.gpu.kmsg import write_record
+from steps.kube.client import Kube, NotFound, Ref, connect
+from steps.workload.rollout import rolled_out
 from tests.cli import FAULTFLOW, run_cli
 
 # Fast NVSentinel so a whole matrix of runs stays affordable (the chart's delays are 15 s and more).

@@ -12,8 +12,8 @@ from kubernetes.client.exceptions import ApiException
 from lab.dgd_examples import example_dgd
 from lab.kube import admin_client
 from lab.processes import wait_until
-from steps.dgd import DGD_GROUP as GROUP
-from steps.dgd import DGD_PLURAL as PLURAL
+from steps.workload.dynamo import DGD_GROUP as GROUP
+from steps.workload.dynamo import DGD_PLURAL as PLURAL
 
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"

@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 
 from lab.kubelet_logs import KubeletLogSimulator
-from steps.kube import NotFound, Ref, connect
+from steps.kube.client import NotFound, Ref, connect
 
 
 def test_pod_logs_through_the_api_server(cluster, namespace, tmp_path):

@@ -3,8 +3,8 @@
 from pathlib import Path
 
 from lab.host_paths import PathMap, node_path, translate, volume_map
-from steps import dgd
-from steps.node_pods import toggle_off_pod
+from steps.workload import dynamo as dgd
+from steps.gpu.toggle_pod import toggle_off_pod
 
 NODE = Path("/lab/nodes/gpu-0")
 POD = Path("/lab/pods/ns_p")

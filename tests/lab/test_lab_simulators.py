@@ -22,13 +22,14 @@ from lab.layout import LabDir
 from lab.nvsentinel_simulator import NvsentinelConfig, NvsentinelSimulator
 from lab.processes import wait_until
 from lab.world import SHIM_IMAGE_ROOT, build_driver, create_namespace, dgd_ref, prepare_shim_image
-from steps import dgd, kmsg, nvsentinel as nv, toggle
-from steps.gpus import list_gpus
-from steps.kube import Kube, Ref, connect
-from steps.node_pods import run_to_completion, toggle_off_pod
-from steps.nodes import watch_node_until
-from steps.rollout import rolled_out
-from steps.workloads import pod_ready
+from steps.workload import dynamo as dgd
+from steps.gpu import kmsg, nvsentinel as nv, toggle
+from steps.gpu.pci import list_gpus
+from steps.kube.client import Kube, Ref, connect
+from steps.gpu.toggle_pod import run_to_completion, toggle_off_pod
+from steps.gpu.node_watch import watch_node_until
+from steps.workload.rollout import rolled_out
+from steps.workload.kinds import pod_ready
 
 _ids = itertools.count()
 FAST = NvsentinelConfig(detect_delay_s=0.05, quarantine_delay_s=0.05, drain_delay_s=0.05, eviction_grace_s=1)

@@ -16,11 +16,11 @@ import pytest
 
 from lab.run_lock import LEASE_DURATION_S, RunLocks, lease_ref
 from lab.run_record import FAILED, RunRecord
-from steps import ledger as L
-from steps import nvsentinel
+from steps.run import ledger as L
+from steps.gpu import nvsentinel
 from steps.errors import CheckFailed
-from steps.kube import Ref
-from steps.preflight import OPT_IN_LABEL
+from steps.kube.client import Ref
+from steps.run.guardrails import OPT_IN_LABEL
 from tests.lab.run_checks import Lab, Run, release_quarantined, snapshot, wait_baseline
 
 INJECTING = ("inject-cuda-shim", "inject-xid", "wait-for-cordon")

@@ -20,8 +20,8 @@ import pytest
 
 from lab.processes import wait_until
 from lab.run_record import workflow_ref
-from steps import nvsentinel
-from steps.kube import Ref
+from steps.gpu import nvsentinel
+from steps.kube.client import Ref
 from tests.cli import run_cli
 from tests.lab.run_checks import Lab, Run, leftovers, release_quarantined, snapshot, wait_baseline
 

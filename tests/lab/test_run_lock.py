@@ -6,7 +6,7 @@ import pytest
 
 from lab.run_lock import LEASE_DURATION_S, RunLocks, lease_ref
 from steps.errors import CheckFailed
-from steps.kube import connect
+from steps.kube.client import connect
 
 
 @pytest.fixture

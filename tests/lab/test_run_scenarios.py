@@ -18,10 +18,10 @@ import pytest
 
 from lab.run_lock import lease_ref
 from lab.run_record import workflow_ref
-from steps import ledger as L
-from steps import toggle
-from steps.kube import Ref
-from steps.xids import lookup
+from steps.run import ledger as L
+from steps.gpu import toggle
+from steps.kube.client import Ref
+from steps.gpu.xids import lookup
 from tests.cli import run_cli
 from tests.lab.run_checks import release_quarantined, wait_baseline
 

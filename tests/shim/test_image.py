@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from steps import toggle
+from steps.gpu import toggle
 
 INSTALL = Path(__file__).resolve().parents[2] / "images" / "shim" / "install.sh"
 

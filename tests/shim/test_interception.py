@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from steps.xids import SEED_XIDS, lookup
+from steps.gpu.xids import SEED_XIDS, lookup
 
 DRIVER_CONSUMERS = ("driver_consumer_proc", "driver_consumer_linked")
 PER_CALL_OPS = ("alloc", "launch", "launch_ptsz", "memcpy_ptds", "sync")

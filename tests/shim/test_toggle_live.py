@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from steps.xids import lookup
+from steps.gpu.xids import lookup
 from tests.cli import faultflow
 
 

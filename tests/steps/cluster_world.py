@@ -16,8 +16,8 @@ import sys
 import threading
 from pathlib import Path
 
-from steps import nvsentinel
-from steps.kube import Kube, Ref
+from steps.gpu import nvsentinel
+from steps.kube.client import Kube, Ref
 
 FAULTFLOW = [sys.executable, "-c", "from steps.cli import run; run()"]
 

@@ -27,7 +27,7 @@ class GpuCluster:
     lab: Any = None  # the lab.controlplane.Cluster (its etcd, its PKI) for tests that need them
 
     def kube(self):
-        from steps.kube import connect
+        from steps.kube.client import connect
 
         return connect(self.kubeconfig)
 

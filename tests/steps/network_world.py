@@ -13,9 +13,9 @@ import itertools
 import uuid
 from dataclasses import dataclass, field
 
-from steps import dgd
-from steps.kube import Kube, Ref
-from steps.pod_groups import COMPONENT_TYPE_LABEL, DGD_NAME_LABEL, SUB_COMPONENT_TYPE_LABEL
+from steps.workload import dynamo as dgd
+from steps.kube.client import Kube, Ref
+from steps.network.selectors import COMPONENT_TYPE_LABEL, DGD_NAME_LABEL, SUB_COMPONENT_TYPE_LABEL
 from tests.dgd_samples import dgd_v1alpha1
 from tests.steps.cluster_world import dgd_ref, make_namespace
 

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from steps import toggle
-from steps.kube import Ref
+from steps.gpu import toggle
+from steps.kube.client import Ref
 from tests.dgd_samples import dgd_v1alpha1, dgd_v1beta1, no_gpu_workers
 from tests.steps.bad_input import bad_input_failures
 from tests.steps.cluster_world import dgd_ref, make_gpu_node, make_namespace

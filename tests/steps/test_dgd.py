@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from steps import dgd, jsonpatch
+from steps.workload import dynamo as dgd
+from steps.kube import jsonpatch
 from steps.errors import BadInput
 from tests.dgd_samples import deployment, dgd_v1alpha1, dgd_v1beta1, no_gpu_workers
 

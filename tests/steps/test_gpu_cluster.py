@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from steps import dgd, ledger as L, toggle
-from steps.kube import Conflict, Kube, Ref
+from steps.workload import dynamo as dgd
+from steps.run import ledger as L
+from steps.gpu import toggle
+from steps.kube.client import Conflict, Kube, Ref
 from tests.dgd_samples import dgd_v1alpha1, dgd_v1beta1
 from tests.steps.cluster_world import (
     KubeletSimulator, dgd_ref, make_gpu_node, make_namespace, simulate_dgd_operator_rollout,

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 
-from steps import event_names as E, nvsentinel, toggle
-from steps.kube import Kube, Ref
-from steps.phases import boundaries
-from steps.report_inputs import input_files, read_inputs
-from steps.run_report import Criteria, build_report
+from steps import event_names as E
+from steps.gpu import nvsentinel, toggle
+from steps.kube.client import Kube, Ref
+from steps.report.phases import boundaries
+from steps.report.inputs import input_files, read_inputs
+from steps.report.journal import Criteria, build_report
 from tests.steps.cluster_world import KubeletSimulator, simulate_nvsentinel_quarantine
 from tests.steps.test_gpu_cluster import _read_until, inject, make_world, preflight
 from tests.steps.test_gpus import make_proc

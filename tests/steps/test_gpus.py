@@ -1,6 +1,6 @@
 import pytest
 
-from steps import gpus
+from steps.gpu import pci as gpus
 from steps.errors import BadInput
 
 

@@ -12,9 +12,9 @@ from tests.steps.run_fixtures import (CLEARED, CORDONED, DETECTED, FAILED_LATENC
                           records)
 
 from steps.events import Event
-from steps.inference_stats import build_columns, percentile, phase_stats, run_figures, sustained_recovery
-from steps.phases import boundaries
-from steps.success_window import SuccessWindow
+from steps.report.stats import build_columns, percentile, phase_stats, run_figures, sustained_recovery
+from steps.report.phases import boundaries
+from steps.inference.success_window import SuccessWindow
 
 WINDOW, THRESHOLD = 5, 0.9
 RECOVERED_REQUEST = 46  # first ok after the outage is 42; a window of 5 is full of successes at 46

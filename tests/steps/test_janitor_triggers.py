@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 import time
 
-from steps import ledger as L, toggle
-from steps.kube import Ref
+from steps.run import ledger as L
+from steps.gpu import toggle
+from steps.kube.client import Ref
 from tests.dgd_samples import dgd_v1alpha1, dgd_v1beta1
 from tests.steps.cluster_world import KubeletSimulator, dgd_ref, make_gpu_node, make_namespace
 

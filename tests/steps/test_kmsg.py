@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from steps import kmsg, nvsentinel
+from steps.gpu import kmsg, nvsentinel
 from steps.errors import BadInput
-from steps.xids import SEED_XIDS, XID_RANGE, lookup
+from steps.gpu.xids import SEED_XIDS, XID_RANGE, lookup
 
 
 @pytest.mark.parametrize("xid", SEED_XIDS)

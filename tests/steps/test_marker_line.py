@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from steps.rollout import marker_seen
+from steps.workload.rollout import marker_seen
 
 TOGGLE = "/var/lib/faultflow/toggle"
 LINE = "faultflow-shim: loaded version=0.1.0 pid=7 enabled=0 xid=79 gpu=all toggle={} (mapped)"

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from steps.kube import Ref
+from steps.kube.client import Ref
 from tests.dgd_samples import dgd_v1alpha1, dgd_v1beta1
 from tests.steps.bad_input import bad_input_failures
 from tests.steps.cluster_world import dgd_ref

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from steps import ledger as L
+from steps.run import ledger as L
 from steps.errors import BadInput
-from steps.janitor import expired_entries
-from steps.network_chaos import Degradation, build_chaos, go_duration
-from steps.network_policies import ClusterAddresses, Partition, api_server_addresses, build_policies, pod_cidrs_of
-from steps.pod_groups import (
+from steps.run.janitor import expired_entries
+from steps.network.chaos import Degradation, build_chaos, go_duration
+from steps.network.policies import ClusterAddresses, Partition, api_server_addresses, build_policies, pod_cidrs_of
+from steps.network.selectors import (
     DOES_NOT_EXIST, EXISTS, IN, NOT_IN, PodGroup, Requirement, complement, equals, parse_selector, role_groups, satisfiable,
     selector_string,
 )

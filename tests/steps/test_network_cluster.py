@@ -14,10 +14,10 @@ import time
 
 import pytest
 
-from steps import ledger as L
-from steps.kube import Kube, Ref, Unprocessable
-from steps.network_verify import allowed_by_peers, ip_allowed
-from steps.pod_groups import requirements_of, selector_string
+from steps.run import ledger as L
+from steps.kube.client import Kube, Ref, Unprocessable
+from steps.network.verify import allowed_by_peers, ip_allowed
+from steps.network.selectors import requirements_of, selector_string
 from tests.steps.network_world import POD_CIDR, NetWorld, make_net_world
 
 POLICIES = Ref("networking.k8s.io/v1", "networkpolicies", None, "")

@@ -180,8 +180,8 @@ def test_a_real_load_run_end_to_end(simulator, tmp_path):
 def test_two_faults_injected_at_once_are_told_apart_in_the_summary_and_merged_on_the_plot():
     from types import SimpleNamespace
 
-    from steps.report_plot import _grouped_events
-    from steps.run_report import timeline
+    from steps.report.plot import _grouped_events
+    from steps.report.journal import timeline
 
     both = [Event("inject-xid", "fault_injected", {"kind": "cuda", "xid": 79}, T0 + FAULT),
             Event("inject-xid", "fault_injected", {"kind": "xid", "xid": 79}, T0 + FAULT)]

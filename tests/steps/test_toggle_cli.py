@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from steps import toggle
+from steps.gpu import toggle
 from tests.cli import faultflow
 
 

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from steps.kube import Kube, Ref
+from steps.kube.client import Kube, Ref
 from tests.dgd_samples import deployment
 from tests.steps.cluster_world import make_gpu_node, make_namespace
 from tests.steps.conftest import GpuCluster

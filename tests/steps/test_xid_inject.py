@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from steps import kmsg, nvsentinel, toggle
+from steps.gpu import kmsg, nvsentinel, toggle
 from tests.steps.test_gpus import make_proc
 
 FAULTFLOW = [sys.executable, "-c", "from steps.cli import run; run()"]

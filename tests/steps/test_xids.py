@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from steps import catalogue_import, shim_header
-from steps.xids import CUDA_ERRORS, SEED_XIDS, XID_RANGE, catalogue, lookup
+from steps.gpu import catalogue_import, shim_header
+from steps.gpu.xids import CUDA_ERRORS, SEED_XIDS, XID_RANGE, catalogue, lookup
 from tests.cli import faultflow
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,7 +75,7 @@ def test_imported_nvsentinel_data_is_current():
     # CI has shared/ beside the checkout; a clone without it cannot re-derive the data it commits.
     if not SHARED_CATALOGUE.exists():
         pytest.skip(f"{SHARED_CATALOGUE} is not beside this checkout")
-    committed = (REPO / "steps" / "data" / "nvsentinel_xids.json").read_text()
+    committed = (REPO / "steps" / "gpu" / "data" / "nvsentinel_xids.json").read_text()
     assert committed == catalogue_import.render(SHARED_CATALOGUE)
 
 

@@ -13,7 +13,7 @@ from lab import kube as lab_kube
 from lab.controlplane import ClusterSpec
 from lab.rest import ApiError
 from tests.workflows.deployed import create
-from workflows.render_cli import render_files
+from workflows.cli import render_files
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 ARGO_SETS = ("v4.0", "v3.7")

@@ -29,7 +29,7 @@ from lab import processes, tools
 from lab.rest import ApiError, Rest
 from tests.workflows.deployed import apply, create
 from workflows.deploy import DeployConfig, executor_objects
-from workflows.shared import EXECUTOR_SERVICE_ACCOUNT
+from workflows.roles import EXECUTOR_SERVICE_ACCOUNT
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 TOKEN_TYPE = "kubernetes.io/service-account-token"

@@ -19,15 +19,28 @@ import pytest
 
 from lab import kube as lab_kube
 from lab.rest import Rest
-from steps.kube import Ref, connect
+from steps.kube.client import Ref, connect
 from tests.dgd_samples import dgd_v1beta1
 from tests.steps.cluster_world import (
-    FAULTFLOW, KubeletSimulator, dgd_ref, make_gpu_node, simulate_nvsentinel_quarantine,
+    FAULTFLOW,
+    KubeletSimulator,
+    dgd_ref,
+    make_gpu_node,
+    simulate_nvsentinel_quarantine,
 )
 from tests.workflows.deployed import apply, delete
 from workflows.deploy import DeployConfig, executor_objects, role_objects
-from workflows.shared import (
-    CLEANUP, CORDON_WATCHER, JANITOR, NETWORK_INJECTOR, NODE_AGENT, OBSERVER, PREFLIGHT, ROLES, SHIM_INJECTOR, SUITE,
+from workflows.roles import (
+    CLEANUP,
+    CORDON_WATCHER,
+    JANITOR,
+    NETWORK_INJECTOR,
+    NODE_AGENT,
+    OBSERVER,
+    PREFLIGHT,
+    ROLES,
+    SHIM_INJECTOR,
+    SUITE,
 )
 
 

@@ -11,15 +11,14 @@ import pytest
 import yaml
 
 from steps.cli import main as faultflow_main
-from workflows import declaration as d
-from workflows.render import scenario_template
 from steps.errors import BadInput
-from workflows import render as render_module
-from workflows.host_pid import host_pid_requests
-from workflows.render_cli import render_files, stale
-from workflows.scenarios import SCENARIOS, by_name
-from workflows.shared import KMSG, TOGGLE_DIR_PATH
 from tests.cli import faultflow
+from workflows import declaration as d, render as render_module
+from workflows.cli import render_files, stale
+from workflows.host_pid import host_pid_requests
+from workflows.render import scenario_template
+from workflows.scenarios import SCENARIOS, by_name
+from workflows.stages.common import KMSG, TOGGLE_DIR_PATH
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
@@ -98,7 +97,7 @@ def test_the_xid_pod_spec():
 
 
 def test_parameters_have_descriptions_and_the_xid_enum_is_the_catalogue():
-    from steps.xids import catalogue
+    from steps.gpu.xids import catalogue
 
     params = {p["name"]: p for p in spec("gpu-fault")["arguments"]["parameters"]}
     assert all(p.get("description") for p in params.values())

@@ -1,0 +1,85 @@
+"""`faultflow faults list | recover`: every active fault in the cluster, from the run ledgers."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import click
+
+from steps.errors import BadInput
+from steps.events import emit
+from steps.kube.client import connect
+from steps.options import Duration, K8sName, RunId, common_cluster_options
+from steps.run import ledger as L
+
+
+def _iso(ms: int | None) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if ms else "-"
+
+
+def _target(entry: L.Entry) -> str:
+    if "node" in entry.target:
+        return f"node/{entry.target['node']}"
+    return f"{entry.target.get('plural')}/{entry.target.get('namespace')}/{entry.target.get('name')}"
+
+
+def rows(ledgers: list[L.Ledger]) -> list[dict]:
+    out = []
+    for ledger in ledgers:
+        for entry in ledger.active():
+            if entry.kind == L.NODE_STATE:
+                continue  # a record of the node's state, not a fault
+            expires = entry.data.get("expires_ms") or ledger.run.expires_ms
+            out.append({
+                "run": ledger.run.run_id, "kind": entry.kind, "target": _target(entry),
+                "injected_at": _iso(entry.created_ms), "expires_at": _iso(expires), "state": entry.state,
+                "namespace": ledger.run.namespace,
+            })
+    return out
+
+
+@click.command("list")
+@click.option("--namespace", default=None, type=K8sName(label=True), help="Only this namespace (default: all).")
+@click.option("--json", "as_json", is_flag=True)
+@common_cluster_options
+def list_command(namespace, as_json, kubeconfig, context):
+    """Show every active fault: run, kind, target, injected at, expires at, state."""
+    table = rows(L.LedgerStore(connect(kubeconfig, context)).all(namespace))
+    if as_json:
+        click.echo(json.dumps(table, indent=1))
+        return
+    columns = ("run", "kind", "target", "injected_at", "expires_at", "state")
+    cells = [tuple(c.upper() for c in columns)] + [tuple(str(r[c]) for c in columns) for r in table]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    for row in cells:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+@click.command("recover")
+@click.argument("run_id", required=False, type=RunId())
+@click.option("--all", "all_runs", is_flag=True, help="Recover every run with an active fault.")
+@click.option("--namespace", default=None, type=K8sName(label=True))
+@click.option("--timeout", default="5m", show_default=True, type=Duration())
+@click.option("--steps-image", default=None)
+@common_cluster_options
+def recover_command(run_id, all_runs, namespace, timeout, steps_image, kubeconfig, context):
+    """Revert one run now (or --all), exactly as the janitor would."""
+    from steps.commands.janitor import sweep
+
+    if bool(run_id) == all_runs:
+        raise BadInput("give a RUN id or --all (not both)")
+    kube = connect(kubeconfig, context)
+    if run_id and not any(ledger.run.run_id == run_id for ledger in L.LedgerStore(kube).all(namespace)):
+        raise BadInput(f"no ledger for run {run_id}")
+    runs, entries = sweep(kube, namespace, timeout, steps_image=steps_image, only_run=run_id, force=True, step="faults-recover")
+    emit("faults-recover", "recovered", runs=runs, entries=entries)
+
+
+@click.group("faults")
+def group() -> None:
+    """Active faults in the cluster (from the run ledgers) and how to revert them now."""
+
+
+group.add_command(list_command)
+group.add_command(recover_command)

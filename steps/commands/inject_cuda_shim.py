@@ -1,0 +1,102 @@
+"""`faultflow step inject-cuda-shim`: load the CUDA shim (passthrough) into the GPU workers.
+
+Ledger first (the exact original object and what will be added), then one resourceVersion-guarded
+JSON patch for all workers (atomic: a crash leaves either nothing or everything), then the watch for
+the rollout and the marker check. Running it again adds nothing: workers that already carry the
+shim are skipped. SIGTERM before the step finishes removes what it added.
+"""
+
+from __future__ import annotations
+
+import click
+
+from steps import event_names as E
+from steps.errors import BadInput, CheckFailed
+from steps.events import emit
+from steps.kube.client import connect
+from steps.options import (
+    Duration,
+    K8sName,
+    RunId,
+    Target,
+    XidType,
+    common_cluster_options,
+)
+from steps.outputs import Outputs
+from steps.run import ledger as L
+from steps.signals import Terminated, sigterm_raises
+from steps.workload import dynamo as dgd
+from steps.workload.kinds import (
+    resolve,
+)
+from steps.workload.rollout import MARKER, wait_rolled_out
+from steps.workload.shim_inject import (
+    inject,
+    pods_missing_marker,
+    remove,
+)
+
+STEP = "inject-cuda-shim"
+
+
+
+
+
+
+
+
+
+
+
+
+@click.command(STEP)
+@click.option("--run-id", required=True, type=RunId())
+@click.option("--namespace", required=True, type=K8sName(label=True))
+@click.option("--target", required=True, type=Target(), help="dgd/NAME, deployment/NAME or statefulset/NAME.")
+@click.option("--dgd-version", default="auto", type=click.Choice(["auto", *dgd.DGD_VERSIONS]), show_default=True)
+@click.option("--shim-image", required=True, help="Image holding /opt/faultflow/libfaultflow_cuda.so.")
+@click.option("--xid", required=True, type=XidType())
+@click.option("--toggle-dir", default="/var/lib/faultflow", show_default=True)
+@click.option("--container", default=None, help="Main container of a Deployment/StatefulSet (default: first).")
+@click.option("--timeout", default="10m", show_default=True, type=Duration(), help="Rollout deadline.")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the rollout.")
+@click.option("--verify-marker/--no-verify-marker", default=True, show_default=True, help="Check worker logs for the shim's marker.")
+@click.option("--outputs-dir", default=None)
+@common_cluster_options
+def command(run_id, namespace, target, dgd_version, shim_image, xid, toggle_dir, container, timeout, wait, verify_marker,
+            outputs_dir, kubeconfig, context):
+    """Patch the workload's GPU workers to load the CUDA shim in passthrough mode."""
+    outputs = Outputs(outputs_dir)
+    outputs.check()
+    if not shim_image.strip() or any(c.isspace() for c in shim_image):
+        raise BadInput(f"--shim-image {shim_image!r} is not an image reference")
+    if not toggle_dir.startswith("/") or toggle_dir.rstrip("/") in ("", "/"):
+        raise BadInput(f"--toggle-dir {toggle_dir!r} must be an absolute directory below /")
+    kube = connect(kubeconfig, context)
+    store = L.LedgerStore(kube)
+    kind, name = target
+    ref, obj = resolve(kube, namespace, kind, name, dgd_version)
+    ledger = store.require(namespace, run_id)
+    cfg = dgd.ShimConfig(image=shim_image, xid=xid, toggle_dir=toggle_dir, container=container)
+    workers = [c.name for c in dgd.gpu_workers(obj, container)]
+    with sigterm_raises():
+        try:
+            patched = inject(kube, store, ledger.run, ref, cfg)
+            emit(STEP, "shim_patched", run_id=run_id, target=str(ref), components=patched, already=not patched)
+            if wait:
+                waited = wait_rolled_out(kube, ref, workers, timeout)
+                emit(STEP, "rollout_done", run_id=run_id, target=str(ref), seconds=round(waited, 3))
+                if verify_marker:
+                    missing, total = pods_missing_marker(kube, namespace, kube.get(ref), cfg.toggle_file, container)
+                    if total == 0:
+                        raise CheckFailed(f"no Ready worker pod of {ref} after the rollout: cannot check the shim marker")
+                    if missing:
+                        raise CheckFailed(
+                            f"the shim did not load in {len(missing)} of {total} Ready worker pods ({', '.join(missing[:5])}): "
+                            f"no '{MARKER} ... toggle={cfg.toggle_file} (mapped)' line in their logs")
+                    emit(STEP, "shim_verified", run_id=run_id, pods=total)
+        except Terminated:
+            remove(kube, store, ledger.run, ref)
+            emit(STEP, E.DGD_RESTORED, run_id=run_id, target=str(ref), reason="SIGTERM")
+            raise
+    outputs.write("patched-components", ",".join(workers))

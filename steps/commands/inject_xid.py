@@ -1,0 +1,90 @@
+"""`faultflow step inject-xid`: on the target node, switch the CUDA toggle on and log the XID.
+
+Runs in a privileged pod pinned to the node (hostPath /dev/kmsg and the toggle directory, no
+service-account token): it needs no API access. The toggle entry in the run ledger was written by
+preflight, before this step can run, so the janitor can switch it off whatever happens here.
+Order matters: toggle first, then the kernel line — shimmed processes fail at the moment NVSentinel's
+evidence appears, as on real hardware. A SIGTERM between the two switches the toggle off again.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import click
+
+from steps import event_names as E
+from steps.errors import BadInput, InfrastructureError
+from steps.events import emit
+from steps.gpu import kmsg, toggle
+from steps.gpu.pci import resolve_pci
+from steps.options import Duration, RunId, XidType
+from steps.outputs import Outputs
+from steps.signals import Terminated, sigterm_raises
+
+STEP = "inject-xid"
+# pid= of the line when --pid is not given: a fixed value, not this process's pid, which outside the
+# node's PID namespace (no hostPID) is meaningless on the node.
+DEFAULT_PID = 0
+
+
+def _check_toggle_dir(path: str) -> Path:
+    directory = Path(path)
+    if not directory.is_dir():
+        raise BadInput(f"toggle directory {path} does not exist")
+    target = directory / "toggle"
+    if not os.access(target if target.exists() else directory, os.W_OK):
+        raise BadInput(f"toggle file {target} is not writable")
+    return target
+
+
+@click.command(STEP)
+@click.option("--xid", required=True, type=XidType(), help="XID to inject (1-172).")
+@click.option("--gpu", "gpu_index", default=0, show_default=True, type=click.IntRange(0, 63), help="GPU (host device minor).")
+@click.option("--pid", default=DEFAULT_PID, show_default=True, type=click.IntRange(0, 2**22),
+              help="pid= in the line. Default 0: no user process; the pod runs without hostPID (Argo's emissary "
+                   "before v4.1 would forward a signal to every process on the node), so its own pid means nothing "
+                   "there. NVSentinel reads pid= as metadata only.")
+@click.option("--proc-name", default="python3", show_default=True, help="name= in the line.")
+@click.option("--kmsg-path", default="/dev/kmsg", show_default=True, help="Kernel log device.")
+@click.option("--proc-root", default="/proc", show_default=True, help="The host's /proc (for the GPU's PCI address).")
+@click.option("--toggle-dir", default=None, help="Node toggle directory; omit to log the XID only (xid-only scenario).")
+@click.option("--expires-in", default="30m", show_default=True, type=Duration(), help="The toggle switches itself off after this.")
+@click.option("--toggle-gpu", default=-1, show_default=True, type=click.IntRange(-1, 63), help="CUDA device the shim fails (-1: all).")
+@click.option("--run-id", default=None, type=RunId(), help="Run id (for the events).")
+@click.option("--outputs-dir", default=None, help="Write output parameters here (fault-time-ms, pci, xid-line).")
+def command(xid, gpu_index, pid, proc_name, kmsg_path, proc_root, toggle_dir, expires_in, toggle_gpu, run_id, outputs_dir):
+    """Switch the node's CUDA fault toggle on and write the XID line to the kernel log."""
+    outputs = Outputs(outputs_dir)
+    # Everything is validated before anything changes.
+    outputs.check()
+    gpu = resolve_pci(proc_root, gpu_index)
+    line = kmsg.xid_line(xid, gpu.pci, pid, proc_name)
+    kmsg.check_writable(kmsg_path)
+    toggle_file = _check_toggle_dir(toggle_dir) if toggle_dir else None
+
+    with sigterm_raises():
+        fault_ms = int(time.time() * 1000)
+        try:
+            if toggle_file is not None:
+                expires_ms = fault_ms + int(expires_in * 1000)
+                try:
+                    toggle.write(toggle_file, toggle.Toggle(on=True, xid=xid, expires_ms=expires_ms, gpu=toggle_gpu))
+                except OSError as error:
+                    raise InfrastructureError(f"cannot write toggle {toggle_file}: {error.strerror}") from None
+                emit(STEP, E.FAULT_INJECTED, run_id=run_id, kind="cuda", xid=xid, toggle=str(toggle_file),
+                     expires_ms=expires_ms, gpu=toggle_gpu)
+            kmsg.write_record(kmsg_path, line)
+        except (Terminated, InfrastructureError, BadInput):
+            if toggle_file is not None:
+                toggle.write(toggle_file, toggle.Toggle(on=False))
+                emit(STEP, E.FAULT_CLEARED, run_id=run_id, kind="cuda", toggle=str(toggle_file), reason="step did not finish")
+            raise
+    # The kernel line is the XID fault itself (what NVSentinel reacts to): a fault of its own kind.
+    emit(STEP, E.FAULT_INJECTED, run_id=run_id, kind="xid", xid=xid, pci=gpu.pci, gpu=gpu_index, kmsg=kmsg_path, fault_time_ms=fault_ms,
+         line=line.decode().rstrip("\n"))
+    outputs.write("fault-time-ms", str(fault_ms))
+    outputs.write("pci", gpu.pci)
+    outputs.write("xid-line", line.decode().rstrip("\n"))

@@ -1,0 +1,32 @@
+"""`faultflow step janitor`: revert every run whose TTL passed or whose workflow is gone or finished,
+and, in live runs, every entry whose own end passed (a network fault's `--duration`).
+
+Safe any time, also next to live runs: a run inside its TTL whose workflow still runs is never
+touched, and every revert is idempotent and resourceVersion-guarded (two janitors at once do the
+same thing twice, which is the same as once). `faultflow faults recover` calls the same code.
+"""
+
+from __future__ import annotations
+
+import click
+
+from steps.events import emit
+from steps.kube.client import connect
+from steps.options import Duration, K8sName, common_cluster_options
+from steps.run.janitor import (
+    STEP,
+    sweep,
+)
+
+
+@click.command(STEP)
+@click.option("--namespace", default=None, type=K8sName(label=True), help="Only this namespace (default: all).")
+@click.option("--timeout", default="5m", show_default=True, type=Duration(), help="Per toggle-off pod.")
+@click.option("--steps-image", default=None, help="Override the image recorded for toggle-off pods.")
+@click.option("--dry-run", is_flag=True)
+@common_cluster_options
+def command(namespace, timeout, steps_image, dry_run, kubeconfig, context):
+    """Revert every orphaned fault (TTL passed, workflow gone or finished)."""
+    kube = connect(kubeconfig, context)
+    runs, entries = sweep(kube, namespace, timeout, dry_run, steps_image)
+    emit(STEP, "janitor_done", runs=runs, entries=entries, dry_run=dry_run)

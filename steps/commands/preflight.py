@@ -1,0 +1,180 @@
+"""`faultflow step preflight`: validate, apply the guardrails, resolve node and GPU, open the ledger.
+
+`--fault network` (the network scenarios) keeps the guardrails that apply to any fault — namespace
+opted in, the DGD exists, ledger opened, `--dry-run` — and skips node, GPU and NVSentinel.
+
+Nothing is changed before every check passed; the only write is the run ledger (and, because the
+inject-xid pod has no API access, the ledger entry for the node toggle it will switch on — written
+here, before that change can happen).
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from steps import event_names as E
+from steps.errors import BadInput
+from steps.events import emit
+from steps.gpu.guardrails import check_gpu_index, check_nvsentinel
+from steps.kube.client import Kube, Ref, connect
+from steps.options import (
+    Duration,
+    K8sName,
+    RunId,
+    Target,
+    XidType,
+    common_cluster_options,
+)
+from steps.outputs import Outputs
+from steps.run import ledger as L
+from steps.run.guardrails import check_namespace, resolve_nodes
+from steps.workload import dynamo as dgd
+from steps.workload.kinds import resolve
+
+STEP = "preflight"
+
+
+
+
+
+
+
+
+
+
+@click.command(STEP)
+@click.option("--run-id", required=True, type=RunId())
+@click.option("--namespace", required=True, type=K8sName(label=True), help="Namespace of the workload (must have opted in).")
+@click.option("--target", required=True, type=Target(), help="dgd/NAME (default kind), deployment/NAME or statefulset/NAME.")
+@click.option("--dgd-version", default="auto", type=click.Choice(["auto", *dgd.DGD_VERSIONS]), show_default=True)
+@click.option("--node", "nodes", multiple=True, type=K8sName(), help="Target node (default: the node of a Ready GPU worker pod).")
+@click.option("--max-nodes", default=1, show_default=True, type=click.IntRange(min=1), help="Blast radius: most nodes a run may fault.")
+@click.option("--gpu", default=0, show_default=True, type=click.IntRange(min=0), help="GPU index (host device minor).")
+@click.option("--xid", default=None, type=XidType(), help="Required for --fault gpu.")
+@click.option("--fault", default="gpu", show_default=True, type=click.Choice(["gpu", "network"]),
+              help="network: no node, GPU or NVSentinel checks (the DGD's pods are selected by label).")
+@click.option("--expect-remediation", default=True, type=click.BOOL, show_default=True, help="Require NVSentinel on the node.")
+@click.option("--nvsentinel-namespace", default="nvsentinel", show_default=True, type=K8sName(label=True))
+@click.option("--toggle-dir", default="/var/lib/faultflow", show_default=True, help="Node directory of the CUDA toggle file.")
+@click.option("--fault-duration", default="30m", show_default=True, type=Duration(), help="The toggle's expiry.")
+@click.option("--steps-image", default="", help="Image with the faultflow CLI (for the toggle-off pod the janitor may need).")
+@click.option("--ttl", default="2h", show_default=True, type=Duration(), help="After this the janitor reverts the run.")
+@click.option("--restore-node/--no-restore-node", default=False, help="Record the node's state so restore-node can undo.")
+@click.option("--workflow-name", default=None, help="Owning Argo Workflow ({{workflow.name}}).")
+@click.option("--workflow-namespace", default=None)
+@click.option("--workflow-uid", default=None)
+@click.option("--dry-run", is_flag=True, help="Print every change the scenario would make; make none.")
+@click.option("--outputs-dir", default=None)
+@common_cluster_options
+def command(run_id, namespace, target, dgd_version, nodes, max_nodes, gpu, xid, fault, expect_remediation, nvsentinel_namespace,
+            toggle_dir, fault_duration, steps_image, ttl, restore_node, workflow_name, workflow_namespace, workflow_uid,
+            dry_run, outputs_dir, kubeconfig, context):
+    """Validate parameters and guardrails, resolve target node and GPU, open the run ledger."""
+    outputs = Outputs(outputs_dir)
+    outputs.check()
+    workflow = {"name": workflow_name, "namespace": workflow_namespace or namespace, "uid": workflow_uid} if workflow_name else None
+    if fault == "network":
+        if nodes or restore_node or xid is not None:
+            raise BadInput("--node, --xid and --restore-node apply to GPU faults only (--fault gpu)")
+        network_preflight(connect(kubeconfig, context), run_id, namespace, target, dgd_version, ttl, workflow, dry_run, outputs)
+        return
+    if xid is None:
+        raise BadInput("--xid is required for a GPU fault")
+    if not toggle_dir.startswith("/") or toggle_dir.rstrip("/") in ("", "/"):
+        raise BadInput(f"--toggle-dir {toggle_dir!r} must be an absolute directory below /")
+    if len(set(nodes)) > max_nodes:
+        raise BadInput(f"{len(set(nodes))} target nodes exceed the blast radius --max-nodes={max_nodes}")
+    kube = connect(kubeconfig, context)
+    check_namespace(kube, namespace)
+    kind, name = target
+    ref, obj = resolve(kube, namespace, kind, name, dgd_version)
+    workers = dgd.gpu_workers(obj)
+    targets = resolve_nodes(kube, namespace, obj, tuple(dict.fromkeys(nodes)))
+    if len(targets) > max_nodes:
+        raise BadInput(f"{len(targets)} target nodes exceed the blast radius --max-nodes={max_nodes}")
+    node_objs = [kube.get(Ref("v1", "nodes", None, n)) for n in targets]
+    for node_obj in node_objs:
+        check_gpu_index(node_obj, gpu)
+        check_nvsentinel(kube, nvsentinel_namespace, node_obj["metadata"]["name"], expect_remediation)
+    node = targets[0]
+    facts = {
+        "run_id": run_id, "namespace": namespace, "target": f"{kind}/{name}", "api_version": ref.api_version,
+        "node": node, "gpu": gpu, "xid": xid, "workers": [c.name for c in workers],
+        "node_unschedulable": bool((node_objs[0].get("spec") or {}).get("unschedulable")),
+    }
+    if dry_run:
+        _print_plan(obj, facts, toggle_dir, fault_duration)
+        return
+
+    run = L.RunInfo(
+        run_id=run_id, namespace=namespace, created_ms=L.now_ms(), ttl_s=int(ttl), node=node, gpu=gpu, xid=xid,
+        target=f"{kind}/{name}", restore_node=restore_node,
+        workflow=workflow,
+    )
+    store = L.LedgerStore(kube)
+    opened = store.open(run)
+    if opened.run.target != run.target or opened.run.node != run.node:
+        raise BadInput(f"run {run_id} already exists for {opened.run.target} on {opened.run.node}; use a new run id")
+    for node_obj in node_objs:
+        n = node_obj["metadata"]["name"]
+        if restore_node:
+            store.record(namespace, run_id, L.Entry(
+                id=f"node-{n}", kind=L.NODE_STATE, target={"node": n}, state=L.APPLIED,
+                data={"was_unschedulable": bool((node_obj.get("spec") or {}).get("unschedulable"))}))
+        store.record(namespace, run_id, L.Entry(
+            id=f"toggle-{n}", kind=L.NODE_TOGGLE, target={"node": n},
+            data={"toggle_dir": toggle_dir, "xid": xid, "pod_namespace": namespace, "steps_image": steps_image,
+                  "expires_ms": run.created_ms + int((ttl + fault_duration) * 1000)}))
+    emit(STEP, E.RUN_STARTED, run_id=run_id, target=f"{kind}/{name}", node=node, xid=xid)
+    emit(STEP, "ledger_opened", run_id=run_id, ledger=f"{namespace}/{L.configmap_name(run_id)}")
+    emit(STEP, "preflight_passed", **facts)
+    for key in ("node", "gpu", "api_version"):
+        outputs.write(key.replace("_", "-"), str(facts[key]))
+    outputs.write("workers", ",".join(facts["workers"]))
+    outputs.write("ledger", L.configmap_name(run_id))
+
+
+def network_preflight(kube: Kube, run_id: str, namespace: str, target: tuple[str, str], dgd_version: str, ttl: float,
+                      workflow: dict | None, dry_run: bool, outputs: Outputs) -> None:
+    """The guardrails of any fault, for the network scenarios: no node, GPU or NVSentinel involved."""
+    from steps.commands._network import require_dgd
+
+    require_dgd(target)
+    kind, name = target
+    check_namespace(kube, namespace)
+    ref, _ = resolve(kube, namespace, kind, name, dgd_version)
+    facts = {"run_id": run_id, "namespace": namespace, "target": f"dgd/{name}", "api_version": ref.api_version, "fault": "network"}
+    if dry_run:
+        emit(STEP, "planned_change", change=f"create configmap {namespace}/{L.configmap_name(run_id)}", by_step="ledger", dry_run=True)
+        emit(STEP, "preflight_passed", dry_run=True, **facts)
+        return
+    run = L.RunInfo(run_id=run_id, namespace=namespace, created_ms=L.now_ms(), ttl_s=int(ttl), target=f"dgd/{name}", workflow=workflow)
+    opened = L.LedgerStore(kube).open(run)
+    if opened.run.target != run.target or opened.run.node is not None:
+        raise BadInput(f"run {run_id} already exists for {opened.run.target} on {opened.run.node}; use a new run id")
+    emit(STEP, "ledger_opened", run_id=run_id, ledger=f"{namespace}/{L.configmap_name(run_id)}")
+    emit(STEP, "preflight_passed", **facts)
+    outputs.write("api-version", ref.api_version)
+    outputs.write("ledger", L.configmap_name(run_id))
+
+
+def _print_plan(obj: dict, facts: dict, toggle_dir: str, fault_duration: float) -> None:
+    """Every change, in order, as one JSON event each (`planned_change`)."""
+    cfg = dgd.ShimConfig(image="<shim-image>", xid=facts["xid"], toggle_dir=toggle_dir)
+    new, record = dgd.apply_shim(obj, cfg)
+    ops = dgd.patch_ops(obj, dgd.with_owner(new, facts["run_id"]))
+    plan = [
+        ("ledger", f"create configmap {facts['namespace']}/{L.configmap_name(facts['run_id'])}", None),
+        ("inject-cuda-shim", f"patch {facts['target']} components {', '.join(c.name for c in record.components)}", ops),
+        ("inject-xid", f"node {facts['node']}: toggle {toggle_dir}/toggle on for XID {facts['xid']}, expires in {fault_duration:.0f}s", None),
+        ("inject-xid", f"node {facts['node']}: write XID {facts['xid']} for GPU {facts['gpu']} to /dev/kmsg", None),
+        ("cleanup-dgd", f"restore {facts['target']} from the ledger; toggle off on node {facts['node']}", None),
+    ]
+    for step, what, detail in plan:
+        fields = {"change": what, "by_step": step, "dry_run": True}
+        if detail is not None:
+            fields["json_patch"] = json.loads(json.dumps(detail))
+        emit(STEP, "planned_change", **fields)
+    emit(STEP, "preflight_passed", dry_run=True, **facts)

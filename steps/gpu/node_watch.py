@@ -1,0 +1,105 @@
+"""Watching a Node (and the pods on it) until a condition holds or a deadline passes.
+
+list → watch from the list's resourceVersion with bookmarks; a watch the server ends (timeout) is
+reopened from the last resourceVersion seen; a 410 Gone (ERROR event) re-lists. No polling.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from steps.kube.client import Kube, Ref
+
+NODES = Ref("v1", "nodes", None, "")
+
+
+def watch_node_until(kube: Kube, node: str, predicate: Callable[[dict], bool], deadline: float,
+                     on_connect: Callable[[], None] | None = None, watch_timeout_s: float = 60,
+                     on_relist: Callable[[str], None] | None = None,
+                     on_object: Callable[[dict], None] | None = None) -> tuple[dict | None, float | None]:
+    """(node object, wall-clock time it was seen) once `predicate(node)`; (last object, None) at the deadline.
+
+    Each watch connection lasts at most `watch_timeout_s` (server side) and is then resumed from the
+    last resourceVersion seen; `on_relist(reason)` is called when a 410 Gone forced a fresh list.
+    `on_object` sees every state of the node observed, in order.
+    """
+    selector = f"metadata.name={node}"
+
+    def relist() -> tuple[dict | None, str]:
+        listing = kube.list(NODES, field_selector=selector)
+        items = listing.get("items") or []
+        return (items[0] if items else None), listing["metadata"]["resourceVersion"]
+
+    obj, rv = relist()
+    while True:
+        if obj is not None:
+            if on_object is not None:
+                on_object(obj)
+            if predicate(obj):
+                return obj, time.time()
+        gone = False
+        while not gone and time.monotonic() < deadline:
+            remaining = deadline - time.monotonic()
+            if on_connect is not None:
+                on_connect()
+            for event in kube.watch(NODES, rv, field_selector=selector,
+                                    timeout_seconds=max(1, int(min(remaining, watch_timeout_s)) + 1)):
+                kind = event.get("type")
+                if kind == "ERROR":
+                    gone = True  # 410 Gone: our resourceVersion is older than etcd's compaction
+                    break
+                rv = event["object"]["metadata"]["resourceVersion"]
+                if kind in ("ADDED", "MODIFIED"):
+                    obj = event["object"]
+                    if on_object is not None:
+                        on_object(obj)
+                    if predicate(obj):
+                        return obj, time.time()
+                if time.monotonic() >= deadline:
+                    break
+        if not gone:
+            return obj, None
+        listed, rv = relist()
+        obj = listed if listed is not None else obj
+        if on_relist is not None:
+            on_relist("410 Gone: resourceVersion too old, re-listed")
+
+
+def wait_pods_left(kube: Kube, namespace: str, label_selector: str, node: str, deadline: float) -> tuple[bool, int]:
+    """Watches the workload's pods on `node` until none is left (deleted or terminal). (done, count left)."""
+    pods = Ref("v1", "pods", namespace, "")
+    selector = f"spec.nodeName={node}"
+
+    def live(items: dict) -> int:
+        return sum(1 for p in items.values() if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed"))
+
+    while True:
+        listing = kube.list(pods, label_selector=label_selector, field_selector=selector)
+        current = {p["metadata"]["name"]: p for p in listing.get("items") or []}
+        if live(current) == 0:
+            return True, 0
+        rv = listing["metadata"]["resourceVersion"]
+        while time.monotonic() < deadline:
+            gone = False
+            for event in kube.watch(pods, rv, field_selector=selector, label_selector=label_selector,
+                                    timeout_seconds=max(1, int(min(deadline - time.monotonic(), 60)) + 1)):
+                if event["type"] == "ERROR":
+                    gone = True
+                    break
+                rv = event["object"]["metadata"]["resourceVersion"]
+                name = event["object"]["metadata"].get("name")
+                if event["type"] == "DELETED":
+                    current.pop(name, None)
+                elif event["type"] in ("ADDED", "MODIFIED"):
+                    current[name] = event["object"]
+                if live(current) == 0:
+                    return True, 0
+                if time.monotonic() >= deadline:
+                    break
+            if gone:
+                break
+        else:
+            return False, live(current)
+        if time.monotonic() >= deadline:
+            return False, live(current)

@@ -1,0 +1,107 @@
+"""Short pods pinned to a node: how steps without host access touch the node (the toggle file).
+
+`spec.nodeName` is set directly (no scheduler), and every taint is tolerated, so the pod runs on a
+node NVSentinel has cordoned or tainted — exactly when the toggle must be switched off. No service
+account token: the pod only writes one file under a hostPath.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from steps.errors import CheckFailed, InfrastructureError
+from steps.kube.client import Kube, NotFound, Ref
+
+PURPOSE_LABEL = "faultflow.dev/purpose"
+
+
+def toggle_off_pod(run_id: str, namespace: str, node: str, toggle_dir: str, image: str) -> dict:
+    digest = hashlib.sha256(f"{run_id}/{node}/{toggle_dir}".encode()).hexdigest()[:10]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": f"faultflow-toggle-off-{digest}",
+            "namespace": namespace,
+            "labels": {"faultflow.dev/run": run_id, PURPOSE_LABEL: "toggle-off"},
+        },
+        "spec": {
+            "nodeName": node,
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "tolerations": [{"operator": "Exists"}],
+            "containers": [
+                {
+                    "name": "toggle-off",
+                    "image": image,
+                    "command": ["faultflow", "shim", "off", "--file", f"{toggle_dir.rstrip('/')}/toggle"],
+                    "volumeMounts": [{"name": "toggle", "mountPath": toggle_dir}],
+                }
+            ],
+            "volumes": [{"name": "toggle", "hostPath": {"path": toggle_dir, "type": "DirectoryOrCreate"}}],
+        },
+    }
+
+
+def run_to_completion(kube: Kube, pod: dict, timeout_s: float) -> None:
+    """Creates the pod (or reuses a finished one of the same name) and watches it to Succeeded."""
+    ref = Ref("v1", "pods", pod["metadata"]["namespace"], pod["metadata"]["name"])
+    existing = kube.get_or_none(ref)
+    if existing is not None and (existing.get("status") or {}).get("phase") == "Failed":
+        kube.delete(ref)
+        _wait_gone(kube, ref, timeout_s)
+        existing = None
+    if existing is None:
+        try:
+            kube.create(ref, pod)
+        except Exception as error:
+            if "already exists" not in str(error):
+                raise
+    finished = watch_until_finished(kube, ref, timeout_s, f"on node {pod['spec']['nodeName']}")
+    if (finished.get("status") or {}).get("phase") == "Failed":
+        raise InfrastructureError(f"pod {ref.name} on node {pod['spec']['nodeName']} failed")
+    kube.delete(ref)
+
+
+def watch_until_finished(kube: Kube, ref: Ref, timeout_s: float, where: str = "") -> dict:
+    """Watches a pod until it is Succeeded or Failed and returns it; CheckFailed at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    obj = kube.get(ref)
+    rv = obj["metadata"]["resourceVersion"]
+    while True:
+        if (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            return obj
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise CheckFailed(f"pod {ref.name} did not finish {where} within {timeout_s:.0f}s".replace("  ", " "))
+        for event in kube.watch(Ref("v1", "pods", ref.namespace, ""), rv, field_selector=f"metadata.name={ref.name}",
+                                timeout_seconds=max(1, int(min(remaining, 60)))):
+            if event["type"] == "ERROR":
+                obj = kube.get(ref)  # 410: re-read
+                rv = obj["metadata"]["resourceVersion"]
+                break
+            rv = event["object"]["metadata"]["resourceVersion"]
+            if event["type"] in ("ADDED", "MODIFIED"):
+                obj = event["object"]
+                if (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                    break
+            if event["type"] == "DELETED":
+                raise InfrastructureError(f"pod {ref.name} was deleted before it finished")
+            if time.monotonic() > deadline:
+                break
+
+
+def _wait_gone(kube: Kube, ref: Ref, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while kube.get_or_none(ref) is not None:
+        if time.monotonic() > deadline:
+            raise CheckFailed(f"pod {ref.name} was not deleted within {timeout_s:.0f}s")
+        try:
+            obj = kube.get(ref)
+        except NotFound:
+            return
+        for event in kube.watch(Ref("v1", "pods", ref.namespace, ""), obj["metadata"]["resourceVersion"],
+                                field_selector=f"metadata.name={ref.name}", timeout_seconds=5):
+            if event["type"] == "DELETED":
+                return

@@ -1,0 +1,1 @@
+"""Network faults: pod selectors, NetworkPolicy partitions, Chaos Mesh degradations, their objects and checks."""

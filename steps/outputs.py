@@ -1,0 +1,40 @@
+"""Argo output parameters: one file per value under the step's outputs directory (Argo's `valueFrom.path`)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from steps.errors import BadInput, InfrastructureError
+
+
+class Outputs:
+    """Argo reads output parameters from files (`valueFrom.path`); one file per value."""
+
+    def __init__(self, directory: str | None):
+        self.directory = Path(directory) if directory else None
+
+    def check(self) -> None:
+        """Create the directory, parents included: in a fresh steps container nothing below /tmp
+        exists yet (Argo's artifact path is the step's own scratch space, so making it is no change
+        to anything the run faults or restores)."""
+        if self.directory is None:
+            return
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise BadInput(f"outputs directory {self.directory} cannot be created: {error.strerror}") from None
+        if not os.access(self.directory, os.W_OK):
+            raise BadInput(f"outputs directory {self.directory} is not writable")
+
+    def write(self, name: str, value: Any) -> None:
+        if self.directory is None:
+            return
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+            (self.directory / name).write_text(text)
+        except OSError as error:
+            raise InfrastructureError(f"cannot write output {name}: {error.strerror}") from None

@@ -1,0 +1,175 @@
+"""The run's journal: timeline, phases, figures and checks, and the verdict that follows from them.
+
+One testcase per check. Checks come from two places: every `check_passed`/`check_failed` and
+`step_finished` event any step emitted, and the report's own inference checks (records present,
+baseline healthy, fault injected, recovered, and the optional recovery-time / availability /
+detection bounds). The verdict fails when any check failed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from steps import event_names as ev
+from steps.events import Event
+from steps.report.inputs import Inputs
+from steps.report.phases import boundaries
+from steps.report.stats import PhaseStats, RunFigures, phase_stats, run_figures, series
+
+PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
+
+
+@dataclass(frozen=True)
+class Criteria:
+    threshold: float = 0.9
+    window: int = 10
+    expect_fault: bool = True
+    max_recovery_s: float | None = None
+    max_detection_s: float | None = None
+    min_availability: float | None = None
+
+
+@dataclass(frozen=True)
+class Check:
+    classname: str
+    name: str
+    status: str
+    reason: str | None = None
+    time: float | None = None
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _fmt(seconds: float | None) -> str:
+    return "n/a" if seconds is None else f"{seconds:.1f}s"
+
+
+def step_checks(events: list[Event]) -> list[Check]:
+    """Checks reported by steps; a retried step's last word counts."""
+    latest: dict[tuple[str, str], Check] = {}
+    for event in events:
+        if event.event in (ev.CHECK_PASSED, ev.CHECK_FAILED):
+            name = str(event.fields.get("check") or "check")
+            failed = event.event == ev.CHECK_FAILED
+            reason = str(event.fields.get("reason") or "failed") if failed else None
+            latest[(event.step, name)] = Check(event.step, name, FAILED if failed else PASSED, reason, event.time)
+        elif event.event == ev.STEP_FINISHED:
+            code = event.fields.get("exit_code")
+            failed = code not in (0, None)
+            reason = f"{event.step} exited {code}" if failed else None
+            latest[(event.step, "exit_code")] = Check(event.step, "exit_code", FAILED if failed else PASSED, reason, event.time)
+    return list(latest.values())
+
+
+def inference_checks(inputs: Inputs, phases: list[PhaseStats], figures: RunFigures, criteria: Criteria) -> list[Check]:
+    c = criteria
+    checks = []
+    n = len(inputs.columns)
+    checks.append(Check("inference", "records_present", PASSED if n else FAILED,
+                        None if n else "no inference records: was the load step running and its records passed to the report?"))
+    baseline = next((p for p in phases if p.name == ev.PHASE_BASELINE), None)
+    if baseline is None or not baseline.requests:
+        checks.append(Check("inference", "baseline_success_rate", SKIPPED, "no requests before the fault"))
+    else:
+        good = baseline.success_rate >= c.threshold - 1e-9
+        checks.append(Check("inference", "baseline_success_rate", PASSED if good else FAILED,
+                            None if good else f"baseline success rate {baseline.success_rate:.1%} below {c.threshold:.0%}"))
+    if c.expect_fault:
+        injected = figures.fault_time is not None
+        checks.append(Check("scenario", "fault_injected", PASSED if injected else FAILED,
+                            None if injected else f"no {ev.FAULT_INJECTED} event: the fault was never injected"))
+    if n:
+        if figures.impact_observed and figures.recovered is None:
+            reason = f"inference did not recover: no sustained window of {c.window} requests at >= {c.threshold:.0%} after the first failure"
+        elif not figures.final_window_ok:
+            reason = f"the last {c.window} requests are below {c.threshold:.0%} success"
+        else:
+            reason = None
+        checks.append(Check("inference", "recovered", FAILED if reason else PASSED, reason))
+    if c.max_recovery_s is not None:
+        if not figures.impact_observed:
+            checks.append(Check("inference", "recovery_time", PASSED))
+        elif figures.time_to_recovery_s is None:
+            checks.append(Check("inference", "recovery_time", FAILED, "inference never recovered"))
+        else:
+            good = figures.time_to_recovery_s <= c.max_recovery_s
+            checks.append(Check("inference", "recovery_time", PASSED if good else FAILED,
+                                None if good else f"recovered after {_fmt(figures.time_to_recovery_s)}, limit {c.max_recovery_s:g}s"))
+    if c.min_availability is not None:
+        a = figures.availability_during_fault
+        if a is None:
+            checks.append(Check("inference", "availability_during_fault", FAILED, "no requests during the fault"))
+        else:
+            good = a >= c.min_availability - 1e-9
+            checks.append(Check("inference", "availability_during_fault", PASSED if good else FAILED,
+                                None if good else f"availability during the fault {a:.1%} below {c.min_availability:.0%}"))
+    if c.max_detection_s is not None:
+        d = figures.detection_s
+        good = d is not None and d <= c.max_detection_s
+        reason = "the XID was never detected (no xid_detected/node_cordoned event)" if d is None else f"detected after {_fmt(d)}, limit {c.max_detection_s:g}s"
+        checks.append(Check("platform", "detection_time", PASSED if good else FAILED, None if good else reason))
+    return checks
+
+
+def timeline(events: list[Event], figures: RunFigures, origin: float) -> list[dict]:
+    entries = [{"time": e.time, "step": e.step, "event": e.event, **e.fields} for e in events]
+    derived = [
+        (figures.first_failure, ev.FIRST_FAILED_REQUEST),
+        (figures.first_success_after_failure, ev.FIRST_SUCCESS_AFTER_FAILURE),
+        (figures.recovered, ev.RECOVERED),
+    ]
+    entries += [{"time": t, "step": "report", "event": name} for t, name in derived if t is not None]
+    entries.sort(key=lambda e: e["time"])
+    for entry in entries:
+        entry["t"] = round(entry["time"] - origin, 3)
+        label = ev.TIMELINE_LABELS.get(entry["event"])
+        if label:
+            entry["label"] = label + _kind_suffix(entry)
+    return entries
+
+
+def _kind_suffix(entry: dict) -> str:
+    """What kind of fault an injection was: one scenario injects several at once (gpu-fault: the CUDA
+    errors and the kernel-log XID), and two bare "fault injected" lines read as a duplicate."""
+    kind = entry.get("kind")
+    if entry["event"] != ev.FAULT_INJECTED or not kind:
+        return ""
+    return f": {kind} {entry['xid']}" if kind == "xid" and entry.get("xid") is not None else f": {kind}"
+
+
+def build_report(inputs: Inputs, criteria: Criteria, scenario: str, run_id: str | None) -> dict:
+    columns = inputs.columns
+    starts = [e.time for e in inputs.events] + ([float(columns.start[0])] if len(columns) else [])
+    ends = [e.time for e in inputs.events] + ([float(columns.end.max())] if len(columns) else [])
+    origin = min(starts) if starts else time.time()
+    run_end = max(ends) if ends else origin
+    bounds = boundaries(inputs.events)
+    phases = phase_stats(columns, bounds, run_end, criteria.window, criteria.threshold)
+    figures = run_figures(columns, inputs.events, bounds, run_end, criteria.window, criteria.threshold)
+    checks = step_checks(inputs.events) + inference_checks(inputs, phases, figures, criteria)
+    verdict = FAILED if any(c.status == FAILED for c in checks) else PASSED
+    return {
+        "scenario": scenario,
+        "run_id": run_id,
+        "generated_at": time.time(),
+        "verdict": verdict,
+        "origin": origin,
+        "duration_s": run_end - origin,
+        "criteria": dict(criteria.__dict__),
+        "inputs": {
+            "files": inputs.files,
+            "events": len(inputs.events),
+            "requests": len(columns),
+            "cancelled_requests": columns.cancelled,
+            "ignored_lines": inputs.ignored_lines,
+            "duplicate_files": inputs.duplicate_files,
+            "duplicate_events": inputs.duplicate_events,
+        },
+        "figures": figures.as_dict(),
+        "phases": [p.as_dict() for p in phases],
+        "checks": [c.as_dict() for c in checks],
+        "timeline": timeline(inputs.events, figures, origin),
+        "series": series(columns, origin, run_end).as_dict(),
+    }

@@ -1,0 +1,88 @@
+"""Loading the CUDA shim into a workload and taking it out again, ledger first (the domain half of inject-cuda-shim)."""
+
+from __future__ import annotations
+
+from steps.errors import CheckFailed, InfrastructureError
+from steps.kube.client import Conflict, Kube, Ref, backoff
+from steps.run import ledger as L
+from steps.workload import dynamo as dgd
+from steps.workload.kinds import (
+    pod_ready,
+    worker_pod_selector,
+)
+from steps.workload.rollout import marker_seen
+
+
+def entry_id(ref: Ref) -> str:
+    return f"shim-{ref.plural}-{ref.name}"
+
+
+def _merge(old: dgd.ShimRecord | None, new: dgd.ShimRecord) -> dgd.ShimRecord:
+    if old is None:
+        return new
+    names = {c.name for c in old.components}
+    return dgd.ShimRecord(kind=old.kind, components=old.components + [c for c in new.components if c.name not in names])
+
+
+def inject(kube: Kube, store: L.LedgerStore, run: L.RunInfo, ref: Ref, cfg: dgd.ShimConfig) -> list[str]:
+    """Records, then patches. Returns the components patched now ([] when already injected)."""
+    patched: list[str] = []
+    for attempt in range(20):
+        if attempt:
+            backoff(attempt)
+        obj = kube.get(ref)
+        holder = dgd.owner(obj)
+        if holder not in (None, run.run_id):
+            raise CheckFailed(f"{ref} already carries a fault of run {holder}; recover it first (faultflow faults recover {holder})")
+        new, record = dgd.apply_shim(obj, cfg)
+        if not record.components:
+            return patched
+        ledger = store.load(run.namespace, run.run_id)
+        previous = ledger.entries.get(entry_id(ref)) if ledger else None
+        old_record = dgd.ShimRecord.from_dict(previous.data["record"]) if previous else None
+        entry = L.Entry(
+            id=entry_id(ref), kind=L.WORKLOAD_SHIM, target=ref.to_dict(),
+            data={
+                "record": _merge(old_record, record).to_dict(),
+                "original": previous.data["original"] if previous else obj,
+                "container": cfg.container,
+                "xid": cfg.xid,
+            },
+        )
+        store.record(run.namespace, run.run_id, entry)  # BEFORE the change
+        ops = dgd.patch_ops(obj, dgd.with_owner(new, run.run_id))
+        try:
+            kube.guarded_patch(ref, ops)
+        except Conflict:
+            continue  # someone wrote meanwhile: re-read, recompute, their change survives
+        store.set_state(run.namespace, run.run_id, entry.id, L.APPLIED)
+        patched.extend(c.name for c in record.components)
+        return patched
+    raise InfrastructureError(f"{ref} kept changing under us")
+
+
+def remove(kube: Kube, store: L.LedgerStore, run: L.RunInfo, ref: Ref) -> bool:
+    from steps.run.revert import revert_workload
+
+    ledger = store.load(run.namespace, run.run_id)
+    entry = ledger.entries.get(entry_id(ref)) if ledger else None
+    if entry is None:
+        return False
+    revert_workload(kube, run.run_id, entry)
+    store.set_state(run.namespace, run.run_id, entry.id, L.REVERTED)
+    return True
+
+
+def pods_missing_marker(kube: Kube, namespace: str, obj: dict, toggle_file: str, container: str | None) -> tuple[list[str], int]:
+    """(Ready worker pods whose log lacks the shim's start-up marker, number of Ready worker pods)."""
+    pods = kube.list(Ref("v1", "pods", namespace, ""), label_selector=worker_pod_selector(obj)).get("items") or []
+    pods = [p for p in pods if pod_ready(p) and not (p["metadata"].get("deletionTimestamp"))]
+    missing = []
+    for pod in pods:
+        names = [c["name"] for c in pod["spec"]["containers"]]
+        name = container or ("main" if "main" in names else names[0])
+        path = f"/api/v1/namespaces/{namespace}/pods/{pod['metadata']['name']}/log?container={name}&limitBytes=1048576"
+        text = kube.request_text("GET", path)
+        if not marker_seen(text, toggle_file):
+            missing.append(pod["metadata"]["name"])
+    return missing, len(pods)

@@ -1,0 +1,128 @@
+"""The least-privilege roles: one ServiceAccount per kind of step, its rules, and the executor's account."""
+
+from __future__ import annotations
+
+from workflows.declaration import (
+    Role,
+    Rule,
+)
+
+DGD = "nvidia.com"
+
+
+DGD_RESOURCES = ("dynamographdeployments",)
+
+
+WORKLOADS = ("deployments", "statefulsets")
+
+
+LEDGER = Rule("", ("configmaps",), ("get", "update"))
+
+
+# --- roles: the verbs/resources are read off the steps' code (steps/kube.py calls) --------------
+PREFLIGHT = Role(
+    "preflight", "preflight: reads the target and its nodes, checks NVSentinel, opens the run ledger",
+    namespaced=(
+        Rule(DGD, DGD_RESOURCES, ("get",)),
+        Rule("apps", WORKLOADS, ("get",)),
+        Rule("", ("pods",), ("list",)),
+        Rule("", ("configmaps",), ("get", "create", "update")),
+    ),
+    cluster=(Rule("", ("namespaces", "nodes"), ("get",)),),
+    nvsentinel=(Rule("", ("configmaps",), ("get",)), Rule("", ("pods",), ("list",))),
+)
+
+
+SHIM_INJECTOR = Role(
+    "shim-injector", "inject-cuda-shim: patches the GPU workers, watches the rollout, reads worker logs",
+    namespaced=(
+        Rule(DGD, DGD_RESOURCES, ("get", "list", "watch", "patch")),
+        Rule("apps", WORKLOADS, ("get", "list", "watch", "patch")),
+        Rule("", ("pods",), ("list",)),
+        Rule("", ("pods/log",), ("get",)),
+        LEDGER,
+    ),
+)
+
+
+CORDON_WATCHER = Role(
+    "cordon-watcher", "wait-for-cordon: watches the node and the workers leaving it",
+    namespaced=(
+        Rule(DGD, DGD_RESOURCES, ("get",)),
+        Rule("apps", WORKLOADS, ("get",)),
+        Rule("", ("pods",), ("list", "watch")),
+    ),
+    cluster=(Rule("", ("nodes",), ("get", "list", "watch")),),
+)
+
+
+CLEANUP = Role(
+    "cleanup", "cleanup-dgd / heal-network: reverts this run's ledger entries, toggle-off pod on the node",
+    namespaced=(
+        LEDGER,
+        Rule(DGD, DGD_RESOURCES, ("get", "patch")),
+        Rule("apps", WORKLOADS, ("get", "patch")),
+        Rule("", ("pods",), ("create", "get", "watch", "delete")),
+        Rule("networking.k8s.io", ("networkpolicies",), ("get", "delete")),
+        Rule("chaos-mesh.org", ("networkchaos",), ("get", "delete")),
+    ),
+    cluster=(Rule("", ("nodes",), ("get",)),),
+)
+
+
+NETWORK_INJECTOR = Role(
+    "network-injector", "partition-network / degrade-network / verify-partition: creates this run's policies and chaos",
+    namespaced=(
+        LEDGER,
+        Rule(DGD, DGD_RESOURCES, ("get",)),
+        Rule("", ("pods",), ("list", "create", "get", "watch", "delete")),  # verify-partition's probe pod
+        Rule("networking.k8s.io", ("networkpolicies",), ("create", "get", "list", "delete")),
+        Rule("chaos-mesh.org", ("networkchaos",), ("create", "get", "list", "delete")),
+    ),
+    # Pod CIDRs (nodes), the API server's addresses (default/kubernetes Service and EndpointSlices),
+    # namespaces for verify-partition's evaluation of namespaceSelectors.
+    cluster=(Rule("", ("nodes", "namespaces"), ("list",)), Rule("", ("services",), ("get",)),
+             Rule("discovery.k8s.io", ("endpointslices",), ("list",))),
+)
+
+
+# The janitor sweeps every namespace's ledgers, so its rules are cluster-wide.
+JANITOR = Role(
+    "janitor", "janitor: reverts orphaned runs in every namespace (TTL passed, workflow gone or finished)",
+    cluster=(
+        Rule("", ("configmaps",), ("list", "get", "update")),
+        Rule("argoproj.io", ("workflows",), ("get", "list")),
+        Rule(DGD, DGD_RESOURCES, ("get", "patch")),
+        Rule("apps", WORKLOADS, ("get", "patch")),
+        Rule("", ("pods",), ("create", "get", "watch", "delete")),
+        Rule("", ("nodes",), ("get", "patch")),
+        Rule("networking.k8s.io", ("networkpolicies",), ("get", "delete")),
+        Rule("chaos-mesh.org", ("networkchaos",), ("get", "delete")),
+    ),
+)
+
+
+NODE_AGENT = Role("node-agent", "inject-xid / shim on: runs on the node, writes /dev/kmsg and the toggle; no API access", token=False)
+
+
+OBSERVER = Role("observer", "load / verify-inference / report: HTTP to the frontend and files; no API access", token=False)
+
+
+# Runs the scenarios of the nightly suite as child Workflows (resource templates).
+SUITE = Role(
+    "suite", "nightly-resilience: submits each scenario as a Workflow and waits for it",
+    namespaced=(Rule("argoproj.io", ("workflows",), ("create", "get", "list", "watch")),
+                Rule("argoproj.io", ("workflowtaskresults",), ("create", "patch"))),
+    home=True,
+)
+
+
+ROLES = (PREFLIGHT, SHIM_INJECTOR, CORDON_WATCHER, CLEANUP, NETWORK_INJECTOR, JANITOR, NODE_AGENT, OBSERVER, SUITE)
+
+
+# Argo's executor (init/wait containers) reports results through WorkflowTaskResults; it runs under
+# its own account so no step role needs Argo permissions and token-less pods still report.
+EXECUTOR_SERVICE_ACCOUNT = "faultflow-executor"
+
+
+EXECUTOR_RULES = (Rule("argoproj.io", ("workflowtaskresults",), ("create", "patch")),)

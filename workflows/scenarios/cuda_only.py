@@ -1,0 +1,47 @@
+"""`cuda-only`: the application's CUDA calls fail (shim toggle on) without any kernel-log XID, so
+nothing tells NVSentinel: does the platform notice failing workers by itself?"""
+
+from __future__ import annotations
+
+from workflows.declaration import Scenario
+from workflows.stages import gpu as gs
+from workflows.stages import gpu_parameters as gp
+from workflows.stages.common import (
+    HOLD,
+    INFERENCE_PARAMETERS,
+    TARGET_PARAMETERS,
+    final_cleanup_stage,
+    gate_stage,
+    hold_stage,
+    load_stage,
+    recover_stage,
+    report_stage,
+)
+
+NAME = "cuda-only"
+DEADLINE_S = 2 * 3600
+
+SCENARIO = Scenario(
+    name=NAME,
+    title="CUDA only: failing CUDA calls, no XID",
+    description=(
+        "Loads the CUDA shim into the GPU workers and switches the node's toggle on for the XID's CUDA "
+        "error for the hold time, without writing the XID to the kernel log; then restores the workload "
+        "and measures how inference behaved and recovered."
+    ),
+    parameters=(*TARGET_PARAMETERS, gp.XID, gp.GPU, gp.FAULT_DURATION, gp.NVSENTINEL_NAMESPACE,
+                HOLD, *INFERENCE_PARAMETERS, gp.STEPS_IMAGE_PARAMETER, gp.SHIM_IMAGE_PARAMETER),
+    stages=(
+        load_stage(DEADLINE_S),
+        gs.preflight(expect_remediation="false"),
+        gate_stage(after="preflight"),
+        gs.inject_cuda_shim(after="steady-state"),
+        gs.toggle_on(after="inject-cuda-shim"),
+        hold_stage(after="toggle-on"),
+        gs.cleanup_dgd(after="hold"),
+        recover_stage(after="cleanup-dgd"),
+    ),
+    exit_stages=(final_cleanup_stage(), report_stage(NAME)),
+    mutexes=gs.GPU_MUTEXES,
+    deadline_s=DEADLINE_S,
+)

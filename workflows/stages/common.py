@@ -1,0 +1,110 @@
+"""What every scenario shares: images, node paths, common parameters and stages, and the exit handler
+(cleanup + report); the roles are in `workflows.roles`. Hera-free, like the declaration."""
+
+from __future__ import annotations
+
+from workflows.declaration import (
+    EvidenceDir,
+    HostPath,
+    OutputsDir,
+    Param,
+    Parameter,
+    Stage,
+    WorkflowField,
+)
+from workflows.roles import (
+    CLEANUP,
+    OBSERVER,
+)
+
+# Pinned image references; `deploy/kustomization.yaml` `images:` is the override point.
+STEPS_IMAGE = "faultflow-steps:0.1.0"
+SHIM_IMAGE = "faultflow-shim:0.1.0"
+
+RUN_ID = WorkflowField("name")
+OUTPUTS = OutputsDir()
+
+# The node's fault-toggle directory: the shim image's init container creates the toggle there, the
+# workers mount it read-only (inject-cuda-shim), the node stage writes it.
+TOGGLE_DIR_PATH = "/var/lib/faultflow"
+KMSG = HostPath("/dev/kmsg", "/dev/kmsg", "CharDevice")
+TOGGLE_DIR = HostPath(TOGGLE_DIR_PATH, TOGGLE_DIR_PATH, "Directory")
+TOGGLE_FILE = HostPath(f"{TOGGLE_DIR_PATH}/toggle", f"{TOGGLE_DIR_PATH}/toggle", mount=False)  # inside TOGGLE_DIR
+# /proc/driver/nvidia is global (not per PID namespace), so the GPU's PCI address is readable from
+# the container's own /proc: no host mount.
+PROC = HostPath("/proc", "/proc", mount=False)
+
+
+
+
+# --- parameters ---------------------------------------------------------------------------------
+TARGET_PARAMETERS = (
+    Parameter("namespace", "dynamo", "Namespace of the Dynamo deployment (must carry faultflow.dev/allow-faults=true)."),
+    Parameter("target", "dgd/vllm-agg", "Workload to fault: dgd/NAME (DynamoGraphDeployment), deployment/NAME or statefulset/NAME."),
+    Parameter("dgd-version", "auto", "DynamoGraphDeployment API version the cluster serves.", ("auto", "v1alpha1", "v1beta1")),
+    Parameter("ttl", "2h", "After this the janitor reverts whatever the run left behind."),
+)
+INFERENCE_PARAMETERS = (
+    Parameter("frontend-url", "http://vllm-agg-frontend.dynamo.svc:8000", "Base URL of the Dynamo frontend (OpenAI API)."),
+    Parameter("threshold", "0.9", "Success rate that counts as healthy (gate, recovery window, report)."),
+    Parameter("window", "10", "Recovery: requests in the sliding window that must meet the threshold."),
+    Parameter("recovery-deadline", "900", "Seconds inference may take to recover."),
+    Parameter("load-rate", "2", "Background traffic: requests started per second for the whole run."),
+    Parameter("load-concurrency", "8", "Background traffic: requests in flight at most."),
+)
+
+
+def load_stage(deadline_s: int) -> Stage:
+    return Stage(
+        "load", "load", role=OBSERVER, deadline_s=deadline_s, background=True,
+        description="Traffic for the whole run, so the report's timeline covers baseline to recovery.",
+        args=("--url", Param("frontend-url"), "--rate", Param("load-rate"), "--concurrency", Param("load-concurrency"),
+              "--outputs", OUTPUTS),
+    )
+
+
+def gate_stage(after: str) -> Stage:
+    return Stage(
+        "steady-state", "verify-inference", role=OBSERVER, deadline_s=600, after=(after,),
+        description="Baseline inference must pass before anything is injected.",
+        args=("--mode", "gate", "--url", Param("frontend-url"), "--requests", "10", "--threshold", Param("threshold"),
+              "--phase", "baseline", "--outputs", OUTPUTS),
+    )
+
+
+def recover_stage(after: str) -> Stage:
+    return Stage(
+        "verify-inference", "verify-inference", role=OBSERVER, deadline_s=1800, after=(after,),
+        description="Waits until a full window of requests meets the threshold again.",
+        args=("--mode", "recover", "--url", Param("frontend-url"), "--window", Param("window"),
+              "--threshold", Param("threshold"), "--deadline", Param("recovery-deadline"), "--phase", "recovery",
+              "--outputs", OUTPUTS),
+    )
+
+
+def report_stage(scenario: str, expect_fault: bool = True) -> Stage:
+    return Stage(
+        "report", "report", role=OBSERVER, deadline_s=600,
+        description="Journal, JUnit, timeline plot and metrics from every stage's events and the load records.",
+        args=("--input", EvidenceDir(), "--outputs", OUTPUTS, "--scenario", scenario, "--run-id", RUN_ID,
+              "--threshold", Param("threshold"), "--window", Param("window"),
+              "--expect-fault" if expect_fault else "--no-expect-fault"),
+    )
+
+
+def final_cleanup_stage() -> Stage:
+    """Exit handler, first: revert whatever the run's ledger still lists (the workload and the toggle).
+    Idempotent, so it is harmless after the in-DAG cleanup already ran."""
+    return Stage(
+        "final-cleanup", "cleanup-dgd", role=CLEANUP, deadline_s=600, retry=True,
+        description="Reverts everything the run's ledger still lists, whatever happened.",
+        args=("--run-id", RUN_ID, "--namespace", Param("namespace"), "--timeout", "5m", "--outputs-dir", OUTPUTS),
+    )
+
+
+HOLD = Parameter("hold", "5m", "How long the fault stays in place before it is healed.")
+
+
+def hold_stage(after: str) -> Stage:
+    return Stage("hold", "", args=(), role=OBSERVER, deadline_s=24 * 3600, after=(after,), hold=Param("hold"),
+                 description="Keeps the fault in place for the hold time.")

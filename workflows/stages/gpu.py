@@ -1,0 +1,90 @@
+"""The GPU scenarios' stages (preflight → shim → node → cordon → cleanup), shared by gpu-fault,
+xid-only and cuda-only. Every option passed exists in the step's click command (steps/*.py), and
+every host path is passed explicitly (never a step's default)."""
+
+from __future__ import annotations
+
+from workflows.declaration import Output, Param, Stage, WorkflowField
+from workflows.roles import (
+    CLEANUP,
+    CORDON_WATCHER,
+    NODE_AGENT,
+    PREFLIGHT,
+    SHIM_INJECTOR,
+)
+from workflows.stages.common import KMSG, OUTPUTS, PROC, RUN_ID, TOGGLE_DIR, TOGGLE_FILE
+
+NODE = Output("preflight", "node")
+# One GPU fault per cluster at a time (NVSentinel's circuit breaker counts cordons cluster-wide), and
+# never two runs on one namespace's deployments.
+GPU_MUTEXES = ("faultflow-gpu", "faultflow-{namespace}")
+TARGET_ARGS = ("--namespace", Param("namespace"), "--target", Param("target"), "--dgd-version", Param("dgd-version"))
+
+
+def preflight(expect_remediation: str | Param = Param("expect-remediation")) -> Stage:
+    return Stage(
+        "preflight", "preflight", role=PREFLIGHT, deadline_s=300, retry=True, outputs=("node",),
+        description="Guardrails, target node and GPU, run ledger.",
+        args=("--run-id", RUN_ID, *TARGET_ARGS, "--xid", Param("xid"), "--gpu", Param("gpu"),
+              "--expect-remediation", expect_remediation, "--nvsentinel-namespace", Param("nvsentinel-namespace"),
+              "--toggle-dir", TOGGLE_DIR, "--fault-duration", Param("fault-duration"),
+              "--steps-image", Param("steps-image"), "--ttl", Param("ttl"),
+              "--workflow-name", WorkflowField("name"), "--workflow-namespace", WorkflowField("namespace"),
+              "--workflow-uid", WorkflowField("uid"), "--outputs-dir", OUTPUTS),
+    )
+
+
+def inject_cuda_shim(after: str) -> Stage:
+    return Stage(
+        "inject-cuda-shim", "inject-cuda-shim", role=SHIM_INJECTOR, deadline_s=1200, retry=True, after=(after,),
+        description="GPU workers load the CUDA shim in passthrough; waits for the rollout and the shim's marker.",
+        args=("--run-id", RUN_ID, *TARGET_ARGS, "--shim-image", Param("shim-image"), "--xid", Param("xid"),
+              "--toggle-dir", TOGGLE_DIR, "--timeout", "15m", "--outputs-dir", OUTPUTS),
+    )
+
+
+def _node_stage(name: str, step: str, after: str, host_paths, args, outputs=()) -> Stage:
+    # No retry: the fault must happen once (a second XID line is a second fault).
+    return Stage(
+        name, step, role=NODE_AGENT, deadline_s=300, after=(after,), outputs=outputs,
+        pinned_to=NODE, host_paths=host_paths, privileged=True, args=args,
+        description="Privileged pod on the target node: only /dev/kmsg and the toggle directory, no API token.",
+    )
+
+
+def inject_xid(after: str, toggle: bool) -> Stage:
+    """The XID line (and with `toggle` the CUDA toggle first, so both happen at one moment)."""
+    toggle_args = ("--toggle-dir", TOGGLE_DIR, "--expires-in", Param("fault-duration"), "--toggle-gpu", Param("gpu")) if toggle else ()
+    return _node_stage(
+        "inject-xid", "inject-xid", after, (KMSG, TOGGLE_DIR) if toggle else (KMSG,),
+        ("--xid", Param("xid"), "--gpu", Param("gpu"), "--kmsg-path", KMSG, "--proc-root", PROC, *toggle_args,
+         "--run-id", RUN_ID, "--outputs-dir", OUTPUTS),
+        outputs=("fault-time-ms",),
+    )
+
+
+def toggle_on(after: str) -> Stage:
+    """CUDA errors without a kernel-log line (cuda-only)."""
+    return _node_stage(
+        "toggle-on", "shim on", after, (TOGGLE_DIR,),
+        ("--file", TOGGLE_FILE, "--xid", Param("xid"), "--expires-in", Param("fault-duration"), "--gpu", Param("gpu")),
+    )
+
+
+def wait_for_cordon(after: str, fault_time: bool) -> Stage:
+    timing = ("--fault-time-ms", Output("inject-xid", "fault-time-ms")) if fault_time else ()
+    return Stage(
+        "wait-for-cordon", "wait-for-cordon", role=CORDON_WATCHER, deadline_s=1800, retry=True, after=(after,),
+        description="NVSentinel quarantines the node (non-fatal XID: must not); the workers leave it.",
+        args=("--node", NODE, "--xid", Param("xid"), "--timeout", Param("cordon-timeout"), *timing,
+              "--namespace", Param("namespace"), "--target", Param("target"), "--wait-evicted",
+              "--eviction-timeout", Param("eviction-timeout"), "--run-id", RUN_ID, "--outputs-dir", OUTPUTS),
+    )
+
+
+def cleanup_dgd(after: str) -> Stage:
+    return Stage(
+        "cleanup-dgd", "cleanup-dgd", role=CLEANUP, deadline_s=600, retry=True, after=(after,),
+        description="Restores the workload exactly from the ledger and switches the node toggle off.",
+        args=("--run-id", RUN_ID, "--namespace", Param("namespace"), "--timeout", "5m", "--outputs-dir", OUTPUTS),
+    )

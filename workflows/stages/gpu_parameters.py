@@ -1,0 +1,20 @@
+"""Parameters of the GPU scenarios (gpu-fault, xid-only, cuda-only); the XID enum is the catalogue."""
+
+from __future__ import annotations
+
+from steps.gpu.xids import catalogue
+from workflows.declaration import Parameter
+from workflows.stages.common import SHIM_IMAGE, STEPS_IMAGE
+
+XID_ENUM = tuple(str(number) for number in sorted(catalogue()))
+
+XID = Parameter("xid", "79", "XID to inject (NVIDIA catalogue 1-172; NVSentinel cordons for the fatal ones).", XID_ENUM)
+GPU = Parameter("gpu", "0", "GPU index on the node (host device minor).")
+FAULT_DURATION = Parameter("fault-duration", "30m", "The CUDA toggle switches itself off after this.")
+EXPECT_REMEDIATION = Parameter("expect-remediation", "true", "Require NVSentinel on the node (false: no remediation expected).",
+                               ("true", "false"))
+NVSENTINEL_NAMESPACE = Parameter("nvsentinel-namespace", "nvsentinel", "Namespace NVSentinel runs in (circuit breaker, monitors).")
+CORDON_TIMEOUT = Parameter("cordon-timeout", "5m", "Window for NVSentinel to quarantine the node (non-fatal XIDs: must not).")
+EVICTION_TIMEOUT = Parameter("eviction-timeout", "10m", "Window for the workers to leave the quarantined node.")
+STEPS_IMAGE_PARAMETER = Parameter("steps-image", STEPS_IMAGE, "Image the steps use for pods they create (toggle-off).")
+SHIM_IMAGE_PARAMETER = Parameter("shim-image", SHIM_IMAGE, "Image holding the CUDA shim (/opt/faultflow/libfaultflow_cuda.so).")
