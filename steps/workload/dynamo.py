@@ -71,6 +71,7 @@ class Component:
 
 
 def value_at(doc: Any, tokens) -> Any:
+    """The value at a path of map keys / list indexes; None where a map lacks the key."""
     for token in tokens:
         if isinstance(doc, list):
             doc = doc[token]
