@@ -7,13 +7,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 from lab.processes import wait_until
 from lab.rest import ApiError, Rest
+from steps.kube import objects as o
 
 CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 
 
 def _established(crd: dict) -> bool:
-    conditions = (crd.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
+    return o.condition_true(crd, "Established")
 
 
 def _create(rest: Rest, crd: dict) -> None:

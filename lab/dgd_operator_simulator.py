@@ -35,13 +35,22 @@ import threading
 from dataclasses import dataclass
 
 from lab.informer import start_informer
-from lab.kubelet_simulator import COMPONENT_TYPE_LABEL, DGD_LABEL, GPU_WORKER_TYPES, PORT_ANNOTATION, now
+from lab.kubelet_simulator import PORT_ANNOTATION, now
 from lab.processes import free_port
 from steps.errors import InfrastructureError
+from steps.kube import objects as o
 from steps.kube.client import Conflict, Kube, NotFound, Ref
+from steps.workload.dynamo import (
+    COMPONENT_LABEL,
+    COMPONENT_TYPE_LABEL,
+    DGD_GROUP,
+    DGD_NAME_LABEL,
+    DGD_PLURAL,
+    FRONTEND_TYPE,
+    GPU_WORKER_TYPES,
+    SUB_COMPONENT_TYPE_LABEL,
+)
 
-COMPONENT_LABEL = "nvidia.com/dynamo-component"
-SUB_COMPONENT_TYPE_LABEL = "nvidia.com/dynamo-sub-component-type"
 HASH_LABEL = "pod-template-hash"
 URL_ANNOTATION = "lab.faultflow.dev/url"
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -95,7 +104,7 @@ def _v1alpha1_template(service: dict) -> dict:
 
 def _v1beta1_template(component: dict) -> dict:
     template = copy.deepcopy(component.get("podTemplate") or {})
-    meta = template.get("metadata") or {}
+    meta = o.meta(template)
     spec = template.get("spec") or {}
     spec.setdefault("containers", [{"name": "main", "image": "dynamo-runtime"}])
     return {"metadata": {"labels": dict(meta.get("labels") or {}), "annotations": dict(meta.get("annotations") or {})},
@@ -124,7 +133,7 @@ def component_name(dgd_name: str, component: str) -> str:
 
 
 def pod_labels(dgd_name: str, comp: ComponentPlan) -> dict:
-    labels = {**comp.template["metadata"]["labels"], DGD_LABEL: dgd_name, COMPONENT_LABEL: comp.name,
+    labels = {**comp.template["metadata"]["labels"], DGD_NAME_LABEL: dgd_name, COMPONENT_LABEL: comp.name,
               COMPONENT_TYPE_LABEL: comp.type, HASH_LABEL: comp.hash}
     if comp.sub_type:
         labels[SUB_COMPONENT_TYPE_LABEL] = comp.sub_type
@@ -134,7 +143,7 @@ def pod_labels(dgd_name: str, comp: ComponentPlan) -> dict:
 def new_pod(dgd: dict, comp: ComponentPlan, frontend_port: int | None) -> dict:
     name = dgd["metadata"]["name"]
     annotations = dict(comp.template["metadata"]["annotations"])
-    if comp.type == "frontend" and frontend_port:
+    if comp.type == FRONTEND_TYPE and frontend_port:
         annotations[PORT_ANNOTATION] = str(frontend_port)
     spec = copy.deepcopy(comp.template["spec"])
     spec.setdefault("restartPolicy", "Always")
@@ -149,18 +158,6 @@ def new_pod(dgd: dict, comp: ComponentPlan, frontend_port: int | None) -> dict:
         },
         "spec": spec,
     }
-
-
-def terminating(pod: dict) -> bool:
-    return bool(pod["metadata"].get("deletionTimestamp"))
-
-
-def pod_ready(pod: dict) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in (pod.get("status") or {}).get("conditions") or [])
-
-
-def node_ready(node: dict) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in (node.get("status") or {}).get("conditions") or [])
 
 
 def tolerates(pod_spec: dict, taints: list[dict]) -> bool:
@@ -183,21 +180,21 @@ def choose_node(comp: ComponentPlan, nodes: list[dict], pods: list[dict], prefer
     same: dict[str, int] = {}
     for pod in pods:
         node = pod["spec"].get("nodeName")
-        if not node or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        if not node or o.finished(pod):
             continue
         per_node[node] = per_node.get(node, 0) + 1
-        if (pod["metadata"].get("labels") or {}).get(COMPONENT_LABEL) == comp.name:
+        if o.labels(pod).get(COMPONENT_LABEL) == comp.name:
             same[node] = same.get(node, 0) + 1
         for container in pod["spec"].get("containers") or []:
             used_gpus[node] = used_gpus.get(node, 0) + int(((container.get("resources") or {}).get("limits") or {}).get(GPU_RESOURCE) or 0)
     feasible = []
     for node in nodes:
         name = node["metadata"]["name"]
-        if (node.get("spec") or {}).get("unschedulable") or not node_ready(node):
+        if o.unschedulable(node) or not o.node_ready(node):
             continue
-        if not tolerates(comp.template["spec"], (node.get("spec") or {}).get("taints") or []):
+        if not tolerates(comp.template["spec"], o.spec(node).get("taints") or []):
             continue
-        capacity = int(((node.get("status") or {}).get("allocatable") or {}).get(GPU_RESOURCE) or 0)
+        capacity = int((o.status(node).get("allocatable") or {}).get(GPU_RESOURCE) or 0)
         if comp.gpus and capacity - used_gpus.get(name, 0) < comp.gpus:
             continue
         if comp.is_gpu_worker and not capacity:
@@ -214,7 +211,7 @@ class DgdOperatorSimulator:
         self.kube = kube
         self.namespace = namespace
         self.node_names = nodes
-        self.dgds = Ref(f"nvidia.com/{dgd_version}", "dynamographdeployments", namespace, "")
+        self.dgds = Ref(f"{DGD_GROUP}/{dgd_version}", DGD_PLURAL, namespace, "")
         self.pods = Ref("v1", "pods", namespace, "")
         self.stop_event = threading.Event()
         self.dirty = threading.Event()
@@ -225,7 +222,7 @@ class DgdOperatorSimulator:
         mark = lambda _kind, _obj: self.dirty.set()  # noqa: E731 — every change means "reconcile"
         self.threads = [
             start_informer("operator-dgds", self.kube, self.dgds, mark, self.stop_event),
-            start_informer("operator-pods", self.kube, self.pods, mark, self.stop_event, label_selector=DGD_LABEL),
+            start_informer("operator-pods", self.kube, self.pods, mark, self.stop_event, label_selector=DGD_NAME_LABEL),
             start_informer("operator-nodes", self.kube, Ref("v1", "nodes", None, ""), mark, self.stop_event),
         ]
         loop = threading.Thread(target=self._loop, name="operator-reconcile", daemon=True)
@@ -253,15 +250,15 @@ class DgdOperatorSimulator:
 
     def reconcile_all(self) -> None:
         dgds = self.kube.list(self.dgds).get("items") or []
-        pods = self.kube.list(self.pods, label_selector=DGD_LABEL).get("items") or []
+        pods = self.kube.list(self.pods, label_selector=DGD_NAME_LABEL).get("items") or []
         nodes = [n for n in self.kube.list(Ref("v1", "nodes", None, "")).get("items") or []
                  if self.node_names is None or n["metadata"]["name"] in self.node_names]
         failures = []
         for dgd in dgds:
-            if dgd["metadata"].get("deletionTimestamp"):
+            if o.terminating(dgd):
                 continue
             ns, name = dgd["metadata"]["namespace"], dgd["metadata"]["name"]
-            owned = [p for p in pods if p["metadata"]["namespace"] == ns and p["metadata"]["labels"].get(DGD_LABEL) == name]
+            owned = [p for p in pods if p["metadata"]["namespace"] == ns and o.labels(p).get(DGD_NAME_LABEL) == name]
             try:
                 self.reconcile(dgd, owned, pods, nodes)
             except (InfrastructureError, NotFound, Conflict) as error:
@@ -270,22 +267,22 @@ class DgdOperatorSimulator:
             raise InfrastructureError("; ".join(failures))
         live = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in dgds}
         for pod in pods:  # pods of a deleted DGD (no garbage collector here does it)
-            key = (pod["metadata"]["namespace"], pod["metadata"]["labels"].get(DGD_LABEL))
-            if key not in live and not terminating(pod):
+            key = (pod["metadata"]["namespace"], o.labels(pod).get(DGD_NAME_LABEL))
+            if key not in live and not o.terminating(pod):
                 self._delete(pod)
 
     def reconcile(self, dgd: dict, owned: list[dict], all_pods: list[dict], nodes: list[dict]) -> None:
         plans = plan(dgd)
-        port = self._frontend_service(dgd) if any(c.type == "frontend" for c in plans) else None
+        port = self._frontend_service(dgd) if any(c.type == FRONTEND_TYPE for c in plans) else None
         status_components = {}
         all_ready = True
         for comp in plans:
-            mine = [p for p in owned if p["metadata"]["labels"].get(COMPONENT_LABEL) == comp.name and not terminating(p)]
+            mine = [p for p in owned if o.labels(p).get(COMPONENT_LABEL) == comp.name and not o.terminating(p)]
             for pod in mine:
-                if (pod.get("status") or {}).get("phase") in ("Failed", "Succeeded"):
+                if o.finished(pod):
                     self._delete(pod)
-            mine = [p for p in mine if (p.get("status") or {}).get("phase") not in ("Failed", "Succeeded")]
-            current = [p for p in mine if p["metadata"]["labels"].get(HASH_LABEL) == comp.hash]
+            mine = [p for p in mine if not o.finished(p)]
+            current = [p for p in mine if o.labels(p).get(HASH_LABEL) == comp.hash]
             old = [p for p in mine if p not in current]
             for pod in current:
                 if not pod["spec"].get("nodeName"):
@@ -299,11 +296,11 @@ class DgdOperatorSimulator:
                 if pod is not None:
                     current.append(pod)
                     all_pods.append(pod)
-            surplus = sorted(current, key=lambda p: (pod_ready(p), p["metadata"].get("creationTimestamp", "")))
+            surplus = sorted(current, key=lambda p: (o.pod_ready(p), o.meta(p).get("creationTimestamp", "")))
             for pod in surplus[: max(0, len(current) - comp.replicas)]:
                 self._delete(pod)
                 current.remove(pod)
-            ready = [p for p in current if pod_ready(p)]
+            ready = [p for p in current if o.pod_ready(p)]
             if len(ready) >= comp.replicas:
                 for pod in old:  # the new pods serve: the old ones go (a Deployment's rollout)
                     self._delete(pod)
@@ -347,9 +344,9 @@ class DgdOperatorSimulator:
             port = free_port()
             service = self.kube.create(ref, {
                 "apiVersion": "v1", "kind": "Service",
-                "metadata": {"name": ref.name, "namespace": ns, "labels": {DGD_LABEL: name},
+                "metadata": {"name": ref.name, "namespace": ns, "labels": {DGD_NAME_LABEL: name},
                              "annotations": {URL_ANNOTATION: f"http://127.0.0.1:{port}"}},
-                "spec": {"selector": {DGD_LABEL: name, COMPONENT_TYPE_LABEL: "frontend"},
+                "spec": {"selector": {DGD_NAME_LABEL: name, COMPONENT_TYPE_LABEL: FRONTEND_TYPE},
                          "ports": [{"name": "http", "port": FRONTEND_PORT, "targetPort": FRONTEND_PORT}]},
             })
         return int(service["metadata"]["annotations"][URL_ANNOTATION].rsplit(":", 1)[1])
@@ -368,7 +365,7 @@ class DgdOperatorSimulator:
         if all(old.get(k) == v for k, v in status.items()):
             return
         try:
-            self.kube.request("PATCH", Ref(dgd["apiVersion"], "dynamographdeployments", dgd["metadata"]["namespace"],
+            self.kube.request("PATCH", Ref(dgd["apiVersion"], DGD_PLURAL, dgd["metadata"]["namespace"],
                                            dgd["metadata"]["name"]).path() + "/status",
                               body={"status": status}, content_type="application/merge-patch+json")
         except NotFound:

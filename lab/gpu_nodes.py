@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.host_paths import node_path
-from steps.gpu import nvsentinel
+from steps.gpu import nvsentinel, toggle
+from steps.kube import objects as o
 from steps.kube.client import Kube, Ref
 
-TOGGLE_DIR = "/var/lib/faultflow"
+TOGGLE_DIR = toggle.DEFAULT_DIR
 KMSG = "/dev/kmsg"
 PROC = "/proc"
 GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
@@ -114,11 +115,11 @@ def create_nodes(kube: Kube, specs: list[NodeSpec], now: str, kubelet_port: int 
         existing = kube.get_or_none(ref)
         if existing is None:
             kube.create(Ref("v1", "nodes", None, ""), node_object(spec))
-        elif spec.pod_cidr and not (existing.get("spec") or {}).get("podCIDR"):
+        elif spec.pod_cidr and not o.spec(existing).get("podCIDR"):
             kube.merge_patch(ref, {"spec": pod_cidr_spec(spec)})
         kube.request("PATCH", f"/api/v1/nodes/{spec.name}/status", body={"status": node_status(spec, now, kubelet_port)},
                      content_type="application/merge-patch+json")
-        taints = (kube.get(ref).get("spec") or {}).get("taints") or []
+        taints = o.spec(kube.get(ref)).get("taints") or []
         kept = [t for t in taints if t.get("key") != NOT_READY_TAINT]
         if kept != taints:
             kube.merge_patch(ref, {"spec": {"taints": kept or None}})

@@ -41,12 +41,11 @@ from lab.layout import LabDir
 from lab.pod_network import NODE_ADDRESS, HostLocalIpam
 from lab.processes import free_port
 from steps.errors import InfrastructureError
+from steps.kube import objects as o
 from steps.kube.client import Kube, NotFound, Ref
+from steps.workload.dynamo import COMPONENT_TYPE_LABEL, DGD_NAME_LABEL, FRONTEND_TYPE, GPU_WORKER_TYPES
 
-DGD_LABEL = "nvidia.com/dynamo-graph-deployment-name"
-COMPONENT_TYPE_LABEL = "nvidia.com/dynamo-component-type"
 PORT_ANNOTATION = "lab.faultflow.dev/port"
-GPU_WORKER_TYPES = ("worker", "prefill", "decode")
 FAULTFLOW = str(Path(sys.executable).parent / "faultflow")
 
 
@@ -72,8 +71,7 @@ def handles(pod: dict, nodes: frozenset[str]) -> bool:
     spec = pod.get("spec") or {}
     if spec.get("nodeName") not in nodes:
         return False
-    labels = (pod.get("metadata") or {}).get("labels") or {}
-    return DGD_LABEL in labels or spec.get("restartPolicy") in ("Never", "OnFailure")
+    return DGD_NAME_LABEL in o.labels(pod) or spec.get("restartPolicy") in ("Never", "OnFailure")
 
 
 def local_argv(argv: list[str]) -> list[str]:
@@ -121,7 +119,7 @@ class PodRunner(threading.Thread):
 
     @property
     def labels(self) -> dict:
-        return self.pod["metadata"].get("labels") or {}
+        return o.labels(self.pod)
 
     def path_map(self, container: dict) -> PathMap:
         cfg = self.kubelet.config
@@ -331,8 +329,8 @@ class FrontendRunner(ServingRunner):
         from lab.frontend import LabFrontend
 
         self.mark_others_running(states)
-        self.port = int(self.pod["metadata"].get("annotations", {}).get(PORT_ANNOTATION) or 0) or free_port()
-        dgd = self.labels[DGD_LABEL]
+        self.port = int(o.annotations(self.pod).get(PORT_ANNOTATION) or 0) or free_port()
+        dgd = self.labels[DGD_NAME_LABEL]
         frontend = LabFrontend(port=self.port, endpoints=lambda: self.kubelet.ready_endpoints(self.namespace, dgd))
         try:
             frontend.start()
@@ -359,13 +357,13 @@ class IdleRunner(ServingRunner):
 
 
 def runner_for(kubelet: "KubeletSimulator", pod: dict) -> PodRunner:
-    labels = pod["metadata"].get("labels") or {}
-    if DGD_LABEL not in labels:
+    labels = o.labels(pod)
+    if DGD_NAME_LABEL not in labels:
         return OneShotRunner(kubelet, pod)
     kind = labels.get(COMPONENT_TYPE_LABEL, "")
     if kind in GPU_WORKER_TYPES:
         return WorkerRunner(kubelet, pod)
-    if kind == "frontend":
+    if kind == FRONTEND_TYPE:
         return FrontendRunner(kubelet, pod)
     return IdleRunner(kubelet, pod)
 
@@ -392,13 +390,13 @@ class KubeletSimulator:
         uid = pod["metadata"]["uid"]
         with self.lock:
             runner = self.runners.get(uid)
-            if kind == "DELETED" or pod["metadata"].get("deletionTimestamp"):
+            if kind == "DELETED" or o.terminating(pod):
                 if runner is None and kind != "DELETED":
                     self.finalize_pod(pod)  # a pod we never ran (terminal before we started)
                 elif runner is not None:
                     runner.terminate()
                 return
-            if runner is None and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+            if runner is None and not o.finished(pod):
                 runner = runner_for(self, pod)
                 self.runners[uid] = runner
                 runner.start()
@@ -431,7 +429,7 @@ class KubeletSimulator:
             runners = list(self.runners.values())
         return [f"http://127.0.0.1:{r.port}" for r in runners
                 if isinstance(r, WorkerRunner) and r.ready and r.namespace == namespace
-                and r.labels.get(DGD_LABEL) == dgd and not r.stopping.is_set()]
+                and r.labels.get(DGD_NAME_LABEL) == dgd and not r.stopping.is_set()]
 
     def stop(self, timeout_s: float = 15.0) -> None:
         """Stops every pod's processes (the node shutting down); API objects are left as they are."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 from lab.layout import LabDir
 from steps.gpu import nvsentinel as nv
 from steps.errors import InfrastructureError
+from steps.kube import objects as o
 from steps.kube.client import Ref, connect
-from steps.workload.kinds import pod_ready
 
 
 def live_view(lab: LabDir, state: dict) -> dict:
@@ -20,17 +20,17 @@ def live_view(lab: LabDir, state: dict) -> dict:
         return {"nodes": [], "pods": [], "lines": [f"  api server     NOT ANSWERING: {error}"]}
     node_rows = [{
         "name": n["metadata"]["name"],
-        "gpus": ((n.get("status") or {}).get("capacity") or {}).get("nvidia.com/gpu", "0"),
-        "schedulable": not (n.get("spec") or {}).get("unschedulable"),
-        "nvsentinel_state": (n["metadata"].get("labels") or {}).get(nv.STATE_LABEL, ""),
+        "gpus": (o.status(n).get("capacity") or {}).get("nvidia.com/gpu", "0"),
+        "schedulable": not o.unschedulable(n),
+        "nvsentinel_state": o.labels(n).get(nv.STATE_LABEL, ""),
     } for n in nodes]
     pod_rows = [{
         "name": p["metadata"]["name"],
-        "node": (p.get("spec") or {}).get("nodeName", ""),
-        "phase": (p.get("status") or {}).get("phase", "Pending"),
-        "ready": pod_ready(p),
-        "restarts": sum(c.get("restartCount", 0) for c in (p.get("status") or {}).get("containerStatuses") or []),
-        "terminating": bool(p["metadata"].get("deletionTimestamp")),
+        "node": o.node_name(p) or "",
+        "phase": o.phase(p) or "Pending",
+        "ready": o.pod_ready(p),
+        "restarts": sum(c.get("restartCount", 0) for c in o.status(p).get("containerStatuses") or []),
+        "terminating": o.terminating(p),
     } for p in pods]
     lines = ["  nodes:"]
     for n in node_rows:

@@ -46,6 +46,7 @@ from lab.processes import NotReady, wait_until
 from steps.gpu import kmsg, nvsentinel as nv
 from steps.errors import InfrastructureError
 from steps.gpu.pci import list_gpus
+from steps.kube import objects as o
 from steps.kube.client import Kube, NotFound, Ref
 from steps.gpu.xids import lookup
 
@@ -257,8 +258,7 @@ class NvsentinelSimulator:
             return False
         ref = Ref("v1", "nodes", None, d.node)
         node = self.kube.get(ref)
-        meta = node["metadata"]
-        labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
+        labels, annotations = o.labels(node), o.annotations(node)
         if labels.get(nv.MANAGED_LABEL) == "false":
             self.note(f"{d.node}: {nv.MANAGED_LABEL}=false: not quarantined")
             return False
@@ -268,7 +268,7 @@ class NvsentinelSimulator:
         new_annotations = {nv.EVENT_ANNOTATION: json.dumps(events), nv.CORDONED_ANNOTATION: "True"}
         spec = {}
         if not already:
-            if (node.get("spec") or {}).get("unschedulable"):
+            if o.unschedulable(node):
                 new_annotations[nv.PRE_EXISTING_ANNOTATION] = "True"
             else:
                 spec = {"unschedulable": True}
@@ -288,7 +288,7 @@ class NvsentinelSimulator:
         # FQ counts the cluster's GPU nodes (`--gpu-node-label`); in the lab those are the monitored ones.
         nodes = [n for n in self.kube.list(Ref("v1", "nodes", None, ""), label_selector=f"{GPU_PRESENT_LABEL}=true").get("items") or []
                  if n["metadata"]["name"] in self.nodes]
-        cordoned = sum(1 for n in nodes if (n.get("spec") or {}).get("unschedulable"))
+        cordoned = sum(1 for n in nodes if o.unschedulable(n))
         if nodes and cordoned * 100 >= self.config.breaker_percentage * len(nodes):
             self.kube.merge_patch(Ref("v1", "configmaps", self.config.namespace, nv.CIRCUIT_BREAKER_CONFIGMAP),
                                   {"data": {"status": nv.CIRCUIT_BREAKER_TRIPPED}})
@@ -304,9 +304,9 @@ class NvsentinelSimulator:
         out = []
         for pod in pods:
             meta = pod["metadata"]
-            if system.search(meta["namespace"]) or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            if system.search(meta["namespace"]) or o.finished(pod):
                 continue
-            if any(o.get("kind") == "DaemonSet" for o in meta.get("ownerReferences") or []):
+            if any(owner.get("kind") == "DaemonSet" for owner in meta.get("ownerReferences") or []):
                 continue
             out.append(pod)
         return out
@@ -314,7 +314,7 @@ class NvsentinelSimulator:
     def drain(self, node: str) -> None:
         self._state(node, "draining")
         for pod in self._drainable(node):
-            if pod["metadata"].get("deletionTimestamp"):
+            if o.terminating(pod):
                 continue
             meta = pod["metadata"]
             try:

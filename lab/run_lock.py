@@ -19,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 
 from lab.run_record import FINISHED, workflow_ref
 from steps.errors import CheckFailed
+from steps.kube import objects as o
 from steps.kube.client import Conflict, Kube, NotFound, Ref
 
 LEASE_DURATION_S = 30
@@ -110,7 +111,7 @@ class RunLocks:
     def _holder_ended(self, identity: str) -> bool:
         """The holder's Workflow record (a run's name is its record's name) is finished."""
         record = self.kube.get_or_none(workflow_ref(self.namespace, identity))
-        return record is not None and (record.get("status") or {}).get("phase") in FINISHED
+        return record is not None and o.phase(record) in FINISHED
 
     def _renew_loop(self) -> None:
         while not self._stop.wait(RENEW_EVERY_S):

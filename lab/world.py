@@ -31,6 +31,7 @@ from lab.native_build import NATIVE, REPO, SHIM
 from lab.nvsentinel_simulator import NvsentinelConfig, NvsentinelSimulator
 from lab.processes import wait_until
 from steps.workload import dynamo as dgd_model
+from steps.workload import shim_patch
 from steps.kube.client import Kube, Ref, connect
 from steps.run.guardrails import OPT_IN_LABEL
 from steps.workload.rollout import rolled_out
@@ -72,7 +73,7 @@ def prepare_shim_image(lab: LabDir) -> Path:
     root = lab.images / "shim"
     root.mkdir(parents=True, exist_ok=True)
     shutil.copy2(REPO / "images" / "shim" / "install.sh", root / "install.sh")
-    shutil.copy2(SHIM, root / dgd_model.LIB_NAME)
+    shutil.copy2(SHIM, root / shim_patch.LIB_NAME)
     return root
 
 
@@ -126,7 +127,7 @@ class World:
         config = KubeletConfig(lab=self.lab, nodes=frozenset(s.name for s in specs), driver_dir=driver_dir,
                                pod_cidrs={s.name: s.pod_cidr for s in specs},
                                image_paths={SHIM_IMAGE_ROOT: shim_root},
-                               image_env={"FAULTFLOW_SHIM_SOURCE": str(shim_root / dgd_model.LIB_NAME)})
+                               image_env={"FAULTFLOW_SHIM_SOURCE": str(shim_root / shim_patch.LIB_NAME)})
         self.kubelet = KubeletSimulator(connect(str(self.lab.kubeconfig)), config).start()
         self.operator = DgdOperatorSimulator(connect(str(self.lab.kubeconfig)), opts.dgd_version).start()
         ref = dgd_ref(opts.dgd_version, opts.namespace, opts.dgd_name)

@@ -13,6 +13,7 @@ import click
 from steps import event_names as E
 from steps.errors import BadInput, CheckFailed
 from steps.events import emit
+from steps.gpu import toggle
 from steps.kube.client import connect
 from steps.options import (
     Duration,
@@ -30,6 +31,7 @@ from steps.workload.kinds import (
     resolve,
 )
 from steps.workload.rollout import MARKER, wait_rolled_out
+from steps.workload.shim_patch import ShimConfig
 from steps.workload.shim_inject import (
     inject,
     pods_missing_marker,
@@ -56,7 +58,7 @@ STEP = "inject-cuda-shim"
 @click.option("--dgd-version", default="auto", type=click.Choice(["auto", *dgd.DGD_VERSIONS]), show_default=True)
 @click.option("--shim-image", required=True, help="Image holding /opt/faultflow/libfaultflow_cuda.so.")
 @click.option("--xid", required=True, type=XidType())
-@click.option("--toggle-dir", default="/var/lib/faultflow", show_default=True)
+@click.option("--toggle-dir", default=toggle.DEFAULT_DIR, show_default=True)
 @click.option("--container", default=None, help="Main container of a Deployment/StatefulSet (default: first).")
 @click.option("--timeout", default="10m", show_default=True, type=Duration(), help="Rollout deadline.")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the rollout.")
@@ -77,7 +79,7 @@ def command(run_id, namespace, target, dgd_version, shim_image, xid, toggle_dir,
     kind, name = target
     ref, obj = resolve(kube, namespace, kind, name, dgd_version)
     ledger = store.require(namespace, run_id)
-    cfg = dgd.ShimConfig(image=shim_image, xid=xid, toggle_dir=toggle_dir, container=container)
+    cfg = ShimConfig(image=shim_image, xid=xid, toggle_dir=toggle_dir, container=container)
     workers = [c.name for c in dgd.gpu_workers(obj, container)]
     with sigterm_raises():
         try:

@@ -34,7 +34,7 @@ def _check_toggle_dir(path: str) -> Path:
     directory = Path(path)
     if not directory.is_dir():
         raise BadInput(f"toggle directory {path} does not exist")
-    target = directory / "toggle"
+    target = directory / toggle.FILE_NAME
     if not os.access(target if target.exists() else directory, os.W_OK):
         raise BadInput(f"toggle file {target} is not writable")
     return target

@@ -17,7 +17,9 @@ import click
 from steps import event_names as E
 from steps.errors import BadInput
 from steps.events import emit
+from steps.gpu import toggle
 from steps.gpu.guardrails import check_gpu_index, check_nvsentinel
+from steps.kube import objects as o
 from steps.kube.client import Kube, Ref, connect
 from steps.options import (
     Duration,
@@ -31,6 +33,7 @@ from steps.outputs import Outputs
 from steps.run import ledger as L
 from steps.run.guardrails import check_namespace, resolve_nodes
 from steps.workload import dynamo as dgd
+from steps.workload import shim_patch
 from steps.workload.kinds import resolve
 
 STEP = "preflight"
@@ -57,7 +60,7 @@ STEP = "preflight"
               help="network: no node, GPU or NVSentinel checks (the DGD's pods are selected by label).")
 @click.option("--expect-remediation", default=True, type=click.BOOL, show_default=True, help="Require NVSentinel on the node.")
 @click.option("--nvsentinel-namespace", default="nvsentinel", show_default=True, type=K8sName(label=True))
-@click.option("--toggle-dir", default="/var/lib/faultflow", show_default=True, help="Node directory of the CUDA toggle file.")
+@click.option("--toggle-dir", default=toggle.DEFAULT_DIR, show_default=True, help="Node directory of the CUDA toggle file.")
 @click.option("--fault-duration", default="30m", show_default=True, type=Duration(), help="The toggle's expiry.")
 @click.option("--steps-image", default="", help="Image with the faultflow CLI (for the toggle-off pod the janitor may need).")
 @click.option("--ttl", default="2h", show_default=True, type=Duration(), help="After this the janitor reverts the run.")
@@ -102,7 +105,7 @@ def command(run_id, namespace, target, dgd_version, nodes, max_nodes, gpu, xid, 
     facts = {
         "run_id": run_id, "namespace": namespace, "target": f"{kind}/{name}", "api_version": ref.api_version,
         "node": node, "gpu": gpu, "xid": xid, "workers": [c.name for c in workers],
-        "node_unschedulable": bool((node_objs[0].get("spec") or {}).get("unschedulable")),
+        "node_unschedulable": o.unschedulable(node_objs[0]),
     }
     if dry_run:
         _print_plan(obj, facts, toggle_dir, fault_duration)
@@ -122,7 +125,7 @@ def command(run_id, namespace, target, dgd_version, nodes, max_nodes, gpu, xid, 
         if restore_node:
             store.record(namespace, run_id, L.Entry(
                 id=f"node-{n}", kind=L.NODE_STATE, target={"node": n}, state=L.APPLIED,
-                data={"was_unschedulable": bool((node_obj.get("spec") or {}).get("unschedulable"))}))
+                data={"was_unschedulable": o.unschedulable(node_obj)}))
         store.record(namespace, run_id, L.Entry(
             id=f"toggle-{n}", kind=L.NODE_TOGGLE, target={"node": n},
             data={"toggle_dir": toggle_dir, "xid": xid, "pod_namespace": namespace, "steps_image": steps_image,
@@ -162,13 +165,13 @@ def network_preflight(kube: Kube, run_id: str, namespace: str, target: tuple[str
 
 def _print_plan(obj: dict, facts: dict, toggle_dir: str, fault_duration: float) -> None:
     """Every change, in order, as one JSON event each (`planned_change`)."""
-    cfg = dgd.ShimConfig(image="<shim-image>", xid=facts["xid"], toggle_dir=toggle_dir)
-    new, record = dgd.apply_shim(obj, cfg)
-    ops = dgd.patch_ops(obj, dgd.with_owner(new, facts["run_id"]))
+    cfg = shim_patch.ShimConfig(image="<shim-image>", xid=facts["xid"], toggle_dir=toggle_dir)
+    new, record = shim_patch.apply_shim(obj, cfg)
+    ops = shim_patch.patch_ops(obj, shim_patch.with_owner(new, facts["run_id"]))
     plan = [
         ("ledger", f"create configmap {facts['namespace']}/{L.configmap_name(facts['run_id'])}", None),
         ("inject-cuda-shim", f"patch {facts['target']} components {', '.join(c.name for c in record.components)}", ops),
-        ("inject-xid", f"node {facts['node']}: toggle {toggle_dir}/toggle on for XID {facts['xid']}, expires in {fault_duration:.0f}s", None),
+        ("inject-xid", f"node {facts['node']}: toggle {toggle.file_in(toggle_dir)} on for XID {facts['xid']}, expires in {fault_duration:.0f}s", None),
         ("inject-xid", f"node {facts['node']}: write XID {facts['xid']} for GPU {facts['gpu']} to /dev/kmsg", None),
         ("cleanup-dgd", f"restore {facts['target']} from the ledger; toggle off on node {facts['node']}", None),
     ]

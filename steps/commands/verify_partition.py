@@ -18,6 +18,7 @@ from steps.commands._network import open_ledger
 from steps.errors import BadInput, CheckFailed
 from steps.event_names import CHECK_FAILED, CHECK_PASSED
 from steps.events import emit
+from steps.kube import objects as o
 from steps.kube.client import Ref, connect
 from steps.network.objects import same_spec
 from steps.network.verify import (
@@ -81,7 +82,7 @@ def command(run_id, namespace, probe_image, probe_port, probe_timeout, outputs_d
     probes: list[tuple[dict, list[dict]]] = []
     for entry in entries:
         live = kube.get_or_none(Ref.from_dict(entry.target))
-        ours = live is not None and (live["metadata"].get("labels") or {}).get(L.RUN_LABEL) == run_id
+        ours = live is not None and o.labels(live).get(L.RUN_LABEL) == run_id
         checks.append(Check(f"{entry.target['name']}:exists", ours, "present, labelled with the run" if ours else "missing or not this run's"))
         if not ours:
             continue

@@ -18,6 +18,7 @@ from steps.events import emit
 from steps.gpu import nvsentinel
 from steps.gpu.node_watch import wait_pods_left, watch_node_until
 from steps.gpu.xids import lookup
+from steps.kube import objects as o
 from steps.kube.client import Ref, connect
 from steps.options import (
     Duration,
@@ -94,7 +95,7 @@ def command(node, xid, timeout, fault_time_ms, namespace, target, wait_evicted, 
     if seen_at is None:
         raise CheckFailed(f"node {node} was not quarantined within {timeout:.0f}s after XID {xid}")
     latency_ms = max(0, int(seen_at * 1000) - since_ms)
-    state = ((obj.get("metadata") or {}).get("labels") or {}).get(nvsentinel.STATE_LABEL)
+    state = o.labels(obj).get(nvsentinel.STATE_LABEL)
     emit(STEP, E.NODE_CORDONED, run_id=run_id, node=node, xid=xid, latency_ms=latency_ms, nvsentinel_state=state)
     outputs.write("cordoned", "true")
     outputs.write("detection-latency-ms", str(latency_ms))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from steps.errors import BadInput, CheckFailed
 from steps.gpu import nvsentinel
+from steps.kube import objects as o
 from steps.kube.client import Kube, Ref
 
 
@@ -11,7 +12,7 @@ def check_gpu_index(node: dict, gpu: int) -> None:
     """The index must name one of the node's GPUs. Preflight cannot read the node's /proc, so the
     index → PCI bus id mapping is inject-xid's (on the node); refusing an impossible index here means
     nothing is injected for it."""
-    capacity = ((node.get("status") or {}).get("capacity") or {}).get("nvidia.com/gpu")
+    capacity = (o.status(node).get("capacity") or {}).get("nvidia.com/gpu")
     if capacity is None:
         raise BadInput(f"node {node['metadata']['name']} advertises no nvidia.com/gpu capacity")
     if not 0 <= gpu < int(capacity):
@@ -26,7 +27,7 @@ def check_nvsentinel(kube: Kube, nvsentinel_ns: str, node: str, expect_remediati
         return
     pods = kube.list(Ref("v1", "pods", nvsentinel_ns, ""), label_selector=nvsentinel.SHM_POD_LABEL,
                      field_selector=f"spec.nodeName={node}").get("items") or []
-    if not any((p.get("status") or {}).get("phase") == "Running" for p in pods):
+    if not any(o.phase(p) == "Running" for p in pods):
         raise CheckFailed(
             f"NVSentinel's syslog-health-monitor is not running on node {node} (namespace {nvsentinel_ns}); "
             "nothing would detect the XID — install NVSentinel or pass --expect-remediation=false"

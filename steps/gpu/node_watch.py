@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+from steps.kube import objects as o
 from steps.kube.client import Kube, Ref
 
 NODES = Ref("v1", "nodes", None, "")
@@ -72,7 +73,7 @@ def wait_pods_left(kube: Kube, namespace: str, label_selector: str, node: str, d
     selector = f"spec.nodeName={node}"
 
     def live(items: dict) -> int:
-        return sum(1 for p in items.values() if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed"))
+        return sum(1 for p in items.values() if not o.finished(p))
 
     while True:
         listing = kube.list(pods, label_selector=label_selector, field_selector=selector)

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from steps.kube import objects as o
+
 # syslog-health-monitor pkg/patterns/xid.go, verbatim. Go's RE2 `\d` is ASCII-only, hence re.ASCII.
 XID_PATTERN = re.compile(
     r"NVRM: Xid \(PCI:([0-9a-fA-F:.]+)\): (\d+)(?:, pid=(\d+))?(?:, name=([^,]+))?(?:, Ch ([0-9a-fA-F]+))?",
@@ -56,20 +58,13 @@ def match_xid(message: str) -> XidMatch | None:
 
 def is_quarantined(node: Mapping[str, Any]) -> bool:
     """NVSentinel's quarantine as the design defines it: cordoned + cordon annotation + state label."""
-    spec = node.get("spec") or {}
-    meta = node.get("metadata") or {}
-    annotations = meta.get("annotations") or {}
-    labels = meta.get("labels") or {}
-    return bool(spec.get("unschedulable")) and annotations.get(CORDONED_ANNOTATION) == "True" and STATE_LABEL in labels
+    return o.unschedulable(node) and o.annotations(node).get(CORDONED_ANNOTATION) == "True" and STATE_LABEL in o.labels(node)
 
 
 def xid_condition_set(node: Mapping[str, Any]) -> bool:
     """NVSentinel's platform connector reported the syslog monitor's XID finding on the node
     (condition SysLogsXIDError=True, §3.1) — its detection, before or alongside the quarantine."""
-    for condition in (node.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == XID_CONDITION and condition.get("status") == "True":
-            return True
-    return False
+    return o.condition_true(node, XID_CONDITION)
 
 
 def circuit_breaker_tripped(configmap_data: Mapping[str, str] | None) -> bool:

@@ -21,6 +21,16 @@ from pathlib import Path
 
 TOGGLE_SIZE = 64
 ALL_GPUS = -1
+# Where the toggle lives on a node (the hostPath the shim's init container creates it in and the
+# workers map read-only), and its name inside that directory. The workflows' node stages spell the
+# same path (workflows may not import steps; tests/workflows/test_step_contract.py holds them equal).
+DEFAULT_DIR = "/var/lib/faultflow"
+FILE_NAME = "toggle"
+
+
+def file_in(directory: str) -> str:
+    """The toggle file's path in a toggle directory (a node path or a mount point)."""
+    return f"{directory.rstrip('/')}/{FILE_NAME}"
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ import hashlib
 import time
 
 from steps.errors import CheckFailed, InfrastructureError
+from steps.gpu import toggle
+from steps.kube import objects as o
 from steps.kube.client import Kube, NotFound, Ref
 
 PURPOSE_LABEL = "faultflow.dev/purpose"
@@ -35,7 +37,7 @@ def toggle_off_pod(run_id: str, namespace: str, node: str, toggle_dir: str, imag
                 {
                     "name": "toggle-off",
                     "image": image,
-                    "command": ["faultflow", "shim", "off", "--file", f"{toggle_dir.rstrip('/')}/toggle"],
+                    "command": ["faultflow", "shim", "off", "--file", toggle.file_in(toggle_dir)],
                     "volumeMounts": [{"name": "toggle", "mountPath": toggle_dir}],
                 }
             ],
@@ -48,7 +50,7 @@ def run_to_completion(kube: Kube, pod: dict, timeout_s: float) -> None:
     """Creates the pod (or reuses a finished one of the same name) and watches it to Succeeded."""
     ref = Ref("v1", "pods", pod["metadata"]["namespace"], pod["metadata"]["name"])
     existing = kube.get_or_none(ref)
-    if existing is not None and (existing.get("status") or {}).get("phase") == "Failed":
+    if existing is not None and o.phase(existing) == "Failed":
         kube.delete(ref)
         _wait_gone(kube, ref, timeout_s)
         existing = None
@@ -59,7 +61,7 @@ def run_to_completion(kube: Kube, pod: dict, timeout_s: float) -> None:
             if "already exists" not in str(error):
                 raise
     finished = watch_until_finished(kube, ref, timeout_s, f"on node {pod['spec']['nodeName']}")
-    if (finished.get("status") or {}).get("phase") == "Failed":
+    if o.phase(finished) == "Failed":
         raise InfrastructureError(f"pod {ref.name} on node {pod['spec']['nodeName']} failed")
     kube.delete(ref)
 
@@ -70,7 +72,7 @@ def watch_until_finished(kube: Kube, ref: Ref, timeout_s: float, where: str = ""
     obj = kube.get(ref)
     rv = obj["metadata"]["resourceVersion"]
     while True:
-        if (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        if o.finished(obj):
             return obj
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -84,7 +86,7 @@ def watch_until_finished(kube: Kube, ref: Ref, timeout_s: float, where: str = ""
             rv = event["object"]["metadata"]["resourceVersion"]
             if event["type"] in ("ADDED", "MODIFIED"):
                 obj = event["object"]
-                if (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                if o.finished(obj):
                     break
             if event["type"] == "DELETED":
                 raise InfrastructureError(f"pod {ref.name} was deleted before it finished")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 from steps.errors import BadInput, CheckFailed
+from steps.kube import objects as o
 from steps.kube.client import Conflict, Kube, Ref, Unprocessable
 from steps.run import ledger as L
 
@@ -69,7 +70,7 @@ def existing(kube: Kube, objs: list[dict], run_id: str) -> set[str]:
         live = kube.get_or_none(ref_of(obj))
         if live is None:
             continue
-        owner = (live["metadata"].get("labels") or {}).get(L.RUN_LABEL)
+        owner = o.labels(live).get(L.RUN_LABEL)
         if owner != run_id:
             raise CheckFailed(f"{ref_of(obj)} exists and is not this run's (run label {owner!r})")
         if not same_spec(live.get("spec") or {}, obj["spec"]):

@@ -24,6 +24,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from steps.errors import BadInput
+from steps.kube import objects as o
 from steps.network.objects import POLICY_API, metadata
 from steps.network.selectors import PodGroup, complement, label_selector
 
@@ -83,7 +84,7 @@ def pod_cidrs_of(nodes: list[dict]) -> tuple[str, ...]:
 def api_server_addresses(service: dict | None, endpoint_slices: list[dict]) -> tuple[str, ...]:
     """The `default/kubernetes` Service's cluster IPs and its endpoints (the addresses traffic has after
     kube-proxy's DNAT, which is what most CNIs apply egress policy to)."""
-    found = list(((service or {}).get("spec") or {}).get("clusterIPs") or [])
+    found = list(o.spec(service or {}).get("clusterIPs") or [])
     for eps in endpoint_slices:
         for endpoint in eps.get("endpoints") or []:
             found.extend(endpoint.get("addresses") or [])

@@ -18,16 +18,14 @@ from dataclasses import dataclass
 from steps.errors import BadInput
 from steps.workload import dynamo as dgd
 
-DGD_NAME_LABEL = "nvidia.com/dynamo-graph-deployment-name"
-COMPONENT_TYPE_LABEL = "nvidia.com/dynamo-component-type"
-SUB_COMPONENT_TYPE_LABEL = "nvidia.com/dynamo-sub-component-type"
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set on every namespace by the API server
 
 # NATS and etcd of the Dynamo platform chart (and the names the reference matched); overridable per run.
 DEFAULT_NATS_SELECTOR = "app.kubernetes.io/name in (nats,dynamo-platform-nats)"
 DEFAULT_ETCD_SELECTOR = "app.kubernetes.io/name in (etcd,dynamo-platform-etcd)"
 
-ROLES = ("frontend", "worker", "prefill", "decode")
+# A role is a component type, except "worker", which stands for every GPU worker type (see role_groups).
+ROLES = (dgd.FRONTEND_TYPE, *dgd.GPU_WORKER_TYPES)
 
 IN, NOT_IN, EXISTS, DOES_NOT_EXIST = "In", "NotIn", "Exists", "DoesNotExist"
 _NEGATION = {IN: NOT_IN, NOT_IN: IN, EXISTS: DOES_NOT_EXIST, DOES_NOT_EXIST: EXISTS}
@@ -175,19 +173,19 @@ def role_groups(obj: dict, role: str) -> list[PodGroup]:
     if dgd.workload_kind(obj) not in ("dgd-v1alpha1", "dgd-v1beta1"):
         raise BadInput(f"network faults select pods by the Dynamo operator's labels: the target must be a DGD, not {obj['kind']}")
     name, namespace = obj["metadata"]["name"], obj["metadata"]["namespace"]
-    base = (equals(DGD_NAME_LABEL, name),)
+    base = (equals(dgd.DGD_NAME_LABEL, name),)
     comps = [(c.type, _sub_type(obj, c)) for c in dgd.components(obj)]
     if role == "worker":
         types = tuple(sorted({t for t, _ in comps if t in dgd.GPU_WORKER_TYPES}))
-        groups = [PodGroup(namespace, base + (Requirement(COMPONENT_TYPE_LABEL, IN, types),))] if types else []
+        groups = [PodGroup(namespace, base + (Requirement(dgd.COMPONENT_TYPE_LABEL, IN, types),))] if types else []
     elif role == "frontend":
-        groups = [PodGroup(namespace, base + (equals(COMPONENT_TYPE_LABEL, "frontend"),))] if any(t == "frontend" for t, _ in comps) else []
+        groups = [PodGroup(namespace, base + (equals(dgd.COMPONENT_TYPE_LABEL, "frontend"),))] if any(t == "frontend" for t, _ in comps) else []
     elif role in ("prefill", "decode"):
         groups = []
         if any(t == role for t, _ in comps):
-            groups.append(PodGroup(namespace, base + (equals(COMPONENT_TYPE_LABEL, role),)))
+            groups.append(PodGroup(namespace, base + (equals(dgd.COMPONENT_TYPE_LABEL, role),)))
         if any(t == "worker" and s == role for t, s in comps):
-            groups.append(PodGroup(namespace, base + (equals(COMPONENT_TYPE_LABEL, "worker"), equals(SUB_COMPONENT_TYPE_LABEL, role))))
+            groups.append(PodGroup(namespace, base + (equals(dgd.COMPONENT_TYPE_LABEL, "worker"), equals(dgd.SUB_COMPONENT_TYPE_LABEL, role))))
     else:
         raise BadInput(f"unknown role {role!r} (one of {', '.join(ROLES)})")
     if not groups:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from steps.commands._network import undo
 from steps.errors import CheckFailed
 from steps.gpu.toggle_pod import PURPOSE_LABEL, watch_until_finished
+from steps.kube import objects as o
 from steps.kube.client import Kube, Ref
 from steps.network.objects import create_recorded, metadata, ref_of
 from steps.network.policies import DNS_PORTS
@@ -99,14 +100,14 @@ def check_policy(kube: Kube, entry: L.Entry, live: dict) -> tuple[list[Check], l
         through = allowed_by_peers(kube, namespace, peers, {g.namespace for g in groups})
         leaks = [p["metadata"]["name"] for p in blocked
                  if (p["metadata"]["namespace"], p["metadata"]["name"]) in through
-                 or ((p.get("status") or {}).get("podIP") and ip_allowed(p["status"]["podIP"], peers))]
+                 or (o.status(p).get("podIP") and ip_allowed(p["status"]["podIP"], peers))]
         checks.append(Check(f"{name}:{key}_cut", not leaks, f"allowed: {', '.join(sorted(leaks))}" if leaks else "none of them allowed"))
     if spec.get("egress") is not None:
         dns = any(not rule.get("to") and sorted(map(json.dumps, rule.get("ports") or [])) == sorted(map(json.dumps, DNS_PORTS))
                   for rule in spec["egress"])
         checks.append(Check(f"{name}:dns_allowed", dns, "UDP and TCP 53 to anywhere" if dns else "no DNS rule"))
         service = kube.get_or_none(Ref("v1", "services", "default", "kubernetes")) or {}
-        addresses = (service.get("spec") or {}).get("clusterIPs") or []
+        addresses = o.spec(service).get("clusterIPs") or []
         api_peers = [peer for rule in spec["egress"] for peer in rule.get("to") or []]
         missing = [a for a in addresses if not ip_allowed(a, api_peers)]
         checks.append(Check(f"{name}:api_server_allowed", not missing, f"not allowed: {missing}" if missing else "allowed"))
@@ -158,7 +159,7 @@ def probe_pod(run_id: str, policy: dict, image: str, target: tuple[str, int], ti
 def probe_target(blocked: list[dict], port: int | None) -> tuple[str, int] | None:
     """A cut-off pod's IP and a port it serves (its first containerPort unless --probe-port)."""
     for pod in blocked:
-        ip = (pod.get("status") or {}).get("podIP")
+        ip = o.status(pod).get("podIP")
         ports = [p["containerPort"] for c in pod["spec"]["containers"] for p in c.get("ports") or []]
         if ip and (port or ports):
             return ip, port or ports[0]
@@ -174,7 +175,7 @@ def run_probe(kube: Kube, store: L.LedgerStore, run: L.RunInfo, pod: dict, timeo
         return Check(f"{pod['metadata']['name']}:probe", False, str(error))
     finally:
         undo(kube, store, run, created)
-    statuses = (finished.get("status") or {}).get("containerStatuses") or [{}]
+    statuses = o.status(finished).get("containerStatuses") or [{}]
     message = ((statuses[0].get("state") or {}).get("terminated") or {}).get("message") or "[]"
     try:
         results = json.loads(message)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from steps.events import emit
+from steps.kube import objects as o
 from steps.kube.client import Kube, NotFound, Ref
 from steps.run import ledger as L
 from steps.run.revert import event_name, revert_run
@@ -36,7 +37,7 @@ def orphan_reason(kube: Kube, run: L.RunInfo, now_ms: int) -> str | None:
         return "workflow-gone"
     if wf.get("uid") and obj["metadata"].get("uid") != wf["uid"]:
         return "workflow-gone"  # same name, a different (newer) workflow
-    if (obj.get("status") or {}).get("phase") in FINISHED:
+    if o.phase(obj) in FINISHED:
         return "workflow-finished"
     return None
 

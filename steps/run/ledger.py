@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from steps.errors import BadInput, InfrastructureError
+from steps.kube import objects as o
 from steps.kube.client import Conflict, Kube, NotFound, Ref
 
 RUN_LABEL = "faultflow.dev/run"
@@ -110,9 +111,8 @@ class Ledger:
                     entry = Entry(**json.loads(value))
                     entries[entry.id] = entry
         except (KeyError, TypeError, ValueError) as error:
-            name = (cm.get("metadata") or {}).get("name")
-            raise InfrastructureError(f"ledger {name} is unreadable: {error}") from None
-        return cls(run=run, entries=entries, resource_version=(cm.get("metadata") or {}).get("resourceVersion"))
+            raise InfrastructureError(f"ledger {o.name(cm)} is unreadable: {error}") from None
+        return cls(run=run, entries=entries, resource_version=o.resource_version(cm))
 
 
 def configmap_name(run_id: str) -> str:

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from steps import event_names as E
 from steps.errors import InfrastructureError
 from steps.gpu.toggle_pod import run_to_completion, toggle_off_pod
+from steps.kube import objects as o
 from steps.kube.client import Conflict, Kube, NotFound, Ref
 from steps.run import ledger as L
-from steps.workload import dynamo as dgd
+from steps.workload import shim_patch
 from steps.workload.kinds import patch_with_retry
 
 
@@ -33,12 +34,12 @@ def event_name(outcome: Outcome) -> str:
 
 def revert_workload(kube: Kube, run_id: str, entry: L.Entry) -> Outcome:
     ref = Ref.from_dict(entry.target)
-    record = dgd.ShimRecord.from_dict(entry.data["record"])
+    record = shim_patch.ShimRecord.from_dict(entry.data["record"])
     container = entry.data.get("container")
 
     def compute(obj: dict) -> dict:
-        restored = dgd.remove_shim(obj, record, container)
-        return dgd.with_owner(restored, None) if dgd.owner(obj) == run_id else restored
+        restored = shim_patch.remove_shim(obj, record, container)
+        return shim_patch.with_owner(restored, None) if shim_patch.owner(obj) == run_id else restored
 
     try:
         _, after = patch_with_retry(kube, ref, compute)
@@ -65,7 +66,7 @@ def revert_node(kube: Kube, entry: L.Entry) -> Outcome:
         node = kube.get(ref)
     except NotFound:
         return Outcome(entry.id, entry.kind, "already-clean")
-    if not (node.get("spec") or {}).get("unschedulable"):
+    if not o.unschedulable(node):
         return Outcome(entry.id, entry.kind, "already-clean")
     for _ in range(8):
         try:
@@ -76,7 +77,7 @@ def revert_node(kube: Kube, entry: L.Entry) -> Outcome:
             break
         except Conflict:
             node = kube.get(ref)  # NVSentinel or the kubelet wrote meanwhile: try again on the fresh node
-            if not (node.get("spec") or {}).get("unschedulable"):
+            if not o.unschedulable(node):
                 return Outcome(entry.id, entry.kind, "already-clean")
     return Outcome(entry.id, entry.kind, "uncordoned")
 
@@ -88,7 +89,7 @@ def revert_created_object(kube: Kube, entry: L.Entry) -> Outcome:
     obj = kube.get_or_none(ref)
     if obj is None:
         return Outcome(entry.id, entry.kind, "already-clean")
-    if ((obj.get("metadata") or {}).get("labels") or {}).get(L.RUN_LABEL) != entry.data.get("run_id"):
+    if o.labels(obj).get(L.RUN_LABEL) != entry.data.get("run_id"):
         return Outcome(entry.id, entry.kind, "left")
     kube.delete(ref)
     return Outcome(entry.id, entry.kind, "deleted")

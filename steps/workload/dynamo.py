@@ -1,7 +1,17 @@
-"""Workloads the shim is injected into, as pure functions over their dicts (no API calls here).
+"""The Dynamo operator's contract, as faultflow depends on it, written once; and the shapes of the
+workloads faultflow targets, as pure functions over their dicts (no API calls here).
 
-Three shapes, one idea — find each GPU worker's pod spec and main container, add what the shim
-needs, and later take away exactly that:
+The contract (Dynamo's CRD and operator; shared/research/dynamo_inventory.md "labels"):
+
+* the DynamoGraphDeployment resource: group `nvidia.com`, plural `dynamographdeployments`, versions
+  v1alpha1 and v1beta1;
+* the labels the operator puts on every pod it creates: the DGD's name, the component's name, its
+  type and (v1alpha1 disaggregated workers) its sub-component type — stable across a pod's
+  recreation, so pods are always selected by them, never by pod name;
+* GPU workers are the components of type worker, prefill or decode — never found by name, never the
+  frontend.
+
+The shapes — find each component's pod spec and main container:
 
 * DGD `nvidia.com/v1alpha1`: `spec.services` map; pod spec `extraPodSpec` (inline PodSpec), main
   container `extraPodSpec.mainContainer`; component type `componentType`.
@@ -9,81 +19,40 @@ needs, and later take away exactly that:
   container the one named `main` (else the first); component type `type`.
 * `apps/v1` Deployment / StatefulSet: `spec.template.spec`, main container the first (or `--container`).
 
-GPU workers are found by component type (worker, prefill, decode) — never by name, never the
-frontend. What was added is described by a `ShimRecord` (stored in the run ledger) so the removal is
-exact: items we appended go, values we replaced come back, containers (maps/lists) we had to create
-go when they are empty again. The result of `remove_shim(apply_shim(x))` is `x`, byte for byte.
+What the CUDA shim adds to those pod specs, and how it is taken away again, is `steps.workload.shim_patch`.
 """
 
 from __future__ import annotations
 
-import copy
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from steps.errors import BadInput
-from steps.kube import jsonpatch
 
 DGD_GROUP = "nvidia.com"
+DGD_KIND = "DynamoGraphDeployment"
 DGD_PLURAL = "dynamographdeployments"
 DGD_VERSIONS = ("v1alpha1", "v1beta1")
 GPU_WORKER_TYPES = ("worker", "prefill", "decode")
+FRONTEND_TYPE = "frontend"
 
-INIT_NAME = "faultflow-shim-init"
-LIB_VOLUME = "faultflow-shim"
-TOGGLE_VOLUME = "faultflow-toggle"
-LIB_DIR = "/opt/faultflow-shim"
-LIB_NAME = "libfaultflow_cuda.so"
-INSTALL_SCRIPT = "/opt/faultflow/install.sh"  # the shim image's init command (images/shim/install.sh)
-TOGGLE_NAME = "toggle"
-INIT_TOGGLE_MOUNT = "/faultflow-toggle"
-OWNER_ANNOTATION = "faultflow.dev/run"
+# The operator's pod labels.
+DGD_NAME_LABEL = "nvidia.com/dynamo-graph-deployment-name"
+COMPONENT_LABEL = "nvidia.com/dynamo-component"
+COMPONENT_TYPE_LABEL = "nvidia.com/dynamo-component-type"
+SUB_COMPONENT_TYPE_LABEL = "nvidia.com/dynamo-sub-component-type"
 
 
-@dataclass(frozen=True)
-class ShimConfig:
-    image: str
-    xid: int
-    toggle_dir: str
-    container: str | None = None  # main container of a plain Deployment/StatefulSet
-
-    @property
-    def toggle_file(self) -> str:
-        return f"{self.toggle_dir.rstrip('/')}/{TOGGLE_NAME}"
-
-
-@dataclass
-class ComponentRecord:
-    """What was done to one component: enough to undo it exactly."""
-
-    name: str
-    created: list[str] = field(default_factory=list)  # paths (relative to the component) we created
-    appended: dict[str, list[str]] = field(default_factory=dict)  # relative list path → item names we added
-    replaced: dict[str, dict] = field(default_factory=dict)  # "env/<NAME>" → original env item
-    written: dict[str, dict] = field(default_factory=dict)  # "env/<NAME>" → the item we wrote
-
-
-@dataclass
-class ShimRecord:
-    kind: str  # dgd-v1alpha1 | dgd-v1beta1 | deployment | statefulset
-    components: list[ComponentRecord]
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "ShimRecord":
-        return cls(kind=data["kind"], components=[ComponentRecord(**c) for c in data["components"]])
-
-
-# --- shapes ---------------------------------------------------------------------------------------
+def gpu_worker_selector(dgd_name: str) -> str:
+    """Label selector of a DGD's GPU worker pods, by the operator's labels."""
+    return f"{DGD_NAME_LABEL}={dgd_name},{COMPONENT_TYPE_LABEL} in ({','.join(GPU_WORKER_TYPES)})"
 
 
 def workload_kind(obj: dict) -> str:
     api_version, kind = obj.get("apiVersion", ""), obj.get("kind", "")
-    if kind == "DynamoGraphDeployment" and api_version == f"{DGD_GROUP}/v1alpha1":
+    if kind == DGD_KIND and api_version == f"{DGD_GROUP}/v1alpha1":
         return "dgd-v1alpha1"
-    if kind == "DynamoGraphDeployment" and api_version == f"{DGD_GROUP}/v1beta1":
+    if kind == DGD_KIND and api_version == f"{DGD_GROUP}/v1beta1":
         return "dgd-v1beta1"
     if kind == "Deployment" and api_version == "apps/v1":
         return "deployment"
@@ -101,7 +70,8 @@ class Component:
     main: tuple[str | int, ...]  # relative path of the main container (may not exist yet)
 
 
-def _get(doc: Any, tokens) -> Any:
+def value_at(doc: Any, tokens) -> Any:
+    """The value at a path of map keys / list indexes; None where a map lacks the key."""
     for token in tokens:
         if isinstance(doc, list):
             doc = doc[token]
@@ -130,7 +100,7 @@ def components(obj: dict, container: str | None = None) -> list[Component]:
             )
     elif kind == "dgd-v1beta1":
         for index, comp in enumerate(spec.get("components") or []):
-            containers = _get(comp, ("podTemplate", "spec", "containers")) or []
+            containers = value_at(comp, ("podTemplate", "spec", "containers")) or []
             main_index = next((i for i, c in enumerate(containers) if c.get("name") == "main"), 0)
             out.append(
                 Component(
@@ -142,7 +112,7 @@ def components(obj: dict, container: str | None = None) -> list[Component]:
                 )
             )
     else:
-        containers = _get(spec, ("template", "spec", "containers")) or []
+        containers = value_at(spec, ("template", "spec", "containers")) or []
         if not containers:
             raise BadInput(f"{obj['kind']} {obj['metadata']['name']} has no containers")
         index = 0
@@ -173,188 +143,3 @@ def gpu_workers(obj: dict, container: str | None = None) -> list[Component]:
             f"(types {', '.join(types)}; expected one of {', '.join(GPU_WORKER_TYPES)})"
         )
     return found
-
-
-# --- what the shim adds ---------------------------------------------------------------------------
-
-
-def init_container(cfg: ShimConfig) -> dict:
-    # The image's own install command copies the library and creates the toggle switched off only
-    # when it is missing, so a fault already on stays on when a pod restarts.
-    return {
-        "name": INIT_NAME,
-        "image": cfg.image,
-        "command": ["/bin/sh", INSTALL_SCRIPT, LIB_DIR, f"{INIT_TOGGLE_MOUNT}/{TOGGLE_NAME}"],
-        "volumeMounts": [
-            {"name": LIB_VOLUME, "mountPath": LIB_DIR},
-            # Read-write only here: the init container creates the file; workers map it read-only.
-            {"name": TOGGLE_VOLUME, "mountPath": INIT_TOGGLE_MOUNT},
-        ],
-    }
-
-
-def volumes(cfg: ShimConfig) -> list[dict]:
-    return [
-        {"name": LIB_VOLUME, "emptyDir": {}},
-        {"name": TOGGLE_VOLUME, "hostPath": {"path": cfg.toggle_dir, "type": "DirectoryOrCreate"}},
-    ]
-
-
-def worker_mounts(cfg: ShimConfig) -> list[dict]:
-    return [
-        {"name": LIB_VOLUME, "mountPath": LIB_DIR, "readOnly": True},
-        {"name": TOGGLE_VOLUME, "mountPath": cfg.toggle_dir, "readOnly": True},
-    ]
-
-
-def worker_env(cfg: ShimConfig) -> list[dict]:
-    return [
-        {"name": "LD_PRELOAD", "value": f"{LIB_DIR}/{LIB_NAME}"},
-        {"name": "CUDA_FAULT_INJECTION_ENABLED", "value": "0"},
-        {"name": "CUDA_XID_TYPE", "value": str(cfg.xid)},
-        {"name": "FAULTFLOW_TOGGLE_FILE", "value": cfg.toggle_file},
-    ]
-
-
-def is_injected(obj: dict, comp: Component) -> bool:
-    inits = _get(obj, [*comp.base, *comp.pod_spec, "initContainers"]) or []
-    return any(c.get("name") == INIT_NAME for c in inits)
-
-
-def _ensure(doc: dict, rel: tuple, record: ComponentRecord, leaf_factory) -> Any:
-    """Walks/creates the relative path; records each map/list we create so removal can drop it."""
-    node = doc
-    for depth, token in enumerate(rel):
-        last = depth == len(rel) - 1
-        if isinstance(node, list):
-            node = node[token]
-            continue
-        if token not in node or node[token] is None:
-            node[token] = leaf_factory() if last else {}
-            record.created.append("/".join(str(t) for t in rel[: depth + 1]))
-        node = node[token]
-    return node
-
-
-def _append_named(doc: dict, rel: tuple, items: list[dict], record: ComponentRecord) -> None:
-    target = _ensure(doc, rel, record, list)
-    key = "/".join(str(t) for t in rel)
-    names = {i.get("name") for i in target}
-    for item in items:
-        if item["name"] in names:
-            raise BadInput(f"{key} already has an item named {item['name']!r} that faultflow did not add")
-        target.append(copy.deepcopy(item))
-        record.appended.setdefault(key, []).append(item["name"])
-
-
-def _set_env(doc: dict, rel: tuple, items: list[dict], record: ComponentRecord) -> None:
-    env = _ensure(doc, rel, record, list)
-    key = "/".join(str(t) for t in rel)
-    for item in items:
-        index = next((i for i, e in enumerate(env) if e.get("name") == item["name"]), None)
-        if index is None:
-            env.append(copy.deepcopy(item))
-            record.appended.setdefault(key, []).append(item["name"])
-            continue
-        original = env[index]
-        new = copy.deepcopy(item)
-        if item["name"] == "LD_PRELOAD" and original.get("value"):
-            new["value"] = f"{item['value']}:{original['value']}"  # keep the user's own preload
-        elif "valueFrom" in original and item["name"] == "LD_PRELOAD":
-            raise BadInput("LD_PRELOAD is set from a reference (valueFrom); faultflow cannot chain its shim onto it")
-        record.replaced[f"env/{item['name']}"] = copy.deepcopy(original)
-        record.written[f"env/{item['name']}"] = copy.deepcopy(new)
-        env[index] = new
-
-
-def apply_shim(obj: dict, cfg: ShimConfig) -> tuple[dict, ShimRecord]:
-    """The object with the shim added to every GPU worker not yet injected, and what was added."""
-    new = copy.deepcopy(obj)
-    record = ShimRecord(kind=workload_kind(obj), components=[])
-    for comp in gpu_workers(obj, cfg.container):
-        if is_injected(obj, comp):
-            continue
-        body = _get(new, comp.base)
-        rec = ComponentRecord(name=comp.name)
-        _append_named(body, (*comp.pod_spec, "volumes"), volumes(cfg), rec)
-        _append_named(body, (*comp.pod_spec, "initContainers"), [init_container(cfg)], rec)
-        _append_named(body, (*comp.main, "volumeMounts"), worker_mounts(cfg), rec)
-        _set_env(body, (*comp.main, "env"), worker_env(cfg), rec)
-        record.components.append(rec)
-    return new, record
-
-
-def _rel_tokens(key: str, comp: Component) -> list:
-    tokens: list = []
-    for part in key.split("/"):
-        tokens.append(int(part) if part.isdigit() and tokens and tokens[-1] == "containers" else part)
-    return tokens
-
-
-def remove_shim(obj: dict, record: ShimRecord, container: str | None = None) -> dict:
-    """The object with exactly what `record` added taken away; anything else (replicas, other env,
-    changes by other writers since) is left as it is. Safe on an object that was never patched."""
-    new = copy.deepcopy(obj)
-    by_name = {c.name: c for c in components(new, container)}
-    for rec in record.components:
-        comp = by_name.get(rec.name)
-        if comp is None:
-            continue  # the component was removed by someone else: nothing of ours is left in it
-        body = _get(new, comp.base)
-        for key, names in rec.appended.items():
-            target = _get(body, _rel_tokens(key, comp))
-            if isinstance(target, list):
-                target[:] = [i for i in target if i.get("name") not in names]
-        for key, original in rec.replaced.items():
-            env = _get(body, [*comp.main, "env"])
-            name = key.split("/", 1)[1]
-            for index, item in enumerate(env or []):
-                # Only a value we wrote is ours to restore; someone else's later value stays.
-                if item.get("name") == name and item == rec.written.get(key):
-                    env[index] = copy.deepcopy(original)
-        for key in reversed(rec.created):
-            tokens = _rel_tokens(key, comp)
-            parent = _get(body, tokens[:-1])
-            if isinstance(parent, dict) and tokens[-1] in parent and parent[tokens[-1]] in ({}, [], None):
-                del parent[tokens[-1]]
-    return new
-
-
-def patch_ops(old: dict, new: dict) -> list[dict]:
-    """JSON patch from old to new, guarded by resourceVersion so a concurrent writer makes it fail
-    (and the caller re-reads) instead of being overwritten. Covers spec and our owner annotation."""
-    ops = jsonpatch.diff(old.get("spec"), new.get("spec"), "/spec")
-    old_ann = (old.get("metadata") or {}).get("annotations")
-    new_ann = (new.get("metadata") or {}).get("annotations")
-    if old_ann != new_ann:
-        if old_ann is None:
-            ops.append({"op": "add", "path": "/metadata/annotations", "value": new_ann})
-        elif new_ann is None:
-            ops.append({"op": "remove", "path": "/metadata/annotations"})
-        else:
-            ops.extend(jsonpatch.diff(old_ann, new_ann, "/metadata/annotations"))
-    if not ops:
-        return []
-    rv = (old.get("metadata") or {}).get("resourceVersion")
-    guard = [{"op": "test", "path": "/metadata/resourceVersion", "value": rv}] if rv else []
-    return guard + ops
-
-
-def with_owner(obj: dict, run_id: str | None) -> dict:
-    """Sets (run_id) or clears (None) our owner annotation on a copy."""
-    new = copy.deepcopy(obj)
-    meta = new.setdefault("metadata", {})
-    annotations = dict(meta.get("annotations") or {})
-    if run_id is None:
-        annotations.pop(OWNER_ANNOTATION, None)
-    else:
-        annotations[OWNER_ANNOTATION] = run_id
-    if annotations:
-        meta["annotations"] = annotations
-    else:
-        meta.pop("annotations", None)
-    return new
-
-
-def owner(obj: dict) -> str | None:
-    return ((obj.get("metadata") or {}).get("annotations") or {}).get(OWNER_ANNOTATION)

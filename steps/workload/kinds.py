@@ -1,10 +1,12 @@
-"""Finding the workload a run targets, and reading/patching it through the API (uses steps.workload.dynamo's pure functions)."""
+"""Finding the workload a run targets, and reading/patching it through the API (uses steps.workload.dynamo's and shim_patch's pure functions)."""
 
 from __future__ import annotations
 
 from steps.errors import BadInput, InfrastructureError
+from steps.kube import objects as o
 from steps.kube.client import Conflict, Kube, NotFound, Ref, backoff
 from steps.workload import dynamo as dgd
+from steps.workload.shim_patch import patch_ops
 
 PLURALS = {"deployment": ("apps/v1", "deployments"), "statefulset": ("apps/v1", "statefulsets")}
 
@@ -32,19 +34,11 @@ def worker_pod_selector(obj: dict) -> str:
     """Label selector of the GPU worker pods (the operator's labels for a DGD, the selector otherwise)."""
     kind = dgd.workload_kind(obj)
     if kind.startswith("dgd"):
-        name = obj["metadata"]["name"]
-        return f"nvidia.com/dynamo-graph-deployment-name={name},nvidia.com/dynamo-component-type in ({','.join(dgd.GPU_WORKER_TYPES)})"
-    labels = ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        return dgd.gpu_worker_selector(obj["metadata"]["name"])
+    labels = (o.spec(obj).get("selector") or {}).get("matchLabels") or {}
     if not labels:
         raise BadInput(f"{obj['kind']} {obj['metadata']['name']} has no matchLabels selector")
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-
-
-def pod_ready(pod: dict) -> bool:
-    for condition in (pod.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Ready":
-            return condition.get("status") == "True"
-    return False
 
 
 def patch_with_retry(kube: Kube, ref: Ref, compute, attempts: int = 20) -> tuple[dict, dict | None]:
@@ -59,7 +53,7 @@ def patch_with_retry(kube: Kube, ref: Ref, compute, attempts: int = 20) -> tuple
         except NotFound:
             raise
         new = compute(current)
-        ops = dgd.patch_ops(current, new)
+        ops = patch_ops(current, new)
         if not ops:
             return current, None
         try:

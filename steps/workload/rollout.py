@@ -6,25 +6,25 @@ from __future__ import annotations
 import time
 
 from steps.errors import CheckFailed
+from steps.kube import objects as o
 from steps.kube.client import Kube, Ref
 from steps.workload import dynamo as dgd
 
 
 def _status_map(obj: dict) -> dict:
-    status = obj.get("status") or {}
+    status = o.status(obj)
     return status.get("components") or status.get("services") or {}
 
 
 def rolled_out(obj: dict, component_names: list[str]) -> bool:
     """DGD: observedGeneration caught up, Ready, every touched component updated and ready.
     Deployment/StatefulSet: the controller's own completion criteria."""
-    meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+    meta, spec, status = o.meta(obj), o.spec(obj), o.status(obj)
     if status.get("observedGeneration", 0) < meta.get("generation", 0):
         return False
     kind = dgd.workload_kind(obj)
     if kind.startswith("dgd"):
-        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
-        if not ready or (status.get("rollingUpdate") or {}).get("phase") in ("Pending", "InProgress"):
+        if not o.condition_true(obj, "Ready") or (status.get("rollingUpdate") or {}).get("phase") in ("Pending", "InProgress"):
             return False
         per = _status_map(obj)
         for name in component_names:

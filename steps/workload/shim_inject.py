@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from steps.errors import CheckFailed, InfrastructureError
+from steps.kube import objects as o
 from steps.kube.client import Conflict, Kube, Ref, backoff
 from steps.run import ledger as L
-from steps.workload import dynamo as dgd
-from steps.workload.kinds import (
-    pod_ready,
-    worker_pod_selector,
-)
+from steps.workload import shim_patch
+from steps.workload.kinds import worker_pod_selector
 from steps.workload.rollout import marker_seen
 
 
@@ -17,29 +15,29 @@ def entry_id(ref: Ref) -> str:
     return f"shim-{ref.plural}-{ref.name}"
 
 
-def _merge(old: dgd.ShimRecord | None, new: dgd.ShimRecord) -> dgd.ShimRecord:
+def _merge(old: shim_patch.ShimRecord | None, new: shim_patch.ShimRecord) -> shim_patch.ShimRecord:
     if old is None:
         return new
     names = {c.name for c in old.components}
-    return dgd.ShimRecord(kind=old.kind, components=old.components + [c for c in new.components if c.name not in names])
+    return shim_patch.ShimRecord(kind=old.kind, components=old.components + [c for c in new.components if c.name not in names])
 
 
-def inject(kube: Kube, store: L.LedgerStore, run: L.RunInfo, ref: Ref, cfg: dgd.ShimConfig) -> list[str]:
+def inject(kube: Kube, store: L.LedgerStore, run: L.RunInfo, ref: Ref, cfg: shim_patch.ShimConfig) -> list[str]:
     """Records, then patches. Returns the components patched now ([] when already injected)."""
     patched: list[str] = []
     for attempt in range(20):
         if attempt:
             backoff(attempt)
         obj = kube.get(ref)
-        holder = dgd.owner(obj)
+        holder = shim_patch.owner(obj)
         if holder not in (None, run.run_id):
             raise CheckFailed(f"{ref} already carries a fault of run {holder}; recover it first (faultflow faults recover {holder})")
-        new, record = dgd.apply_shim(obj, cfg)
+        new, record = shim_patch.apply_shim(obj, cfg)
         if not record.components:
             return patched
         ledger = store.load(run.namespace, run.run_id)
         previous = ledger.entries.get(entry_id(ref)) if ledger else None
-        old_record = dgd.ShimRecord.from_dict(previous.data["record"]) if previous else None
+        old_record = shim_patch.ShimRecord.from_dict(previous.data["record"]) if previous else None
         entry = L.Entry(
             id=entry_id(ref), kind=L.WORKLOAD_SHIM, target=ref.to_dict(),
             data={
@@ -50,7 +48,7 @@ def inject(kube: Kube, store: L.LedgerStore, run: L.RunInfo, ref: Ref, cfg: dgd.
             },
         )
         store.record(run.namespace, run.run_id, entry)  # BEFORE the change
-        ops = dgd.patch_ops(obj, dgd.with_owner(new, run.run_id))
+        ops = shim_patch.patch_ops(obj, shim_patch.with_owner(new, run.run_id))
         try:
             kube.guarded_patch(ref, ops)
         except Conflict:
@@ -76,7 +74,7 @@ def remove(kube: Kube, store: L.LedgerStore, run: L.RunInfo, ref: Ref) -> bool:
 def pods_missing_marker(kube: Kube, namespace: str, obj: dict, toggle_file: str, container: str | None) -> tuple[list[str], int]:
     """(Ready worker pods whose log lacks the shim's start-up marker, number of Ready worker pods)."""
     pods = kube.list(Ref("v1", "pods", namespace, ""), label_selector=worker_pod_selector(obj)).get("items") or []
-    pods = [p for p in pods if pod_ready(p) and not (p["metadata"].get("deletionTimestamp"))]
+    pods = [p for p in pods if o.pod_ready(p) and not o.terminating(p)]
     missing = []
     for pod in pods:
         names = [c["name"] for c in pod["spec"]["containers"]]

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from lab.host_paths import PathMap, node_path, translate, volume_map
-from steps.workload import dynamo as dgd
+from steps.workload import shim_patch
 from steps.gpu.toggle_pod import toggle_off_pod
 
 NODE = Path("/lab/nodes/gpu-0")
@@ -19,10 +19,10 @@ def test_toggle_off_pod_runs_against_the_nodes_toggle_file():
 
 
 def test_shimmed_worker_env_points_into_the_pod_and_node_directories():
-    cfg = dgd.ShimConfig(image="shim:1", xid=79, toggle_dir="/var/lib/faultflow")
-    container = {"name": "main", "volumeMounts": dgd.worker_mounts(cfg),
-                 "env": [*dgd.worker_env(cfg), {"name": "SECRET", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}
-    command = translate(container, PathMap.of(volume_map(container, dgd.volumes(cfg), NODE, POD)))
+    cfg = shim_patch.ShimConfig(image="shim:1", xid=79, toggle_dir="/var/lib/faultflow")
+    container = {"name": "main", "volumeMounts": shim_patch.worker_mounts(cfg),
+                 "env": [*shim_patch.worker_env(cfg), {"name": "SECRET", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}
+    command = translate(container, PathMap.of(volume_map(container, shim_patch.volumes(cfg), NODE, POD)))
     assert command.env["LD_PRELOAD"] == "/lab/pods/ns_p/volumes/faultflow-shim/libfaultflow_cuda.so"
     assert command.env["FAULTFLOW_TOGGLE_FILE"] == "/lab/nodes/gpu-0/var/lib/faultflow/toggle"
     assert command.env["CUDA_XID_TYPE"] == "79"  # not a path: unchanged
@@ -30,9 +30,9 @@ def test_shimmed_worker_env_points_into_the_pod_and_node_directories():
 
 
 def test_init_container_maps_image_paths_and_both_volumes():
-    cfg = dgd.ShimConfig(image="shim:1", xid=79, toggle_dir="/var/lib/faultflow")
-    init = dgd.init_container(cfg)
-    paths = PathMap.of({"/opt/faultflow": "/lab/images/shim", **volume_map(init, dgd.volumes(cfg), NODE, POD)})
+    cfg = shim_patch.ShimConfig(image="shim:1", xid=79, toggle_dir="/var/lib/faultflow")
+    init = shim_patch.init_container(cfg)
+    paths = PathMap.of({"/opt/faultflow": "/lab/images/shim", **volume_map(init, shim_patch.volumes(cfg), NODE, POD)})
     assert translate(init, paths).argv == ["/bin/sh", "/lab/images/shim/install.sh", "/lab/pods/ns_p/volumes/faultflow-shim",
                                            "/lab/nodes/gpu-0/var/lib/faultflow/toggle"]
 

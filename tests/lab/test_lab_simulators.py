@@ -15,21 +15,22 @@ from pathlib import Path
 import pytest
 
 from lab.dgd_examples import example_dgd
-from lab.dgd_operator_simulator import COMPONENT_LABEL, HASH_LABEL, DgdOperatorSimulator
+from lab.dgd_operator_simulator import HASH_LABEL, DgdOperatorSimulator
 from lab.gpu_nodes import NodeSpec, create_nodes, prepare_node_root
-from lab.kubelet_simulator import DGD_LABEL, KubeletConfig, KubeletSimulator, now
+from lab.kubelet_simulator import KubeletConfig, KubeletSimulator, now
 from lab.layout import LabDir
 from lab.nvsentinel_simulator import NvsentinelConfig, NvsentinelSimulator
 from lab.processes import wait_until
 from lab.world import SHIM_IMAGE_ROOT, build_driver, create_namespace, dgd_ref, prepare_shim_image
-from steps.workload import dynamo as dgd
+from steps.workload import shim_patch
 from steps.gpu import kmsg, nvsentinel as nv, toggle
 from steps.gpu.pci import list_gpus
 from steps.kube.client import Kube, Ref, connect
 from steps.gpu.toggle_pod import run_to_completion, toggle_off_pod
 from steps.gpu.node_watch import watch_node_until
 from steps.workload.rollout import rolled_out
-from steps.workload.kinds import pod_ready
+from steps.workload.dynamo import COMPONENT_LABEL
+from steps.kube.objects import pod_ready
 
 _ids = itertools.count()
 FAST = NvsentinelConfig(detect_delay_s=0.05, quarantine_delay_s=0.05, drain_delay_s=0.05, eviction_grace_s=1)
@@ -53,7 +54,7 @@ class Mini:
         shim_root = prepare_shim_image(self.lab)
         config = KubeletConfig(lab=self.lab, nodes=frozenset(n.name for n in self.nodes), driver_dir=build_driver(),
                                image_paths={SHIM_IMAGE_ROOT: shim_root},
-                               image_env={"FAULTFLOW_SHIM_SOURCE": str(shim_root / dgd.LIB_NAME)})
+                               image_env={"FAULTFLOW_SHIM_SOURCE": str(shim_root / shim_patch.LIB_NAME)})
         return self._keep(KubeletSimulator(connect(self.kubeconfig), config).start())
 
     def operator(self, version: str) -> DgdOperatorSimulator:
@@ -125,7 +126,7 @@ def test_operator_materialises_a_dgd_and_reports_its_rollout(mini_dgd):
     workers, frontends = pods_of(m, "VllmWorker"), pods_of(m, "Frontend")
     assert len(workers) == 2 and len(frontends) == 1
     labels = workers[0]["metadata"]["labels"]
-    assert labels[DGD_LABEL] == "llm" and labels["nvidia.com/dynamo-component-type"] == "worker"
+    assert labels["nvidia.com/dynamo-graph-deployment-name"] == "llm" and labels["nvidia.com/dynamo-component-type"] == "worker"
     # GPU workers spread over the GPU nodes, the frontend keeps off them.
     assert {p["spec"]["nodeName"] for p in workers} == {m.gpu(0), m.gpu(1)}
     assert frontends[0]["spec"]["nodeName"] == m.nodes[-1].name
@@ -145,12 +146,12 @@ def test_operator_rolls_a_changed_component_and_replaces_evicted_pods(mini):
     frontend_before = pods_of(m, "Frontend")
     # The shim added to the worker (as inject-cuda-shim does): that component's pods are replaced.
     obj = m.kube.get(ref)
-    new, _ = dgd.apply_shim(obj, dgd.ShimConfig(image="shim:1", xid=79, toggle_dir="/var/lib/faultflow"))
-    m.kube.guarded_patch(ref, dgd.patch_ops(obj, new))
+    new, _ = shim_patch.apply_shim(obj, shim_patch.ShimConfig(image="shim:1", xid=79, toggle_dir="/var/lib/faultflow"))
+    m.kube.guarded_patch(ref, shim_patch.patch_ops(obj, new))
     wait_until(lambda: True if rolled_out(m.kube.get(ref), ["VllmWorker"]) else None, what="shim rollout", timeout_s=60)
     after = pods_of(m, "VllmWorker")
     assert len(after) == 1 and after[0]["metadata"]["labels"][HASH_LABEL] != before[0]["metadata"]["labels"][HASH_LABEL]
-    assert after[0]["spec"]["initContainers"][0]["name"] == dgd.INIT_NAME
+    assert after[0]["spec"]["initContainers"][0]["name"] == shim_patch.INIT_NAME
     assert [p["metadata"]["uid"] for p in pods_of(m, "Frontend")] == [p["metadata"]["uid"] for p in frontend_before]
     # The init container ran the shim image's install.sh against the node's toggle directory.
     node = after[0]["spec"]["nodeName"]
@@ -186,7 +187,7 @@ def test_kubelet_restarts_a_crashing_worker_with_backoff(mini):
     m.operator("v1beta1")
     ref = dgd_ref("v1beta1", m.ns, "llm")
     body = example_dgd("v1beta1", "llm", worker_replicas=1)
-    new, _ = dgd.apply_shim(body, dgd.ShimConfig(image="shim:1", xid=94, toggle_dir="/var/lib/faultflow"))
+    new, _ = shim_patch.apply_shim(body, shim_patch.ShimConfig(image="shim:1", xid=94, toggle_dir="/var/lib/faultflow"))
     m.kube.create(ref, new)
     wait_until(lambda: True if rolled_out(m.kube.get(ref), ["VllmWorker"]) else None, what="rollout", timeout_s=60)
     pod = pods_of(m, "VllmWorker")[0]

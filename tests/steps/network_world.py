@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from steps.workload import dynamo as dgd
 from steps.kube.client import Kube, Ref
-from steps.network.selectors import COMPONENT_TYPE_LABEL, DGD_NAME_LABEL, SUB_COMPONENT_TYPE_LABEL
+from steps.workload.dynamo import COMPONENT_LABEL, COMPONENT_TYPE_LABEL, DGD_NAME_LABEL, SUB_COMPONENT_TYPE_LABEL
 from tests.dgd_samples import dgd_v1alpha1
 from tests.steps.cluster_world import dgd_ref, make_namespace
 
@@ -57,7 +57,7 @@ def operator_pods_simulator(kube: Kube, obj: dict, namespace: str | None = None,
         sub = ""
         if "services" in obj["spec"]:
             sub = obj["spec"]["services"][comp.name].get("subComponentType") or ""
-        labels = {DGD_NAME_LABEL: name, COMPONENT_TYPE_LABEL: comp.type, "nvidia.com/dynamo-component": comp.name,
+        labels = {DGD_NAME_LABEL: name, COMPONENT_TYPE_LABEL: comp.type, COMPONENT_LABEL: comp.name,
                   "pod-template-hash": uuid.uuid4().hex[:10]}
         if sub:
             labels[SUB_COMPONENT_TYPE_LABEL] = sub

@@ -5,12 +5,13 @@ import json
 
 import pytest
 
-from steps.workload import dynamo as dgd
+from steps.gpu import toggle
+from steps.workload import shim_patch
 from steps.kube import jsonpatch
 from steps.errors import BadInput
 from tests.dgd_samples import deployment, dgd_v1alpha1, dgd_v1beta1, no_gpu_workers
 
-CFG = dgd.ShimConfig(image="shim:1", xid=79, toggle_dir="/var/lib/faultflow")
+CFG = shim_patch.ShimConfig(image="shim:1", xid=79, toggle_dir="/var/lib/faultflow")
 SHAPES = [dgd_v1alpha1, dgd_v1beta1, deployment]
 
 
@@ -21,30 +22,30 @@ def dump(obj):
 @pytest.mark.parametrize("make", SHAPES)
 def test_inject_then_remove_is_byte_identical(make):
     original = make()
-    patched, record = dgd.apply_shim(original, CFG)
+    patched, record = shim_patch.apply_shim(original, CFG)
     assert patched != original
-    restored = dgd.remove_shim(patched, dgd.ShimRecord.from_dict(json.loads(json.dumps(record.to_dict()))))
+    restored = shim_patch.remove_shim(patched, shim_patch.ShimRecord.from_dict(json.loads(json.dumps(record.to_dict()))))
     assert dump(restored) == dump(original)
 
 
 @pytest.mark.parametrize("make", SHAPES)
 def test_inject_twice_adds_nothing(make):
-    once, _ = dgd.apply_shim(make(), CFG)
-    twice, record = dgd.apply_shim(once, CFG)
+    once, _ = shim_patch.apply_shim(make(), CFG)
+    twice, record = shim_patch.apply_shim(once, CFG)
     assert twice == once and record.components == []
-    assert dgd.patch_ops(once, twice) == []
+    assert shim_patch.patch_ops(once, twice) == []
 
 
 @pytest.mark.parametrize("make", SHAPES)
 def test_remove_twice_is_remove_once(make):
     original = make()
-    patched, record = dgd.apply_shim(original, CFG)
-    once = dgd.remove_shim(patched, record)
-    assert dgd.remove_shim(once, record) == once == original
+    patched, record = shim_patch.apply_shim(original, CFG)
+    once = shim_patch.remove_shim(patched, record)
+    assert shim_patch.remove_shim(once, record) == once == original
 
 
 def test_v1alpha1_workers_found_by_type_never_frontend():
-    patched, record = dgd.apply_shim(dgd_v1alpha1(), CFG)
+    patched, record = shim_patch.apply_shim(dgd_v1alpha1(), CFG)
     assert sorted(c.name for c in record.components) == ["VllmDecodeWorker", "VllmPrefillWorker"]
     services = patched["spec"]["services"]
     assert services["Frontend"] == dgd_v1alpha1()["spec"]["services"]["Frontend"]
@@ -62,7 +63,7 @@ def test_v1alpha1_workers_found_by_type_never_frontend():
 
 
 def test_v1beta1_main_container_by_name_and_list_untouched():
-    patched, _ = dgd.apply_shim(dgd_v1beta1(), CFG)
+    patched, _ = shim_patch.apply_shim(dgd_v1beta1(), CFG)
     comps = patched["spec"]["components"]
     assert comps[0] == dgd_v1beta1()["spec"]["components"][0]
     sidecar, main = comps[1]["podTemplate"]["spec"]["containers"]
@@ -73,8 +74,8 @@ def test_v1beta1_main_container_by_name_and_list_untouched():
 def test_patch_ops_never_replace_lists_and_apply_locally():
     original = dgd_v1beta1()
     original["metadata"]["resourceVersion"] = "7"
-    patched, _ = dgd.apply_shim(original, CFG)
-    ops = dgd.patch_ops(original, patched)
+    patched, _ = shim_patch.apply_shim(original, CFG)
+    ops = shim_patch.patch_ops(original, patched)
     assert ops[0] == {"op": "test", "path": "/metadata/resourceVersion", "value": "7"}
     assert not any(op["op"] == "replace" and op["path"] in ("/spec/components", "/spec") for op in ops)
     assert jsonpatch.apply(original, ops) == patched
@@ -82,10 +83,10 @@ def test_patch_ops_never_replace_lists_and_apply_locally():
 
 def test_concurrent_replica_change_survives_restore():
     original = dgd_v1alpha1()
-    patched, record = dgd.apply_shim(original, CFG)
+    patched, record = shim_patch.apply_shim(original, CFG)
     patched["spec"]["services"]["VllmDecodeWorker"]["replicas"] = 5  # the planner scaled meanwhile
     patched["spec"]["services"]["VllmDecodeWorker"]["extraPodSpec"]["mainContainer"]["env"].append({"name": "NEW", "value": "x"})
-    restored = dgd.remove_shim(patched, record)
+    restored = shim_patch.remove_shim(patched, record)
     expected = copy.deepcopy(original)
     expected["spec"]["services"]["VllmDecodeWorker"]["replicas"] = 5
     expected["spec"]["services"]["VllmDecodeWorker"]["extraPodSpec"]["mainContainer"]["env"].append({"name": "NEW", "value": "x"})
@@ -93,31 +94,31 @@ def test_concurrent_replica_change_survives_restore():
 
 
 def test_remove_on_never_patched_object_is_noop():
-    _, record = dgd.apply_shim(dgd_v1alpha1(), CFG)
-    assert dgd.remove_shim(dgd_v1alpha1(), record) == dgd_v1alpha1()
+    _, record = shim_patch.apply_shim(dgd_v1alpha1(), CFG)
+    assert shim_patch.remove_shim(dgd_v1alpha1(), record) == dgd_v1alpha1()
 
 
 @pytest.mark.parametrize("make", [dgd_v1alpha1, dgd_v1beta1])
 def test_no_gpu_workers_is_bad_input(make):
     with pytest.raises(BadInput, match="no GPU worker"):
-        dgd.apply_shim(no_gpu_workers(make()), CFG)
+        shim_patch.apply_shim(no_gpu_workers(make()), CFG)
 
 
 def test_foreign_item_with_our_name_is_bad_input():
     obj = dgd_v1alpha1()
     obj["spec"]["services"]["VllmDecodeWorker"]["extraPodSpec"]["volumes"].append({"name": "faultflow-shim", "emptyDir": {}})
     with pytest.raises(BadInput, match="faultflow did not add"):
-        dgd.apply_shim(obj, CFG)
+        shim_patch.apply_shim(obj, CFG)
 
 
 def test_deployment_container_choice():
     obj = deployment()
     obj["spec"]["template"]["spec"]["containers"].insert(0, {"name": "proxy", "image": "p"})
-    patched, _ = dgd.apply_shim(obj, dgd.ShimConfig(image="s", xid=48, toggle_dir="/t", container="main"))
+    patched, _ = shim_patch.apply_shim(obj, shim_patch.ShimConfig(image="s", xid=48, toggle_dir="/t", container="main"))
     proxy, main = patched["spec"]["template"]["spec"]["containers"]
     assert "env" not in proxy and main["env"][2] == {"name": "CUDA_XID_TYPE", "value": "48"}
     with pytest.raises(BadInput):
-        dgd.apply_shim(obj, dgd.ShimConfig(image="s", xid=48, toggle_dir="/t", container="nope"))
+        shim_patch.apply_shim(obj, shim_patch.ShimConfig(image="s", xid=48, toggle_dir="/t", container="nope"))
 
 
 def test_init_container_runs_the_shim_images_install_command():
@@ -126,8 +127,8 @@ def test_init_container_runs_the_shim_images_install_command():
     from pathlib import Path
 
     repo = Path(__file__).resolve().parents[2]
-    container = dgd.init_container(CFG)
-    assert container["command"] == ["/bin/sh", dgd.INSTALL_SCRIPT, dgd.LIB_DIR, f"{dgd.INIT_TOGGLE_MOUNT}/{dgd.TOGGLE_NAME}"]
-    assert f"COPY images/shim/install.sh {dgd.INSTALL_SCRIPT}" in (repo / "images" / "shim" / "Dockerfile").read_text()
+    container = shim_patch.init_container(CFG)
+    assert container["command"] == ["/bin/sh", shim_patch.INSTALL_SCRIPT, shim_patch.LIB_DIR, f"{shim_patch.INIT_TOGGLE_MOUNT}/{toggle.FILE_NAME}"]
+    assert f"COPY images/shim/install.sh {shim_patch.INSTALL_SCRIPT}" in (repo / "images" / "shim" / "Dockerfile").read_text()
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
-    assert mounts == {dgd.LIB_DIR, dgd.INIT_TOGGLE_MOUNT}
+    assert mounts == {shim_patch.LIB_DIR, shim_patch.INIT_TOGGLE_MOUNT}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from steps.workload import dynamo as dgd
+from steps.workload import shim_patch
 from steps.run import ledger as L
 from steps.gpu import toggle
 from steps.kube.client import Conflict, Kube, Ref
@@ -94,7 +94,7 @@ def test_full_sequence_inject_cleanup_is_byte_identical(gpu_cluster, unique, tmp
         assert kubelet.ran, "the toggle-off pod never ran"
     assert set(events(done.stdout)) == {"dgd_restored", "fault_cleared"}
     assert w.spec() == before  # byte-identical spec
-    assert dgd.OWNER_ANNOTATION not in (w.kube.get(w.ref)["metadata"].get("annotations") or {})
+    assert shim_patch.OWNER_ANNOTATION not in (w.kube.get(w.ref)["metadata"].get("annotations") or {})
     assert not toggle.read(w.toggle_dir / "toggle").on
     again = cleanup(c, w)
     assert again.returncode == 0 and events(again.stdout) == ["already_clean"] and w.spec() == before

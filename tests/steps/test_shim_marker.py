@@ -16,6 +16,7 @@ import pytest
 from lab.kubelet_logs import KubeletLogSimulator
 from lab.native_build import SHIM
 from steps.workload import dynamo as dgd
+from steps.workload import shim_patch
 from steps.gpu import toggle
 from steps.kube.client import Kube, Ref
 from tests.steps.cluster_world import simulate_dgd_operator_rollout
@@ -27,7 +28,7 @@ def start_workers(kube: Kube, kubelet: KubeletLogSimulator, ns: str, node: str, 
     node, its main container's process run here with the component's env, its stderr the pod log."""
     names = []
     for comp in dgd.gpu_workers(obj):
-        main = dgd._get(dgd._get(obj, comp.base), comp.main) or {}
+        main = dgd.value_at(dgd.value_at(obj, comp.base), comp.main) or {}
         env = {e["name"]: e.get("value", "") for e in main.get("env") or []}
         pod = f"{obj['metadata']['name']}-{comp.name.lower()}-0"
         labels = {"nvidia.com/dynamo-graph-deployment-name": obj["metadata"]["name"],
@@ -38,7 +39,7 @@ def start_workers(kube: Kube, kubelet: KubeletLogSimulator, ns: str, node: str, 
                       body={"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}})
         run_env = {"PATH": "/usr/bin:/bin", "FAULTFLOW_TOGGLE_FILE": env.get("FAULTFLOW_TOGGLE_FILE", "")}
         if with_shim:
-            assert env["LD_PRELOAD"].startswith(f"{dgd.LIB_DIR}/"), env["LD_PRELOAD"]
+            assert env["LD_PRELOAD"].startswith(f"{shim_patch.LIB_DIR}/"), env["LD_PRELOAD"]
             run_env["LD_PRELOAD"] = str(SHIM)  # the init container's copy of the shim image's library
         worker = subprocess.run(["/bin/sh", "-c", "echo worker starting; echo ready >&2"], env=run_env, capture_output=True)
         kubelet.register(ns, pod, "main").write_bytes(worker.stdout + worker.stderr)

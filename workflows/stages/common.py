@@ -26,6 +26,8 @@ OUTPUTS = OutputsDir()
 
 # The node's fault-toggle directory: the shim image's init container creates the toggle there, the
 # workers mount it read-only (inject-cuda-shim), the node stage writes it.
+# steps.gpu.toggle owns the path (DEFAULT_DIR, FILE_NAME); workflows may not import it, so
+# tests/workflows/test_step_contract.py holds these spellings equal to it.
 TOGGLE_DIR_PATH = "/var/lib/faultflow"
 KMSG = HostPath("/dev/kmsg", "/dev/kmsg", "CharDevice")
 TOGGLE_DIR = HostPath(TOGGLE_DIR_PATH, TOGGLE_DIR_PATH, "Directory")
