@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "faultflow: python3 (3.11+) is required: apt-get install python3 python3-venv" >&2; exit 2; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip==25.3
-	$(PY) -m pip install -q -e '.[workflows,lab,test]'
+	$(PY) -m pip install -q -e '.[workflows,lab,test,lint]'
 	@rm -f $(VENV)/.installed-*; touch $@
 
 # The shim's C table is generated from the XID catalogue (stdlib-only generator), then built with gcc alone.
