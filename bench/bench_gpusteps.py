@@ -66,12 +66,12 @@ def cordon_detect_ms(samples: int = 20) -> float:
             connected = threading.Event()
             result = {}
 
-            def watcher():
-                obj, seen = watch_node_until(kube, node, nvsentinel.is_quarantined, time.monotonic() + 30,
+            def watcher(node: str, connected: threading.Event, result: dict) -> None:
+                _, seen = watch_node_until(kube, node, nvsentinel.is_quarantined, time.monotonic() + 30,
                                              on_connect=connected.set)
                 result["seen"] = time.perf_counter() if seen else None
 
-            thread = threading.Thread(target=watcher)
+            thread = threading.Thread(target=watcher, args=(node, connected, result))
             thread.start()
             # The watch resumes from the listed resourceVersion, so an update that lands before the
             # request reaches the server is still delivered (and counted, connection time included).

@@ -213,7 +213,7 @@ class Runner:
 
     # --- the run -------------------------------------------------------------------------------------
     def _stop_background(self, running: list[tuple[Stage, subprocess.Popen]]) -> None:
-        for stage, proc in running:
+        for _stage, proc in running:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         for stage, proc in running:

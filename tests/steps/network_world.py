@@ -61,7 +61,7 @@ def operator_pods_simulator(kube: Kube, obj: dict, namespace: str | None = None,
                   "pod-template-hash": uuid.uuid4().hex[:10]}
         if sub:
             labels[SUB_COMPONENT_TYPE_LABEL] = sub
-        for i in range(2):
+        for _ in range(2):
             pod = f"{name}-{comp.name.lower()}-{uuid.uuid4().hex[:5]}"
             make_pod(kube, namespace, pod, labels)
             if comp.type == "frontend":

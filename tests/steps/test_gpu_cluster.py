@@ -9,7 +9,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 
 from steps.workload import dynamo as dgd
 from steps.run import ledger as L
@@ -110,7 +109,7 @@ def test_concurrent_planner_replica_change_survives(gpu_cluster, unique, tmp_pat
     def planner():
         n = 2
         while not stop.is_set():
-            obj = w.kube.get(w.ref)
+            w.kube.get(w.ref)  # a planner reads the object before it writes
             if c.version == "v1alpha1":
                 ops = [{"op": "replace", "path": f"/spec/services/{worker}/replicas", "value": n}]
             else:
