@@ -54,7 +54,7 @@ def cordon_detect_ms(samples: int = 20) -> float:
     from steps.gpu import nvsentinel
     from steps.gpu.node_watch import watch_node_until
     from steps.kube.client import Ref, connect
-    from tests.steps.cluster_world import make_gpu_node, simulate_nvsentinel_quarantine
+    from tests.support.cluster_world import make_gpu_node, simulate_nvsentinel_quarantine
 
     with ControlPlane.start() as plane:
         cluster = plane.cluster(ClusterSpec())

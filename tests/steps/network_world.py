@@ -17,7 +17,7 @@ from steps.workload import dynamo as dgd
 from steps.kube.client import Kube, Ref
 from steps.network.selectors import COMPONENT_TYPE_LABEL, DGD_NAME_LABEL, SUB_COMPONENT_TYPE_LABEL
 from tests.dgd_samples import dgd_v1alpha1
-from tests.steps.cluster_world import dgd_ref, make_namespace
+from tests.support.cluster_world import dgd_ref, make_namespace
 
 POD_CIDR = "10.244.0.0/16"
 _ips = itertools.count(2)

@@ -15,7 +15,7 @@ from steps.run import ledger as L
 from steps.gpu import toggle
 from steps.kube.client import Conflict, Kube, Ref
 from tests.dgd_samples import dgd_v1alpha1, dgd_v1beta1
-from tests.steps.cluster_world import (
+from tests.support.cluster_world import (
     KubeletSimulator, dgd_ref, make_gpu_node, make_namespace, simulate_dgd_operator_rollout,
     simulate_nvsentinel_quarantine, simulate_nvsentinel_uncordon,
 )

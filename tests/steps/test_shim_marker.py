@@ -18,7 +18,7 @@ from lab.native_build import SHIM
 from steps.workload import dynamo as dgd
 from steps.gpu import toggle
 from steps.kube.client import Kube, Ref
-from tests.steps.cluster_world import simulate_dgd_operator_rollout
+from tests.support.cluster_world import simulate_dgd_operator_rollout
 from tests.steps.test_gpu_cluster import make_world, preflight, _read_until
 
 
