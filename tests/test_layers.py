@@ -39,8 +39,14 @@ def tree(tmp_path: Path) -> Path:
 def lint_imports(tree: Path) -> subprocess.CompletedProcess:
     # The copy comes first on the path: the editable install's finder is consulted only after it.
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    return subprocess.run([sys.executable, "-c", "from importlinter.cli import lint_imports_command; lint_imports_command()",
-                           "--no-cache", "--no-logo"], cwd=tree, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", "from importlinter.cli import lint_imports_command; lint_imports_command()", "--no-cache", "--no-logo"],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def broken(result: subprocess.CompletedProcess) -> set[str]:
@@ -135,6 +141,12 @@ def test_bench_imports_only_the_shared_test_support() -> None:
     offending = []
     for script in sorted((ROOT / "bench").glob("*.py")):
         for node in ast.walk(ast.parse(script.read_text(), str(script))):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             offending += [f"{script.name}: {n}" for n in names if n.split(".")[0] == "tests" and not n.startswith("tests.support")]
     assert offending == []

@@ -53,8 +53,24 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
             else:
                 shutil.copy(ROOT / source, src / destination)
     wheels = base / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-index", "--no-build-isolation",
-                    "--wheel-dir", str(wheels), str(src)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(wheels),
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (built,) = wheels.glob("faultflow-*.whl")
     return built
 
@@ -80,19 +96,40 @@ def test_faultflow_runs_from_the_wheel_alone(wheel: Path, tmp_path: Path) -> Non
     """Installed without the repository: the step commands are there, the commands of the packages the
     image does not ship (render, lab, run) are not offered, and --help does not fail on them."""
     target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target", str(target), str(wheel)],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target", str(target), str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     # -S: no site processing, so the editable install's finder (which maps lab and workflows to this
     # repository) is not loaded; the run-time dependencies come from this venv's site-packages, after the wheel.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), sysconfig.get_paths()["purelib"]])}
 
     def faultflow(*argv: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-S", "-c", "from steps.cli import run; run()", *argv], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-S", "-c", "from steps.cli import run; run()", *argv],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
-    where = subprocess.run([sys.executable, "-S", "-c", "import steps, importlib.util as u; print(steps.__file__); "
-                            "print(u.find_spec('lab'), u.find_spec('workflows'))"],
-                           cwd=tmp_path, env=env, capture_output=True, text=True, check=True, timeout=60).stdout.splitlines()
+    where = subprocess.run(
+        [
+            sys.executable,
+            "-S",
+            "-c",
+            "import steps, importlib.util as u; print(steps.__file__); print(u.find_spec('lab'), u.find_spec('workflows'))",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.splitlines()
     assert where[0].startswith(str(target))
     assert where[1] == "None None"  # (hera is in this venv, but not among the wheel's requirements: above)
     top = faultflow("--help")
