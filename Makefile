@@ -5,58 +5,78 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
 
-.PHONY: all venv shim test bench demo shim-demo clean catalogue envtest
+.PHONY: all help venv shim test lint format bench demo shim-demo clean catalogue envtest
 
-all: shim
+all: shim ## build the CUDA shim (the default target)
+
+# Every target carries one `## ` comment on its rule line; this prints them (tests/test_makefile.py checks).
+help: ## list the targets
+	@grep -E '^[a-z][a-z-]*:.*## ' $(firstword $(MAKEFILE_LIST)) | sort | awk -F ':.*## ' '{ printf "  %-10s %s\n", $$1, $$2 }'
 
 # One virtual environment for tests, benchmarks and the demo. The stamp carries a hash of
 # pyproject.toml so a changed pin reinstalls.
-venv: $(STAMP)
+venv: $(STAMP) ## the virtual environment .venv (every extra: workflows, lab, test, lint)
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "faultflow: python3 (3.11+) is required: apt-get install python3 python3-venv" >&2; exit 2; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip==25.3
-	$(PY) -m pip install -q -e '.[workflows,lab,test]'
+	$(PY) -m pip install -q -e '.[workflows,lab,test,lint]'
 	@rm -f $(VENV)/.installed-*; touch $@
 
 # The shim's C table is generated from the XID catalogue (stdlib-only generator), then built with gcc alone.
-catalogue:
+catalogue: ## regenerate shim/xid_table.h from the XID catalogue
 	$(PYTHON) -m steps.gpu.shim_header --write shim/xid_table.h
 
-shim: catalogue
+shim: catalogue ## build the CUDA shim (gcc)
 	$(MAKE) -C shim
 
 # The tests' real control plane: etcd and kube-apiserver built from Go source at pinned versions
 # and the pinned upstream CRDs (lab/tools.py, lab/crds.py; entry point lab/prepare.py), cached in ~/.cache/faultflow/envtest.
 # Only the first run builds (a few minutes); later runs find everything cached.
-envtest: venv
+envtest: venv ## build or reuse the tests' control plane (etcd, kube-apiserver, CRDs)
 	$(PY) -m lab.prepare build
 
-test: venv shim envtest
+# The README's (and so .ci/run's) test command: lint first, so CI checks it too.
+test: lint shim envtest ## lint, then the whole test suite
 	$(PY) -m pytest
 
-bench: venv shim envtest
+# Every checker runs even when an earlier one fails, so one run shows everything; the exit status says
+# whether all passed. Settings and reasons: pyproject.toml ([tool.ruff], [tool.importlinter], [tool.mypy]).
+lint: venv ## ruff (check, format --check), import-linter layer contracts, mypy
+	@status=0; \
+	$(VENV)/bin/ruff check . || status=1; \
+	$(VENV)/bin/ruff format --check . || status=1; \
+	$(VENV)/bin/lint-imports --no-cache --no-logo || status=1; \
+	$(VENV)/bin/mypy || status=1; \
+	exit $$status
+
+# What a developer runs before committing: the safe ruff fixes (import order, 3.11 idioms), then the formatter.
+format: venv ## apply ruff's safe fixes and the formatter to the tree
+	$(VENV)/bin/ruff check --fix-only .
+	$(VENV)/bin/ruff format .
+
+bench: venv shim envtest ## the benchmarks (figures as `name: value` lines)
 	@set -e; for b in bench/bench_*.py; do $(PY) $$b; done
 
 # The shim alone, no cluster: a CUDA program failing when the toggle flips.
-shim-demo: venv shim
+shim-demo: venv shim ## the shim alone: a CUDA program failing when the toggle flips
 	$(PY) -m lab.shim_demo
 
-demo: venv shim envtest
+demo: venv shim envtest ## a whole scenario against the lab cluster
 	$(PY) -m lab.demo
 
-clean:
+clean: ## remove the venv and build outputs
 	$(MAKE) -C shim clean
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
 
 # deploy/ (kustomize base) from the scenario declarations in workflows/; a test fails when it is stale.
 .PHONY: render
-render: venv
+render: venv ## write deploy/ from the scenario declarations
 	$(VENV)/bin/faultflow render --out deploy
 
 # Container images (images/steps, images/shim) where a Docker engine answers; otherwise say why.
 .PHONY: images
-images:
+images: ## build the container images (needs a Docker engine)
 	@docker info >/dev/null 2>&1 || { echo "faultflow: make images needs a running Docker engine (docker info failed); build elsewhere with: docker build -f images/steps/Dockerfile ." >&2; exit 2; }
 	docker build -f images/steps/Dockerfile -t faultflow-steps:0.1.0 .
 	docker build -f images/shim/Dockerfile -t faultflow-shim:0.1.0 .

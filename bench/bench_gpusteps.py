@@ -54,7 +54,7 @@ def cordon_detect_ms(samples: int = 20) -> float:
     from steps.gpu import nvsentinel
     from steps.gpu.node_watch import watch_node_until
     from steps.kube.client import Ref, connect
-    from tests.steps.cluster_world import make_gpu_node, simulate_nvsentinel_quarantine
+    from tests.support.cluster_world import make_gpu_node, simulate_nvsentinel_quarantine
 
     with ControlPlane.start() as plane:
         cluster = plane.cluster(ClusterSpec())
@@ -66,12 +66,12 @@ def cordon_detect_ms(samples: int = 20) -> float:
             connected = threading.Event()
             result = {}
 
-            def watcher():
-                obj, seen = watch_node_until(kube, node, nvsentinel.is_quarantined, time.monotonic() + 30,
+            def watcher(node: str, connected: threading.Event, result: dict) -> None:
+                _, seen = watch_node_until(kube, node, nvsentinel.is_quarantined, time.monotonic() + 30,
                                              on_connect=connected.set)
                 result["seen"] = time.perf_counter() if seen else None
 
-            thread = threading.Thread(target=watcher)
+            thread = threading.Thread(target=watcher, args=(node, connected, result))
             thread.start()
             # The watch resumes from the listed resourceVersion, so an update that lands before the
             # request reaches the server is still delivered (and counted, connection time included).

@@ -34,7 +34,7 @@ from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attem
 
 from lab.run_plan import RunPlan
 from steps.errors import ExitCode
-from steps.events import EVENTS_FILE_ENV
+from steps.event_names import EVENTS_FILE_ENV
 from steps.options import parse_duration
 from workflows.declaration import RETRY, Stage
 
@@ -213,7 +213,7 @@ class Runner:
 
     # --- the run -------------------------------------------------------------------------------------
     def _stop_background(self, running: list[tuple[Stage, subprocess.Popen]]) -> None:
-        for stage, proc in running:
+        for _stage, proc in running:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         for stage, proc in running:

@@ -33,9 +33,13 @@ class LazyGroup(click.Group):
         targets = dict(self._lazy)
         if self._entry_point_group:
             from importlib.metadata import entry_points
+            from importlib.util import find_spec
 
             for ep in entry_points(group=self._entry_point_group):
-                targets.setdefault(ep.name, ep.value)
+                # The step image installs `steps` alone (images/steps/Dockerfile): a command whose package
+                # it does not ship (render, lab, run) is not offered, rather than failing `--help`.
+                if find_spec(ep.module.partition(".")[0]) is not None:
+                    targets.setdefault(ep.name, ep.value)
         return targets
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -49,6 +49,11 @@ from it; `remediation` from the first of `xid_detected`/`node_cordoned`/`pods_ev
 
 from __future__ import annotations
 
+# Where a step's pod keeps its events besides stdout: Argo cannot hand a container's stdout to the
+# report as a file, so the scenarios set this to a file in the stage's outputs directory. It lives
+# here, beside the names, because workflows/ may import only this module and the XID catalogue.
+EVENTS_FILE_ENV = "FAULTFLOW_EVENTS_FILE"
+
 RUN_STARTED = "run_started"
 RUN_FINISHED = "run_finished"
 STEP_STARTED = "step_started"

@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from steps.event_names import EVENTS_FILE_ENV
+
 
 @dataclass(frozen=True)
 class Event:
@@ -33,11 +35,6 @@ class Event:
             time=record.pop("time"),
             fields=record,
         )
-
-
-# Where a step's pod keeps its events besides stdout: Argo cannot hand a container's stdout to the
-# report as a file, so the scenarios set this to a file in the stage's outputs directory.
-EVENTS_FILE_ENV = "FAULTFLOW_EVENTS_FILE"
 
 
 def emit(step: str, event: str, stream: IO[str] | None = None, **fields: Any) -> Event:

@@ -27,7 +27,6 @@ How to read a scenario (everything a runner needs is here, nothing is implied):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 EVENTS_FILE_NAME = "step-events.jsonl"
 
@@ -85,7 +84,7 @@ class HostPath:
     mount: bool = True
 
 
-Arg = Union[str, Param, Output, WorkflowField, OutputsDir, EvidenceDir, HostPath]
+Arg = str | Param | Output | WorkflowField | OutputsDir | EvidenceDir | HostPath
 
 
 @dataclass(frozen=True)

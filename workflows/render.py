@@ -41,7 +41,7 @@ from hera.workflows import (
     models as m,
 )
 
-from steps.events import EVENTS_FILE_ENV
+from steps.event_names import EVENTS_FILE_ENV
 from workflows import declaration as d
 from workflows.roles import EXECUTOR_SERVICE_ACCOUNT
 from workflows.stages.common import STEPS_IMAGE

@@ -30,7 +30,7 @@ def _base_url(url: str) -> str:
     if parts.path.rstrip("/").endswith(("/completions", "/models")):
         raise BadInput(f"--url is the frontend's base URL (the API path is added), got {url!r}")
     try:
-        parts.port
+        parts.port  # noqa: B018 - reading the property is what validates the port
     except ValueError as error:
         raise BadInput(f"--url has an invalid port: {url!r}") from error
     return url.rstrip("/")

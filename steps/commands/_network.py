@@ -9,7 +9,7 @@ from steps.errors import BadInput
 from steps.event_names import FAULT_CLEARED
 from steps.events import emit
 from steps.kube.client import Kube, Ref
-from steps.network.objects import create_recorded
+from steps.network.objects import create_recorded, undo
 from steps.network.policies import (
     ClusterAddresses,
     api_server_addresses,
@@ -109,16 +109,6 @@ def cluster_addresses(kube: Kube, pod_cidrs: tuple[str, ...]) -> ClusterAddresse
 
 def open_ledger(store: L.LedgerStore, namespace: str, run_id: str) -> L.Ledger:
     return store.require(namespace, run_id, preflight="preflight --fault network")
-
-
-def undo(kube: Kube, store: L.LedgerStore, run: L.RunInfo, entry_ids: list[str]) -> int:
-    """Reverts exactly these entries of the run (a step's own partial change), through the one revert path."""
-    from steps.run.revert import revert_run
-
-    ledger = store.load(run.namespace, run.run_id)
-    if ledger is None or not entry_ids:
-        return 0
-    return len(revert_run(kube, store, ledger, 60, kinds=L.CREATED_OBJECT_KINDS, entry_ids=frozenset(entry_ids)))
 
 
 def create_all(step: str, fault: str, kube: Kube, store: L.LedgerStore, ledger: L.Ledger | None, objs: list[dict],

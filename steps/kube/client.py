@@ -17,6 +17,8 @@ from steps.errors import InfrastructureError
 
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
+# An RFC 6902 patch: a list of operations. Named because inside `Kube` the method `list` shadows the builtin.
+JsonPatch = list[dict]
 
 
 def go_json(value: Any) -> bytes:
@@ -182,10 +184,10 @@ class Kube:
         except NotFound:
             pass
 
-    def json_patch(self, ref: Ref, ops: list[dict]) -> dict:
+    def json_patch(self, ref: Ref, ops: JsonPatch) -> dict:
         return self.request("PATCH", ref.path(), body=ops, content_type=JSON_PATCH)
 
-    def guarded_patch(self, ref: Ref, ops: list[dict]) -> dict:
+    def guarded_patch(self, ref: Ref, ops: JsonPatch) -> dict:
         """A JSON patch whose first op tests /metadata/resourceVersion: Conflict when the object
         changed meanwhile (re-read and recompute), the API server's error otherwise."""
         try:
@@ -276,7 +278,7 @@ def connect(kubeconfig: str | None = None, context: str | None = None) -> Kube:
 
 
 @contextmanager
-def translated(what: str):
+def translated(what: str) -> Iterator[None]:
     """Turns unexpected NotFound/Conflict leaking out of a block into one-line infrastructure errors."""
     try:
         yield

@@ -108,7 +108,7 @@ def apply(doc: Any, ops: list[dict]) -> Any:
                 if key == "-":
                     parent.append(copy.deepcopy(op["value"]))
                 else:
-                    parent.insert(key, copy.deepcopy(op["value"]))
+                    parent.insert(int(key), copy.deepcopy(op["value"]))  # _walk made a list index an int
             else:
                 parent[key] = copy.deepcopy(op["value"])
         elif op["op"] == "remove":

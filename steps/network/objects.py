@@ -109,3 +109,13 @@ def create_recorded(kube: Kube, store: L.LedgerStore, run: L.RunInfo, objs: list
             existing(kube, [obj], run.run_id)  # ours and identical (a concurrent retry), or an error
         store.set_state(run.namespace, run.run_id, entry.id, L.APPLIED)
     return ids
+
+
+def undo(kube: Kube, store: L.LedgerStore, run: L.RunInfo, entry_ids: list[str]) -> int:
+    """Reverts exactly these entries of the run (a step's own partial change), through the one revert path."""
+    from steps.run.revert import revert_run
+
+    ledger = store.load(run.namespace, run.run_id)
+    if ledger is None or not entry_ids:
+        return 0
+    return len(revert_run(kube, store, ledger, 60, kinds=L.CREATED_OBJECT_KINDS, entry_ids=frozenset(entry_ids)))

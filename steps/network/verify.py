@@ -6,12 +6,11 @@ import ipaddress
 import json
 from dataclasses import dataclass
 
-from steps.commands._network import undo
 from steps.errors import CheckFailed
 from steps.gpu.toggle_pod import PURPOSE_LABEL, watch_until_finished
 from steps.kube import objects as o
 from steps.kube.client import Kube, Ref
-from steps.network.objects import create_recorded, metadata, ref_of
+from steps.network.objects import create_recorded, metadata, ref_of, undo
 from steps.network.policies import DNS_PORTS
 from steps.network.selectors import (
     EXISTS,

@@ -151,7 +151,10 @@ class LedgerStore:
         try:
             created = self.kube.create(ref(run.namespace, run.run_id), ledger.to_configmap())
         except Conflict:  # created concurrently
-            return self.load(run.namespace, run.run_id)
+            concurrent = self.load(run.namespace, run.run_id)
+            if concurrent is None:  # and deleted again before we could read it
+                raise InfrastructureError(f"the ledger of run {run.run_id} was created and deleted concurrently") from None
+            return concurrent
         return Ledger.from_configmap(created)
 
     def update(self, namespace: str, run_id: str, change: Callable[[Ledger], None], attempts: int = 8) -> Ledger:

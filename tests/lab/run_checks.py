@@ -246,7 +246,7 @@ def release_quarantined(lab: Lab) -> list[str]:
             continue
         for gpu in list_gpus(str(lab.node_file(node, "/proc"))):
             write_record(str(lab.node_file(node, "/dev/kmsg")), f"<6>kernel: GPU reset executed: {gpu.uuid}, success: true\n".encode())
-        wait_until(lambda: True if not nvsentinel.is_quarantined(kube.get(Ref("v1", "nodes", None, node))) else None,
+        wait_until(lambda node=node: True if not nvsentinel.is_quarantined(kube.get(Ref("v1", "nodes", None, node))) else None,
                    what=f"NVSentinel releasing {node} after the GPU reset", timeout_s=30)
         released.append(node)
     return released

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.steps.cluster_world import FAULTFLOW
+from tests.support.cluster_world import FAULTFLOW
 
 _counter = itertools.count()
 

@@ -17,7 +17,7 @@ from steps.workload import dynamo as dgd
 from steps.kube.client import Kube, Ref
 from steps.workload.dynamo import COMPONENT_LABEL, COMPONENT_TYPE_LABEL, DGD_NAME_LABEL, SUB_COMPONENT_TYPE_LABEL
 from tests.dgd_samples import dgd_v1alpha1
-from tests.steps.cluster_world import dgd_ref, make_namespace
+from tests.support.cluster_world import dgd_ref, make_namespace
 
 POD_CIDR = "10.244.0.0/16"
 _ips = itertools.count(2)
@@ -61,7 +61,7 @@ def operator_pods_simulator(kube: Kube, obj: dict, namespace: str | None = None,
                   "pod-template-hash": uuid.uuid4().hex[:10]}
         if sub:
             labels[SUB_COMPONENT_TYPE_LABEL] = sub
-        for i in range(2):
+        for _ in range(2):
             pod = f"{name}-{comp.name.lower()}-{uuid.uuid4().hex[:5]}"
             make_pod(kube, namespace, pod, labels)
             if comp.type == "frontend":

@@ -11,7 +11,7 @@ from steps.gpu import toggle
 from steps.kube.client import Ref
 from tests.dgd_samples import dgd_v1alpha1, dgd_v1beta1, no_gpu_workers
 from tests.steps.bad_input import bad_input_failures
-from tests.steps.cluster_world import dgd_ref, make_gpu_node, make_namespace
+from tests.support.cluster_world import dgd_ref, make_gpu_node, make_namespace
 from tests.steps.test_gpus import make_proc
 
 # (name, argv) — placeholders: {ns} opted-in namespace, {closed} namespace not opted in, {node},

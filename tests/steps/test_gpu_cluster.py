@@ -9,14 +9,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 
 from steps.workload import shim_patch
 from steps.run import ledger as L
 from steps.gpu import toggle
 from steps.kube.client import Conflict, Kube, Ref
 from tests.dgd_samples import dgd_v1alpha1, dgd_v1beta1
-from tests.steps.cluster_world import (
+from tests.support.cluster_world import (
     KubeletSimulator, dgd_ref, make_gpu_node, make_namespace, simulate_dgd_operator_rollout,
     simulate_nvsentinel_quarantine, simulate_nvsentinel_uncordon,
 )
@@ -110,7 +109,7 @@ def test_concurrent_planner_replica_change_survives(gpu_cluster, unique, tmp_pat
     def planner():
         n = 2
         while not stop.is_set():
-            obj = w.kube.get(w.ref)
+            w.kube.get(w.ref)  # a planner reads the object before it writes
             if c.version == "v1alpha1":
                 ops = [{"op": "replace", "path": f"/spec/services/{worker}/replicas", "value": n}]
             else:

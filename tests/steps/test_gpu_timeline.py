@@ -13,7 +13,7 @@ from steps.kube.client import Kube, Ref
 from steps.report.phases import boundaries
 from steps.report.inputs import input_files, read_inputs
 from steps.report.journal import Criteria, build_report
-from tests.steps.cluster_world import KubeletSimulator, simulate_nvsentinel_quarantine
+from tests.support.cluster_world import KubeletSimulator, simulate_nvsentinel_quarantine
 from tests.steps.test_gpu_cluster import _read_until, inject, make_world, preflight
 from tests.steps.test_gpus import make_proc
 

@@ -12,7 +12,7 @@ from steps.run import ledger as L
 from steps.gpu import toggle
 from steps.kube.client import Ref
 from tests.dgd_samples import dgd_v1alpha1, dgd_v1beta1
-from tests.steps.cluster_world import KubeletSimulator, dgd_ref, make_gpu_node, make_namespace
+from tests.support.cluster_world import KubeletSimulator, dgd_ref, make_gpu_node, make_namespace
 
 WORKFLOWS = Ref("argoproj.io/v1alpha1", "workflows", None, "")
 

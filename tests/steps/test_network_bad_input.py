@@ -10,7 +10,7 @@ import pytest
 from steps.kube.client import Ref
 from tests.dgd_samples import dgd_v1alpha1, dgd_v1beta1
 from tests.steps.bad_input import bad_input_failures
-from tests.steps.cluster_world import dgd_ref
+from tests.support.cluster_world import dgd_ref
 from tests.steps.network_world import POD_CIDR, make_net_world
 
 P = ["step", "partition-network", "--run-id", "{run}", "--namespace", "{ns}", "--target", "dgd/llm", "--pod-cidr", POD_CIDR]

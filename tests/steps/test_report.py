@@ -6,7 +6,6 @@ import json
 import math
 import struct
 import subprocess
-import time
 
 import pytest
 from tests.steps.inference_fixtures import FAULTFLOW, events, faultflow, read_jsonl, simulator, wait_until  # noqa: F401

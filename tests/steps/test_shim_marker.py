@@ -19,7 +19,7 @@ from steps.workload import dynamo as dgd
 from steps.workload import shim_patch
 from steps.gpu import toggle
 from steps.kube.client import Kube, Ref
-from tests.steps.cluster_world import simulate_dgd_operator_rollout
+from tests.support.cluster_world import simulate_dgd_operator_rollout
 from tests.steps.test_gpu_cluster import make_world, preflight, _read_until
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from steps.kube.client import Kube, Ref
 from tests.dgd_samples import deployment
-from tests.steps.cluster_world import make_gpu_node, make_namespace
+from tests.support.cluster_world import make_gpu_node, make_namespace
 from tests.steps.conftest import GpuCluster
 
 

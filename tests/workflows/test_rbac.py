@@ -4,7 +4,7 @@ a real bound token (the RBAC authorizer decides), and is refused what it must no
 The GPU sequence runs as the scenario runs it — preflight, inject-cuda-shim, wait-for-cordon,
 cleanup-dgd — each as its own account; then a second run is left behind, its workflow marked
 finished, and the janitor reverts it as the janitor account. Kubelet, NVSentinel and the Dynamo
-operator are the simulators of tests/steps/cluster_world.py.
+operator are the simulators of tests/support/cluster_world.py.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from lab import kube as lab_kube
 from lab.rest import Rest
 from steps.kube.client import Ref, connect
 from tests.dgd_samples import dgd_v1beta1
-from tests.steps.cluster_world import (
+from tests.support.cluster_world import (
     FAULTFLOW,
     KubeletSimulator,
     dgd_ref,
