@@ -26,6 +26,7 @@ simulators depend on it (Kubernetes "Pod Lifecycle", "Container restart policy",
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 import os
 import signal
 import subprocess
@@ -118,7 +119,7 @@ class PodRunner(threading.Thread):
         return self.kubelet.kube
 
     @property
-    def labels(self) -> dict:
+    def labels(self) -> Mapping[str, str]:
         return o.labels(self.pod)
 
     def path_map(self, container: dict) -> PathMap:
@@ -329,7 +330,7 @@ class FrontendRunner(ServingRunner):
         from lab.frontend import LabFrontend
 
         self.mark_others_running(states)
-        self.port = int(o.annotations(self.pod).get(PORT_ANNOTATION) or 0) or free_port()
+        self.port = int(o.annotations_of(self.pod).get(PORT_ANNOTATION) or 0) or free_port()
         dgd = self.labels[DGD_NAME_LABEL]
         frontend = LabFrontend(port=self.port, endpoints=lambda: self.kubelet.ready_endpoints(self.namespace, dgd))
         try:

@@ -258,7 +258,7 @@ class NvsentinelSimulator:
             return False
         ref = Ref("v1", "nodes", None, d.node)
         node = self.kube.get(ref)
-        labels, annotations = o.labels(node), o.annotations(node)
+        labels, annotations = o.labels(node), o.annotations_of(node)
         if labels.get(nv.MANAGED_LABEL) == "false":
             self.note(f"{d.node}: {nv.MANAGED_LABEL}=false: not quarantined")
             return False

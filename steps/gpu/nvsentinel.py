@@ -58,7 +58,7 @@ def match_xid(message: str) -> XidMatch | None:
 
 def is_quarantined(node: Mapping[str, Any]) -> bool:
     """NVSentinel's quarantine as the design defines it: cordoned + cordon annotation + state label."""
-    return o.unschedulable(node) and o.annotations(node).get(CORDONED_ANNOTATION) == "True" and STATE_LABEL in o.labels(node)
+    return o.unschedulable(node) and o.annotations_of(node).get(CORDONED_ANNOTATION) == "True" and STATE_LABEL in o.labels(node)
 
 
 def xid_condition_set(node: Mapping[str, Any]) -> bool:

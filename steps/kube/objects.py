@@ -41,7 +41,7 @@ def labels(obj: Obj) -> Mapping[str, str]:
     return meta(obj).get("labels") or {}
 
 
-def annotations(obj: Obj) -> Mapping[str, str]:
+def annotations_of(obj: Obj) -> Mapping[str, str]:
     return meta(obj).get("annotations") or {}
 
 
@@ -67,7 +67,7 @@ def condition_true(obj: Obj, kind: str) -> bool:
     """The object's status condition `kind` is present and "True" (the first one of that type decides)."""
     for condition in status(obj).get("conditions") or []:
         if condition.get("type") == kind:
-            return condition.get("status") == "True"
+            return bool(condition.get("status") == "True")
     return False
 
 

@@ -247,4 +247,4 @@ def with_owner(obj: dict, run_id: str | None) -> dict:
 
 
 def owner(obj: dict) -> str | None:
-    return o.annotations(obj).get(OWNER_ANNOTATION)
+    return o.annotations_of(obj).get(OWNER_ANNOTATION)
