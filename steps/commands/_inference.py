@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 
 import click
 
-from steps import event_names as ev
 from steps.errors import BadInput, InfrastructureError
+from steps.event_names import EventName
 from steps.options import RATE, FiniteFloat, Name
 
 RECORDS_FILE = "records.jsonl"
@@ -110,7 +110,7 @@ def _run_mode(mode: str, target, rate: float, concurrency: int, grace: float, ou
             return await body(client, Pace(rate=rate, concurrency=concurrency, grace=grace), writer)
 
     if mode == "load":
-        log.emit(ev.LOAD_STARTED, url=target.base_url, api=target.api, rate=rate, concurrency=concurrency, source=source)
+        log.emit(EventName.LOAD_STARTED, url=target.base_url, api=target.api, rate=rate, concurrency=concurrency, source=source)
     try:
         result = asyncio.run(main())
     finally:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from steps.errors import BadInput
-from steps.event_names import FAULT_CLEARED
+from steps.event_names import EventName
 from steps.events import emit
 from steps.kube.client import Kube, Ref
 from steps.network.objects import create_recorded
@@ -128,7 +128,7 @@ def create_all(step: str, fault: str, kube: Kube, store: L.LedgerStore, ledger: 
     if ledger is None:
         for obj in objs:
             meta = obj["metadata"]
-            emit(step, "planned_change", change=f"create {obj['kind'].lower()} {meta['namespace']}/{meta['name']}", object=obj, dry_run=True)
+            emit(step, EventName.PLANNED_CHANGE, change=f"create {obj['kind'].lower()} {meta['namespace']}/{meta['name']}", object=obj, dry_run=True)
         return None
     expires_ms = L.now_ms() + int(duration_s * 1000)
     created: list[str] = []
@@ -137,6 +137,6 @@ def create_all(step: str, fault: str, kube: Kube, store: L.LedgerStore, ledger: 
             create_recorded(kube, store, ledger.run, [o for o in objs if o["metadata"]["name"] not in present], expires_ms, data, created)
         except Terminated:
             undo(kube, store, ledger.run, created)
-            emit(step, FAULT_CLEARED, run_id=ledger.run.run_id, kind=fault, reason="SIGTERM", entries=created)
+            emit(step, EventName.FAULT_CLEARED, run_id=ledger.run.run_id, kind=fault, reason="SIGTERM", entries=created)
             raise
     return expires_ms

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import click
 
+from steps.event_names import EventName
 from steps.events import emit
 from steps.kube.client import connect
 from steps.options import Duration, K8sName, RunId, common_cluster_options
@@ -42,5 +43,5 @@ def command(run_id, namespace, toggle_off, steps_image, timeout, outputs_dir, ku
     for outcome in outcomes:
         emit(STEP, event_name(outcome), run_id=run_id, entry=outcome.entry_id, kind=outcome.kind, action=outcome.action)
     if not outcomes:
-        emit(STEP, "already_clean", run_id=run_id)
+        emit(STEP, EventName.ALREADY_CLEAN, run_id=run_id)
     outputs.write("reverted", str(len(outcomes)))

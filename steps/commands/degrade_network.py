@@ -24,7 +24,7 @@ from steps.commands._network import (
     platform as platform_of,
 )
 from steps.errors import BadInput
-from steps.event_names import FAULT_INJECTED
+from steps.event_names import EventName
 from steps.events import emit
 from steps.kube.client import connect
 from steps.network.chaos import (
@@ -132,7 +132,7 @@ def command(run_id, namespace, target, dgd_version, duration, dry_run, outputs_d
                             {"actions": [a for a, _ in degradation.actions()]})
     if expires_ms is None:
         return
-    emit(STEP, FAULT_INJECTED, run_id=run_id, kind="network-degrade", actions=[a for a, _ in degradation.actions()],
+    emit(STEP, EventName.FAULT_INJECTED, run_id=run_id, kind="network-degrade", actions=[a for a, _ in degradation.actions()],
          objects=names, already=len(present) == len(objs), expires_ms=expires_ms)
     outputs.write("chaos", ",".join(names))
     outputs.write("expires-ms", str(expires_ms))

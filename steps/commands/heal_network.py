@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from steps.commands._network import open_ledger
+from steps.event_names import EventName
 from steps.events import emit
 from steps.kube.client import connect
 from steps.options import K8sName, RunId, common_cluster_options
@@ -37,5 +38,5 @@ def command(run_id, namespace, outputs_dir, kubeconfig, context):
     for outcome in outcomes:  # fault_cleared per object, as cleanup-dgd and the janitor report reverts
         emit(STEP, event_name(outcome), run_id=run_id, entry=outcome.entry_id, kind=outcome.kind, action=outcome.action)
     if not outcomes:
-        emit(STEP, "already_clean", run_id=run_id)
+        emit(STEP, EventName.ALREADY_CLEAN, run_id=run_id)
     outputs.write("reverted", str(len(outcomes)))

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import click
 
-from steps import event_names as E
 from steps.errors import BadInput, CheckFailed
+from steps.event_names import EventName
 from steps.events import emit
 from steps.kube.client import connect
 from steps.options import (
@@ -82,10 +82,10 @@ def command(run_id, namespace, target, dgd_version, shim_image, xid, toggle_dir,
     with sigterm_raises():
         try:
             patched = inject(kube, store, ledger.run, ref, cfg)
-            emit(STEP, "shim_patched", run_id=run_id, target=str(ref), components=patched, already=not patched)
+            emit(STEP, EventName.SHIM_PATCHED, run_id=run_id, target=str(ref), components=patched, already=not patched)
             if wait:
                 waited = wait_rolled_out(kube, ref, workers, timeout)
-                emit(STEP, "rollout_done", run_id=run_id, target=str(ref), seconds=round(waited, 3))
+                emit(STEP, EventName.ROLLOUT_DONE, run_id=run_id, target=str(ref), seconds=round(waited, 3))
                 if verify_marker:
                     missing, total = pods_missing_marker(kube, namespace, kube.get(ref), cfg.toggle_file, container)
                     if total == 0:
@@ -94,9 +94,9 @@ def command(run_id, namespace, target, dgd_version, shim_image, xid, toggle_dir,
                         raise CheckFailed(
                             f"the shim did not load in {len(missing)} of {total} Ready worker pods ({', '.join(missing[:5])}): "
                             f"no '{MARKER} ... toggle={cfg.toggle_file} (mapped)' line in their logs")
-                    emit(STEP, "shim_verified", run_id=run_id, pods=total)
+                    emit(STEP, EventName.SHIM_VERIFIED, run_id=run_id, pods=total)
         except Terminated:
             remove(kube, store, ledger.run, ref)
-            emit(STEP, E.DGD_RESTORED, run_id=run_id, target=str(ref), reason="SIGTERM")
+            emit(STEP, EventName.DGD_RESTORED, run_id=run_id, target=str(ref), reason="SIGTERM")
             raise
     outputs.write("patched-components", ",".join(workers))

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import click
 
-from steps import event_names as E
 from steps.errors import BadInput, InfrastructureError
+from steps.event_names import EventName
 from steps.events import emit
 from steps.gpu import kmsg, toggle
 from steps.gpu.pci import resolve_pci
@@ -68,16 +68,16 @@ def command(xid, gpu_index, pid, proc_name, kmsg_path, proc_root, toggle_dir, ex
                     toggle.write(toggle_file, toggle.Toggle(on=True, xid=xid, expires_ms=expires_ms, gpu=toggle_gpu))
                 except OSError as error:
                     raise InfrastructureError(f"cannot write toggle {toggle_file}: {error.strerror}") from None
-                emit(STEP, E.FAULT_INJECTED, run_id=run_id, kind="cuda", xid=xid, toggle=str(toggle_file),
+                emit(STEP, EventName.FAULT_INJECTED, run_id=run_id, kind="cuda", xid=xid, toggle=str(toggle_file),
                      expires_ms=expires_ms, gpu=toggle_gpu)
             kmsg.write_record(kmsg_path, line)
         except (Terminated, InfrastructureError, BadInput):
             if toggle_file is not None:
                 toggle.write(toggle_file, toggle.Toggle(on=False))
-                emit(STEP, E.FAULT_CLEARED, run_id=run_id, kind="cuda", toggle=str(toggle_file), reason="step did not finish")
+                emit(STEP, EventName.FAULT_CLEARED, run_id=run_id, kind="cuda", toggle=str(toggle_file), reason="step did not finish")
             raise
     # The kernel line is the XID fault itself (what NVSentinel reacts to): a fault of its own kind.
-    emit(STEP, E.FAULT_INJECTED, run_id=run_id, kind="xid", xid=xid, pci=gpu.pci, gpu=gpu_index, kmsg=kmsg_path, fault_time_ms=fault_ms,
+    emit(STEP, EventName.FAULT_INJECTED, run_id=run_id, kind="xid", xid=xid, pci=gpu.pci, gpu=gpu_index, kmsg=kmsg_path, fault_time_ms=fault_ms,
          line=line.decode().rstrip("\n"))
     outputs.write("fault-time-ms", str(fault_ms))
     outputs.write("pci", gpu.pci)

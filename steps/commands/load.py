@@ -10,9 +10,9 @@ from pathlib import Path
 
 import click
 
-from steps import event_names as ev
 from steps.commands._inference import _outputs_dir, _run_mode, _target, common_options
 from steps.errors import BadInput
+from steps.event_names import EventName
 from steps.options import SECONDS, FiniteFloat
 
 
@@ -40,5 +40,5 @@ def command(duration, stop_file, grace, url, api, model, prompt, max_tokens, tim
         return await run_load(client, pace, writer, duration, stop_path, phase)
 
     result, log, summary = _run_mode("load", target, rate, concurrency, grace, out, phase, body)
-    log.emit(ev.LOAD_STOPPED, reason=result.stop_reason, requests=result.tally.completed, ok=result.tally.ok,
+    log.emit(EventName.LOAD_STOPPED, reason=result.stop_reason, requests=result.tally.completed, ok=result.tally.ok,
              success_rate=result.tally.success_rate, outcomes=summary["outcomes"], source=summary["source"])

@@ -27,7 +27,7 @@ from steps.commands._network import (
     platform as platform_of,
 )
 from steps.errors import BadInput
-from steps.event_names import FAULT_INJECTED
+from steps.event_names import EventName
 from steps.events import emit
 from steps.kube.client import connect
 from steps.network.objects import existing, validate_on_server
@@ -86,7 +86,7 @@ def command(run_id, namespace, target, dgd_version, duration, dry_run, outputs_d
     expires_ms = create_all(STEP, "network-partition", kube, store, ledger, policies, present, duration, recorded)
     if expires_ms is None:
         return
-    emit(STEP, FAULT_INJECTED, run_id=run_id, kind="network-partition", partition=kind, direction=direction, policies=names,
+    emit(STEP, EventName.FAULT_INJECTED, run_id=run_id, kind="network-partition", partition=kind, direction=direction, policies=names,
          already=len(present) == len(policies), expires_ms=expires_ms)
     outputs.write("policies", ",".join(names))
     outputs.write("expires-ms", str(expires_ms))

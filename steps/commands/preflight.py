@@ -14,8 +14,8 @@ import json
 
 import click
 
-from steps import event_names as E
 from steps.errors import BadInput
+from steps.event_names import EventName
 from steps.events import emit
 from steps.gpu.guardrails import check_gpu_index, check_nvsentinel
 from steps.kube.client import Kube, Ref, connect
@@ -127,9 +127,9 @@ def command(run_id, namespace, target, dgd_version, nodes, max_nodes, gpu, xid, 
             id=f"toggle-{n}", kind=L.NODE_TOGGLE, target={"node": n},
             data={"toggle_dir": toggle_dir, "xid": xid, "pod_namespace": namespace, "steps_image": steps_image,
                   "expires_ms": run.created_ms + int((ttl + fault_duration) * 1000)}))
-    emit(STEP, E.RUN_STARTED, run_id=run_id, target=f"{kind}/{name}", node=node, xid=xid)
-    emit(STEP, "ledger_opened", run_id=run_id, ledger=f"{namespace}/{L.configmap_name(run_id)}")
-    emit(STEP, "preflight_passed", **facts)
+    emit(STEP, EventName.RUN_STARTED, run_id=run_id, target=f"{kind}/{name}", node=node, xid=xid)
+    emit(STEP, EventName.LEDGER_OPENED, run_id=run_id, ledger=f"{namespace}/{L.configmap_name(run_id)}")
+    emit(STEP, EventName.PREFLIGHT_PASSED, **facts)
     for key in ("node", "gpu", "api_version"):
         outputs.write(key.replace("_", "-"), str(facts[key]))
     outputs.write("workers", ",".join(facts["workers"]))
@@ -147,15 +147,15 @@ def network_preflight(kube: Kube, run_id: str, namespace: str, target: tuple[str
     ref, _ = resolve(kube, namespace, kind, name, dgd_version)
     facts = {"run_id": run_id, "namespace": namespace, "target": f"dgd/{name}", "api_version": ref.api_version, "fault": "network"}
     if dry_run:
-        emit(STEP, "planned_change", change=f"create configmap {namespace}/{L.configmap_name(run_id)}", by_step="ledger", dry_run=True)
-        emit(STEP, "preflight_passed", dry_run=True, **facts)
+        emit(STEP, EventName.PLANNED_CHANGE, change=f"create configmap {namespace}/{L.configmap_name(run_id)}", by_step="ledger", dry_run=True)
+        emit(STEP, EventName.PREFLIGHT_PASSED, dry_run=True, **facts)
         return
     run = L.RunInfo(run_id=run_id, namespace=namespace, created_ms=L.now_ms(), ttl_s=int(ttl), target=f"dgd/{name}", workflow=workflow)
     opened = L.LedgerStore(kube).open(run)
     if opened.run.target != run.target or opened.run.node is not None:
         raise BadInput(f"run {run_id} already exists for {opened.run.target} on {opened.run.node}; use a new run id")
-    emit(STEP, "ledger_opened", run_id=run_id, ledger=f"{namespace}/{L.configmap_name(run_id)}")
-    emit(STEP, "preflight_passed", **facts)
+    emit(STEP, EventName.LEDGER_OPENED, run_id=run_id, ledger=f"{namespace}/{L.configmap_name(run_id)}")
+    emit(STEP, EventName.PREFLIGHT_PASSED, **facts)
     outputs.write("api-version", ref.api_version)
     outputs.write("ledger", L.configmap_name(run_id))
 
@@ -176,5 +176,5 @@ def _print_plan(obj: dict, facts: dict, toggle_dir: str, fault_duration: float) 
         fields = {"change": what, "by_step": step, "dry_run": True}
         if detail is not None:
             fields["json_patch"] = json.loads(json.dumps(detail))
-        emit(STEP, "planned_change", **fields)
-    emit(STEP, "preflight_passed", dry_run=True, **facts)
+        emit(STEP, EventName.PLANNED_CHANGE, **fields)
+    emit(STEP, EventName.PREFLIGHT_PASSED, dry_run=True, **facts)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import click
 
-from steps import event_names as ev
 from steps.errors import BadInput, CheckFailed, InfrastructureError
+from steps.event_names import EventName
 from steps.options import FRACTION, SECONDS, Name
 
 OUTPUT_FILES = ("report.json", "junit.xml", "timeline.png", "summary.md", "metrics.prom")
@@ -66,6 +66,6 @@ def command(inputs, outputs, scenario, run_id, threshold, window, expect_fault, 
     except OSError as error:
         raise InfrastructureError(f"cannot write the report to {out}: {error.strerror}") from error
     failed = [f"{c['classname']}.{c['name']}" for c in journal["checks"] if c["status"] == "failed"]
-    EventLog("report", None).emit(ev.REPORT_WRITTEN, verdict=journal["verdict"], failed_checks=failed, outputs=str(out))
+    EventLog("report", None).emit(EventName.REPORT_WRITTEN, verdict=journal["verdict"], failed_checks=failed, outputs=str(out))
     if failed:
         raise CheckFailed(f"scenario {scenario} failed: {', '.join(failed)}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from steps.errors import BadInput
+from steps.event_names import EventName
 from steps.events import emit
 from steps.kube.client import connect
 from steps.options import K8sName, RunId, common_cluster_options
@@ -26,7 +27,7 @@ STEP = "restore-node"
 def command(run_id, namespace, restore_node, kubeconfig, context):
     """Uncordon the run's node if the run found it schedulable (only with --restore-node)."""
     if not restore_node:
-        emit(STEP, "skipped", run_id=run_id, reason="--restore-node not given")
+        emit(STEP, EventName.SKIPPED, run_id=run_id, reason="--restore-node not given")
         return
     kube = connect(kubeconfig, context)
     store = L.LedgerStore(kube)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import click
 
-from steps import event_names as ev
 from steps.commands._inference import _outputs_dir, _run_mode, _target, common_options
 from steps.errors import BadInput, CheckFailed
+from steps.event_names import EventName, Phase
 from steps.options import FRACTION, SECONDS
 
 
@@ -30,7 +30,7 @@ def command(mode, threshold, requests, window, deadline, url, api, model, prompt
         raise BadInput("--requests applies to --mode gate")
     target = _target(url, api, model, prompt, max_tokens, timeout)
     out = _outputs_dir(outputs)
-    phase = phase or (ev.PHASE_BASELINE if mode == "gate" else ev.PHASE_RECOVERY)
+    phase = phase or (Phase.BASELINE if mode == "gate" else Phase.RECOVERY)
 
     from steps.inference.modes import run_gate, run_recover
 
@@ -49,13 +49,13 @@ def command(mode, threshold, requests, window, deadline, url, api, model, prompt
     check = "inference_gate" if mode == "gate" else "inference_recovered"
     rate_now = result.tally.success_rate
     if mode == "recover" and result.passed:
-        log.emit(ev.INFERENCE_RECOVERED, time_recovered=result.recovered_at, success_rate=rate_now, window=window or 10)
+        log.emit(EventName.INFERENCE_RECOVERED, time_recovered=result.recovered_at, success_rate=rate_now, window=window or 10)
     if result.passed:
-        log.emit(ev.CHECK_PASSED, check=check, success_rate=rate_now, requests=result.tally.completed)
+        log.emit(EventName.CHECK_PASSED, check=check, success_rate=rate_now, requests=result.tally.completed)
         return
     if mode == "gate":
         reason = f"steady-state gate: {result.tally.ok}/{requests or 10} requests succeeded, below threshold {threshold:g}"
     else:
         reason = f"inference did not recover within {deadline or 900.0:g}s (window {window or 10}, threshold {threshold:g})"
-    log.emit(ev.CHECK_FAILED, check=check, reason=reason, outcomes=summary["outcomes"])
+    log.emit(EventName.CHECK_FAILED, check=check, reason=reason, outcomes=summary["outcomes"])
     raise CheckFailed(reason)

@@ -16,7 +16,7 @@ import click
 
 from steps.commands._network import open_ledger
 from steps.errors import BadInput, CheckFailed
-from steps.event_names import CHECK_FAILED, CHECK_PASSED
+from steps.event_names import EventName
 from steps.events import emit
 from steps.kube.client import Ref, connect
 from steps.network.objects import same_spec
@@ -105,8 +105,8 @@ def command(run_id, namespace, probe_image, probe_port, probe_timeout, outputs_d
                 checks.append(run_probe(kube, store, ledger.run, probe_pod(run_id, live, probe_image, target, probe_timeout), probe_timeout))
         probed = f"{len(probes)} probe pods" if probes else "nothing to probe (no egress partition)"
     for check in checks:
-        emit(STEP, CHECK_PASSED if check.passed else CHECK_FAILED, check=check.name, reason=check.detail)
-    emit(STEP, "partition_verified", run_id=run_id, checked=["objects exist with the run's label and recorded spec",
+        emit(STEP, EventName.CHECK_PASSED if check.passed else EventName.CHECK_FAILED, check=check.name, reason=check.detail)
+    emit(STEP, EventName.PARTITION_VERIFIED, run_id=run_id, checked=["objects exist with the run's label and recorded spec",
          "selected pods", "cut-off pods not allowed by any peer", "DNS and API server allowed"], probe=probed,
          passed=all(c.passed for c in checks))
     outputs.write("verify.json", [asdict(c) for c in checks])
