@@ -19,8 +19,10 @@ class Outputs:
     def check(self) -> None:
         if self.directory is None:
             return
-        probe = self.directory if self.directory.exists() else self.directory.parent
-        if (self.directory.exists() and not self.directory.is_dir()) or not os.access(probe, os.W_OK):
+        probe = self.directory
+        while not probe.exists() and probe != probe.parent:  # write() creates the missing parents
+            probe = probe.parent
+        if not probe.is_dir() or not os.access(probe, os.W_OK):
             raise BadInput(f"outputs directory {self.directory} is not writable")
 
     def write(self, name: str, value: Any) -> None:
@@ -32,3 +34,13 @@ class Outputs:
             (self.directory / name).write_text(text)
         except OSError as error:
             raise InfrastructureError(f"cannot write output {name}: {error.strerror}") from None
+
+    def created(self) -> Path:
+        """The directory, created now (parents too): for the files a step writes itself (a stream, a plot)."""
+        if self.directory is None:
+            raise BadInput("no outputs directory given")
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise InfrastructureError(f"cannot create outputs directory {self.directory}: {error.strerror}") from None
+        return self.directory

@@ -24,26 +24,24 @@ from steps.network.selectors import (
     parse_selector,
     role_groups,
 )
-from steps.options import Duration, K8sName, RunId, Target, common_cluster_options
+from steps.options import Duration, K8sName, Target, run_options
 from steps.run import ledger as L
 from steps.signals import Terminated, sigterm_raises
 from steps.workload import dynamo as dgd
 
 
 def target_options(func):
-    """--run-id/--namespace/--target/--dgd-version/--duration/--dry-run/--outputs-dir and the cluster."""
+    """The run (`run_options`: --run-id/--namespace/--outputs-dir and the cluster) and
+    --target/--dgd-version/--duration/--dry-run."""
     for option in reversed([
-        click.option("--run-id", required=True, type=RunId()),
-        click.option("--namespace", required=True, type=K8sName(label=True), help="Namespace of the DGD (opted in by preflight)."),
         click.option("--target", required=True, type=Target(), help="dgd/NAME: the DynamoGraphDeployment whose pods are faulted."),
         click.option("--dgd-version", default="auto", type=click.Choice(["auto", *dgd.DGD_VERSIONS]), show_default=True),
         click.option("--duration", default="10m", show_default=True, type=Duration(),
                      help="The fault ends by itself after this (the janitor heals it even if the workflow is gone)."),
         click.option("--dry-run", is_flag=True, help="Print the objects that would be created; create none."),
-        click.option("--outputs-dir", default=None),
     ]):
         func = option(func)
-    return common_cluster_options(func)
+    return run_options(func)
 
 
 def platform_options(func):

@@ -13,17 +13,12 @@ import click
 from steps.errors import BadInput, CheckFailed
 from steps.event_names import EventName
 from steps.events import emit
-from steps.kube.client import connect
 from steps.options import (
     Duration,
-    K8sName,
-    RunId,
     Target,
     XidType,
-    common_cluster_options,
+    run_options,
 )
-from steps.outputs import Outputs
-from steps.run import ledger as L
 from steps.signals import Terminated, sigterm_raises
 from steps.workload import dynamo as dgd
 from steps.workload.kinds import (
@@ -50,8 +45,7 @@ STEP = "inject-cuda-shim"
 
 
 @click.command(STEP)
-@click.option("--run-id", required=True, type=RunId())
-@click.option("--namespace", required=True, type=K8sName(label=True))
+@run_options
 @click.option("--target", required=True, type=Target(), help="dgd/NAME, deployment/NAME or statefulset/NAME.")
 @click.option("--dgd-version", default="auto", type=click.Choice(["auto", *dgd.DGD_VERSIONS]), show_default=True)
 @click.option("--shim-image", required=True, help="Image holding /opt/faultflow/libfaultflow_cuda.so.")
@@ -61,19 +55,15 @@ STEP = "inject-cuda-shim"
 @click.option("--timeout", default="10m", show_default=True, type=Duration(), help="Rollout deadline.")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the rollout.")
 @click.option("--verify-marker/--no-verify-marker", default=True, show_default=True, help="Check worker logs for the shim's marker.")
-@click.option("--outputs-dir", default=None)
-@common_cluster_options
-def command(run_id, namespace, target, dgd_version, shim_image, xid, toggle_dir, container, timeout, wait, verify_marker,
-            outputs_dir, kubeconfig, context):
+def command(run_id, namespace, open_run, target, dgd_version, shim_image, xid, toggle_dir, container, timeout, wait,
+            verify_marker):
     """Patch the workload's GPU workers to load the CUDA shim in passthrough mode."""
-    outputs = Outputs(outputs_dir)
-    outputs.check()
     if not shim_image.strip() or any(c.isspace() for c in shim_image):
         raise BadInput(f"--shim-image {shim_image!r} is not an image reference")
     if not toggle_dir.startswith("/") or toggle_dir.rstrip("/") in ("", "/"):
         raise BadInput(f"--toggle-dir {toggle_dir!r} must be an absolute directory below /")
-    kube = connect(kubeconfig, context)
-    store = L.LedgerStore(kube)
+    run = open_run()
+    kube, store = run.kube, run.ledgers
     kind, name = target
     ref, obj = resolve(kube, namespace, kind, name, dgd_version)
     ledger = store.require(namespace, run_id)
@@ -99,4 +89,4 @@ def command(run_id, namespace, target, dgd_version, shim_image, xid, toggle_dir,
             remove(kube, store, ledger.run, ref)
             emit(STEP, EventName.DGD_RESTORED, run_id=run_id, target=str(ref), reason="SIGTERM")
             raise
-    outputs.write("patched-components", ",".join(workers))
+    run.outputs.write("patched-components", ",".join(workers))

@@ -20,7 +20,7 @@ from steps.event_names import EventName
 from steps.events import emit
 from steps.gpu import kmsg, toggle
 from steps.gpu.pci import resolve_pci
-from steps.options import Duration, RunId, XidType
+from steps.options import Duration, RunId, XidType, outputs_option
 from steps.outputs import Outputs
 from steps.signals import Terminated, sigterm_raises
 
@@ -48,7 +48,7 @@ def _check_toggle_dir(path: str) -> Path:
 @click.option("--expires-in", default="30m", show_default=True, type=Duration(), help="The toggle switches itself off after this.")
 @click.option("--toggle-gpu", default=-1, show_default=True, type=click.IntRange(-1, 63), help="CUDA device the shim fails (-1: all).")
 @click.option("--run-id", default=None, type=RunId(), help="Run id (for the events).")
-@click.option("--outputs-dir", default=None, help="Write output parameters here (fault-time-ms, pci, xid-line).")
+@outputs_option(help="Write output parameters here (fault-time-ms, pci, xid-line).")
 def command(xid, gpu_index, pid, proc_name, kmsg_path, proc_root, toggle_dir, expires_in, toggle_gpu, run_id, outputs_dir):
     """Switch the node's CUDA fault toggle on and write the XID line to the kernel log."""
     outputs = Outputs(outputs_dir)

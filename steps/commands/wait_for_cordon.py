@@ -26,6 +26,7 @@ from steps.options import (
     Target,
     XidType,
     common_cluster_options,
+    outputs_option,
 )
 from steps.outputs import Outputs
 from steps.workload.kinds import resolve, worker_pod_selector
@@ -45,7 +46,7 @@ STEP = "wait-for-cordon"
 @click.option("--watch-timeout", default="60s", show_default=True, type=Duration(),
               help="Server-side length of one watch connection; the watch then resumes where it was.")
 @click.option("--run-id", default=None, type=RunId())
-@click.option("--outputs-dir", default=None)
+@outputs_option()
 @common_cluster_options
 def command(node, xid, timeout, fault_time_ms, namespace, target, wait_evicted, eviction_timeout, watch_timeout, run_id,
             outputs_dir, kubeconfig, context):
