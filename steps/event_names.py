@@ -1,7 +1,9 @@
-"""The event names every step emits (`steps.events.emit(step, NAME, **fields)`), in one place.
+"""The event names every step emits (`steps.events.emit(step, EventName.X, **fields)`), in one place.
 
 The report (`faultflow step report`) builds the run's timeline and its phases from these names, so a
-step that spells one differently silently drops out of the verdict. Use the constants, never literals.
+step that spells one differently silently drops out of the verdict. Use the members, never literals
+(`from steps.event_names import EventName`); they are `StrEnum`s, so they compare, hash and serialise
+as the plain strings the report reads back.
 
 Every event line is `{"time": <unix seconds>, "step": <step name>, "event": <name>, ...fields}`.
 Times are wall-clock (`time.time()`): steps run in different pods, so the report trusts the nodes'
@@ -39,7 +41,11 @@ Verdict events (each one becomes a JUnit testcase in the report):
   when failed, `reason` (one line). Any step may report any number of checks.
 - `step_finished` with `exit_code`; a non-zero code fails the testcase `<step>`.
 
-Informational: `step_started`, `load_started`, `load_stopped`, `report_written`.
+Informational (on the timeline, no phase or verdict of their own): `step_started`, `load_started`,
+`load_stopped`, `report_written`, `ledger_opened`, `preflight_passed`, `planned_change` (`--dry-run`),
+`shim_patched`, `rollout_done`, `shim_verified`, `watch_started`, `watch_relisted`,
+`node_not_cordoned`, `node_restored`, `partition_verified`, `already_clean`, `skipped`,
+`would_revert`, `janitor_done`, and `recovered` from `faults recover` (runs reverted by hand).
 
 Phases (the report's per-phase statistics): `baseline` until the first `fault_injected`; `fault`
 from it; `remediation` from the first of `xid_detected`/`node_cordoned`/`pods_evicted`/
@@ -49,58 +55,88 @@ from it; `remediation` from the first of `xid_detected`/`node_cordoned`/`pods_ev
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 # Where a step's pod keeps its events besides stdout: Argo cannot hand a container's stdout to the
 # report as a file, so the scenarios set this to a file in the stage's outputs directory. It lives
 # here, beside the names, because workflows/ may import only this module and the XID catalogue.
 EVENTS_FILE_ENV = "FAULTFLOW_EVENTS_FILE"
 
-RUN_STARTED = "run_started"
-RUN_FINISHED = "run_finished"
-STEP_STARTED = "step_started"
-STEP_FINISHED = "step_finished"
 
-FAULT_INJECTED = "fault_injected"
-XID_DETECTED = "xid_detected"
-NODE_CORDONED = "node_cordoned"
-PODS_EVICTED = "pods_evicted"
-REMEDIATION_STARTED = "remediation_started"
-DGD_RESTORED = "dgd_restored"
-FAULT_CLEARED = "fault_cleared"
-RECOVERY_STARTED = "recovery_started"
-PHASE_STARTED = "phase_started"
+class EventName(StrEnum):
+    RUN_STARTED = "run_started"
+    RUN_FINISHED = "run_finished"
+    STEP_STARTED = "step_started"
+    STEP_FINISHED = "step_finished"
 
-CHECK_PASSED = "check_passed"
-CHECK_FAILED = "check_failed"
+    FAULT_INJECTED = "fault_injected"
+    XID_DETECTED = "xid_detected"
+    NODE_CORDONED = "node_cordoned"
+    PODS_EVICTED = "pods_evicted"
+    REMEDIATION_STARTED = "remediation_started"
+    DGD_RESTORED = "dgd_restored"
+    FAULT_CLEARED = "fault_cleared"
+    RECOVERY_STARTED = "recovery_started"
+    PHASE_STARTED = "phase_started"
 
-LOAD_STARTED = "load_started"
-LOAD_STOPPED = "load_stopped"
-INFERENCE_RECOVERED = "inference_recovered"
-REPORT_WRITTEN = "report_written"
+    CHECK_PASSED = "check_passed"
+    CHECK_FAILED = "check_failed"
 
-# Derived by the report from the load records (never emitted by a step), shown on the timeline.
-FIRST_FAILED_REQUEST = "first_failed_request"
-FIRST_SUCCESS_AFTER_FAILURE = "first_success_after_failure"
-RECOVERED = "recovered"
+    LOAD_STARTED = "load_started"
+    LOAD_STOPPED = "load_stopped"
+    INFERENCE_RECOVERED = "inference_recovered"
+    REPORT_WRITTEN = "report_written"
 
-# Phase names and the events that open them (first occurrence after the previous phase began).
-PHASE_BASELINE = "baseline"
-PHASE_FAULT = "fault"
-PHASE_REMEDIATION = "remediation"
-PHASE_RECOVERY = "recovery"
+    # Informational: what a step did on the way (read by people and tests, not by the verdict).
+    LEDGER_OPENED = "ledger_opened"
+    PREFLIGHT_PASSED = "preflight_passed"
+    PLANNED_CHANGE = "planned_change"
+    SHIM_PATCHED = "shim_patched"
+    ROLLOUT_DONE = "rollout_done"
+    SHIM_VERIFIED = "shim_verified"
+    WATCH_STARTED = "watch_started"
+    WATCH_RELISTED = "watch_relisted"
+    NODE_NOT_CORDONED = "node_not_cordoned"
+    NODE_RESTORED = "node_restored"
+    PARTITION_VERIFIED = "partition_verified"
+    ALREADY_CLEAN = "already_clean"
+    SKIPPED = "skipped"
+    WOULD_REVERT = "would_revert"
+    JANITOR_DONE = "janitor_done"
 
-FAULT_START_EVENTS = frozenset({FAULT_INJECTED})
-REMEDIATION_START_EVENTS = frozenset({XID_DETECTED, NODE_CORDONED, PODS_EVICTED, REMEDIATION_STARTED})
-RECOVERY_START_EVENTS = frozenset({FAULT_CLEARED, DGD_RESTORED, RECOVERY_STARTED})
+    # Derived by the report from the load records (never emitted by a step), shown on the timeline.
+    FIRST_FAILED_REQUEST = "first_failed_request"
+    FIRST_SUCCESS_AFTER_FAILURE = "first_success_after_failure"
+    RECOVERED = "recovered"
+    # `faults recover` has always printed this name for "runs reverted by hand"; an alias of RECOVERED
+    # (same string), kept so its output does not change. Its output is never a report input.
+    FAULTS_RECOVERED = "recovered"
+
+
+class Phase(StrEnum):
+    """The report's standard phases (a `phase_started` event may add others, by any name)."""
+
+    BASELINE = "baseline"
+    FAULT = "fault"
+    REMEDIATION = "remediation"
+    RECOVERY = "recovery"
+
+
+# The events that open each phase (first occurrence after the previous phase began).
+FAULT_START_EVENTS = frozenset({EventName.FAULT_INJECTED})
+REMEDIATION_START_EVENTS = frozenset({EventName.XID_DETECTED, EventName.NODE_CORDONED, EventName.PODS_EVICTED,
+                                      EventName.REMEDIATION_STARTED})
+RECOVERY_START_EVENTS = frozenset({EventName.FAULT_CLEARED, EventName.DGD_RESTORED, EventName.RECOVERY_STARTED})
 
 # Events drawn on the timeline plot, with a short label a person reads at a glance.
 TIMELINE_LABELS: dict[str, str] = {
-    FAULT_INJECTED: "fault injected",
-    XID_DETECTED: "XID detected",
-    NODE_CORDONED: "node cordoned",
-    PODS_EVICTED: "pods evicted",
-    DGD_RESTORED: "DGD restored",
-    FAULT_CLEARED: "fault cleared",
-    FIRST_FAILED_REQUEST: "first failure",
-    FIRST_SUCCESS_AFTER_FAILURE: "first success",
-    RECOVERED: "recovered",
+    EventName.FAULT_INJECTED: "fault injected",
+    EventName.XID_DETECTED: "XID detected",
+    EventName.NODE_CORDONED: "node cordoned",
+    EventName.PODS_EVICTED: "pods evicted",
+    EventName.DGD_RESTORED: "DGD restored",
+    EventName.FAULT_CLEARED: "fault cleared",
+    EventName.FIRST_FAILED_REQUEST: "first failure",
+    EventName.FIRST_SUCCESS_AFTER_FAILURE: "first success",
+    EventName.RECOVERED: "recovered",
 }

@@ -3,6 +3,7 @@ usage errors, which `steps.cli.run` turns into one line on stderr and exit 2."""
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 import click
 
 from steps.errors import BadInput
+from steps.outputs import Outputs
+from steps.run.context import RunContext
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?$")
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -106,11 +109,69 @@ class Target(click.ParamType):
 
 
 
+class Pattern(click.ParamType):
+    """A string a regular expression accepts in full, e.g. a Chaos Mesh latency (`100ms`) or rate (`10mbps`)."""
+
+    def __init__(self, pattern: re.Pattern[str], what: str, example: str):
+        self.pattern, self.name, self.example = pattern, what, example
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str) or not self.pattern.match(value):
+            self.fail(f"{value!r} is not a {self.name} (e.g. {self.example})", param, ctx)
+        return value
+
+
 def common_cluster_options(func):
     """--kubeconfig/--context: where the API server is (default: in-cluster or KUBECONFIG)."""
     func = click.option("--context", default=None, help="kubeconfig context.")(func)
     func = click.option("--kubeconfig", default=None, type=click.Path(dir_okay=False), help="kubeconfig file (default: in-cluster, then KUBECONFIG).")(func)
     return func
+
+
+def outputs_option(default: str | None = None, help: str = "Directory for the output parameter files (Argo valueFrom.path).", required: bool = False):
+    """`--outputs-dir DIR`, handed to the command as `outputs_dir`. `--outputs` is its old spelling
+    (verify-inference, load and report had it): hidden, accepted by every command for one release
+    (0.1.x), since the rendered templates of those three still pass it. `required`: the command always
+    writes files there, so an empty value is refused."""
+
+    def decorate(command):
+        @functools.wraps(command)
+        def merged(*args, outputs_dir: str | None, outputs_old: str | None, **kwargs):
+            if outputs_dir is not None and outputs_old is not None:
+                raise BadInput("give --outputs-dir (or its old spelling --outputs), not both")
+            chosen = outputs_dir if outputs_dir is not None else outputs_old if outputs_old is not None else default
+            if required and not chosen:
+                raise BadInput("--outputs-dir must name a directory")
+            return command(*args, outputs_dir=chosen, **kwargs)
+
+        merged = click.option("--outputs", "outputs_old", default=None, hidden=True)(merged)
+        shown = f"{help}  [default: {default}]" if default is not None else help
+        return click.option("--outputs-dir", default=None, metavar="DIR", help=shown)(merged)
+
+    return decorate
+
+
+def run_options(func=None, *, outputs: bool = True):
+    """--run-id, --namespace, --outputs-dir (unless `outputs=False`) and the cluster options of a step
+    that acts on a run. The outputs directory is checked first; the command gets `run_id`, `namespace`
+    and `open_run`, which it calls once its own checks passed: it connects and returns the
+    `RunContext`, so bad input (exit 2) is reported before cluster credentials are needed (exit 3)."""
+
+    def decorate(command):
+        @functools.wraps(command)
+        def opened(*args, kubeconfig: str | None, context: str | None, outputs_dir: str | None = None, **kwargs):
+            out = Outputs(outputs_dir)
+            out.check()
+            return command(*args, open_run=functools.partial(RunContext.connect, kubeconfig, context, out), **kwargs)
+
+        opened = common_cluster_options(opened)
+        if outputs:
+            opened = outputs_option()(opened)
+        opened = click.option("--namespace", required=True, type=K8sName(label=True),
+                              help="Namespace of the run's workload (opted in; the run's ledger lives there).")(opened)
+        return click.option("--run-id", required=True, type=RunId())(opened)
+
+    return decorate(func) if func is not None else decorate
 
 class FiniteFloat(click.ParamType):
     """A float within bounds; NaN and infinities are refused (click's FloatRange lets NaN through)."""

@@ -38,3 +38,13 @@ class Outputs:
             (self.directory / name).write_text(text)
         except OSError as error:
             raise InfrastructureError(f"cannot write output {name}: {error.strerror}") from None
+
+    def created(self) -> Path:
+        """The directory, created now (parents too): for the files a step writes itself (a stream, a plot)."""
+        if self.directory is None:
+            raise BadInput("no outputs directory given")
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise InfrastructureError(f"cannot create outputs directory {self.directory}: {error.strerror}") from None
+        return self.directory

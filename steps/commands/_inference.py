@@ -1,22 +1,25 @@
 """What `verify-inference` and `load` share: the frontend options, their validation and one run of a mode.
 
 Every option is validated before anything is written; httpx and asyncio work are imported lazily.
-Outputs (under --outputs): records.jsonl (one line per request, appended), events.jsonl, <mode>.json
-(the summary) and Argo parameter files `success_rate` and `passed`.
+Outputs (under --outputs-dir): records.jsonl (one line per request, appended), events.jsonl (unless
+$FAULTFLOW_EVENTS_FILE names another events file: `steps.events`), <mode>.json (the summary) and Argo
+parameter files `success_rate` and `passed`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import click
 
-from steps import event_names as ev
 from steps.errors import BadInput, InfrastructureError
-from steps.options import RATE, FiniteFloat, Name
+from steps.event_names import EventName
+from steps.events import EVENTS_FILE, emit
+from steps.options import RATE, FiniteFloat, Name, outputs_option
+from steps.outputs import Outputs
 
 RECORDS_FILE = "records.jsonl"
 
@@ -36,18 +39,10 @@ def _base_url(url: str) -> str:
     return url.rstrip("/")
 
 
-def _outputs_dir(path: str) -> Path:
-    outputs = Path(path)
-    if outputs.exists() and not outputs.is_dir():
-        raise BadInput(f"--outputs {path} exists and is not a directory")
+def _outputs(path: str) -> Outputs:
+    outputs = Outputs(path)
+    outputs.check()
     return outputs
-
-
-def _create_outputs(outputs: Path) -> None:
-    try:
-        outputs.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise InfrastructureError(f"cannot create outputs directory {outputs}: {error.strerror}") from error
 
 
 def common_options(default_rate: float, default_concurrency: int):
@@ -66,7 +61,7 @@ def common_options(default_rate: float, default_concurrency: int):
                 click.option("--concurrency", type=click.IntRange(1, 4096), default=default_concurrency, show_default=True,
                              help="Requests in flight at most."),
                 click.option("--phase", type=Name(), default=None, help="Phase label stored in each record."),
-                click.option("--outputs", default="outputs", show_default=True, help="Directory for records, events, summary."),
+                outputs_option(default="outputs", help="Directory for records, events, summary.", required=True),
             ]
         ):
             command = option(command)
@@ -85,20 +80,19 @@ def _target(url, api, model, prompt, max_tokens, timeout):
     return InferenceTarget(base_url=_base_url(url), api=api, model=model, prompt=prompt, max_tokens=max_tokens, timeout=timeout)
 
 
-def _run_mode(mode: str, target, rate: float, concurrency: int, grace: float, outputs: Path, phase: str | None, body):
-    """Open the outputs, run `body(client, pace, writer)` on one event loop, write the summary."""
+def _run_mode(mode: str, target, rate: float, concurrency: int, grace: float, outputs: Outputs, phase: str | None, body):
+    """Open the outputs, run `body(client, pace, writer)` on one event loop, write the summary. Returns
+    the result, `log(event, **fields)` (this step's `emit`) and the summary."""
     import asyncio
 
-    from steps.event_log import EVENTS_FILE, EventLog
     from steps.inference.client import InferenceClient, WallClock, new_http_client
     from steps.inference.driver import Pace
     from steps.inference.records import RecordWriter
 
-    _create_outputs(outputs)
     step = "load" if mode == "load" else "verify-inference"
-    log = EventLog(step, outputs / EVENTS_FILE)
+    log = functools.partial(emit, step, events_file=outputs.created() / EVENTS_FILE)
     source = f"{mode}-{uuid.uuid4().hex[:8]}"
-    records_path = outputs / RECORDS_FILE
+    records_path = outputs.created() / RECORDS_FILE
     try:
         writer = RecordWriter(records_path)
     except OSError as error:
@@ -110,14 +104,14 @@ def _run_mode(mode: str, target, rate: float, concurrency: int, grace: float, ou
             return await body(client, Pace(rate=rate, concurrency=concurrency, grace=grace), writer)
 
     if mode == "load":
-        log.emit(ev.LOAD_STARTED, url=target.base_url, api=target.api, rate=rate, concurrency=concurrency, source=source)
+        log(EventName.LOAD_STARTED, url=target.base_url, api=target.api, rate=rate, concurrency=concurrency, source=source)
     try:
         result = asyncio.run(main())
     finally:
         writer.close()
     summary = {"source": source, "url": target.base_url, "api": target.api, "phase": phase, **result.as_dict()}
-    (outputs / f"{mode}.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+    outputs.write(f"{mode}.json", json.dumps(summary, indent=1, sort_keys=True) + "\n")
     rate_text = "" if result.tally.success_rate is None else f"{result.tally.success_rate:.6f}"
-    (outputs / "success_rate").write_text(rate_text + "\n")
-    (outputs / "passed").write_text(("true" if result.passed else "false") + "\n")
+    outputs.write("success_rate", rate_text + "\n")
+    outputs.write("passed", ("true" if result.passed else "false") + "\n")
     return result, log, summary

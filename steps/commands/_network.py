@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from steps.errors import BadInput
-from steps.event_names import FAULT_CLEARED
+from steps.event_names import EventName
 from steps.events import emit
 from steps.kube.client import Kube, Ref
 from steps.network.objects import create_recorded, undo
@@ -24,26 +24,24 @@ from steps.network.selectors import (
     parse_selector,
     role_groups,
 )
-from steps.options import Duration, K8sName, RunId, Target, common_cluster_options
+from steps.options import Duration, K8sName, Target, run_options
 from steps.run import ledger as L
 from steps.signals import Terminated, sigterm_raises
 from steps.workload import dynamo as dgd
 
 
 def target_options(func):
-    """--run-id/--namespace/--target/--dgd-version/--duration/--dry-run/--outputs-dir and the cluster."""
+    """The run (`run_options`: --run-id/--namespace/--outputs-dir and the cluster) and
+    --target/--dgd-version/--duration/--dry-run."""
     for option in reversed([
-        click.option("--run-id", required=True, type=RunId()),
-        click.option("--namespace", required=True, type=K8sName(label=True), help="Namespace of the DGD (opted in by preflight)."),
         click.option("--target", required=True, type=Target(), help="dgd/NAME: the DynamoGraphDeployment whose pods are faulted."),
         click.option("--dgd-version", default="auto", type=click.Choice(["auto", *dgd.DGD_VERSIONS]), show_default=True),
         click.option("--duration", default="10m", show_default=True, type=Duration(),
                      help="The fault ends by itself after this (the janitor heals it even if the workflow is gone)."),
         click.option("--dry-run", is_flag=True, help="Print the objects that would be created; create none."),
-        click.option("--outputs-dir", default=None),
     ]):
         func = option(func)
-    return common_cluster_options(func)
+    return run_options(func)
 
 
 def platform_options(func):
@@ -118,7 +116,7 @@ def create_all(step: str, fault: str, kube: Kube, store: L.LedgerStore, ledger: 
     if ledger is None:
         for obj in objs:
             meta = obj["metadata"]
-            emit(step, "planned_change", change=f"create {obj['kind'].lower()} {meta['namespace']}/{meta['name']}", object=obj, dry_run=True)
+            emit(step, EventName.PLANNED_CHANGE, change=f"create {obj['kind'].lower()} {meta['namespace']}/{meta['name']}", object=obj, dry_run=True)
         return None
     expires_ms = L.now_ms() + int(duration_s * 1000)
     created: list[str] = []
@@ -127,6 +125,6 @@ def create_all(step: str, fault: str, kube: Kube, store: L.LedgerStore, ledger: 
             create_recorded(kube, store, ledger.run, [o for o in objs if o["metadata"]["name"] not in present], expires_ms, data, created)
         except Terminated:
             undo(kube, store, ledger.run, created)
-            emit(step, FAULT_CLEARED, run_id=ledger.run.run_id, kind=fault, reason="SIGTERM", entries=created)
+            emit(step, EventName.FAULT_CLEARED, run_id=ledger.run.run_id, kind=fault, reason="SIGTERM", entries=created)
             raise
     return expires_ms

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import click
 
+from steps.event_names import EventName
 from steps.events import emit
-from steps.kube.client import connect
-from steps.options import Duration, K8sName, RunId, common_cluster_options
-from steps.outputs import Outputs
+from steps.options import Duration, run_options
 from steps.run import ledger as L
 from steps.run.revert import event_name, revert_run
 from steps.signals import sigterm_raises
@@ -22,25 +21,19 @@ STEP = "cleanup-dgd"
 
 
 @click.command(STEP)
-@click.option("--run-id", required=True, type=RunId())
-@click.option("--namespace", required=True, type=K8sName(label=True))
+@run_options
 @click.option("--toggle-off/--no-toggle-off", default=True, show_default=True, help="Also switch the node toggle off.")
 @click.option("--steps-image", default=None, help="Image for the toggle-off pod (default: the one preflight recorded).")
 @click.option("--timeout", default="5m", show_default=True, type=Duration())
-@click.option("--outputs-dir", default=None)
-@common_cluster_options
-def command(run_id, namespace, toggle_off, steps_image, timeout, outputs_dir, kubeconfig, context):
+def command(run_id, namespace, open_run, toggle_off, steps_image, timeout):
     """Restore the DGD (or Deployment/StatefulSet) from the ledger; switch the node toggle off."""
-    outputs = Outputs(outputs_dir)
-    outputs.check()
-    kube = connect(kubeconfig, context)
-    store = L.LedgerStore(kube)
-    ledger = store.require(namespace, run_id)
+    run = open_run()
+    ledger = run.ledgers.require(namespace, run_id)
     kinds = (L.WORKLOAD_SHIM, L.NODE_TOGGLE) if toggle_off else (L.WORKLOAD_SHIM,)
     with sigterm_raises():
-        outcomes = revert_run(kube, store, ledger, timeout, kinds=kinds, steps_image=steps_image, include_node=False)
+        outcomes = revert_run(run.kube, run.ledgers, ledger, timeout, kinds=kinds, steps_image=steps_image, include_node=False)
     for outcome in outcomes:
         emit(STEP, event_name(outcome), run_id=run_id, entry=outcome.entry_id, kind=outcome.kind, action=outcome.action)
     if not outcomes:
-        emit(STEP, "already_clean", run_id=run_id)
-    outputs.write("reverted", str(len(outcomes)))
+        emit(STEP, EventName.ALREADY_CLEAN, run_id=run_id)
+    run.outputs.write("reverted", str(len(outcomes)))

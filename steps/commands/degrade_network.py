@@ -24,9 +24,8 @@ from steps.commands._network import (
     platform as platform_of,
 )
 from steps.errors import BadInput
-from steps.event_names import FAULT_INJECTED
+from steps.event_names import EventName
 from steps.events import emit
-from steps.kube.client import connect
 from steps.network.chaos import (
     ACTIONS,
     DIRECTIONS,
@@ -38,9 +37,7 @@ from steps.network.chaos import (
 )
 from steps.network.objects import existing, validate_on_server
 from steps.network.selectors import ROLES
-from steps.options import FiniteFloat, K8sName
-from steps.outputs import Outputs
-from steps.run import ledger as L
+from steps.options import FiniteFloat, K8sName, Pattern
 from steps.workload.kinds import resolve
 
 STEP = "degrade-network"
@@ -48,14 +45,8 @@ PERCENT = FiniteFloat(0.0, 100.0, low_open=True)
 CORRELATION = FiniteFloat(0.0, 100.0)
 
 
-class Pattern(click.ParamType):
-    def __init__(self, pattern, what: str):
-        self.pattern, self.name = pattern, what
-
-    def convert(self, value, param, ctx):
-        if not isinstance(value, str) or not self.pattern.match(value):
-            self.fail(f"{value!r} is not a {self.name} (e.g. {'100ms' if self.pattern is LATENCY else '10mbps'})", param, ctx)
-        return value
+LATENCY_VALUE = Pattern(LATENCY, "latency", "100ms")
+RATE_VALUE = Pattern(RATE, "rate", "10mbps")
 
 
 def check_mode(mode: str, value: str | None) -> None:
@@ -86,10 +77,10 @@ def check_mode(mode: str, value: str | None) -> None:
               help="Only these actions (the others' values are ignored: a UI passes every value). Default: every action given a value.")
 @click.option("--loss", default=None, type=PERCENT, help="Packet loss, percent.")
 @click.option("--loss-correlation", default=0.0, type=CORRELATION)
-@click.option("--delay", "--latency", "delay", default=None, type=Pattern(LATENCY, "latency"), help="Added latency, e.g. 100ms.")
-@click.option("--jitter", default=None, type=Pattern(LATENCY, "latency"), help="Jitter of --delay, e.g. 10ms.")
+@click.option("--delay", "--latency", "delay", default=None, type=LATENCY_VALUE, help="Added latency, e.g. 100ms.")
+@click.option("--jitter", default=None, type=LATENCY_VALUE, help="Jitter of --delay, e.g. 10ms.")
 @click.option("--delay-correlation", default=0.0, type=CORRELATION)
-@click.option("--bandwidth", "--rate", "bandwidth", default=None, type=Pattern(RATE, "rate"), help="Rate limit, e.g. 10mbps.")
+@click.option("--bandwidth", "--rate", "bandwidth", default=None, type=RATE_VALUE, help="Rate limit, e.g. 10mbps.")
 @click.option("--bandwidth-limit", default=20480, show_default=True, type=click.IntRange(1, 2**31 - 1), help="Queue bytes.")
 @click.option("--bandwidth-buffer", default=10000, show_default=True, type=click.IntRange(1, 2**31 - 1), help="Bucket bytes.")
 @click.option("--corrupt", default=None, type=PERCENT, help="Corrupted packets, percent.")
@@ -97,13 +88,10 @@ def check_mode(mode: str, value: str | None) -> None:
 @click.option("--duplicate", default=None, type=PERCENT, help="Duplicated packets, percent.")
 @click.option("--duplicate-correlation", default=0.0, type=CORRELATION)
 @platform_options
-def command(run_id, namespace, target, dgd_version, duration, dry_run, outputs_dir, kubeconfig, context, source_role,
-            source_selector, peer_role, peer_selector, peer_namespace, direction, mode, mode_value, only_actions, loss, loss_correlation,
+def command(run_id, namespace, open_run, target, dgd_version, duration, dry_run, source_role, source_selector, peer_role, peer_selector, peer_namespace, direction, mode, mode_value, only_actions, loss, loss_correlation,
             delay, jitter, delay_correlation, bandwidth, bandwidth_limit, bandwidth_buffer, corrupt, corrupt_correlation,
             duplicate, duplicate_correlation, nats_selector, nats_namespace, etcd_selector, etcd_namespace):
     """Degrade a DGD's network with Chaos Mesh (one NetworkChaos per action)."""
-    outputs = Outputs(outputs_dir)
-    outputs.check()
     check_custom(source_role, source_selector, peer_role, peer_selector, peer_namespace)
     if direction != "to" and peer_role == "none":
         raise BadInput(f"--direction {direction} needs --peer (Chaos Mesh applies from/both to a target only)")
@@ -118,8 +106,8 @@ def command(run_id, namespace, target, dgd_version, duration, dry_run, outputs_d
     if not degradation.actions():
         raise BadInput("nothing to degrade: give at least one of --loss, --delay, --bandwidth, --corrupt, --duplicate")
     platform = platform_of(nats_selector, nats_namespace, etcd_selector, etcd_namespace)
-    kube = connect(kubeconfig, context)
-    store = L.LedgerStore(kube)
+    run = open_run()
+    kube, store = run.kube, run.ledgers
     ledger = None if dry_run else open_ledger(store, namespace, run_id)
     _, obj = resolve(kube, namespace, "dgd", target[1], dgd_version)
     sources = groups_for(obj, source_role, namespace, source_selector, None, platform)
@@ -132,7 +120,7 @@ def command(run_id, namespace, target, dgd_version, duration, dry_run, outputs_d
                             {"actions": [a for a, _ in degradation.actions()]})
     if expires_ms is None:
         return
-    emit(STEP, FAULT_INJECTED, run_id=run_id, kind="network-degrade", actions=[a for a, _ in degradation.actions()],
+    emit(STEP, EventName.FAULT_INJECTED, run_id=run_id, kind="network-degrade", actions=[a for a, _ in degradation.actions()],
          objects=names, already=len(present) == len(objs), expires_ms=expires_ms)
-    outputs.write("chaos", ",".join(names))
-    outputs.write("expires-ms", str(expires_ms))
+    run.outputs.write("chaos", ",".join(names))
+    run.outputs.write("expires-ms", str(expires_ms))

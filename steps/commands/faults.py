@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 import click
 
 from steps.errors import BadInput
+from steps.event_names import EventName
 from steps.events import emit
 from steps.kube.client import connect
 from steps.options import Duration, K8sName, RunId, common_cluster_options
@@ -73,7 +74,7 @@ def recover_command(run_id, all_runs, namespace, timeout, steps_image, kubeconfi
     if run_id and not any(ledger.run.run_id == run_id for ledger in L.LedgerStore(kube).all(namespace)):
         raise BadInput(f"no ledger for run {run_id}")
     runs, entries = sweep(kube, namespace, timeout, steps_image=steps_image, only_run=run_id, force=True, step="faults-recover")
-    emit("faults-recover", "recovered", runs=runs, entries=entries)
+    emit("faults-recover", EventName.FAULTS_RECOVERED, runs=runs, entries=entries)
 
 
 @click.group("faults")

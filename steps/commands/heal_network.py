@@ -9,10 +9,9 @@ from __future__ import annotations
 import click
 
 from steps.commands._network import open_ledger
+from steps.event_names import EventName
 from steps.events import emit
-from steps.kube.client import connect
-from steps.options import K8sName, RunId, common_cluster_options
-from steps.outputs import Outputs
+from steps.options import run_options
 from steps.run import ledger as L
 from steps.run.revert import event_name, revert_run
 from steps.signals import sigterm_raises
@@ -21,21 +20,15 @@ STEP = "heal-network"
 
 
 @click.command(STEP)
-@click.option("--run-id", required=True, type=RunId())
-@click.option("--namespace", required=True, type=K8sName(label=True))
-@click.option("--outputs-dir", default=None)
-@common_cluster_options
-def command(run_id, namespace, outputs_dir, kubeconfig, context):
+@run_options
+def command(run_id, namespace, open_run):
     """Heal this run's network faults (delete its NetworkPolicies and NetworkChaos)."""
-    outputs = Outputs(outputs_dir)
-    outputs.check()
-    kube = connect(kubeconfig, context)
-    store = L.LedgerStore(kube)
-    ledger = open_ledger(store, namespace, run_id)
+    run = open_run()
+    ledger = open_ledger(run.ledgers, namespace, run_id)
     with sigterm_raises():
-        outcomes = revert_run(kube, store, ledger, 60, kinds=L.CREATED_OBJECT_KINDS)
+        outcomes = revert_run(run.kube, run.ledgers, ledger, 60, kinds=L.CREATED_OBJECT_KINDS)
     for outcome in outcomes:  # fault_cleared per object, as cleanup-dgd and the janitor report reverts
         emit(STEP, event_name(outcome), run_id=run_id, entry=outcome.entry_id, kind=outcome.kind, action=outcome.action)
     if not outcomes:
-        emit(STEP, "already_clean", run_id=run_id)
-    outputs.write("reverted", str(len(outcomes)))
+        emit(STEP, EventName.ALREADY_CLEAN, run_id=run_id)
+    run.outputs.write("reverted", str(len(outcomes)))

@@ -10,21 +10,16 @@ from __future__ import annotations
 
 import click
 
-from steps import event_names as E
 from steps.errors import BadInput, CheckFailed
+from steps.event_names import EventName
 from steps.events import emit
 from steps.gpu import toggle
-from steps.kube.client import connect
 from steps.options import (
     Duration,
-    K8sName,
-    RunId,
     Target,
     XidType,
-    common_cluster_options,
+    run_options,
 )
-from steps.outputs import Outputs
-from steps.run import ledger as L
 from steps.signals import Terminated, sigterm_raises
 from steps.workload import dynamo as dgd
 from steps.workload.kinds import (
@@ -52,8 +47,7 @@ STEP = "inject-cuda-shim"
 
 
 @click.command(STEP)
-@click.option("--run-id", required=True, type=RunId())
-@click.option("--namespace", required=True, type=K8sName(label=True))
+@run_options
 @click.option("--target", required=True, type=Target(), help="dgd/NAME, deployment/NAME or statefulset/NAME.")
 @click.option("--dgd-version", default="auto", type=click.Choice(["auto", *dgd.DGD_VERSIONS]), show_default=True)
 @click.option("--shim-image", required=True, help="Image holding /opt/faultflow/libfaultflow_cuda.so.")
@@ -63,19 +57,15 @@ STEP = "inject-cuda-shim"
 @click.option("--timeout", default="10m", show_default=True, type=Duration(), help="Rollout deadline.")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the rollout.")
 @click.option("--verify-marker/--no-verify-marker", default=True, show_default=True, help="Check worker logs for the shim's marker.")
-@click.option("--outputs-dir", default=None)
-@common_cluster_options
-def command(run_id, namespace, target, dgd_version, shim_image, xid, toggle_dir, container, timeout, wait, verify_marker,
-            outputs_dir, kubeconfig, context):
+def command(run_id, namespace, open_run, target, dgd_version, shim_image, xid, toggle_dir, container, timeout, wait,
+            verify_marker):
     """Patch the workload's GPU workers to load the CUDA shim in passthrough mode."""
-    outputs = Outputs(outputs_dir)
-    outputs.check()
     if not shim_image.strip() or any(c.isspace() for c in shim_image):
         raise BadInput(f"--shim-image {shim_image!r} is not an image reference")
     if not toggle_dir.startswith("/") or toggle_dir.rstrip("/") in ("", "/"):
         raise BadInput(f"--toggle-dir {toggle_dir!r} must be an absolute directory below /")
-    kube = connect(kubeconfig, context)
-    store = L.LedgerStore(kube)
+    run = open_run()
+    kube, store = run.kube, run.ledgers
     kind, name = target
     ref, obj = resolve(kube, namespace, kind, name, dgd_version)
     ledger = store.require(namespace, run_id)
@@ -84,10 +74,10 @@ def command(run_id, namespace, target, dgd_version, shim_image, xid, toggle_dir,
     with sigterm_raises():
         try:
             patched = inject(kube, store, ledger.run, ref, cfg)
-            emit(STEP, "shim_patched", run_id=run_id, target=str(ref), components=patched, already=not patched)
+            emit(STEP, EventName.SHIM_PATCHED, run_id=run_id, target=str(ref), components=patched, already=not patched)
             if wait:
                 waited = wait_rolled_out(kube, ref, workers, timeout)
-                emit(STEP, "rollout_done", run_id=run_id, target=str(ref), seconds=round(waited, 3))
+                emit(STEP, EventName.ROLLOUT_DONE, run_id=run_id, target=str(ref), seconds=round(waited, 3))
                 if verify_marker:
                     missing, total = pods_missing_marker(kube, namespace, kube.get(ref), cfg.toggle_file, container)
                     if total == 0:
@@ -96,9 +86,9 @@ def command(run_id, namespace, target, dgd_version, shim_image, xid, toggle_dir,
                         raise CheckFailed(
                             f"the shim did not load in {len(missing)} of {total} Ready worker pods ({', '.join(missing[:5])}): "
                             f"no '{MARKER} ... toggle={cfg.toggle_file} (mapped)' line in their logs")
-                    emit(STEP, "shim_verified", run_id=run_id, pods=total)
+                    emit(STEP, EventName.SHIM_VERIFIED, run_id=run_id, pods=total)
         except Terminated:
             remove(kube, store, ledger.run, ref)
-            emit(STEP, E.DGD_RESTORED, run_id=run_id, target=str(ref), reason="SIGTERM")
+            emit(STEP, EventName.DGD_RESTORED, run_id=run_id, target=str(ref), reason="SIGTERM")
             raise
-    outputs.write("patched-components", ",".join(workers))
+    run.outputs.write("patched-components", ",".join(workers))

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import click
 
-from steps import event_names as E
 from steps.errors import BadInput, InfrastructureError
+from steps.event_names import EventName
 from steps.events import emit
 from steps.gpu import kmsg, toggle
 from steps.gpu.pci import resolve_pci
-from steps.options import Duration, RunId, XidType
+from steps.options import Duration, RunId, XidType, outputs_option
 from steps.outputs import Outputs
 from steps.signals import Terminated, sigterm_raises
 
@@ -54,7 +54,7 @@ def _check_toggle_dir(path: str) -> Path:
 @click.option("--expires-in", default="30m", show_default=True, type=Duration(), help="The toggle switches itself off after this.")
 @click.option("--toggle-gpu", default=-1, show_default=True, type=click.IntRange(-1, 63), help="CUDA device the shim fails (-1: all).")
 @click.option("--run-id", default=None, type=RunId(), help="Run id (for the events).")
-@click.option("--outputs-dir", default=None, help="Write output parameters here (fault-time-ms, pci, xid-line).")
+@outputs_option(help="Write output parameters here (fault-time-ms, pci, xid-line).")
 def command(xid, gpu_index, pid, proc_name, kmsg_path, proc_root, toggle_dir, expires_in, toggle_gpu, run_id, outputs_dir):
     """Switch the node's CUDA fault toggle on and write the XID line to the kernel log."""
     outputs = Outputs(outputs_dir)
@@ -74,16 +74,16 @@ def command(xid, gpu_index, pid, proc_name, kmsg_path, proc_root, toggle_dir, ex
                     toggle.write(toggle_file, toggle.Toggle(on=True, xid=xid, expires_ms=expires_ms, gpu=toggle_gpu))
                 except OSError as error:
                     raise InfrastructureError(f"cannot write toggle {toggle_file}: {error.strerror}") from None
-                emit(STEP, E.FAULT_INJECTED, run_id=run_id, kind="cuda", xid=xid, toggle=str(toggle_file),
+                emit(STEP, EventName.FAULT_INJECTED, run_id=run_id, kind="cuda", xid=xid, toggle=str(toggle_file),
                      expires_ms=expires_ms, gpu=toggle_gpu)
             kmsg.write_record(kmsg_path, line)
         except (Terminated, InfrastructureError, BadInput):
             if toggle_file is not None:
                 toggle.write(toggle_file, toggle.Toggle(on=False))
-                emit(STEP, E.FAULT_CLEARED, run_id=run_id, kind="cuda", toggle=str(toggle_file), reason="step did not finish")
+                emit(STEP, EventName.FAULT_CLEARED, run_id=run_id, kind="cuda", toggle=str(toggle_file), reason="step did not finish")
             raise
     # The kernel line is the XID fault itself (what NVSentinel reacts to): a fault of its own kind.
-    emit(STEP, E.FAULT_INJECTED, run_id=run_id, kind="xid", xid=xid, pci=gpu.pci, gpu=gpu_index, kmsg=kmsg_path, fault_time_ms=fault_ms,
+    emit(STEP, EventName.FAULT_INJECTED, run_id=run_id, kind="xid", xid=xid, pci=gpu.pci, gpu=gpu_index, kmsg=kmsg_path, fault_time_ms=fault_ms,
          line=line.decode().rstrip("\n"))
     outputs.write("fault-time-ms", str(fault_ms))
     outputs.write("pci", gpu.pci)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import click
 
+from steps.event_names import EventName
 from steps.events import emit
 from steps.kube.client import connect
 from steps.options import Duration, K8sName, common_cluster_options
@@ -29,4 +30,4 @@ def command(namespace, timeout, steps_image, dry_run, kubeconfig, context):
     """Revert every orphaned fault (TTL passed, workflow gone or finished)."""
     kube = connect(kubeconfig, context)
     runs, entries = sweep(kube, namespace, timeout, dry_run, steps_image)
-    emit(STEP, "janitor_done", runs=runs, entries=entries, dry_run=dry_run)
+    emit(STEP, EventName.JANITOR_DONE, runs=runs, entries=entries, dry_run=dry_run)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import click
 
-from steps import event_names as ev
-from steps.commands._inference import _outputs_dir, _run_mode, _target, common_options
+from steps.commands._inference import _outputs, _run_mode, _target, common_options
 from steps.errors import BadInput
+from steps.event_names import EventName
 from steps.options import SECONDS, FiniteFloat
 
 
@@ -22,10 +22,10 @@ from steps.options import SECONDS, FiniteFloat
 @click.option("--grace", type=FiniteFloat(0.0, 600.0), default=5.0, show_default=True,
               help="Seconds in-flight requests get to finish once stopped; the rest are recorded as cancelled.")
 @common_options(default_rate=2.0, default_concurrency=8)
-def command(duration, stop_file, grace, url, api, model, prompt, max_tokens, timeout, rate, concurrency, phase, outputs):
+def command(duration, stop_file, grace, url, api, model, prompt, max_tokens, timeout, rate, concurrency, phase, outputs_dir):
     """Drive inference traffic for the whole scenario, recording every request (stops on SIGTERM)."""
     target = _target(url, api, model, prompt, max_tokens, timeout)
-    out = _outputs_dir(outputs)
+    out = _outputs(outputs_dir)
     stop_path = None
     if stop_file is not None:
         stop_path = Path(stop_file)
@@ -40,5 +40,5 @@ def command(duration, stop_file, grace, url, api, model, prompt, max_tokens, tim
         return await run_load(client, pace, writer, duration, stop_path, phase)
 
     result, log, summary = _run_mode("load", target, rate, concurrency, grace, out, phase, body)
-    log.emit(ev.LOAD_STOPPED, reason=result.stop_reason, requests=result.tally.completed, ok=result.tally.ok,
+    log(EventName.LOAD_STOPPED, reason=result.stop_reason, requests=result.tally.completed, ok=result.tally.ok,
              success_rate=result.tally.success_rate, outcomes=summary["outcomes"], source=summary["source"])

@@ -27,15 +27,12 @@ from steps.commands._network import (
     platform as platform_of,
 )
 from steps.errors import BadInput
-from steps.event_names import FAULT_INJECTED
+from steps.event_names import EventName
 from steps.events import emit
-from steps.kube.client import connect
 from steps.network.objects import existing, validate_on_server
 from steps.network.policies import DIRECTIONS, PARTITIONS, Partition, build_policies
 from steps.network.targets import check_no_other_policy
 from steps.options import K8sName
-from steps.outputs import Outputs
-from steps.run import ledger as L
 from steps.workload.kinds import resolve
 
 STEP = "partition-network"
@@ -56,19 +53,16 @@ STEP = "partition-network"
 @click.option("--include-etcd", is_flag=True, help="worker-nats/frontend-nats: cut etcd as well.")
 @click.option("--pod-cidr", "pod_cidrs", multiple=True, help="The cluster's pod network(s), repeatable or comma-separated (default, or \"\": the nodes' spec.podCIDRs).")
 @platform_options
-def command(run_id, namespace, target, dgd_version, duration, dry_run, outputs_dir, kubeconfig, context, kind, direction,
-            source_selector, peer_selector, peer_namespace, include_etcd, pod_cidrs, nats_selector, nats_namespace,
-            etcd_selector, etcd_namespace):
+def command(run_id, namespace, open_run, target, dgd_version, duration, dry_run, kind, direction, source_selector,
+            peer_selector, peer_namespace, include_etcd, pod_cidrs, nats_selector, nats_namespace, etcd_selector, etcd_namespace):
     """Partition a DGD's pods from their peers (NetworkPolicies selected by stable operator labels)."""
-    outputs = Outputs(outputs_dir)
-    outputs.check()
     check_custom(kind, source_selector, kind, peer_selector, peer_namespace)
     if include_etcd and not kind.endswith("-nats"):
         raise BadInput("--include-etcd goes with worker-nats or frontend-nats")
     require_dgd(target)
     platform = platform_of(nats_selector, nats_namespace, etcd_selector, etcd_namespace)
-    kube = connect(kubeconfig, context)
-    store = L.LedgerStore(kube)
+    run = open_run()
+    kube, store = run.kube, run.ledgers
     ledger = None if dry_run else open_ledger(store, namespace, run_id)
     _, obj = resolve(kube, namespace, "dgd", target[1], dgd_version)
     source_role, peer_role = PARTITIONS[kind]
@@ -86,7 +80,7 @@ def command(run_id, namespace, target, dgd_version, duration, dry_run, outputs_d
     expires_ms = create_all(STEP, "network-partition", kube, store, ledger, policies, present, duration, recorded)
     if expires_ms is None:
         return
-    emit(STEP, FAULT_INJECTED, run_id=run_id, kind="network-partition", partition=kind, direction=direction, policies=names,
+    emit(STEP, EventName.FAULT_INJECTED, run_id=run_id, kind="network-partition", partition=kind, direction=direction, policies=names,
          already=len(present) == len(policies), expires_ms=expires_ms)
-    outputs.write("policies", ",".join(names))
-    outputs.write("expires-ms", str(expires_ms))
+    run.outputs.write("policies", ",".join(names))
+    run.outputs.write("expires-ms", str(expires_ms))

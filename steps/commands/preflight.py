@@ -14,23 +14,22 @@ import json
 
 import click
 
-from steps import event_names as E
 from steps.errors import BadInput
+from steps.event_names import EventName
 from steps.events import emit
 from steps.gpu import toggle
 from steps.gpu.guardrails import check_gpu_index, check_nvsentinel
 from steps.kube import objects as o
-from steps.kube.client import Kube, Ref, connect
+from steps.kube.client import Ref
 from steps.options import (
     Duration,
     K8sName,
-    RunId,
     Target,
     XidType,
-    common_cluster_options,
+    run_options,
 )
-from steps.outputs import Outputs
 from steps.run import ledger as L
+from steps.run.context import RunContext
 from steps.run.guardrails import check_namespace, resolve_nodes
 from steps.workload import dynamo as dgd
 from steps.workload import shim_patch
@@ -48,8 +47,7 @@ STEP = "preflight"
 
 
 @click.command(STEP)
-@click.option("--run-id", required=True, type=RunId())
-@click.option("--namespace", required=True, type=K8sName(label=True), help="Namespace of the workload (must have opted in).")
+@run_options
 @click.option("--target", required=True, type=Target(), help="dgd/NAME (default kind), deployment/NAME or statefulset/NAME.")
 @click.option("--dgd-version", default="auto", type=click.Choice(["auto", *dgd.DGD_VERSIONS]), show_default=True)
 @click.option("--node", "nodes", multiple=True, type=K8sName(), help="Target node (default: the node of a Ready GPU worker pod).")
@@ -69,19 +67,15 @@ STEP = "preflight"
 @click.option("--workflow-namespace", default=None)
 @click.option("--workflow-uid", default=None)
 @click.option("--dry-run", is_flag=True, help="Print every change the scenario would make; make none.")
-@click.option("--outputs-dir", default=None)
-@common_cluster_options
-def command(run_id, namespace, target, dgd_version, nodes, max_nodes, gpu, xid, fault, expect_remediation, nvsentinel_namespace,
-            toggle_dir, fault_duration, steps_image, ttl, restore_node, workflow_name, workflow_namespace, workflow_uid,
-            dry_run, outputs_dir, kubeconfig, context):
+def command(run_id, namespace, open_run, target, dgd_version, nodes, max_nodes, gpu, xid, fault, expect_remediation,
+            nvsentinel_namespace, toggle_dir, fault_duration, steps_image, ttl, restore_node, workflow_name, workflow_namespace,
+            workflow_uid, dry_run):
     """Validate parameters and guardrails, resolve target node and GPU, open the run ledger."""
-    outputs = Outputs(outputs_dir)
-    outputs.check()
     workflow = {"name": workflow_name, "namespace": workflow_namespace or namespace, "uid": workflow_uid} if workflow_name else None
     if fault == "network":
         if nodes or restore_node or xid is not None:
             raise BadInput("--node, --xid and --restore-node apply to GPU faults only (--fault gpu)")
-        network_preflight(connect(kubeconfig, context), run_id, namespace, target, dgd_version, ttl, workflow, dry_run, outputs)
+        network_preflight(open_run(), run_id, namespace, target, dgd_version, ttl, workflow, dry_run)
         return
     if xid is None:
         raise BadInput("--xid is required for a GPU fault")
@@ -89,7 +83,8 @@ def command(run_id, namespace, target, dgd_version, nodes, max_nodes, gpu, xid, 
         raise BadInput(f"--toggle-dir {toggle_dir!r} must be an absolute directory below /")
     if len(set(nodes)) > max_nodes:
         raise BadInput(f"{len(set(nodes))} target nodes exceed the blast radius --max-nodes={max_nodes}")
-    kube = connect(kubeconfig, context)
+    run_context = open_run()
+    kube = run_context.kube
     check_namespace(kube, namespace)
     kind, name = target
     ref, obj = resolve(kube, namespace, kind, name, dgd_version)
@@ -116,7 +111,7 @@ def command(run_id, namespace, target, dgd_version, nodes, max_nodes, gpu, xid, 
         target=f"{kind}/{name}", restore_node=restore_node,
         workflow=workflow,
     )
-    store = L.LedgerStore(kube)
+    store = run_context.ledgers
     opened = store.open(run)
     if opened.run.target != run.target or opened.run.node != run.node:
         raise BadInput(f"run {run_id} already exists for {opened.run.target} on {opened.run.node}; use a new run id")
@@ -130,37 +125,38 @@ def command(run_id, namespace, target, dgd_version, nodes, max_nodes, gpu, xid, 
             id=f"toggle-{n}", kind=L.NODE_TOGGLE, target={"node": n},
             data={"toggle_dir": toggle_dir, "xid": xid, "pod_namespace": namespace, "steps_image": steps_image,
                   "expires_ms": run.created_ms + int((ttl + fault_duration) * 1000)}))
-    emit(STEP, E.RUN_STARTED, run_id=run_id, target=f"{kind}/{name}", node=node, xid=xid)
-    emit(STEP, "ledger_opened", run_id=run_id, ledger=f"{namespace}/{L.configmap_name(run_id)}")
-    emit(STEP, "preflight_passed", **facts)
+    emit(STEP, EventName.RUN_STARTED, run_id=run_id, target=f"{kind}/{name}", node=node, xid=xid)
+    emit(STEP, EventName.LEDGER_OPENED, run_id=run_id, ledger=f"{namespace}/{L.configmap_name(run_id)}")
+    emit(STEP, EventName.PREFLIGHT_PASSED, **facts)
     for key in ("node", "gpu", "api_version"):
-        outputs.write(key.replace("_", "-"), str(facts[key]))
-    outputs.write("workers", ",".join(facts["workers"]))
-    outputs.write("ledger", L.configmap_name(run_id))
+        run_context.outputs.write(key.replace("_", "-"), str(facts[key]))
+    run_context.outputs.write("workers", ",".join(facts["workers"]))
+    run_context.outputs.write("ledger", L.configmap_name(run_id))
 
 
-def network_preflight(kube: Kube, run_id: str, namespace: str, target: tuple[str, str], dgd_version: str, ttl: float,
-                      workflow: dict | None, dry_run: bool, outputs: Outputs) -> None:
+def network_preflight(run_context: RunContext, run_id: str, namespace: str, target: tuple[str, str], dgd_version: str, ttl: float,
+                      workflow: dict | None, dry_run: bool) -> None:
     """The guardrails of any fault, for the network scenarios: no node, GPU or NVSentinel involved."""
     from steps.commands._network import require_dgd
 
     require_dgd(target)
     kind, name = target
+    kube = run_context.kube
     check_namespace(kube, namespace)
     ref, _ = resolve(kube, namespace, kind, name, dgd_version)
     facts = {"run_id": run_id, "namespace": namespace, "target": f"dgd/{name}", "api_version": ref.api_version, "fault": "network"}
     if dry_run:
-        emit(STEP, "planned_change", change=f"create configmap {namespace}/{L.configmap_name(run_id)}", by_step="ledger", dry_run=True)
-        emit(STEP, "preflight_passed", dry_run=True, **facts)
+        emit(STEP, EventName.PLANNED_CHANGE, change=f"create configmap {namespace}/{L.configmap_name(run_id)}", by_step="ledger", dry_run=True)
+        emit(STEP, EventName.PREFLIGHT_PASSED, dry_run=True, **facts)
         return
     run = L.RunInfo(run_id=run_id, namespace=namespace, created_ms=L.now_ms(), ttl_s=int(ttl), target=f"dgd/{name}", workflow=workflow)
-    opened = L.LedgerStore(kube).open(run)
+    opened = run_context.ledgers.open(run)
     if opened.run.target != run.target or opened.run.node is not None:
         raise BadInput(f"run {run_id} already exists for {opened.run.target} on {opened.run.node}; use a new run id")
-    emit(STEP, "ledger_opened", run_id=run_id, ledger=f"{namespace}/{L.configmap_name(run_id)}")
-    emit(STEP, "preflight_passed", **facts)
-    outputs.write("api-version", ref.api_version)
-    outputs.write("ledger", L.configmap_name(run_id))
+    emit(STEP, EventName.LEDGER_OPENED, run_id=run_id, ledger=f"{namespace}/{L.configmap_name(run_id)}")
+    emit(STEP, EventName.PREFLIGHT_PASSED, **facts)
+    run_context.outputs.write("api-version", ref.api_version)
+    run_context.outputs.write("ledger", L.configmap_name(run_id))
 
 
 def _print_plan(obj: dict, facts: dict, toggle_dir: str, fault_duration: float) -> None:
@@ -179,5 +175,5 @@ def _print_plan(obj: dict, facts: dict, toggle_dir: str, fault_duration: float) 
         fields = {"change": what, "by_step": step, "dry_run": True}
         if detail is not None:
             fields["json_patch"] = json.loads(json.dumps(detail))
-        emit(STEP, "planned_change", **fields)
-    emit(STEP, "preflight_passed", dry_run=True, **facts)
+        emit(STEP, EventName.PLANNED_CHANGE, **fields)
+    emit(STEP, EventName.PREFLIGHT_PASSED, dry_run=True, **facts)

@@ -1,6 +1,6 @@
 """`faultflow step report`: the journal, JUnit, plot, summary and metrics every scenario ends with.
 
-Outputs (under --outputs): report.json, junit.xml, timeline.png, summary.md, metrics.prom and
+Outputs (under --outputs-dir): report.json, junit.xml, timeline.png, summary.md, metrics.prom and
 metrics/<figure> (one number per file, for Argo `valueFrom.path`). Exit 0 when every check passed,
 1 when the verdict is a failure (so `argo submit --wait` fails CI), 2 on bad input.
 """
@@ -8,13 +8,14 @@ metrics/<figure> (one number per file, for Argo `valueFrom.path`). Exit 0 when e
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
-from steps import event_names as ev
 from steps.errors import BadInput, CheckFailed, InfrastructureError
-from steps.options import FRACTION, SECONDS, Name
+from steps.event_names import EventName
+from steps.events import emit
+from steps.options import FRACTION, SECONDS, Name, RunId, outputs_option
+from steps.outputs import Outputs
 
 OUTPUT_FILES = ("report.json", "junit.xml", "timeline.png", "summary.md", "metrics.prom")
 
@@ -22,9 +23,9 @@ OUTPUT_FILES = ("report.json", "junit.xml", "timeline.png", "summary.md", "metri
 @click.command("report")
 @click.option("--input", "inputs", multiple=True, required=True,
               help="Event and record files, or directories of them (repeatable).")
-@click.option("--outputs", default="outputs", show_default=True, help="Directory for the report files.")
+@outputs_option(default="outputs", help="Directory for the report files.", required=True)
 @click.option("--scenario", type=Name(), default="scenario", show_default=True, help="Scenario name (suite name, metric label).")
-@click.option("--run-id", type=Name(), default=None, help="Run id, e.g. the Argo workflow name.")
+@click.option("--run-id", type=RunId(), default=None, help="Run id, e.g. the Argo workflow name.")
 @click.option("--threshold", type=FRACTION, default=0.9, show_default=True, help="Success rate that counts as healthy.")
 @click.option("--window", type=click.IntRange(1, 10000), default=10, show_default=True, help="Recovery window in requests.")
 @click.option("--expect-fault/--no-expect-fault", default=True, show_default=True, help="Fail when no fault_injected event.")
@@ -32,15 +33,13 @@ OUTPUT_FILES = ("report.json", "junit.xml", "timeline.png", "summary.md", "metri
 @click.option("--max-detection-seconds", type=SECONDS, default=None, help="Fail when detection took longer.")
 @click.option("--min-availability", type=FRACTION, default=None, help="Fail when availability during the fault was lower.")
 @click.option("--no-plot", is_flag=True, help="Skip timeline.png.")
-def command(inputs, outputs, scenario, run_id, threshold, window, expect_fault, max_recovery_seconds, max_detection_seconds, min_availability, no_plot):
+def command(inputs, outputs_dir, scenario, run_id, threshold, window, expect_fault, max_recovery_seconds, max_detection_seconds, min_availability, no_plot):
     """Build the run's report from every step's events and the inference records."""
-    from steps.event_log import EventLog
     from steps.report.inputs import input_files, read_inputs
     from steps.report.journal import Criteria, build_report
 
-    out = Path(outputs)
-    if out.exists() and not out.is_dir():
-        raise BadInput(f"--outputs {outputs} exists and is not a directory")
+    outputs = Outputs(outputs_dir)
+    outputs.check()
     files = input_files(list(inputs))
     if not files:
         raise BadInput("--input: no event or record files found (.jsonl, .ndjson, .log, .txt, .json)")
@@ -52,8 +51,8 @@ def command(inputs, outputs, scenario, run_id, threshold, window, expect_fault, 
     from steps.report.markdown import render_markdown
     from steps.report.metrics import write_metrics
 
+    out = outputs.created()
     try:
-        out.mkdir(parents=True, exist_ok=True)
         (out / "report.json").write_text(json.dumps(journal, indent=1, allow_nan=False, default=str) + "\n")
         write_junit(journal, out / "junit.xml")
         summary = render_markdown(journal)
@@ -66,6 +65,6 @@ def command(inputs, outputs, scenario, run_id, threshold, window, expect_fault, 
     except OSError as error:
         raise InfrastructureError(f"cannot write the report to {out}: {error.strerror}") from error
     failed = [f"{c['classname']}.{c['name']}" for c in journal["checks"] if c["status"] == "failed"]
-    EventLog("report", None).emit(ev.REPORT_WRITTEN, verdict=journal["verdict"], failed_checks=failed, outputs=str(out))
+    emit("report", EventName.REPORT_WRITTEN, verdict=journal["verdict"], failed_checks=failed, outputs=str(out))
     if failed:
         raise CheckFailed(f"scenario {scenario} failed: {', '.join(failed)}")

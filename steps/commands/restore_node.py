@@ -9,9 +9,9 @@ from __future__ import annotations
 import click
 
 from steps.errors import BadInput
+from steps.event_names import EventName
 from steps.events import emit
-from steps.kube.client import connect
-from steps.options import K8sName, RunId, common_cluster_options
+from steps.options import run_options
 from steps.run import ledger as L
 from steps.run.revert import event_name, revert_node
 
@@ -19,22 +19,19 @@ STEP = "restore-node"
 
 
 @click.command(STEP)
-@click.option("--run-id", required=True, type=RunId())
-@click.option("--namespace", required=True, type=K8sName(label=True))
+@run_options(outputs=False)
 @click.option("--restore-node/--no-restore-node", default=False, show_default=True, help="Without it the step does nothing.")
-@common_cluster_options
-def command(run_id, namespace, restore_node, kubeconfig, context):
+def command(run_id, namespace, open_run, restore_node):
     """Uncordon the run's node if the run found it schedulable (only with --restore-node)."""
     if not restore_node:
-        emit(STEP, "skipped", run_id=run_id, reason="--restore-node not given")
+        emit(STEP, EventName.SKIPPED, run_id=run_id, reason="--restore-node not given")
         return
-    kube = connect(kubeconfig, context)
-    store = L.LedgerStore(kube)
-    ledger = store.require(namespace, run_id)
+    run = open_run()
+    ledger = run.ledgers.require(namespace, run_id)
     entries = [e for e in ledger.active() if e.kind == L.NODE_STATE]
     if not entries:
         raise BadInput(f"run {run_id} recorded no node state (preflight without --restore-node)")
     for entry in entries:
-        outcome = revert_node(kube, entry)
-        store.set_state(namespace, run_id, entry.id, L.REVERTED)
+        outcome = revert_node(run.kube, entry)
+        run.ledgers.set_state(namespace, run_id, entry.id, L.REVERTED)
         emit(STEP, event_name(outcome), run_id=run_id, node=entry.target["node"], action=outcome.action)

@@ -1,6 +1,6 @@
 """`faultflow step verify-inference`: the steady-state gate before injecting, or the wait for recovery after.
 
-Outputs (under --outputs): records.jsonl, events.jsonl, gate.json or recover.json, and the Argo
+Outputs (under --outputs-dir): records.jsonl, events.jsonl, gate.json or recover.json, and the Argo
 parameter files `success_rate` and `passed` (shared with `load`: `steps.commands._inference`).
 """
 
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import click
 
-from steps import event_names as ev
-from steps.commands._inference import _outputs_dir, _run_mode, _target, common_options
+from steps.commands._inference import _outputs, _run_mode, _target, common_options
 from steps.errors import BadInput, CheckFailed
+from steps.event_names import EventName, Phase
 from steps.options import FRACTION, SECONDS
 
 
@@ -22,15 +22,15 @@ from steps.options import FRACTION, SECONDS
 @click.option("--window", type=click.IntRange(1, 10000), default=None, help="recover: sliding window in requests [10].")
 @click.option("--deadline", type=SECONDS, default=None, help="recover: seconds to wait for recovery [900].")
 @common_options(default_rate=2.0, default_concurrency=1)
-def command(mode, threshold, requests, window, deadline, url, api, model, prompt, max_tokens, timeout, rate, concurrency, phase, outputs):
+def command(mode, threshold, requests, window, deadline, url, api, model, prompt, max_tokens, timeout, rate, concurrency, phase, outputs_dir):
     """Check inference: a steady-state gate before injecting, or wait for recovery after a fault."""
     if mode == "gate" and (window is not None or deadline is not None):
         raise BadInput("--window and --deadline apply to --mode recover")
     if mode == "recover" and requests is not None:
         raise BadInput("--requests applies to --mode gate")
     target = _target(url, api, model, prompt, max_tokens, timeout)
-    out = _outputs_dir(outputs)
-    phase = phase or (ev.PHASE_BASELINE if mode == "gate" else ev.PHASE_RECOVERY)
+    out = _outputs(outputs_dir)
+    phase = phase or (Phase.BASELINE if mode == "gate" else Phase.RECOVERY)
 
     from steps.inference.modes import run_gate, run_recover
 
@@ -49,13 +49,13 @@ def command(mode, threshold, requests, window, deadline, url, api, model, prompt
     check = "inference_gate" if mode == "gate" else "inference_recovered"
     rate_now = result.tally.success_rate
     if mode == "recover" and result.passed:
-        log.emit(ev.INFERENCE_RECOVERED, time_recovered=result.recovered_at, success_rate=rate_now, window=window or 10)
+        log(EventName.INFERENCE_RECOVERED, time_recovered=result.recovered_at, success_rate=rate_now, window=window or 10)
     if result.passed:
-        log.emit(ev.CHECK_PASSED, check=check, success_rate=rate_now, requests=result.tally.completed)
+        log(EventName.CHECK_PASSED, check=check, success_rate=rate_now, requests=result.tally.completed)
         return
     if mode == "gate":
         reason = f"steady-state gate: {result.tally.ok}/{requests or 10} requests succeeded, below threshold {threshold:g}"
     else:
         reason = f"inference did not recover within {deadline or 900.0:g}s (window {window or 10}, threshold {threshold:g})"
-    log.emit(ev.CHECK_FAILED, check=check, reason=reason, outcomes=summary["outcomes"])
+    log(EventName.CHECK_FAILED, check=check, reason=reason, outcomes=summary["outcomes"])
     raise CheckFailed(reason)

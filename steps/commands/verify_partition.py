@@ -16,10 +16,10 @@ import click
 
 from steps.commands._network import open_ledger
 from steps.errors import BadInput, CheckFailed
-from steps.event_names import CHECK_FAILED, CHECK_PASSED
+from steps.event_names import EventName
 from steps.events import emit
 from steps.kube import objects as o
-from steps.kube.client import Ref, connect
+from steps.kube.client import Ref
 from steps.network.objects import same_spec
 from steps.network.verify import (
     Check,
@@ -29,8 +29,7 @@ from steps.network.verify import (
     probe_target,
     run_probe,
 )
-from steps.options import Duration, K8sName, RunId, common_cluster_options
-from steps.outputs import Outputs
+from steps.options import Duration, run_options
 from steps.run import ledger as L
 from steps.signals import sigterm_raises
 
@@ -59,21 +58,16 @@ STEP = "verify-partition"
 
 
 @click.command(STEP)
-@click.option("--run-id", required=True, type=RunId())
-@click.option("--namespace", required=True, type=K8sName(label=True))
+@run_options
 @click.option("--probe-image", default=None, help="Also run a probe pod (an image with python3) on the partitioned side.")
 @click.option("--probe-port", default=None, type=click.IntRange(1, 65535), help="Port of the cut-off pods to try (default: their first containerPort).")
 @click.option("--probe-timeout", default="2m", show_default=True, type=Duration())
-@click.option("--outputs-dir", default=None)
-@common_cluster_options
-def command(run_id, namespace, probe_image, probe_port, probe_timeout, outputs_dir, kubeconfig, context):
+def command(run_id, namespace, open_run, probe_image, probe_port, probe_timeout):
     """Prove the run's network fault is in place: objects, selected pods, cut-off pods, optionally a probe."""
-    outputs = Outputs(outputs_dir)
-    outputs.check()
     if probe_image is not None and (not probe_image.strip() or any(c.isspace() for c in probe_image)):
         raise BadInput(f"--probe-image {probe_image!r} is not an image reference")
-    kube = connect(kubeconfig, context)
-    store = L.LedgerStore(kube)
+    run = open_run()
+    kube, store = run.kube, run.ledgers
     ledger = open_ledger(store, namespace, run_id)
     entries = [e for e in ledger.active() if e.kind in (L.NETWORK_POLICY, L.NETWORK_CHAOS)]
     if not entries:
@@ -106,11 +100,11 @@ def command(run_id, namespace, probe_image, probe_port, probe_timeout, outputs_d
                 checks.append(run_probe(kube, store, ledger.run, probe_pod(run_id, live, probe_image, target, probe_timeout), probe_timeout))
         probed = f"{len(probes)} probe pods" if probes else "nothing to probe (no egress partition)"
     for check in checks:
-        emit(STEP, CHECK_PASSED if check.passed else CHECK_FAILED, check=check.name, reason=check.detail)
-    emit(STEP, "partition_verified", run_id=run_id, checked=["objects exist with the run's label and recorded spec",
+        emit(STEP, EventName.CHECK_PASSED if check.passed else EventName.CHECK_FAILED, check=check.name, reason=check.detail)
+    emit(STEP, EventName.PARTITION_VERIFIED, run_id=run_id, checked=["objects exist with the run's label and recorded spec",
          "selected pods", "cut-off pods not allowed by any peer", "DNS and API server allowed"], probe=probed,
          passed=all(c.passed for c in checks))
-    outputs.write("verify.json", [asdict(c) for c in checks])
+    run.outputs.write("verify.json", [asdict(c) for c in checks])
     failed = [c for c in checks if not c.passed]
     if failed:
         raise CheckFailed(f"{len(failed)} of {len(checks)} checks failed: " + "; ".join(f"{c.name} ({c.detail})" for c in failed[:3]))

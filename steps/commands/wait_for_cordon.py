@@ -12,8 +12,8 @@ import time
 
 import click
 
-from steps import event_names as E
 from steps.errors import CheckFailed
+from steps.event_names import EventName
 from steps.events import emit
 from steps.gpu import nvsentinel
 from steps.gpu.node_watch import wait_pods_left, watch_node_until
@@ -27,6 +27,7 @@ from steps.options import (
     Target,
     XidType,
     common_cluster_options,
+    outputs_option,
 )
 from steps.outputs import Outputs
 from steps.workload.kinds import resolve, worker_pod_selector
@@ -46,7 +47,7 @@ STEP = "wait-for-cordon"
 @click.option("--watch-timeout", default="60s", show_default=True, type=Duration(),
               help="Server-side length of one watch connection; the watch then resumes where it was.")
 @click.option("--run-id", default=None, type=RunId())
-@click.option("--outputs-dir", default=None)
+@outputs_option()
 @common_cluster_options
 def command(node, xid, timeout, fault_time_ms, namespace, target, wait_evicted, eviction_timeout, watch_timeout, run_id,
             outputs_dir, kubeconfig, context):
@@ -72,7 +73,7 @@ def command(node, xid, timeout, fault_time_ms, namespace, target, wait_evicted, 
         # NVSentinel's own detection (its node condition, or the quarantine that implies it), once.
         if not detected and (nvsentinel.xid_condition_set(current) or nvsentinel.is_quarantined(current)):
             detected.append(time.time())
-            emit(STEP, E.XID_DETECTED, run_id=run_id, node=node, xid=xid,
+            emit(STEP, EventName.XID_DETECTED, run_id=run_id, node=node, xid=xid,
                  latency_ms=max(0, int(detected[0] * 1000) - since_ms))
 
     connections: list[int] = []
@@ -80,27 +81,27 @@ def command(node, xid, timeout, fault_time_ms, namespace, target, wait_evicted, 
     def on_connect() -> None:
         connections.append(1)
         if len(connections) == 1:  # listed, now watching: from here on no node update is missed
-            emit(STEP, "watch_started", run_id=run_id, node=node, fatal=fatal, window_s=timeout)
+            emit(STEP, EventName.WATCH_STARTED, run_id=run_id, node=node, fatal=fatal, window_s=timeout)
 
     obj, seen_at = watch_node_until(
         kube, node, nvsentinel.is_quarantined, deadline, on_connect=on_connect, watch_timeout_s=watch_timeout,
         on_object=on_object,
-        on_relist=lambda reason: emit(STEP, "watch_relisted", run_id=run_id, node=node, reason=reason))
+        on_relist=lambda reason: emit(STEP, EventName.WATCH_RELISTED, run_id=run_id, node=node, reason=reason))
     if not fatal:
         if seen_at is not None:
             raise CheckFailed(f"node {node} was quarantined for XID {xid}, which NVSentinel treats as non-fatal")
-        emit(STEP, "node_not_cordoned", run_id=run_id, node=node, xid=xid, window_s=timeout)
+        emit(STEP, EventName.NODE_NOT_CORDONED, run_id=run_id, node=node, xid=xid, window_s=timeout)
         outputs.write("cordoned", "false")
         return
     if seen_at is None:
         raise CheckFailed(f"node {node} was not quarantined within {timeout:.0f}s after XID {xid}")
     latency_ms = max(0, int(seen_at * 1000) - since_ms)
     state = o.labels(obj).get(nvsentinel.STATE_LABEL)
-    emit(STEP, E.NODE_CORDONED, run_id=run_id, node=node, xid=xid, latency_ms=latency_ms, nvsentinel_state=state)
+    emit(STEP, EventName.NODE_CORDONED, run_id=run_id, node=node, xid=xid, latency_ms=latency_ms, nvsentinel_state=state)
     outputs.write("cordoned", "true")
     outputs.write("detection-latency-ms", str(latency_ms))
     if wait_evicted:
         done, left = wait_pods_left(kube, namespace, selector, node, time.monotonic() + eviction_timeout)
         if not done:
             raise CheckFailed(f"{left} worker pods still on node {node} after {eviction_timeout:.0f}s")
-        emit(STEP, E.PODS_EVICTED, run_id=run_id, node=node, after_ms=int(time.time() * 1000) - since_ms)
+        emit(STEP, EventName.PODS_EVICTED, run_id=run_id, node=node, after_ms=int(time.time() * 1000) - since_ms)

@@ -1,10 +1,12 @@
 """What the report reads: every step's event lines and the load records, from files or directories.
 
 Lines are told apart by shape (an event has `step` and `event`; a record has `outcome`, `start` and
-`end`), so a step's captured stdout, its events.jsonl and a records file can all be passed as they
-are; anything else on a line (log text, a half-written last line) is counted and skipped. Argo may hand
-the same artifact twice (a directory and a file in it): identical files are read once, identical event
-lines are kept once.
+`end`), so a step's captured stdout, its events file and a records file can all be passed as they
+are; anything else on a line (log text, a half-written last line) is counted and skipped. A step
+writes each event once to stdout and once to its events file (`steps.events`), and both may be read:
+the local runner keeps a stage's stdout.log next to its step-events.jsonl, and a user may pass a pod
+log with the events file. So identical event lines are kept once; identical files (the same path
+given twice, or a directory and a file in it) are read once.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from steps import event_names as ev
+from steps.event_names import TIMELINE_LABELS, EventName, Phase
 from steps.events import Event
 from steps.report.inputs import Inputs
 from steps.report.phases import boundaries
@@ -50,12 +50,12 @@ def step_checks(events: list[Event]) -> list[Check]:
     """Checks reported by steps; a retried step's last word counts."""
     latest: dict[tuple[str, str], Check] = {}
     for event in events:
-        if event.event in (ev.CHECK_PASSED, ev.CHECK_FAILED):
+        if event.event in (EventName.CHECK_PASSED, EventName.CHECK_FAILED):
             name = str(event.fields.get("check") or "check")
-            failed = event.event == ev.CHECK_FAILED
+            failed = event.event == EventName.CHECK_FAILED
             reason = str(event.fields.get("reason") or "failed") if failed else None
             latest[(event.step, name)] = Check(event.step, name, FAILED if failed else PASSED, reason, event.time)
-        elif event.event == ev.STEP_FINISHED:
+        elif event.event == EventName.STEP_FINISHED:
             code = event.fields.get("exit_code")
             failed = code not in (0, None)
             reason = f"{event.step} exited {code}" if failed else None
@@ -69,7 +69,7 @@ def inference_checks(inputs: Inputs, phases: list[PhaseStats], figures: RunFigur
     n = len(inputs.columns)
     checks.append(Check("inference", "records_present", PASSED if n else FAILED,
                         None if n else "no inference records: was the load step running and its records passed to the report?"))
-    baseline = next((p for p in phases if p.name == ev.PHASE_BASELINE), None)
+    baseline = next((p for p in phases if p.name == Phase.BASELINE), None)
     if baseline is None or not baseline.requests:
         checks.append(Check("inference", "baseline_success_rate", SKIPPED, "no requests before the fault"))
     else:
@@ -79,7 +79,7 @@ def inference_checks(inputs: Inputs, phases: list[PhaseStats], figures: RunFigur
     if c.expect_fault:
         injected = figures.fault_time is not None
         checks.append(Check("scenario", "fault_injected", PASSED if injected else FAILED,
-                            None if injected else f"no {ev.FAULT_INJECTED} event: the fault was never injected"))
+                            None if injected else f"no {EventName.FAULT_INJECTED} event: the fault was never injected"))
     if n:
         if figures.impact_observed and figures.recovered is None:
             reason = f"inference did not recover: no sustained window of {c.window} requests at >= {c.threshold:.0%} after the first failure"
@@ -116,15 +116,15 @@ def inference_checks(inputs: Inputs, phases: list[PhaseStats], figures: RunFigur
 def timeline(events: list[Event], figures: RunFigures, origin: float) -> list[dict]:
     entries = [{"time": e.time, "step": e.step, "event": e.event, **e.fields} for e in events]
     derived = [
-        (figures.first_failure, ev.FIRST_FAILED_REQUEST),
-        (figures.first_success_after_failure, ev.FIRST_SUCCESS_AFTER_FAILURE),
-        (figures.recovered, ev.RECOVERED),
+        (figures.first_failure, EventName.FIRST_FAILED_REQUEST),
+        (figures.first_success_after_failure, EventName.FIRST_SUCCESS_AFTER_FAILURE),
+        (figures.recovered, EventName.RECOVERED),
     ]
     entries += [{"time": t, "step": "report", "event": name} for t, name in derived if t is not None]
     entries.sort(key=lambda e: e["time"])
     for entry in entries:
         entry["t"] = round(entry["time"] - origin, 3)
-        label = ev.TIMELINE_LABELS.get(entry["event"])
+        label = TIMELINE_LABELS.get(entry["event"])
         if label:
             entry["label"] = label + _kind_suffix(entry)
     return entries
@@ -134,7 +134,7 @@ def _kind_suffix(entry: dict) -> str:
     """What kind of fault an injection was: one scenario injects several at once (gpu-fault: the CUDA
     errors and the kernel-log XID), and two bare "fault injected" lines read as a duplicate."""
     kind = entry.get("kind")
-    if entry["event"] != ev.FAULT_INJECTED or not kind:
+    if entry["event"] != EventName.FAULT_INJECTED or not kind:
         return ""
     return f": {kind} {entry['xid']}" if kind == "xid" and entry.get("xid") is not None else f": {kind}"
 

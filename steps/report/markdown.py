@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from steps import event_names as ev
+from steps.event_names import TIMELINE_LABELS
 
 
 def _s(seconds) -> str:
@@ -45,7 +45,7 @@ def render_markdown(report: dict) -> str:
     for c in report["checks"]:
         reason = f": {c['reason']}" if c.get("reason") and c["status"] != "passed" else ""
         lines.append(f"- {icon[c['status']]} `{c['classname']}.{c['name']}`{reason}")
-    marked = [e for e in report["timeline"] if e["event"] in ev.TIMELINE_LABELS]
+    marked = [e for e in report["timeline"] if e["event"] in TIMELINE_LABELS]
     if marked:
         lines += ["", "Timeline:", ""]
         lines += [f"- t+{e['t']:.1f} s {e['label']} ({e['step']})" for e in marked]

@@ -10,7 +10,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Iterable
 
-from steps import event_names as ev
+from steps.event_names import FAULT_START_EVENTS, RECOVERY_START_EVENTS, REMEDIATION_START_EVENTS, EventName, Phase
 from steps.events import Event
 
 
@@ -31,19 +31,19 @@ def _first_at_or_after(events: list[Event], names: frozenset[str], after: float)
 def boundaries(events: Iterable[Event]) -> list[Boundary]:
     """The phase boundaries in time order; the first is always the baseline from -inf."""
     ordered = sorted(events, key=lambda e: e.time)
-    found = [Boundary(float("-inf"), ev.PHASE_BASELINE, None)]
-    fault = _first_at_or_after(ordered, ev.FAULT_START_EVENTS, float("-inf"))
+    found = [Boundary(float("-inf"), Phase.BASELINE, None)]
+    fault = _first_at_or_after(ordered, FAULT_START_EVENTS, float("-inf"))
     if fault is not None:
-        found.append(Boundary(fault.time, ev.PHASE_FAULT, fault.event))
-        remediation = _first_at_or_after(ordered, ev.REMEDIATION_START_EVENTS, fault.time)
+        found.append(Boundary(fault.time, Phase.FAULT, fault.event))
+        remediation = _first_at_or_after(ordered, REMEDIATION_START_EVENTS, fault.time)
         if remediation is not None:
-            found.append(Boundary(remediation.time, ev.PHASE_REMEDIATION, remediation.event))
-        recovery = _first_at_or_after(ordered, ev.RECOVERY_START_EVENTS, found[-1].time)
+            found.append(Boundary(remediation.time, Phase.REMEDIATION, remediation.event))
+        recovery = _first_at_or_after(ordered, RECOVERY_START_EVENTS, found[-1].time)
         if recovery is not None:
-            found.append(Boundary(recovery.time, ev.PHASE_RECOVERY, recovery.event))
+            found.append(Boundary(recovery.time, Phase.RECOVERY, recovery.event))
     for event in ordered:
         name = event.fields.get("phase")
-        if event.event == ev.PHASE_STARTED and isinstance(name, str) and name:
+        if event.event == EventName.PHASE_STARTED and isinstance(name, str) and name:
             found.append(Boundary(event.time, name, event.event))
     found.sort(key=lambda b: b.time)
     return found

@@ -8,20 +8,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from steps import event_names as ev
+from steps.event_names import TIMELINE_LABELS, EventName, Phase
 
 WIDTH_IN, HEIGHT_IN, DPI = 12.0, 7.0, 100  # 1200 x 700 pixels
 PHASE_COLOURS = {
-    ev.PHASE_BASELINE: "#e8f5e9",
-    ev.PHASE_FAULT: "#ffebee",
-    ev.PHASE_REMEDIATION: "#fff8e1",
-    ev.PHASE_RECOVERY: "#e3f2fd",
+    Phase.BASELINE: "#e8f5e9",
+    Phase.FAULT: "#ffebee",
+    Phase.REMEDIATION: "#fff8e1",
+    Phase.RECOVERY: "#e3f2fd",
 }
 EVENT_COLOURS = {
-    ev.FAULT_INJECTED: "#c62828",
-    ev.FIRST_FAILED_REQUEST: "#e53935",
-    ev.RECOVERED: "#2e7d32",
-    ev.FIRST_SUCCESS_AFTER_FAILURE: "#66bb6a",
+    EventName.FAULT_INJECTED: "#c62828",
+    EventName.FIRST_FAILED_REQUEST: "#e53935",
+    EventName.RECOVERED: "#2e7d32",
+    EventName.FIRST_SUCCESS_AFTER_FAILURE: "#66bb6a",
 }
 
 
@@ -44,9 +44,9 @@ def _grouped_events(timeline: list[dict], duration: float) -> list[tuple[float, 
     short label (not the detailed one of the summary, "fault injected: xid 79"), so that a merged line
     stays inside the plot."""
     groups: list[tuple[float, list[str], str]] = []
-    for e in (e for e in timeline if e["event"] in ev.TIMELINE_LABELS):
+    for e in (e for e in timeline if e["event"] in TIMELINE_LABELS):
         colour = EVENT_COLOURS.get(e["event"], "#37474f")
-        label = ev.TIMELINE_LABELS[e["event"]]
+        label = TIMELINE_LABELS[e["event"]]
         if groups and e["t"] - groups[-1][0] < 0.015 * duration:
             if label not in groups[-1][1]:
                 groups[-1][1].append(label)

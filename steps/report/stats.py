@@ -26,7 +26,7 @@ from typing import Iterable
 
 import numpy as np
 
-from steps import event_names as ev
+from steps.event_names import FAULT_START_EVENTS, EventName, Phase
 from steps.events import Event
 from steps.inference.records import Outcome
 from steps.report.phases import Boundary, PhaseLookup
@@ -235,16 +235,16 @@ class RunFigures:
 
 def run_figures(columns: Columns, events: list[Event], bounds: list[Boundary], run_end: float, window: int, threshold: float) -> RunFigures:
     ordered = sorted(events, key=lambda e: e.time)
-    fault = _first(ordered, ev.FAULT_START_EVENTS, float("-inf"))
+    fault = _first(ordered, FAULT_START_EVENTS, float("-inf"))
     since = fault.time if fault else float("-inf")
     found = failure_and_recovery(columns, since, window, threshold)
-    detected = _first(ordered, {ev.XID_DETECTED, ev.NODE_CORDONED}, since) if fault else None
+    detected = _first(ordered, {EventName.XID_DETECTED, EventName.NODE_CORDONED}, since) if fault else None
     availability, during = None, 0
     if fault is not None:
         if found["first_failure"] is not None:
             until = found["recovered"] if found["recovered"] is not None else run_end
         else:
-            recovery = next((b.time for b in bounds if b.phase == ev.PHASE_RECOVERY), run_end)
+            recovery = next((b.time for b in bounds if b.phase == Phase.RECOVERY), run_end)
             until = recovery
         mask = (columns.start >= fault.time) & (columns.start < until) if until > fault.time else columns.start < -np.inf
         during = int(mask.sum())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from steps.event_names import EventName
 from steps.events import emit
 from steps.kube import objects as o
 from steps.kube.client import Kube, NotFound, Ref
@@ -71,7 +72,7 @@ def sweep(kube: Kube, namespace: str | None, timeout_s: float, dry_run: bool = F
             for entry in ledger.active():
                 if only is not None and entry.id not in only:
                     continue
-                emit(step, "would_revert", run_id=ledger.run.run_id, entry=entry.id, kind=entry.kind, reason=reason)
+                emit(step, EventName.WOULD_REVERT, run_id=ledger.run.run_id, entry=entry.id, kind=entry.kind, reason=reason)
             continue
         outcomes = revert_run(kube, store, ledger, timeout_s, steps_image=steps_image, entry_ids=only)
         runs += 1

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from steps import event_names as E
 from steps.errors import InfrastructureError
+from steps.event_names import EventName
 from steps.gpu.toggle_pod import run_to_completion, toggle_off_pod
 from steps.kube import objects as o
 from steps.kube.client import Conflict, Kube, NotFound, Ref
@@ -23,13 +23,13 @@ class Outcome:
     action: str  # restored | already-clean | toggle-off | expired | uncordoned | left | deleted
 
 
-def event_name(outcome: Outcome) -> str:
+def event_name(outcome: Outcome) -> EventName:
     """The timeline event a revert stands for: the workload back to its snapshot, or a fault gone."""
     if outcome.kind == L.WORKLOAD_SHIM:
-        return E.DGD_RESTORED
+        return EventName.DGD_RESTORED
     if outcome.kind == L.NODE_STATE:
-        return "node_restored"
-    return E.FAULT_CLEARED
+        return EventName.NODE_RESTORED
+    return EventName.FAULT_CLEARED
 
 
 def revert_workload(kube: Kube, run_id: str, entry: L.Entry) -> Outcome:

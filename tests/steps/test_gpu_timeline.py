@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from steps import event_names as E
+from steps.event_names import TIMELINE_LABELS, EventName
 from steps.gpu import nvsentinel, toggle
 from steps.kube.client import Kube, Ref
 from steps.report.phases import boundaries
@@ -51,9 +51,9 @@ def test_gpu_sequence_events_build_the_report_timeline(gpu_cluster, unique, tmp_
                    "--wait-evicted", "--namespace", w.ns, "--target", "dgd/llm")
     seen = [_read_until(proc, "watch_started")]
     simulate_nvsentinel_xid_condition(w.kube, w.node, 79)
-    seen.append(_read_until(proc, E.XID_DETECTED))
+    seen.append(_read_until(proc, EventName.XID_DETECTED))
     simulate_nvsentinel_quarantine(w.kube, w.node, 79)
-    seen.append(_read_until(proc, E.NODE_CORDONED))
+    seen.append(_read_until(proc, EventName.NODE_CORDONED))
     for pod in workers:  # NVSentinel's drain, and the kubelet confirming each pod is gone
         w.kube.request("DELETE", f"/api/v1/namespaces/{w.ns}/pods/{pod}", query={"gracePeriodSeconds": "0"})
     out, err = proc.communicate(timeout=90)
@@ -65,12 +65,12 @@ def test_gpu_sequence_events_build_the_report_timeline(gpu_cluster, unique, tmp_
 
     inputs = read_inputs(input_files([str(logs)]))
     report = build_report(inputs, Criteria(), "gpu-fault", w.run)
-    canonical = [e["event"] for e in report["timeline"] if e["event"] in E.TIMELINE_LABELS]
-    order = [E.FAULT_INJECTED, E.XID_DETECTED, E.NODE_CORDONED, E.PODS_EVICTED, E.DGD_RESTORED, E.FAULT_CLEARED]
+    canonical = [e["event"] for e in report["timeline"] if e["event"] in TIMELINE_LABELS]
+    order = [EventName.FAULT_INJECTED, EventName.XID_DETECTED, EventName.NODE_CORDONED, EventName.PODS_EVICTED, EventName.DGD_RESTORED, EventName.FAULT_CLEARED]
     firsts = [canonical.index(name) for name in order]
     assert firsts == sorted(firsts), canonical
-    assert canonical[0] == E.FAULT_INJECTED and canonical[-1] == E.FAULT_CLEARED
+    assert canonical[0] == EventName.FAULT_INJECTED and canonical[-1] == EventName.FAULT_CLEARED
     # inject-xid injects two faults at once; the timeline tells them apart.
-    injected = [e["label"] for e in report["timeline"] if e["event"] == E.FAULT_INJECTED]
+    injected = [e["label"] for e in report["timeline"] if e["event"] == EventName.FAULT_INJECTED]
     assert sorted(injected) == ["fault injected: cuda", "fault injected: xid 79"]
     assert [b.phase for b in boundaries(inputs.events)] == ["baseline", "fault", "remediation", "recovery"]

@@ -51,6 +51,8 @@ BAD = [
     (["step", "report", "--input", "."], ["--scenario", "a b"]),
     (["step", "report", "--input", "."], ["--max-recovery-seconds", "nan"]),
     (["step", "report", "--input", "."], ["--min-availability", "-0.1"]),
+    (["step", "report", "--input", "."], ["--run-id", "Bad_ID"]),
+    (["step", "report", "--input", "."], ["--outputs-dir", "elsewhere"]),  # with --outputs: one option, given twice
 ]
 
 
