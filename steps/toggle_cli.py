@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from steps import toggle
@@ -54,12 +56,49 @@ def _expiry_ms(expires_in: float | None) -> int:
     return int(time.time() * 1000 + expires_in * 1000)
 
 
-def switch_on(path: str, xid: int, expires_in: float | None, gpu: int) -> None:
+@dataclass(frozen=True)
+class Triggers:
+    """How the fault shows: its mode, when it trips, and which GPU NVML consumers see failing."""
+
+    mode: str = "error"
+    after_calls: int = 0
+    probability: float = 1.0
+    seed: int = 0
+    hang_ms: int = 0
+    bus: str = ""
+
+    def check(self) -> None:
+        if self.mode not in toggle.MODES:
+            raise BadInput(f"--mode must be one of {', '.join(toggle.MODES)}, got {self.mode}")
+        if not 0 <= self.after_calls <= MAX_COUNT:
+            raise BadInput(f"--after-calls must be 0-{MAX_COUNT}, got {self.after_calls}")
+        if math.isnan(self.probability) or not 0 < self.probability <= 1:
+            raise BadInput(f"--probability must be in (0, 1], got {self.probability}")
+        if not 0 <= self.seed <= MAX_COUNT:
+            raise BadInput(f"--seed must be 0-{MAX_COUNT}, got {self.seed}")
+        if not 0 <= self.hang_ms <= MAX_COUNT:
+            raise BadInput(f"--hang-ms must be 0-{MAX_COUNT}, got {self.hang_ms}")
+        if self.hang_ms and self.mode != "hang":
+            raise BadInput("--hang-ms needs --mode hang")
+        if self.bus and not BUS_ID.fullmatch(self.bus):
+            raise BadInput(f"--bus must be a PCI bus id like 00000000:3B:00.0, got {self.bus}")
+
+
+MAX_COUNT = 10**9  # keeps every field of the record within its 256 bytes
+BUS_ID = re.compile(r"(?:[0-9A-Fa-f]{4}|[0-9A-Fa-f]{8}):[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-7]")
+
+
+def switch_on(path: str, xid: int, expires_in: float | None, gpu: int, triggers: Triggers = Triggers()) -> None:
     if xid not in catalogue():
         raise BadInput(f"unknown XID {xid}: choose one of 1-172 (faultflow xids)")
     if gpu < -1:
         raise BadInput(f"--gpu must be a device index or -1 for all, got {gpu}")
-    record = toggle.Toggle(on=True, xid=xid, expires_ms=_expiry_ms(expires_in), gpu=gpu)
+    triggers.check()
+    record = toggle.Toggle(
+        on=True, xid=xid, expires_ms=_expiry_ms(expires_in), gpu=gpu, mode=triggers.mode,
+        after_calls=triggers.after_calls, probability=triggers.probability, seed=triggers.seed,
+        hang_ms=triggers.hang_ms, bus=triggers.bus,
+    )  # fmt: skip
     _write(_writable_target(path), record)
     show(path)
 
@@ -93,6 +132,14 @@ def show(path: str) -> None:
                 "xid": record.xid,
                 "expires_ms": record.expires_ms,
                 "gpu": record.gpu,
+                "version": record.version,
+                "at_ms": record.at_ms,
+                "mode": record.mode,
+                "after_calls": record.after_calls,
+                "probability": record.probability,
+                "seed": record.seed,
+                "hang_ms": record.hang_ms,
+                "bus": record.bus,
             },
             sort_keys=True,
         )
