@@ -9,6 +9,7 @@ Each OP prints one line "op=<NVML return> key=value ...":
 (`init` takes every device's handle and UUID, as a consumer does at start; the other device OPs use
 those handles, so a device lost later is asked about through the handle it had.)
     ecc:I          volatile=N aggregate=N   (uncorrected ECC errors, NVML_VOLATILE_ECC / NVML_AGGREGATE_ECC)
+    ecc_corrected:I   the same for corrected ones
     remapped:I     corr= unc= pending= failure=
     retired:I      count=N first=0x..      (double-bit retired pages, capacity 8)
     retired_size:I count=N                 (the size query: capacity 0)
@@ -38,7 +39,7 @@ class Memory(ctypes.Structure):
     _fields_ = [("total", ctypes.c_ulonglong), ("free", ctypes.c_ulonglong), ("used", ctypes.c_ulonglong)]
 
 
-UNCORRECTED, VOLATILE, AGGREGATE, DOUBLE_BIT = 1, 0, 1, 1
+CORRECTED, UNCORRECTED, VOLATILE, AGGREGATE, DOUBLE_BIT = 0, 1, 0, 1, 1
 
 
 class Consumer:
@@ -97,10 +98,11 @@ class Consumer:
         if name == "temp":
             temp = ctypes.c_uint()
             return f"{op}={n.nvmlDeviceGetTemperature(device, 0, ctypes.byref(temp))} value={temp.value}"
-        if name == "ecc":
+        if name in ("ecc", "ecc_corrected"):
+            kind = UNCORRECTED if name == "ecc" else CORRECTED
             volatile, aggregate = ctypes.c_ulonglong(), ctypes.c_ulonglong()
-            first = n.nvmlDeviceGetTotalEccErrors(device, UNCORRECTED, VOLATILE, ctypes.byref(volatile))
-            second = n.nvmlDeviceGetTotalEccErrors(device, UNCORRECTED, AGGREGATE, ctypes.byref(aggregate))
+            first = n.nvmlDeviceGetTotalEccErrors(device, kind, VOLATILE, ctypes.byref(volatile))
+            second = n.nvmlDeviceGetTotalEccErrors(device, kind, AGGREGATE, ctypes.byref(aggregate))
             return f"{op}={first or second} volatile={volatile.value} aggregate={aggregate.value}"
         if name == "remapped":
             values = [ctypes.c_uint() for _ in range(4)]

@@ -60,7 +60,8 @@ int ff_fault_error(const char *api, enum ff_kind kind, int device) {
     if (fault.mode == FF_MODE_HANG) {
         if (kind == FF_INIT || !ff_blocks_on_gpu(api) || !ff_trigger_fires(&fault)) return 0;
         ff_report(api, fault.xid, kind, 1, 0);
-        if (!ff_hang(&fault)) return 0;
+        /* Ended (switched off, or replaced by another injection): decide again under what is on now. */
+        if (!ff_hang(&fault)) return ff_fault_error(api, kind, device);
         error = entry->call_error; /* the watchdog gave up on the work: the XID's error */
     } else if (!error || !ff_trigger_fires(&fault)) {
         return 0;

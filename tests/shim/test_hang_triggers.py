@@ -75,6 +75,14 @@ def test_hang_blocks_gpu_calls_until_the_toggle_clears(live, toggle, op):
     assert "stalling XID 43" in live.close()
 
 
+def test_a_hang_replaced_by_an_error_fault_fails_the_held_call(live, toggle):
+    shim("on", "--file", toggle, "--xid", 43, "--mode", "hang")
+    send(live, "sync")
+    wait_until_blocked(live.process.pid)
+    shim("on", "--file", toggle, "--xid", 79)  # no off in between: the GPU went from hung to lost
+    assert answer(live, "sync") == lookup(79).effect.call_error
+
+
 def test_hang_bound_fails_the_call_with_the_xids_error(live, toggle):
     shim("on", "--file", toggle, "--xid", 43, "--mode", "hang", "--hang-ms", 300)
     start = time.monotonic()

@@ -138,6 +138,8 @@ def test_event_targets_the_gpu_by_pci_bus_id(native, nvml_health, tmp_path):
     device0 = fields(live.header[0])
     shim("on", "--file", toggle, "--xid", 48, "--gpu", 1, "--bus", device0["bus"].lower().replace("00000000:", "0000:"))
     assert live.ask("20")["uuid"] == device0["uuid"]  # the bus id wins over the index
+    assert live.ask("20")["uuid"] == device0["uuid"]  # its DoubleBitEccError event
+    assert live.ask("20")["verdict"] == "timeout"  # and nothing for device 1
     live.close()
 
 
@@ -197,7 +199,7 @@ def query(native, toggle, ops, **extra) -> dict[str, dict[str, str]]:
     return out
 
 
-ECC_OPS = ["init", "ecc:0", "ecc:1", "remapped:0", "remapped:1", "retired:0", "retired:1", "retired_pending:1"]
+ECC_OPS = ["init", "ecc:0", "ecc:1", "ecc_corrected:1", "remapped:0", "remapped:1", "retired:0", "retired:1", "retired_pending:1"]
 
 
 @pytest.mark.parametrize("arch", ("ampere", "volta"))
@@ -210,6 +212,7 @@ def test_ecc_state_follows_the_catalogue(native, tmp_path, arch, xid):
     ecc = str(int(nvml.uncorrectable_ecc))
     assert got["ecc:1"] == {"result": "0", "volatile": ecc, "aggregate": ecc}
     assert got["ecc:0"] == {"result": "0", "volatile": "0", "aggregate": "0"}  # not the targeted GPU
+    assert got["ecc_corrected:1"] == {"result": "0", "volatile": "0", "aggregate": "0"}  # only uncorrectable ones
     if arch == "ampere":  # row remapping; no page retirement
         pending, failure = str(int(nvml.remap == "pending")), str(int(nvml.remap == "failure"))
         assert got["remapped:1"] == {"result": "0", "corr": "0", "unc": pending, "pending": pending, "failure": failure}
