@@ -81,14 +81,17 @@ static int env_int(const char *name, int fallback) {
     return value && *value ? atoi(value) : fallback;
 }
 
+/* Read once: the benchmark calls a query in a tight loop, and a getenv per call would be most of it. */
+static int log_calls = -1;
+
 static void trace(const char *name) {
-    if (env_int("SIM_NVML_LOG", 0)) fprintf(stderr, "[nvml-sim] %s\n", name);
+    if (log_calls < 0) log_calls = env_int("SIM_NVML_LOG", 0);
+    if (log_calls) fprintf(stderr, "[nvml-sim] %s\n", name);
 }
 
-static unsigned int device_count(void) {
-    int n = env_int("SIM_NVML_DEVICES", 2);
-    return n < 0 ? 0 : n > MAX_DEVICES ? MAX_DEVICES : (unsigned int)n;
-}
+static unsigned int devices_present; /* SIM_NVML_DEVICES, read at nvmlInit */
+
+static unsigned int device_count(void) { return devices_present; }
 
 static int ampere(void) {
     const char *arch = getenv("SIM_NVML_ARCH");
@@ -115,6 +118,8 @@ static struct device *valid(struct device *d) {
 
 EXPORT nvmlReturn_t nvmlInit_v2(void) {
     trace("nvmlInit_v2");
+    int n = env_int("SIM_NVML_DEVICES", 2);
+    devices_present = n < 0 ? 0 : n > MAX_DEVICES ? MAX_DEVICES : (unsigned int)n;
     for (unsigned int i = 0; i < MAX_DEVICES; i++) {
         devices[i].index = i;
         devices[i].bus = 0x18 + 0x23 * i; /* spread like a real board's slots */
