@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
 
-.PHONY: all venv shim test bench demo shim-demo clean catalogue envtest
+.PHONY: all venv shim test bench demo shim-demo clean catalogue envtest gpu-check
 
 all: shim
 
@@ -37,6 +37,12 @@ test: venv shim envtest
 
 bench: venv shim envtest
 	@set -e; for b in bench/bench_*.py; do $(PY) $$b; done
+
+# The fault libraries on a real NVIDIA GPU: PyTorch's exception per seed XID, the launch passthrough ratio,
+# the NVML event a go-nvml consumer sees and nvidia-smi's view (lab/gpu_check.py). Without a GPU: one
+# line, exit 2. Standard library only, so it runs before any virtual environment exists.
+gpu-check:
+	@$(PYTHON) -m lab.gpu_check
 
 # The shim alone, no cluster: a CUDA program failing when the toggle flips.
 shim-demo: venv shim

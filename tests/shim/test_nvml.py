@@ -54,10 +54,16 @@ def fields(line: str) -> dict[str, str]:
 class Live:
     """A long-lived consumer driven one line at a time, so the toggle can change between its calls."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], header_lines: int = 0):
+    def __init__(self, argv: list[str], env: dict[str, str], header_until: str | None = None):
         self.process = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, text=True)  # fmt: skip
-        self.header = [self.process.stdout.readline().strip() for _ in range(header_lines)]
+        self.header = []
+        while header_until is not None:
+            line = self.process.stdout.readline().strip()
+            assert line, self.close()
+            if line.startswith(header_until):
+                break
+            self.header.append(line)
 
     def ask(self, line: str) -> dict[str, str]:
         self.process.stdin.write(line + "\n")
@@ -73,7 +79,8 @@ class Live:
 
 
 def health(nvml_health, env, devices=2) -> Live:
-    live = Live([nvml_health, "-timeout-ms", "20"], env, header_lines=devices)
+    live = Live([nvml_health, "-timeout-ms", "20"], env, header_until="ready ")
+    assert len(live.header) == devices
     for line in live.header:
         assert line.startswith("device ") and fields(line)["ret"] == "0", line
     return live

@@ -7,7 +7,7 @@
 //
 // With -waits N it waits N times; otherwise one wait per stdin line (the line, if a number, is that
 // wait's timeout), so a test can switch the toggle between waits. One line per device at start
-// ("device index=I uuid=U bus=B registered=0x.."), then one line per wait:
+// ("device index=I uuid=U bus=B registered=0x.. ret=R"), "ready devices=N", then one line per wait:
 //
 //	wait=<NVML return> verdict=timeout
 //	wait=0 type=0x8 xid=79 uuid=GPU-.. gi=4294967295 ci=4294967295 verdict=unhealthy
@@ -82,6 +82,8 @@ func main() {
 		ret = device.RegisterEvents(eventMask&supported, set)
 		fmt.Printf("device index=%d uuid=%s bus=%s registered=0x%x ret=%d\n", i, uuid, busID(pci.BusId), eventMask&supported, int(ret))
 	}
+
+	fmt.Printf("ready devices=%d\n", count)
 
 	wait := func(ms uint32) {
 		e, ret := set.Wait(ms)
