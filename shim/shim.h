@@ -1,9 +1,11 @@
 /* Internal interface between the shim's modules.
  *
  *   control.c      configuration (env), the mapped node toggle, triggers and hangs (shared with the
- *                  NVML library, see control.h); the CUDA fault decision
- *   interpose.c    dlsym() hook, cuGetProcAddress pointer swapping, resolution of real functions
- *   api_driver.c   driver API wrappers (cu*), reached by symbol, dlsym and cuGetProcAddress
+ *                  NVML library, see control.h)
+ *   interpose.c    dlsym() hook, resolution of real functions (shared too)
+ *   fault_cuda.c   the CUDA fault decision: which error a call returns, or whether it blocks
+ *   api_driver.c   driver API wrappers (cu*), reached by symbol, dlsym and cuGetProcAddress (whose
+ *                  pointers it swaps for the wrappers)
  *   api_runtime.c  runtime API wrappers (cuda*), reached by symbol and dlsym
  *
  * The per-call path of every wrapper is FF_FAULT_POSSIBLE(): one load of a pointer and one of the
