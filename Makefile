@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
 
-.PHONY: all help venv shim test lint format bench demo shim-demo clean catalogue envtest
+.PHONY: all help venv shim test lint format bench demo shim-demo clean catalogue envtest gpu-check
 
 all: shim ## build the CUDA shim (the default target)
 
@@ -57,6 +57,12 @@ format: venv ## apply ruff's safe fixes and the formatter to the tree
 
 bench: venv shim envtest ## the benchmarks (figures as `name: value` lines)
 	@set -e; for b in bench/bench_*.py; do $(PY) $$b; done
+
+# The fault libraries on a real NVIDIA GPU: PyTorch's exception per seed XID, the launch passthrough ratio,
+# the NVML event a go-nvml consumer sees and nvidia-smi's view (lab/gpu_check.py). Without a GPU: one
+# line, exit 2. Standard library only, so it runs before any virtual environment exists.
+gpu-check: ## the shim and NVML interposer on a real NVIDIA GPU (exit 2 without one)
+	@$(PYTHON) -m lab.gpu_check
 
 # The shim alone, no cluster: a CUDA program failing when the toggle flips.
 shim-demo: venv shim ## the shim alone: a CUDA program failing when the toggle flips

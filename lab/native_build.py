@@ -16,6 +16,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 NATIVE = Path(__file__).resolve().parent / "native"
 SHIM = REPO / "shim" / "build" / "libfaultflow_cuda.so"
+NVML_SHIM = REPO / "shim" / "build" / "libfaultflow_nvml.so"
 
 
 def _package_dir(name: str) -> Path:
@@ -42,6 +43,15 @@ class Native:
     @property
     def driver_dir(self) -> Path:
         return self.build / "driver"
+
+    @property
+    def nvml_dir(self) -> Path:
+        """Where the NVML simulator's libnvidia-ml.so.1 is."""
+        return self.build / "nvml"
+
+    @property
+    def nvml_shim(self) -> Path:
+        return NVML_SHIM
 
     def binary(self, name: str) -> Path:
         return self.build / name

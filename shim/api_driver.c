@@ -5,6 +5,10 @@
  * DEFAULT_STREAM), async allocators, launches and graph launches: whatever a failing GPU makes fail.
  * cuGetProcAddress itself is wrapped so that everything cudart fetches through it is wrapped too.
  */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <string.h>
+
 #include "shim.h"
 
 /* X(name, kind, device argument, parameters, arguments) */
@@ -125,6 +129,39 @@ const size_t ff_driver_entry_count = FF_DRV_COUNT;
 #define FF_WRAPPER(name, kind, device, params, args) \
     FF_DEFINE_WRAPPER(CUresult, name, kind, device, params, args, &ff_driver_entries[FF_DRV_##name], FF_CUDA_ERROR_NOT_FOUND)
 FF_DRIVER_GENERATED(FF_WRAPPER)
+
+/* True when `name` is `base` or one of its versioned / per-thread-stream variants
+ * ("cuMemAlloc" → cuMemAlloc_v2, "cuLaunchKernel" → cuLaunchKernel_ptsz, …). */
+static int ff_is_variant(const char *name, const char *base) {
+    size_t n = strlen(base);
+    if (strncmp(name, base, n) != 0) return 0;
+    const char *suffix = name + n;
+    return *suffix == '\0' || (suffix[0] == '_' && (suffix[1] == 'v' || suffix[1] == 'p'));
+}
+
+/* cuGetProcAddress answers a base name ("cuMemAlloc") with the variant for the caller's CUDA version
+ * and stream mode. Which variant it chose is read back from the address: dladdr() names the exported
+ * symbol; for an alias it may name another one, so then each variant of the base name is compared. */
+void *ff_adopt_proc_address(const char *symbol, void *pfn) {
+    Dl_info info;
+    if (!dladdr(pfn, &info)) return pfn;
+    const struct ff_entry *entry = info.dli_sname ? ff_find_entry(info.dli_sname) : NULL;
+    if (entry) return ff_adopt(entry, pfn);
+    if (!info.dli_fname || !symbol) return pfn;
+    void *handle = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
+    if (!handle) return pfn;
+    ff_dlsym_fn real_dlsym = ff_load_real_dlsym();
+    void *result = pfn;
+    for (size_t i = 0; i < ff_driver_entry_count; i++) {
+        const struct ff_entry *candidate = &ff_driver_entries[i];
+        if (ff_is_variant(candidate->name, symbol) && real_dlsym(handle, candidate->name) == pfn) {
+            result = ff_adopt(candidate, pfn);
+            break;
+        }
+    }
+    dlclose(handle);
+    return result;
+}
 
 /* Lookups are never faulted: finding an entry point does not touch the GPU. */
 FF_EXPORT CUresult cuGetProcAddress(const char *symbol, void **pfn, int cuda_version, cuuint64_t flags) {

@@ -1,20 +1,21 @@
-/* Configuration and the fault decision.
+/* Configuration, the node toggle, triggers and hangs: shared by the CUDA and the NVML library.
  *
  * Sources, read once at load (never on the per-call path):
  *   CUDA_FAULT_INJECTION_ENABLED  1/true: faults from the start (the reference's switch)
  *   CUDA_XID_TYPE                 XID whose errors the environment fault returns (default 79)
  *   CUDA_FAULT_GPU_ID             only calls on this device ordinal fail (-1 or unset: all)
- *   FAULTFLOW_TOGGLE_FILE         node toggle file, mapped MAP_SHARED (format: steps/toggle.py)
+ *   FAULTFLOW_TOGGLE_FILE         node toggle file, mapped MAP_SHARED (format: steps/gpu/toggle.py)
  *   FAULTFLOW_SHIM_QUIET          1: no start-up marker
  *
  * Byte 0 of the hot page is: 0 until initialised (so the first call initialises), '1' when the
  * environment enables faults, the toggle file's switch byte when the file is mapped over the page,
- * or '0'.
+ * or '0'. Nothing below runs while it reads '0'.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,18 +24,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "shim.h"
+#include "control.h"
 #include "xid_table.h"
 
 #define FF_PAGE_SIZE 4096
 __attribute__((aligned(FF_PAGE_SIZE))) volatile char ff_hot_page[FF_PAGE_SIZE];
-__thread int ff_tl_injected __attribute__((tls_model("initial-exec")));
-__thread int ff_tl_device __attribute__((tls_model("initial-exec")));
-
-struct ff_fault {
-    int xid;
-    int gpu; /* -1: every device */
-};
 
 static struct {
     int enabled;
@@ -43,9 +37,17 @@ static struct {
 } ff_config;
 
 static pthread_once_t ff_once = PTHREAD_ONCE_INIT;
-static _Atomic int ff_last_logged; /* xid * 4 + kind of the last injection reported on stderr */
 
 static int ff_valid_xid(long xid) { return xid >= FF_XID_MIN && xid <= FF_XID_MAX; }
+
+void ff_log(const char *format, ...) {
+    char line[512];
+    va_list args;
+    va_start(args, format);
+    vsnprintf(line, sizeof line, format, args);
+    va_end(args);
+    fprintf(stderr, "%s: %s\n", ff_library.log_name, line);
+}
 
 static int ff_env_flag(const char *name) {
     const char *value = getenv(name);
@@ -70,17 +72,17 @@ static void ff_read_environment(void) {
     int ok;
     ff_config.enabled = ff_env_flag("CUDA_FAULT_INJECTION_ENABLED");
     ff_config.fault.xid = ff_env_int("CUDA_XID_TYPE", 79, &ok);
+    ff_config.fault.ppm = 1000000;
     if (!ok || !ff_valid_xid(ff_config.fault.xid)) {
         /* Never fall back silently to another XID: a wrong scenario is worse than none. */
-        fprintf(stderr, "faultflow-shim: CUDA_XID_TYPE=%s is not an XID %d-%d; faults from the environment are off\n",
-                getenv("CUDA_XID_TYPE"), FF_XID_MIN, FF_XID_MAX);
+        ff_log("CUDA_XID_TYPE=%s is not an XID %d-%d; faults from the environment are off", getenv("CUDA_XID_TYPE"),
+               FF_XID_MIN, FF_XID_MAX);
         ff_config.enabled = 0;
         ff_config.fault.xid = 0;
     }
     ff_config.fault.gpu = ff_env_int("CUDA_FAULT_GPU_ID", -1, &ok);
     if (!ok) {
-        fprintf(stderr, "faultflow-shim: CUDA_FAULT_GPU_ID=%s is not a device index; targeting all devices\n",
-                getenv("CUDA_FAULT_GPU_ID"));
+        ff_log("CUDA_FAULT_GPU_ID=%s is not a device index; targeting all devices", getenv("CUDA_FAULT_GPU_ID"));
         ff_config.fault.gpu = -1;
     }
 }
@@ -125,9 +127,8 @@ static void ff_do_init(void) {
             snprintf(gpu, sizeof gpu, "all");
         else
             snprintf(gpu, sizeof gpu, "%d", ff_config.fault.gpu);
-        fprintf(stderr, "faultflow-shim: loaded version=%s pid=%d enabled=%d xid=%d gpu=%s toggle=%s (%s)\n",
-                FF_VERSION, (int)getpid(), ff_config.enabled, ff_config.fault.xid, gpu,
-                (path && *path) ? path : "-", toggle_state);
+        ff_log("loaded version=%s pid=%d enabled=%d xid=%d gpu=%s toggle=%s (%s)", FF_VERSION, (int)getpid(),
+               ff_config.enabled, ff_config.fault.xid, gpu, (path && *path) ? path : "-", toggle_state);
     }
 }
 
@@ -135,28 +136,62 @@ void ff_init(void) { pthread_once(&ff_once, ff_do_init); }
 
 __attribute__((constructor)) static void ff_constructor(void) { ff_init(); }
 
-static long long ff_now_ms(void) {
+long long ff_now_ms(void) {
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
-/* Parses the toggle record's fields; 0 when the record does not describe an active, valid fault. */
+/* The value after "key=" in the record, or NULL. Keys are matched at a token start, so "at=" does
+ * not match inside "expires_at=". */
+static const char *ff_field(const char *record, const char *key) {
+    size_t n = strlen(key);
+    for (const char *p = strstr(record, key); p; p = strstr(p + 1, key))
+        if ((p == record || p[-1] == ' ') && p[n] == '=') return p + n + 1;
+    return NULL;
+}
+
+/* "0.25" → 250000, without strtod (whose decimal point follows the process's locale). */
+static unsigned int ff_parse_ppm(const char *text) {
+    unsigned long whole = strtoul(text, (char **)&text, 10);
+    if (whole >= 1) return 1000000;
+    unsigned int ppm = 0, scale = 100000;
+    if (*text == '.')
+        for (text++; *text >= '0' && *text <= '9' && scale; text++, scale /= 10) ppm += (unsigned)(*text - '0') * scale;
+    return ppm;
+}
+
+/* Parses the toggle record's fields; 0 when the record does not describe an active, valid fault.
+ * A version-1 record (no v=) has only xid, expires_ms and gpu: error mode, every call. */
 static int ff_parse_toggle(const char *record, struct ff_fault *out) {
-    long xid = 0, gpu = -1;
-    long long expires_ms = 0;
     const char *p;
-    if ((p = strstr(record, "xid="))) xid = strtol(p + 4, NULL, 10);
-    if ((p = strstr(record, "gpu="))) gpu = strtol(p + 4, NULL, 10);
-    if ((p = strstr(record, "expires_ms="))) expires_ms = strtoll(p + 11, NULL, 10);
+    long xid = (p = ff_field(record, "xid")) ? strtol(p, NULL, 10) : 0;
+    long gpu = (p = ff_field(record, "gpu")) ? strtol(p, NULL, 10) : -1;
+    long long expires_ms = (p = ff_field(record, "expires_ms")) ? strtoll(p, NULL, 10) : 0;
     if (!ff_valid_xid(xid)) return 0;
     if (expires_ms != 0 && ff_now_ms() >= expires_ms) return 0;
+    memset(out, 0, sizeof *out);
     out->xid = (int)xid;
     out->gpu = gpu < 0 ? -1 : (int)gpu;
+    out->expires_ms = expires_ms;
+    out->ppm = 1000000;
+    if ((p = ff_field(record, "at"))) out->at_ms = strtoll(p, NULL, 10);
+    if ((p = ff_field(record, "mode")) && strncmp(p, "hang", 4) == 0) out->mode = FF_MODE_HANG;
+    if ((p = ff_field(record, "after"))) out->after = strtoul(p, NULL, 10);
+    if ((p = ff_field(record, "prob"))) out->ppm = ff_parse_ppm(p);
+    if ((p = ff_field(record, "seed"))) out->seed = strtoull(p, NULL, 10);
+    if ((p = ff_field(record, "hang_ms"))) out->hang_ms = strtoll(p, NULL, 10);
+    if ((p = ff_field(record, "bus")) && *p != '-') {
+        size_t n = strcspn(p, " \n");
+        if (n >= sizeof out->bus) n = sizeof out->bus - 1;
+        memcpy(out->bus, p, n);
+        out->bus[n] = '\0';
+    }
     return 1;
 }
 
-static int ff_active_fault(struct ff_fault *out) {
+int ff_active_fault(struct ff_fault *out) {
+    ff_init();
     if (ff_config.map && ff_config.map[0] == '1') {
         char record[FF_TOGGLE_SIZE + 1];
         memcpy(record, (const char *)ff_config.map, FF_TOGGLE_SIZE);
@@ -172,36 +207,50 @@ static int ff_active_fault(struct ff_fault *out) {
     return 0;
 }
 
-static int ff_current_device(void) {
-    int device;
-    if (ff_driver_current_device(&device) == 0) return device;
-    return ff_tl_device; /* no current context yet: the device cudaSetDevice chose, 0 by default */
-}
-
-static void ff_report(const char *api, int xid, enum ff_kind kind, int error) {
-    int key = xid * 4 + (int)kind;
-    if (atomic_exchange_explicit(&ff_last_logged, key, memory_order_relaxed) != key)
-        fprintf(stderr, "faultflow-shim: injecting XID %d (%s): %s returns %d\n", xid, ff_xid_table[xid].name, api,
-                error);
-}
-
-int ff_fault_error(const char *api, enum ff_kind kind, int device) {
+int ff_toggle_mapped(void) {
     ff_init();
-    struct ff_fault fault;
-    if (!ff_active_fault(&fault)) {
-        atomic_store_explicit(&ff_last_logged, 0, memory_order_relaxed);
-        return 0;
+    return ff_config.map != NULL;
+}
+
+/* Triggers. Counted per process and per injection (the record's at_ms): the first `after` targeted
+ * calls pass; after that each one fails with probability ppm/1e6, drawn from a sequence fixed by the
+ * seed (call k of the injection always draws the same number), so an intermittent fault replays. */
+static _Atomic long long ff_trigger_injection = -1;
+static _Atomic unsigned long ff_trigger_calls;
+
+static unsigned long long ff_splitmix64(unsigned long long x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+int ff_trigger_fires(const struct ff_fault *fault) {
+    if (fault->after == 0 && fault->ppm >= 1000000) return 1; /* every call: no state to keep */
+    long long seen = atomic_load_explicit(&ff_trigger_injection, memory_order_acquire);
+    if (seen != fault->at_ms &&
+        atomic_compare_exchange_strong_explicit(&ff_trigger_injection, &seen, fault->at_ms, memory_order_acq_rel,
+                                                memory_order_acquire))
+        atomic_store_explicit(&ff_trigger_calls, 0, memory_order_release);
+    unsigned long call = atomic_fetch_add_explicit(&ff_trigger_calls, 1, memory_order_acq_rel);
+    if (call < fault->after) return 0;
+    if (fault->ppm >= 1000000) return 1;
+    unsigned long long draw = ff_splitmix64(fault->seed ^ ff_splitmix64(call)) % 1000000ull;
+    return draw < fault->ppm;
+}
+
+/* Hang mode: the calling thread stays in the call while the same injection lasts. The toggle is a
+ * plain file written by `faultflow shim off`, which wakes no one, so the mapped record is polled;
+ * 1 ms bounds the delay between the switch and the call going on. Returns 1 when `hang_ms` passed
+ * (the caller then fails the call, as the driver's watchdog does), 0 when the fault ended (the call
+ * goes on to the real function, like a process resumed after SIGSTOP). */
+int ff_hang(const struct ff_fault *fault) {
+    long long start = ff_now_ms();
+    const struct timespec tick = {0, 1000000};
+    for (;;) {
+        struct ff_fault now;
+        if (!ff_active_fault(&now) || now.at_ms != fault->at_ms || now.mode != FF_MODE_HANG) return 0;
+        if (fault->hang_ms > 0 && ff_now_ms() - start >= fault->hang_ms) return 1;
+        nanosleep(&tick, NULL);
     }
-    if (fault.gpu >= 0) {
-        if (kind == FF_INIT) return 0; /* one broken GPU does not fail driver initialisation */
-        int target = kind == FF_DEVICE ? device : ff_current_device();
-        if (target != fault.gpu) return 0;
-    }
-    const struct ff_xid *entry = &ff_xid_table[fault.xid];
-    int error = kind == FF_INIT ? entry->init_error : entry->call_error;
-    if (error) {
-        ff_tl_injected = error;
-        ff_report(api, fault.xid, kind, error);
-    }
-    return error;
 }

@@ -5,36 +5,32 @@
  * including cuGetProcAddress itself. ctypes users dlsym() a handle too. Symbol interposition alone
  * is bypassed by all of these (shared/research/testinfra.md §1.7), so the shim also interposes
  * dlsym(): a lookup of a name we wrap returns our wrapper and records the real address, and our
- * cuGetProcAddress wrappers swap every pointer they hand out for the matching wrapper.
+ * cuGetProcAddress wrappers swap every pointer they hand out for the matching wrapper (api_driver.c).
+ * NVML consumers (pynvml, DCGM) dlopen libnvidia-ml and dlsym it the same way; this file serves both
+ * libraries, each with its own entries (ff_find_entry).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <string.h>
 
-#include "shim.h"
-
-typedef void *(*ff_dlsym_fn)(void *, const char *);
+#include "control.h"
 
 static ff_dlsym_fn _Atomic ff_real_dlsym;
 
-static ff_dlsym_fn ff_load_real_dlsym(void) {
+/* The next dlsym after this library: libc's, or another interposer's (the other faultflow library
+ * when both are preloaded), so that each sees the lookups on its handles. */
+ff_dlsym_fn ff_load_real_dlsym(void) {
     ff_dlsym_fn fn = atomic_load_explicit(&ff_real_dlsym, memory_order_acquire);
     if (fn) return fn;
     /* glibc 2.34 moved dlsym into libc with a new version; older programs bind GLIBC_2.2.5. */
-    fn = (ff_dlsym_fn)dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.34");
-    if (!fn) fn = (ff_dlsym_fn)dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.2.5");
+    ff_dlsym_fn libc = (ff_dlsym_fn)dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.34");
+    if (!libc) libc = (ff_dlsym_fn)dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.2.5");
+    /* Called from this library, RTLD_NEXT finds the first dlsym defined after it, whatever its
+     * version: a versioned lookup (dlvsym) would skip interposers, which define it unversioned. */
+    fn = libc ? (ff_dlsym_fn)libc(RTLD_NEXT, "dlsym") : NULL;
+    if (!fn) fn = libc;
     atomic_store_explicit(&ff_real_dlsym, fn, memory_order_release);
     return fn;
-}
-
-const struct ff_entry *ff_find_entry(const char *name) {
-    if (name[0] != 'c' || name[1] != 'u') return NULL;
-    const struct ff_entry *tables[] = {ff_driver_entries, ff_runtime_entries};
-    const size_t counts[] = {ff_driver_entry_count, ff_runtime_entry_count};
-    for (size_t t = 0; t < 2; t++)
-        for (size_t i = 0; i < counts[t]; i++)
-            if (strcmp(tables[t][i].name, name) == 0) return &tables[t][i];
-    return NULL;
 }
 
 /* Records `real` as the entry's real function and returns the wrapper to hand out instead.
@@ -51,39 +47,6 @@ void *ff_adopt(const struct ff_entry *entry, void *real) {
     return real;
 }
 
-/* True when `name` is `base` or one of its versioned / per-thread-stream variants
- * ("cuMemAlloc" → cuMemAlloc_v2, "cuLaunchKernel" → cuLaunchKernel_ptsz, …). */
-static int ff_is_variant(const char *name, const char *base) {
-    size_t n = strlen(base);
-    if (strncmp(name, base, n) != 0) return 0;
-    const char *suffix = name + n;
-    return *suffix == '\0' || (suffix[0] == '_' && (suffix[1] == 'v' || suffix[1] == 'p'));
-}
-
-/* cuGetProcAddress answers a base name ("cuMemAlloc") with the variant for the caller's CUDA version
- * and stream mode. Which variant it chose is read back from the address: dladdr() names the exported
- * symbol; for an alias it may name another one, so then each variant of the base name is compared. */
-void *ff_adopt_proc_address(const char *symbol, void *pfn) {
-    Dl_info info;
-    if (!dladdr(pfn, &info)) return pfn;
-    const struct ff_entry *entry = info.dli_sname ? ff_find_entry(info.dli_sname) : NULL;
-    if (entry) return ff_adopt(entry, pfn);
-    if (!info.dli_fname || !symbol) return pfn;
-    void *handle = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
-    if (!handle) return pfn;
-    ff_dlsym_fn real_dlsym = ff_load_real_dlsym();
-    void *result = pfn;
-    for (size_t i = 0; i < ff_driver_entry_count; i++) {
-        const struct ff_entry *candidate = &ff_driver_entries[i];
-        if (ff_is_variant(candidate->name, symbol) && real_dlsym(handle, candidate->name) == pfn) {
-            result = ff_adopt(candidate, pfn);
-            break;
-        }
-    }
-    dlclose(handle);
-    return result;
-}
-
 /* The real function for a wrapper reached by its symbol (the program links the library). */
 void *ff_resolve(const struct ff_entry *entry) {
     ff_init();
@@ -91,8 +54,8 @@ void *ff_resolve(const struct ff_entry *entry) {
     /* Called from here, RTLD_NEXT means "after the shim": the library the program linked. */
     void *fn = real_dlsym(RTLD_NEXT, entry->name);
     if (!fn && entry->driver) {
-        void *handle = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_NOLOAD);
-        if (!handle) handle = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+        void *handle = dlopen(ff_library.soname, RTLD_LAZY | RTLD_NOLOAD);
+        if (!handle) handle = dlopen(ff_library.soname, RTLD_LAZY | RTLD_LOCAL);
         if (handle) fn = real_dlsym(handle, entry->name);
     }
     if (fn == entry->wrapper) fn = NULL;

@@ -1,8 +1,11 @@
 /* Internal interface between the shim's modules.
  *
- *   control.c      configuration (env), the mapped node toggle, the slow-path fault decision
- *   interpose.c    dlsym() hook, cuGetProcAddress pointer swapping, resolution of real functions
- *   api_driver.c   driver API wrappers (cu*), reached by symbol, dlsym and cuGetProcAddress
+ *   control.c      configuration (env), the mapped node toggle, triggers and hangs (shared with the
+ *                  NVML library, see control.h)
+ *   interpose.c    dlsym() hook, resolution of real functions (shared too)
+ *   fault_cuda.c   the CUDA fault decision: which error a call returns, or whether it blocks
+ *   api_driver.c   driver API wrappers (cu*), reached by symbol, dlsym and cuGetProcAddress (whose
+ *                  pointers it swaps for the wrappers)
  *   api_runtime.c  runtime API wrappers (cuda*), reached by symbol and dlsym
  *
  * The per-call path of every wrapper is FF_FAULT_POSSIBLE(): one load of a pointer and one of the
@@ -11,55 +14,26 @@
 #ifndef FAULTFLOW_SHIM_H
 #define FAULTFLOW_SHIM_H
 
-#include <stdatomic.h>
-#include <stddef.h>
-
+#include "control.h"
 #include "cuda_types.h"
-
-#define FF_EXPORT __attribute__((visibility("default")))
-#define FF_UNLIKELY(x) __builtin_expect(!!(x), 0)
-#define FF_VERSION "0.1.0"
-#define FF_TOGGLE_SIZE 64
 
 /* What a call's failure depends on: INIT calls (cuInit, device count) fail with the XID's init error
  * and are spared by per-GPU targeting; DEVICE calls name a device ordinal in an argument; CURRENT calls
  * act on the calling thread's current device. */
 enum ff_kind { FF_INIT, FF_DEVICE, FF_CURRENT };
 
-/* One interposed function: its name, our wrapper, and where the real function's address is kept.
- * Until the real function is known the slot holds `unresolved`, the wrapper's own slow path, so the
- * per-call path can jump through the slot without testing it. */
-struct ff_entry {
-    const char *name;
-    void *wrapper;
-    void *_Atomic *real;
-    void *unresolved;
-    int driver; /* 1: cu* (libcuda), 0: cuda* (libcudart) */
-};
-
-/* control.c: the hot page. Byte 0 is the only thing the per-call path reads ('0' = pass through).
- * It is the shim's own page-aligned page, and where a toggle file is configured the file itself is
- * mapped over it (MAP_FIXED, MAP_SHARED), so a write on the node is seen by the next call. */
-extern volatile char ff_hot_page[];
 extern __thread int ff_tl_injected __attribute__((tls_model("initial-exec")));
 extern __thread int ff_tl_device __attribute__((tls_model("initial-exec")));
-void ff_init(void);
 int ff_fault_error(const char *api, enum ff_kind kind, int device);
 
-#define FF_FAULT_POSSIBLE() FF_UNLIKELY(ff_hot_page[0] != '0')
-
 /* interpose.c */
-void *ff_resolve(const struct ff_entry *entry);
-void *ff_adopt(const struct ff_entry *entry, void *real);
 void *ff_adopt_proc_address(const char *symbol, void *pfn);
-const struct ff_entry *ff_find_entry(const char *name);
 
 /* api_driver.c / api_runtime.c */
 extern const struct ff_entry ff_driver_entries[];
 extern const size_t ff_driver_entry_count;
 extern const struct ff_entry ff_runtime_entries[];
 extern const size_t ff_runtime_entry_count;
-int ff_driver_current_device(int *device);
 
 /* Defines the exported wrapper `name` and its cold slow path. The exported function only reads the
  * hot byte and the real function's address and jumps; the slow path (first call, or a fault that may be
@@ -76,12 +50,5 @@ int ff_driver_current_device(int *device);
         ret(*ff_fn) params = (ret(*) params)atomic_load_explicit((entry)->real, memory_order_acquire); \
         return ff_fn args; /* the slow path itself until the real function is known */   \
     }
-
-/* The real function of an entry, resolved on first use (symbol-linked callers reach the wrapper
- * without any lookup that could have told us the real address). */
-static inline void *ff_real_of(const struct ff_entry *entry) {
-    void *fn = atomic_load_explicit(entry->real, memory_order_acquire);
-    return FF_UNLIKELY(fn == entry->unresolved) ? ff_resolve(entry) : fn;
-}
 
 #endif /* FAULTFLOW_SHIM_H */

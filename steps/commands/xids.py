@@ -8,7 +8,7 @@ import click
 
 from steps.gpu.xids import catalogue
 
-COLUMNS = ("XID", "NAME", "SEVERITY", "NVSENTINEL", "FATAL", "CUDA ERROR", "ON START")
+COLUMNS = ("XID", "NAME", "SEVERITY", "NVSENTINEL", "FATAL", "CUDA ERROR", "ON START", "NVML")
 
 
 def rows(seed_only: bool) -> list[tuple[str, ...]]:
@@ -25,6 +25,7 @@ def rows(seed_only: bool) -> list[tuple[str, ...]]:
                 "yes" if xid.fatal else "no",
                 f"{xid.call_error.driver_name} ({xid.effect.call_error})" if xid.effect.call_error else "-",
                 f"{xid.init_error.driver_name} ({xid.effect.init_error})" if xid.effect.init_error else "starts",
+                xid.nvml.summary(),
             )
         )
     return out

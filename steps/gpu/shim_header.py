@@ -30,14 +30,27 @@ def render() -> str:
         f"#define FF_XID_MIN {XID_RANGE.start}",
         f"#define FF_XID_MAX {XID_RANGE.stop - 1}",
         "",
-        "/* call: CUresult/cudaError_t of per-call APIs while faulted; init: of cuInit and device count */",
-        "struct ff_xid { short call_error; short init_error; const char *name; };",
+        "/* call: CUresult/cudaError_t of per-call APIs while faulted; init: of cuInit and device count;",
+        " * nvml_events: nvmlEventType mask delivered once per injection; nvml_lost: calls on the device",
+        " * return NVML_ERROR_GPU_IS_LOST; nvml_ecc: uncorrected ECC counters +1; nvml_remap: 1 pending,",
+        " * 2 failure; nvml_retire: a double-bit page retired, pending */",
+        "struct ff_xid {",
+        "    short call_error;",
+        "    short init_error;",
+        "    const char *name;",
+        "    unsigned long long nvml_events;",
+        "    unsigned char nvml_lost, nvml_ecc, nvml_remap, nvml_retire;",
+        "};",
         "",
         "static const struct ff_xid ff_xid_table[FF_XID_MAX + 1] = {",
     ]
     for number, xid in entries.items():
+        nvml = xid.nvml
+        remap = {"": 0, "pending": 1, "failure": 2}[nvml.remap]
         lines.append(
-            f"    [{number}] = {{ {xid.effect.call_error}, {xid.effect.init_error}, {_c_string(xid.name)} }},"
+            f"    [{number}] = {{ {xid.effect.call_error}, {xid.effect.init_error}, {_c_string(xid.name)}, "
+            f"0x{nvml.event_mask:x}, {int(nvml.gpu_lost)}, {int(nvml.uncorrectable_ecc)}, {remap}, "
+            f"{int(nvml.retire_page)} }},"
         )
     lines += ["};", "", f"#endif /* {HEADER_GUARD} */", ""]
     return "\n".join(lines)

@@ -8,7 +8,10 @@ Each entry joins two kinds of fact:
 * what the failure looks like on a real machine, which is ours: the text the driver prints after
   `name=<proc>, ` in the kernel log, and the CUDA error an application gets — from the driver API
   (`CUresult`) and the runtime API (`cudaError_t`) on ordinary calls, and on initialisation
-  (`cuInit`, device count) in a process that starts while the fault lasts.
+  (`cuInit`, device count) in a process that starts while the fault lasts;
+* what NVML consumers (the device plugin, DCGM, the DRA driver, nvidia-smi) see: the events
+  `nvmlEventSetWait` delivers, whether the device is lost (`NVML_ERROR_GPU_IS_LOST`), and the ECC
+  state (uncorrectable counters, retired pages, remapped rows).
 
 The shim's C table (`shim/xid_table.h`) is generated from this module by `steps.gpu.shim_header`.
 """
@@ -56,6 +59,70 @@ class AppEffect:
     why: str
 
 
+# NVML event types (nvml.h `nvmlEventType*`): the ones an XID raises.
+NVML_EVENT_TYPES = {"XidCriticalError": 0x8, "DoubleBitEccError": 0x2, "SingleBitEccError": 0x1}
+
+# XIDs after which the GPU is gone for NVML: every call on the device returns NVML_ERROR_GPU_IS_LOST.
+# 79 is "fallen off the bus"; the other fatal XIDs leave a device NVML can still query (reset needed).
+GPU_LOST_XIDS = frozenset({79})
+
+# ECC XIDs and the state the driver reports afterwards. uncorrectable: the volatile and aggregate
+# uncorrected ECC counters rise by one. remap: "pending" (a row is remapped, applied at the next reset:
+# remapped rows' uncorrectable count +1 and isPending), "failure" (the remapper ran out: failureOccurred).
+# retire_page: a page is retired for a double-bit error and retirement is pending (GPUs before Ampere;
+# on row-remapping GPUs the driver answers NOT_SUPPORTED there, and so do we).
+ECC_EFFECTS = {
+    48: ("double-bit ECC error", True, "pending", True),
+    63: ("row remapping / page retirement recorded", False, "pending", True),
+    64: ("row remapping / page retirement failed", False, "failure", False),
+    94: ("contained uncorrectable ECC error", True, "pending", False),
+    95: ("uncontained uncorrectable ECC error", True, "pending", False),
+}
+DOUBLE_BIT_EVENT_XIDS = frozenset({48, 94, 95})
+SINGLE_BIT_EVENT_XIDS = frozenset({92})
+
+
+@dataclass(frozen=True)
+class NvmlEffect:
+    """What NVML shows for an XID on the targeted device while the injection lasts."""
+
+    events: tuple[str, ...]  # delivered once per injection by nvmlEventSetWait, in this order
+    gpu_lost: bool
+    uncorrectable_ecc: bool
+    remap: str  # "", "pending" or "failure"
+    retire_page: bool
+
+    @property
+    def event_mask(self) -> int:
+        mask = 0
+        for name in self.events:
+            mask |= NVML_EVENT_TYPES[name]
+        return mask
+
+    def summary(self) -> str:
+        parts = [*self.events]
+        if self.gpu_lost:
+            parts.append("GPU_IS_LOST")
+        if self.uncorrectable_ecc:
+            parts.append("ECC+1")
+        if self.remap:
+            parts.append(f"remap {self.remap}")
+        if self.retire_page:
+            parts.append("page retired")
+        return ", ".join(parts)
+
+
+def nvml_effect(number: int) -> NvmlEffect:
+    # Every XID the driver reports reaches NVML as an XidCriticalError event carrying its number.
+    events = ["XidCriticalError"]
+    if number in DOUBLE_BIT_EVENT_XIDS:
+        events.append("DoubleBitEccError")
+    if number in SINGLE_BIT_EVENT_XIDS:
+        events.append("SingleBitEccError")
+    _, uncorrectable, remap, retire = ECC_EFFECTS.get(number, ("", False, "", False))
+    return NvmlEffect(tuple(events), number in GPU_LOST_XIDS, uncorrectable, remap, retire)
+
+
 @dataclass(frozen=True)
 class Xid:
     number: int
@@ -67,6 +134,7 @@ class Xid:
     severity: str
     driver_text: str
     effect: AppEffect
+    nvml: NvmlEffect
 
     @property
     def seed(self) -> bool:
@@ -99,6 +167,11 @@ class Xid:
             "cuda_error_code": self.effect.call_error,
             "cuda_init_error_code": self.effect.init_error,
             "why": self.effect.why,
+            "nvml_events": list(self.nvml.events),
+            "nvml_gpu_lost": self.nvml.gpu_lost,
+            "nvml_uncorrectable_ecc": self.nvml.uncorrectable_ecc,
+            "nvml_remap": self.nvml.remap,
+            "nvml_retire_page": self.nvml.retire_page,
             "seed": self.seed,
         }
 
@@ -175,6 +248,7 @@ def catalogue() -> dict[int, Xid]:
             severity=_severity(row["nvsentinel_action"], bucket),
             driver_text=DRIVER_TEXT.get(number, _readable_name(description, row["mnemonic"])),
             effect=EFFECTS.get(number) or _default_effect(bucket),
+            nvml=nvml_effect(number),
         )
     return dict(sorted(entries.items()))
 

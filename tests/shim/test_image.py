@@ -24,6 +24,7 @@ def test_install_copies_the_shim_and_creates_an_off_toggle(native, tmp_path):
     done = install(native, lib, node / "toggle")
     assert done.returncode == 0, done.stderr
     assert (lib / "libfaultflow_cuda.so").read_bytes() == native.shim.read_bytes()
+    assert (lib / "libfaultflow_nvml.so").read_bytes() == native.nvml_shim.read_bytes()  # for NVML consumers
     reference = tmp_path / "reference"
     toggle.write(reference, toggle.Toggle(on=False))
     assert (node / "toggle").read_bytes() == reference.read_bytes()  # the exact record the CLI writes

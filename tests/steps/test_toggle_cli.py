@@ -56,6 +56,15 @@ BAD_INPUTS = [
     (["on", "--xid", "79", "--expires-in", "0"], "--expires-in must be a positive"),
     (["on", "--xid", "79", "--expires-in", "nan"], "--expires-in must be a positive"),
     (["on", "--xid", "79", "--gpu", "-2"], "--gpu must be"),
+    (["on", "--xid", "43", "--mode", "stall"], "--mode must be one of error, hang"),
+    (["on", "--xid", "43", "--after-calls", "-1"], "--after-calls must be"),
+    (["on", "--xid", "43", "--probability", "0"], "--probability must be in (0, 1]"),
+    (["on", "--xid", "43", "--probability", "1.01"], "--probability must be in (0, 1]"),
+    (["on", "--xid", "43", "--probability", "nan"], "--probability must be in (0, 1]"),
+    (["on", "--xid", "43", "--seed", "-1"], "--seed must be"),
+    (["on", "--xid", "43", "--hang-ms", "10"], "--hang-ms needs --mode hang"),
+    (["on", "--xid", "43", "--mode", "hang", "--hang-ms", "-5"], "--hang-ms must be"),
+    (["on", "--xid", "43", "--bus", "3B:00.0"], "--bus must be a PCI bus id"),
     (["on"], "--xid"),
 ]
 
@@ -87,3 +96,35 @@ def test_unwritable_path_is_exit_2(tmp_path, make_path, message):
     done = faultflow("shim", "on", "--file", str(target), "--xid", "79")
     assert done.returncode == 2, done.stderr
     assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_triggers_round_trip_through_the_version_2_record(tmp_path):
+    path = tmp_path / "toggle"
+    done = faultflow("shim", "on", "--file", str(path), "--xid", "43", "--mode", "hang", "--after-calls", "5",
+                     "--probability", "0.125", "--seed", "42", "--hang-ms", "9000", "--bus", "00000000:3B:00.0")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    state = json.loads(done.stdout)
+    assert {k: state[k] for k in ("version", "mode", "after_calls", "probability", "seed", "hang_ms", "bus")} == {
+        "version": 2, "mode": "hang", "after_calls": 5, "probability": 0.125, "seed": 42, "hang_ms": 9000,
+        "bus": "00000000:3B:00.0",
+    }  # fmt: skip
+    assert abs(state["at_ms"] - time.time() * 1000) < 60_000  # switch-on time: names the injection
+    raw = path.read_bytes()
+    assert len(raw) == toggle.TOGGLE_SIZE
+    assert raw[: toggle.V1_SIZE].split()[:4] == [b"1", b"xid=43", b"expires_ms=0", b"gpu=-1"]  # what a v1 reader reads
+
+
+def test_every_switch_on_is_a_new_injection(tmp_path):
+    path = tmp_path / "toggle"
+    toggle.write(path, toggle.Toggle(on=True, xid=48))
+    first = toggle.read(path).at_ms
+    toggle.write(path, toggle.Toggle(on=False))
+    toggle.write(path, toggle.Toggle(on=True, xid=48, at_ms=first + 1))
+    assert toggle.read(path).at_ms == first + 1 and first > 0
+
+
+def test_version_1_record_parses_with_defaults():
+    record = toggle.parse(b"1 xid=79 expires_ms=0 gpu=2".ljust(63) + b"\n")
+    assert (record.version, record.xid, record.gpu, record.mode, record.after_calls, record.probability) == (
+        1, 79, 2, "error", 0, 1.0,
+    )  # fmt: skip
