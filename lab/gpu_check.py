@@ -110,6 +110,7 @@ def torch_exception(python: Path, toggle: Path, shim: Path, xid: int, **triggers
     record.write(toggle, record.Toggle(on=False))
     child = subprocess.Popen([str(python), "-c", FAULT_CHILD], env=environment(toggle, shim), text=True,
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    assert child.stdin is not None and child.stdout is not None  # both asked for as pipes
     try:
         if child.stdout.readline().strip() != "ready":
             return f"did not start: {child.communicate(timeout=60)[1].strip().splitlines()[-1:]}"
@@ -127,7 +128,7 @@ def launch_ratio(python: Path, toggle: Path, shim: Path) -> tuple[float, float, 
     from steps.gpu import toggle as record
 
     record.write(toggle, record.Toggle(on=False))
-    times = {False: [], True: []}
+    times: dict[bool, list[float]] = {False: [], True: []}
     for _ in range(ROUNDS):
         for shimmed in (False, True):
             done = subprocess.run([str(python), "-c", LAUNCH_CHILD, str(LAUNCHES)], check=True, capture_output=True,
@@ -144,6 +145,7 @@ def nvml_event(toggle: Path, nvml_shim: Path, xid: int) -> str:
     record.write(toggle, record.Toggle(on=False))
     consumer = subprocess.Popen([str(ensure_built()), "-timeout-ms", "1000"], env=environment(toggle, nvml_shim),
                                 text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    assert consumer.stdin is not None and consumer.stdout is not None  # both asked for as pipes
     try:
         header = [consumer.stdout.readline().strip()]
         while header[-1].startswith("device "):

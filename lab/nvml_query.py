@@ -60,11 +60,11 @@ class Consumer:
             count = ctypes.c_uint()
             if result == 0 and n.nvmlDeviceGetCount_v2(ctypes.byref(count)) == 0:
                 for i in range(count.value):  # what a consumer learns at start, before any fault
-                    code, device = self.handle(i)
+                    code, opened = self.handle(i)
                     buffer = ctypes.create_string_buffer(96)
                     if code == 0:
-                        self.devices[i] = device
-                    if code == 0 and n.nvmlDeviceGetUUID(device, buffer, 96) == 0:
+                        self.devices[i] = opened
+                    if code == 0 and n.nvmlDeviceGetUUID(opened, buffer, 96) == 0:
                         self.uuids[i] = buffer.value
             return f"init={result}"
         if name == "count":
@@ -72,11 +72,11 @@ class Consumer:
             result = n.nvmlDeviceGetCount_v2(ctypes.byref(count))
             return f"count={result} value={count.value}"
         if name == "handle_bus":
-            device = ctypes.c_void_p()
-            return f"{op}={n.nvmlDeviceGetHandleByPciBusId_v2(arg.encode(), ctypes.byref(device))}"
+            found = ctypes.c_void_p()
+            return f"{op}={n.nvmlDeviceGetHandleByPciBusId_v2(arg.encode(), ctypes.byref(found))}"
         if name == "handle_uuid":
-            device = ctypes.c_void_p()
-            return f"{op}={n.nvmlDeviceGetHandleByUUID(self.uuids.get(int(arg), b'?'), ctypes.byref(device))}"
+            found = ctypes.c_void_p()
+            return f"{op}={n.nvmlDeviceGetHandleByUUID(self.uuids.get(int(arg), b'?'), ctypes.byref(found))}"
         if name == "handle":
             return f"{op}={self.handle(int(arg))[0]}"
         device = self.devices.get(int(arg))
@@ -111,14 +111,14 @@ class Consumer:
             return f"{op}={result} corr={corr} unc={unc} pending={pending} failure={failure}"
         if name in ("retired", "retired_size"):
             capacity = 8 if name == "retired" else 0
-            count = ctypes.c_uint(capacity)
+            pages = ctypes.c_uint(capacity)
             addresses = (ctypes.c_ulonglong * 8)()
-            result = n.nvmlDeviceGetRetiredPages(device, DOUBLE_BIT, ctypes.byref(count), addresses if capacity else None)
-            first = f" first=0x{addresses[0]:x}" if capacity and count.value else ""
-            return f"{op}={result} count={count.value}{first}"
+            result = n.nvmlDeviceGetRetiredPages(device, DOUBLE_BIT, ctypes.byref(pages), addresses if capacity else None)
+            first = f" first=0x{addresses[0]:x}" if capacity and pages.value else ""
+            return f"{op}={result} count={pages.value}{first}"
         if name == "retired_pending":
-            pending = ctypes.c_int()
-            return f"{op}={n.nvmlDeviceGetRetiredPagesPendingStatus(device, ctypes.byref(pending))} pending={pending.value}"
+            status = ctypes.c_int()
+            return f"{op}={n.nvmlDeviceGetRetiredPagesPendingStatus(device, ctypes.byref(status))} pending={status.value}"
         raise SystemExit(f"unknown operation {op}")
 
 
