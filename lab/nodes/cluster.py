@@ -1,0 +1,240 @@
+"""A real Kubernetes cluster on this machine: control plane in a "hub" namespace, real nodes around it.
+
+    host ── 127.0.0.1:<port> ──relay──┐
+                                      hub (netns+mountns+pidns): bridge lab0 10.250.0.1/24
+                                        etcd, kube-apiserver (Node,RBAC + NodeRestriction),
+                                        kube-controller-manager, kube-scheduler
+                                      ├─veth── gpu-0 (10.250.0.10, pods 10.244.0.0/24)
+                                      ├─veth── …
+                                      └─veth── cpu-0
+
+Every node is `lab.nodes.node`: containerd + CNI bridge + kubelet (`system:node:<name>`) +
+kube-proxy. Nothing is added to the machine's own network namespace, mount table or sysctls; every
+process and cgroup made is recorded in `<dir>/made.jsonl` first (`lab.nodes.ledger`), so
+`RealCluster.stop()` — or `teardown(dir)` after the lab process was SIGKILLed — removes all of it.
+The envtest clusters (`lab.controlplane.start_cluster`) stay as they are: this is a distinct kind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab import pki, processes, tools
+from lab.controlplane import apiserver_argv
+from lab.etcd import etcd_argv
+from lab.images import build as images
+from lab.nodes import namespaces, node as nodes, packages
+from lab.nodes.ledger import Ledger, teardown as ledger_teardown
+from lab.rest import ApiError, Rest
+
+HUB_IP = "10.250.0.1"
+NODE_NETWORK = "10.250.0"
+CLUSTER_CIDR = "10.244.0.0/16"
+SERVICE_CIDR = "10.0.0.0/24"
+KUBERNETES_SERVICE_IP = "10.0.0.1"
+DNS_SERVICE_IP = "10.0.0.10"
+APISERVER_PORT = 6443
+START_TIMEOUT_S = 120
+NODE_READY_TIMEOUT_S = 120
+
+
+def ledger_of(folder: Path) -> Ledger:
+    return Ledger(folder / "made.jsonl")
+
+
+def teardown(folder: Path) -> dict:
+    """Remove every process and cgroup a real lab in `folder` made (safe after any crash, and twice)."""
+    return ledger_teardown(ledger_of(folder))
+
+
+def plan_nodes(gpu_nodes: int = 3, cpu_nodes: int = 1) -> list[nodes.NodePlan]:
+    names = [f"gpu-{i}" for i in range(gpu_nodes)] + [f"cpu-{i}" for i in range(cpu_nodes)]
+    return [nodes.NodePlan(name, i, f"{NODE_NETWORK}.{10 + i}", f"10.244.{i}.0/24") for i, name in enumerate(names)]
+
+
+@dataclass
+class RealCluster:
+    folder: Path
+    plans: list[nodes.NodePlan]
+    coredns: bool = True
+    ledger: Ledger = field(init=False)
+    hub: namespaces.Namespaces | None = None
+    keys: pki.Pki | None = None
+    server: str = ""  # the relay's address, as the host reaches the API server
+    kubeconfig: Path | None = None
+    nodes: dict[str, nodes.Node] = field(default_factory=dict)
+    figures: dict[str, float] = field(default_factory=dict)
+    control_plane: dict[str, processes.Process] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.folder = self.folder.absolute()
+        self.ledger = ledger_of(self.folder)
+
+    @property
+    def lab_id(self) -> str:
+        # Cgroup names are machine-wide: two labs (two engineers' tests) must not share one.
+        return hashlib.sha256(str(self.folder).encode()).hexdigest()[:8]
+
+    def rest(self) -> Rest:
+        return Rest.with_client_cert(self.server, str(self.keys.ca_cert), str(self.keys.admin_cert), str(self.keys.admin_key))
+
+    # ---- start -------------------------------------------------------------------------------
+    def start(self) -> RealCluster:
+        started = time.monotonic()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "logs").mkdir(exist_ok=True)
+        try:
+            self._prepare()
+            self._start_control_plane()
+            for plan in self.plans:
+                self._start_node(plan)
+            self._wait_nodes_ready()
+            if self.coredns:
+                self._start_coredns()
+        except BaseException:
+            self.stop()
+            raise
+        self.figures["lab_up_s"] = time.monotonic() - started
+        return self
+
+    def _prepare(self) -> None:
+        """What the lab needs that is built or installed once per machine (each step prints progress)."""
+        packages.ensure_installed()
+        for tool in (tools.ETCD, tools.KUBE_APISERVER, tools.KUBE_SCHEDULER, tools.KUBE_PROXY,
+                     tools.KUBE_CONTROLLER_MANAGER, tools.KUBELET):
+            tools.ensure_built(tool)
+        self.images = [images.ensure_pause(), images.ensure_busybox()]
+        if self.coredns:
+            self.images.append(images.ensure_coredns())
+
+    def _start_control_plane(self) -> None:
+        hub_dir = self.folder / "hub"
+        self.hub = namespaces.hold("hub", hub_dir, self.ledger, mounts=[], kmsg=False)
+        self.hub.run(["sh", "-ec", f"ip link set lo up; ip link add lab0 type bridge; "
+                      f"ip addr add {HUB_IP}/24 dev lab0; ip link set lab0 up"], net_only=True)
+        self.keys = pki.create(
+            self.folder / "pki", keep_ca_key=True, serving_ips=(HUB_IP, KUBERNETES_SERVICE_IP),
+            serving_dns=("kubernetes", "kubernetes.default", "kubernetes.default.svc.cluster.local"),
+        )
+        logs = self.folder / "logs"
+        self.control_plane["etcd"] = self.hub.start(
+            "etcd", etcd_argv(hub_dir / "etcd", 2379, 2380), logs / "etcd.log", self.ledger)
+        argv = apiserver_argv(
+            tools.ensure_built(tools.KUBE_APISERVER), port=APISERVER_PORT, etcd_url="http://127.0.0.1:2379",
+            keys=self.keys, folder=hub_dir,
+            overrides={
+                "--bind-address": "0.0.0.0",  # inside the hub: the nodes and the relay reach it
+                "--advertise-address": HUB_IP,
+                # The `kubernetes` Service's endpoint is the hub address, which pods reach.
+                "--endpoint-reconciler-type": None,
+                "--service-cluster-ip-range": SERVICE_CIDR,
+                "--authorization-mode": "Node,RBAC",
+                "--enable-admission-plugins": "NodeRestriction",
+            },
+        )
+        self.control_plane["kube-apiserver"] = self.hub.start("kube-apiserver", argv, logs / "kube-apiserver.log", self.ledger)
+        port_file = hub_dir / "relay.port"
+        relay = processes.start("relay", [sys.executable, "-m", "lab.nodes.relay", str(self.hub.pid),
+                                          f"127.0.0.1:{APISERVER_PORT}", str(port_file)], logs / "relay.log")
+        self.ledger.pid(relay.popen.pid, "relay")
+        self.control_plane["relay"] = relay
+        port = processes.wait_until(lambda: port_file.read_text() if port_file.is_file() else None,
+                                    what="relay port", timeout_s=30, process=relay)
+        self.server = f"https://127.0.0.1:{port}"
+        self.kubeconfig = self.folder / "kubeconfig"
+        self.kubeconfig.write_text(nodes.kubeconfig(self.server, self.keys.ca_cert, self.keys.admin_cert,
+                                                    self.keys.admin_key, "admin"))
+        rest = self.rest()
+        processes.wait_until(lambda: True if _status(rest, "/readyz") == 200 else None, what="kube-apiserver /readyz",
+                             timeout_s=START_TIMEOUT_S, process=self.control_plane["kube-apiserver"])
+        self.figures["control_plane_s"] = 0.0
+        inside = f"https://127.0.0.1:{APISERVER_PORT}"
+        kcm = self._component_kubeconfig("kube-controller-manager", "system:kube-controller-manager", inside)
+        self.control_plane["kube-controller-manager"] = self.hub.start("kube-controller-manager", [
+            str(tools.ensure_built(tools.KUBE_CONTROLLER_MANAGER)), f"--kubeconfig={kcm}",
+            f"--authentication-kubeconfig={kcm}", f"--authorization-kubeconfig={kcm}", "--secure-port=0",
+            "--leader-elect=false", "--use-service-account-credentials=true",
+            f"--service-account-private-key-file={self.keys.sa_private_key}", f"--root-ca-file={self.keys.ca_cert}",
+            # its default is a host directory it would create
+            f"--flex-volume-plugin-dir={hub_dir / 'flex-volume'}", "--profiling=false", "--v=1",
+        ], logs / "kube-controller-manager.log", self.ledger)
+        sched = self._component_kubeconfig("kube-scheduler", "system:kube-scheduler", inside)
+        self.control_plane["kube-scheduler"] = self.hub.start("kube-scheduler", [
+            str(tools.ensure_built(tools.KUBE_SCHEDULER)), f"--kubeconfig={sched}",
+            f"--authentication-kubeconfig={sched}", f"--authorization-kubeconfig={sched}", "--secure-port=0",
+            "--leader-elect=false", "--profiling=false", "--v=1",
+        ], logs / "kube-scheduler.log", self.ledger)
+
+    def _component_kubeconfig(self, stem: str, user: str, server: str) -> Path:
+        cert, key = self.keys.issue(stem, user)
+        path = self.folder / "pki" / f"{stem}.kubeconfig"
+        path.write_text(nodes.kubeconfig(server, self.keys.ca_cert, cert, key, user))
+        return path
+
+    def _start_node(self, plan: nodes.NodePlan) -> None:
+        t0 = time.monotonic()
+        node = nodes.create(plan, self.folder / "nodes" / plan.name, self.ledger, self.lab_id)
+        self.nodes[plan.name] = node
+        nodes.wire(node, self.hub, HUB_IP, self.plans)
+        nodes.start_runtime(node, self.ledger, self.images)
+        server = f"https://{HUB_IP}:{APISERVER_PORT}"
+        nodes.start_kubelet(node, self.ledger, self.keys, server, "/" + nodes.cgroup_name(self.lab_id, plan.name), DNS_SERVICE_IP)
+        proxy = self.folder / "pki" / "kube-proxy.kubeconfig"
+        if not proxy.exists():
+            self._component_kubeconfig("kube-proxy", "system:kube-proxy", server)
+        nodes.start_kube_proxy(node, self.ledger, proxy, CLUSTER_CIDR)
+        self.figures[f"node_start_s.{plan.name}"] = time.monotonic() - t0
+
+    def _wait_nodes_ready(self) -> None:
+        rest = self.rest()
+        pending = dict(self.nodes)
+        deadline = time.monotonic() + NODE_READY_TIMEOUT_S
+        while pending:
+            for name in list(pending):
+                node = pending[name]
+                if node_ready(rest, name):
+                    self.figures[f"node_ready_s.{name}"] = time.monotonic() - node.kubelet_started
+                    del pending[name]
+                elif not node.kubelet.running():
+                    raise processes.NotReady(f"kubelet of {name} exited (rc={node.kubelet.popen.returncode}):\n"
+                                             f"{node.kubelet.log_tail()}")
+            if time.monotonic() > deadline:
+                tails = "\n".join(f"{n}: {pending[n].kubelet.log_tail(8)}" for n in pending)
+                raise processes.NotReady(f"nodes not Ready after {NODE_READY_TIMEOUT_S}s: {sorted(pending)}\n{tails}")
+            if pending:
+                time.sleep(0.1)  # polling the API for the nodes' Ready condition until the deadline
+
+    def _start_coredns(self) -> None:
+        from lab.nodes import coredns
+
+        coredns.install(self.rest(), images.coredns().ref, DNS_SERVICE_IP)
+
+    # ---- stop --------------------------------------------------------------------------------
+    def stop(self) -> dict:
+        """Kill everything the ledger records (the node holders take their namespaces with them) and
+        remove the cgroups. Files stay under `folder` for the caller to keep or delete."""
+        return ledger_teardown(self.ledger)
+
+
+def _status(rest: Rest, path: str) -> int | None:
+    try:
+        return rest.status(path)
+    except OSError:
+        return None
+
+
+def node_ready(rest: Rest, name: str) -> bool:
+    try:
+        node = rest.get(f"/api/v1/nodes/{name}")
+    except (ApiError, OSError):
+        return False
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in node.get("status", {}).get("conditions", []))
+
+
+def figures_line(figures: dict[str, float]) -> str:
+    return json.dumps({k: round(v, 2) for k, v in figures.items()})
