@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
 
-.PHONY: all venv shim test bench demo shim-demo clean catalogue envtest
+.PHONY: all venv shim test bench demo shim-demo clean catalogue envtest node-packages real-lab-tools
 
 all: shim
 
@@ -31,6 +31,18 @@ shim: catalogue
 # Only the first run builds (a few minutes); later runs find everything cached.
 envtest: venv
 	$(PY) -m lab.prepare build
+
+# The real lab's nodes run Debian's containerd, runc, CNI plugins and iptables; its images are made with
+# mmdebstrap and umoci (lab/nodes/packages.py). Installed with apt-get (update first) when missing;
+# a one-line error where that is impossible (not root, no apt-get).
+node-packages:
+	@$(PYTHON) -m lab.nodes.packages
+
+# kubelet, kube-controller-manager, kube-scheduler, kube-proxy and CoreDNS for the real lab, one at a
+# time (2 cores), and the images it imports into each node.
+real-lab-tools: venv node-packages
+	$(PY) -m lab.prepare build kube-scheduler kube-proxy kube-controller-manager kubelet coredns
+	$(PY) -m lab.images.build
 
 test: venv shim envtest
 	$(PY) -m pytest

@@ -1,0 +1,233 @@
+"""The real lab cluster (lab.nodes): real kubelets on real per-node namespaces, real containers.
+
+One cluster for the module (gpu-0 and cpu-0, CoreDNS); the host must be unchanged after it is gone,
+and after a SIGKILLed `python -m lab.nodes up` plus `down`. Needs root (the nodes are namespaces,
+cgroups and mounts), the Debian node packages (`make node-packages`) and the tools (built on first use).
+Figures (`node_ready_s`, `pod_start_s`) are printed, not asserted: speed goes to bench/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lab.nodes import cluster as real
+from lab.processes import wait_until
+from lab.rest import ApiError, Rest
+from tests.lab import host_snapshot
+
+NS = "realtest"
+POD_TIMEOUT_S = 120
+
+
+def _cgroup_prefix(folder: Path) -> str:
+    return f"faultflow-{real.RealCluster(folder, []).lab_id}-"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("real") / "lab"
+    before = host_snapshot.snapshot(folder, _cgroup_prefix(folder))
+    lab = real.RealCluster(folder, real.plan_nodes(gpu_nodes=1, cpu_nodes=1)).start()
+    lab.host_before = before  # the last test compares the host after stop() with this
+    print(f"\nfigures: {real.figures_line(lab.figures)}")
+    try:
+        yield lab
+    finally:
+        lab.stop()
+
+
+def _rest(lab) -> Rest:
+    return lab.rest()
+
+
+def _namespace(rest: Rest) -> None:
+    try:
+        rest.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+    except ApiError as err:
+        if err.status != 409:
+            raise
+    # Pod admission needs the namespace's default ServiceAccount, which kube-controller-manager makes.
+    wait_until(lambda: _get(rest, f"/api/v1/namespaces/{NS}/serviceaccounts/default"), what="default ServiceAccount",
+               timeout_s=60)
+
+
+def _get(rest: Rest, path: str) -> dict | None:
+    try:
+        return rest.get(path)
+    except ApiError as err:
+        if err.status == 404:
+            return None
+        raise
+
+
+def _pod(name: str, node: str, command: str, **spec) -> dict:
+    container = {"name": "main", "image": "localhost/busybox:1.35", "imagePullPolicy": "Never",
+                 "command": ["/bin/sh", "-c", command]}
+    container.update(spec.pop("container", {}))
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS},
+            "spec": {"restartPolicy": "Never", "nodeSelector": {"kubernetes.io/hostname": node},
+                     "terminationGracePeriodSeconds": 1, "containers": [container], **spec}}
+
+
+def _run_pod(rest: Rest, body: dict, phase: str = "Succeeded") -> tuple[dict, float]:
+    """Create the pod, wait for `phase`; returns it and create → Running-or-later seconds."""
+    name = body["metadata"]["name"]
+    created = time.monotonic()
+    rest.post(f"/api/v1/namespaces/{NS}/pods", body)
+    running_at: list[float] = []
+
+    def done():
+        pod = rest.get(f"/api/v1/namespaces/{NS}/pods/{name}")
+        current = pod.get("status", {}).get("phase")
+        if current in ("Running", "Succeeded", "Failed") and not running_at:
+            running_at.append(time.monotonic())
+        if current == "Failed" and phase != "Failed":
+            raise AssertionError(f"pod {name} failed: {json.dumps(pod['status'])[:800]}")
+        return pod if current == phase else None
+
+    pod = wait_until(done, what=f"pod {name} {phase}", timeout_s=POD_TIMEOUT_S, interval_s=0.1)
+    return pod, running_at[0] - created
+
+
+def _logs(rest: Rest, name: str) -> str:
+    request = rest._request("GET", f"/api/v1/namespaces/{NS}/pods/{name}/log")
+    import urllib.request
+
+    with urllib.request.urlopen(request, context=rest.context, timeout=30) as reply:
+        return reply.read().decode()
+
+
+def test_nodes_register_as_themselves_and_are_ready(cluster):
+    rest = cluster.rest()
+    for name in ("gpu-0", "cpu-0"):
+        node = rest.get(f"/api/v1/nodes/{name}")
+        assert real.node_ready(rest, name)
+        assert node["metadata"]["labels"]["kubernetes.io/hostname"] == name
+        assert any(a["address"] == cluster.nodes[name].plan.ip for a in node["status"]["addresses"])
+    # NodeRestriction + Node authorizer: gpu-0's kubelet identity may not touch cpu-0.
+    node_rest = Rest.with_client_cert(cluster.server, str(cluster.keys.ca_cert),
+                                      str(cluster.keys.ca_cert.with_name("node-gpu-0.crt")),
+                                      str(cluster.keys.ca_cert.with_name("node-gpu-0.key")))
+    with pytest.raises(ApiError) as err:
+        node_rest.call("PATCH", "/api/v1/nodes/cpu-0", {"metadata": {"labels": {"x": "y"}}})
+    assert err.value.status == 403
+
+
+def test_a_pod_runs_on_a_real_node_and_its_logs_come_back_through_the_api_server(cluster):
+    rest = cluster.rest()
+    _namespace(rest)
+    marker = f"hello-from-a-real-pod-{secrets.token_hex(4)}"
+    pod, start_s = _run_pod(rest, _pod("hello", "gpu-0", f"echo {marker}; cat /proc/1/cmdline; echo; id -u"))
+    print(f"pod_start_s: {start_s:.2f}")
+    assert pod["spec"]["nodeName"] == "gpu-0"
+    assert pod["status"]["podIP"].startswith("10.244.0.")
+    logs = _logs(rest, "hello")
+    assert marker in logs
+    # Its own PID namespace: PID 1 of the container is its command, not the node's init.
+    assert "/bin/sh" in logs.splitlines()[1]
+
+
+def test_a_privileged_pod_writing_dev_kmsg_reaches_its_nodes_pty_not_the_hosts(cluster):
+    rest = cluster.rest()
+    _namespace(rest)
+    marker = f"NVRM: Xid (PCI:0000:17:00): 79, faultflow-test-{secrets.token_hex(4)}"
+    body = _pod("kmsg", "gpu-0", f"printf '%s\\n' '{marker}' > /dev/kmsg",
+                container={"securityContext": {"privileged": True},
+                           "volumeMounts": [{"name": "kmsg", "mountPath": "/dev/kmsg"}]},
+                volumes=[{"name": "kmsg", "hostPath": {"path": "/dev/kmsg", "type": "CharDevice"}}])
+    _run_pod(rest, body)
+    wait_until(lambda: True if marker in cluster.nodes["gpu-0"].kmsg_log.read_text(errors="replace") else None,
+               what="the marker on gpu-0's kernel-log pty", timeout_s=10)
+    assert marker not in cluster.nodes["cpu-0"].kmsg_log.read_text(errors="replace")
+    assert marker not in _host_kmsg()
+
+
+def _host_kmsg() -> str:
+    """The machine's kernel log, read (never written): one record per read, until none is left."""
+    fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+    records = []
+    try:
+        while True:
+            try:
+                records.append(os.read(fd, 8192).decode(errors="replace"))
+            except BlockingIOError:
+                break
+            except BrokenPipeError:  # a record overwritten while we read: skip it
+                continue
+    finally:
+        os.close(fd)
+    return "".join(records)
+
+
+def test_a_host_pid_pod_sees_only_its_nodes_processes(cluster):
+    rest = cluster.rest()
+    _namespace(rest)
+    body = _pod("hostpid", "gpu-0", "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done", hostPID=True)
+    _run_pod(rest, body)
+    seen = _logs(rest, "hostpid")
+    assert "kubelet" in seen and "containerd" in seen  # the node's own
+    for elsewhere in ("kube-apiserver", "etcd", "pytest", "kube-controller-manager"):  # hub's, the host's
+        assert elsewhere not in seen, f"{elsewhere} visible from a hostPID pod on gpu-0:\n{seen}"
+    assert str(cluster.nodes["cpu-0"].folder) not in seen  # nor the other node's
+
+
+def test_a_service_name_resolves_through_coredns_across_nodes(cluster):
+    rest = cluster.rest()
+    _namespace(rest)
+    server = _pod("web", "gpu-0", "mkdir -p /www && echo served-by-web > /www/index.html && httpd -f -p 8080 -h /www",
+                  container={"ports": [{"containerPort": 8080}]})
+    server["metadata"]["labels"] = {"app": "web"}
+    _run_pod(rest, server, phase="Running")
+    rest.post(f"/api/v1/namespaces/{NS}/services", {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}})
+    wait_until(lambda: True if _coredns_ready(rest) else None, what="CoreDNS ready", timeout_s=POD_TIMEOUT_S)
+    # From the other node: the name through CoreDNS, the ClusterIP through kube-proxy, then the pod.
+    client = _pod("client", "cpu-0", f"for i in $(seq 50); do wget -q -T 2 -O - http://web.{NS}.svc.cluster.local/ "
+                  "&& exit 0; sleep 0.2; done; cat /etc/resolv.conf; exit 1")
+    _run_pod(rest, client)
+    assert "served-by-web" in _logs(rest, "client")
+
+
+def _coredns_ready(rest: Rest) -> bool:
+    pods = rest.get("/api/v1/namespaces/kube-system/pods?labelSelector=k8s-app%3Dkube-dns")["items"]
+    return any(c["type"] == "Ready" and c["status"] == "True" for p in pods for c in p.get("status", {}).get("conditions", []))
+
+
+def test_the_host_is_unchanged_after_up_and_down(cluster):
+    """Last of the module's cluster tests: stops the cluster and compares the host with before `up`."""
+    cluster.stop()
+    after = host_snapshot.snapshot(cluster.folder, _cgroup_prefix(cluster.folder))
+    assert host_snapshot.diff(cluster.host_before, after) == {}
+
+
+def test_down_after_a_sigkilled_up_removes_everything_it_made(tmp_path):
+    folder = tmp_path / "lab"
+    before = host_snapshot.snapshot(folder, _cgroup_prefix(folder))
+    up = subprocess.Popen([sys.executable, "-m", "lab.nodes", "up", "--dir", str(folder), "--gpu-nodes", "1",
+                           "--no-coredns"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in up.stdout:
+        lines.append(line)
+        if line.startswith("figures:"):
+            break
+    assert lines and lines[-1].startswith("figures:"), "".join(lines)[-2000:]
+    print(lines[-1].strip())
+    made = real.ledger_of(folder)
+    assert made.live_pids() and list(Path("/sys/fs/cgroup").glob(f"*/{_cgroup_prefix(folder)}*"))
+    up.send_signal(signal.SIGKILL)
+    up.wait()
+    down = subprocess.run([sys.executable, "-m", "lab.nodes", "down", "--dir", str(folder)],
+                          capture_output=True, text=True)
+    assert down.returncode == 0, down.stderr
+    assert not folder.exists()
+    assert host_snapshot.diff(before, host_snapshot.snapshot(folder, _cgroup_prefix(folder))) == {}
