@@ -26,11 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     down.add_argument("--dir", required=True, type=Path)
     args = parser.parse_args(argv)
 
-    from lab.nodes.cluster import RealCluster, figures_line, plan_nodes, teardown
+    from lab.nodes.cluster import RealCluster, figures_line, plan_nodes, teardown, teardown_summary
     from lab.nodes.packages import PackagesMissing
 
     if args.command == "down":
-        print(teardown(args.dir))
+        print(f"down: {teardown_summary(teardown(args.dir))}, {args.dir} removed")
         shutil.rmtree(args.dir, ignore_errors=True)
         return 0
     if args.gpu_nodes < 0 or args.gpu_nodes > 16:
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:
-        print(cluster.stop())
+        print(f"stopped: {teardown_summary(cluster.stop())}")
     return 0
 
 
