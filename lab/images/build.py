@@ -28,6 +28,11 @@ from lab import cache, tools
 
 HERE = Path(__file__).parent
 DEBIAN_SUITE = "bookworm"  # the machine's own release: its apt mirror serves it
+# The Debian base's packages beyond `minbase`, at pinned versions (the suite's current ones); apt
+# fails the build when the mirror no longer serves a pin, rather than silently taking another.
+DEBIAN_PACKAGES = ("python3=3.11.2-1+b1", "ca-certificates=20250419~deb12u2")
+# Where the machine's apt finds its mirror: the base is fetched from the same place.
+APT_SOURCES = ("/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list")
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,29 @@ def _coredns_populate(binary: Path):
     return populate
 
 
+DEBIAN = Image("debian", f"{DEBIAN_SUITE}-py311", inputs=(DEBIAN_SUITE, *DEBIAN_PACKAGES), entrypoint=("/bin/sh",))
+
+
+def _debian(rootfs: Path) -> None:
+    """mmdebstrap's minbase of the pinned suite plus the pinned packages; its dpkg manifest is kept
+    at /usr/share/faultflow/packages.txt (what exactly the image holds)."""
+    sources = next((path for path in APT_SOURCES if Path(path).is_file()), None)
+    if sources is None:
+        raise RuntimeError(f"faultflow: no apt sources ({' or '.join(APT_SOURCES)}) to build the Debian base from")
+    _run(["mmdebstrap", "--quiet", "--variant=minbase", "--include=" + ",".join(DEBIAN_PACKAGES),
+          "--dpkgopt=path-exclude=/usr/share/{doc,man,locale}/*", "--aptopt=Apt::Install-Recommends \"false\"",
+          DEBIAN_SUITE, str(rootfs), sources], stdin=subprocess.DEVNULL,
+         env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "SOURCE_DATE_EPOCH": "1700000000"})
+    manifest = _run(["dpkg-query", f"--admindir={rootfs}/var/lib/dpkg", "-W", "-f", "${Package}=${Version}\\n"]).stdout
+    (rootfs / "usr/share/faultflow").mkdir(parents=True, exist_ok=True)
+    (rootfs / "usr/share/faultflow/packages.txt").write_text(manifest)
+
+
+def ensure_debian() -> Image:
+    ensure(DEBIAN, _debian)
+    return DEBIAN
+
+
 def ensure_pause() -> Image:
     ensure(PAUSE, _pause)
     return PAUSE
@@ -163,7 +191,7 @@ def import_into(image: Image, containerd_socket: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     names = argv if argv is not None else sys.argv[1:]
-    builders = {"pause": ensure_pause, "busybox": ensure_busybox, "coredns": ensure_coredns}
+    builders = {"pause": ensure_pause, "busybox": ensure_busybox, "coredns": ensure_coredns, "debian": ensure_debian}
     for name in names or builders:
         image = builders[name]()
         print(f"{image.ref}\t{image.tar}")
