@@ -183,9 +183,10 @@ def ensure_coredns() -> Image:
     return image
 
 
-def import_into(image: Image, containerd_socket: Path) -> None:
-    """Load the image into one node's containerd (namespace k8s.io, the one the CRI plugin uses)."""
-    _run(["ctr", "--address", str(containerd_socket), "--namespace", "k8s.io", "images", "import",
+def import_into(image: Image, containerd_socket: str | Path, enter: list[str] = ()) -> None:
+    """Load the image into one node's containerd (namespace k8s.io, the one the CRI plugin uses);
+    `enter`: an argv prefix running ctr where the socket path means that containerd's."""
+    _run([*enter, "ctr", "--address", str(containerd_socket), "--namespace", "k8s.io", "images", "import",
           "--base-name", f"localhost/{image.name}", str(image.tar)])  # the layout's tag -> <base-name>:<tag>
 
 

@@ -41,6 +41,9 @@ KUBELET_SYSCTLS = {
     "kernel/keys/root_maxbytes": 25000000,
 }
 CONTAINERD_READY_S = 30
+# Sockets live in the node's own /run (a tmpfs), at their usual short paths: a unix socket path has at
+# most 107 bytes, which a lab directory under a test's tmp folder would exceed.
+CONTAINERD_SOCKET = "/run/containerd/containerd.sock"
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,8 @@ class Node:
 
     @property
     def socket(self) -> Path:
-        return self.folder / "c" / "containerd.sock"
+        """containerd's socket as the host reaches it (through the node's mount namespace)."""
+        return Path(f"/proc/{self.ns.pid}/root{CONTAINERD_SOCKET}")
 
     @property
     def kmsg_log(self) -> Path:
@@ -110,13 +114,13 @@ def containerd_config(folder: Path, pause: str, pod_cidr_conf: Path) -> str:
     c = folder / "c"
     return f"""version = 2
 root = "{c / 'root'}"
-state = "{c / 'state'}"
+state = "/run/containerd"
 disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
   "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.tracing.processor.v1.otlp"]
 [grpc]
-  address = "{c / 'containerd.sock'}"
+  address = "{CONTAINERD_SOCKET}"
 [ttrpc]
-  address = "{c / 'containerd.sock.ttrpc'}"
+  address = "{CONTAINERD_SOCKET}.ttrpc"
 [metrics]
   address = ""
 [plugins."io.containerd.grpc.v1.cri"]
@@ -180,7 +184,7 @@ def kubelet_config(node: Node, keys: pki.Pki, serving: tuple[Path, Path], cgroup
         "failCgroupV1": False,  # this machine has cgroup v1, which 1.37 refuses unless told
         "failSwapOn": False,
         "protectKernelDefaults": False,
-        "containerRuntimeEndpoint": f"unix://{node.socket}",
+        "containerRuntimeEndpoint": f"unix://{CONTAINERD_SOCKET}",
         "podLogsDir": str(folder / "pod-logs"),
         "volumePluginDir": str(folder / "volume-plugins"),
         "resolvConf": "",  # pods never see the machine's resolvers
@@ -226,8 +230,9 @@ def wire(node: Node, hub: namespaces.Namespaces, hub_ip: str, others: list[NodeP
     node.ns.run(["sh", "-ec", "; ".join(script)], net_only=True)
 
 
-def start_runtime(node: Node, ledger: Ledger, image_list: list[images.Image]) -> None:
-    """containerd inside the node, with the lab's images imported."""
+def start_runtime(node: Node, ledger: Ledger) -> None:
+    """containerd inside the node (call from the thread that lives as long as the node: see
+    lab.processes, PR_SET_PDEATHSIG); `import_images` then fills it."""
     folder = node.folder
     (folder / "cni" / "net.d").mkdir(parents=True, exist_ok=True)
     (folder / "cni" / "net.d" / "10-bridge.conflist").write_text(json.dumps(cni_conflist(folder, node.plan.pod_cidr), indent=2))
@@ -238,8 +243,11 @@ def start_runtime(node: Node, ledger: Ledger, image_list: list[images.Image]) ->
                                     folder / "containerd.log", ledger)
     processes.wait_until(lambda: True if node.socket.is_socket() else None, what=f"{node.plan.name} containerd socket",
                          timeout_s=CONTAINERD_READY_S, process=node.containerd)
+
+
+def import_images(node: Node, image_list: list[images.Image]) -> None:
     for image in image_list:
-        images.import_into(image, node.socket)
+        images.import_into(image, CONTAINERD_SOCKET, enter=node.ns.enter(net=False, pid=False))
 
 
 def start_kubelet(node: Node, ledger: Ledger, keys: pki.Pki, server: str, cgroup_root: str, cluster_dns: str) -> None:
@@ -249,7 +257,9 @@ def start_kubelet(node: Node, ledger: Ledger, keys: pki.Pki, server: str, cgroup
     (folder / "kubeconfig").write_text(kubeconfig(server, keys.ca_cert, *client, f"system:node:{plan.name}"))
     (folder / "kubelet.json").write_text(json.dumps(kubelet_config(node, keys, serving, cgroup_root, cluster_dns), indent=2))
     argv = [str(tools.ensure_built(tools.KUBELET)), f"--config={folder / 'kubelet.json'}",
-            f"--kubeconfig={folder / 'kubeconfig'}", f"--root-dir={folder / 'kubelet'}",
+            # --root-dir stays /var/lib/kubelet: the node's own (its /var/lib overlay), and short enough
+            # for the kubelet's unix sockets (pod-resources, device plugins).
+            f"--kubeconfig={folder / 'kubeconfig'}",
             f"--hostname-override={plan.name}", f"--node-ip={plan.ip}", "--v=1"]
     if plan.labels:
         argv.append("--node-labels=" + ",".join(f"{k}={v}" for k, v in plan.labels))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from lab.images import build as images
 from lab.nodes import cluster as real
 from lab.processes import wait_until
 from lab.rest import ApiError, Rest
@@ -36,7 +37,7 @@ def _cgroup_prefix(folder: Path) -> str:
 def cluster(tmp_path_factory):
     folder = tmp_path_factory.mktemp("real") / "lab"
     before = host_snapshot.snapshot(folder, _cgroup_prefix(folder))
-    lab = real.RealCluster(folder, real.plan_nodes(gpu_nodes=1, cpu_nodes=1)).start()
+    lab = real.RealCluster(folder, real.plan_nodes(gpu_nodes=1, cpu_nodes=1), extra_images=(images.ensure_debian,)).start()
     lab.host_before = before  # the last test compares the host after stop() with this
     print(f"\nfigures: {real.figures_line(lab.figures)}")
     try:
@@ -91,7 +92,8 @@ def _run_pod(rest: Rest, body: dict, phase: str = "Succeeded") -> tuple[dict, fl
         if current in ("Running", "Succeeded", "Failed") and not running_at:
             running_at.append(time.monotonic())
         if current == "Failed" and phase != "Failed":
-            raise AssertionError(f"pod {name} failed: {json.dumps(pod['status'])[:800]}")
+            states = [c.get("state") for c in pod["status"].get("containerStatuses", [])]
+            raise AssertionError(f"pod {name} failed: {json.dumps(states)[:600]}\nlogs:\n{_logs(rest, name)[-2000:]}")
         return pod if current == phase else None
 
     pod = wait_until(done, what=f"pod {name} {phase}", timeout_s=POD_TIMEOUT_S, interval_s=0.1)
@@ -204,11 +206,24 @@ def test_a_service_name_resolves_through_coredns_across_nodes(cluster):
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
         "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}})
     wait_until(lambda: True if _coredns_ready(rest) else None, what="CoreDNS ready", timeout_s=POD_TIMEOUT_S)
-    # From the other node: the name through CoreDNS, the ClusterIP through kube-proxy, then the pod.
-    client = _pod("client", "cpu-0", f"for i in $(seq 50); do wget -q -T 2 -O - http://web.{NS}.svc.cluster.local/ "
-                  "&& exit 0; sleep 0.2; done; cat /etc/resolv.conf; exit 1")
+    # From the other node, with glibc's resolver (the Debian image): the name through CoreDNS and the
+    # pod's search path, the ClusterIP through kube-proxy, then the pod on the other node.
+    script = ("import socket, sys, time, urllib.request\n"
+              "for _ in range(50):\n"
+              "    try:\n"
+              "        ip = socket.gethostbyname('web')\n"
+              "        print('resolved', ip)\n"
+              "        print(urllib.request.urlopen('http://web/', timeout=2).read().decode())\n"
+              "        sys.exit(0)\n"
+              "    except OSError as exc:\n"
+              "        print(exc)\n"
+              "        time.sleep(0.2)\n"
+              "sys.exit(1)\n")
+    client = _pod("client", "cpu-0", "", container={"image": images.DEBIAN.ref, "command": ["python3", "-c", script]})
     _run_pod(rest, client)
-    assert "served-by-web" in _logs(rest, "client")
+    logs = _logs(rest, "client")
+    service_ip = rest.get(f"/api/v1/namespaces/{NS}/services/web")["spec"]["clusterIP"]
+    assert f"resolved {service_ip}" in logs and "served-by-web" in logs
 
 
 def _coredns_ready(rest: Rest) -> bool:
