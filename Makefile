@@ -44,7 +44,7 @@ real-lab-tools: venv node-packages
 	$(PY) -m lab.prepare build kube-scheduler kube-proxy kube-controller-manager kubelet coredns
 	$(PY) -m lab.images.build
 
-test: venv shim envtest
+test: venv shim envtest node-packages
 	$(PY) -m pytest
 
 bench: venv shim envtest

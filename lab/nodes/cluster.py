@@ -31,7 +31,9 @@ from lab.etcd import etcd_argv
 from lab.images import build as images
 from lab.nodes import namespaces, node as nodes, packages
 from lab.nodes.ledger import Ledger, teardown as ledger_teardown
+from lab.gpu_nodes import GPU_PRESENT_LABEL
 from lab.rest import ApiError, Rest
+from steps.nvsentinel import DRIVER_INSTALLED_LABEL
 
 HUB_IP = "10.250.0.1"
 NODE_NETWORK = "10.250.0"
@@ -53,9 +55,15 @@ def teardown(folder: Path) -> dict:
     return ledger_teardown(ledger_of(folder))
 
 
-def plan_nodes(gpu_nodes: int = 3, cpu_nodes: int = 1) -> list[nodes.NodePlan]:
-    names = [f"gpu-{i}" for i in range(gpu_nodes)] + [f"cpu-{i}" for i in range(cpu_nodes)]
-    return [nodes.NodePlan(name, i, f"{NODE_NETWORK}.{10 + i}", f"10.244.{i}.0/24") for i, name in enumerate(names)]
+# What the GPU Operator and NVSentinel's labeler put on a GPU node (the kubelet sets them at registration).
+GPU_LABELS = ((GPU_PRESENT_LABEL, "true"), (DRIVER_INSTALLED_LABEL, "true"), ("nvsentinel.dgxc.nvidia.com/kata.enabled", "false"))
+
+
+def plan_nodes(gpu_nodes: int = 3, cpu_nodes: int = 1, gpus_per_node: int = 8) -> list[nodes.NodePlan]:
+    names = [(f"gpu-{i}", gpus_per_node) for i in range(gpu_nodes)] + [(f"cpu-{i}", 0) for i in range(cpu_nodes)]
+    return [nodes.NodePlan(name, i, f"{NODE_NETWORK}.{10 + i}", f"10.244.{i}.0/24",
+                           labels=GPU_LABELS if gpus else (), gpus=gpus)
+            for i, (name, gpus) in enumerate(names)]
 
 
 @dataclass
@@ -96,6 +104,7 @@ class RealCluster:
             self._start_control_plane()
             self._start_nodes()
             self._wait_nodes_ready()
+            self._advertise_gpus()
             if self.coredns:
                 self._start_coredns()
         except BaseException:
@@ -219,6 +228,21 @@ class RealCluster:
             if pending:
                 time.sleep(0.1)  # polling the API for the nodes' Ready condition until the deadline
 
+    def _advertise_gpus(self) -> None:
+        """STAND-IN for the NVIDIA device plugin (to be replaced by a plugin speaking the kubelet's
+        device-plugin API): the GPU count is written into each GPU node's status capacity, as the
+        kubelet would publish it; the kubelet keeps an extended resource it does not manage."""
+        rest = self.rest()
+        for node in self.nodes.values():
+            if node.plan.gpus:
+                count = str(node.plan.gpus)
+                _merge_patch(rest, f"/api/v1/nodes/{node.plan.name}/status",
+                             {"status": {"capacity": {"nvidia.com/gpu": count}, "allocatable": {"nvidia.com/gpu": count}}})
+                processes.wait_until(
+                    lambda n=node.plan.name, c=count: True if rest.get(f"/api/v1/nodes/{n}")["status"]
+                    .get("allocatable", {}).get("nvidia.com/gpu") == c else None,
+                    what=f"{node.plan.name} allocatable nvidia.com/gpu", timeout_s=60)
+
     def _start_coredns(self) -> None:
         from lab.nodes import coredns
 
@@ -229,6 +253,18 @@ class RealCluster:
         """Kill everything the ledger records (the node holders take their namespaces with them) and
         remove the cgroups. Files stay under `folder` for the caller to keep or delete."""
         return ledger_teardown(self.ledger)
+
+
+def _merge_patch(rest: Rest, path: str, body: dict) -> dict:
+    import urllib.error
+    import urllib.request
+
+    request = rest._request("PATCH", path, body, content_type="application/merge-patch+json")
+    try:
+        with urllib.request.urlopen(request, context=rest.context, timeout=30) as reply:
+            return json.loads(reply.read())
+    except urllib.error.HTTPError as err:
+        raise ApiError(err.code, err.read().decode(errors="replace"), "PATCH", path) from None
 
 
 def _status(rest: Rest, path: str) -> int | None:

@@ -53,6 +53,7 @@ class NodePlan:
     ip: str  # on the lab's cluster network (the hub bridge)
     pod_cidr: str
     labels: tuple[tuple[str, str], ...] = ()
+    gpus: int = 0  # GPU nodes get the driver's /proc tree and advertise nvidia.com/gpu
 
     @property
     def veth(self) -> str:
@@ -95,7 +96,7 @@ def make_cgroups(name: str, ledger: Ledger) -> None:
                 (path / knob).write_text((hierarchy / knob).read_text())
 
 
-def _mounts(folder: Path) -> list[dict]:
+def _mounts(folder: Path, gpus: int) -> list[dict]:
     for sub in ("varlib-upper", "varlib-work", "varlog", "sysctl"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     mounts = [
@@ -103,6 +104,10 @@ def _mounts(folder: Path) -> list[dict]:
         {"type": "overlay", "target": "/var/lib", "upper": str(folder / "varlib-upper"), "work": str(folder / "varlib-work")},
         {"type": "bind", "source": str(folder / "varlog"), "target": "/var/log"},
     ]
+    if gpus:
+        # The node's own /proc/driver (the host's is empty): nvidia/gpus/<bus id>/information, filled
+        # by `write_driver_tree` through the holder's view of it.
+        mounts.append({"type": "tmpfs", "target": "/proc/driver"})
     for key, value in KUBELET_SYSCTLS.items():
         holder = folder / "sysctl" / key.replace("/", ".")
         holder.write_text(f"{value}\n")
@@ -214,8 +219,23 @@ def create(plan: NodePlan, folder: Path, ledger: Ledger, lab_id: str) -> Node:
     """The node's cgroups and namespaces (nothing runs in them yet)."""
     folder.mkdir(parents=True, exist_ok=True)
     make_cgroups(cgroup_name(lab_id, plan.name), ledger)
-    ns = namespaces.hold(plan.name, folder, ledger, mounts=_mounts(folder), kmsg=True)
-    return Node(plan=plan, folder=folder, ns=ns)
+    ns = namespaces.hold(plan.name, folder, ledger, mounts=_mounts(folder, plan.gpus), kmsg=True)
+    node = Node(plan=plan, folder=folder, ns=ns)
+    if plan.gpus:
+        write_driver_tree(node)
+    return node
+
+
+def write_driver_tree(node: Node) -> None:
+    """/proc/driver/nvidia/gpus/<bus id>/information for each GPU, as the driver lays it out (what
+    steps.gpus reads), inside the node only."""
+    from lab.gpu_nodes import bus_id, information
+
+    root = Path(f"/proc/{node.ns.pid}/root/proc/driver/nvidia/gpus")
+    for gpu in range(node.plan.gpus):
+        bus = bus_id(node.plan.index, gpu)
+        (root / bus).mkdir(parents=True)
+        (root / bus / "information").write_text(information(node.plan.name, gpu, bus))
 
 
 def wire(node: Node, hub: namespaces.Namespaces, hub_ip: str, others: list[NodePlan]) -> None:

@@ -195,6 +195,29 @@ def test_a_host_pid_pod_sees_only_its_nodes_processes(cluster):
     assert str(cluster.nodes["cpu-0"].folder) not in seen  # nor the other node's
 
 
+def test_a_gpu_pod_lands_on_a_gpu_node_which_has_its_own_driver_tree_and_toggle_dir(cluster):
+    rest = cluster.rest()
+    _namespace(rest)
+    toggle = f"faultflow-toggle-{secrets.token_hex(4)}"
+    body = _pod("gpu", "gpu-0", f"cat /driver/nvidia/gpus/*/information | grep -E 'Bus Location|Device Minor'; "
+                f"echo on > /var/lib/faultflow/{toggle}",
+                container={"resources": {"limits": {"nvidia.com/gpu": "2"}},
+                           "volumeMounts": [{"name": "driver", "mountPath": "/driver", "readOnly": True},
+                                            {"name": "toggle", "mountPath": "/var/lib/faultflow"}]},
+                volumes=[{"name": "driver", "hostPath": {"path": "/proc/driver", "type": "Directory"}},
+                         {"name": "toggle", "hostPath": {"path": "/var/lib/faultflow", "type": "DirectoryOrCreate"}}])
+    del body["spec"]["nodeSelector"]  # the scheduler places it: only gpu-0 has GPUs
+    body["spec"]["nodeSelector"] = {"nvidia.com/gpu.present": "true"}
+    pod, _ = _run_pod(rest, body)
+    assert pod["spec"]["nodeName"] == "gpu-0"
+    logs = _logs(rest, "gpu")
+    assert logs.count("Device Minor") == 8 and "Bus Location: \t 00000000:17:00.0" in logs
+    # The hostPath is the node's own /var/lib: the file is in gpu-0's overlay, not on the machine.
+    assert (cluster.nodes["gpu-0"].folder / "varlib-upper" / "faultflow" / toggle).read_text() == "on\n"
+    assert not Path("/var/lib/faultflow", toggle).exists()
+    assert rest.get("/api/v1/nodes/cpu-0")["status"]["allocatable"].get("nvidia.com/gpu") is None
+
+
 def test_a_service_name_resolves_through_coredns_across_nodes(cluster):
     rest = cluster.rest()
     _namespace(rest)
