@@ -8,6 +8,7 @@ Figures (`node_ready_s`, `pod_start_s`) are printed, not asserted: speed goes to
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -252,6 +253,44 @@ def test_a_service_name_resolves_through_coredns_across_nodes(cluster):
 def _coredns_ready(rest: Rest) -> bool:
     pods = rest.get("/api/v1/namespaces/kube-system/pods?labelSelector=k8s-app%3Dkube-dns")["items"]
     return any(c["type"] == "Ready" and c["status"] == "True" for p in pods for c in p.get("status", {}).get("conditions", []))
+
+
+def test_the_nvsentinel_simulator_quarantines_the_node_whose_kernel_log_got_an_xid(cluster):
+    """The first piece of the lab's world on real nodes: a real privileged pod writes an XID line to
+    gpu-0's /dev/kmsg; the NVSentinel simulator, reading gpu-0's kernel log, quarantines gpu-0 (so it
+    runs after the tests that schedule onto gpu-0)."""
+    from lab.layout import LabDir
+    from lab.nvsentinel_simulator import NvsentinelConfig, NvsentinelSimulator
+    from steps import nvsentinel as nv
+    from steps.kmsg import xid_line
+    from steps.kube import connect
+
+    rest = cluster.rest()
+    _namespace(rest)
+    config = NvsentinelConfig(detect_delay_s=0, quarantine_delay_s=0, drain_delay_s=0)
+    # Its circuit breaker (the chart's ConfigMap); its monitor pods' presence is not simulated here.
+    for path, body in (("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": config.namespace}}),
+                       (f"/api/v1/namespaces/{config.namespace}/configmaps",
+                        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": nv.CIRCUIT_BREAKER_CONFIGMAP},
+                         "data": {"status": "CLOSED"}})):
+        rest.post(path, body)
+    simulator = NvsentinelSimulator(connect(str(cluster.kubeconfig)), LabDir(cluster.folder), ["gpu-0"], config,
+                                    node_paths=cluster.node_paths).start()
+    try:
+        line = base64.b64encode(xid_line(79, "0000:17:00", 4242, "python3")).decode()
+        body = _pod("xid", "gpu-0", f"echo {line} | base64 -d > /dev/kmsg",
+                    container={"securityContext": {"privileged": True},
+                               "volumeMounts": [{"name": "kmsg", "mountPath": "/dev/kmsg"}]},
+                    volumes=[{"name": "kmsg", "hostPath": {"path": "/dev/kmsg", "type": "CharDevice"}}])
+        _run_pod(rest, body)
+        node = wait_until(lambda: n if nv.is_quarantined(n := rest.get("/api/v1/nodes/gpu-0")) else None,
+                          what="gpu-0 quarantined by the NVSentinel simulator", timeout_s=60)
+    finally:
+        simulator.stop()
+    assert node["spec"].get("unschedulable") is True
+    condition = next(c for c in node["status"]["conditions"] if c["type"] == nv.XID_CONDITION)
+    assert condition["status"] == "True" and "ErrorCode:79" in condition["message"]
+    assert not nv.is_quarantined(rest.get("/api/v1/nodes/cpu-0"))
 
 
 def test_the_host_is_unchanged_after_up_and_down(cluster):
