@@ -33,6 +33,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"down: {teardown_summary(teardown(args.dir))}, {args.dir} removed")
         shutil.rmtree(args.dir, ignore_errors=True)
         return 0
+    from lab.nodes.cluster import ledger_of
+
+    if live := ledger_of(args.dir.absolute()).live_pids():
+        print(f"lab.nodes: a lab is up in {args.dir} ({len(live)} of its processes run): `down` it first", file=sys.stderr)
+        return 2
     if args.gpu_nodes < 0 or args.gpu_nodes > 16:
         print("lab.nodes: --gpu-nodes must be 0..16", file=sys.stderr)
         return 2

@@ -103,6 +103,11 @@ class RealCluster:
     # ---- start -------------------------------------------------------------------------------
     def start(self) -> RealCluster:
         started = time.monotonic()
+        if live := self.ledger.live_pids():
+            raise RuntimeError(f"a lab is already up in {self.folder} ({len(live)} of its processes run)")
+        # What a crashed lab left here (its cgroups) goes first; then a fresh record.
+        ledger_teardown(self.ledger)
+        self.ledger.path.unlink(missing_ok=True)
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "logs").mkdir(exist_ok=True)
         try:

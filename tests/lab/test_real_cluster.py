@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -45,6 +46,7 @@ def cluster(tmp_path_factory):
         yield lab
     finally:
         lab.stop()
+        shutil.rmtree(folder, ignore_errors=True)  # each node's image store is hundreds of MB
 
 
 def _rest(lab) -> Rest:
