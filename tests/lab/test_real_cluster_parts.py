@@ -88,3 +88,26 @@ def test_packages_cli_exits_2_with_one_line(tmp_path):
             "os.geteuid=lambda: 1000; sys.exit(p.main([]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_a_real_lab_does_not_start_over_a_running_one(tmp_path):
+    from lab.nodes.cluster import RealCluster, ledger_of
+
+    running = subprocess.Popen(["sleep", "600"])
+    try:
+        ledger_of(tmp_path).pid(running.pid, "a running lab's process")
+        with pytest.raises(RuntimeError, match="already up"):
+            RealCluster(tmp_path, []).start()
+        assert running.poll() is None  # left alone
+    finally:
+        running.kill()
+        running.wait()
+    running2 = subprocess.Popen(["sleep", "600"])
+    try:
+        ledger_of(tmp_path).pid(running2.pid, "a running lab's process")
+        out = subprocess.run([sys.executable, "-m", "lab.nodes", "up", "--dir", str(tmp_path)], capture_output=True, text=True)
+        assert out.returncode == 2 and "`down` it first" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+        assert running2.poll() is None
+    finally:
+        running2.kill()
+        running2.wait()
