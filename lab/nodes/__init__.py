@@ -9,6 +9,7 @@
     lab/nodes/cluster.py    hub + control plane (Node,RBAC, NodeRestriction, controller-manager,
                             scheduler) + nodes + CoreDNS: `RealCluster`
     lab/nodes/coredns.py    CoreDNS's objects (kube-system, Service kube-dns 10.0.0.10)
+    lab/nodes/gpu_plugin.py GPU device plugin (deviceplugin/main.go, the kubelet device-plugin API)
     python -m lab.nodes up|down --dir DIR    by hand
 
 A real lab's directory:

@@ -29,7 +29,7 @@ from lab import pki, processes, tools
 from lab.controlplane import apiserver_argv
 from lab.etcd import etcd_argv
 from lab.images import build as images
-from lab.nodes import namespaces, node as nodes, packages
+from lab.nodes import gpu_plugin, namespaces, node as nodes, packages
 from lab.nodes.ledger import Ledger, teardown as ledger_teardown
 from lab.gpu_nodes import GPU_PRESENT_LABEL
 from lab.rest import ApiError, Rest
@@ -115,7 +115,7 @@ class RealCluster:
             self._start_control_plane()
             self._start_nodes()
             self._wait_nodes_ready()
-            self._advertise_gpus()
+            self._wait_gpus_advertised()
             if self.coredns:
                 self._start_coredns()
         except BaseException:
@@ -130,6 +130,8 @@ class RealCluster:
         for tool in (tools.ETCD, tools.KUBE_APISERVER, tools.KUBE_SCHEDULER, tools.KUBE_PROXY,
                      tools.KUBE_CONTROLLER_MANAGER, tools.KUBELET):
             tools.ensure_built(tool)
+        if any(plan.gpus for plan in self.plans):
+            gpu_plugin.ensure_built()
         self.images = [images.ensure_pause(), images.ensure_busybox()]
         if self.coredns:
             self.images.append(images.ensure_coredns())
@@ -239,20 +241,23 @@ class RealCluster:
             if pending:
                 time.sleep(0.1)  # polling the API for the nodes' Ready condition until the deadline
 
-    def _advertise_gpus(self) -> None:
-        """STAND-IN for the NVIDIA device plugin (to be replaced by a plugin speaking the kubelet's
-        device-plugin API): the GPU count is written into each GPU node's status capacity, as the
-        kubelet would publish it; the kubelet keeps an extended resource it does not manage."""
+    def _wait_gpus_advertised(self) -> None:
+        """Each GPU node's kubelet publishes its device plugin's GPUs as allocatable nvidia.com/gpu.
+
+        The plugins start once their kubelet is up: a starting kubelet empties the device-plugin
+        directory, removing any plugin socket already there."""
         rest = self.rest()
         for node in self.nodes.values():
             if node.plan.gpus:
+                nodes.start_device_plugin(node, self.ledger)
+        for node in self.nodes.values():
+            if node.plan.gpus:
                 count = str(node.plan.gpus)
-                _merge_patch(rest, f"/api/v1/nodes/{node.plan.name}/status",
-                             {"status": {"capacity": {"nvidia.com/gpu": count}, "allocatable": {"nvidia.com/gpu": count}}})
                 processes.wait_until(
                     lambda n=node.plan.name, c=count: True if rest.get(f"/api/v1/nodes/{n}")["status"]
                     .get("allocatable", {}).get("nvidia.com/gpu") == c else None,
-                    what=f"{node.plan.name} allocatable nvidia.com/gpu", timeout_s=60)
+                    what=f"{node.plan.name} allocatable nvidia.com/gpu = {count}", timeout_s=60,
+                    process=node.device_plugin)
 
     def _start_coredns(self) -> None:
         from lab.nodes import coredns

@@ -68,6 +68,7 @@ class Node:
     containerd: processes.Process | None = None
     kubelet: processes.Process | None = None
     kube_proxy: processes.Process | None = None
+    device_plugin: processes.Process | None = None
     kubelet_started: float = 0.0
 
     @property
@@ -294,3 +295,11 @@ def start_kube_proxy(node: Node, ledger: Ledger, proxy_kubeconfig: Path, cluster
             "--conntrack-max-per-core=0", "--conntrack-tcp-timeout-established=0s",
             "--conntrack-tcp-timeout-close-wait=0s", "--metrics-bind-address=127.0.0.1:10249", "--v=1"]
     node.kube_proxy = node.ns.start("kube-proxy", argv, node.folder / "kube-proxy.log", ledger)
+
+
+def start_device_plugin(node: Node, ledger: Ledger) -> None:
+    """The GPU device plugin (lab.nodes.gpu_plugin) in the node: registers nvidia.com/gpu with its kubelet."""
+    from lab.nodes import gpu_plugin
+
+    node.device_plugin = node.ns.start("deviceplugin", [str(gpu_plugin.ensure_built())],
+                                       node.folder / "deviceplugin.log", ledger)

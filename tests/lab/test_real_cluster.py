@@ -203,7 +203,7 @@ def test_a_gpu_pod_lands_on_a_gpu_node_which_has_its_own_driver_tree_and_toggle_
     _namespace(rest)
     toggle = f"faultflow-toggle-{secrets.token_hex(4)}"
     body = _pod("gpu", "gpu-0", f"cat /driver/nvidia/gpus/*/information | grep -E 'Bus Location|Device Minor'; "
-                f"echo on > /var/lib/faultflow/{toggle}",
+                f"echo on > /var/lib/faultflow/{toggle}; echo visible=$NVIDIA_VISIBLE_DEVICES",
                 container={"resources": {"limits": {"nvidia.com/gpu": "2"}},
                            "volumeMounts": [{"name": "driver", "mountPath": "/driver", "readOnly": True},
                                             {"name": "toggle", "mountPath": "/var/lib/faultflow"}]},
@@ -215,6 +215,9 @@ def test_a_gpu_pod_lands_on_a_gpu_node_which_has_its_own_driver_tree_and_toggle_
     assert pod["spec"]["nodeName"] == "gpu-0"
     logs = _logs(rest, "gpu")
     assert logs.count("Device Minor") == 8 and "Bus Location: \t 00000000:17:00.0" in logs
+    # The device plugin allocated two of gpu-0's GPUs by UUID, as NVIDIA's plugin does.
+    visible = next(line for line in logs.splitlines() if line.startswith("visible="))[len("visible="):].split(",")
+    assert len(set(visible)) == 2 and all(uuid.startswith("GPU-") for uuid in visible)
     # The hostPath is the node's own /var/lib: the file is in gpu-0's overlay, not on the machine.
     assert (cluster.nodes["gpu-0"].folder / "varlib-upper" / "faultflow" / toggle).read_text() == "on\n"
     assert not Path("/var/lib/faultflow", toggle).exists()
