@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
 
-.PHONY: all help venv shim test lint format bench demo shim-demo clean catalogue envtest gpu-check
+.PHONY: all help venv shim test lint format bench demo shim-demo clean catalogue envtest gpu-check node-packages real-lab-tools
 
 all: shim ## build the CUDA shim (the default target)
 
@@ -36,8 +36,21 @@ shim: catalogue ## build the CUDA shim (gcc)
 envtest: venv ## build or reuse the tests' control plane (etcd, kube-apiserver, CRDs)
 	$(PY) -m lab.prepare build
 
+# The real lab's nodes run Debian's containerd, runc, CNI plugins and iptables; its images are made with
+# mmdebstrap and umoci (lab/nodes/packages.py). Installed with apt-get (update first) when missing;
+# a one-line error where that is impossible (not root, no apt-get).
+node-packages: ## install the real lab's Debian packages when missing (containerd, runc, CNI, iptables, umoci, mmdebstrap)
+	@$(PYTHON) -m lab.nodes.packages
+
+# kubelet, kube-controller-manager, kube-scheduler, kube-proxy and CoreDNS for the real lab, one at a
+# time (2 cores), and the images it imports into each node. Built here, before pytest, so no test waits
+# on a first build under its timeout.
+real-lab-tools: venv node-packages ## build or reuse the real lab's node components and images
+	$(PY) -m lab.prepare build kube-scheduler kube-proxy kube-controller-manager kubelet coredns
+	$(PY) -m lab.images.build
+
 # The README's (and so .ci/run's) test command: lint first, so CI checks it too.
-test: lint shim envtest ## lint, then the whole test suite
+test: lint shim envtest real-lab-tools ## lint, then the whole test suite
 	$(PY) -m pytest
 
 # Every checker runs even when an earlier one fails, so one run shows everything; the exit status says

@@ -64,10 +64,30 @@ class Cluster:
         self.etcd.stop()
 
 
-def _apiserver_argv(binary: Path, *, port: int, etcd: Etcd, keys: pki.Pki, folder: Path) -> list[str]:
+def apiserver_argv(
+    binary: Path, *, port: int, etcd_url: str, keys: pki.Pki, folder: Path, overrides: dict[str, str | None] | None = None
+) -> list[str]:
+    """The envtest cluster's kube-apiserver command line; `overrides` replaces flags (`--name`: value) or,
+    with None, drops them, and adds the rest: how a real lab (`lab.nodes.cluster`) derives its own."""
+    argv = _apiserver_argv(binary, port=port, etcd_url=etcd_url, keys=keys, folder=folder)
+    if not overrides:
+        return argv
+    left = dict(overrides)
+    out = [argv[0]]
+    for arg in argv[1:]:
+        name = arg.split("=", 1)[0]
+        if name not in left:
+            out.append(arg)
+        elif (value := left.pop(name)) is not None:
+            out.append(f"{name}={value}")
+    out += [f"{name}={value}" for name, value in left.items() if value is not None]
+    return out
+
+
+def _apiserver_argv(binary: Path, *, port: int, etcd_url: str, keys: pki.Pki, folder: Path) -> list[str]:
     return [
         str(binary),
-        f"--etcd-servers={etcd.url}",
+        f"--etcd-servers={etcd_url}",
         "--bind-address=127.0.0.1",
         "--advertise-address=127.0.0.1",
         # The endpoint reconciler refuses loopback addresses; nothing here routes to the Service anyway.
@@ -112,7 +132,7 @@ def start_cluster(spec: ClusterSpec, folder: Path, *, seed: Path | None = None) 
         keys = pki.create(folder / "pki")
         port = processes.free_port()
         binary = tools.ensure_built(tools.KUBE_APISERVER)
-        argv = _apiserver_argv(binary, port=port, etcd=etcd, keys=keys, folder=folder)
+        argv = apiserver_argv(binary, port=port, etcd_url=etcd.url, keys=keys, folder=folder)
         proc = processes.start("kube-apiserver", argv, folder / "kube-apiserver.log")
     except BaseException:
         etcd.stop()

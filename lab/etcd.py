@@ -14,6 +14,23 @@ from lab import processes, tools
 START_TIMEOUT_S = 60
 
 
+def etcd_argv(data_dir: Path, client: int, peer: int, host: str = "127.0.0.1") -> list[str]:
+    url = f"http://{host}:{client}"
+    return [
+        str(tools.ensure_built(tools.ETCD)),
+        "--name=lab",
+        f"--data-dir={data_dir}",
+        f"--listen-client-urls={url}",
+        f"--advertise-client-urls={url}",
+        f"--listen-peer-urls=http://{host}:{peer}",
+        f"--initial-advertise-peer-urls=http://{host}:{peer}",
+        f"--initial-cluster=lab=http://{host}:{peer}",
+        # Throw-away data: durability buys nothing and fsync costs start-up time.
+        "--unsafe-no-fsync",
+        "--log-level=warn",
+    ]
+
+
 @dataclass
 class Etcd:
     url: str
@@ -29,20 +46,7 @@ class Etcd:
             shutil.copytree(seed, data_dir)
         client, peer = processes.free_port(), processes.free_port()
         url = f"http://127.0.0.1:{client}"
-        argv = [
-            str(tools.ensure_built(tools.ETCD)),
-            "--name=lab",
-            f"--data-dir={data_dir}",
-            f"--listen-client-urls={url}",
-            f"--advertise-client-urls={url}",
-            f"--listen-peer-urls=http://127.0.0.1:{peer}",
-            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
-            f"--initial-cluster=lab=http://127.0.0.1:{peer}",
-            # Throw-away data: durability buys nothing and fsync costs start-up time.
-            "--unsafe-no-fsync",
-            "--log-level=warn",
-        ]
-        proc = processes.start("etcd", argv, folder / "etcd.log")
+        proc = processes.start("etcd", etcd_argv(data_dir, client, peer), folder / "etcd.log")
         etcd = cls(url=url, data_dir=data_dir, process=proc)
         processes.wait_until(etcd._healthy, what="etcd health", timeout_s=START_TIMEOUT_S, process=proc)
         return etcd

@@ -36,7 +36,9 @@ import re
 import select
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from lab.gpu_nodes import GPU_PRESENT_LABEL, KMSG, PROC
 from lab.host_paths import node_path
@@ -108,8 +110,14 @@ def cordon_reason(ruleset: str) -> str:
 
 
 class NvsentinelSimulator:
-    def __init__(self, kube: Kube, lab: LabDir, gpu_nodes: list[str], config: NvsentinelConfig = NvsentinelConfig()):
+    def __init__(self, kube: Kube, lab: LabDir, gpu_nodes: list[str], config: NvsentinelConfig = NvsentinelConfig(),
+                 node_paths: Callable[[str], tuple[Path, Path]] | None = None):
+        """`node_paths(node)`: the node's kernel log and its /proc, as this process reaches them; by
+        default the simulated node's directory (a FIFO and a /proc tree). A real lab node
+        (lab.nodes) gives the file its /dev/kmsg pty is copied to and its own /proc."""
         self.kube, self.lab, self.nodes, self.config = kube, lab, list(gpu_nodes), config
+        self.node_paths = node_paths or (lambda node: (node_path(lab.node_root(node), KMSG),
+                                                       node_path(lab.node_root(node), PROC)))
         self.stop_event = threading.Event()
         self.threads: list[threading.Thread] = []
         self.log: list[str] = []  # what it did, in order (the supervisor prints it)
@@ -162,8 +170,15 @@ class NvsentinelSimulator:
     def start(self) -> "NvsentinelSimulator":
         for node in self.nodes:
             # Opened here, read-write, so a writer's open() never blocks and never sees "no reader".
-            fd = os.open(node_path(self.lab.node_root(node), KMSG), os.O_RDWR | os.O_NONBLOCK)
-            thread = threading.Thread(target=self._tail, args=(node, fd), name=f"nvsentinel-{node}", daemon=True)
+            path = self.node_paths(node)[0]
+            if path.is_fifo():
+                fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
+                target = self._tail
+            else:  # a log file: read from its end on, as the journal is read from "now"
+                fd = os.open(path, os.O_RDONLY)
+                os.lseek(fd, 0, os.SEEK_END)
+                target = self._tail_file
+            thread = threading.Thread(target=target, args=(node, fd), name=f"nvsentinel-{node}", daemon=True)
             thread.start()
             self.threads.append(thread)
         return self
@@ -181,6 +196,26 @@ class NvsentinelSimulator:
                 if not readable:
                     continue
                 buffer += os.read(fd, 65536)
+                while b"\n" in buffer:
+                    record, buffer = buffer.split(b"\n", 1)
+                    try:
+                        self.handle_record(node, record + b"\n")
+                    except (InfrastructureError, NotFound, NotReady) as error:
+                        self.note(f"{node}: failed to act on a kernel record: {error}")
+        finally:
+            os.close(fd)
+
+    def _tail_file(self, node: str, fd: int) -> None:
+        buffer = b""
+        try:
+            while not self.stop_event.is_set():
+                data = os.read(fd, 65536)
+                if not data:
+                    # A regular file is always "readable": poll it (stdlib has no inotify), as journald's
+                    # readers poll the journal.
+                    self.stop_event.wait(0.05)
+                    continue
+                buffer += data
                 while b"\n" in buffer:
                     record, buffer = buffer.split(b"\n", 1)
                     try:
@@ -212,7 +247,7 @@ class NvsentinelSimulator:
             self.on_gpu_reset(node, reset.group(1))
 
     def _gpu_by_pci(self, node: str, pci: str):
-        gpus = list_gpus(str(node_path(self.lab.node_root(node), PROC)))
+        gpus = list_gpus(str(self.node_paths(node)[1]))
         return next((g for g in gpus if g.pci == pci.lower()), None)
 
     # --- after detection --------------------------------------------------------------------------
@@ -335,7 +370,7 @@ class NvsentinelSimulator:
 
     def on_gpu_reset(self, node: str, uuid: str) -> None:
         """A healthy event for the GPU: clears its entities; the last one un-quarantines the node."""
-        gpus = list_gpus(str(node_path(self.lab.node_root(node), PROC)))
+        gpus = list_gpus(str(self.node_paths(node)[1]))
         gpu = next((g for g in gpus if (g.uuid or "").lower() == uuid.lower()), None)
         if gpu is None:
             self.note(f"{node}: GPU reset of unknown {uuid}: ignored")

@@ -31,6 +31,24 @@ class Pki:
     kubelet_client_key: Path
     kubelet_serving_cert: Path
     kubelet_serving_key: Path
+    # Kept so a real lab can issue its nodes' and components' certificates (`issue`) from the same CA.
+    ca_key: Path | None = None
+
+    def issue(self, stem: str, cn: str, org: str | None = None, *, server: bool = False,
+              ips: tuple[str, ...] = (), dns: tuple[str, ...] = ()) -> tuple[Path, Path]:
+        """A client (or, with `server`, serving) certificate signed by this CA: `<stem>.crt`, `<stem>.key`."""
+        if self.ca_key is None:
+            raise ValueError("this Pki was created without keeping its CA key")
+        ca_key = serialization.load_pem_private_key(self.ca_key.read_bytes(), None)
+        ca_name = x509.load_pem_x509_certificate(self.ca_cert.read_bytes()).subject
+        key = _key()
+        sans = [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips] + [x509.DNSName(name) for name in dns]
+        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+        cert = _cert(_name(cn, org), key, ca_name, ca_key, usage=[usage], sans=sans or None)
+        crt, pem_key = self.ca_cert.with_name(f"{stem}.crt"), self.ca_cert.with_name(f"{stem}.key")
+        crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        _write_key(pem_key, key)
+        return crt, pem_key
 
 
 def _key() -> ec.EllipticCurvePrivateKey:
@@ -88,7 +106,10 @@ def _name(cn: str, org: str | None = None) -> x509.Name:
     return x509.Name(attrs)
 
 
-def create(folder: Path) -> Pki:
+def create(folder: Path, *, serving_ips: tuple[str, ...] = (), serving_dns: tuple[str, ...] = (),
+           keep_ca_key: bool = False) -> Pki:
+    """`serving_ips`/`serving_dns`: more names for the API server's certificate (a real lab's cluster
+    address and the `kubernetes` Service); `keep_ca_key`: write `ca.key` so `Pki.issue` works."""
     folder.mkdir(parents=True, exist_ok=True)
     pem = serialization.Encoding.PEM
     ca_key = _key()
@@ -106,6 +127,8 @@ def create(folder: Path) -> Pki:
             x509.DNSName("localhost"),
             x509.DNSName("kubernetes.default.svc"),
             x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+            *(x509.DNSName(name) for name in serving_dns),
+            *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in serving_ips),
         ],
     )
     admin_key = _key()
@@ -136,7 +159,10 @@ def create(folder: Path) -> Pki:
         kubelet_client_key=folder / "kubelet-client.key",
         kubelet_serving_cert=folder / "kubelet.crt",
         kubelet_serving_key=folder / "kubelet.key",
+        ca_key=folder / "ca.key" if keep_ca_key else None,
     )
+    if pki.ca_key is not None:
+        _write_key(pki.ca_key, ca_key)
     pki.ca_cert.write_bytes(ca.public_bytes(pem))
     pki.serving_cert.write_bytes(serving.public_bytes(pem))
     _write_key(pki.serving_key, serving_key)

@@ -18,7 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     build = sub.add_parser(
         "build", help="build every pinned tool, fetch every pinned CRD set, seed the default clusters (cached)"
     )
-    build.add_argument("names", nargs="*", help="only these tools, every pinned version (default: all)")
+    build.add_argument("names", nargs="*", help="only these tools, every pinned version (default: the envtest "
+                       "tools; the real lab's are built on first use or by `make real-lab-tools`)")
     sub.add_parser("list", help="print name, version and cached path of each tool")
     args = parser.parse_args(argv)
 
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown := sorted(set(args.names) - {tool.name for tool in tools.TOOLS}):
         parser.error(f"unknown tool {', '.join(unknown)}")
     try:
-        for tool in [t for t in tools.TOOLS if t.name in args.names] if args.names else tools.TOOLS:
+        for tool in [t for t in tools.TOOLS if t.name in args.names] if args.names else tools.ENVTEST_TOOLS:
             tools.ensure_built(tool)
         if not args.names:
             # Imported here: these need PyYAML and cryptography, `list` and tool builds do not.

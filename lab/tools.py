@@ -138,7 +138,33 @@ ARGO_CLI_V3_7 = _argo_cli(
 ARGO_CLI_V4_0 = _argo_cli("v4", "v4.0.5", "0ab1452144d8f4d57c50b37ce50dad218868e950", ziphash=ARGO_V4_ZIPHASH)
 ARGO_CLIS = {"v3.7": ARGO_CLI_V3_7, "v4.0": ARGO_CLI_V4_0}
 
-TOOLS: tuple[GoTool, ...] = (ETCD, KUBE_APISERVER, ARGO_CLI_V3_7, ARGO_CLI_V4_0)
+
+
+def _kube_component(name: str) -> GoTool:
+    """One more binary of the same Kubernetes release as kube-apiserver, built the same way (its Go
+    build cache makes each later component a fraction of the first build)."""
+    return dataclasses.replace(KUBE_APISERVER, name=name, package=f"k8s.io/kubernetes/cmd/{name}")
+
+
+# The real lab's nodes and the rest of its control plane (lab.nodes, lab.controlplane's "real" kind).
+KUBELET = _kube_component("kubelet")
+KUBE_CONTROLLER_MANAGER = _kube_component("kube-controller-manager")
+KUBE_SCHEDULER = _kube_component("kube-scheduler")
+KUBE_PROXY = _kube_component("kube-proxy")
+# Cluster DNS for Service names. Its go.mod replaces nothing, so there are no siblings to pin.
+COREDNS = GoTool(
+    name="coredns",
+    module="github.com/coredns/coredns",
+    version="v1.14.7",
+    package="github.com/coredns/coredns",
+    sibling_version="v1.14.7",
+)
+
+# What the envtest clusters (unit and scenario tests) need; `lab.prepare build --envtest` builds only these.
+ENVTEST_TOOLS: tuple[GoTool, ...] = (ETCD, KUBE_APISERVER, ARGO_CLI_V3_7, ARGO_CLI_V4_0)
+# What a real lab (`lab.nodes`) adds, smallest first so the cheap ones are ready early.
+REAL_CLUSTER_TOOLS: tuple[GoTool, ...] = (KUBE_SCHEDULER, KUBE_PROXY, KUBE_CONTROLLER_MANAGER, KUBELET, COREDNS)
+TOOLS: tuple[GoTool, ...] = ENVTEST_TOOLS + REAL_CLUSTER_TOOLS
 
 
 def by_name(name: str) -> GoTool:

@@ -1,0 +1,203 @@
+"""Container images for the real lab, built here without Docker or a registry.
+
+Each image is an OCI image layout assembled with umoci (`umoci new` + `umoci insert` + `umoci config`)
+and packed as a tar that `ctr images import` takes; it lands in the shared cache
+(`<cache>/images/<name>-<recipe hash>.tar`) and is built once per recipe. Images:
+
+* `pause`: the pod sandbox's PID 1, a small static C program (lab/images/pause.c) built with gcc;
+* `busybox`: Debian's static busybox with its applets linked, for test pods;
+* `coredns`: the CoreDNS binary the lab builds from its Go module (lab.tools.COREDNS);
+* `debian`: a minimal Debian root file system made with mmdebstrap at a pinned suite and snapshot
+  date of the package lists it saw (the base the step and lab images build on).
+
+Names: every image is `localhost/<name>:<tag>`; nothing is ever pulled (`imagePullPolicy: Never`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab import cache, tools
+
+HERE = Path(__file__).parent
+DEBIAN_SUITE = "bookworm"  # the machine's own release: its apt mirror serves it
+# The Debian base's packages beyond `minbase`, at pinned versions (the suite's current ones); apt
+# fails the build when the mirror no longer serves a pin, rather than silently taking another.
+DEBIAN_PACKAGES = ("python3=3.11.2-1+b1", "ca-certificates=20250419~deb12u2")
+# Where the machine's apt finds its mirror: the base is fetched from the same place.
+APT_SOURCES = ("/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list")
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    tag: str
+    # What goes in, for the cache key: file contents are hashed, strings taken as they are.
+    inputs: tuple[str, ...] = ()
+    entrypoint: tuple[str, ...] = ()
+    user: str = ""
+    env: tuple[str, ...] = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",)
+
+    @property
+    def ref(self) -> str:
+        return f"localhost/{self.name}:{self.tag}"
+
+    def key(self) -> str:
+        digest = hashlib.sha256()
+        for item in (self.name, self.tag, *self.entrypoint, self.user, *self.env, *self.inputs):
+            path = Path(item)
+            digest.update(path.read_bytes() if item.startswith("/") and path.is_file() else item.encode())
+        return digest.hexdigest()[:16]
+
+    @property
+    def tar(self) -> Path:
+        return cache.cache_root() / "images" / f"{self.name}-{self.key()}.tar"
+
+
+PAUSE = Image("pause", "3.10", inputs=(str(HERE / "pause.c"),), entrypoint=("/pause",))
+BUSYBOX = Image("busybox", "1.35", inputs=("/bin/busybox",), entrypoint=("/bin/sh",))
+
+
+def coredns() -> Image:
+    binary = tools.ensure_built(tools.COREDNS)
+    return Image("coredns", tools.COREDNS.version.lstrip("v"), inputs=(str(binary),), entrypoint=("/coredns",))
+
+
+def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if proc.returncode != 0:
+        raise RuntimeError(f"`{' '.join(cmd[:3])}…` failed (rc={proc.returncode}): {(proc.stderr or proc.stdout).strip()[-500:]}")
+    return proc
+
+
+def assemble(image: Image, rootfs: Path) -> Path:
+    """One-layer image of `rootfs` (a directory) as an importable OCI tar, in the cache."""
+    out = image.tar
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f"faultflow-image-{image.name}-", dir=out.parent) as scratch:
+        layout = Path(scratch) / "layout"
+        target = f"{layout}:{image.tag}"
+        _run(["umoci", "init", "--layout", str(layout)])
+        _run(["umoci", "new", "--image", target])
+        _run(["umoci", "insert", "--image", target, str(rootfs), "/"])
+        config = ["umoci", "config", "--image", target, "--config.entrypoint", image.entrypoint[0]]
+        for arg in image.entrypoint[1:]:
+            config += ["--config.entrypoint", arg]
+        for env in image.env:
+            config += ["--config.env", env]
+        if image.user:
+            config += ["--config.user", image.user]
+        _run(config)
+        _run(["umoci", "gc", "--layout", str(layout)])
+        partial = out.with_suffix(".partial")
+        _run(["tar", "-C", str(layout), "-cf", str(partial), "."])
+        partial.replace(out)
+    return out
+
+
+def ensure(image: Image, populate) -> Path:
+    """The image's tar, built by `populate(rootfs)` + `assemble` when the cache lacks it."""
+    if image.tar.is_file():
+        return image.tar
+    with cache.exclusive(f"image-{image.name}"):
+        if image.tar.is_file():
+            return image.tar
+        start = time.monotonic()
+        print(f"faultflow: building image {image.ref}", file=sys.stderr, flush=True)
+        with tempfile.TemporaryDirectory(prefix=f"faultflow-rootfs-{image.name}-") as scratch:
+            rootfs = Path(scratch) / "rootfs"
+            rootfs.mkdir()
+            populate(rootfs)
+            assemble(image, rootfs)
+        print(f"faultflow: built image {image.ref} in {time.monotonic() - start:.1f}s", file=sys.stderr, flush=True)
+    return image.tar
+
+
+def _pause(rootfs: Path) -> None:
+    _run(["gcc", "-static", "-Os", "-s", "-o", str(rootfs / "pause"), str(HERE / "pause.c")])
+
+
+def _busybox(rootfs: Path) -> None:
+    (rootfs / "bin").mkdir()
+    shutil.copy2("/bin/busybox", rootfs / "bin" / "busybox")
+    applets = _run(["/bin/busybox", "--list"]).stdout.split()
+    for applet in applets:
+        link = rootfs / "bin" / applet
+        if not link.exists():
+            link.symlink_to("busybox")
+    for folder in ("tmp", "proc", "sys", "dev", "etc"):
+        (rootfs / folder).mkdir(exist_ok=True)
+    (rootfs / "tmp").chmod(0o1777)
+
+
+def _coredns_populate(binary: Path):
+    def populate(rootfs: Path) -> None:
+        shutil.copy2(binary, rootfs / "coredns")
+        (rootfs / "etc").mkdir()
+    return populate
+
+
+DEBIAN = Image("debian", f"{DEBIAN_SUITE}-py311", inputs=(DEBIAN_SUITE, *DEBIAN_PACKAGES), entrypoint=("/bin/sh",))
+
+
+def _debian(rootfs: Path) -> None:
+    """mmdebstrap's minbase of the pinned suite plus the pinned packages; its dpkg manifest is kept
+    at /usr/share/faultflow/packages.txt (what exactly the image holds)."""
+    sources = next((path for path in APT_SOURCES if Path(path).is_file()), None)
+    if sources is None:
+        raise RuntimeError(f"faultflow: no apt sources ({' or '.join(APT_SOURCES)}) to build the Debian base from")
+    _run(["mmdebstrap", "--quiet", "--variant=minbase", "--include=" + ",".join(DEBIAN_PACKAGES),
+          "--dpkgopt=path-exclude=/usr/share/{doc,man,locale}/*", "--aptopt=Apt::Install-Recommends \"false\"",
+          DEBIAN_SUITE, str(rootfs), sources], stdin=subprocess.DEVNULL,
+         env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "SOURCE_DATE_EPOCH": "1700000000"})
+    manifest = _run(["dpkg-query", f"--admindir={rootfs}/var/lib/dpkg", "-W", "-f", "${Package}=${Version}\\n"]).stdout
+    (rootfs / "usr/share/faultflow").mkdir(parents=True, exist_ok=True)
+    (rootfs / "usr/share/faultflow/packages.txt").write_text(manifest)
+
+
+def ensure_debian() -> Image:
+    ensure(DEBIAN, _debian)
+    return DEBIAN
+
+
+def ensure_pause() -> Image:
+    ensure(PAUSE, _pause)
+    return PAUSE
+
+
+def ensure_busybox() -> Image:
+    ensure(BUSYBOX, _busybox)
+    return BUSYBOX
+
+
+def ensure_coredns() -> Image:
+    image = coredns()
+    ensure(image, _coredns_populate(tools.COREDNS.binary))
+    return image
+
+
+def import_into(image: Image, containerd_socket: str | Path, enter: list[str] = ()) -> None:
+    """Load the image into one node's containerd (namespace k8s.io, the one the CRI plugin uses);
+    `enter`: an argv prefix running ctr where the socket path means that containerd's."""
+    _run([*enter, "ctr", "--address", str(containerd_socket), "--namespace", "k8s.io", "images", "import",
+          "--base-name", f"localhost/{image.name}", str(image.tar)])  # the layout's tag -> <base-name>:<tag>
+
+
+def main(argv: list[str] | None = None) -> int:
+    names = argv if argv is not None else sys.argv[1:]
+    builders = {"pause": ensure_pause, "busybox": ensure_busybox, "coredns": ensure_coredns, "debian": ensure_debian}
+    for name in names or builders:
+        image = builders[name]()
+        print(f"{image.ref}\t{image.tar}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
