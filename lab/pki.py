@@ -40,6 +40,8 @@ class Pki:
         if self.ca_key is None:
             raise ValueError("this Pki was created without keeping its CA key")
         ca_key = serialization.load_pem_private_key(self.ca_key.read_bytes(), None)
+        if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+            raise ValueError(f"{self.ca_key} is not the lab CA's elliptic-curve key")
         ca_name = x509.load_pem_x509_certificate(self.ca_cert.read_bytes()).subject
         key = _key()
         sans = [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips] + [x509.DNSName(name) for name in dns]

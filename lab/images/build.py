@@ -183,7 +183,7 @@ def ensure_coredns() -> Image:
     return image
 
 
-def import_into(image: Image, containerd_socket: str | Path, enter: list[str] = ()) -> None:
+def import_into(image: Image, containerd_socket: str | Path, enter: tuple[str, ...] | list[str] = ()) -> None:
     """Load the image into one node's containerd (namespace k8s.io, the one the CRI plugin uses);
     `enter`: an argv prefix running ctr where the socket path means that containerd's."""
     _run([*enter, "ctr", "--address", str(containerd_socket), "--namespace", "k8s.io", "images", "import",

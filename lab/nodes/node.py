@@ -245,7 +245,7 @@ def wire(node: Node, hub: namespaces.Namespaces, hub_ip: str, others: list[NodeP
     hub.run(["ip", "link", "add", plan.veth, "type", "veth", "peer", "name", "eth0", "netns", str(node.ns.pid)], net_only=True)
     hub.run(["ip", "link", "set", plan.veth, "master", "lab0", "up"], net_only=True)
     hub.run(["ip", "route", "add", plan.pod_cidr, "via", plan.ip], net_only=True)
-    script = [f"ip link set lo up", f"ip addr add {plan.ip}/24 dev eth0", "ip link set eth0 up",
+    script = ["ip link set lo up", f"ip addr add {plan.ip}/24 dev eth0", "ip link set eth0 up",
               f"ip route add default via {hub_ip}"]
     script += [f"ip route add {o.pod_cidr} via {o.ip}" for o in others if o.name != plan.name]
     node.ns.run(["sh", "-ec", "; ".join(script)], net_only=True)

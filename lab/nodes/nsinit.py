@@ -61,12 +61,13 @@ def main(spec_path: str) -> int:
     for entry in spec["mounts"]:
         apply(entry)
     master = None
-    ready = {"pid": os.getpid()}
+    ready: dict[str, int | str] = {"pid": os.getpid()}
     if spec.get("kmsg_log"):
         master, slave = os.openpty()
         tty.setraw(slave)  # bytes pass through unchanged, no echo back to the writer
-        ready["kmsg"] = os.ttyname(slave)
-        mount(ready["kmsg"], "/dev/kmsg", None, MS_BIND)
+        kmsg = os.ttyname(slave)
+        ready["kmsg"] = kmsg
+        mount(kmsg, "/dev/kmsg", None, MS_BIND)
     # Wake the loop on SIGCHLD (orphans to reap) and leave on SIGTERM; PID 1 gets no default actions.
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w)
@@ -93,7 +94,8 @@ def main(spec_path: str) -> int:
                 if exc.errno != errno.EIO:
                     raise
                 continue
-            sink.write(data)
+            if sink is not None:
+                sink.write(data)
 
 
 def _reap() -> None:
