@@ -17,16 +17,19 @@ class Outputs:
         self.directory = Path(directory) if directory else None
 
     def check(self) -> None:
-        """Create the directory, parents included: in a fresh steps container nothing below /tmp
-        exists yet (Argo's artifact path is the step's own scratch space, so making it is no change
-        to anything the run faults or restores)."""
+        """Refuse, before anything changes, a directory that cannot be made; create nothing yet (bad input
+        leaves no trace). Its parents need not exist: in a fresh steps container nothing below /tmp does,
+        and `created()` (or the first `write`) makes them."""
         if self.directory is None:
             return
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise BadInput(f"outputs directory {self.directory} cannot be created: {error.strerror}") from None
-        if not os.access(self.directory, os.W_OK):
+        probe = self.directory
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if probe == self.directory and not probe.is_dir():
+            raise BadInput(f"outputs directory {self.directory} exists and is not a directory")
+        if not probe.is_dir():
+            raise BadInput(f"outputs directory {self.directory} cannot be created: {probe} is not a directory")
+        if not os.access(probe, os.W_OK):
             raise BadInput(f"outputs directory {self.directory} is not writable")
 
     def write(self, name: str, value: Any) -> None:

@@ -57,6 +57,8 @@ def command(node, xid, timeout, fault_time_ms, namespace, target, wait_evicted, 
     if wait_evicted and (namespace is None or target is None):
         raise click.BadParameter("--wait-evicted needs --namespace and --target")
     fatal = lookup(xid).fatal
+    if outputs.directory is not None:
+        outputs.created()
     kube = connect(kubeconfig, context)
     if kube.get_or_none(Ref("v1", "nodes", None, node)) is None:
         raise click.BadParameter(f"node {node} not found", param_hint="--node")

@@ -18,5 +18,7 @@ class RunContext:
 
     @classmethod
     def connect(cls, kubeconfig: str | None, context: str | None, outputs: Outputs) -> RunContext:
+        if outputs.directory is not None:
+            outputs.created()  # the step's own checks passed: Argo finds the directory even if the step fails now
         kube = connect(kubeconfig, context)
         return cls(kube=kube, ledgers=LedgerStore(kube), outputs=outputs)
