@@ -312,11 +312,12 @@ class NvsentinelSimulator:
             self.threads.append(thread)
         return self
 
-    def wait_first_poll(self, timeout_s: float = 30.0) -> None:
+    def wait_first_poll(self, timeout_s: float = 30.0) -> "NvsentinelSimulator":
         """Until every node's monitor has polled once: only records written after that are processed."""
         for node, polled in self.polled.items():
             if not polled.wait(timeout_s):
                 raise NotReady(f"NVSentinel simulator: no first journal poll on {node} within {timeout_s:.0f}s")
+        return self
 
     def stop(self) -> None:
         self.stop_event.set()
