@@ -122,7 +122,7 @@ class Detection:
         entities = [{"entityType": "PCI", "entityValue": self.pci}]
         if self.uuid:
             entities.append({"entityType": "GPU_UUID", "entityValue": self.uuid})
-        return {"version": 1, "agent": AGENT, "componentClass": "GPU", "checkName": nv.XID_CONDITION,
+        return {"version": 1, "agent": AGENT, "componentClass": "GPU", "checkName": self.check,
                 "isFatal": self.fatal, "isHealthy": False, "message": self.message,
                 "recommendedAction": nv.ACTION_CODES.get(self.action, nv.ACTION_CODES["CONTACT_SUPPORT"]),
                 "errorCode": [self.code], "entitiesImpacted": entities, "nodeName": self.node,
