@@ -17,6 +17,8 @@ import click
 from steps import event_names as E
 from steps.errors import BadInput
 from steps.events import emit
+from steps.gpu import nvsentinel_guardrails
+from steps.gpu import posture as P
 from steps.gpu.guardrails import check_gpu_index, check_nvsentinel
 from steps.kube.client import Kube, Ref, connect
 from steps.options import (
@@ -55,8 +57,11 @@ STEP = "preflight"
 @click.option("--xid", default=None, type=XidType(), help="Required for --fault gpu.")
 @click.option("--fault", default="gpu", show_default=True, type=click.Choice(["gpu", "network"]),
               help="network: no node, GPU or NVSentinel checks (the DGD's pods are selected by label).")
-@click.option("--expect-remediation", default=True, type=click.BOOL, show_default=True, help="Require NVSentinel on the node.")
+@P.expect_options
 @click.option("--nvsentinel-namespace", default="nvsentinel", show_default=True, type=K8sName(label=True))
+@click.option("--dedup-window", default="3m", show_default=True, type=Duration(),
+              help="NVSentinel's dedup window: refuse a repeat of this XID on this GPU inside it (0: no check).")
+@click.option("--wait-dedup", is_flag=True, help="Wait until the dedup window has passed instead of refusing.")
 @click.option("--toggle-dir", default="/var/lib/faultflow", show_default=True, help="Node directory of the CUDA toggle file.")
 @click.option("--fault-duration", default="30m", show_default=True, type=Duration(), help="The toggle's expiry.")
 @click.option("--steps-image", default="", help="Image with the faultflow CLI (for the toggle-off pod the janitor may need).")
@@ -68,12 +73,13 @@ STEP = "preflight"
 @click.option("--dry-run", is_flag=True, help="Print every change the scenario would make; make none.")
 @click.option("--outputs-dir", default=None)
 @common_cluster_options
-def command(run_id, namespace, target, dgd_version, nodes, max_nodes, gpu, xid, fault, expect_remediation, nvsentinel_namespace,
-            toggle_dir, fault_duration, steps_image, ttl, restore_node, workflow_name, workflow_namespace, workflow_uid,
+def command(run_id, namespace, target, dgd_version, nodes, max_nodes, gpu, xid, fault, expect, nvsentinel_namespace,
+            dedup_window, wait_dedup, toggle_dir, fault_duration, steps_image, ttl, restore_node, workflow_name, workflow_namespace, workflow_uid,
             dry_run, outputs_dir, kubeconfig, context):
     """Validate parameters and guardrails, resolve target node and GPU, open the run ledger."""
     outputs = Outputs(outputs_dir)
     outputs.check()
+    expect = P.chosen_expect(expect)
     workflow = {"name": workflow_name, "namespace": workflow_namespace or namespace, "uid": workflow_uid} if workflow_name else None
     if fault == "network":
         if nodes or restore_node or xid is not None:
@@ -95,14 +101,28 @@ def command(run_id, namespace, target, dgd_version, nodes, max_nodes, gpu, xid, 
     if len(targets) > max_nodes:
         raise BadInput(f"{len(targets)} target nodes exceed the blast radius --max-nodes={max_nodes}")
     node_objs = [kube.get(Ref("v1", "nodes", None, n)) for n in targets]
+    fq_config: list[P.FaultQuarantineConfig] = []
+
+    def fault_quarantine() -> P.FaultQuarantineConfig:
+        if not fq_config:
+            fq_config.append(P.read_fault_quarantine(kube, nvsentinel_namespace))
+        return fq_config[0]
+
+    posture, posture_why = P.resolve_expect(expect, fault_quarantine)
+    nvsentinel_facts: dict = {}
     for node_obj in node_objs:
         check_gpu_index(node_obj, gpu)
-        check_nvsentinel(kube, nvsentinel_namespace, node_obj["metadata"]["name"], expect_remediation)
+        check_nvsentinel(kube, nvsentinel_namespace, node_obj["metadata"]["name"], posture != "none")
+        if posture != "none":
+            nvsentinel_facts = nvsentinel_guardrails.check(
+                kube, fault_quarantine(), posture, node_obj, run_id, namespace, gpu, xid, dedup_window, wait_dedup,
+                lambda wait_s, why: emit(STEP, "waiting_for_dedup_window", run_id=run_id, wait_s=round(wait_s, 1), evidence=why))
     node = targets[0]
     facts = {
         "run_id": run_id, "namespace": namespace, "target": f"{kind}/{name}", "api_version": ref.api_version,
         "node": node, "gpu": gpu, "xid": xid, "workers": [c.name for c in workers],
         "node_unschedulable": bool((node_objs[0].get("spec") or {}).get("unschedulable")),
+        "expect": posture, "expect_why": posture_why, **nvsentinel_facts,
     }
     if dry_run:
         _print_plan(obj, facts, toggle_dir, fault_duration)
@@ -130,7 +150,7 @@ def command(run_id, namespace, target, dgd_version, nodes, max_nodes, gpu, xid, 
     emit(STEP, E.RUN_STARTED, run_id=run_id, target=f"{kind}/{name}", node=node, xid=xid)
     emit(STEP, "ledger_opened", run_id=run_id, ledger=f"{namespace}/{L.configmap_name(run_id)}")
     emit(STEP, "preflight_passed", **facts)
-    for key in ("node", "gpu", "api_version"):
+    for key in ("node", "gpu", "api_version", "expect"):
         outputs.write(key.replace("_", "-"), str(facts[key]))
     outputs.write("workers", ",".join(facts["workers"]))
     outputs.write("ledger", L.configmap_name(run_id))
