@@ -59,7 +59,7 @@ STEP = "preflight"
               help="network: no node, GPU or NVSentinel checks (the DGD's pods are selected by label).")
 @P.expect_options
 @click.option("--nvsentinel-namespace", default="nvsentinel", show_default=True, type=K8sName(label=True))
-@click.option("--dedup-window", default="3m", show_default=True, type=Duration(),
+@click.option("--dedup-window", default="3m", show_default=True, type=P.Window(),
               help="NVSentinel's dedup window: refuse a repeat of this XID on this GPU inside it (0: no check).")
 @click.option("--wait-dedup", is_flag=True, help="Wait until the dedup window has passed instead of refusing.")
 @click.option("--toggle-dir", default="/var/lib/faultflow", show_default=True, help="Node directory of the CUDA toggle file.")

@@ -63,7 +63,7 @@ STEP = "wait-for-cordon"
               help="NVSentinel's action for the written line on this node (inject-xid's expected-action output).")
 @click.option("--expected-why", default=None, help="Why that action (inject-xid's expected-why output), for the report.")
 @click.option("--pci", default=None, type=click.STRING, help="The faulted GPU's PCI address (inject-xid's pci output).")
-@click.option("--dedup-window", default="3m", show_default=True, type=Duration(), help="NVSentinel's dedup window.")
+@click.option("--dedup-window", default="3m", show_default=True, type=P.Window(), help="NVSentinel's dedup window (0: NVSentinel runs without dedup).")
 @click.option("--nvsentinel-namespace", default="nvsentinel", show_default=True, type=K8sName(label=True),
               help="Where fault-quarantine's configuration is read (--expect auto).")
 @click.option("--run-id", default=None, type=RunId())

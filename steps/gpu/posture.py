@@ -31,8 +31,20 @@ import click
 from steps.errors import BadInput
 from steps.gpu import nvsentinel as nv
 from steps.kube.client import Kube, Ref
+from steps.options import Duration
 
 EXPECTS = ("auto", "cordon", "annotate", "none")
+
+
+class Window(Duration):
+    """A duration, or 0 for "no window" (NVSentinel with dedup off)."""
+
+    name = "duration|0"
+
+    def convert(self, value: Any, param, ctx) -> float:
+        if isinstance(value, str) and value.strip() == "0":
+            return 0.0
+        return super().convert(value, param, ctx)
 CHART_BREAKER_PERCENTAGE = 50
 
 

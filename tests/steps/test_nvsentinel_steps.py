@@ -99,9 +99,12 @@ def test_preflight_refuses_a_repeat_inside_the_dedup_window_and_waits_with_the_f
     other_xid = c.faultflow("step", "preflight", "--run-id", f"{w.run}-c", "--namespace", w.ns, "--target", "dgd/llm",
                             "--node", w.node, "--xid", "79", "--toggle-dir", str(w.toggle_dir), "--nvsentinel-namespace", nvs)
     assert other_xid.returncode == 0, other_xid.stderr  # another error code is not a repeat
-    waited = run_preflight(c, w, nvs, "--dedup-window", "2s", "--wait-dedup", run=f"{w.run}-d")
+    unchecked = run_preflight(c, w, nvs, "--dedup-window", "0", run=f"{w.run}-d")  # 0: no check; a fresh history entry
+    assert unchecked.returncode == 0, unchecked.stderr
+    waited = run_preflight(c, w, nvs, "--dedup-window", "8s", "--wait-dedup", run=f"{w.run}-e")
     assert waited.returncode == 0, waited.stderr
-    assert events(waited.stdout)[:1] == ["waiting_for_dedup_window"]
+    first = json.loads(waited.stdout.splitlines()[0])
+    assert first["event"] == "waiting_for_dedup_window" and 0 < first["wait_s"] <= 8 and "run ledger" in first["evidence"]
 
 
 def test_expect_and_its_alias_must_agree(gpu_cluster, unique, tmp_path):
