@@ -589,13 +589,14 @@ class NvsentinelSimulator:
         if left:
             self.kube.merge_patch(ref, {"metadata": {"annotations": {nv.EVENT_ANNOTATION: json.dumps(left)}}})
             return
-        if annotations.get(nv.CORDONED_ANNOTATION) == "True":
+        cordoned = annotations.get(nv.CORDONED_ANNOTATION) == "True"
+        if cordoned or nv.EVENT_ANNOTATION in annotations:  # dry-run / monitor-only: annotated, never cordoned
             patch = {"metadata": {
                 "annotations": {nv.EVENT_ANNOTATION: None, nv.CORDONED_ANNOTATION: None, nv.PRE_EXISTING_ANNOTATION: None},
                 "labels": {nv.CORDON_BY_LABEL: None, nv.CORDON_REASON_LABEL: None, nv.CORDON_TIMESTAMP_LABEL: None,
                            nv.STATE_LABEL: None, nv.UNCORDON_BY_LABEL: "NVSentinel",
                            nv.UNCORDON_TIMESTAMP_LABEL: time.strftime("%Y-%m-%dT%H-%M-%SZ", time.gmtime())}}}
-            if annotations.get(nv.PRE_EXISTING_ANNOTATION) != "True":
+            if cordoned and annotations.get(nv.PRE_EXISTING_ANNOTATION) != "True":
                 patch["spec"] = {"unschedulable": None}
             self.kube.merge_patch(ref, patch)
             self.note(f"{node}: un-quarantined")

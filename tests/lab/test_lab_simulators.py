@@ -403,6 +403,12 @@ def test_nvsentinel_postures_annotate_without_a_cordon(mini, posture):
     assert not obj["spec"].get("unschedulable") and condition(m, node)["status"] == "True"
     toml = m.kube.get(Ref("v1", "configmaps", nvs.config.namespace, nv.FAULT_QUARANTINE_CONFIGMAP))["data"]["config.toml"]
     assert "shouldCordon = false" in toml
+    # The GPU reset's healthy event clears the finding; there was no cordon to lift.
+    uuid = list_gpus(str(m.lab.node_root(node) / "proc"))[0].uuid
+    m.write_kmsg(node, f"<6>kernel: GPU reset executed: {uuid}, success: true\n".encode())
+    wait_until(lambda: True if nv.STATE_LABEL not in (m.node(node)["metadata"].get("labels") or {}) else None,
+               what="finding cleared", timeout_s=30)
+    assert not m.node(node)["spec"].get("unschedulable")
 
 
 def test_nvsentinel_opted_out_node_is_stored_only(mini):
