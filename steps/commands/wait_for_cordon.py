@@ -19,6 +19,7 @@ measured from --fault-time-ms (inject-xid's output) when given, else from the st
 
 from __future__ import annotations
 
+import re
 import time
 
 import click
@@ -26,8 +27,6 @@ import click
 from steps import event_names as E
 from steps.errors import CheckFailed
 from steps.events import emit
-import re
-
 from steps.gpu import nvsentinel
 from steps.gpu import posture as P
 from steps.gpu.expectation import expect as catalogue_expectation

@@ -18,7 +18,13 @@ import os
 import re
 
 from steps.errors import BadInput, InfrastructureError
-from steps.gpu.xids import DEFAULT_RECOVERY, FALLEN_OFF_TEXT, RECOVERY, line_text, lookup
+from steps.gpu.xids import (
+    DEFAULT_RECOVERY,
+    FALLEN_OFF_TEXT,
+    RECOVERY,
+    line_text,
+    lookup,
+)
 
 KERN_ERR = 3
 # The kernel's record limit is ~1 KiB; stay well under it so nothing is truncated.

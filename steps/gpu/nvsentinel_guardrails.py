@@ -7,6 +7,7 @@ Each refusal is a CheckFailed with one line that says what to change; nothing ha
 from __future__ import annotations
 
 import time
+
 from steps.errors import CheckFailed
 from steps.gpu import posture as P
 from steps.gpu.expectation import expect as expected_action

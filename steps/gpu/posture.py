@@ -22,13 +22,14 @@ fault-quarantine's configuration is ConfigMap `fault-quarantine`, key `config.to
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import click
 
-from steps.errors import BadInput
+from steps.errors import BadInput, StepError
 from steps.gpu import nvsentinel as nv
 from steps.kube.client import Kube, Ref
 from steps.options import Duration
@@ -89,7 +90,7 @@ def parse_fault_quarantine(text: str) -> FaultQuarantineConfig:
 def read_fault_quarantine(kube: Kube, namespace: str) -> FaultQuarantineConfig:
     try:
         cm = kube.get_or_none(Ref("v1", "configmaps", namespace, nv.FAULT_QUARANTINE_CONFIGMAP))
-    except Exception as error:  # forbidden, unreachable: the caller falls back to the chart's defaults
+    except StepError as error:  # forbidden, unreachable: the caller falls back to the chart's defaults
         return FaultQuarantineConfig(False, problem=str(error).splitlines()[0][:200])
     if cm is None:
         return FaultQuarantineConfig(False, problem=f"configmap {namespace}/{nv.FAULT_QUARANTINE_CONFIGMAP} not found")
@@ -188,7 +189,7 @@ def condition_repeat(node: Mapping[str, Any], error_code: str, pci: str | None, 
         stamp = condition.get("lastHeartbeatTime") or condition.get("lastTransitionTime")
         if not entries or not stamp:
             continue
-        at_ms = int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000)
+        at_ms = int(datetime.fromisoformat(stamp).timestamp() * 1000)
         # Strictly before the fault's second (condition times are whole seconds): never our own event.
         if since_ms - window_s * 1000 <= at_ms < since_ms - since_ms % 1000:
             return f"condition {nv.XID_CONDITION} carries ErrorCode:{error_code}{' PCI:' + pci if pci else ''} from {stamp}"

@@ -333,7 +333,7 @@ def test_nvsentinel_condition_carries_the_message_prefix_and_the_metadata_rule(m
     for node in (with_md, without_md):
         m.write_kmsg(node, kmsg.xid_line(48, m.pci(node), 7, "python3"))
     for node, action in ((with_md, "COMPONENT_RESET"), (without_md, "RESTART_VM")):
-        found = wait_until(lambda: condition(m, node), what=f"condition on {node}", timeout_s=30)
+        found = wait_until(lambda node=node: condition(m, node), what=f"condition on {node}", timeout_s=30)
         assert f" MESSAGE=NVRM: Xid (PCI:{m.pci(node)}): 48, pid=7" in found["message"]
         assert found["message"].endswith(f"Recommended Action={action};")
     assert "GPU_UUID:GPU-" in condition(m, with_md)["message"] and "GPU_UUID" not in condition(m, without_md)["message"]

@@ -141,7 +141,7 @@ def test_wait_for_cordon_expect_none_and_the_alias(gpu_cluster, unique, tmp_path
 
 def test_wait_for_cordon_reports_a_deduplicated_repeat_distinctly(gpu_cluster, unique, tmp_path):
     c, w = gpu_cluster, make_world(gpu_cluster, unique, tmp_path)
-    earlier = (f"ErrorCode:48 PCI:0000:17:00 MESSAGE=NVRM: Xid (PCI:0000:17:00): 48, pid=1, name=p, DBE "
+    earlier = ("ErrorCode:48 PCI:0000:17:00 MESSAGE=NVRM: Xid (PCI:0000:17:00): 48, pid=1, name=p, DBE "
                "Recommended Action=COMPONENT_RESET;")
     set_condition(w.kube, w.node, earlier, age_s=30)
     args = ("step", "wait-for-cordon", "--node", w.node, "--xid", "48", "--expect", "cordon", "--pci", "0000:17:00",
