@@ -129,8 +129,9 @@ dir_option = click.option("--dir", "directory", default=None, help="Lab director
 @click.option("--dgd-version", default="v1beta1", show_default=True, type=click.Choice(["v1alpha1", "v1beta1"]))
 @click.option("--gpu-nodes", default=3, show_default=True, type=click.IntRange(1, 16))
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 16), help="GPU worker replicas of the DGD.")
-@click.option("--nvsentinel", "nvsentinel_config", default="{}", help="JSON: NVSentinel simulator delays and breaker "
-              "(detect_delay_s, quarantine_delay_s, drain_delay_s, eviction_grace_s, breaker_percentage, …).")
+@click.option("--nvsentinel", "nvsentinel_config", default="{}", help="JSON: NVSentinel simulator delays, breaker, "
+              "dedup and posture (detect_delay_s, quarantine_delay_s, drain_delay_s, eviction_grace_s, breaker_percentage, "
+              "breaker_max_nodes, breaker_enabled, dedup_window_s, posture: enforce|dry-run|monitor-only, …).")
 @click.option("--timeout", default=UP_TIMEOUT_S, show_default=True, type=click.IntRange(1), help="Seconds to wait for the lab.")
 def up(directory, dgd_version, gpu_nodes, workers, nvsentinel_config, timeout) -> None:
     """Start the lab in the background (idempotent); prints what it started and how long it took."""

@@ -9,11 +9,14 @@ labeler put on a GPU node (`nvidia.com/gpu.present=true`, `nvsentinel.dgxc.nvidi
   simulator keeps it open for reading, so a writer's `open()` never blocks;
 * `var/lib/faultflow/` — the toggle directory (the hostPath the shim's toggle lives in);
 * `proc/driver/nvidia/gpus/<bus id>/information` — the driver's /proc tree, so `inject-xid --proc-root`
-  resolves a GPU index to its PCI address exactly as on a real node.
+  resolves a GPU index to its PCI address exactly as on a real node;
+* `var/lib/nvsentinel/gpu_metadata.json` — what NVSentinel's metadata-collector writes (driver version,
+  each GPU's UUID and PCI address); without it NVSentinel turns COMPONENT_RESET into RESTART_VM.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +38,7 @@ class NodeSpec:
     name: str
     gpus: int = 0  # 0: a CPU node (frontend, system pods)
     pod_cidr: str = ""  # spec.podCIDR, as the node IPAM controller assigns it ("": none)
+    gpu_metadata: bool = True  # NVSentinel's metadata-collector wrote var/lib/nvsentinel/gpu_metadata.json
 
     @property
     def is_gpu(self) -> bool:
@@ -60,8 +64,20 @@ def information(node: str, gpu: int, bus: str) -> str:
             f"Device Minor: \t {gpu}\nGPU Firmware: \t 570.00\nGPU Excluded:\t No\n")
 
 
+GPU_METADATA = "/var/lib/nvsentinel/gpu_metadata.json"
+DRIVER_VERSION = "570.148.08"
+
+
+def gpu_metadata(node: str, gpus: int, node_index: int) -> dict:
+    """metadata-collector's file: `pci_address` lower-case `dddddddd:bb:dd.f` (nvsentinel.md §1.4)."""
+    return {"driver_version": DRIVER_VERSION, "gpus": [
+        {"gpu_id": gpu, "uuid": gpu_uuid(node, gpu), "pci_address": bus_id(node_index, gpu)} for gpu in range(gpus)],
+        "nvswitches": []}
+
+
 def prepare_node_root(root: Path, spec: NodeSpec, node_index: int) -> None:
-    """The node's directory: kernel-log FIFO, toggle directory, driver /proc tree (GPU nodes)."""
+    """The node's directory: kernel-log FIFO, toggle directory, driver /proc tree and NVSentinel's GPU
+    metadata (GPU nodes)."""
     node_path(root, TOGGLE_DIR).mkdir(parents=True, exist_ok=True)
     kmsg = node_path(root, KMSG)
     kmsg.parent.mkdir(parents=True, exist_ok=True)
@@ -72,6 +88,10 @@ def prepare_node_root(root: Path, spec: NodeSpec, node_index: int) -> None:
         info = node_path(root, PROC) / "driver" / "nvidia" / "gpus" / bus / "information"
         info.parent.mkdir(parents=True, exist_ok=True)
         info.write_text(information(spec.name, gpu, bus))
+    if spec.gpus and spec.gpu_metadata:
+        metadata = node_path(root, GPU_METADATA)
+        metadata.parent.mkdir(parents=True, exist_ok=True)
+        metadata.write_text(json.dumps(gpu_metadata(spec.name, spec.gpus, node_index), indent=1) + "\n")
 
 
 def node_object(spec: NodeSpec) -> dict:

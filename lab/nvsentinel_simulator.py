@@ -1,21 +1,36 @@
 """NVSENTINEL SIMULATOR: syslog-health-monitor, platform-connectors, fault-quarantine and node-drainer
 for the lab's GPU nodes, reduced to the contract faultflow depends on (shared/research/nvsentinel.md).
 
-* Detection (§1.2–1.5): each GPU node's kernel-log sink (`dev/kmsg`, a FIFO) is read record by record;
-  journald's view of a record written to /dev/kmsg (`steps.gpu.kmsg.journald_message`: priority parsing,
-  identifier stripping) gives MESSAGE, which NVSentinel's own regex (`steps.gpu.nvsentinel.match_xid`)
-  matches; the XID catalogue gives NVSentinel's recommended action, and `isFatal = action != NONE`
-  (codes outside the catalogue: CONTACT_SUPPORT, fatal). The journal is polled (`detect_delay_s`
-  stands for the chart's 15 s polling interval).
-* Platform connector (§3.1): a fatal event sets node condition `SysLogsXIDError` True
-  (`SysLogsXIDErrorIsNotHealthy`, message `ErrorCode:<xid> PCI:<pci> GPU_UUID:<uuid> <MESSAGE>
-  Recommended Action=<ACTION>;`); a non-fatal one is a Node Event in namespace `default`.
+* Detection (§1.2–1.5, nvsentinel-2026-12.md §1–2): each GPU node's kernel-log sink (`dev/kmsg`, a
+  FIFO) is read record by record; journald's view of a record written to /dev/kmsg
+  (`steps.gpu.kmsg.journald_message`: priority parsing, identifier stripping) gives MESSAGE. The
+  journal is polled (`detect_delay_s` stands for the chart's 15 s polling interval); a fresh monitor
+  records the journal's end on its first poll, so records written before it are never processed.
+* Classification (`classify`) reads the line as NVSentinel's parser does, on its own — never from
+  faultflow's expectation: the NVL5 pattern first for 144–150 (decoded against the decode rows
+  NVSentinel's sheet holds that we know of, `NVL5_DECODE`; no matching row: NONE), NVSentinel's XID
+  regex otherwise; 154's action from the text in the line's last parentheses; the workbook row's
+  action for the rest (NVSentinel's embedded workbook is the imported `nvsentinel_xids.json`), XIDs
+  it lacks: CONTACT_SUPPORT. The GPU UUID comes from the node's `var/lib/nvsentinel/gpu_metadata.json`
+  (else from an earlier `NVRM: GPU at PCI:…: GPU-…` line), and COMPONENT_RESET becomes RESTART_VM when
+  it did not come from the metadata file. `isFatal = action != NONE`. The separate GPU-fallen-off check
+  fires on `NVRM: The NVIDIA GPU … fallen off the bus and is not responding to commands` unless an XID
+  was seen on that PCI within 5 minutes.
+* Platform connector (§3.1): an event from a node labelled `nvsentinel.dgxc.nvidia.com/managed=false`
+  is stored only. A repeat of the same (node, check, entities, error code) within `dedup_window_s`
+  (PR #1283, default 3 min; 0: off) is downgraded to STORE_AND_ANALYSE: stored only. Otherwise a fatal
+  event sets node condition `SysLogsXIDError` True (`SysLogsXIDErrorIsNotHealthy`, message entries
+  `ErrorCode:<code> PCI:<pci> GPU_UUID:<uuid> MESSAGE=<MESSAGE> Recommended Action=<ACTION>;` — go-systemd's
+  GetData("MESSAGE") keeps the `MESSAGE=` prefix); a non-fatal one is a Node Event in namespace `default`.
 * Fault-quarantine (§3.2): unless the circuit breaker (ConfigMap `circuit-breaker`, `status`) is
   TRIPPED or the node opted out (`k8saas.nvidia.com/ManagedByNVSentinel=false`): cordon (or annotate
   `quarantineHealthEventCordonPreExisting` when already cordoned), annotations `quarantineHealthEvent`
   (the events as JSON) and `quarantineHealthEventIsCordoned=True`, labels `k8saas.nvidia.com/cordon-by`,
-  `-reason`, `-timestamp` and `dgxc.nvidia.com/nvsentinel-state=quarantined`, in one write. The breaker
-  trips when at least `breaker_percentage` of the GPU nodes are cordoned.
+  `-reason`, `-timestamp` and `dgxc.nvidia.com/nvsentinel-state=quarantined`, in one write. Postures:
+  `dry-run` and `monitor-only` write the annotation and the state label but never cordon (dry-run's
+  drain evicts nothing; monitor-only does not drain). The breaker trips when the cordoned GPU nodes
+  reach the lower of `breaker_percentage` of them and `breaker_max_nodes` (PR #1713). The
+  configuration is published as ConfigMap `fault-quarantine` (`config.toml`), where preflight reads it.
 * Node-drainer (§3.3), configured as a test cluster must be (`userNamespaces` `*` → Immediate): state
   `draining`, every pod on the node outside the system namespaces that is not a DaemonSet pod and not
   finished is evicted through the Eviction API (`gracePeriodSeconds` = `evictionTimeoutInSeconds`),
@@ -40,17 +55,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.gpu_nodes import GPU_PRESENT_LABEL, KMSG, PROC
+from lab.gpu_nodes import GPU_METADATA, GPU_PRESENT_LABEL, KMSG
 from lab.host_paths import node_path
 from lab.kubelet_simulator import now
 from lab.layout import LabDir
 from lab.processes import NotReady, wait_until
 from steps.gpu import kmsg, nvsentinel as nv
 from steps.errors import InfrastructureError
-from steps.gpu.pci import list_gpus
+from importlib import resources
+
 from steps.kube import objects as o
 from steps.kube.client import Kube, NotFound, Ref
-from steps.gpu.xids import lookup
 
 AGENT = "syslog-health-monitor"
 RULESET = "Syslog fatal error ruleset"
@@ -67,7 +82,28 @@ class NvsentinelConfig:
     eviction_grace_s: int = 2  # evictionTimeoutInSeconds (chart: 60)
     drain_timeout_s: float = 60.0
     breaker_percentage: int = 50
+    breaker_max_nodes: int = 0  # maxNodes (0: not set)
+    breaker_enabled: bool = True
+    dedup_window_s: float = nv.DEDUP_WINDOW_S  # platform-connectors' suppressionWindow (0: no dedup)
+    posture: str = "enforce"  # enforce | dry-run | monitor-only
     system_namespaces: str = r"^(nvsentinel|kube-system|gpu-operator|gmp-system|network-operator|skyhook)$"
+
+    def __post_init__(self):
+        if self.posture not in POSTURES:
+            raise ValueError(f"posture {self.posture!r} is not one of {', '.join(POSTURES)}")
+
+    def fault_quarantine_toml(self) -> str:
+        """fault-quarantine's config.toml as the chart renders it (the keys preflight reads)."""
+        breaker = [f"enabled = {str(self.breaker_enabled).lower()}", f"percentage = {self.breaker_percentage}", 'duration = "5m"']
+        if self.breaker_max_nodes:
+            breaker.append(f"maxNodes = {self.breaker_max_nodes}")
+        return "\n".join([
+            'label-prefix = "k8saas.nvidia.com/"', f"dryRun = {str(self.posture == 'dry-run').lower()}", "",
+            "[circuitBreaker]", *breaker, "", "[[rule-sets]]", f'name = "{RULESET}"', "",
+            "[rule-sets.cordon]", f"shouldCordon = {str(self.posture == 'enforce').lower()}", ""])
+
+
+POSTURES = ("enforce", "dry-run", "monitor-only")
 
 
 @dataclass(frozen=True)
@@ -78,6 +114,8 @@ class Detection:
     uuid: str | None
     message: str
     action: str
+    error_code: str = ""
+    check: str = nv.XID_CONDITION
 
     @property
     def fatal(self) -> bool:
@@ -87,22 +125,117 @@ class Detection:
         entities = [{"entityType": "PCI", "entityValue": self.pci}]
         if self.uuid:
             entities.append({"entityType": "GPU_UUID", "entityValue": self.uuid})
-        return {"version": 1, "agent": AGENT, "componentClass": "GPU", "checkName": nv.XID_CONDITION,
+        return {"version": 1, "agent": AGENT, "componentClass": "GPU", "checkName": self.check,
                 "isFatal": self.fatal, "isHealthy": False, "message": self.message,
                 "recommendedAction": nv.ACTION_CODES.get(self.action, nv.ACTION_CODES["CONTACT_SUPPORT"]),
-                "errorCode": [str(self.xid)], "entitiesImpacted": entities, "nodeName": self.node,
+                "errorCode": [self.code], "entitiesImpacted": entities, "nodeName": self.node,
                 "processingStrategy": "EXECUTE_REMEDIATION"}
+
+    @property
+    def code(self) -> str:
+        return self.error_code or str(self.xid)
+
+    def dedup_key(self) -> tuple:
+        # platform-connectors' key: node, check, entities, error code, strategy, healthy — not message or pid.
+        return (self.node, self.check, self.pci, self.uuid, self.code, "EXECUTE_REMEDIATION", False)
 
     def condition_message(self) -> str:
         uuid = f" GPU_UUID:{self.uuid}" if self.uuid else ""
-        return f"ErrorCode:{self.xid} PCI:{self.pci}{uuid} {self.message} Recommended Action={self.action};"[:1024]
+        # go-systemd's GetData("MESSAGE") returns "MESSAGE=<text>": the prefix travels into the message.
+        return f"ErrorCode:{self.code} PCI:{self.pci}{uuid} MESSAGE={self.message} Recommended Action={self.action};"
 
 
-def recommended_action(xid: int) -> str:
-    try:
-        return lookup(xid).nvsentinel_action
-    except KeyError:
-        return "CONTACT_SUPPORT"  # codes NVSentinel's catalogue lacks
+# --- syslog-health-monitor's parser, re-implemented from its contract (nvsentinel.md §1.3–1.5) -------
+# pkg/xid/parser/csv.go: the NVL5 shape, tried first for 144–150.
+NVL5_PATTERN = re.compile(
+    r"NVRM: Xid \(PCI:([^)]+)\): (\d+)(?:, pid=[^,]*)?(?:, name=[^,]*)?, "
+    r"(\w+)\s+(\w+)\s+(\w+)\s+(\w+)\s+Link\s+(-?\d+)\s+\((0x[0-9a-fA-F]+)\s+(0x[0-9a-fA-F]+)", re.ASCII)
+# pkg/types GPU-at-PCI line (the driver prints it once per GPU before its first XID) and gpufallen.
+GPU_AT_PCI = re.compile(r"NVRM: GPU at PCI:([0-9a-fA-F:.]+): (GPU-[0-9a-fA-F-]+)", re.ASCII)
+FALLEN_OFF = re.compile(r"(?s)NVRM: The NVIDIA GPU ([0-9a-fA-F:.]+).*?fallen off the bus and is not responding to commands")
+FALLEN_OFF_SUPPRESS_S = 300.0
+NVL5_XIDS = range(144, 151)
+# Rows of the sheet `Xid 144-150 Decode` we have NVSentinel's own evidence for (its csv_test.go):
+# (xid, error code, pattern version, IntrInfo, ErrorStatus) -> action. NVSentinel: no matching row -> NONE.
+NVL5_DECODE = {
+    (145, "RLW_REMAP", "v1", 0x00000082, 0x00000040): "COMPONENT_RESET",
+    (145, "RLW_REMAP", "v2", 0x00000004, 0x00000040): "COMPONENT_RESET",
+    (149, "NETIR_LINK_EVT", "v1", 0x025525C6, 0x00000000): "COMPONENT_RESET",
+}
+# pkg/common MapActionStringToProto's reading of 154's parenthesised text.
+RECOVERY_TEXT_ACTIONS = {"GPU Reset Required": "COMPONENT_RESET", "Drain and Reset": "COMPONENT_RESET",
+                         "Node Reboot Required": "RESTART_BM", "None": "NONE"}
+
+
+def workbook() -> dict[int, str]:
+    """NVSentinel's embedded workbook, XID → action (the imported rows)."""
+    raw = json.loads(resources.files("steps.gpu").joinpath("data/nvsentinel_xids.json").read_text())
+    return {int(k): row["workbook_action"] for k, row in raw["xids"].items()}
+
+
+_WORKBOOK: dict[int, str] = {}
+
+
+def _metadata_uuids(metadata: dict | None) -> tuple[dict[str, str], str]:
+    """metadata reader: PCI normalised (domain's last 4 hex digits, lower case, no function) → UUID."""
+    if not isinstance(metadata, dict):
+        return {}, ""
+    out = {}
+    for gpu in metadata.get("gpus") or []:
+        address = str(gpu.get("pci_address", "")).lower().split(".")[0].split(":")
+        if len(address) == 3:
+            out[f"{address[0][-4:]}:{address[1]}:{address[2]}"] = gpu.get("uuid")
+    return out, str(metadata.get("driver_version") or "")
+
+
+def _pattern_version(driver: str) -> str:
+    major = driver.split(".")[0]
+    return "v2" if major.isdigit() and int(major) >= 575 else "v1"
+
+
+@dataclass(frozen=True)
+class Classified:
+    xid: int
+    pci: str  # the line's address without its function (the PCI entity keeps the line's case)
+    uuid: str | None
+    error_code: str
+    action: str
+
+
+def classify(message: str, metadata: dict | None = None, seen_uuids: dict[str, str] | None = None) -> Classified | None:
+    """What syslog-health-monitor makes of one journal MESSAGE on a node with this gpu_metadata.json."""
+    if not _WORKBOOK:
+        _WORKBOOK.update(workbook())
+    uuids, driver = _metadata_uuids(metadata)
+    nvl5 = NVL5_PATTERN.search(message)
+    if nvl5 is not None and int(nvl5.group(2)) in NVL5_XIDS:
+        xid, pci = int(nvl5.group(2)), nvl5.group(1)
+        key = (xid, nvl5.group(3), _pattern_version(driver), int(nvl5.group(8), 16), int(nvl5.group(9), 16))
+        code, action = f"{xid}.{nvl5.group(3)}", NVL5_DECODE.get(key, "NONE")
+    else:
+        found = nv.match_xid(message)
+        if found is None:
+            return None
+        xid, pci, code = found.xid, found.pci, str(found.xid)
+        if xid == 154:
+            opened, closed = message.rfind("("), message.rfind(")")
+            text = message[opened + 1:closed].strip() if 0 <= opened < closed else ""
+            action = RECOVERY_TEXT_ACTIONS.get(text, "CONTACT_SUPPORT")
+        else:
+            action = _WORKBOOK.get(xid, "CONTACT_SUPPORT")
+    pci = pci.split(".")[0]
+    uuid = uuids.get(pci.lower())
+    from_metadata = uuid is not None
+    if uuid is None:
+        uuid = (seen_uuids or {}).get(pci.lower())
+    if action == "COMPONENT_RESET" and not from_metadata:
+        action = "RESTART_VM"  # "Overriding recommended action from COMPONENT_RESET to RESTART_VM"
+    return Classified(xid, pci, uuid, code, action)
+
+
+@dataclass(frozen=True)
+class _Gpu:
+    pci: str
 
 
 def cordon_reason(ruleset: str) -> str:
@@ -112,15 +245,20 @@ def cordon_reason(ruleset: str) -> str:
 class NvsentinelSimulator:
     def __init__(self, kube: Kube, lab: LabDir, gpu_nodes: list[str], config: NvsentinelConfig = NvsentinelConfig(),
                  node_paths: Callable[[str], tuple[Path, Path]] | None = None):
-        """`node_paths(node)`: the node's kernel log and its /proc, as this process reaches them; by
-        default the simulated node's directory (a FIFO and a /proc tree). A real lab node
-        (lab.nodes) gives the file its /dev/kmsg pty is copied to and its own /proc."""
+        """`node_paths(node)`: the node's kernel log and its gpu_metadata.json, as this process reaches
+        them; by default in the simulated node's directory (a FIFO and a file). A real lab node
+        (lab.nodes) gives the file its /dev/kmsg pty is copied to and the file in its own root."""
         self.kube, self.lab, self.nodes, self.config = kube, lab, list(gpu_nodes), config
         self.node_paths = node_paths or (lambda node: (node_path(lab.node_root(node), KMSG),
-                                                       node_path(lab.node_root(node), PROC)))
+                                                       node_path(lab.node_root(node), GPU_METADATA)))
         self.stop_event = threading.Event()
         self.threads: list[threading.Thread] = []
         self.log: list[str] = []  # what it did, in order (the supervisor prints it)
+        self.polled = {node: threading.Event() for node in self.nodes}  # first journal poll done
+        self.seen_uuids: dict[str, dict[str, str]] = {node: {} for node in self.nodes}  # from GPU-at-PCI lines
+        self.last_xid_at: dict[tuple[str, str], float] = {}  # (node, pci) → monotonic time (gpufallen check)
+        self.dedup: dict[tuple, float] = {}  # platform-connectors' dedup key → when last forwarded
+        self.lock = threading.Lock()
 
     # --- presence: what preflight and an operator see of an installed NVSentinel ------------------
     def install(self) -> None:
@@ -133,6 +271,13 @@ class NvsentinelSimulator:
             self.kube.create(Ref("v1", "configmaps", ns, ""), {"apiVersion": "v1", "kind": "ConfigMap",
                                                                "metadata": {"name": nv.CIRCUIT_BREAKER_CONFIGMAP},
                                                                "data": {"status": "CLOSED"}})
+        toml = {nv.FAULT_QUARANTINE_KEY: self.config.fault_quarantine_toml()}
+        fq = Ref("v1", "configmaps", ns, nv.FAULT_QUARANTINE_CONFIGMAP)
+        if self.kube.get_or_none(fq) is None:
+            self.kube.create(Ref("v1", "configmaps", ns, ""), {"apiVersion": "v1", "kind": "ConfigMap",
+                                                               "metadata": {"name": nv.FAULT_QUARANTINE_CONFIGMAP}, "data": toml})
+        else:
+            self.kube.merge_patch(fq, {"data": toml})
         daemonset = self._monitor_daemonset()
         for node in self.nodes:
             self._monitor_pod(node, daemonset)
@@ -183,14 +328,39 @@ class NvsentinelSimulator:
             self.threads.append(thread)
         return self
 
+    def wait_first_poll(self, timeout_s: float = 30.0) -> "NvsentinelSimulator":
+        """Until every node's monitor has polled once: only records written after that are processed."""
+        for node, polled in self.polled.items():
+            if not polled.wait(timeout_s):
+                raise NotReady(f"NVSentinel simulator: no first journal poll on {node} within {timeout_s:.0f}s")
+        return self
+
     def stop(self) -> None:
         self.stop_event.set()
         for thread in self.threads:
             thread.join(5)
 
+    def _drain_fd(self, fd: int) -> int:
+        skipped = 0
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                return skipped
+            if not chunk:
+                return skipped
+            skipped += chunk.count(b"\n")
+
     def _tail(self, node: str, fd: int) -> None:
         buffer = b""
         try:
+            # First poll of a fresh monitor: seek to the journal's end, process nothing before it.
+            if self.stop_event.wait(self.config.detect_delay_s):
+                return
+            skipped = self._drain_fd(fd)
+            if skipped:
+                self.note(f"{node}: first poll: {skipped} kernel records written before it are not processed")
+            self.polled[node].set()
             while not self.stop_event.is_set():
                 readable, _, _ = select.select([fd], [], [], 0.2)
                 if not readable:
@@ -229,16 +399,40 @@ class NvsentinelSimulator:
         self.log.append(text)
         print(f"nvsentinel-simulator: {text}", flush=True)
 
+    def gpu_metadata(self, node: str) -> dict | None:
+        """The node's /var/lib/nvsentinel/gpu_metadata.json as the metadata reader sees it (None: unusable)."""
+        try:
+            raw = json.loads(self.node_paths(node)[1].read_text())
+        except (OSError, ValueError):
+            return None
+        return raw if isinstance(raw, dict) else None
+
     def handle_record(self, node: str, raw: bytes) -> None:
         _ident, message = kmsg.journald_message(raw)
-        found = nv.match_xid(message)
+        at_pci = GPU_AT_PCI.search(message)
+        if at_pci is not None:
+            self.seen_uuids.setdefault(node, {})[at_pci.group(1).split(".")[0].lower()] = at_pci.group(2)
+            return
+        found = classify(message, self.gpu_metadata(node), self.seen_uuids.get(node))
         if found is not None:
             if self.stop_event.wait(self.config.detect_delay_s):
                 return
-            gpu = self._gpu_by_pci(node, found.pci)
-            detection = Detection(node, found.xid, found.pci.lower(), gpu.uuid if gpu else None, message,
-                                  recommended_action(found.xid))
-            self.on_xid(detection)
+            with self.lock:
+                self.last_xid_at[(node, found.pci.lower())] = time.monotonic()
+            self.on_xid(Detection(node, found.xid, found.pci, found.uuid, message, found.action, found.error_code))
+            return
+        fallen = FALLEN_OFF.search(message)
+        if fallen is not None:
+            pci = ":".join(fallen.group(1).lower().split(".")[0].split(":")[-3:])
+            pci = pci if pci.count(":") == 2 else fallen.group(1).lower()
+            with self.lock:
+                last = self.last_xid_at.get((node, pci))
+            if last is not None and time.monotonic() - last < FALLEN_OFF_SUPPRESS_S:
+                self.note(f"{node}: GPU {pci} fallen off the bus: suppressed (XID on that PCI within 5 min)")
+                return
+            if self.stop_event.wait(self.config.detect_delay_s):
+                return
+            self.on_xid(Detection(node, 79, pci, None, message, "RESTART_BM", "GPU_FALLEN_OFF_BUS", "SysLogsGPUFallenOff"))
             return
         reset = nv.GPU_RESET_PATTERN.search(message)
         if reset is not None and reset.group(2) == "true":
@@ -246,17 +440,32 @@ class NvsentinelSimulator:
                 return
             self.on_gpu_reset(node, reset.group(1))
 
-    def _gpu_by_pci(self, node: str, pci: str):
-        gpus = list_gpus(str(self.node_paths(node)[1]))
-        return next((g for g in gpus if g.pci == pci.lower()), None)
+    def _store_only(self, d: Detection) -> str | None:
+        """Why platform-connectors store the event without acting on it (None: they act)."""
+        labels = self.kube.get(Ref("v1", "nodes", None, d.node))["metadata"].get("labels") or {}
+        if labels.get(nv.OPT_OUT_LABEL) == "false":
+            return f"{nv.OPT_OUT_LABEL}=false: stored only"
+        if self.config.dedup_window_s > 0:
+            now_s = time.monotonic()
+            with self.lock:
+                last = self.dedup.get(d.dedup_key())
+                if last is not None and now_s - last < self.config.dedup_window_s:
+                    return (f"deduplicated: repeat of ErrorCode:{d.code} PCI:{d.pci} within "
+                            f"{self.config.dedup_window_s:.0f}s: STORE_AND_ANALYSE")
+                self.dedup[d.dedup_key()] = now_s
+        return None
 
     # --- after detection --------------------------------------------------------------------------
     def on_xid(self, d: Detection) -> None:
-        self.note(f"{d.node}: XID {d.xid} on PCI {d.pci}: action {d.action} ({'fatal' if d.fatal else 'non-fatal'})")
+        self.note(f"{d.node}: XID {d.xid} ({d.code}) on PCI {d.pci}: action {d.action} ({'fatal' if d.fatal else 'non-fatal'})")
+        why = self._store_only(d)
+        if why is not None:
+            self.note(f"{d.node}: {why}")
+            return
         if not d.fatal:
             self._node_event(d)
             return
-        self._set_condition(d.node, True, d.condition_message())
+        self._set_condition(d.node, True, d.condition_message(), check=d.check)
         if self.stop_event.wait(self.config.quarantine_delay_s):
             return
         if not self.quarantine(d):
@@ -275,11 +484,22 @@ class NvsentinelSimulator:
             "source": {"component": AGENT, "host": d.node}, "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
         })
 
-    def _set_condition(self, node: str, unhealthy: bool, message: str) -> None:
+    def _set_condition(self, node: str, unhealthy: bool, message: str, check: str = nv.XID_CONDITION) -> None:
         stamp = now()
-        condition = {"type": nv.XID_CONDITION, "status": "True" if unhealthy else "False",
-                     "reason": f"{nv.XID_CONDITION}Is{'NotHealthy' if unhealthy else 'Healthy'}",
-                     "message": message, "lastHeartbeatTime": stamp, "lastTransitionTime": stamp}
+        current = next((c for c in self.kube.get(Ref("v1", "nodes", None, node)).get("status", {}).get("conditions") or []
+                        if c.get("type") == check), None)
+        transition = stamp
+        if current is not None and current.get("status") == ("True" if unhealthy else "False"):
+            transition = current.get("lastTransitionTime") or stamp
+            if unhealthy:  # entries accumulate, each once, within 1024 characters
+                entries = [e for e in (current.get("message") or "").split(";") if e]
+                if message.rstrip(";") not in entries:
+                    entries.append(message.rstrip(";"))
+                message = ";".join(entries) + ";"
+        condition = {"type": check, "status": "True" if unhealthy else "False",
+                     "reason": f"{check}Is{'NotHealthy' if unhealthy else 'Healthy'}",
+                     "message": message if len(message) <= 1024 else message[:1021] + "...",
+                     "lastHeartbeatTime": stamp, "lastTransitionTime": transition}
         self.kube.request("PATCH", f"/api/v1/nodes/{node}/status", content_type=STRATEGIC,
                           body={"status": {"conditions": [condition]}})
 
@@ -288,7 +508,7 @@ class NvsentinelSimulator:
         return cm is not None and nv.circuit_breaker_tripped(cm.get("data"))
 
     def quarantine(self, d: Detection) -> bool:
-        if self.breaker_tripped():
+        if self.config.breaker_enabled and self.breaker_tripped():
             self.note(f"{d.node}: circuit breaker TRIPPED: fault-quarantine halted, node left alone")
             return False
         ref = Ref("v1", "nodes", None, d.node)
@@ -302,7 +522,11 @@ class NvsentinelSimulator:
         events.append(d.health_event())
         new_annotations = {nv.EVENT_ANNOTATION: json.dumps(events), nv.CORDONED_ANNOTATION: "True"}
         spec = {}
-        if not already:
+        cordon = self.config.posture == "enforce"
+        if not cordon:  # dry-run / monitor-only: FQ records its finding, never cordons
+            new_annotations.pop(nv.CORDONED_ANNOTATION)
+            already = nv.EVENT_ANNOTATION in annotations
+        elif not already:
             if o.unschedulable(node):
                 new_annotations[nv.PRE_EXISTING_ANNOTATION] = "True"
             else:
@@ -315,19 +539,28 @@ class NvsentinelSimulator:
         if spec:
             patch["spec"] = spec
         self.kube.merge_patch(ref, patch)
-        self.note(f"{d.node}: quarantined ({'already quarantined' if already else 'cordoned'})")
-        self._evaluate_breaker()
-        return not already
+        self.note(f"{d.node}: quarantined ({'already quarantined' if already else 'cordoned' if cordon else self.config.posture + ', not cordoned'})")
+        if cordon:
+            self._evaluate_breaker()
+        return not already and self.config.posture != "monitor-only"
+
+    def breaker_threshold(self, gpu_nodes: int) -> float:
+        """The lower of `percentage` of the GPU nodes and `maxNodes` (PR #1713)."""
+        bound = gpu_nodes * self.config.breaker_percentage / 100
+        return min(bound, self.config.breaker_max_nodes) if self.config.breaker_max_nodes else bound
 
     def _evaluate_breaker(self) -> None:
+        if not self.config.breaker_enabled:
+            return
         # FQ counts the cluster's GPU nodes (`--gpu-node-label`); in the lab those are the monitored ones.
         nodes = [n for n in self.kube.list(Ref("v1", "nodes", None, ""), label_selector=f"{GPU_PRESENT_LABEL}=true").get("items") or []
                  if n["metadata"]["name"] in self.nodes]
         cordoned = sum(1 for n in nodes if o.unschedulable(n))
-        if nodes and cordoned * 100 >= self.config.breaker_percentage * len(nodes):
+        if nodes and cordoned >= self.breaker_threshold(len(nodes)):
             self.kube.merge_patch(Ref("v1", "configmaps", self.config.namespace, nv.CIRCUIT_BREAKER_CONFIGMAP),
                                   {"data": {"status": nv.CIRCUIT_BREAKER_TRIPPED}})
-            self.note(f"circuit breaker TRIPPED: {cordoned} of {len(nodes)} GPU nodes cordoned")
+            self.note(f"circuit breaker TRIPPED: {cordoned} of {len(nodes)} GPU nodes cordoned "
+                      f"(threshold {self.breaker_threshold(len(nodes)):g})")
 
     def _state(self, node: str, state: str) -> None:
         self.kube.merge_patch(Ref("v1", "nodes", None, node), {"metadata": {"labels": {nv.STATE_LABEL: state}}})
@@ -348,6 +581,10 @@ class NvsentinelSimulator:
 
     def drain(self, node: str) -> None:
         self._state(node, "draining")
+        if self.config.posture == "dry-run":  # node-drainer's evictions are DryRun: nothing leaves
+            self.note(f"{node}: dry-run drain of {len(self._drainable(node))} pods")
+            self._state(node, "drain-succeeded")
+            return
         for pod in self._drainable(node):
             if o.terminating(pod):
                 continue
@@ -370,28 +607,31 @@ class NvsentinelSimulator:
 
     def on_gpu_reset(self, node: str, uuid: str) -> None:
         """A healthy event for the GPU: clears its entities; the last one un-quarantines the node."""
-        gpus = list_gpus(str(self.node_paths(node)[1]))
-        gpu = next((g for g in gpus if (g.uuid or "").lower() == uuid.lower()), None)
-        if gpu is None:
-            self.note(f"{node}: GPU reset of unknown {uuid}: ignored")
+        # SHM looks the UUID up in gpu_metadata.json for its PCI address.
+        uuids, _ = _metadata_uuids(self.gpu_metadata(node))
+        pci = next((p for p, u in uuids.items() if (u or "").lower() == uuid.lower()), None)
+        if pci is None:
+            self.note(f"{node}: GPU reset of {uuid}, not in gpu_metadata.json: ignored")
             return
+        gpu = _Gpu(pci)
         ref = Ref("v1", "nodes", None, node)
         meta = self.kube.get(ref)["metadata"]
         annotations = meta.get("annotations") or {}
         events = json.loads(annotations.get(nv.EVENT_ANNOTATION) or "[]")
-        left = [e for e in events if not any(x.get("entityType") == "PCI" and x.get("entityValue") == gpu.pci
+        left = [e for e in events if not any(x.get("entityType") == "PCI" and x.get("entityValue", "").lower() == gpu.pci
                                              for x in e.get("entitiesImpacted") or [])]
         self.note(f"{node}: GPU reset of {uuid} (PCI {gpu.pci}) succeeded: healthy event")
         if left:
             self.kube.merge_patch(ref, {"metadata": {"annotations": {nv.EVENT_ANNOTATION: json.dumps(left)}}})
             return
-        if annotations.get(nv.CORDONED_ANNOTATION) == "True":
+        cordoned = annotations.get(nv.CORDONED_ANNOTATION) == "True"
+        if cordoned or nv.EVENT_ANNOTATION in annotations:  # dry-run / monitor-only: annotated, never cordoned
             patch = {"metadata": {
                 "annotations": {nv.EVENT_ANNOTATION: None, nv.CORDONED_ANNOTATION: None, nv.PRE_EXISTING_ANNOTATION: None},
                 "labels": {nv.CORDON_BY_LABEL: None, nv.CORDON_REASON_LABEL: None, nv.CORDON_TIMESTAMP_LABEL: None,
                            nv.STATE_LABEL: None, nv.UNCORDON_BY_LABEL: "NVSentinel",
                            nv.UNCORDON_TIMESTAMP_LABEL: time.strftime("%Y-%m-%dT%H-%M-%SZ", time.gmtime())}}}
-            if annotations.get(nv.PRE_EXISTING_ANNOTATION) != "True":
+            if cordoned and annotations.get(nv.PRE_EXISTING_ANNOTATION) != "True":
                 patch["spec"] = {"unschedulable": None}
             self.kube.merge_patch(ref, patch)
             self.note(f"{node}: un-quarantined")

@@ -123,7 +123,7 @@ class World:
         gpu_nodes = [s.name for s in specs if s.is_gpu]
         self.nvsentinel = NvsentinelSimulator(connect(str(self.lab.kubeconfig)), self.lab, gpu_nodes, opts.nvsentinel)
         self.nvsentinel.install()
-        self.nvsentinel.start()
+        self.nvsentinel.start().wait_first_poll()
         config = KubeletConfig(lab=self.lab, nodes=frozenset(s.name for s in specs), driver_dir=driver_dir,
                                pod_cidrs={s.name: s.pod_cidr for s in specs},
                                image_paths={SHIM_IMAGE_ROOT: shim_root},

@@ -97,6 +97,9 @@ class EventName(StrEnum):
     WATCH_STARTED = "watch_started"
     WATCH_RELISTED = "watch_relisted"
     NODE_NOT_CORDONED = "node_not_cordoned"
+    NODE_ANNOTATED = "node_annotated"  # NVSentinel in monitor-only/dry-run: it marked the node, no cordon
+    XID_DEDUPLICATED = "xid_deduplicated"  # NVSentinel treated the XID as a repeat inside its window
+    WAITING_FOR_DEDUP_WINDOW = "waiting_for_dedup_window"
     NODE_RESTORED = "node_restored"
     PARTITION_VERIFIED = "partition_verified"
     ALREADY_CLEAN = "already_clean"

@@ -6,11 +6,13 @@ from __future__ import annotations
 import functools
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 import click
 
 from steps.errors import BadInput
+from steps.gpu.posture import EXPECTS
 from steps.outputs import Outputs
 from steps.run.context import RunContext
 
@@ -213,3 +215,39 @@ class Name(click.ParamType):
 RATE = FiniteFloat(0.0, 10000.0, low_open=True)
 SECONDS = FiniteFloat(0.0, 86400.0, low_open=True)
 FRACTION = FiniteFloat(0.0, 1.0, low_open=True)
+
+
+class Window(Duration):
+    """A duration, or 0 for "no window" (NVSentinel with dedup off)."""
+
+    name = "duration|0"
+
+    def convert(self, value: Any, param, ctx) -> float:
+        if isinstance(value, str) and value.strip() == "0":
+            return 0.0
+        return super().convert(value, param, ctx)
+
+
+def expect_options(command: Callable) -> Callable:
+    """`--expect` and its alias `--expect-remediation` (true → cordon, false → none), kept for one release."""
+
+    def alias(ctx: click.Context, _param, value):
+        if value is not None:
+            ctx.meta["expect_alias"] = "cordon" if value else "none"
+        return value
+
+    command = click.option("--expect-remediation", "expect_remediation", default=None, type=click.BOOL, expose_value=False,
+                           callback=alias, help="Deprecated alias: true = --expect cordon, false = --expect none.")(command)
+    return click.option("--expect", default="auto", show_default=True, type=click.Choice(EXPECTS),
+                        help="What NVSentinel must do: cordon, annotate (dry-run / monitor-only), none; auto: from "
+                             "fault-quarantine's configuration.")(command)
+
+
+def chosen_expect(expect: str) -> str:
+    """--expect, or what the deprecated alias asked for (both given and different: bad input)."""
+    alias = click.get_current_context().meta.get("expect_alias")
+    if alias is None:
+        return expect
+    if expect != "auto" and expect != alias:
+        raise BadInput(f"--expect {expect} contradicts --expect-remediation (= --expect {alias})")
+    return alias

@@ -26,9 +26,10 @@ PREFLIGHT = Role(
         Rule(DGD, DGD_RESOURCES, ("get",)),
         Rule("apps", WORKLOADS, ("get",)),
         Rule("", ("pods",), ("list",)),
-        Rule("", ("configmaps",), ("get", "create", "update")),
+        Rule("", ("configmaps",), ("get", "list", "create", "update")),  # list: earlier runs' ledgers (dedup window)
     ),
-    cluster=(Rule("", ("namespaces", "nodes"), ("get",)),),
+    # list nodes: NVSentinel's breaker counts the cordoned GPU nodes.
+    cluster=(Rule("", ("namespaces",), ("get",)), Rule("", ("nodes",), ("get", "list"))),
     nvsentinel=(Rule("", ("configmaps",), ("get",)), Rule("", ("pods",), ("list",))),
 )
 

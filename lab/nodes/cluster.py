@@ -92,10 +92,10 @@ class RealCluster:
         return hashlib.sha256(str(self.folder).encode()).hexdigest()[:8]
 
     def node_paths(self, name: str) -> tuple[Path, Path]:
-        """A node's kernel log (what its /dev/kmsg received) and its /proc, as the host reaches them:
-        what the NVSentinel simulator reads (`NvsentinelSimulator(node_paths=...)`)."""
+        """A node's kernel log (what its /dev/kmsg received) and NVSentinel's gpu_metadata.json in its
+        root, as the host reaches them: what the NVSentinel simulator reads (`NvsentinelSimulator(node_paths=...)`)."""
         node = self.nodes[name]
-        return node.kmsg_log, Path(f"/proc/{node.ns.pid}/root/proc")
+        return node.kmsg_log, Path(f"/proc/{node.ns.pid}/root/var/lib/nvsentinel/gpu_metadata.json")
 
     def rest(self) -> Rest:
         return Rest.with_client_cert(self.server, str(self.keys.ca_cert), str(self.keys.admin_cert), str(self.keys.admin_key))

@@ -26,12 +26,12 @@ from steps.workload.kinds import (
     resolve,
 )
 from steps.workload.rollout import MARKER, wait_rolled_out
-from steps.workload.shim_patch import ShimConfig
 from steps.workload.shim_inject import (
     inject,
     pods_missing_marker,
     remove,
 )
+from steps.workload.shim_patch import ShimConfig
 
 STEP = "inject-cuda-shim"
 

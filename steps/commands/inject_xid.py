@@ -5,6 +5,10 @@ service-account token): it needs no API access. The toggle entry in the run ledg
 preflight, before this step can run, so the janitor can switch it off whatever happens here.
 Order matters: toggle first, then the kernel line — shimmed processes fail at the moment NVSentinel's
 evidence appears, as on real hardware. A SIGTERM between the two switches the toggle off again.
+
+The line is the driver's (XID 79: both of its lines, in its order). On the node the step also reads
+NVSentinel's `gpu_metadata.json` and reports what NVSentinel will make of the line here
+(steps.gpu.expectation): outputs `expected-action` and `expected-why`, for wait-for-cordon and the report.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from steps.errors import BadInput, InfrastructureError
 from steps.event_names import EventName
 from steps.events import emit
 from steps.gpu import kmsg, toggle
+from steps.gpu.expectation import GPU_METADATA_PATH, expect_on_node, read_gpu_metadata
 from steps.gpu.pci import resolve_pci
+from steps.gpu.xids import DEFAULT_RECOVERY, RECOVERY
 from steps.options import Duration, RunId, XidType, outputs_option
 from steps.outputs import Outputs
 from steps.signals import Terminated, sigterm_raises
@@ -53,15 +59,26 @@ def _check_toggle_dir(path: str) -> Path:
 @click.option("--toggle-dir", default=None, help="Node toggle directory; omit to log the XID only (xid-only scenario).")
 @click.option("--expires-in", default="30m", show_default=True, type=Duration(), help="The toggle switches itself off after this.")
 @click.option("--toggle-gpu", default=-1, show_default=True, type=click.IntRange(-1, 63), help="CUDA device the shim fails (-1: all).")
+@click.option("--recovery-action", default=DEFAULT_RECOVERY, show_default=True, type=click.Choice(list(RECOVERY)),
+              help="XID 154 only: the recovery the line reports (NVSentinel takes its action from it).")
+@click.option("--gpu-metadata", default=GPU_METADATA_PATH, show_default=True,
+              help="NVSentinel's GPU metadata on the node (decides COMPONENT_RESET vs RESTART_VM; a missing file is a fact, not an error).")
 @click.option("--run-id", default=None, type=RunId(), help="Run id (for the events).")
-@outputs_option(help="Write output parameters here (fault-time-ms, pci, xid-line).")
-def command(xid, gpu_index, pid, proc_name, kmsg_path, proc_root, toggle_dir, expires_in, toggle_gpu, run_id, outputs_dir):
+@outputs_option(help="Write output parameters here (fault-time-ms, pci, xid-line, expected-action).")
+def command(xid, gpu_index, pid, proc_name, kmsg_path, proc_root, toggle_dir, expires_in, toggle_gpu, recovery_action,
+            gpu_metadata, run_id, outputs_dir):
     """Switch the node's CUDA fault toggle on and write the XID line to the kernel log."""
     outputs = Outputs(outputs_dir)
     # Everything is validated before anything changes.
     outputs.check()
+    if recovery_action != DEFAULT_RECOVERY and xid != 154:
+        raise BadInput("--recovery-action applies to XID 154 only")
     gpu = resolve_pci(proc_root, gpu_index)
-    line = kmsg.xid_line(xid, gpu.pci, pid, proc_name)
+    metadata = read_gpu_metadata(gpu_metadata)
+    expected = expect_on_node(xid, gpu.pci, metadata, recovery_action)
+    records = kmsg.xid_records(xid, gpu.pci, pid, proc_name, recovery_action,
+                               metadata.driver_version if metadata.found else "")
+    line = records[0]
     kmsg.check_writable(kmsg_path)
     toggle_file = _check_toggle_dir(toggle_dir) if toggle_dir else None
 
@@ -76,7 +93,8 @@ def command(xid, gpu_index, pid, proc_name, kmsg_path, proc_root, toggle_dir, ex
                     raise InfrastructureError(f"cannot write toggle {toggle_file}: {error.strerror}") from None
                 emit(STEP, EventName.FAULT_INJECTED, run_id=run_id, kind="cuda", xid=xid, toggle=str(toggle_file),
                      expires_ms=expires_ms, gpu=toggle_gpu)
-            kmsg.write_record(kmsg_path, line)
+            for record in records:  # the driver's lines, in its order, one record each
+                kmsg.write_record(kmsg_path, record)
         except (Terminated, InfrastructureError, BadInput):
             if toggle_file is not None:
                 toggle.write(toggle_file, toggle.Toggle(on=False))
@@ -84,7 +102,9 @@ def command(xid, gpu_index, pid, proc_name, kmsg_path, proc_root, toggle_dir, ex
             raise
     # The kernel line is the XID fault itself (what NVSentinel reacts to): a fault of its own kind.
     emit(STEP, EventName.FAULT_INJECTED, run_id=run_id, kind="xid", xid=xid, pci=gpu.pci, gpu=gpu_index, kmsg=kmsg_path, fault_time_ms=fault_ms,
-         line=line.decode().rstrip("\n"))
+         line=line.decode().rstrip("\n"), lines=len(records), driver_version=metadata.driver_version, **expected.as_fields())
     outputs.write("fault-time-ms", str(fault_ms))
     outputs.write("pci", gpu.pci)
     outputs.write("xid-line", line.decode().rstrip("\n"))
+    outputs.write("expected-action", expected.action)
+    outputs.write("expected-why", expected.why)

@@ -17,6 +17,7 @@ import click
 from steps.errors import BadInput
 from steps.event_names import EventName
 from steps.events import emit
+from steps.gpu import posture as P
 from steps.gpu import toggle
 from steps.gpu.guardrails import check_gpu_index, check_nvsentinel
 from steps.kube import objects as o
@@ -25,10 +26,14 @@ from steps.options import (
     Duration,
     K8sName,
     Target,
+    Window,
     XidType,
+    chosen_expect,
+    expect_options,
     run_options,
 )
 from steps.run import ledger as L
+from steps.run import nvsentinel_guardrails
 from steps.run.context import RunContext
 from steps.run.guardrails import check_namespace, resolve_nodes
 from steps.workload import dynamo as dgd
@@ -56,8 +61,11 @@ STEP = "preflight"
 @click.option("--xid", default=None, type=XidType(), help="Required for --fault gpu.")
 @click.option("--fault", default="gpu", show_default=True, type=click.Choice(["gpu", "network"]),
               help="network: no node, GPU or NVSentinel checks (the DGD's pods are selected by label).")
-@click.option("--expect-remediation", default=True, type=click.BOOL, show_default=True, help="Require NVSentinel on the node.")
+@expect_options
 @click.option("--nvsentinel-namespace", default="nvsentinel", show_default=True, type=K8sName(label=True))
+@click.option("--dedup-window", default="3m", show_default=True, type=Window(),
+              help="NVSentinel's dedup window: refuse a repeat of this XID on this GPU inside it (0: no check).")
+@click.option("--wait-dedup", is_flag=True, help="Wait until the dedup window has passed instead of refusing.")
 @click.option("--toggle-dir", default=toggle.DEFAULT_DIR, show_default=True, help="Node directory of the CUDA toggle file.")
 @click.option("--fault-duration", default="30m", show_default=True, type=Duration(), help="The toggle's expiry.")
 @click.option("--steps-image", default="", help="Image with the faultflow CLI (for the toggle-off pod the janitor may need).")
@@ -67,10 +75,11 @@ STEP = "preflight"
 @click.option("--workflow-namespace", default=None)
 @click.option("--workflow-uid", default=None)
 @click.option("--dry-run", is_flag=True, help="Print every change the scenario would make; make none.")
-def command(run_id, namespace, open_run, target, dgd_version, nodes, max_nodes, gpu, xid, fault, expect_remediation,
-            nvsentinel_namespace, toggle_dir, fault_duration, steps_image, ttl, restore_node, workflow_name, workflow_namespace,
+def command(run_id, namespace, open_run, target, dgd_version, nodes, max_nodes, gpu, xid, fault, expect,
+            nvsentinel_namespace, dedup_window, wait_dedup, toggle_dir, fault_duration, steps_image, ttl, restore_node, workflow_name, workflow_namespace,
             workflow_uid, dry_run):
     """Validate parameters and guardrails, resolve target node and GPU, open the run ledger."""
+    expect = chosen_expect(expect)
     workflow = {"name": workflow_name, "namespace": workflow_namespace or namespace, "uid": workflow_uid} if workflow_name else None
     if fault == "network":
         if nodes or restore_node or xid is not None:
@@ -93,14 +102,28 @@ def command(run_id, namespace, open_run, target, dgd_version, nodes, max_nodes, 
     if len(targets) > max_nodes:
         raise BadInput(f"{len(targets)} target nodes exceed the blast radius --max-nodes={max_nodes}")
     node_objs = [kube.get(Ref("v1", "nodes", None, n)) for n in targets]
+    fq_config: list[P.FaultQuarantineConfig] = []
+
+    def fault_quarantine() -> P.FaultQuarantineConfig:
+        if not fq_config:
+            fq_config.append(P.read_fault_quarantine(kube, nvsentinel_namespace))
+        return fq_config[0]
+
+    posture, posture_why = P.resolve_expect(expect, fault_quarantine)
+    nvsentinel_facts: dict = {}
     for node_obj in node_objs:
         check_gpu_index(node_obj, gpu)
-        check_nvsentinel(kube, nvsentinel_namespace, node_obj["metadata"]["name"], expect_remediation)
+        check_nvsentinel(kube, nvsentinel_namespace, node_obj["metadata"]["name"], posture != "none")
+        if posture != "none":
+            nvsentinel_facts = nvsentinel_guardrails.check(
+                kube, fault_quarantine(), posture, node_obj, run_id, namespace, gpu, xid, dedup_window, wait_dedup,
+                lambda wait_s, why: emit(STEP, EventName.WAITING_FOR_DEDUP_WINDOW, run_id=run_id, wait_s=round(wait_s, 1), evidence=why))
     node = targets[0]
     facts = {
         "run_id": run_id, "namespace": namespace, "target": f"{kind}/{name}", "api_version": ref.api_version,
         "node": node, "gpu": gpu, "xid": xid, "workers": [c.name for c in workers],
         "node_unschedulable": o.unschedulable(node_objs[0]),
+        "expect": posture, "expect_why": posture_why, **nvsentinel_facts,
     }
     if dry_run:
         _print_plan(obj, facts, toggle_dir, fault_duration)
@@ -128,7 +151,7 @@ def command(run_id, namespace, open_run, target, dgd_version, nodes, max_nodes, 
     emit(STEP, EventName.RUN_STARTED, run_id=run_id, target=f"{kind}/{name}", node=node, xid=xid)
     emit(STEP, EventName.LEDGER_OPENED, run_id=run_id, ledger=f"{namespace}/{L.configmap_name(run_id)}")
     emit(STEP, EventName.PREFLIGHT_PASSED, **facts)
-    for key in ("node", "gpu", "api_version"):
+    for key in ("node", "gpu", "api_version", "expect"):
         run_context.outputs.write(key.replace("_", "-"), str(facts[key]))
     run_context.outputs.write("workers", ",".join(facts["workers"]))
     run_context.outputs.write("ledger", L.configmap_name(run_id))

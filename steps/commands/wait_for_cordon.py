@@ -1,13 +1,25 @@
 """`faultflow step wait-for-cordon`: watch the node until NVSentinel quarantines it.
 
-For XIDs NVSentinel treats as fatal: success = quarantine (unschedulable + the cordon annotation +
-the state label) within --timeout, then (optionally) the workers gone from the node. For non-fatal
-XIDs the expectation flips: success = NOT quarantined for the whole window. Detection latency is
+What to expect (`--expect`, steps.gpu.posture): `cordon` — for a line NVSentinel treats as fatal,
+success = quarantine (unschedulable + the cordon annotation + the state label) within --timeout, then
+(optionally) the workers gone from the node; `annotate` (NVSentinel dry-run / monitor-only) — success
+= the `quarantineHealthEvent` annotation and the state label, and no cordon; `none` — nothing may
+happen. For a line NVSentinel treats as non-fatal the expectation flips: nothing for the whole window.
+
+Whether the line is fatal comes from `--expected-action`, inject-xid's per-node expectation
+(steps.gpu.expectation: gpu_metadata.json, driver version, 154's recovery text); without it, from
+the catalogue. When NVSentinel's condition names an action for our error code, it is checked against
+the expectation and both are reported (`check_passed`/`check_failed`, check `nvsentinel_action`).
+
+A fatal line that was not acted on while the node condition shows the same error code (and GPU)
+inside the dedup window before the fault is reported as `deduplicated` (event `xid_deduplicated`,
+output `outcome`): NVSentinel worked as configured, the run tested nothing. Detection latency is
 measured from --fault-time-ms (inject-xid's output) when given, else from the step's start.
 """
 
 from __future__ import annotations
 
+import re
 import time
 
 import click
@@ -16,17 +28,20 @@ from steps.errors import CheckFailed
 from steps.event_names import EventName
 from steps.events import emit
 from steps.gpu import nvsentinel
+from steps.gpu import posture as P
+from steps.gpu.expectation import expect as catalogue_expectation
 from steps.gpu.node_watch import wait_pods_left, watch_node_until
-from steps.gpu.xids import lookup
-from steps.kube import objects as o
 from steps.kube.client import Ref, connect
 from steps.options import (
     Duration,
     K8sName,
     RunId,
     Target,
+    Window,
     XidType,
+    chosen_expect,
     common_cluster_options,
+    expect_options,
     outputs_option,
 )
 from steps.outputs import Outputs
@@ -46,22 +61,42 @@ STEP = "wait-for-cordon"
 @click.option("--eviction-timeout", default="10m", show_default=True, type=Duration())
 @click.option("--watch-timeout", default="60s", show_default=True, type=Duration(),
               help="Server-side length of one watch connection; the watch then resumes where it was.")
+@expect_options
+@click.option("--expected-action", default=None, type=click.Choice(sorted(nvsentinel.ACTION_CODES)),
+              help="NVSentinel's action for the written line on this node (inject-xid's expected-action output).")
+@click.option("--expected-why", default=None, help="Why that action (inject-xid's expected-why output), for the report.")
+@click.option("--pci", default=None, type=click.STRING, help="The faulted GPU's PCI address (inject-xid's pci output).")
+@click.option("--dedup-window", default="3m", show_default=True, type=Window(), help="NVSentinel's dedup window (0: NVSentinel runs without dedup).")
+@click.option("--nvsentinel-namespace", default="nvsentinel", show_default=True, type=K8sName(label=True),
+              help="Where fault-quarantine's configuration is read (--expect auto).")
 @click.option("--run-id", default=None, type=RunId())
 @outputs_option()
 @common_cluster_options
-def command(node, xid, timeout, fault_time_ms, namespace, target, wait_evicted, eviction_timeout, watch_timeout, run_id,
-            outputs_dir, kubeconfig, context):
+def command(node, xid, timeout, fault_time_ms, namespace, target, wait_evicted, eviction_timeout, watch_timeout, expect,
+            expected_action, expected_why, pci, dedup_window, nvsentinel_namespace, run_id, outputs_dir, kubeconfig, context):
     """Wait until NVSentinel cordons the node (or, for a non-fatal XID, assert it does not)."""
     outputs = Outputs(outputs_dir)
     outputs.check()
+    expect = chosen_expect(expect)
     if wait_evicted and (namespace is None or target is None):
         raise click.BadParameter("--wait-evicted needs --namespace and --target")
-    fatal = lookup(xid).fatal
+    if pci is not None and not re.fullmatch(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}", pci):
+        raise click.BadParameter(f"{pci!r} is not dddd:bb:dd in lower-case hex", param_hint="--pci")
+    fallback = catalogue_expectation(xid)
+    action = expected_action or fallback.action
+    why = expected_why or (fallback.why if expected_action is None else "given")
+    error_code = fallback.error_code
+    fatal = action != "NONE"
     if outputs.directory is not None:
         outputs.created()
     kube = connect(kubeconfig, context)
     if kube.get_or_none(Ref("v1", "nodes", None, node)) is None:
         raise click.BadParameter(f"node {node} not found", param_hint="--node")
+    posture, posture_why = P.resolve_expect(expect, lambda: P.read_fault_quarantine(kube, nvsentinel_namespace))
+    expecting = {"expect": posture, "expect_why": posture_why, "expected_action": action, "expected_why": why}
+    if posture == "none":
+        fatal = False
+    reached = P.is_annotated if posture == "annotate" else nvsentinel.is_quarantined
     selector = None
     if wait_evicted:
         _, obj = resolve(kube, namespace, *target)
@@ -83,27 +118,80 @@ def command(node, xid, timeout, fault_time_ms, namespace, target, wait_evicted, 
     def on_connect() -> None:
         connections.append(1)
         if len(connections) == 1:  # listed, now watching: from here on no node update is missed
-            emit(STEP, EventName.WATCH_STARTED, run_id=run_id, node=node, fatal=fatal, window_s=timeout)
+            emit(STEP, EventName.WATCH_STARTED, run_id=run_id, node=node, fatal=fatal, window_s=timeout, **expecting)
+
+    def quarantined_or_marked(current: dict) -> bool:
+        # Under `annotate` a cordon is also an answer (a wrong one): stop watching and say so.
+        return reached(current) or nvsentinel.is_quarantined(current)
 
     obj, seen_at = watch_node_until(
-        kube, node, nvsentinel.is_quarantined, deadline, on_connect=on_connect, watch_timeout_s=watch_timeout,
+        kube, node, quarantined_or_marked, deadline, on_connect=on_connect, watch_timeout_s=watch_timeout,
         on_object=on_object,
         on_relist=lambda reason: emit(STEP, EventName.WATCH_RELISTED, run_id=run_id, node=node, reason=reason))
+    what = "annotated" if posture == "annotate" else "quarantined"
     if not fatal:
         if seen_at is not None:
-            raise CheckFailed(f"node {node} was quarantined for XID {xid}, which NVSentinel treats as non-fatal")
-        emit(STEP, EventName.NODE_NOT_CORDONED, run_id=run_id, node=node, xid=xid, window_s=timeout)
+            reason = ("NVSentinel was expected to do nothing (--expect none)" if posture == "none"
+                      else f"which NVSentinel treats as non-fatal here (expected {action}: {why})")
+            _action_check(run_id, expecting, False, f"node {node} was {what} for XID {xid}, {reason}")
+            raise CheckFailed(f"node {node} was {what} for XID {xid}, {reason}")
+        emit(STEP, EventName.NODE_NOT_CORDONED, run_id=run_id, node=node, xid=xid, window_s=timeout, **expecting)
+        _action_check(run_id, expecting, True, f"not {what}, as expected ({posture}, {action})")
         outputs.write("cordoned", "false")
+        outputs.write("outcome", "not-" + what)
         return
     if seen_at is None:
-        raise CheckFailed(f"node {node} was not quarantined within {timeout:.0f}s after XID {xid}")
+        current = kube.get(Ref("v1", "nodes", None, node))
+        repeat = P.condition_repeat(current, error_code, pci, since_ms, dedup_window) if dedup_window > 0 else None
+        if repeat is not None:
+            emit(STEP, EventName.XID_DEDUPLICATED, run_id=run_id, node=node, xid=xid, evidence=repeat, window_s=dedup_window, **expecting)
+            outputs.write("outcome", "deduplicated")
+            _action_check(run_id, expecting, False, f"deduplicated: {repeat}")
+            raise CheckFailed(f"deduplicated: NVSentinel treated XID {xid} on node {node} as a repeat inside its "
+                              f"{dedup_window:.0f}s window ({repeat}); it worked as configured, this run tested nothing")
+        _action_check(run_id, expecting, False, f"not {what} within {timeout:.0f}s")
+        raise CheckFailed(f"node {node} was not {what} within {timeout:.0f}s after XID {xid} (expected {action}: {why})")
     latency_ms = max(0, int(seen_at * 1000) - since_ms)
-    state = o.labels(obj).get(nvsentinel.STATE_LABEL)
+    state = ((obj.get("metadata") or {}).get("labels") or {}).get(nvsentinel.STATE_LABEL)
+    observed = observed_action(obj, error_code, pci)
+    if posture == "annotate" and (obj.get("spec") or {}).get("unschedulable"):
+        _action_check(run_id, expecting, False, "cordoned although NVSentinel's posture is annotate")
+        raise CheckFailed(f"node {node} was cordoned although NVSentinel was expected to annotate only ({posture_why})")
+    if observed is not None and observed != action:
+        _action_check(run_id, expecting, False, f"NVSentinel chose {observed}, expected {action} ({why})", observed)
+        raise CheckFailed(f"NVSentinel chose {observed} for XID {xid} on node {node}; expected {action} ({why})")
+    _action_check(run_id, expecting, True, f"{what}; action {observed or 'not shown'}, expected {action} ({why})", observed)
+    if posture == "annotate":
+        emit(STEP, EventName.NODE_ANNOTATED, run_id=run_id, node=node, xid=xid, latency_ms=latency_ms, nvsentinel_state=state)
+        outputs.write("cordoned", "false")
+        outputs.write("outcome", "annotated")
+        outputs.write("detection-latency-ms", str(latency_ms))
+        return
     emit(STEP, EventName.NODE_CORDONED, run_id=run_id, node=node, xid=xid, latency_ms=latency_ms, nvsentinel_state=state)
     outputs.write("cordoned", "true")
+    outputs.write("outcome", "cordoned")
     outputs.write("detection-latency-ms", str(latency_ms))
     if wait_evicted:
         done, left = wait_pods_left(kube, namespace, selector, node, time.monotonic() + eviction_timeout)
         if not done:
             raise CheckFailed(f"{left} worker pods still on node {node} after {eviction_timeout:.0f}s")
         emit(STEP, EventName.PODS_EVICTED, run_id=run_id, node=node, after_ms=int(time.time() * 1000) - since_ms)
+
+
+def observed_action(node: dict, error_code: str, pci: str | None) -> str | None:
+    """The action NVSentinel's condition names for our error code (and GPU), if it shows one."""
+    for condition in (node.get("status") or {}).get("conditions") or []:
+        if condition.get("type") != nvsentinel.XID_CONDITION or condition.get("status") != "True":
+            continue
+        for entry in (condition.get("message") or "").split(";"):
+            if f"ErrorCode:{error_code} " in entry and (pci is None or f"PCI:{pci}" in entry):
+                found = re.search(r"Recommended Action=([A-Z_]+)\s*$", entry)
+                if found:
+                    return found.group(1)
+    return None
+
+
+def _action_check(run_id, expecting: dict, passed: bool, reason: str, observed: str | None = None) -> None:
+    """The report's record of what was expected of NVSentinel, why, and what it did."""
+    emit(STEP, EventName.CHECK_PASSED if passed else "check_failed", run_id=run_id, check="nvsentinel_action", reason=reason,
+         observed_action=observed, **expecting)

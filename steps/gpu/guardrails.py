@@ -30,5 +30,5 @@ def check_nvsentinel(kube: Kube, nvsentinel_ns: str, node: str, expect_remediati
     if not any(o.phase(p) == "Running" for p in pods):
         raise CheckFailed(
             f"NVSentinel's syslog-health-monitor is not running on node {node} (namespace {nvsentinel_ns}); "
-            "nothing would detect the XID — install NVSentinel or pass --expect-remediation=false"
+            "nothing would detect the XID — install NVSentinel or pass --expect none"
         )

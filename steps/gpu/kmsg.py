@@ -18,7 +18,13 @@ import os
 import re
 
 from steps.errors import BadInput, InfrastructureError
-from steps.gpu.xids import lookup
+from steps.gpu.xids import (
+    DEFAULT_RECOVERY,
+    FALLEN_OFF_TEXT,
+    RECOVERY,
+    line_text,
+    lookup,
+)
 
 KERN_ERR = 3
 # The kernel's record limit is ~1 KiB; stay well under it so nothing is truncated.
@@ -28,23 +34,40 @@ PCI_SHORT = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}$")
 PROC_NAME = re.compile(r"^[A-Za-z0-9_.:/+-]{1,64}$")
 
 
-def xid_line(xid: int, pci: str, pid: int, proc: str) -> bytes:
-    """`<3>kernel: NVRM: Xid (PCI:dddd:bb:dd): <xid>, pid=<n>, name=<proc>, <driver text>\\n`."""
+def xid_line(xid: int, pci: str, pid: int, proc: str, recovery: str = DEFAULT_RECOVERY, driver_version: str = "") -> bytes:
+    """`<3>kernel: NVRM: Xid (PCI:dddd:bb:dd): <xid>, pid=<n>, name=<proc>, <driver text>\\n`.
+
+    XID 154 and the NVLink-5 XIDs (144-150) are printed without `pid=…, name=…` (the driver's own
+    format, which NVSentinel's NVL5 pattern expects); 154 ends in the `recovery` variant's text and the
+    NVL5 registers follow the node's driver version (NVSentinel's V1/V2 decode).
+    """
     try:
         entry = lookup(xid)
     except KeyError as error:
         raise BadInput(str(error.args[0])) from None
+    if recovery not in RECOVERY:
+        raise BadInput(f"recovery action {recovery!r} is not one of {', '.join(RECOVERY)}")
     if not PCI_SHORT.fullmatch(pci):
         raise BadInput(f"PCI address {pci!r} is not dddd:bb:dd in lower-case hex")
     if not 0 <= pid < 2**22 + 1:
         raise BadInput(f"pid {pid} is outside 0..4194304")
     if not PROC_NAME.fullmatch(proc):
         raise BadInput(f"process name {proc!r} must be 1-64 characters of [A-Za-z0-9_.:/+-]")
-    text = f"<{KERN_ERR}>kernel: NVRM: Xid (PCI:{pci}): {xid}, pid={pid}, name={proc}, {entry.driver_text}\n"
+    process = f"pid={pid}, name={proc}, " if entry.with_process else ""
+    text = f"<{KERN_ERR}>kernel: NVRM: Xid (PCI:{pci}): {xid}, {process}{line_text(xid, recovery, driver_version)}\n"
     raw = text.encode("ascii")
     if len(raw) > MAX_LINE:
         raise BadInput(f"XID line is {len(raw)} bytes, over the kernel record limit")
     return raw
+
+
+def xid_records(xid: int, pci: str, pid: int, proc: str, recovery: str = DEFAULT_RECOVERY, driver_version: str = "") -> list[bytes]:
+    """Every record the driver logs for the XID, in its order: the XID line, and for 79 the second line
+    `NVRM: GPU dddd:bb:dd.0: GPU has fallen off the bus.` (nvsentinel.md §5)."""
+    records = [xid_line(xid, pci, pid, proc, recovery, driver_version)]
+    if xid == 79:
+        records.append(f"<{KERN_ERR}>kernel: NVRM: GPU {pci}.0: {FALLEN_OFF_TEXT}\n".encode("ascii"))
+    return records
 
 
 def write_record(path: str, record: bytes) -> None:

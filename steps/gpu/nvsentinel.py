@@ -79,5 +79,12 @@ CORDON_TIMESTAMP_LABEL = "k8saas.nvidia.com/cordon-timestamp"
 UNCORDON_BY_LABEL = "k8saas.nvidia.com/uncordon-by"
 UNCORDON_TIMESTAMP_LABEL = "k8saas.nvidia.com/uncordon-timestamp"
 MANAGED_LABEL = "k8saas.nvidia.com/ManagedByNVSentinel"
+# Opt-out (nvsentinel-2026-12.md §3): events from a node labelled managed=false are stored only.
+OPT_OUT_LABEL = "nvsentinel.dgxc.nvidia.com/managed"
+# fault-quarantine's configuration (nvsentinel.md §3.2): ConfigMap `fault-quarantine`, key config.toml.
+FAULT_QUARANTINE_CONFIGMAP = "fault-quarantine"
+FAULT_QUARANTINE_KEY = "config.toml"
+# platform-connectors' deduplication window for SysLogsXIDError (PR #1283, nvsentinel-2026-12.md §3).
+DEDUP_WINDOW_S = 180.0
 # HealthEvent.recommendedAction as the proto enum's integer (FQ's annotation is the proto struct as JSON).
 ACTION_CODES = {"NONE": 0, "COMPONENT_RESET": 2, "CONTACT_SUPPORT": 5, "RESTART_VM": 15, "RESTART_BM": 24, "REPLACE_VM": 25}

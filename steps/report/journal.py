@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from steps.event_names import TIMELINE_LABELS, EventName, Phase
 from steps.events import Event
 from steps.report.inputs import Inputs
+from steps.report.nvsentinel import nvsentinel_summary
 from steps.report.phases import boundaries
 from steps.report.stats import PhaseStats, RunFigures, phase_stats, run_figures, series
 
@@ -171,5 +172,6 @@ def build_report(inputs: Inputs, criteria: Criteria, scenario: str, run_id: str 
         "phases": [p.as_dict() for p in phases],
         "checks": [c.as_dict() for c in checks],
         "timeline": timeline(inputs.events, figures, origin),
+        "nvsentinel": nvsentinel_summary(inputs.events),
         "series": series(columns, origin, run_end).as_dict(),
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from steps.event_names import TIMELINE_LABELS
+from steps.report.nvsentinel import markdown_line
 
 
 def _s(seconds) -> str:
@@ -41,6 +42,7 @@ def render_markdown(report: dict) -> str:
             f"| {p['name']} | {p['requests']} | {_pct(p['success_rate'])} | {_ms(lat['p50'])} | {_ms(lat['p90'])} | "
             f"{_ms(lat['p99'])} | {_s(p['time_to_first_failure_s'])} | {_s(p['time_to_recovery_s'])} |"
         )
+    lines += markdown_line(report.get("nvsentinel"))
     lines += ["", "Checks:", ""]
     for c in report["checks"]:
         reason = f": {c['reason']}" if c.get("reason") and c["status"] != "passed" else ""

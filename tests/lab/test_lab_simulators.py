@@ -61,11 +61,12 @@ class Mini:
         return self._keep(DgdOperatorSimulator(connect(self.kubeconfig), version, namespace=self.ns,
                                                nodes=frozenset(n.name for n in self.nodes)).start())
 
-    def nvsentinel(self, config: NvsentinelConfig = FAST) -> NvsentinelSimulator:
+    def nvsentinel(self, config: NvsentinelConfig = FAST, first_poll: bool = True) -> NvsentinelSimulator:
         sim = NvsentinelSimulator(connect(self.kubeconfig), self.lab, [n.name for n in self.nodes if n.is_gpu],
                                   NvsentinelConfig(**{**config.__dict__, "namespace": f"{self.ns}-nvs"}))
         sim.install()
-        return self._keep(sim.start())
+        self._keep(sim.start())
+        return sim.wait_first_poll() if first_poll else sim
 
     def _keep(self, sim):
         self.started.append(sim)
@@ -306,3 +307,149 @@ def test_nvsentinel_presence_is_what_preflight_checks(mini):
     assert node["metadata"]["labels"]["nvidia.com/gpu.present"] == "true"
     assert node["status"]["capacity"]["nvidia.com/gpu"] == "2" and not (node["spec"].get("taints"))
     assert Path(m.lab.node_root(m.gpu(0)) / "dev" / "kmsg").is_fifo()
+
+
+# --- what NVSentinel really does (nvsentinel-2026-12.md): each difference driven both ways ------------
+
+def condition(m: Mini, node: str) -> dict | None:
+    return next((c for c in m.node(node)["status"].get("conditions") or [] if c["type"] == nv.XID_CONDITION), None)
+
+
+def noted(nvs: NvsentinelSimulator, text: str) -> bool | None:
+    return True if any(text in line for line in nvs.log) else None
+
+
+def release(m: Mini, node: str) -> None:
+    """The GPU reset's acknowledgement: NVSentinel's healthy event un-quarantines the node."""
+    uuid = list_gpus(str(m.lab.node_root(node) / "proc"))[0].uuid
+    m.write_kmsg(node, f"<6>kernel: GPU reset executed: {uuid}, success: true\n".encode())
+    wait_until(lambda: True if not m.node(node)["spec"].get("unschedulable") else None, what="uncordoned", timeout_s=30)
+
+
+def test_nvsentinel_condition_carries_the_message_prefix_and_the_metadata_rule(mini):
+    m = mini
+    nvs = m.nvsentinel()
+    with_md, without_md = m.gpu(0), m.gpu(1)
+    (m.lab.node_root(without_md) / "var/lib/nvsentinel/gpu_metadata.json").unlink()
+    for node in (with_md, without_md):
+        m.write_kmsg(node, kmsg.xid_line(48, m.pci(node), 7, "python3"))
+    for node, action in ((with_md, "COMPONENT_RESET"), (without_md, "RESTART_VM")):
+        found = wait_until(lambda node=node: condition(m, node), what=f"condition on {node}", timeout_s=30)
+        assert f" MESSAGE=NVRM: Xid (PCI:{m.pci(node)}): 48, pid=7" in found["message"]
+        assert found["message"].endswith(f"Recommended Action={action};")
+    assert "GPU_UUID:GPU-" in condition(m, with_md)["message"] and "GPU_UUID" not in condition(m, without_md)["message"]
+    assert nvs.config.breaker_enabled
+
+
+def test_nvsentinel_154_is_classified_from_the_written_recovery_text(mini):
+    m = mini
+    m.nvsentinel()
+    reset, none = m.gpu(0), m.gpu(1)
+    m.write_kmsg(reset, kmsg.xid_line(154, m.pci(reset), 1, "p", recovery="gpu-reset"))
+    m.write_kmsg(none, kmsg.xid_line(154, m.pci(none), 1, "p", recovery="none"))
+    assert quarantined(m, reset, 30)
+    assert condition(m, reset)["message"].endswith("Recommended Action=COMPONENT_RESET;")
+    assert not quarantined(m, none, 1.5) and condition(m, none) is None
+
+
+def test_nvsentinel_skips_lines_written_before_its_first_poll(mini):
+    m = mini
+    nvs = m.nvsentinel(NvsentinelConfig(**{**FAST.__dict__, "detect_delay_s": 1.0}), first_poll=False)
+    before, after = m.gpu(0), m.gpu(1)
+    m.write_kmsg(before, kmsg.xid_line(79, m.pci(before), 1, "p"))
+    assert not nvs.polled[before].is_set(), "the line must land before the first poll for this test to mean anything"
+    nvs.wait_first_poll()
+    m.write_kmsg(after, kmsg.xid_line(79, m.pci(after), 1, "p"))
+    assert quarantined(m, after, 30)
+    assert wait_until(lambda: noted(nvs, f"{before}: first poll: 1 kernel records"), what="skip noted", timeout_s=5)
+    assert not quarantined(m, before, 1.5)
+
+
+def test_nvsentinel_deduplicates_a_repeat_inside_the_window_only(mini):
+    m = mini
+    nvs = m.nvsentinel(NvsentinelConfig(**{**FAST.__dict__, "breaker_enabled": False}))
+    node = m.gpu(0)
+    m.write_kmsg(node, kmsg.xid_line(48, m.pci(node), 1, "p"))
+    assert quarantined(m, node, 30)
+    release(m, node)
+    # The same XID on the same GPU inside 3 minutes: stored only, no cordon (PR #1283).
+    m.write_kmsg(node, kmsg.xid_line(48, m.pci(node), 2, "other"))  # pid and name are not in the key
+    wait_until(lambda: noted(nvs, "deduplicated: repeat of ErrorCode:48"), what="dedup noted", timeout_s=30)
+    assert not quarantined(m, node, 1.5)
+
+
+def test_nvsentinel_without_dedup_quarantines_the_repeat(mini):
+    m = mini
+    # Two GPU nodes: one cordon would trip a 50 % breaker, which would halt the second quarantine.
+    m.nvsentinel(NvsentinelConfig(**{**FAST.__dict__, "dedup_window_s": 0, "breaker_enabled": False}))
+    node = m.gpu(0)
+    m.write_kmsg(node, kmsg.xid_line(48, m.pci(node), 1, "p"))
+    assert quarantined(m, node, 30)
+    release(m, node)
+    m.write_kmsg(node, kmsg.xid_line(48, m.pci(node), 2, "p"))
+    assert quarantined(m, node, 30)
+
+
+@pytest.mark.parametrize("posture", ["monitor-only", "dry-run"])
+def test_nvsentinel_postures_annotate_without_a_cordon(mini, posture):
+    m = mini
+    nvs = m.nvsentinel(NvsentinelConfig(**{**FAST.__dict__, "posture": posture}))
+    node = m.gpu(0)
+    m.write_kmsg(node, kmsg.xid_line(79, m.pci(node), 1, "p"))
+    final = "drain-succeeded" if posture == "dry-run" else "quarantined"
+    wait_until(lambda: True if (m.node(node)["metadata"].get("labels") or {}).get(nv.STATE_LABEL) == final else None,
+               what=f"state {final}", timeout_s=30)
+    obj = m.node(node)
+    assert json.loads(obj["metadata"]["annotations"][nv.EVENT_ANNOTATION])[0]["errorCode"] == ["79"]
+    assert not obj["spec"].get("unschedulable") and condition(m, node)["status"] == "True"
+    toml = m.kube.get(Ref("v1", "configmaps", nvs.config.namespace, nv.FAULT_QUARANTINE_CONFIGMAP))["data"]["config.toml"]
+    assert "shouldCordon = false" in toml
+    # The GPU reset's healthy event clears the finding; there was no cordon to lift.
+    uuid = list_gpus(str(m.lab.node_root(node) / "proc"))[0].uuid
+    m.write_kmsg(node, f"<6>kernel: GPU reset executed: {uuid}, success: true\n".encode())
+    wait_until(lambda: True if nv.STATE_LABEL not in (m.node(node)["metadata"].get("labels") or {}) else None,
+               what="finding cleared", timeout_s=30)
+    assert not m.node(node)["spec"].get("unschedulable")
+
+
+def test_nvsentinel_opted_out_node_is_stored_only(mini):
+    m = mini
+    nvs = m.nvsentinel()
+    out, managed = m.gpu(0), m.gpu(1)
+    m.kube.merge_patch(Ref("v1", "nodes", None, out), {"metadata": {"labels": {nv.OPT_OUT_LABEL: "false"}}})
+    m.write_kmsg(out, kmsg.xid_line(79, m.pci(out), 1, "p"))
+    m.write_kmsg(managed, kmsg.xid_line(79, m.pci(managed), 1, "p"))
+    assert quarantined(m, managed, 30)
+    wait_until(lambda: noted(nvs, f"{out}: {nv.OPT_OUT_LABEL}=false: stored only"), what="stored only", timeout_s=30)
+    assert condition(m, out) is None and not quarantined(m, out, 1.0)
+
+
+@pytest.mark.parametrize("max_nodes,trips", [(1, True), (0, False)])
+def test_nvsentinel_breaker_takes_the_lower_of_percentage_and_max_nodes(mini, max_nodes, trips):
+    m = mini
+    nvs = m.nvsentinel(NvsentinelConfig(**{**FAST.__dict__, "breaker_percentage": 100, "breaker_max_nodes": max_nodes}))
+    node = m.gpu(0)
+    m.write_kmsg(node, kmsg.xid_line(79, m.pci(node), 1, "p"))
+    assert quarantined(m, node, 30)
+    wait_until(lambda: True if (m.node(node)["metadata"]["labels"].get(nv.STATE_LABEL) or "").startswith("drain-") else None,
+               what="drained", timeout_s=30)
+    breaker = m.kube.get(Ref("v1", "configmaps", nvs.config.namespace, nv.CIRCUIT_BREAKER_CONFIGMAP))["data"]
+    assert nv.circuit_breaker_tripped(breaker) is trips
+
+
+def test_nvsentinel_xid_79_pair_is_one_event_and_the_fallen_off_check_fires_alone(mini):
+    m = mini
+    nvs = m.nvsentinel(NvsentinelConfig(**{**FAST.__dict__, "breaker_enabled": False}))
+    pair, alone = m.gpu(0), m.gpu(1)
+    for record in kmsg.xid_records(79, m.pci(pair), 1, "p"):
+        m.write_kmsg(pair, record)
+    assert quarantined(m, pair, 30)
+    event = json.loads(m.node(pair)["metadata"]["annotations"][nv.EVENT_ANNOTATION])
+    assert [e["errorCode"] for e in event] == [["79"]]
+    # The older wording NVSentinel's GPU-fallen-off check matches, with no XID before it.
+    m.write_kmsg(alone, f"<3>kernel: NVRM: The NVIDIA GPU {m.pci(alone)}.0 (PCI ID: 10de:2330) installed in this system "
+                        "has fallen off the bus and is not responding to commands.\n".encode())
+    assert quarantined(m, alone, 30)
+    fallen = json.loads(m.node(alone)["metadata"]["annotations"][nv.EVENT_ANNOTATION])
+    assert fallen[0]["errorCode"] == ["GPU_FALLEN_OFF_BUS"] and fallen[0]["checkName"] == "SysLogsGPUFallenOff"
+    assert nvs.log

@@ -19,7 +19,7 @@ import pytest
 from lab.run_lock import lease_ref
 from lab.run_record import workflow_ref
 from steps.run import ledger as L
-from steps.gpu import toggle
+from steps.gpu import nvsentinel as nv, toggle
 from steps.kube.client import Ref
 from steps.gpu.xids import lookup
 from tests.cli import run_cli
@@ -55,6 +55,10 @@ def test_gpu_fault(lab, tmp_path: Path, xid: int) -> None:
         assert "node_cordoned" not in timeline
     for name in ("report.json", "junit.xml", "timeline.png", "summary.md"):
         assert (evidence / "report" / name).is_file()
+    # What NVSentinel was expected to do on this node (its GPUs are in gpu_metadata.json) and why.
+    assert report["nvsentinel"]["expected_action"] == lookup(xid).nvsentinel_action
+    assert report["nvsentinel"]["expect"] == "cordon" and report["nvsentinel"]["gpu_metadata"] is True
+    assert f"NVSentinel: expected {lookup(xid).nvsentinel_action}" in (evidence / "report" / "summary.md").read_text()
 
     # Nothing of the run is left: the DGD as before, the toggle off, no active ledger entry, no lock.
     assert json.dumps(kube.get(dgd)["spec"], sort_keys=True) == spec_before
@@ -65,6 +69,24 @@ def test_gpu_fault(lab, tmp_path: Path, xid: int) -> None:
     assert kube.get(workflow_ref(state["namespace"], run_name))["status"]["phase"] == "Succeeded"
     toggle_file = lab.node_file(node, "/var/lib/faultflow/toggle")
     assert not toggle_file.exists() or not toggle.read(toggle_file).on
+
+
+def test_breaker_headroom_refusal(lab, tmp_path: Path) -> None:
+    """fault-quarantine's maxNodes = 1: the run's own cordon would trip the breaker, so preflight refuses."""
+    wait_baseline(lab)
+    kube = lab.kube()
+    config = Ref("v1", "configmaps", lab.state["nvsentinel_namespace"], nv.FAULT_QUARANTINE_CONFIGMAP)
+    before = kube.get(config)["data"]
+    tight = before[nv.FAULT_QUARANTINE_KEY].replace("[circuitBreaker]\n", "[circuitBreaker]\nmaxNodes = 1\n")
+    kube.merge_patch(config, {"data": {nv.FAULT_QUARANTINE_KEY: tight}})
+    try:
+        result = run_cli("run", "xid-only", "--lab", str(lab.root), "-p", "xid=79", "--evidence", str(tmp_path / "evidence"),
+                         timeout=400)
+    finally:
+        kube.merge_patch(config, {"data": before})
+    assert result.returncode != 0
+    assert "would trip NVSentinel's circuit breaker" in result.stdout and "maxNodes 1" in result.stdout
+    assert not any(n["spec"].get("unschedulable") for n in kube.list(Ref("v1", "nodes", None, ""))["items"])
 
 
 def test_network_degrade(lab, tmp_path: Path) -> None:

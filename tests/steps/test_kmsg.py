@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from steps.gpu import kmsg, nvsentinel
 from steps.errors import BadInput
-from steps.gpu.xids import SEED_XIDS, XID_RANGE, lookup
+from steps.gpu.xids import NO_PROCESS_XIDS, SEED_XIDS, XID_RANGE, lookup
 
 
 @pytest.mark.parametrize("xid", SEED_XIDS)
@@ -21,6 +21,33 @@ def test_seed_xid_line_matches_after_journald(xid):
     assert found is not None
     assert (found.pci, found.xid, found.pid, found.name) == ("0000:17:00", xid, 4242, "python3")
     assert message.endswith(lookup(xid).driver_text)
+
+
+@pytest.mark.parametrize("xid", sorted(NO_PROCESS_XIDS))
+def test_154_and_nvl5_lines_are_printed_without_a_process(xid):
+    # The driver's own format: NVSentinel's NVL5 pattern and 154's last-parentheses rule read it.
+    _, message = kmsg.journald_message(kmsg.xid_line(xid, "0000:17:00", 4242, "python3"))
+    assert message == f"NVRM: Xid (PCI:0000:17:00): {xid}, {lookup(xid).driver_text}"
+    assert "pid=" not in message
+
+
+def test_xid_79_writes_both_driver_lines_in_order():
+    records = kmsg.xid_records(79, "0000:17:00", 1, "python3")
+    assert [kmsg.journald_message(r)[1] for r in records] == [
+        "NVRM: Xid (PCI:0000:17:00): 79, pid=1, name=python3, GPU has fallen off the bus.",
+        "NVRM: GPU 0000:17:00.0: GPU has fallen off the bus."]
+    assert kmsg.xid_records(48, "0000:17:00", 1, "python3") == [kmsg.xid_line(48, "0000:17:00", 1, "python3")]
+
+
+def test_nvl5_registers_follow_the_driver_version():
+    old = kmsg.journald_message(kmsg.xid_line(145, "0000:17:00", 1, "p", driver_version="570.148.08"))[1]
+    new = kmsg.journald_message(kmsg.xid_line(145, "0000:17:00", 1, "p", driver_version="580.105.08"))[1]
+    assert "(0x00000082 0x00000040" in old and "(0x00000004 0x00000040" in new
+
+
+def test_unknown_recovery_variant_is_bad_input():
+    with pytest.raises(BadInput, match="recovery action"):
+        kmsg.xid_line(154, "0000:17:00", 1, "p", recovery="reboot-please")
 
 
 def test_line_starting_with_nvrm_loses_its_prefix_in_journald():
@@ -59,7 +86,10 @@ def test_property_line_roundtrips_through_journald_and_regex(xid, domain, bus, d
     _, message = kmsg.journald_message(raw)
     found = nvsentinel.match_xid(message)
     assert found is not None
-    assert (found.pci, found.xid, found.pid, found.name) == (pci, xid, pid, proc)
+    if xid in NO_PROCESS_XIDS:
+        assert (found.pci, found.xid, found.pid, found.name) == (pci, xid, None, None)
+    else:
+        assert (found.pci, found.xid, found.pid, found.name) == (pci, xid, pid, proc)
 
 
 @pytest.mark.parametrize(

@@ -70,3 +70,55 @@ def test_without_pid_the_line_carries_the_documented_fixed_pid(tmp_path):
     assert helped.returncode == 0
     text = " ".join(helped.stdout.split())
     assert "--pid" in text and "hostPID" in text and "default: 0" in text
+
+
+def _fifo_reader(path: Path) -> int:
+    os.mkfifo(path)
+    return os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+
+
+def test_expected_action_follows_the_nodes_gpu_metadata(tmp_path):
+    proc = make_proc(tmp_path / "proc", [("0000:17:00.0", 0)])
+    metadata = tmp_path / "gpu_metadata.json"
+    for present, action in ((False, "RESTART_VM"), (True, "COMPONENT_RESET")):
+        if present:
+            metadata.write_text(json.dumps({"driver_version": "570.148.08",
+                                            "gpus": [{"uuid": "GPU-1", "pci_address": "00000000:17:00.0"}]}))
+        sink = tmp_path / f"kmsg-{present}"
+        sink.write_bytes(b"")
+        out = tmp_path / f"out-{present}"
+        result = run("step", "inject-xid", "--xid", "48", "--kmsg-path", str(sink), "--proc-root", str(proc),
+                     "--gpu-metadata", str(metadata), "--outputs-dir", str(out))
+        assert result.returncode == 0, result.stderr
+        assert (out / "expected-action").read_text() == action
+        event = json.loads(result.stdout.splitlines()[-1])
+        assert event["expected_action"] == action and event["gpu_metadata"] is present
+        assert ("does not exist" in event["expected_why"]) is not present
+
+
+def test_xid_79_writes_two_records_and_154_its_recovery_text(tmp_path):
+    proc = make_proc(tmp_path / "proc", [("0000:17:00.0", 0)])
+    fifo = tmp_path / "kmsg"
+    reader = _fifo_reader(fifo)
+    try:
+        result = run("step", "inject-xid", "--xid", "79", "--kmsg-path", str(fifo), "--proc-root", str(proc),
+                     "--gpu-metadata", str(tmp_path / "none.json"))
+        assert result.returncode == 0, result.stderr
+        records = os.read(reader, 65536).splitlines()
+        assert [kmsg.journald_message(r + b"\n")[1].split(", ")[0] for r in records] == [
+            "NVRM: Xid (PCI:0000:17:00): 79", "NVRM: GPU 0000:17:00.0: GPU has fallen off the bus."]
+        result = run("step", "inject-xid", "--xid", "154", "--recovery-action", "node-reboot", "--kmsg-path", str(fifo),
+                     "--proc-root", str(proc), "--gpu-metadata", str(tmp_path / "none.json"), "--outputs-dir", str(tmp_path / "o"))
+        assert result.returncode == 0, result.stderr
+        assert os.read(reader, 65536).endswith(b"to 0x2 (Node Reboot Required)\n")
+        assert (tmp_path / "o" / "expected-action").read_text() == "RESTART_BM"
+    finally:
+        os.close(reader)
+
+
+def test_recovery_action_on_another_xid_is_bad_input(tmp_path):
+    proc = make_proc(tmp_path / "proc", [("0000:17:00.0", 0)])
+    sink = tmp_path / "kmsg"
+    sink.write_bytes(b"")
+    result = run("step", "inject-xid", "--xid", "48", "--recovery-action", "none", "--kmsg-path", str(sink), "--proc-root", str(proc))
+    assert result.returncode == 2 and sink.read_bytes() == b""

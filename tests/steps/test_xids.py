@@ -82,9 +82,11 @@ def test_imported_nvsentinel_data_is_current():
 def test_cli_table_lists_every_xid():
     done = faultflow("xids")
     assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
+    table, trailer = done.stdout.split("\n\n", 1)
+    lines = table.splitlines()
     assert lines[0].split()[:3] == ["XID", "NAME", "SEVERITY"]
     assert len(lines) == 1 + len(XID_RANGE)
+    assert "NVSentinel NVIDIA/NVSentinel@0f6073182b25" in trailer and "gpu_metadata.json" in trailer
     row79 = next(line for line in lines if line.startswith("79 "))
     assert "RESTART_BM" in row79 and "CUDA_ERROR_UNKNOWN (999)" in row79 and "CUDA_ERROR_NO_DEVICE (100)" in row79
 
@@ -92,8 +94,12 @@ def test_cli_table_lists_every_xid():
 def test_cli_json_seed():
     done = faultflow("xids", "--json", "--seed")
     assert done.returncode == 0, done.stderr
-    entries = json.loads(done.stdout)
+    document = json.loads(done.stdout)
+    entries = document["xids"]
     assert [e["xid"] for e in entries] == list(SEED_XIDS)
+    assert document["nvsentinel"]["commit"].startswith("0f6073182b25") and "PR #1629" in document["nvsentinel"]["not_reflected"][0]
+    assert set(document["action_rules"]) == {"workbook", "recovery-text", "nvl5-decode"}
+    assert "RESTART_VM" in document["metadata_rule"]
     by_xid = {e["xid"]: e for e in entries}
     assert by_xid[43]["cuda_driver_error"] == "CUDA_ERROR_LAUNCH_TIMEOUT"
     assert by_xid[94]["fatal"] is False
@@ -103,3 +109,32 @@ def test_cli_unknown_option_is_one_line_exit_2():
     done = faultflow("xids", "--nope")
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("faultflow: error:")
+
+
+def test_cli_json_carries_the_per_line_rule_and_the_metadata_dependence():
+    done = faultflow("xids", "--json")
+    by_xid = {e["xid"]: e for e in json.loads(done.stdout)["xids"]}
+    assert by_xid[154]["action_rule"] == "recovery-text" and by_xid[154]["nvsentinel_action"] == "COMPONENT_RESET"
+    assert by_xid[145]["action_rule"] == "nvl5-decode" and by_xid[145]["driver_text"].startswith("RLW_REMAP ")
+    assert by_xid[48]["metadata_dependent"] and by_xid[48]["without_gpu_metadata"] == "RESTART_VM"
+    assert not by_xid[79]["metadata_dependent"] and by_xid[79]["without_gpu_metadata"] == "RESTART_BM"
+    assert "163" in by_xid[162]["note"] and "#1629" in by_xid[45]["note"]
+
+
+def test_154_line_and_expected_action_agree_for_every_recovery_text():
+    from steps.gpu.xids import RECOVERY, recovery_text
+    from steps.gpu.expectation import expect
+
+    for variant, recovery in RECOVERY.items():
+        text = recovery_text(variant)
+        assert text.endswith(f"({recovery.text})")
+        assert expect(154, recovery=variant).action == recovery.action
+    assert lookup(154).nvsentinel_action == "COMPONENT_RESET" and lookup(154).workbook_action == "CONTACT_SUPPORT"
+
+
+def test_metadata_dependent_xids_are_the_ones_nvsentinel_rewrites():
+    # nvsentinel-2026-12.md §2: the XIDs whose COMPONENT_RESET turns into RESTART_VM without metadata.
+    listed = {46, 48, 62, 64, 95, 109, 110, 119, 120, 136, 140, 143, 155, 156, 158}
+    workbook_resets = {x.number for x in catalogue().values() if x.workbook_action == "COMPONENT_RESET"}
+    assert workbook_resets == listed
+    assert {x.number for x in catalogue().values() if x.metadata_dependent} == listed | {145, 149, 154}

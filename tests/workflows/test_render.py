@@ -45,7 +45,11 @@ def test_gpu_fault_dag_order_and_dependencies():
     assert templates(spec("gpu-fault"))["load"]["daemon"] is True  # traffic for the whole run
     args = {p["name"]: p["value"] for p in tasks["wait-for-cordon"]["arguments"]["parameters"]}
     assert args == {"inject-xid-fault-time-ms": "{{tasks.inject-xid.outputs.parameters.fault-time-ms}}",
-                    "preflight-node": "{{tasks.preflight.outputs.parameters.node}}"}
+                    "inject-xid-pci": "{{tasks.inject-xid.outputs.parameters.pci}}",
+                    "inject-xid-expected-action": "{{tasks.inject-xid.outputs.parameters.expected-action}}",
+                    "inject-xid-expected-why": "{{tasks.inject-xid.outputs.parameters.expected-why}}",
+                    "preflight-node": "{{tasks.preflight.outputs.parameters.node}}",
+                    "preflight-expect": "{{tasks.preflight.outputs.parameters.expect}}"}
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
@@ -84,16 +88,18 @@ def test_the_xid_pod_spec():
     # No hostPID (Argo's emissary before 4.1 forwards a signal to pid -1: every process it may signal),
     # and so no podSpecPatch at all.
     assert "podSpecPatch" not in t and "hostPID" not in json.dumps(t)
-    assert sorted(v["hostPath"]["path"] for v in t["volumes"]) == ["/dev/kmsg", TOGGLE_DIR_PATH]
-    assert sorted(m["mountPath"] for m in t["container"]["volumeMounts"]) == ["/dev/kmsg", TOGGLE_DIR_PATH]
+    # NVSentinel's metadata directory: the expected action depends on gpu_metadata.json (read only).
+    assert sorted(v["hostPath"]["path"] for v in t["volumes"]) == ["/dev/kmsg", TOGGLE_DIR_PATH, "/var/lib/nvsentinel"]
+    assert sorted(m["mountPath"] for m in t["container"]["volumeMounts"]) == ["/dev/kmsg", TOGGLE_DIR_PATH, "/var/lib/nvsentinel"]
     args = t["container"]["args"]
     # Every host path is explicit on the command line.
-    for option, value in (("--kmsg-path", "/dev/kmsg"), ("--proc-root", "/proc"), ("--toggle-dir", TOGGLE_DIR_PATH)):
+    for option, value in (("--kmsg-path", "/dev/kmsg"), ("--proc-root", "/proc"), ("--toggle-dir", TOGGLE_DIR_PATH),
+                          ("--gpu-metadata", "/var/lib/nvsentinel/gpu_metadata.json")):
         assert args[args.index(option) + 1] == value
     assert "retryStrategy" not in t  # a second XID line would be a second fault
-    # xid-only: only /dev/kmsg.
+    # xid-only: /dev/kmsg and NVSentinel's metadata, no toggle.
     only = templates(spec("xid-only"))["inject-xid"]
-    assert [v["hostPath"]["path"] for v in only["volumes"]] == [KMSG.host_path]
+    assert [v["hostPath"]["path"] for v in only["volumes"]] == [KMSG.host_path, "/var/lib/nvsentinel"]
 
 
 def test_parameters_have_descriptions_and_the_xid_enum_is_the_catalogue():

@@ -33,7 +33,7 @@ SCENARIO = Scenario(
                 HOLD, *INFERENCE_PARAMETERS, gp.STEPS_IMAGE_PARAMETER, gp.SHIM_IMAGE_PARAMETER),
     stages=(
         load_stage(DEADLINE_S),
-        gs.preflight(expect_remediation="false"),
+        gs.preflight(expect="none"),
         gate_stage(after="preflight"),
         gs.inject_cuda_shim(after="steady-state"),
         gs.toggle_on(after="inject-cuda-shim"),

@@ -4,7 +4,7 @@ every host path is passed explicitly (never a step's default)."""
 
 from __future__ import annotations
 
-from workflows.declaration import Output, Param, Stage, WorkflowField
+from workflows.declaration import HostPath, Output, Param, Stage, WorkflowField
 from workflows.roles import (
     CLEANUP,
     CORDON_WATCHER,
@@ -21,12 +21,18 @@ GPU_MUTEXES = ("faultflow-gpu", "faultflow-{namespace}")
 TARGET_ARGS = ("--namespace", Param("namespace"), "--target", Param("target"), "--dgd-version", Param("dgd-version"))
 
 
-def preflight(expect_remediation: str | Param = Param("expect-remediation")) -> Stage:
+# NVSentinel's metadata-collector output on the node (read-only use: the expected action depends on it).
+NVSENTINEL_DIR_PATH = "/var/lib/nvsentinel"
+NVSENTINEL_DIR = HostPath(NVSENTINEL_DIR_PATH, NVSENTINEL_DIR_PATH, "Directory")
+GPU_METADATA = HostPath(f"{NVSENTINEL_DIR_PATH}/gpu_metadata.json", f"{NVSENTINEL_DIR_PATH}/gpu_metadata.json", mount=False)
+
+
+def preflight(expect: str | Param = Param("expect")) -> Stage:
     return Stage(
-        "preflight", "preflight", role=PREFLIGHT, deadline_s=300, retry=True, outputs=("node",),
+        "preflight", "preflight", role=PREFLIGHT, deadline_s=300, retry=True, outputs=("node", "expect"),
         description="Guardrails, target node and GPU, run ledger.",
         args=("--run-id", RUN_ID, *TARGET_ARGS, "--xid", Param("xid"), "--gpu", Param("gpu"),
-              "--expect-remediation", expect_remediation, "--nvsentinel-namespace", Param("nvsentinel-namespace"),
+              "--expect", expect, "--nvsentinel-namespace", Param("nvsentinel-namespace"),
               "--toggle-dir", TOGGLE_DIR, "--fault-duration", Param("fault-duration"),
               "--steps-image", Param("steps-image"), "--ttl", Param("ttl"),
               "--workflow-name", WorkflowField("name"), "--workflow-namespace", WorkflowField("namespace"),
@@ -56,10 +62,10 @@ def inject_xid(after: str, toggle: bool) -> Stage:
     """The XID line (and with `toggle` the CUDA toggle first, so both happen at one moment)."""
     toggle_args = ("--toggle-dir", TOGGLE_DIR, "--expires-in", Param("fault-duration"), "--toggle-gpu", Param("gpu")) if toggle else ()
     return _node_stage(
-        "inject-xid", "inject-xid", after, (KMSG, TOGGLE_DIR) if toggle else (KMSG,),
-        ("--xid", Param("xid"), "--gpu", Param("gpu"), "--kmsg-path", KMSG, "--proc-root", PROC, *toggle_args,
-         "--run-id", RUN_ID, "--outputs-dir", OUTPUTS),
-        outputs=("fault-time-ms",),
+        "inject-xid", "inject-xid", after, (KMSG, NVSENTINEL_DIR, TOGGLE_DIR) if toggle else (KMSG, NVSENTINEL_DIR),
+        ("--xid", Param("xid"), "--gpu", Param("gpu"), "--recovery-action", Param("recovery-action"), "--kmsg-path", KMSG,
+         "--proc-root", PROC, "--gpu-metadata", GPU_METADATA, *toggle_args, "--run-id", RUN_ID, "--outputs-dir", OUTPUTS),
+        outputs=("fault-time-ms", "pci", "expected-action", "expected-why"),
     )
 
 
@@ -72,11 +78,14 @@ def toggle_on(after: str) -> Stage:
 
 
 def wait_for_cordon(after: str, fault_time: bool) -> Stage:
-    timing = ("--fault-time-ms", Output("inject-xid", "fault-time-ms")) if fault_time else ()
+    timing = ("--fault-time-ms", Output("inject-xid", "fault-time-ms"), "--pci", Output("inject-xid", "pci"),
+              "--expected-action", Output("inject-xid", "expected-action"),
+              "--expected-why", Output("inject-xid", "expected-why")) if fault_time else ()
     return Stage(
         "wait-for-cordon", "wait-for-cordon", role=CORDON_WATCHER, deadline_s=1800, retry=True, after=(after,),
         description="NVSentinel quarantines the node (non-fatal XID: must not); the workers leave it.",
         args=("--node", NODE, "--xid", Param("xid"), "--timeout", Param("cordon-timeout"), *timing,
+              "--expect", Output("preflight", "expect"),
               "--namespace", Param("namespace"), "--target", Param("target"), "--wait-evicted",
               "--eviction-timeout", Param("eviction-timeout"), "--run-id", RUN_ID, "--outputs-dir", OUTPUTS),
     )
