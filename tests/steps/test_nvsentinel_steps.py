@@ -9,7 +9,7 @@ import time
 
 from steps.gpu import nvsentinel as nv
 from steps.kube.client import Ref
-from tests.steps.cluster_world import simulate_nvsentinel_quarantine
+from tests.support.cluster_world import simulate_nvsentinel_quarantine
 from tests.steps.test_gpu_cluster import events, make_world
 
 FQ_TOML = """label-prefix = "k8saas.nvidia.com/"
