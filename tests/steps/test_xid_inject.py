@@ -60,11 +60,14 @@ def test_without_pid_the_line_carries_the_documented_fixed_pid(tmp_path):
     """The node pod runs without hostPID, so the step's own pid means nothing on the node: the line
     carries the fixed default 0 (no user process), never the step's pid."""
     proc = make_proc(tmp_path / "proc", [("0000:17:00.0", 0)])
-    sink = tmp_path / "kmsg"
-    sink.write_bytes(b"")
-    result = run("step", "inject-xid", "--xid", "79", "--kmsg-path", str(sink), "--proc-root", str(proc))
-    assert result.returncode == 0, result.stderr
-    first = sink.read_bytes().splitlines(keepends=True)[0]  # (79's second driver line follows)
+    fifo = tmp_path / "kmsg"
+    reader = _fifo_reader(fifo)  # a record per write, as /dev/kmsg keeps them (79 writes two)
+    try:
+        result = run("step", "inject-xid", "--xid", "79", "--kmsg-path", str(fifo), "--proc-root", str(proc))
+        assert result.returncode == 0, result.stderr
+        first = os.read(reader, 65536).splitlines(keepends=True)[0]
+    finally:
+        os.close(reader)
     _, message = kmsg.journald_message(first)
     assert nvsentinel.match_xid(message).pid == 0
     helped = run("step", "inject-xid", "--help")
