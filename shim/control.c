@@ -244,13 +244,21 @@ int ff_trigger_fires(const struct ff_fault *fault) {
  * 1 ms bounds the delay between the switch and the call going on. Returns 1 when `hang_ms` passed
  * (the caller then fails the call, as the driver's watchdog does), 0 when the fault ended (the call
  * goes on to the real function, like a process resumed after SIGSTOP). */
+/* The bound is measured on the monotonic clock in nanoseconds: whole wall-clock milliseconds could end
+ * a 300 ms hang after 299.001 ms, and a clock step would stretch or cut it. */
+static long long monotonic_ns(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
+}
+
 int ff_hang(const struct ff_fault *fault) {
-    long long start = ff_now_ms();
+    long long start = monotonic_ns();
     const struct timespec tick = {0, 1000000};
     for (;;) {
         struct ff_fault now;
         if (!ff_active_fault(&now) || now.at_ms != fault->at_ms || now.mode != FF_MODE_HANG) return 0;
-        if (fault->hang_ms > 0 && ff_now_ms() - start >= fault->hang_ms) return 1;
+        if (fault->hang_ms > 0 && monotonic_ns() - start >= fault->hang_ms * 1000000LL) return 1;
         nanosleep(&tick, NULL);
     }
 }
