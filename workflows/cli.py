@@ -46,10 +46,11 @@ def render_files(argo: str = "4.0", nightly: tuple[str, ...] = DEFAULT_NIGHTLY, 
 
     files = {path: _dump([obj]) for path, obj in argo_objects.items()}
     files["namespace.yaml"] = _dump([deploy.namespace_object(config)])
+    files["config.yaml"] = _dump([deploy.config_object(config)])
     files["rbac/executor.yaml"] = _dump(deploy.executor_objects(config))
     for role in ROLES:
         files[f"rbac/{role.name}.yaml"] = _dump(deploy.role_objects(role, config))
-    resources = ["namespace.yaml", *sorted(p for p in files if p.startswith("rbac/")),
+    resources = ["namespace.yaml", "config.yaml", *sorted(p for p in files if p.startswith("rbac/")),
                  *sorted(p for p in files if p.startswith(("templates/", "cron/")))]
     files["kustomizeconfig.yaml"] = _dump([deploy.kustomize_config()])
     files["kustomization.yaml"] = _dump([deploy.kustomization(config, resources)])

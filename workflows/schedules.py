@@ -74,7 +74,7 @@ def janitor() -> CronWorkflow:
     ) as cron:
         Container(
             name="janitor", image=STEPS_IMAGE, command=["faultflow", "step", "janitor"],
-            args=["--timeout", "5m", "--steps-image", STEPS_IMAGE],
+            args=["--timeout", "5m"],  # images and the toggle directory: ConfigMap faultflow-config
             active_deadline_seconds=900, retry_strategy=retry_strategy(),
             security_context=m.SecurityContext(run_as_non_root=True, allow_privilege_escalation=False,
                                                capabilities=m.Capabilities(drop=["ALL"])),

@@ -15,7 +15,7 @@ from steps.kube.client import connect
 from steps.options import Duration, K8sName, RunId, common_cluster_options
 from steps.outputs import Outputs
 from steps.run import ledger as L
-from steps.run.revert import event_name, revert_run
+from steps.run.revert import NodeConfig, event_name, revert_run
 from steps.signals import sigterm_raises
 
 STEP = "cleanup-dgd"
@@ -25,11 +25,12 @@ STEP = "cleanup-dgd"
 @click.option("--run-id", required=True, type=RunId())
 @click.option("--namespace", required=True, type=K8sName(label=True))
 @click.option("--toggle-off/--no-toggle-off", default=True, show_default=True, help="Also switch the node toggle off.")
-@click.option("--steps-image", default=None, help="Image for the toggle-off pod (default: the one preflight recorded).")
+@click.option("--steps-image", default=None, help="Image for the toggle-off pod (default: the installed one, ConfigMap faultflow-config).")
+@click.option("--toggle-dir", default=None, help="Node toggle directory (default: the installed one, ConfigMap faultflow-config).")
 @click.option("--timeout", default="5m", show_default=True, type=Duration())
 @click.option("--outputs-dir", default=None)
 @common_cluster_options
-def command(run_id, namespace, toggle_off, steps_image, timeout, outputs_dir, kubeconfig, context):
+def command(run_id, namespace, toggle_off, steps_image, toggle_dir, timeout, outputs_dir, kubeconfig, context):
     """Restore the DGD (or Deployment/StatefulSet) from the ledger; switch the node toggle off."""
     outputs = Outputs(outputs_dir)
     outputs.check()
@@ -37,8 +38,10 @@ def command(run_id, namespace, toggle_off, steps_image, timeout, outputs_dir, ku
     store = L.LedgerStore(kube)
     ledger = store.require(namespace, run_id)
     kinds = (L.WORKLOAD_SHIM, L.NODE_TOGGLE) if toggle_off else (L.WORKLOAD_SHIM,)
+    toggles = toggle_off and any(e.kind == L.NODE_TOGGLE for e in ledger.active())
+    node_config = NodeConfig.installed(kube, store.home, steps_image, toggle_dir) if toggles else None
     with sigterm_raises():
-        outcomes = revert_run(kube, store, ledger, timeout, kinds=kinds, steps_image=steps_image, include_node=False)
+        outcomes = revert_run(kube, store, ledger, timeout, kinds=kinds, node_config=node_config, include_node=False)
     for outcome in outcomes:
         emit(STEP, event_name(outcome), run_id=run_id, entry=outcome.entry_id, kind=outcome.kind, action=outcome.action)
     if not outcomes:

@@ -23,6 +23,7 @@ from steps.options import (
     common_cluster_options,
 )
 from steps.outputs import Outputs
+from steps.run import install
 from steps.run import ledger as L
 from steps.signals import Terminated, sigterm_raises
 from steps.workload import dynamo as dgd
@@ -54,7 +55,8 @@ STEP = "inject-cuda-shim"
 @click.option("--namespace", required=True, type=K8sName(label=True))
 @click.option("--target", required=True, type=Target(), help="dgd/NAME, deployment/NAME or statefulset/NAME.")
 @click.option("--dgd-version", default="auto", type=click.Choice(["auto", *dgd.DGD_VERSIONS]), show_default=True)
-@click.option("--shim-image", required=True, help="Image holding /opt/faultflow/libfaultflow_cuda.so.")
+@click.option("--shim-image", default="", help="Image holding /opt/faultflow/libfaultflow_cuda.so: the installed one "
+              "(ConfigMap faultflow-config); another is refused.")
 @click.option("--xid", required=True, type=XidType())
 @click.option("--toggle-dir", default="/var/lib/faultflow", show_default=True)
 @click.option("--container", default=None, help="Main container of a Deployment/StatefulSet (default: first).")
@@ -68,12 +70,15 @@ def command(run_id, namespace, target, dgd_version, shim_image, xid, toggle_dir,
     """Patch the workload's GPU workers to load the CUDA shim in passthrough mode."""
     outputs = Outputs(outputs_dir)
     outputs.check()
-    if not shim_image.strip() or any(c.isspace() for c in shim_image):
+    if shim_image and (not shim_image.strip() or any(c.isspace() for c in shim_image)):
         raise BadInput(f"--shim-image {shim_image!r} is not an image reference")
     if not toggle_dir.startswith("/") or toggle_dir.rstrip("/") in ("", "/"):
         raise BadInput(f"--toggle-dir {toggle_dir!r} must be an absolute directory below /")
     kube = connect(kubeconfig, context)
-    store = L.LedgerStore(kube)
+    installed = install.load(kube)
+    install.check_image("--shim-image", shim_image, installed.shim_image, installed.namespace)
+    shim_image = installed.shim_image  # images are installation configuration, never a run's choice
+    store = L.LedgerStore(kube, installed.namespace)
     kind, name = target
     ref, obj = resolve(kube, namespace, kind, name, dgd_version)
     ledger = store.require(namespace, run_id)

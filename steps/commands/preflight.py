@@ -5,7 +5,12 @@ opted in, the DGD exists, ledger opened, `--dry-run` — and skips node, GPU and
 
 Nothing is changed before every check passed; the only write is the run ledger (and, because the
 inject-xid pod has no API access, the ledger entry for the node toggle it will switch on — written
-here, before that change can happen).
+here, before that change can happen). The ledger goes to faultflow's own namespace
+(`steps.run.install`).
+
+Images are installation configuration: `--steps-image` / `--shim-image` (the scenario parameters of
+the same names) are refused unless they equal the images in ConfigMap `faultflow-config`, which the
+kustomize base writes (its `images:` override rewrites them there too).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from steps.options import (
     common_cluster_options,
 )
 from steps.outputs import Outputs
+from steps.run import install
 from steps.run import ledger as L
 from steps.run.guardrails import check_namespace, resolve_nodes
 from steps.workload import dynamo as dgd
@@ -59,25 +65,27 @@ STEP = "preflight"
 @click.option("--nvsentinel-namespace", default="nvsentinel", show_default=True, type=K8sName(label=True))
 @click.option("--toggle-dir", default="/var/lib/faultflow", show_default=True, help="Node directory of the CUDA toggle file.")
 @click.option("--fault-duration", default="30m", show_default=True, type=Duration(), help="The toggle's expiry.")
-@click.option("--steps-image", default="", help="Image with the faultflow CLI (for the toggle-off pod the janitor may need).")
+@click.option("--steps-image", default="", help="Must equal the installed steps image (ConfigMap faultflow-config) when given.")
+@click.option("--shim-image", default="", help="Must equal the installed shim image (ConfigMap faultflow-config) when given.")
 @click.option("--ttl", default="2h", show_default=True, type=Duration(), help="After this the janitor reverts the run.")
 @click.option("--restore-node/--no-restore-node", default=False, help="Record the node's state so restore-node can undo.")
 @click.option("--workflow-name", default=None, help="Owning Argo Workflow ({{workflow.name}}).")
-@click.option("--workflow-namespace", default=None)
+@click.option("--workflow-namespace", default=None, help="Default: faultflow's namespace.")
 @click.option("--workflow-uid", default=None)
 @click.option("--dry-run", is_flag=True, help="Print every change the scenario would make; make none.")
 @click.option("--outputs-dir", default=None)
 @common_cluster_options
 def command(run_id, namespace, target, dgd_version, nodes, max_nodes, gpu, xid, fault, expect_remediation, nvsentinel_namespace,
-            toggle_dir, fault_duration, steps_image, ttl, restore_node, workflow_name, workflow_namespace, workflow_uid,
+            toggle_dir, fault_duration, steps_image, shim_image, ttl, restore_node, workflow_name, workflow_namespace, workflow_uid,
             dry_run, outputs_dir, kubeconfig, context):
     """Validate parameters and guardrails, resolve target node and GPU, open the run ledger."""
     outputs = Outputs(outputs_dir)
     outputs.check()
-    workflow = {"name": workflow_name, "namespace": workflow_namespace or namespace, "uid": workflow_uid} if workflow_name else None
+    # faultflow's Workflows run in its own namespace (the janitor looks for them there only).
+    workflow = {"name": workflow_name, "namespace": workflow_namespace or install.home_namespace(), "uid": workflow_uid} if workflow_name else None
     if fault == "network":
-        if nodes or restore_node or xid is not None:
-            raise BadInput("--node, --xid and --restore-node apply to GPU faults only (--fault gpu)")
+        if nodes or restore_node or xid is not None or steps_image or shim_image:
+            raise BadInput("--node, --xid, --restore-node and the images apply to GPU faults only (--fault gpu)")
         network_preflight(connect(kubeconfig, context), run_id, namespace, target, dgd_version, ttl, workflow, dry_run, outputs)
         return
     if xid is None:
@@ -87,6 +95,9 @@ def command(run_id, namespace, target, dgd_version, nodes, max_nodes, gpu, xid, 
     if len(set(nodes)) > max_nodes:
         raise BadInput(f"{len(set(nodes))} target nodes exceed the blast radius --max-nodes={max_nodes}")
     kube = connect(kubeconfig, context)
+    installed = install.load(kube)
+    install.check_image("--steps-image", steps_image, installed.steps_image, installed.namespace)
+    install.check_image("--shim-image", shim_image, installed.shim_image, installed.namespace)
     check_namespace(kube, namespace)
     kind, name = target
     ref, obj = resolve(kube, namespace, kind, name, dgd_version)
@@ -113,7 +124,7 @@ def command(run_id, namespace, target, dgd_version, nodes, max_nodes, gpu, xid, 
         target=f"{kind}/{name}", restore_node=restore_node,
         workflow=workflow,
     )
-    store = L.LedgerStore(kube)
+    store = L.LedgerStore(kube, installed.namespace)
     opened = store.open(run)
     if opened.run.target != run.target or opened.run.node != run.node:
         raise BadInput(f"run {run_id} already exists for {opened.run.target} on {opened.run.node}; use a new run id")
@@ -125,10 +136,10 @@ def command(run_id, namespace, target, dgd_version, nodes, max_nodes, gpu, xid, 
                 data={"was_unschedulable": bool((node_obj.get("spec") or {}).get("unschedulable"))}))
         store.record(namespace, run_id, L.Entry(
             id=f"toggle-{n}", kind=L.NODE_TOGGLE, target={"node": n},
-            data={"toggle_dir": toggle_dir, "xid": xid, "pod_namespace": namespace, "steps_image": steps_image,
+            data={"xid": xid,  # no image, path or namespace: the toggle-off pod takes those from the installation
                   "expires_ms": run.created_ms + int((ttl + fault_duration) * 1000)}))
     emit(STEP, E.RUN_STARTED, run_id=run_id, target=f"{kind}/{name}", node=node, xid=xid)
-    emit(STEP, "ledger_opened", run_id=run_id, ledger=f"{namespace}/{L.configmap_name(run_id)}")
+    emit(STEP, "ledger_opened", run_id=run_id, ledger=f"{store.home}/{L.configmap_name(run_id)}")
     emit(STEP, "preflight_passed", **facts)
     for key in ("node", "gpu", "api_version"):
         outputs.write(key.replace("_", "-"), str(facts[key]))
@@ -147,14 +158,16 @@ def network_preflight(kube: Kube, run_id: str, namespace: str, target: tuple[str
     ref, _ = resolve(kube, namespace, kind, name, dgd_version)
     facts = {"run_id": run_id, "namespace": namespace, "target": f"dgd/{name}", "api_version": ref.api_version, "fault": "network"}
     if dry_run:
-        emit(STEP, "planned_change", change=f"create configmap {namespace}/{L.configmap_name(run_id)}", by_step="ledger", dry_run=True)
+        emit(STEP, "planned_change", change=f"create configmap {install.home_namespace()}/{L.configmap_name(run_id)}", by_step="ledger",
+             dry_run=True)
         emit(STEP, "preflight_passed", dry_run=True, **facts)
         return
     run = L.RunInfo(run_id=run_id, namespace=namespace, created_ms=L.now_ms(), ttl_s=int(ttl), target=f"dgd/{name}", workflow=workflow)
-    opened = L.LedgerStore(kube).open(run)
+    store = L.LedgerStore(kube)
+    opened = store.open(run)
     if opened.run.target != run.target or opened.run.node is not None:
         raise BadInput(f"run {run_id} already exists for {opened.run.target} on {opened.run.node}; use a new run id")
-    emit(STEP, "ledger_opened", run_id=run_id, ledger=f"{namespace}/{L.configmap_name(run_id)}")
+    emit(STEP, "ledger_opened", run_id=run_id, ledger=f"{store.home}/{L.configmap_name(run_id)}")
     emit(STEP, "preflight_passed", **facts)
     outputs.write("api-version", ref.api_version)
     outputs.write("ledger", L.configmap_name(run_id))
@@ -166,7 +179,7 @@ def _print_plan(obj: dict, facts: dict, toggle_dir: str, fault_duration: float) 
     new, record = dgd.apply_shim(obj, cfg)
     ops = dgd.patch_ops(obj, dgd.with_owner(new, facts["run_id"]))
     plan = [
-        ("ledger", f"create configmap {facts['namespace']}/{L.configmap_name(facts['run_id'])}", None),
+        ("ledger", f"create configmap {install.home_namespace()}/{L.configmap_name(facts['run_id'])}", None),
         ("inject-cuda-shim", f"patch {facts['target']} components {', '.join(c.name for c in record.components)}", ops),
         ("inject-xid", f"node {facts['node']}: toggle {toggle_dir}/toggle on for XID {facts['xid']}, expires in {fault_duration:.0f}s", None),
         ("inject-xid", f"node {facts['node']}: write XID {facts['xid']} for GPU {facts['gpu']} to /dev/kmsg", None),

@@ -68,7 +68,7 @@ def remove(kube: Kube, store: L.LedgerStore, run: L.RunInfo, ref: Ref) -> bool:
     entry = ledger.entries.get(entry_id(ref)) if ledger else None
     if entry is None:
         return False
-    revert_workload(kube, run.run_id, entry)
+    revert_workload(kube, run.run_id, entry, run.namespace)
     store.set_state(run.namespace, run.run_id, entry.id, L.REVERTED)
     return True
 

@@ -87,7 +87,7 @@ def test_full_sequence_inject_cleanup_is_byte_identical(gpu_cluster, unique, tmp
     waited = inject(c, w, "--timeout", "30s", "--no-verify-marker")
     assert waited.returncode == 0, waited.stderr
     assert "rollout_done" in events(waited.stdout)
-    with KubeletSimulator(w.kube, w.ns) as kubelet:
+    with KubeletSimulator(w.kube, roots={w.node: w.toggle_dir}) as kubelet:
         toggle.write(w.toggle_dir / "toggle", toggle.Toggle(on=True, xid=79))
         done = cleanup(c, w)
         assert done.returncode == 0, done.stderr
@@ -192,7 +192,7 @@ def test_faults_list_and_recover(gpu_cluster, unique, tmp_path):
     assert all(r["expires_at"] > r["injected_at"] for r in listing)
     table = c.faultflow("faults", "list", "--namespace", w.ns).stdout
     assert table.splitlines()[0].split() == ["RUN", "KIND", "TARGET", "INJECTED_AT", "EXPIRES_AT", "STATE"]
-    with KubeletSimulator(w.kube, w.ns):
+    with KubeletSimulator(w.kube, roots={w.node: w.toggle_dir}):
         recovered = c.faultflow("faults", "recover", w.run, "--namespace", w.ns)
     assert recovered.returncode == 0, recovered.stderr
     assert w.spec() == before
@@ -289,7 +289,7 @@ def test_kill_matrix_janitor_restores_everything(gpu_cluster, unique, tmp_path):
         for sig in (signal.SIGTERM, signal.SIGKILL):
             w = make_world(c, f"{unique}-{total}", tmp_path)
             spec0, node0 = w.spec(), w.node_view()
-            with KubeletSimulator(w.kube, w.ns):
+            with KubeletSimulator(w.kube, roots={w.node: w.toggle_dir}):
                 _run_before(c, w, step)  # the scenario up to the step under test
                 _kill_at(_spawn(c, w, step), when, sig)
                 if step == "wait-for-cordon":  # the quarantine comes whether or not the step still watches

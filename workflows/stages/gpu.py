@@ -21,14 +21,16 @@ GPU_MUTEXES = ("faultflow-gpu", "faultflow-{namespace}")
 TARGET_ARGS = ("--namespace", Param("namespace"), "--target", Param("target"), "--dgd-version", Param("dgd-version"))
 
 
-def preflight(expect_remediation: str | Param = Param("expect-remediation")) -> Stage:
+def preflight(expect_remediation: str | Param = Param("expect-remediation"), shim: bool = True) -> Stage:
+    """`shim`: the scenario has a shim-image parameter, which preflight refuses unless it is the installed image."""
+    images = ("--steps-image", Param("steps-image")) + (("--shim-image", Param("shim-image")) if shim else ())
     return Stage(
         "preflight", "preflight", role=PREFLIGHT, deadline_s=300, retry=True, outputs=("node",),
         description="Guardrails, target node and GPU, run ledger.",
         args=("--run-id", RUN_ID, *TARGET_ARGS, "--xid", Param("xid"), "--gpu", Param("gpu"),
               "--expect-remediation", expect_remediation, "--nvsentinel-namespace", Param("nvsentinel-namespace"),
               "--toggle-dir", TOGGLE_DIR, "--fault-duration", Param("fault-duration"),
-              "--steps-image", Param("steps-image"), "--ttl", Param("ttl"),
+              *images, "--ttl", Param("ttl"),
               "--workflow-name", WorkflowField("name"), "--workflow-namespace", WorkflowField("namespace"),
               "--workflow-uid", WorkflowField("uid"), "--outputs-dir", OUTPUTS),
     )
