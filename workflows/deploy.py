@@ -117,8 +117,43 @@ def config_object(config: DeployConfig) -> dict:
     return install.config_object(config.namespace, STEPS_IMAGE, SHIM_IMAGE, TOGGLE_DIR_PATH)
 
 
+# Pod Security Admission, set explicitly: the node agent's pods (inject-xid, shim on) are privileged
+# and mount host paths, so `enforce` must be privileged here; the ValidatingAdmissionPolicy
+# (workflows.admission) decides which pods may be. `warn`/`audit` at baseline name every such pod.
+PSA_LABELS = {
+    "pod-security.kubernetes.io/enforce": "privileged",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+    "pod-security.kubernetes.io/warn": "baseline",
+    "pod-security.kubernetes.io/warn-version": "latest",
+    "pod-security.kubernetes.io/audit": "baseline",
+    "pod-security.kubernetes.io/audit-version": "latest",
+}
+
+
 def namespace_object(config: DeployConfig) -> dict:
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(config.namespace)}
+    meta = _meta(config.namespace)
+    meta["labels"].update(PSA_LABELS)
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
+
+
+ARGO_NAMESPACE = "argo"
+
+
+def argo_controller_config() -> dict:
+    """What faultflow asks of Argo's own configuration (not part of the kustomize base: it belongs to
+    Argo's install; merge its `data` into Argo's workflow-controller-configmap). `Strict`: the
+    controller runs only Workflows that reference a WorkflowTemplate, so a Workflow in faultflow's
+    namespace cannot bring its own templates to run as faultflow's accounts (Argo 3.6 to 4.0 all
+    read `workflowRestrictions`)."""
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "workflow-controller-configmap", "namespace": ARGO_NAMESPACE},
+            "data": {"workflowRestrictions": "templateReferencing: Strict\n"}}
+
+
+def admission_objects(config: DeployConfig) -> list[dict]:
+    from workflows.admission import policy_objects
+
+    return policy_objects(config.namespace)
 
 
 def rbac_objects(config: DeployConfig) -> list[dict]:

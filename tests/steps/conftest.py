@@ -32,8 +32,8 @@ class GpuCluster:
 
         return connect(self.kubeconfig)
 
-    def faultflow(self, *args: str, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess:
-        env = {**os.environ, "KUBECONFIG": self.kubeconfig, "PYTHONPATH": str(Path.cwd()), NAMESPACE_ENV: HOME}
+    def faultflow(self, *args: str, timeout: float = 120, check: bool = False, env: dict | None = None) -> subprocess.CompletedProcess:
+        env = {**os.environ, "KUBECONFIG": self.kubeconfig, "PYTHONPATH": str(Path.cwd()), NAMESPACE_ENV: HOME, **(env or {})}
         result = subprocess.run(FAULTFLOW + list(args), capture_output=True, text=True, env=env, timeout=timeout)
         if check and result.returncode != 0:
             raise AssertionError(f"faultflow {' '.join(args)} -> {result.returncode}\n{result.stderr}")

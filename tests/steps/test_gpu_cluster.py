@@ -297,9 +297,11 @@ def test_kill_matrix_janitor_restores_everything(gpu_cluster, unique, tmp_path):
                     simulate_nvsentinel_uncordon(w.kube, w.node)
                 # The workflow is gone (never created / deleted): the janitor must revert the run.
                 janitor = c.faultflow("step", "janitor", "--namespace", w.ns, "--timeout", "20s")
+                # The janitor never uncordons (issue 15): a person lifts the cordon the run found absent.
+                recover = c.faultflow("faults", "recover", "--all", "--namespace", w.ns, "--uncordon", "--timeout", "20s")
             total += 1
             toggle_file = w.toggle_dir / "toggle"
-            clean = (janitor.returncode == 0 and w.spec() == spec0 and w.node_view() == node0
+            clean = (janitor.returncode == 0 and recover.returncode == 0 and w.spec() == spec0 and w.node_view() == node0
                      and (not toggle_file.exists() or not toggle.read(toggle_file).on))
             if not clean:
                 leftovers.append(f"{step}@{when}/{sig.name}: rc={janitor.returncode} spec={w.spec() == spec0} "
