@@ -56,6 +56,7 @@ CORDON_WATCHER = Role(
         Rule(DGD, DGD_RESOURCES, ("get",)),
         Rule("apps", WORKLOADS, ("get",)),
         Rule("", ("pods",), ("list", "watch")),
+        Rule("", ("pods/log",), ("get",)),  # --expect-cuda-faults: the shim's "injecting XID" lines
     ),
     cluster=(Rule("", ("nodes",), ("get", "list", "watch")),),
 )
@@ -66,7 +67,8 @@ CLEANUP = Role(
     namespaced=(
         Rule(DGD, DGD_RESOURCES, ("get", "patch")),
         Rule("apps", WORKLOADS, ("get", "patch")),
-        Rule("", ("pods",), ("get", "delete")),  # verify-partition's probe pod
+        Rule("", ("pods",), ("get", "delete", "list")),  # verify-partition's probe pod; the workers (--expect-cuda-faults)
+        Rule("", ("pods/log",), ("get",)),
         Rule("networking.k8s.io", ("networkpolicies",), ("get", "delete")),
         Rule("chaos-mesh.org", ("networkchaos",), ("get", "delete")),
     ),

@@ -34,6 +34,7 @@ from steps.workload.rollout import MARKER, wait_rolled_out
 from steps.workload.shim_inject import (
     inject,
     pods_missing_marker,
+    ready_workers,
     remove,
 )
 
@@ -91,10 +92,16 @@ def command(run_id, namespace, target, dgd_version, shim_image, xid, toggle_dir,
             if wait:
                 waited = wait_rolled_out(kube, ref, workers, timeout)
                 emit(STEP, "rollout_done", run_id=run_id, target=str(ref), seconds=round(waited, 3))
+                # The node is resolved after the rollout: the run's node must still hold a Ready worker (the
+                # rollout may have moved them all elsewhere), and only its workers' markers count.
+                node = ledger.run.node
+                live = kube.get(ref)
+                total = len(ready_workers(kube, namespace, live, node))
+                if total == 0:
+                    raise CheckFailed(f"no Ready worker pod of {ref} on the target node {node} after the rollout: the fault "
+                                      "would miss the workload (run again, or pass preflight --node a node that holds one)")
                 if verify_marker:
-                    missing, total = pods_missing_marker(kube, namespace, kube.get(ref), cfg.toggle_file, container)
-                    if total == 0:
-                        raise CheckFailed(f"no Ready worker pod of {ref} after the rollout: cannot check the shim marker")
+                    missing, total = pods_missing_marker(kube, namespace, live, cfg.toggle_file, container, node)
                     if missing:
                         raise CheckFailed(
                             f"the shim did not load in {len(missing)} of {total} Ready worker pods ({', '.join(missing[:5])}): "
@@ -105,3 +112,5 @@ def command(run_id, namespace, target, dgd_version, shim_image, xid, toggle_dir,
             emit(STEP, E.DGD_RESTORED, run_id=run_id, target=str(ref), reason="SIGTERM")
             raise
     outputs.write("patched-components", ",".join(workers))
+    if ledger.run.node:
+        outputs.write("node", ledger.run.node)

@@ -17,6 +17,7 @@ from steps.errors import CheckFailed
 from steps.events import emit
 from steps.gpu import nvsentinel
 from steps.gpu.node_watch import wait_pods_left, watch_node_until
+from steps.workload.reach import FAULT_REACHED, reached, workers_on_node
 from steps.gpu.xids import lookup
 from steps.kube.client import Ref, connect
 from steps.options import (
@@ -44,24 +45,28 @@ STEP = "wait-for-cordon"
 @click.option("--eviction-timeout", default="10m", show_default=True, type=Duration())
 @click.option("--watch-timeout", default="60s", show_default=True, type=Duration(),
               help="Server-side length of one watch connection; the watch then resumes where it was.")
+@click.option("--expect-cuda-faults", is_flag=True, help="The workers on the node load the CUDA shim: report whether their "
+              "logs show it injecting the XID (event fault_reached_workload; needs --namespace and --target).")
 @click.option("--run-id", default=None, type=RunId())
 @click.option("--outputs-dir", default=None)
 @common_cluster_options
-def command(node, xid, timeout, fault_time_ms, namespace, target, wait_evicted, eviction_timeout, watch_timeout, run_id,
+def command(node, xid, timeout, fault_time_ms, namespace, target, wait_evicted, eviction_timeout, watch_timeout, expect_cuda_faults, run_id,
             outputs_dir, kubeconfig, context):
     """Wait until NVSentinel cordons the node (or, for a non-fatal XID, assert it does not)."""
     outputs = Outputs(outputs_dir)
     outputs.check()
-    if wait_evicted and (namespace is None or target is None):
-        raise click.BadParameter("--wait-evicted needs --namespace and --target")
+    if (wait_evicted or expect_cuda_faults) and (namespace is None or target is None):
+        raise click.BadParameter("--wait-evicted and --expect-cuda-faults need --namespace and --target")
     fatal = lookup(xid).fatal
     kube = connect(kubeconfig, context)
     if kube.get_or_none(Ref("v1", "nodes", None, node)) is None:
         raise click.BadParameter(f"node {node} not found", param_hint="--node")
     selector = None
-    if wait_evicted:
+    baseline: list[dict] = []
+    if wait_evicted or expect_cuda_faults:
         _, obj = resolve(kube, namespace, *target)
         selector = worker_pod_selector(obj)
+        baseline = workers_on_node(kube, namespace, selector, node)  # the workers the fault can reach
     started_ms = int(time.time() * 1000)
     since_ms = fault_time_ms or started_ms
     deadline = time.monotonic() + timeout
@@ -85,6 +90,9 @@ def command(node, xid, timeout, fault_time_ms, namespace, target, wait_evicted, 
         kube, node, nvsentinel.is_quarantined, deadline, on_connect=on_connect, watch_timeout_s=watch_timeout,
         on_object=on_object,
         on_relist=lambda reason: emit(STEP, "watch_relisted", run_id=run_id, node=node, reason=reason))
+    if expect_cuda_faults:
+        hits, read = reached(kube, namespace, baseline, xid)
+        emit(STEP, FAULT_REACHED, run_id=run_id, node=node, xid=xid, workers=len(baseline), read=read, reached=hits)
     if not fatal:
         if seen_at is not None:
             raise CheckFailed(f"node {node} was quarantined for XID {xid}, which NVSentinel treats as non-fatal")
@@ -99,7 +107,10 @@ def command(node, xid, timeout, fault_time_ms, namespace, target, wait_evicted, 
     outputs.write("cordoned", "true")
     outputs.write("detection-latency-ms", str(latency_ms))
     if wait_evicted:
-        done, left = wait_pods_left(kube, namespace, selector, node, time.monotonic() + eviction_timeout)
+        done, left = wait_pods_left(kube, namespace, selector, node, time.monotonic() + eviction_timeout, baseline=len(baseline))
+        if not done and not baseline:
+            raise CheckFailed(f"no worker pod of {target[0]}/{target[1]} was on node {node} when the fault came: nothing to evict, "
+                              "the fault did not reach the workload")
         if not done:
             raise CheckFailed(f"{left} worker pods still on node {node} after {eviction_timeout:.0f}s")
         emit(STEP, E.PODS_EVICTED, run_id=run_id, node=node, after_ms=int(time.time() * 1000) - since_ms)

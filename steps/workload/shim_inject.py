@@ -73,10 +73,18 @@ def remove(kube: Kube, store: L.LedgerStore, run: L.RunInfo, ref: Ref) -> bool:
     return True
 
 
-def pods_missing_marker(kube: Kube, namespace: str, obj: dict, toggle_file: str, container: str | None) -> tuple[list[str], int]:
-    """(Ready worker pods whose log lacks the shim's start-up marker, number of Ready worker pods)."""
+def ready_workers(kube: Kube, namespace: str, obj: dict, node: str | None = None) -> list[dict]:
+    """The workload's Ready worker pods not being deleted (on `node` only when given)."""
     pods = kube.list(Ref("v1", "pods", namespace, ""), label_selector=worker_pod_selector(obj)).get("items") or []
-    pods = [p for p in pods if pod_ready(p) and not (p["metadata"].get("deletionTimestamp"))]
+    return [p for p in pods if pod_ready(p) and not (p["metadata"].get("deletionTimestamp"))
+            and (node is None or (p.get("spec") or {}).get("nodeName") == node)]
+
+
+def pods_missing_marker(kube: Kube, namespace: str, obj: dict, toggle_file: str, container: str | None,
+                        node: str | None = None) -> tuple[list[str], int]:
+    """(Ready worker pods whose log lacks the shim's start-up marker, number of Ready worker pods), on
+    `node` only when given (the run's target: workers elsewhere do not make the fault reach it)."""
+    pods = ready_workers(kube, namespace, obj, node)
     missing = []
     for pod in pods:
         names = [c["name"] for c in pod["spec"]["containers"]]

@@ -82,6 +82,12 @@ def test_full_sequence_inject_cleanup_is_byte_identical(gpu_cluster, unique, tmp
     second = inject(c, w, "--no-wait")
     assert second.returncode == 0 and w.spec() == after_once  # inject twice = once
     assert json.loads(second.stdout.splitlines()[0])["already"] is True
+    # The rolled-out worker, Ready on the target node (inject-cuda-shim refuses a node without one).
+    labels = {"nvidia.com/dynamo-graph-deployment-name": "llm", "nvidia.com/dynamo-component-type": "worker"}
+    w.kube.create(Ref("v1", "pods", w.ns, ""), {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "llm-worker-0", "labels": labels},
+                                                "spec": {"nodeName": w.node, "containers": [{"name": "main", "image": "w:1"}]}})
+    w.kube.request("PATCH", f"/api/v1/namespaces/{w.ns}/pods/llm-worker-0/status", content_type="application/merge-patch+json",
+                   body={"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}})
     # The rollout wait is a real watch: the operator simulator reports the rollout done.
     threading.Timer(0.5, simulate_dgd_operator_rollout, (w.kube, w.ref)).start()
     waited = inject(c, w, "--timeout", "30s", "--no-verify-marker")

@@ -76,6 +76,11 @@ class Accounts:
                install.NAMESPACE_ENV: self.config.namespace}
         return subprocess.run(FAULTFLOW + list(args), capture_output=True, text=True, env=env, timeout=timeout)
 
+    def popen(self, role, *args: str) -> subprocess.Popen:
+        env = {**os.environ, "KUBECONFIG": self.kubeconfig(role), "PYTHONPATH": str(Path.cwd()),
+               install.NAMESPACE_ENV: self.config.namespace}
+        return subprocess.Popen(FAULTFLOW + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
     def allowed(self, role, verb: str, resource: str, namespace: str | None = None, group: str = "", subresource: str = "") -> bool:
         """A SelfSubjectAccessReview sent with the role's own token."""
         token = json.loads(Path(self.kubeconfig(role)).read_text())["users"][0]["user"]["token"]
@@ -155,12 +160,17 @@ def test_each_role_runs_its_steps_as_its_own_account(world):
     assert json.loads(_ok(preflight("run-a", live)).stdout.splitlines()[-1])["node"] == w["node"]
     _ok(inject("run-a"))
     assert _spec(admin, w["dgd"]) != before
+    watcher = a.popen(CORDON_WATCHER, "step", "wait-for-cordon", "--node", w["node"], "--xid", "79", "--timeout", "30s",
+                      "--namespace", ns, "--target", "dgd/llm", "--wait-evicted", "--eviction-timeout", "30s")
+    for line in watcher.stdout:  # watching (and the worker counted on the node) before NVSentinel acts
+        if '"event":"watch_started"' in line:
+            break
     simulate_nvsentinel_quarantine(admin, w["node"], 79)
     # The drain (no kubelet here to finish a graceful deletion, so it is immediate).
     admin.request("DELETE", Ref("v1", "pods", ns, "llm-worker-0").path(), query={"gracePeriodSeconds": "0"})
-    cordon = _ok(a.run(CORDON_WATCHER, "step", "wait-for-cordon", "--node", w["node"], "--xid", "79", "--timeout", "30s",
-                       "--namespace", ns, "--target", "dgd/llm", "--wait-evicted", "--eviction-timeout", "30s"))
-    assert "node_cordoned" in cordon.stdout and "pods_evicted" in cordon.stdout
+    out, err = watcher.communicate(timeout=90)
+    assert watcher.returncode == 0, err
+    assert "node_cordoned" in out and "pods_evicted" in out
     with KubeletSimulator(admin, w["home"], roots={w["node"]: toggle_dir}) as kubelet:
         _ok(a.run(CLEANUP, "step", "cleanup-dgd", "--run-id", "run-a", "--namespace", ns, "--timeout", "60s"))
         assert kubelet.ran, "the toggle-off pod never ran"

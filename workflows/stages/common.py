@@ -82,13 +82,14 @@ def recover_stage(after: str) -> Stage:
     )
 
 
-def report_stage(scenario: str, expect_fault: bool = True) -> Stage:
+def report_stage(scenario: str, expect_fault: bool = True, expect_workload_reached: bool = False) -> Stage:
     return Stage(
         "report", "report", role=OBSERVER, deadline_s=600,
         description="Journal, JUnit, timeline plot and metrics from every stage's events and the load records.",
         args=("--input", EvidenceDir(), "--outputs", OUTPUTS, "--scenario", scenario, "--run-id", RUN_ID,
               "--threshold", Param("threshold"), "--window", Param("window"),
-              "--expect-fault" if expect_fault else "--no-expect-fault"),
+              "--expect-fault" if expect_fault else "--no-expect-fault",
+              *(("--expect-workload-reached",) if expect_workload_reached else ())),
     )
 
 
