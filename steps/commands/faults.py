@@ -21,6 +21,8 @@ def _iso(ms: int | None) -> str:
 
 
 def _target(entry: L.Entry) -> str:
+    if not isinstance(entry.target, dict):
+        return "?"  # an unreadable entry is shown, not fatal for the listing
     if "node" in entry.target:
         return f"node/{entry.target['node']}"
     return f"{entry.target.get('plural')}/{entry.target.get('namespace')}/{entry.target.get('name')}"

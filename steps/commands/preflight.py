@@ -22,6 +22,7 @@ import click
 from steps import event_names as E
 from steps.errors import BadInput
 from steps.events import emit
+from steps.gpu import nvsentinel
 from steps.gpu.guardrails import check_gpu_index, check_nvsentinel
 from steps.kube.client import Kube, Ref, connect
 from steps.options import (
@@ -107,6 +108,7 @@ def command(run_id, namespace, target, dgd_version, nodes, max_nodes, gpu, xid, 
         raise BadInput(f"{len(targets)} target nodes exceed the blast radius --max-nodes={max_nodes}")
     node_objs = [kube.get(Ref("v1", "nodes", None, n)) for n in targets]
     for node_obj in node_objs:
+        check_schedulable(node_obj)
         check_gpu_index(node_obj, gpu)
         check_nvsentinel(kube, nvsentinel_namespace, node_obj["metadata"]["name"], expect_remediation)
     node = targets[0]
@@ -145,6 +147,16 @@ def command(run_id, namespace, target, dgd_version, nodes, max_nodes, gpu, xid, 
         outputs.write(key.replace("_", "-"), str(facts[key]))
     outputs.write("workers", ",".join(facts["workers"]))
     outputs.write("ledger", L.configmap_name(run_id))
+
+
+def check_schedulable(node_obj: dict) -> None:
+    """A node already cordoned or quarantined is refused: its old quarantine would pass as detection of
+    our fault, and a maintenance cordon would get an XID on top (issue 15 item 13)."""
+    name = node_obj["metadata"]["name"]
+    if nvsentinel.is_quarantined(node_obj):
+        raise BadInput(f"node {name} is already quarantined by NVSentinel: its quarantine would pass as detection; pick another node")
+    if (node_obj.get("spec") or {}).get("unschedulable"):
+        raise BadInput(f"node {name} is already cordoned (maintenance?): uncordon it or pick another node")
 
 
 def network_preflight(kube: Kube, run_id: str, namespace: str, target: tuple[str, str], dgd_version: str, ttl: float,

@@ -27,11 +27,13 @@ FINISHED = ("Succeeded", "Failed", "Error")
 
 
 def orphan_reason(kube: Kube, run: L.RunInfo, now_ms: int, home: str) -> str | None:
-    if now_ms >= run.expires_ms:
-        return "ttl-expired"
+    """Why the run is an orphan, or None while it is live. The owning Workflow's phase is asked first:
+    a Workflow still running is live whatever the TTL says (its own activeDeadlineSeconds ends it);
+    the TTL decides only for a run without a Workflow we can look at."""
+    ttl = "ttl-expired" if now_ms >= run.expires_ms else None
     wf = run.workflow
     if not isinstance(wf, dict) or not isinstance(wf.get("name"), str) or (wf.get("namespace") or home) != home:
-        return None
+        return ttl
     try:
         obj = kube.get(Ref(WORKFLOWS[0], WORKFLOWS[1], home, wf["name"]))
     except NotFound:
@@ -40,13 +42,13 @@ def orphan_reason(kube: Kube, run: L.RunInfo, now_ms: int, home: str) -> str | N
         try:
             kube.list(Ref(WORKFLOWS[0], WORKFLOWS[1], home, ""))
         except NotFound:
-            return None
+            return ttl
         return "workflow-gone"
     if wf.get("uid") and obj["metadata"].get("uid") != wf["uid"]:
         return "workflow-gone"  # same name, a different (newer) workflow
     if (obj.get("status") or {}).get("phase") in FINISHED:
         return "workflow-finished"
-    return None
+    return None  # the workflow still runs: live
 
 
 def expired_entries(ledger: L.Ledger, now_ms: int) -> frozenset[str]:

@@ -42,6 +42,7 @@ CASES = [
     ("fault duration zero", PREFLIGHT + ["--namespace", "{ns}", "--node", "{node}", "--xid", "79", "--fault-duration", "0s"]),
     ("run id invalid", ["step", "preflight", "--run-id", "Bad_ID", "--target", "dgd/llm", "--namespace", "{ns}", "--node", "{node}", "--xid", "79"]),
     ("target kind invalid", ["step", "preflight", "--run-id", "r1", "--target", "pod/llm", "--namespace", "{ns}", "--node", "{node}", "--xid", "79"]),
+    ("node already cordoned", PREFLIGHT + ["--namespace", "{ns}", "--node", "{cordoned}", "--xid", "79"]),
     ("toggle dir relative", PREFLIGHT + ["--namespace", "{ns}", "--node", "{node}", "--xid", "79", "--toggle-dir", "var/lib"]),
     ("max nodes zero", PREFLIGHT + ["--namespace", "{ns}", "--node", "{node}", "--xid", "79", "--max-nodes", "0"]),
     ("shim without ledger", ["step", "inject-cuda-shim", "--run-id", "r9", "--namespace", "{ns}", "--target", "dgd/llm", "--shim-image", "shim:1", "--xid", "79"]),
@@ -69,6 +70,8 @@ def world(gpu_cluster, unique, tmp_path):
     make_namespace(kube, closed, opted_in=False)
     make_gpu_node(kube, node)
     make_gpu_node(kube, node2)
+    cordoned = f"gpu3-{unique}"
+    make_gpu_node(kube, cordoned, unschedulable=True)  # issue 15 item 13
     make = dgd_v1alpha1 if gpu_cluster.version == "v1alpha1" else dgd_v1beta1
     for obj in (make(name="llm", namespace=ns), no_gpu_workers(make(name="nogpu", namespace=ns)),
                 make(name="llm", namespace=closed)):
@@ -79,7 +82,7 @@ def world(gpu_cluster, unique, tmp_path):
     kmsg = tmp_path / "kmsg"
     kmsg.write_bytes(b"")
     proc = make_proc(tmp_path / "proc", [("0000:17:00.0", 0)])
-    values = {"ns": ns, "closed": closed, "node": node, "node2": node2, "kmsg": str(kmsg), "proc": str(proc), "tdir": str(tdir)}
+    values = {"ns": ns, "closed": closed, "node": node, "node2": node2, "cordoned": cordoned, "kmsg": str(kmsg), "proc": str(proc), "tdir": str(tdir)}
     refs = [dgd_ref(make(name="llm", namespace=ns)), dgd_ref(make(name="llm", namespace=closed))]
 
     def snapshot() -> str:

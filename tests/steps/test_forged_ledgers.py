@@ -40,7 +40,7 @@ class Site:
         make_namespace(self.kube, self.ns2)
         make_namespace(self.kube, self.closed, opted_in=False)
         self.node = f"fl-{unique}"
-        make_gpu_node(self.kube, self.node, unschedulable=True)  # a maintenance cordon, not ours
+        make_gpu_node(self.kube, self.node)
         self.make = dgd_v1alpha1 if c.version == "v1alpha1" else dgd_v1beta1
         self.dgds = []
         for name, namespace in (("llm", self.ns), ("clean", self.ns), ("llm", self.ns2), ("llm", self.closed)):
@@ -55,6 +55,8 @@ class Site:
                     check=True)
         c.faultflow("step", "inject-cuda-shim", "--run-id", self.victim, "--namespace", self.ns, "--target", "dgd/llm",
                     "--xid", "79", "--toggle-dir", str(toggle_dir), "--no-wait", check=True)
+        # A maintenance cordon, not ours (after the victim's preflight, which refuses a cordoned node).
+        self.kube.merge_patch(Ref("v1", "nodes", None, self.node), {"spec": {"unschedulable": True}})
         self.kube.create(Ref(POLICIES.api_version, POLICIES.plural, self.ns, ""), {
             "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
             "metadata": {"name": "keep", "labels": {L.RUN_LABEL: "someone-else"}},

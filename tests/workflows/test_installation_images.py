@@ -62,3 +62,14 @@ def test_item2_image_parameters_reach_preflight(scenario):
 def test_item2_the_janitor_takes_no_image_argument():
     janitor = yaml.safe_load(render_files()["templates/janitor.yaml"].split("\n", 1)[1])
     assert "--steps-image" not in janitor["spec"]["templates"][0]["container"]["args"]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+def test_item7_ttl_default_outlives_the_workflow_deadline(scenario):
+    """The janitor must not revert a run Argo still lets run: the run's TTL is at least the Workflow's
+    activeDeadlineSeconds (and the janitor asks the Workflow's phase first, test_janitor_triggers)."""
+    from steps.options import parse_duration
+
+    spec = scenario_template(scenario).to_dict()["spec"]
+    ttl = next(p["value"] for p in spec["arguments"]["parameters"] if p["name"] == "ttl")
+    assert parse_duration(ttl) >= spec["activeDeadlineSeconds"], (scenario.name, ttl, spec["activeDeadlineSeconds"])

@@ -29,6 +29,7 @@ from tests.steps.cluster_world import (
     dgd_ref,
     make_gpu_node,
     simulate_nvsentinel_quarantine,
+    simulate_nvsentinel_uncordon,
 )
 from tests.workflows.deployed import apply, delete
 from workflows.deploy import DeployConfig, executor_objects, role_objects
@@ -176,6 +177,9 @@ def test_each_role_runs_its_steps_as_its_own_account(world):
         assert kubelet.ran, "the toggle-off pod never ran"
     assert _spec(admin, w["dgd"]) == before
 
+    # NVSentinel lets the node go again (preflight refuses a cordoned node: issue 15 item 13).
+    simulate_nvsentinel_uncordon(admin, w["node"])
+    admin.merge_patch(Ref("v1", "nodes", None, w["node"]), {"spec": {"unschedulable": False}})
     # A second run is left behind; its workflow finished: the janitor (its own account) reverts it.
     done = _workflow(admin, w["home"], "gpu-fault-done", "Running")
     _ok(preflight("run-b", done, "--node", w["node"]))  # its worker pod has left the node

@@ -42,7 +42,9 @@ TARGET_PARAMETERS = (
     Parameter("namespace", "dynamo", "Namespace of the Dynamo deployment (must carry faultflow.dev/allow-faults=true)."),
     Parameter("target", "dgd/vllm-agg", "Workload to fault: dgd/NAME (DynamoGraphDeployment), deployment/NAME or statefulset/NAME."),
     Parameter("dgd-version", "auto", "DynamoGraphDeployment API version the cluster serves.", ("auto", "v1alpha1", "v1beta1")),
-    Parameter("ttl", "2h", "After this the janitor reverts whatever the run left behind."),
+    # At least every scenario's activeDeadlineSeconds (tests/workflows/test_installation_images.py): the
+    # janitor must not revert a run Argo still lets run (it also asks the Workflow's phase first).
+    Parameter("ttl", "4h", "After this the janitor reverts whatever the run left behind (unless its Workflow still runs)."),
 )
 INFERENCE_PARAMETERS = (
     Parameter("frontend-url", "http://vllm-agg-frontend.dynamo.svc:8000", "Base URL of the Dynamo frontend (OpenAI API)."),
