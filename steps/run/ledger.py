@@ -118,8 +118,10 @@ class Ledger:
             name = (cm.get("metadata") or {}).get("name")
             raise InfrastructureError(f"ledger {name} is unreadable: {error}") from None
         name = (cm.get("metadata") or {}).get("name")
-        if name != configmap_name(run.run_id) or not isinstance(run.namespace, str):
-            raise InfrastructureError(f"ledger {name} is unreadable: it names run {run.run_id!r}")
+        typed = (isinstance(run.run_id, str) and isinstance(run.namespace, str) and isinstance(run.created_ms, int)
+                 and isinstance(run.ttl_s, int) and all(isinstance(e.kind, str) and isinstance(e.state, str) for e in entries.values()))
+        if not typed or name != configmap_name(run.run_id):
+            raise InfrastructureError(f"ledger {name} is unreadable: it does not describe run {run.run_id!r}")
         return cls(run=run, entries=entries, resource_version=(cm.get("metadata") or {}).get("resourceVersion"))
 
 
