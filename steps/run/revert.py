@@ -6,7 +6,8 @@ A ledger says what to undo, never how far to reach: an entry is acted on only wh
   namespace and of a kind the entry kind allows (a workload: DGD/Deployment/StatefulSet; a created
   object: its NetworkPolicy/NetworkChaos/Pod);
 * the live object carries this run's mark (`faultflow.dev/run=<id>`: the annotation our patch set,
-  the label our created object carries) — otherwise nothing of ours is there (`left`);
+  the label our created object carries) — otherwise nothing of ours is there (`already-clean` for
+  a workload, `left` for a created object); anything outside those bounds is `refused`;
 * the toggle-off pod's image, host path and namespace come from the installation (`NodeConfig`),
   never from the ledger; only the node name does.
 """
