@@ -77,6 +77,21 @@ def prepare_shim_image(lab: LabDir) -> Path:
     return root
 
 
+def install_faultflow(kube: Kube) -> None:
+    """faultflow's own namespace and ConfigMap faultflow-config, as `kubectl apply -k deploy` makes them:
+    the ledgers live there, the steps read the installed images and toggle directory from it."""
+    from workflows.deploy import DeployConfig, config_object
+
+    config = DeployConfig()
+    if kube.get_or_none(Ref("v1", "namespaces", None, config.namespace)) is None:  # not a fault target: no opt-in label
+        kube.create(Ref("v1", "namespaces", None, ""), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": config.namespace}})
+        kube.create(Ref("v1", "serviceaccounts", config.namespace, ""), {"apiVersion": "v1", "kind": "ServiceAccount",
+                                                                         "metadata": {"name": "default"}})
+    body = config_object(config)
+    if kube.get_or_none(Ref("v1", "configmaps", config.namespace, body["metadata"]["name"])) is None:
+        kube.create(Ref("v1", "configmaps", config.namespace, ""), body)
+
+
 def create_namespace(kube: Kube, name: str) -> None:
     if kube.get_or_none(Ref("v1", "namespaces", None, name)) is None:
         kube.create(Ref("v1", "namespaces", None, ""), {"apiVersion": "v1", "kind": "Namespace",
@@ -120,6 +135,7 @@ class World:
         self.logs = KubeletLogSimulator(self.lab.root / "pod-logs", self.cluster.pki, resolve=self._pod_log).__enter__()
         create_nodes(kube, specs, now(), self.logs.port)
         create_namespace(kube, opts.namespace)
+        install_faultflow(kube)
         gpu_nodes = [s.name for s in specs if s.is_gpu]
         self.nvsentinel = NvsentinelSimulator(connect(str(self.lab.kubeconfig)), self.lab, gpu_nodes, opts.nvsentinel)
         self.nvsentinel.install()

@@ -74,6 +74,7 @@ def main() -> None:
 STEP_NAMES = (
     "preflight", "inject-cuda-shim", "inject-xid", "wait-for-cordon", "cleanup-dgd", "restore-node", "janitor",
     "partition-network", "degrade-network", "heal-network", "verify-partition", "verify-inference", "load", "report",
+    "suite-gate",
 )
 STEP_COMMANDS: dict[str, str] = {name: f"steps.commands.{name.replace('-', '_')}:command" for name in STEP_NAMES}
 

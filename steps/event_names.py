@@ -45,7 +45,8 @@ Informational (on the timeline, no phase or verdict of their own): `step_started
 `load_stopped`, `report_written`, `ledger_opened`, `preflight_passed`, `planned_change` (`--dry-run`),
 `shim_patched`, `rollout_done`, `shim_verified`, `watch_started`, `watch_relisted`,
 `node_not_cordoned`, `node_restored`, `partition_verified`, `already_clean`, `skipped`,
-`would_revert`, `janitor_done`, and `recovered` from `faults recover` (runs reverted by hand).
+`would_revert`, `janitor_done`, `node_left`, `revert_deferred`, `revert_failed`,
+`revert_refused`, `fault_reached_workload` (read by the report's `workload_reached` check), `suite_verdict`, and `recovered` from `faults recover` (runs reverted by hand).
 
 Phases (the report's per-phase statistics): `baseline` until the first `fault_injected`; `fault`
 from it; `remediation` from the first of `xid_detected`/`node_cordoned`/`pods_evicted`/
@@ -106,6 +107,12 @@ class EventName(StrEnum):
     SKIPPED = "skipped"
     WOULD_REVERT = "would_revert"
     JANITOR_DONE = "janitor_done"
+    NODE_LEFT = "node_left"  # the janitor never uncordons: a node entry is left for a person
+    REVERT_DEFERRED = "revert_deferred"  # a toggle on a NotReady node: the next sweep retries
+    REVERT_FAILED = "revert_failed"  # one entry failed; the sweep goes on and exits 3 at the end
+    REVERT_REFUSED = "revert_refused"  # the ledger names something outside the run's reach
+    FAULT_REACHED_WORKLOAD = "fault_reached_workload"  # did the workers log the shim injecting the XID
+    SUITE_VERDICT = "suite_verdict"  # the nightly suite's gate over its child Workflows
 
     # Derived by the report from the load records (never emitted by a step), shown on the timeline.
     FIRST_FAILED_REQUEST = "first_failed_request"

@@ -170,7 +170,7 @@ def run_options(func=None, *, outputs: bool = True):
         if outputs:
             opened = outputs_option()(opened)
         opened = click.option("--namespace", required=True, type=K8sName(label=True),
-                              help="Namespace of the run's workload (opted in; the run's ledger lives there).")(opened)
+                              help="Namespace of the run's workload (opted in; the run's ledger lives in faultflow's namespace).")(opened)
         return click.option("--run-id", required=True, type=RunId())(opened)
 
     return decorate(func) if func is not None else decorate

@@ -28,15 +28,19 @@ def render_files(argo: str = "4.0", nightly: tuple[str, ...] = DEFAULT_NIGHTLY, 
     from workflows.render import scenario_template
     from workflows.roles import ROLES
     from workflows.scenarios import SCENARIOS, by_name
-    from workflows.schedules import janitor
+    from workflows.schedules import janitor, janitor_template, nightly_template
     from workflows.schedules import nightly as nightly_suite
 
     config = config or deploy.DeployConfig()
+    if not nightly:
+        raise BadInput("--nightly names no scenario: the nightly suite would run nothing and pass")
     for name in nightly:
         by_name(name)
     argo_objects: dict[str, dict] = {}
     for scenario in SCENARIOS:
         argo_objects[f"templates/{scenario.name}.yaml"] = scenario_template(scenario).to_dict()
+    argo_objects["templates/nightly-resilience.yaml"] = nightly_template(nightly).to_dict()
+    argo_objects["templates/janitor.yaml"] = janitor_template().to_dict()
     argo_objects["cron/nightly-resilience.yaml"] = nightly_suite(nightly).to_dict()
     argo_objects["cron/janitor.yaml"] = janitor().to_dict()
     for obj in argo_objects.values():
@@ -50,10 +54,14 @@ def render_files(argo: str = "4.0", nightly: tuple[str, ...] = DEFAULT_NIGHTLY, 
 
     files = {path: _dump([obj]) for path, obj in argo_objects.items()}
     files["namespace.yaml"] = _dump([deploy.namespace_object(config)])
+    files["config.yaml"] = _dump([deploy.config_object(config)])
+    files["admission.yaml"] = _dump(deploy.admission_objects(config))
+    # Not a kustomize resource: Argo's controller configuration, to merge into Argo's own (README).
+    files["argo/workflow-controller-configmap.yaml"] = _dump([deploy.argo_controller_config()])
     files["rbac/executor.yaml"] = _dump(deploy.executor_objects(config))
     for role in ROLES:
         files[f"rbac/{role.name}.yaml"] = _dump(deploy.role_objects(role, config))
-    resources = ["namespace.yaml", *sorted(p for p in files if p.startswith("rbac/")),
+    resources = ["namespace.yaml", "config.yaml", "admission.yaml", *sorted(p for p in files if p.startswith("rbac/")),
                  *sorted(p for p in files if p.startswith(("templates/", "cron/")))]
     files["kustomizeconfig.yaml"] = _dump([deploy.kustomize_config()])
     files["kustomization.yaml"] = _dump([deploy.kustomization(config, resources)])

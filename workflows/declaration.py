@@ -125,7 +125,9 @@ class Role:
     `namespaced` rules are granted in each target namespace (RoleBinding to a ClusterRole),
     `nvsentinel` rules in NVSentinel's namespace, `cluster` rules cluster-wide (nodes, namespaces, and
     for the janitor, which sweeps every namespace, all of its rules); with `home` the namespaced rules
-    are granted in faultflow's own namespace instead (the suite creates Workflows there). `token` False: the pod gets no
+    are granted in faultflow's own namespace instead (the suite creates Workflows there); `installation`
+rules are granted in faultflow's own namespace besides (the run ledgers, ConfigMap faultflow-config,
+the toggle-off pods). `token` False: the pod gets no
     API credentials at all.
     """
 
@@ -136,6 +138,7 @@ class Role:
     nvsentinel: tuple[Rule, ...] = ()
     token: bool = True
     home: bool = False  # `namespaced` rules apply in faultflow's own namespace, not the targets
+    installation: tuple[Rule, ...] = ()  # rules in faultflow's own namespace (ledgers, config, toggle pods)
 
 
     @property

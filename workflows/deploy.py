@@ -6,6 +6,8 @@ Where a role's rules are granted:
 * `namespaced` rules: a ClusterRole `faultflow-<role>` bound by a RoleBinding in each target
   namespace (DEFAULT_TARGET_NAMESPACES; add a RoleBinding per further namespace you opt in), so a
   role cannot touch a namespace nobody bound it in;
+* `installation` rules: a Role `faultflow-<role>-installation` in faultflow's own namespace (the run
+  ledgers live only there, ConfigMap faultflow-config, the toggle-off pods);
 * `nvsentinel` rules: a Role in NVSentinel's namespace;
 * `cluster` rules (nodes, namespaces; the janitor's sweep): a ClusterRole `faultflow-<role>-cluster`
   with a ClusterRoleBinding.
@@ -17,7 +19,8 @@ from dataclasses import dataclass
 
 from workflows.declaration import Role, Rule
 from workflows.roles import EXECUTOR_RULES, EXECUTOR_SERVICE_ACCOUNT, ROLES
-from workflows.stages.common import SHIM_IMAGE, STEPS_IMAGE
+from steps import installation_names as install
+from workflows.stages.common import SHIM_IMAGE, STEPS_IMAGE, TOGGLE_DIR_PATH
 
 NAMESPACE = "faultflow"
 DEFAULT_TARGET_NAMESPACES = ("dynamo",)
@@ -67,6 +70,15 @@ def role_objects(role: Role, config: DeployConfig) -> list[dict]:
                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": account},
                 "subjects": _subject(account, config.namespace),
             })
+    if role.installation:
+        name = f"{account}-installation"
+        objects.append({"apiVersion": RBAC, "kind": "Role", "metadata": _meta(name, config.namespace),
+                        "rules": _rules(role.installation)})
+        objects.append({
+            "apiVersion": RBAC, "kind": "RoleBinding", "metadata": _meta(name, config.namespace),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": _subject(account, config.namespace),
+        })
     if role.nvsentinel:
         objects.append({"apiVersion": RBAC, "kind": "Role", "metadata": _meta(account, config.nvsentinel_namespace),
                         "rules": _rules(role.nvsentinel)})
@@ -109,8 +121,50 @@ def executor_objects(config: DeployConfig) -> list[dict]:
     ]
 
 
+def config_object(config: DeployConfig) -> dict:
+    """ConfigMap faultflow-config: the installation's images and node toggle directory, the only
+    source the steps take them from (`steps.run.install`); kustomize's `images:` rewrites the image
+    values here as it does the containers' (kustomizeconfig.yaml)."""
+    return install.config_object(config.namespace, STEPS_IMAGE, SHIM_IMAGE, TOGGLE_DIR_PATH)
+
+
+# Pod Security Admission, set explicitly: the node agent's pods (inject-xid, shim on) are privileged
+# and mount host paths, so `enforce` must be privileged here; the ValidatingAdmissionPolicy
+# (workflows.admission) decides which pods may be. `warn`/`audit` at baseline name every such pod.
+PSA_LABELS = {
+    "pod-security.kubernetes.io/enforce": "privileged",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+    "pod-security.kubernetes.io/warn": "baseline",
+    "pod-security.kubernetes.io/warn-version": "latest",
+    "pod-security.kubernetes.io/audit": "baseline",
+    "pod-security.kubernetes.io/audit-version": "latest",
+}
+
+
 def namespace_object(config: DeployConfig) -> dict:
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(config.namespace)}
+    meta = _meta(config.namespace)
+    meta["labels"].update(PSA_LABELS)
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
+
+
+ARGO_NAMESPACE = "argo"
+
+
+def argo_controller_config() -> dict:
+    """What faultflow asks of Argo's own configuration (not part of the kustomize base: it belongs to
+    Argo's install; merge its `data` into Argo's workflow-controller-configmap). `Strict`: the
+    controller runs only Workflows that reference a WorkflowTemplate, so a Workflow in faultflow's
+    namespace cannot bring its own templates to run as faultflow's accounts (Argo 3.6 to 4.0 all
+    read `workflowRestrictions`)."""
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "workflow-controller-configmap", "namespace": ARGO_NAMESPACE},
+            "data": {"workflowRestrictions": "templateReferencing: Strict\n"}}
+
+
+def admission_objects(config: DeployConfig) -> list[dict]:
+    from workflows.admission import policy_objects
+
+    return policy_objects(config.namespace)
 
 
 def rbac_objects(config: DeployConfig) -> list[dict]:
@@ -131,9 +185,10 @@ def kustomization(config: DeployConfig, resources: list[str]) -> dict:
         "kind": "Kustomization",
         "resources": resources,
         # The override point for the pinned images: `newName`/`newTag`/`digest` here retarget every
-        # step and shim container of the templates (kustomizeconfig.yaml tells kustomize where Argo
-        # keeps images). The steps-image/shim-image workflow parameters carry the same references for
-        # pods the steps create; override them with `-p` or a patch when you retarget.
+        # step container of the templates, the steps-image/shim-image parameter defaults and
+        # ConfigMap faultflow-config, from which the steps take the images of the pods they create
+        # (kustomizeconfig.yaml tells kustomize where those fields are). A run cannot choose an
+        # image: preflight refuses a steps-image/shim-image parameter other than the configured one.
         "images": [_image(STEPS_IMAGE), _image(SHIM_IMAGE)],
         "configurations": ["kustomizeconfig.yaml"],
     }
@@ -143,6 +198,10 @@ def kustomize_config() -> dict:
     """Field specs so kustomize's `images:` transformer finds images inside Argo objects."""
     specs = []
     for kind in ("WorkflowTemplate", "CronWorkflow"):
-        base = "spec/workflowSpec/templates" if kind == "CronWorkflow" else "spec/templates"
-        specs.append({"path": f"{base}/container/image", "kind": kind})
+        base = "spec/workflowSpec" if kind == "CronWorkflow" else "spec"
+        specs.append({"path": f"{base}/templates/container/image", "kind": kind})
+        # Parameter defaults: the transformer rewrites only values that name one of the images.
+        specs.append({"path": f"{base}/arguments/parameters/value", "kind": kind})
+    for key in (install.STEPS_IMAGE, install.SHIM_IMAGE):
+        specs.append({"path": f"data/{key}", "kind": "ConfigMap"})
     return {"images": specs}

@@ -16,7 +16,12 @@ DGD_RESOURCES = ("dynamographdeployments",)
 WORKLOADS = ("deployments", "statefulsets")
 
 
+# The run ledgers and ConfigMap faultflow-config: only in faultflow's own namespace (`installation`).
 LEDGER = Rule("", ("configmaps",), ("get", "update"))
+# The toggle-off pod (steps.gpu.toggle_pod) runs in faultflow's own namespace.
+TOGGLE_PODS = Rule("", ("pods",), ("create", "get", "watch", "delete"))
+# Reverting checks that the run's namespace still opts in (steps.run.revert.opted_in).
+OPT_IN = Rule("", ("namespaces",), ("get",))
 
 
 # --- roles: the verbs/resources are read off the steps' code (steps/kube.py calls) --------------
@@ -26,8 +31,9 @@ PREFLIGHT = Role(
         Rule(DGD, DGD_RESOURCES, ("get",)),
         Rule("apps", WORKLOADS, ("get",)),
         Rule("", ("pods",), ("list",)),
-        Rule("", ("configmaps",), ("get", "list", "create", "update")),  # list: earlier runs' ledgers (dedup window)
     ),
+    # list: earlier runs' ledgers (NVSentinel's dedup window), all in faultflow's namespace.
+    installation=(Rule("", ("configmaps",), ("get", "list", "create", "update")),),
     # list nodes: NVSentinel's breaker counts the cordoned GPU nodes.
     cluster=(Rule("", ("namespaces",), ("get",)), Rule("", ("nodes",), ("get", "list"))),
     nvsentinel=(Rule("", ("configmaps",), ("get",)), Rule("", ("pods",), ("list",))),
@@ -41,8 +47,8 @@ SHIM_INJECTOR = Role(
         Rule("apps", WORKLOADS, ("get", "list", "watch", "patch")),
         Rule("", ("pods",), ("list",)),
         Rule("", ("pods/log",), ("get",)),
-        LEDGER,
     ),
+    installation=(LEDGER,),
 )
 
 
@@ -52,6 +58,7 @@ CORDON_WATCHER = Role(
         Rule(DGD, DGD_RESOURCES, ("get",)),
         Rule("apps", WORKLOADS, ("get",)),
         Rule("", ("pods",), ("list", "watch")),
+        Rule("", ("pods/log",), ("get",)),  # --expect-cuda-faults: the shim's "injecting XID" lines
     ),
     cluster=(Rule("", ("nodes",), ("get", "list", "watch")),),
 )
@@ -60,21 +67,21 @@ CORDON_WATCHER = Role(
 CLEANUP = Role(
     "cleanup", "cleanup-dgd / heal-network: reverts this run's ledger entries, toggle-off pod on the node",
     namespaced=(
-        LEDGER,
         Rule(DGD, DGD_RESOURCES, ("get", "patch")),
         Rule("apps", WORKLOADS, ("get", "patch")),
-        Rule("", ("pods",), ("create", "get", "watch", "delete")),
+        Rule("", ("pods",), ("get", "delete", "list")),  # verify-partition's probe pod; the workers (--expect-cuda-faults)
+        Rule("", ("pods/log",), ("get",)),
         Rule("networking.k8s.io", ("networkpolicies",), ("get", "delete")),
         Rule("chaos-mesh.org", ("networkchaos",), ("get", "delete")),
     ),
-    cluster=(Rule("", ("nodes",), ("get",)),),
+    installation=(LEDGER, TOGGLE_PODS),
+    cluster=(Rule("", ("nodes",), ("get",)), OPT_IN),
 )
 
 
 NETWORK_INJECTOR = Role(
     "network-injector", "partition-network / degrade-network / verify-partition: creates this run's policies and chaos",
     namespaced=(
-        LEDGER,
         Rule(DGD, DGD_RESOURCES, ("get",)),
         Rule("", ("pods",), ("list", "create", "get", "watch", "delete")),  # verify-partition's probe pod
         Rule("networking.k8s.io", ("networkpolicies",), ("create", "get", "list", "delete")),
@@ -82,24 +89,30 @@ NETWORK_INJECTOR = Role(
     ),
     # Pod CIDRs (nodes), the API server's addresses (default/kubernetes Service and EndpointSlices),
     # namespaces for verify-partition's evaluation of namespaceSelectors.
-    cluster=(Rule("", ("nodes", "namespaces"), ("list",)), Rule("", ("services",), ("get",)),
+    installation=(LEDGER,),
+    cluster=(Rule("", ("nodes", "namespaces"), ("list",)), OPT_IN, Rule("", ("services",), ("get",)),
              Rule("discovery.k8s.io", ("endpointslices",), ("list",))),
 )
 
 
-# The janitor sweeps every namespace's ledgers, so its rules are cluster-wide.
+# The janitor reads the ledgers in faultflow's own namespace only, and reverts only in the target
+# namespaces (where the injecting roles are bound: a run can have changed nothing elsewhere). It never
+# uncordons a node (no nodes patch) and creates pods only in faultflow's namespace (toggle-off).
 JANITOR = Role(
-    "janitor", "janitor: reverts orphaned runs in every namespace (TTL passed, workflow gone or finished)",
-    cluster=(
-        Rule("", ("configmaps",), ("list", "get", "update")),
-        Rule("argoproj.io", ("workflows",), ("get", "list")),
+    "janitor", "janitor: reverts orphaned runs (TTL passed, workflow gone or finished) from the ledgers in faultflow's namespace",
+    namespaced=(
         Rule(DGD, DGD_RESOURCES, ("get", "patch")),
         Rule("apps", WORKLOADS, ("get", "patch")),
-        Rule("", ("pods",), ("create", "get", "watch", "delete")),
-        Rule("", ("nodes",), ("get", "patch")),
+        Rule("", ("pods",), ("get", "delete")),  # verify-partition's probe pod
         Rule("networking.k8s.io", ("networkpolicies",), ("get", "delete")),
         Rule("chaos-mesh.org", ("networkchaos",), ("get", "delete")),
     ),
+    installation=(
+        Rule("", ("configmaps",), ("list", "get", "update")),
+        Rule("argoproj.io", ("workflows",), ("get", "list")),
+        TOGGLE_PODS,
+    ),
+    cluster=(Rule("", ("nodes",), ("get",)), OPT_IN),
 )
 
 

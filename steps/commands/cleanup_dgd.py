@@ -14,7 +14,10 @@ from steps.event_names import EventName
 from steps.events import emit
 from steps.options import Duration, run_options
 from steps.run import ledger as L
-from steps.run.revert import event_name, revert_run
+from steps.kube.client import Ref
+from steps.run.revert import NodeConfig, event_name, revert_run
+from steps.workload.kinds import worker_pod_selector
+from steps.workload.reach import FAULT_REACHED, reached, workers_on_node
 from steps.signals import sigterm_raises
 
 STEP = "cleanup-dgd"
@@ -23,17 +26,39 @@ STEP = "cleanup-dgd"
 @click.command(STEP)
 @run_options
 @click.option("--toggle-off/--no-toggle-off", default=True, show_default=True, help="Also switch the node toggle off.")
-@click.option("--steps-image", default=None, help="Image for the toggle-off pod (default: the one preflight recorded).")
+@click.option("--steps-image", default=None, help="Image for the toggle-off pod (default: the installed one, ConfigMap faultflow-config).")
+@click.option("--toggle-dir", default=None, help="Node toggle directory (default: the installed one, ConfigMap faultflow-config).")
 @click.option("--timeout", default="5m", show_default=True, type=Duration())
-def command(run_id, namespace, open_run, toggle_off, steps_image, timeout):
+@click.option("--expect-cuda-faults", is_flag=True, help="Before restoring, report whether the workers on the run's node "
+              "logged the shim injecting the XID (event fault_reached_workload).")
+def command(run_id, namespace, open_run, toggle_off, steps_image, toggle_dir, timeout, expect_cuda_faults):
     """Restore the DGD (or Deployment/StatefulSet) from the ledger; switch the node toggle off."""
     run = open_run()
-    ledger = run.ledgers.require(namespace, run_id)
+    kube, store = run.kube, run.ledgers
+    ledger = store.require(namespace, run_id)
+    if expect_cuda_faults:
+        _report_reach(kube, ledger)
     kinds = (L.WORKLOAD_SHIM, L.NODE_TOGGLE) if toggle_off else (L.WORKLOAD_SHIM,)
+    toggles = toggle_off and any(e.kind == L.NODE_TOGGLE for e in ledger.active())
+    node_config = NodeConfig.installed(kube, store.home, steps_image, toggle_dir) if toggles else None
     with sigterm_raises():
-        outcomes = revert_run(run.kube, run.ledgers, ledger, timeout, kinds=kinds, steps_image=steps_image, include_node=False)
+        outcomes = revert_run(kube, store, ledger, timeout, kinds=kinds, node_config=node_config, include_node=False)
     for outcome in outcomes:
         emit(STEP, event_name(outcome), run_id=run_id, entry=outcome.entry_id, kind=outcome.kind, action=outcome.action)
     if not outcomes:
         emit(STEP, EventName.ALREADY_CLEAN, run_id=run_id)
     run.outputs.write("reverted", str(len(outcomes)))
+
+
+def _report_reach(kube, ledger: L.Ledger) -> None:
+    """The workers on the run's node: did their logs show the shim injecting the run's XID? (Read
+    before the restore rolls them.)"""
+    run = ledger.run
+    workloads = [e for e in ledger.active() if e.kind == L.WORKLOAD_SHIM and isinstance(e.target, dict)]
+    if not workloads or not run.node or run.xid is None:
+        emit(STEP, FAULT_REACHED, run_id=run.run_id, node=run.node, xid=run.xid, workers=0, read=[], reached=[])
+        return
+    obj = kube.get(Ref.from_dict(workloads[0].target))
+    pods = workers_on_node(kube, run.namespace, worker_pod_selector(obj), run.node)
+    hits, read = reached(kube, run.namespace, pods, run.xid, workloads[0].data.get("container"))
+    emit(STEP, FAULT_REACHED, run_id=run.run_id, node=run.node, xid=run.xid, workers=len(pods), read=read, reached=hits)

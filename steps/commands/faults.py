@@ -1,4 +1,6 @@
-"""`faultflow faults list | recover`: every active fault in the cluster, from the run ledgers."""
+"""`faultflow faults list | recover`: every active fault in the cluster, from the run ledgers in
+faultflow's namespace (FAULTFLOW_NAMESPACE, default `faultflow`; ledger-labelled ConfigMaps anywhere
+else are not ledgers)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ def _iso(ms: int | None) -> str:
 
 
 def _target(entry: L.Entry) -> str:
+    if not isinstance(entry.target, dict):
+        return "?"  # an unreadable entry is shown, not fatal for the listing
     if "node" in entry.target:
         return f"node/{entry.target['node']}"
     return f"{entry.target.get('plural')}/{entry.target.get('namespace')}/{entry.target.get('name')}"
@@ -62,9 +66,12 @@ def list_command(namespace, as_json, kubeconfig, context):
 @click.option("--all", "all_runs", is_flag=True, help="Recover every run with an active fault.")
 @click.option("--namespace", default=None, type=K8sName(label=True))
 @click.option("--timeout", default="5m", show_default=True, type=Duration())
-@click.option("--steps-image", default=None)
+@click.option("--steps-image", default=None, help="Image of toggle-off pods (default: the installed one).")
+@click.option("--toggle-dir", default=None, help="Node toggle directory (default: the installed one).")
+@click.option("--uncordon", is_flag=True, help="Also uncordon the node of a run started with --restore-node that found it "
+              "schedulable (a person's decision: without it the cordon stays).")
 @common_cluster_options
-def recover_command(run_id, all_runs, namespace, timeout, steps_image, kubeconfig, context):
+def recover_command(run_id, all_runs, namespace, timeout, steps_image, toggle_dir, uncordon, kubeconfig, context):
     """Revert one run now (or --all), exactly as the janitor would."""
     from steps.commands.janitor import sweep
 
@@ -73,7 +80,8 @@ def recover_command(run_id, all_runs, namespace, timeout, steps_image, kubeconfi
     kube = connect(kubeconfig, context)
     if run_id and not any(ledger.run.run_id == run_id for ledger in L.LedgerStore(kube).all(namespace)):
         raise BadInput(f"no ledger for run {run_id}")
-    runs, entries = sweep(kube, namespace, timeout, steps_image=steps_image, only_run=run_id, force=True, step="faults-recover")
+    runs, entries = sweep(kube, namespace, timeout, steps_image=steps_image, only_run=run_id, force=True, step="faults-recover",
+                          toggle_dir=toggle_dir, include_node=None if uncordon else False)
     emit("faults-recover", EventName.FAULTS_RECOVERED, runs=runs, entries=entries)
 
 

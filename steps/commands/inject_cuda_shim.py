@@ -20,6 +20,7 @@ from steps.options import (
     XidType,
     run_options,
 )
+from steps.run import install
 from steps.signals import Terminated, sigterm_raises
 from steps.workload import dynamo as dgd
 from steps.workload.kinds import (
@@ -29,6 +30,7 @@ from steps.workload.rollout import MARKER, wait_rolled_out
 from steps.workload.shim_inject import (
     inject,
     pods_missing_marker,
+    ready_workers,
     remove,
 )
 from steps.workload.shim_patch import ShimConfig
@@ -50,7 +52,8 @@ STEP = "inject-cuda-shim"
 @run_options
 @click.option("--target", required=True, type=Target(), help="dgd/NAME, deployment/NAME or statefulset/NAME.")
 @click.option("--dgd-version", default="auto", type=click.Choice(["auto", *dgd.DGD_VERSIONS]), show_default=True)
-@click.option("--shim-image", required=True, help="Image holding /opt/faultflow/libfaultflow_cuda.so.")
+@click.option("--shim-image", default="", help="Image holding /opt/faultflow/libfaultflow_cuda.so: the installed one "
+              "(ConfigMap faultflow-config); another is refused.")
 @click.option("--xid", required=True, type=XidType())
 @click.option("--toggle-dir", default=toggle.DEFAULT_DIR, show_default=True)
 @click.option("--container", default=None, help="Main container of a Deployment/StatefulSet (default: first).")
@@ -60,12 +63,15 @@ STEP = "inject-cuda-shim"
 def command(run_id, namespace, open_run, target, dgd_version, shim_image, xid, toggle_dir, container, timeout, wait,
             verify_marker):
     """Patch the workload's GPU workers to load the CUDA shim in passthrough mode."""
-    if not shim_image.strip() or any(c.isspace() for c in shim_image):
+    if shim_image and (not shim_image.strip() or any(c.isspace() for c in shim_image)):
         raise BadInput(f"--shim-image {shim_image!r} is not an image reference")
     if not toggle_dir.startswith("/") or toggle_dir.rstrip("/") in ("", "/"):
         raise BadInput(f"--toggle-dir {toggle_dir!r} must be an absolute directory below /")
     run = open_run()
     kube, store = run.kube, run.ledgers
+    installed = install.load(kube, store.home)
+    install.check_image("--shim-image", shim_image, installed.shim_image, installed.namespace)
+    shim_image = installed.shim_image  # images are installation configuration, never a run's choice
     kind, name = target
     ref, obj = resolve(kube, namespace, kind, name, dgd_version)
     ledger = store.require(namespace, run_id)
@@ -78,10 +84,16 @@ def command(run_id, namespace, open_run, target, dgd_version, shim_image, xid, t
             if wait:
                 waited = wait_rolled_out(kube, ref, workers, timeout)
                 emit(STEP, EventName.ROLLOUT_DONE, run_id=run_id, target=str(ref), seconds=round(waited, 3))
+                # The node is resolved after the rollout: the run's node must still hold a Ready worker (the
+                # rollout may have moved them all elsewhere), and only its workers' markers count.
+                node = ledger.run.node
+                live = kube.get(ref)
+                total = len(ready_workers(kube, namespace, live, node))
+                if total == 0:
+                    raise CheckFailed(f"no Ready worker pod of {ref} on the target node {node} after the rollout: the fault "
+                                      "would miss the workload (run again, or pass preflight --node a node that holds one)")
                 if verify_marker:
-                    missing, total = pods_missing_marker(kube, namespace, kube.get(ref), cfg.toggle_file, container)
-                    if total == 0:
-                        raise CheckFailed(f"no Ready worker pod of {ref} after the rollout: cannot check the shim marker")
+                    missing, total = pods_missing_marker(kube, namespace, live, cfg.toggle_file, container, node)
                     if missing:
                         raise CheckFailed(
                             f"the shim did not load in {len(missing)} of {total} Ready worker pods ({', '.join(missing[:5])}): "
@@ -92,3 +104,5 @@ def command(run_id, namespace, open_run, target, dgd_version, shim_image, xid, t
             emit(STEP, EventName.DGD_RESTORED, run_id=run_id, target=str(ref), reason="SIGTERM")
             raise
     run.outputs.write("patched-components", ",".join(workers))
+    if ledger.run.node:
+        run.outputs.write("node", ledger.run.node)

@@ -1,6 +1,9 @@
 """`faultflow step janitor`: revert every run whose TTL passed or whose workflow is gone or finished,
 and, in live runs, every entry whose own end passed (a network fault's `--duration`).
 
+Reads ledgers only in faultflow's own namespace (`steps.run.install`), and reverts only what still
+carries the run's mark in an opted-in namespace (`steps.run.revert`); never uncordons a node.
+
 Safe any time, also next to live runs: a run inside its TTL whose workflow still runs is never
 touched, and every revert is idempotent and resourceVersion-guarded (two janitors at once do the
 same thing twice, which is the same as once). `faultflow faults recover` calls the same code.
@@ -21,13 +24,14 @@ from steps.run.janitor import (
 
 
 @click.command(STEP)
-@click.option("--namespace", default=None, type=K8sName(label=True), help="Only this namespace (default: all).")
+@click.option("--namespace", default=None, type=K8sName(label=True), help="Only runs of this namespace (default: all).")
 @click.option("--timeout", default="5m", show_default=True, type=Duration(), help="Per toggle-off pod.")
-@click.option("--steps-image", default=None, help="Override the image recorded for toggle-off pods.")
+@click.option("--steps-image", default=None, help="Image of toggle-off pods (default: the installed one, ConfigMap faultflow-config).")
+@click.option("--toggle-dir", default=None, help="Node toggle directory (default: the installed one, ConfigMap faultflow-config).")
 @click.option("--dry-run", is_flag=True)
 @common_cluster_options
-def command(namespace, timeout, steps_image, dry_run, kubeconfig, context):
+def command(namespace, timeout, steps_image, toggle_dir, dry_run, kubeconfig, context):
     """Revert every orphaned fault (TTL passed, workflow gone or finished)."""
     kube = connect(kubeconfig, context)
-    runs, entries = sweep(kube, namespace, timeout, dry_run, steps_image)
+    runs, entries = sweep(kube, namespace, timeout, dry_run, steps_image, toggle_dir=toggle_dir)
     emit(STEP, EventName.JANITOR_DONE, runs=runs, entries=entries, dry_run=dry_run)

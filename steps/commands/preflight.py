@@ -5,7 +5,12 @@ opted in, the DGD exists, ledger opened, `--dry-run` — and skips node, GPU and
 
 Nothing is changed before every check passed; the only write is the run ledger (and, because the
 inject-xid pod has no API access, the ledger entry for the node toggle it will switch on — written
-here, before that change can happen).
+here, before that change can happen). The ledger goes to faultflow's own namespace
+(`steps.run.install`).
+
+Images are installation configuration: `--steps-image` / `--shim-image` (the scenario parameters of
+the same names) are refused unless they equal the images in ConfigMap `faultflow-config`, which the
+kustomize base writes (its `images:` override rewrites them there too).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import click
 from steps.errors import BadInput
 from steps.event_names import EventName
 from steps.events import emit
+from steps.gpu import nvsentinel
 from steps.gpu import posture as P
 from steps.gpu import toggle
 from steps.gpu.guardrails import check_gpu_index, check_nvsentinel
@@ -32,6 +38,7 @@ from steps.options import (
     expect_options,
     run_options,
 )
+from steps.run import install
 from steps.run import ledger as L
 from steps.run import nvsentinel_guardrails
 from steps.run.context import RunContext
@@ -68,22 +75,24 @@ STEP = "preflight"
 @click.option("--wait-dedup", is_flag=True, help="Wait until the dedup window has passed instead of refusing.")
 @click.option("--toggle-dir", default=toggle.DEFAULT_DIR, show_default=True, help="Node directory of the CUDA toggle file.")
 @click.option("--fault-duration", default="30m", show_default=True, type=Duration(), help="The toggle's expiry.")
-@click.option("--steps-image", default="", help="Image with the faultflow CLI (for the toggle-off pod the janitor may need).")
+@click.option("--steps-image", default="", help="Must equal the installed steps image (ConfigMap faultflow-config) when given.")
+@click.option("--shim-image", default="", help="Must equal the installed shim image (ConfigMap faultflow-config) when given.")
 @click.option("--ttl", default="2h", show_default=True, type=Duration(), help="After this the janitor reverts the run.")
 @click.option("--restore-node/--no-restore-node", default=False, help="Record the node's state so restore-node can undo.")
 @click.option("--workflow-name", default=None, help="Owning Argo Workflow ({{workflow.name}}).")
-@click.option("--workflow-namespace", default=None)
+@click.option("--workflow-namespace", default=None, help="Default: faultflow's namespace.")
 @click.option("--workflow-uid", default=None)
 @click.option("--dry-run", is_flag=True, help="Print every change the scenario would make; make none.")
 def command(run_id, namespace, open_run, target, dgd_version, nodes, max_nodes, gpu, xid, fault, expect,
-            nvsentinel_namespace, dedup_window, wait_dedup, toggle_dir, fault_duration, steps_image, ttl, restore_node, workflow_name, workflow_namespace,
-            workflow_uid, dry_run):
+            nvsentinel_namespace, dedup_window, wait_dedup, toggle_dir, fault_duration, steps_image, shim_image, ttl, restore_node,
+            workflow_name, workflow_namespace, workflow_uid, dry_run):
     """Validate parameters and guardrails, resolve target node and GPU, open the run ledger."""
     expect = chosen_expect(expect)
-    workflow = {"name": workflow_name, "namespace": workflow_namespace or namespace, "uid": workflow_uid} if workflow_name else None
+    # faultflow's Workflows run in its own namespace (the janitor looks for them there only).
+    workflow = {"name": workflow_name, "namespace": workflow_namespace or install.home_namespace(), "uid": workflow_uid} if workflow_name else None
     if fault == "network":
-        if nodes or restore_node or xid is not None:
-            raise BadInput("--node, --xid and --restore-node apply to GPU faults only (--fault gpu)")
+        if nodes or restore_node or xid is not None or steps_image or shim_image:
+            raise BadInput("--node, --xid, --restore-node and the images apply to GPU faults only (--fault gpu)")
         network_preflight(open_run(), run_id, namespace, target, dgd_version, ttl, workflow, dry_run)
         return
     if xid is None:
@@ -94,6 +103,9 @@ def command(run_id, namespace, open_run, target, dgd_version, nodes, max_nodes, 
         raise BadInput(f"{len(set(nodes))} target nodes exceed the blast radius --max-nodes={max_nodes}")
     run_context = open_run()
     kube = run_context.kube
+    installed = install.load(kube, run_context.ledgers.home)
+    install.check_image("--steps-image", steps_image, installed.steps_image, installed.namespace)
+    install.check_image("--shim-image", shim_image, installed.shim_image, installed.namespace)
     check_namespace(kube, namespace)
     kind, name = target
     ref, obj = resolve(kube, namespace, kind, name, dgd_version)
@@ -112,6 +124,7 @@ def command(run_id, namespace, open_run, target, dgd_version, nodes, max_nodes, 
     posture, posture_why = P.resolve_expect(expect, fault_quarantine)
     nvsentinel_facts: dict = {}
     for node_obj in node_objs:
+        check_schedulable(node_obj)
         check_gpu_index(node_obj, gpu)
         check_nvsentinel(kube, nvsentinel_namespace, node_obj["metadata"]["name"], posture != "none")
         if posture != "none":
@@ -146,15 +159,25 @@ def command(run_id, namespace, open_run, target, dgd_version, nodes, max_nodes, 
                 data={"was_unschedulable": o.unschedulable(node_obj)}))
         store.record(namespace, run_id, L.Entry(
             id=f"toggle-{n}", kind=L.NODE_TOGGLE, target={"node": n},
-            data={"toggle_dir": toggle_dir, "xid": xid, "pod_namespace": namespace, "steps_image": steps_image,
+            data={"xid": xid,  # no image, path or namespace: the toggle-off pod takes those from the installation
                   "expires_ms": run.created_ms + int((ttl + fault_duration) * 1000)}))
     emit(STEP, EventName.RUN_STARTED, run_id=run_id, target=f"{kind}/{name}", node=node, xid=xid)
-    emit(STEP, EventName.LEDGER_OPENED, run_id=run_id, ledger=f"{namespace}/{L.configmap_name(run_id)}")
+    emit(STEP, EventName.LEDGER_OPENED, run_id=run_id, ledger=f"{store.home}/{L.configmap_name(run_id)}")
     emit(STEP, EventName.PREFLIGHT_PASSED, **facts)
     for key in ("node", "gpu", "api_version", "expect"):
         run_context.outputs.write(key.replace("_", "-"), str(facts[key]))
     run_context.outputs.write("workers", ",".join(facts["workers"]))
     run_context.outputs.write("ledger", L.configmap_name(run_id))
+
+
+def check_schedulable(node_obj: dict) -> None:
+    """A node already cordoned or quarantined is refused: its old quarantine would pass as detection of
+    our fault, and a maintenance cordon would get an XID on top (issue 15 item 13)."""
+    name = node_obj["metadata"]["name"]
+    if nvsentinel.is_quarantined(node_obj) or P.is_annotated(node_obj):
+        raise BadInput(f"node {name} is already quarantined by NVSentinel: its quarantine would pass as detection; pick another node")
+    if o.unschedulable(node_obj):
+        raise BadInput(f"node {name} is already cordoned (maintenance?): uncordon it or pick another node")
 
 
 def network_preflight(run_context: RunContext, run_id: str, namespace: str, target: tuple[str, str], dgd_version: str, ttl: float,
@@ -169,14 +192,16 @@ def network_preflight(run_context: RunContext, run_id: str, namespace: str, targ
     ref, _ = resolve(kube, namespace, kind, name, dgd_version)
     facts = {"run_id": run_id, "namespace": namespace, "target": f"dgd/{name}", "api_version": ref.api_version, "fault": "network"}
     if dry_run:
-        emit(STEP, EventName.PLANNED_CHANGE, change=f"create configmap {namespace}/{L.configmap_name(run_id)}", by_step="ledger", dry_run=True)
+        emit(STEP, EventName.PLANNED_CHANGE, change=f"create configmap {run_context.ledgers.home}/{L.configmap_name(run_id)}",
+             by_step="ledger", dry_run=True)
         emit(STEP, EventName.PREFLIGHT_PASSED, dry_run=True, **facts)
         return
     run = L.RunInfo(run_id=run_id, namespace=namespace, created_ms=L.now_ms(), ttl_s=int(ttl), target=f"dgd/{name}", workflow=workflow)
-    opened = run_context.ledgers.open(run)
+    store = run_context.ledgers
+    opened = store.open(run)
     if opened.run.target != run.target or opened.run.node is not None:
         raise BadInput(f"run {run_id} already exists for {opened.run.target} on {opened.run.node}; use a new run id")
-    emit(STEP, EventName.LEDGER_OPENED, run_id=run_id, ledger=f"{namespace}/{L.configmap_name(run_id)}")
+    emit(STEP, EventName.LEDGER_OPENED, run_id=run_id, ledger=f"{store.home}/{L.configmap_name(run_id)}")
     emit(STEP, EventName.PREFLIGHT_PASSED, **facts)
     run_context.outputs.write("api-version", ref.api_version)
     run_context.outputs.write("ledger", L.configmap_name(run_id))
@@ -188,7 +213,7 @@ def _print_plan(obj: dict, facts: dict, toggle_dir: str, fault_duration: float) 
     new, record = shim_patch.apply_shim(obj, cfg)
     ops = shim_patch.patch_ops(obj, shim_patch.with_owner(new, facts["run_id"]))
     plan = [
-        ("ledger", f"create configmap {facts['namespace']}/{L.configmap_name(facts['run_id'])}", None),
+        ("ledger", f"create configmap {install.home_namespace()}/{L.configmap_name(facts['run_id'])}", None),
         ("inject-cuda-shim", f"patch {facts['target']} components {', '.join(c.name for c in record.components)}", ops),
         ("inject-xid", f"node {facts['node']}: toggle {toggle.file_in(toggle_dir)} on for XID {facts['xid']}, expires in {fault_duration:.0f}s", None),
         ("inject-xid", f"node {facts['node']}: write XID {facts['xid']} for GPU {facts['gpu']} to /dev/kmsg", None),

@@ -31,6 +31,8 @@ from steps.gpu import nvsentinel
 from steps.gpu import posture as P
 from steps.gpu.expectation import expect as catalogue_expectation
 from steps.gpu.node_watch import wait_pods_left, watch_node_until
+from steps.workload.reach import FAULT_REACHED, workers_on_node
+from steps.workload.reach import reached as fault_reached
 from steps.kube.client import Ref, connect
 from steps.options import (
     Duration,
@@ -69,17 +71,20 @@ STEP = "wait-for-cordon"
 @click.option("--dedup-window", default="3m", show_default=True, type=Window(), help="NVSentinel's dedup window (0: NVSentinel runs without dedup).")
 @click.option("--nvsentinel-namespace", default="nvsentinel", show_default=True, type=K8sName(label=True),
               help="Where fault-quarantine's configuration is read (--expect auto).")
+@click.option("--expect-cuda-faults", is_flag=True, help="The workers on the node load the CUDA shim: report whether their "
+              "logs show it injecting the XID (event fault_reached_workload; needs --namespace and --target).")
 @click.option("--run-id", default=None, type=RunId())
 @outputs_option()
 @common_cluster_options
 def command(node, xid, timeout, fault_time_ms, namespace, target, wait_evicted, eviction_timeout, watch_timeout, expect,
-            expected_action, expected_why, pci, dedup_window, nvsentinel_namespace, run_id, outputs_dir, kubeconfig, context):
+            expected_action, expected_why, pci, dedup_window, nvsentinel_namespace, expect_cuda_faults, run_id, outputs_dir,
+            kubeconfig, context):
     """Wait until NVSentinel cordons the node (or, for a non-fatal XID, assert it does not)."""
     outputs = Outputs(outputs_dir)
     outputs.check()
     expect = chosen_expect(expect)
-    if wait_evicted and (namespace is None or target is None):
-        raise click.BadParameter("--wait-evicted needs --namespace and --target")
+    if (wait_evicted or expect_cuda_faults) and (namespace is None or target is None):
+        raise click.BadParameter("--wait-evicted and --expect-cuda-faults need --namespace and --target")
     if pci is not None and not re.fullmatch(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}", pci):
         raise click.BadParameter(f"{pci!r} is not dddd:bb:dd in lower-case hex", param_hint="--pci")
     fallback = catalogue_expectation(xid)
@@ -98,9 +103,11 @@ def command(node, xid, timeout, fault_time_ms, namespace, target, wait_evicted, 
         fatal = False
     reached = P.is_annotated if posture == "annotate" else nvsentinel.is_quarantined
     selector = None
-    if wait_evicted:
+    baseline: list[dict] = []
+    if wait_evicted or expect_cuda_faults:
         _, obj = resolve(kube, namespace, *target)
         selector = worker_pod_selector(obj)
+        baseline = workers_on_node(kube, namespace, selector, node)  # the workers the fault can reach
     started_ms = int(time.time() * 1000)
     since_ms = fault_time_ms or started_ms
     deadline = time.monotonic() + timeout
@@ -129,6 +136,9 @@ def command(node, xid, timeout, fault_time_ms, namespace, target, wait_evicted, 
         on_object=on_object,
         on_relist=lambda reason: emit(STEP, EventName.WATCH_RELISTED, run_id=run_id, node=node, reason=reason))
     what = "annotated" if posture == "annotate" else "quarantined"
+    if expect_cuda_faults:
+        hits, read = fault_reached(kube, namespace, baseline, xid)
+        emit(STEP, FAULT_REACHED, run_id=run_id, node=node, xid=xid, workers=len(baseline), read=read, reached=hits)
     if not fatal:
         if seen_at is not None:
             reason = ("NVSentinel was expected to do nothing (--expect none)" if posture == "none"
@@ -172,7 +182,10 @@ def command(node, xid, timeout, fault_time_ms, namespace, target, wait_evicted, 
     outputs.write("outcome", "cordoned")
     outputs.write("detection-latency-ms", str(latency_ms))
     if wait_evicted:
-        done, left = wait_pods_left(kube, namespace, selector, node, time.monotonic() + eviction_timeout)
+        done, left = wait_pods_left(kube, namespace, selector, node, time.monotonic() + eviction_timeout, baseline=len(baseline))
+        if not done and not baseline:
+            raise CheckFailed(f"no worker pod of {target[0]}/{target[1]} was on node {node} when the fault came: nothing to evict, "
+                              "the fault did not reach the workload")
         if not done:
             raise CheckFailed(f"{left} worker pods still on node {node} after {eviction_timeout:.0f}s")
         emit(STEP, EventName.PODS_EVICTED, run_id=run_id, node=node, after_ms=int(time.time() * 1000) - since_ms)
@@ -193,5 +206,5 @@ def observed_action(node: dict, error_code: str, pci: str | None) -> str | None:
 
 def _action_check(run_id, expecting: dict, passed: bool, reason: str, observed: str | None = None) -> None:
     """The report's record of what was expected of NVSentinel, why, and what it did."""
-    emit(STEP, EventName.CHECK_PASSED if passed else "check_failed", run_id=run_id, check="nvsentinel_action", reason=reason,
+    emit(STEP, EventName.CHECK_PASSED if passed else EventName.CHECK_FAILED, run_id=run_id, check="nvsentinel_action", reason=reason,
          observed_action=observed, **expecting)

@@ -67,17 +67,26 @@ def watch_node_until(kube: Kube, node: str, predicate: Callable[[dict], bool], d
             on_relist("410 Gone: resourceVersion too old, re-listed")
 
 
-def wait_pods_left(kube: Kube, namespace: str, label_selector: str, node: str, deadline: float) -> tuple[bool, int]:
-    """Watches the workload's pods on `node` until none is left (deleted or terminal). (done, count left)."""
+def wait_pods_left(kube: Kube, namespace: str, label_selector: str, node: str, deadline: float,
+                   baseline: int | None = None) -> tuple[bool, int]:
+    """Watches the workload's pods on `node` until none is left (deleted or terminal). (done, count left).
+
+    `baseline`: how many of them were on the node before the fault (None: as the first listing finds
+    them). With none there, nothing can be evicted: (False, 0) at once, not a success — a fault on a
+    node without the workload must not pass as "the workers left"."""
     pods = Ref("v1", "pods", namespace, "")
     selector = f"spec.nodeName={node}"
 
     def live(items: dict) -> int:
         return sum(1 for p in items.values() if not o.finished(p))
 
+    first = True
     while True:
         listing = kube.list(pods, label_selector=label_selector, field_selector=selector)
         current = {p["metadata"]["name"]: p for p in listing.get("items") or []}
+        if first and (baseline if baseline is not None else live(current)) == 0:
+            return False, 0
+        first = False
         if live(current) == 0:
             return True, 0
         rv = listing["metadata"]["resourceVersion"]

@@ -61,9 +61,9 @@ def run_to_completion(kube: Kube, pod: dict, timeout_s: float) -> None:
             if "already exists" not in str(error):
                 raise
     finished = watch_until_finished(kube, ref, timeout_s, f"on node {pod['spec']['nodeName']}")
+    kube.delete(ref)  # finished either way: the next attempt starts from a fresh pod
     if o.phase(finished) == "Failed":
         raise InfrastructureError(f"pod {ref.name} on node {pod['spec']['nodeName']} failed")
-    kube.delete(ref)
 
 
 def watch_until_finished(kube: Kube, ref: Ref, timeout_s: float, where: str = "") -> dict:

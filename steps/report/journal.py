@@ -29,6 +29,7 @@ class Criteria:
     max_recovery_s: float | None = None
     max_detection_s: float | None = None
     min_availability: float | None = None
+    expect_workload_reached: bool = False  # gpu-fault, cuda-only: the workers must have seen failing CUDA calls
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,24 @@ def step_checks(events: list[Event]) -> list[Check]:
     return list(latest.values())
 
 
+def reach_check(events: list[Event]) -> Check:
+    """Required for the CUDA scenarios: some worker on the target node logged the shim injecting the
+    XID (a `fault_reached_workload` event with a non-empty `reached`). Without it a passing run may
+    only mean the fault missed the workload (the `recovered` check passes when nothing failed)."""
+    FAULT_REACHED = EventName.FAULT_REACHED_WORKLOAD
+
+    seen = [e for e in events if e.event == FAULT_REACHED]
+    hit = next((e for e in seen if e.fields.get("reached")), None)
+    if hit is not None:
+        return Check("scenario", FAULT_REACHED, PASSED, None, hit.time)
+    if not seen:
+        return Check("scenario", FAULT_REACHED, FAILED, f"no {FAULT_REACHED} event: nobody looked at the workers' logs")
+    last = seen[-1].fields
+    return Check("scenario", FAULT_REACHED, FAILED,
+                 f"no worker on node {last.get('node')} logged failing CUDA calls for XID {last.get('xid')} "
+                 f"({len(last.get('read') or [])} of {last.get('workers')} worker logs read)", seen[-1].time)
+
+
 def inference_checks(inputs: Inputs, phases: list[PhaseStats], figures: RunFigures, criteria: Criteria) -> list[Check]:
     c = criteria
     checks = []
@@ -81,6 +100,8 @@ def inference_checks(inputs: Inputs, phases: list[PhaseStats], figures: RunFigur
         injected = figures.fault_time is not None
         checks.append(Check("scenario", "fault_injected", PASSED if injected else FAILED,
                             None if injected else f"no {EventName.FAULT_INJECTED} event: the fault was never injected"))
+    if c.expect_workload_reached:
+        checks.append(reach_check(inputs.events))
     if n:
         if figures.impact_observed and figures.recovered is None:
             reason = f"inference did not recover: no sustained window of {c.window} requests at >= {c.threshold:.0%} after the first failure"

@@ -1,15 +1,23 @@
-"""Which runs are orphans, and the sweep that reverts them: the janitor's rules, shared with `faultflow faults recover`."""
+"""Which runs are orphans, and the sweep that reverts them: the janitor's rules, shared with `faultflow faults recover`.
+
+Only ledgers in faultflow's own namespace are read (`LedgerStore.home`), and the owning Workflow is
+looked up there only (faultflow's Workflows run there; a ledger naming another namespace's Workflow
+is judged by its TTL alone). Each entry is reverted on its own: one that fails (a toggle-off pod
+that never finishes) does not hold back the others; the sweep ends with exit 3 when any failed. A
+toggle entry on a node that is not Ready is deferred to a later sweep (its pod could not run there).
+"""
 
 from __future__ import annotations
 
 import time
 
 from steps.event_names import EventName
+from steps.errors import InfrastructureError, StepError
 from steps.events import emit
 from steps.kube import objects as o
 from steps.kube.client import Kube, NotFound, Ref
 from steps.run import ledger as L
-from steps.run.revert import event_name, revert_run
+from steps.run.revert import NodeConfig, event_name, in_order, revert_run
 
 STEP = "janitor"
 
@@ -20,27 +28,29 @@ WORKFLOWS = ("argoproj.io/v1alpha1", "workflows")
 FINISHED = ("Succeeded", "Failed", "Error")
 
 
-def orphan_reason(kube: Kube, run: L.RunInfo, now_ms: int) -> str | None:
-    if now_ms >= run.expires_ms:
-        return "ttl-expired"
-    if not run.workflow:
-        return None
+def orphan_reason(kube: Kube, run: L.RunInfo, now_ms: int, home: str) -> str | None:
+    """Why the run is an orphan, or None while it is live. The owning Workflow's phase is asked first:
+    a Workflow still running is live whatever the TTL says (its own activeDeadlineSeconds ends it);
+    the TTL decides only for a run without a Workflow we can look at."""
+    ttl = "ttl-expired" if now_ms >= run.expires_ms else None
     wf = run.workflow
+    if not isinstance(wf, dict) or not isinstance(wf.get("name"), str) or (wf.get("namespace") or home) != home:
+        return ttl
     try:
-        obj = kube.get(Ref(WORKFLOWS[0], WORKFLOWS[1], wf.get("namespace") or run.namespace, wf["name"]))
+        obj = kube.get(Ref(WORKFLOWS[0], WORKFLOWS[1], home, wf["name"]))
     except NotFound:
         # Is it the workflow or the whole Workflow type that is missing? Without Argo installed we
         # cannot tell a live run from a dead one, so only the TTL decides.
         try:
-            kube.list(Ref(WORKFLOWS[0], WORKFLOWS[1], wf.get("namespace") or run.namespace, ""))
+            kube.list(Ref(WORKFLOWS[0], WORKFLOWS[1], home, ""))
         except NotFound:
-            return None
+            return ttl
         return "workflow-gone"
     if wf.get("uid") and obj["metadata"].get("uid") != wf["uid"]:
         return "workflow-gone"  # same name, a different (newer) workflow
     if o.phase(obj) in FINISHED:
         return "workflow-finished"
-    return None
+    return None  # the workflow still runs: live
 
 
 def expired_entries(ledger: L.Ledger, now_ms: int) -> frozenset[str]:
@@ -50,18 +60,34 @@ def expired_entries(ledger: L.Ledger, now_ms: int) -> frozenset[str]:
                      if e.kind in L.CREATED_OBJECT_KINDS and e.data.get("expires_ms") and e.data["expires_ms"] <= now_ms)
 
 
+def node_ready(kube: Kube, name: str) -> bool | None:
+    """True/False from the node's Ready condition; None when the node is gone."""
+    node = kube.get_or_none(Ref("v1", "nodes", None, name))
+    if node is None:
+        return None
+    conditions = (node.get("status") or {}).get("conditions") or []
+    ready = [c for c in conditions if c.get("type") == "Ready"]
+    # No conditions at all: a node object nobody reports for (no kubelet) — judged by the pod's fate.
+    return not ready or ready[-1].get("status") == "True"
+
+
 def sweep(kube: Kube, namespace: str | None, timeout_s: float, dry_run: bool = False, steps_image: str | None = None,
-          only_run: str | None = None, force: bool = False, step: str = STEP) -> tuple[int, int]:
-    """Reverts orphaned runs (or `only_run` / every run with `force`). Returns (runs reverted, entries reverted)."""
-    store = L.LedgerStore(kube)
+          only_run: str | None = None, force: bool = False, step: str = STEP, toggle_dir: str | None = None,
+          include_node: bool | None = False, home: str | None = None) -> tuple[int, int]:
+    """Reverts orphaned runs (or `only_run` / every run with `force`). Returns (runs reverted, entries reverted).
+    `include_node` False (the janitor): a node's cordon is never lifted here (that is restore-node's, or a
+    person's with `faults recover`); None: as the run asked (`--restore-node`)."""
+    store = L.LedgerStore(kube, home)
     runs = entries = 0
+    failures: list[str] = []
+    node_config: NodeConfig | None = None
     now_ms = int(time.time() * 1000)
     for ledger in store.all(namespace):
         if only_run is not None and ledger.run.run_id != only_run:
             continue
         if not ledger.active():
             continue
-        reason = "recover" if force else orphan_reason(kube, ledger.run, now_ms)
+        reason = "recover" if force else orphan_reason(kube, ledger.run, now_ms, store.home)
         only = None
         if reason is None:
             only = expired_entries(ledger, now_ms)
@@ -74,10 +100,33 @@ def sweep(kube: Kube, namespace: str | None, timeout_s: float, dry_run: bool = F
                     continue
                 emit(step, EventName.WOULD_REVERT, run_id=ledger.run.run_id, entry=entry.id, kind=entry.kind, reason=reason)
             continue
-        outcomes = revert_run(kube, store, ledger, timeout_s, steps_image=steps_image, entry_ids=only)
-        runs += 1
-        entries += len(outcomes)
-        for outcome in outcomes:
-            emit(step, event_name(outcome), run_id=ledger.run.run_id, entry=outcome.entry_id, kind=outcome.kind,
-                 action=outcome.action, reason=reason)
+        reverted = 0
+        for entry in in_order(ledger.active()):
+            if only is not None and entry.id not in only:
+                continue
+            if entry.kind == L.NODE_STATE and include_node is False:
+                emit(step, EventName.NODE_LEFT, run_id=ledger.run.run_id, entry=entry.id, reason="the janitor never uncordons")
+                continue
+            try:
+                if entry.kind == L.NODE_TOGGLE:
+                    node = entry.target.get("node") if isinstance(entry.target, dict) else None
+                    if isinstance(node, str) and node_ready(kube, node) is False:
+                        emit(step, EventName.REVERT_DEFERRED, run_id=ledger.run.run_id, entry=entry.id, kind=entry.kind, node=node,
+                             reason="node-not-ready")
+                        continue
+                    node_config = node_config or NodeConfig.installed(kube, store.home, steps_image, toggle_dir)
+                outcomes = revert_run(kube, store, ledger, timeout_s, node_config=node_config, include_node=include_node,
+                                      entry_ids=frozenset({entry.id}))
+            except (StepError, NotFound, KeyError, TypeError, ValueError, AttributeError) as error:
+                failures.append(f"{ledger.run.run_id}/{entry.id}: {error}")
+                emit(step, EventName.REVERT_FAILED, run_id=ledger.run.run_id, entry=entry.id, kind=entry.kind, error=str(error))
+                continue
+            for outcome in outcomes:
+                reverted += outcome.action != "refused"
+                emit(step, event_name(outcome), run_id=ledger.run.run_id, entry=outcome.entry_id, kind=outcome.kind,
+                     action=outcome.action, reason=reason)
+        runs += reverted > 0
+        entries += reverted
+    if failures:
+        raise InfrastructureError(f"{len(failures)} ledger entries could not be reverted (the next sweep retries): {'; '.join(failures)}")
     return runs, entries

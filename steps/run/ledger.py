@@ -1,9 +1,12 @@
 """The run ledger: what a run changed, written BEFORE each change, kept in the cluster.
 
-One ConfigMap per run, `faultflow-run-<id>` in the workload's namespace, labelled
-`faultflow.dev/run=<id>` (so any process — a later step, the exit handler, the janitor, a person with
-`faultflow faults recover` — finds it after a crash, `argo terminate` or a deleted workflow). Each
-changed object also carries the annotation `faultflow.dev/run=<id>`.
+One ConfigMap per run, `faultflow-run-<id>` in faultflow's own namespace (`steps.run.install`: only
+faultflow's accounts write there), labelled `faultflow.dev/run=<id>` (so any process — a later step,
+the exit handler, the janitor, a person with `faultflow faults recover` — finds it after a crash,
+`argo terminate` or a deleted workflow). A ConfigMap with the ledger label anywhere else is never
+read: whoever may create a ConfigMap in some namespace must not steer the janitor's rights. Each
+changed object also carries the annotation (created objects: the label) `faultflow.dev/run=<id>`,
+and a revert acts only on an object that does (`steps.run.revert`).
 
 Data keys:
 * `run` — JSON `RunInfo` (who, what, when, TTL, the workflow that owns the run);
@@ -26,6 +29,7 @@ from typing import Any, Callable
 from steps.errors import BadInput, InfrastructureError
 from steps.kube import objects as o
 from steps.kube.client import Conflict, Kube, NotFound, Ref
+from steps.run.install import home_namespace
 
 RUN_LABEL = "faultflow.dev/run"
 LEDGER_LABEL = "faultflow.dev/ledger"
@@ -87,13 +91,14 @@ class Ledger:
     def active(self) -> list[Entry]:
         return [e for e in self.entries.values() if e.state != REVERTED]
 
-    def to_configmap(self) -> dict:
+    def to_configmap(self, namespace: str) -> dict:
+        """The ConfigMap in `namespace` (faultflow's; the run's own `namespace` is the workload's)."""
         data = {"run": json.dumps(asdict(self.run), sort_keys=True)}
         for entry in self.entries.values():
             data[f"entry.{entry.id}"] = json.dumps(asdict(entry), sort_keys=True)
         meta: dict[str, Any] = {
             "name": configmap_name(self.run.run_id),
-            "namespace": self.run.namespace,
+            "namespace": namespace,
             "labels": {RUN_LABEL: self.run.run_id, LEDGER_LABEL: "true"},
         }
         if self.resource_version:
@@ -112,6 +117,11 @@ class Ledger:
                     entries[entry.id] = entry
         except (KeyError, TypeError, ValueError) as error:
             raise InfrastructureError(f"ledger {o.name(cm)} is unreadable: {error}") from None
+        name = o.name(cm)
+        typed = (isinstance(run.run_id, str) and isinstance(run.namespace, str) and isinstance(run.created_ms, int)
+                 and isinstance(run.ttl_s, int) and all(isinstance(e.kind, str) and isinstance(e.state, str) for e in entries.values()))
+        if not typed or name != configmap_name(run.run_id):
+            raise InfrastructureError(f"ledger {name} is unreadable: it does not describe run {run.run_id!r}")
         return cls(run=run, entries=entries, resource_version=o.resource_version(cm))
 
 
@@ -124,14 +134,21 @@ def ref(namespace: str, run_id: str) -> Ref:
 
 
 class LedgerStore:
-    """Reads and writes ledgers; every write is a resourceVersion-checked read-modify-write."""
+    """Reads and writes ledgers, all in `home` (faultflow's namespace); every write is a
+    resourceVersion-checked read-modify-write. `namespace` arguments are the run's workload
+    namespace: a ledger of the same run id for another namespace is not this run's."""
 
-    def __init__(self, kube: Kube):
+    def __init__(self, kube: Kube, home: str | None = None):
         self.kube = kube
+        self.home = home or home_namespace()
 
     def load(self, namespace: str, run_id: str) -> Ledger | None:
+        ledger = self._load(run_id)
+        return ledger if ledger is not None and ledger.run.namespace == namespace else None
+
+    def _load(self, run_id: str) -> Ledger | None:
         try:
-            return Ledger.from_configmap(self.kube.get(ref(namespace, run_id)))
+            return Ledger.from_configmap(self.kube.get(ref(self.home, run_id)))
         except NotFound:
             return None
 
@@ -144,18 +161,18 @@ class LedgerStore:
 
     def open(self, run: RunInfo) -> Ledger:
         """Creates the run's ledger, or returns the existing one (a retried preflight)."""
-        existing = self.load(run.namespace, run.run_id)
-        if existing is not None:
-            return existing
-        ledger = Ledger(run=run, entries={})
-        try:
-            created = self.kube.create(ref(run.namespace, run.run_id), ledger.to_configmap())
-        except Conflict:  # created concurrently
-            concurrent = self.load(run.namespace, run.run_id)
-            if concurrent is None:  # and deleted again before we could read it
-                raise InfrastructureError(f"the ledger of run {run.run_id} was created and deleted concurrently") from None
-            return concurrent
-        return Ledger.from_configmap(created)
+        existing = self._load(run.run_id)
+        if existing is None:
+            ledger = Ledger(run=run, entries={})
+            try:
+                return Ledger.from_configmap(self.kube.create(ref(self.home, run.run_id), ledger.to_configmap(self.home)))
+            except Conflict:  # created concurrently
+                existing = self._load(run.run_id)
+                if existing is None:  # and deleted again before we could read it
+                    raise InfrastructureError(f"the ledger of run {run.run_id} was created and deleted concurrently") from None
+        if existing.run.namespace != run.namespace:
+            raise BadInput(f"run {run.run_id} already exists for namespace {existing.run.namespace}; use a new run id")
+        return existing
 
     def update(self, namespace: str, run_id: str, change: Callable[[Ledger], None], attempts: int = 8) -> Ledger:
         for _ in range(attempts):
@@ -164,7 +181,7 @@ class LedgerStore:
                 raise InfrastructureError(f"run {run_id} has no ledger in namespace {namespace} (run preflight first)")
             change(ledger)
             try:
-                return Ledger.from_configmap(self.kube.replace(ref(namespace, run_id), ledger.to_configmap()))
+                return Ledger.from_configmap(self.kube.replace(ref(self.home, run_id), ledger.to_configmap(self.home)))
             except Conflict:
                 continue
         raise InfrastructureError(f"ledger of run {run_id} kept changing under us ({attempts} attempts)")
@@ -190,11 +207,14 @@ class LedgerStore:
         return self.update(namespace, run_id, put)
 
     def all(self, namespace: str | None = None) -> list[Ledger]:
-        listing = self.kube.list(Ref("v1", "configmaps", namespace, ""), label_selector=f"{LEDGER_LABEL}=true")
+        """Every ledger in faultflow's namespace (only those of runs in `namespace` when given)."""
+        listing = self.kube.list(Ref("v1", "configmaps", self.home, ""), label_selector=f"{LEDGER_LABEL}=true")
         out = []
         for cm in listing.get("items") or []:
             try:
-                out.append(Ledger.from_configmap(cm))
+                ledger = Ledger.from_configmap(cm)
             except InfrastructureError:
                 continue  # an unreadable ledger is reported by `faults list`, not fatal for the others
+            if namespace is None or ledger.run.namespace == namespace:
+                out.append(ledger)
         return sorted(out, key=lambda ledger: ledger.run.created_ms)

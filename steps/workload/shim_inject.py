@@ -66,15 +66,22 @@ def remove(kube: Kube, store: L.LedgerStore, run: L.RunInfo, ref: Ref) -> bool:
     entry = ledger.entries.get(entry_id(ref)) if ledger else None
     if entry is None:
         return False
-    revert_workload(kube, run.run_id, entry)
+    revert_workload(kube, run.run_id, entry, run.namespace)
     store.set_state(run.namespace, run.run_id, entry.id, L.REVERTED)
     return True
 
 
-def pods_missing_marker(kube: Kube, namespace: str, obj: dict, toggle_file: str, container: str | None) -> tuple[list[str], int]:
-    """(Ready worker pods whose log lacks the shim's start-up marker, number of Ready worker pods)."""
+def ready_workers(kube: Kube, namespace: str, obj: dict, node: str | None = None) -> list[dict]:
+    """The workload's Ready worker pods not being deleted (on `node` only when given)."""
     pods = kube.list(Ref("v1", "pods", namespace, ""), label_selector=worker_pod_selector(obj)).get("items") or []
-    pods = [p for p in pods if o.pod_ready(p) and not o.terminating(p)]
+    return [p for p in pods if o.pod_ready(p) and not o.terminating(p) and (node is None or o.node_name(p) == node)]
+
+
+def pods_missing_marker(kube: Kube, namespace: str, obj: dict, toggle_file: str, container: str | None,
+                        node: str | None = None) -> tuple[list[str], int]:
+    """(Ready worker pods whose log lacks the shim's start-up marker, number of Ready worker pods), on
+    `node` only when given (the run's target: workers elsewhere do not make the fault reach it)."""
+    pods = ready_workers(kube, namespace, obj, node)
     missing = []
     for pod in pods:
         names = [c["name"] for c in pod["spec"]["containers"]]

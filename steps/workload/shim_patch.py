@@ -116,9 +116,16 @@ def _ensure(doc: dict, rel: tuple, record: ComponentRecord, leaf_factory) -> Any
     for depth, token in enumerate(rel):
         last = depth == len(rel) - 1
         if isinstance(node, list):
+            if not isinstance(token, int) or not 0 <= token < len(node):
+                raise BadInput(f"{'/'.join(str(t) for t in rel[:depth])} has no item {token}: faultflow patches an existing main container")
             node = node[token]
             continue
         if token not in node or node[token] is None:
+            if not last and isinstance(rel[depth + 1], int):
+                # A list item (the main container) cannot be made up: a map {"0": …} is what JSON patch
+                # would write, and a container without an image is not one. Refuse, change nothing.
+                raise BadInput(f"{'/'.join(str(t) for t in rel[: depth + 1])} is missing: give the component a main "
+                               "container (podTemplate.spec.containers with one named main) for faultflow to patch")
             node[token] = leaf_factory() if last else {}
             record.created.append("/".join(str(t) for t in rel[: depth + 1]))
         node = node[token]

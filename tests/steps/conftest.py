@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.cluster_world import FAULTFLOW
+from steps.run.install import NAMESPACE_ENV
+from tests.support.cluster_world import FAULTFLOW, HOME, install_faultflow
 
 _counter = itertools.count()
 
@@ -31,15 +32,15 @@ class GpuCluster:
 
         return connect(self.kubeconfig)
 
-    def faultflow(self, *args: str, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess:
-        env = {**os.environ, "KUBECONFIG": self.kubeconfig, "PYTHONPATH": str(Path.cwd())}
+    def faultflow(self, *args: str, timeout: float = 120, check: bool = False, env: dict | None = None) -> subprocess.CompletedProcess:
+        env = {**os.environ, "KUBECONFIG": self.kubeconfig, "PYTHONPATH": str(Path.cwd()), NAMESPACE_ENV: HOME, **(env or {})}
         result = subprocess.run(FAULTFLOW + list(args), capture_output=True, text=True, env=env, timeout=timeout)
         if check and result.returncode != 0:
             raise AssertionError(f"faultflow {' '.join(args)} -> {result.returncode}\n{result.stderr}")
         return result
 
     def popen(self, *args: str) -> subprocess.Popen:
-        env = {**os.environ, "KUBECONFIG": self.kubeconfig, "PYTHONPATH": str(Path.cwd())}
+        env = {**os.environ, "KUBECONFIG": self.kubeconfig, "PYTHONPATH": str(Path.cwd()), NAMESPACE_ENV: HOME}
         return subprocess.Popen(FAULTFLOW + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
@@ -47,7 +48,9 @@ class GpuCluster:
 def gpu_cluster(dgd_cluster):
     """The envtest session cluster for each DGD version (tests/conftest.py `dgd_cluster`)."""
     version, cluster = dgd_cluster
-    return GpuCluster(version, str(cluster.kubeconfig), cluster)
+    found = GpuCluster(version, str(cluster.kubeconfig), cluster)
+    install_faultflow(found.kube())  # faultflow's namespace and configuration, as deploy/ installs them
+    return found
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from steps.gpu import toggle
 from steps.kube.client import Ref
 from tests.dgd_samples import dgd_v1alpha1, dgd_v1beta1, no_gpu_workers
 from tests.steps.bad_input import bad_input_failures
-from tests.support.cluster_world import dgd_ref, make_gpu_node, make_namespace
+from tests.support.cluster_world import HOME, dgd_ref, make_gpu_node, make_namespace
 from tests.steps.test_gpus import make_proc
 
 # (name, argv) — placeholders: {ns} opted-in namespace, {closed} namespace not opted in, {node},
@@ -42,9 +42,16 @@ CASES = [
     ("fault duration zero", PREFLIGHT + ["--namespace", "{ns}", "--node", "{node}", "--xid", "79", "--fault-duration", "0s"]),
     ("run id invalid", ["step", "preflight", "--run-id", "Bad_ID", "--target", "dgd/llm", "--namespace", "{ns}", "--node", "{node}", "--xid", "79"]),
     ("target kind invalid", ["step", "preflight", "--run-id", "r1", "--target", "pod/llm", "--namespace", "{ns}", "--node", "{node}", "--xid", "79"]),
+    ("node already cordoned", PREFLIGHT + ["--namespace", "{ns}", "--node", "{cordoned}", "--xid", "79"]),
     ("toggle dir relative", PREFLIGHT + ["--namespace", "{ns}", "--node", "{node}", "--xid", "79", "--toggle-dir", "var/lib"]),
     ("max nodes zero", PREFLIGHT + ["--namespace", "{ns}", "--node", "{node}", "--xid", "79", "--max-nodes", "0"]),
-    ("shim without ledger", ["step", "inject-cuda-shim", "--run-id", "r9", "--namespace", "{ns}", "--target", "dgd/llm", "--shim-image", "s:1", "--xid", "79"]),
+    ("shim without ledger", ["step", "inject-cuda-shim", "--run-id", "r9", "--namespace", "{ns}", "--target", "dgd/llm", "--shim-image", "shim:1", "--xid", "79"]),
+    # issue 15 item 2: images are installation configuration
+    ("shim image not the installed one", ["step", "inject-cuda-shim", "--run-id", "r9", "--namespace", "{ns}", "--target", "dgd/llm", "--shim-image", "evil:1", "--xid", "79"]),
+    ("preflight steps image not the installed one", PREFLIGHT + ["--namespace", "{ns}", "--node", "{node}", "--xid", "79", "--steps-image", "evil:1"]),
+    ("preflight shim image not the installed one", PREFLIGHT + ["--namespace", "{ns}", "--node", "{node}", "--xid", "79", "--shim-image", "evil:1"]),
+    ("network preflight with an image", ["step", "preflight", "--run-id", "r1", "--target", "dgd/llm", "--fault", "network", "--namespace", "{ns}", "--steps-image", "steps:1"]),
+    ("suite gate scenarios not a list", ["step", "suite-gate", "--suite-run", "u", "--scenarios", "gpu-fault"]),
     ("shim image empty", ["step", "inject-cuda-shim", "--run-id", "r9", "--namespace", "{ns}", "--target", "dgd/llm", "--shim-image", " ", "--xid", "79"]),
     ("shim timeout malformed", ["step", "inject-cuda-shim", "--run-id", "r9", "--namespace", "{ns}", "--target", "dgd/llm", "--shim-image", "s:1", "--xid", "79", "--timeout", "soon"]),
     ("cleanup without ledger", ["step", "cleanup-dgd", "--run-id", "r9", "--namespace", "{ns}"]),
@@ -63,6 +70,8 @@ def world(gpu_cluster, unique, tmp_path):
     make_namespace(kube, closed, opted_in=False)
     make_gpu_node(kube, node)
     make_gpu_node(kube, node2)
+    cordoned = f"gpu3-{unique}"
+    make_gpu_node(kube, cordoned, unschedulable=True)  # issue 15 item 13
     make = dgd_v1alpha1 if gpu_cluster.version == "v1alpha1" else dgd_v1beta1
     for obj in (make(name="llm", namespace=ns), no_gpu_workers(make(name="nogpu", namespace=ns)),
                 make(name="llm", namespace=closed)):
@@ -73,7 +82,7 @@ def world(gpu_cluster, unique, tmp_path):
     kmsg = tmp_path / "kmsg"
     kmsg.write_bytes(b"")
     proc = make_proc(tmp_path / "proc", [("0000:17:00.0", 0)])
-    values = {"ns": ns, "closed": closed, "node": node, "node2": node2, "kmsg": str(kmsg), "proc": str(proc), "tdir": str(tdir)}
+    values = {"ns": ns, "closed": closed, "node": node, "node2": node2, "cordoned": cordoned, "kmsg": str(kmsg), "proc": str(proc), "tdir": str(tdir)}
     refs = [dgd_ref(make(name="llm", namespace=ns)), dgd_ref(make(name="llm", namespace=closed))]
 
     def snapshot() -> str:
@@ -81,6 +90,7 @@ def world(gpu_cluster, unique, tmp_path):
             "dgds": [kube.get(r) for r in refs],
             "nodes": [kube.get(Ref("v1", "nodes", None, n)) for n in (node, node2)],
             "configmaps": kube.list(Ref("v1", "configmaps", ns, "")).get("items"),
+            "ledgers": kube.list(Ref("v1", "configmaps", HOME, "")).get("items"),  # issue 15: ledgers live there
             "toggle": (tdir / "toggle").read_bytes().decode(),
             "kmsg": kmsg.read_bytes().decode(),
             "tdir": sorted(p.name for p in tdir.iterdir()),

@@ -81,12 +81,18 @@ def test_full_sequence_inject_cleanup_is_byte_identical(gpu_cluster, unique, tmp
     second = inject(c, w, "--no-wait")
     assert second.returncode == 0 and w.spec() == after_once  # inject twice = once
     assert json.loads(second.stdout.splitlines()[0])["already"] is True
+    # The rolled-out worker, Ready on the target node (inject-cuda-shim refuses a node without one).
+    labels = {"nvidia.com/dynamo-graph-deployment-name": "llm", "nvidia.com/dynamo-component-type": "worker"}
+    w.kube.create(Ref("v1", "pods", w.ns, ""), {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "llm-worker-0", "labels": labels},
+                                                "spec": {"nodeName": w.node, "containers": [{"name": "main", "image": "w:1"}]}})
+    w.kube.request("PATCH", f"/api/v1/namespaces/{w.ns}/pods/llm-worker-0/status", content_type="application/merge-patch+json",
+                   body={"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}})
     # The rollout wait is a real watch: the operator simulator reports the rollout done.
     threading.Timer(0.5, simulate_dgd_operator_rollout, (w.kube, w.ref)).start()
     waited = inject(c, w, "--timeout", "30s", "--no-verify-marker")
     assert waited.returncode == 0, waited.stderr
     assert "rollout_done" in events(waited.stdout)
-    with KubeletSimulator(w.kube, w.ns) as kubelet:
+    with KubeletSimulator(w.kube, roots={w.node: w.toggle_dir}) as kubelet:
         toggle.write(w.toggle_dir / "toggle", toggle.Toggle(on=True, xid=79))
         done = cleanup(c, w)
         assert done.returncode == 0, done.stderr
@@ -191,7 +197,7 @@ def test_faults_list_and_recover(gpu_cluster, unique, tmp_path):
     assert all(r["expires_at"] > r["injected_at"] for r in listing)
     table = c.faultflow("faults", "list", "--namespace", w.ns).stdout
     assert table.splitlines()[0].split() == ["RUN", "KIND", "TARGET", "INJECTED_AT", "EXPIRES_AT", "STATE"]
-    with KubeletSimulator(w.kube, w.ns):
+    with KubeletSimulator(w.kube, roots={w.node: w.toggle_dir}):
         recovered = c.faultflow("faults", "recover", w.run, "--namespace", w.ns)
     assert recovered.returncode == 0, recovered.stderr
     assert w.spec() == before
@@ -288,7 +294,7 @@ def test_kill_matrix_janitor_restores_everything(gpu_cluster, unique, tmp_path):
         for sig in (signal.SIGTERM, signal.SIGKILL):
             w = make_world(c, f"{unique}-{total}", tmp_path)
             spec0, node0 = w.spec(), w.node_view()
-            with KubeletSimulator(w.kube, w.ns):
+            with KubeletSimulator(w.kube, roots={w.node: w.toggle_dir}):
                 _run_before(c, w, step)  # the scenario up to the step under test
                 _kill_at(_spawn(c, w, step), when, sig)
                 if step == "wait-for-cordon":  # the quarantine comes whether or not the step still watches
@@ -296,9 +302,11 @@ def test_kill_matrix_janitor_restores_everything(gpu_cluster, unique, tmp_path):
                     simulate_nvsentinel_uncordon(w.kube, w.node)
                 # The workflow is gone (never created / deleted): the janitor must revert the run.
                 janitor = c.faultflow("step", "janitor", "--namespace", w.ns, "--timeout", "20s")
+                # The janitor never uncordons (issue 15): a person lifts the cordon the run found absent.
+                recover = c.faultflow("faults", "recover", "--all", "--namespace", w.ns, "--uncordon", "--timeout", "20s")
             total += 1
             toggle_file = w.toggle_dir / "toggle"
-            clean = (janitor.returncode == 0 and w.spec() == spec0 and w.node_view() == node0
+            clean = (janitor.returncode == 0 and recover.returncode == 0 and w.spec() == spec0 and w.node_view() == node0
                      and (not toggle_file.exists() or not toggle.read(toggle_file).on))
             if not clean:
                 leftovers.append(f"{step}@{when}/{sig.name}: rc={janitor.returncode} spec={w.spec() == spec0} "

@@ -59,7 +59,7 @@ def test_gpu_sequence_events_build_the_report_timeline(gpu_cluster, unique, tmp_
     out, err = proc.communicate(timeout=90)
     assert proc.returncode == 0, err
     (logs / "wait-for-cordon.jsonl").write_text("".join(json.dumps(e) + "\n" for e in seen) + out)
-    with KubeletSimulator(w.kube, w.ns):
+    with KubeletSimulator(w.kube, roots={w.node: w.toggle_dir}):
         keep("cleanup-dgd", c.faultflow("step", "cleanup-dgd", "--run-id", w.run, "--namespace", w.ns))
     assert not toggle.read(w.toggle_dir / "toggle").on
 

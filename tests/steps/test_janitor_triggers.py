@@ -12,7 +12,7 @@ from steps.run import ledger as L
 from steps.gpu import toggle
 from steps.kube.client import Ref
 from tests.dgd_samples import dgd_v1alpha1, dgd_v1beta1
-from tests.support.cluster_world import KubeletSimulator, dgd_ref, make_gpu_node, make_namespace
+from tests.support.cluster_world import HOME, KubeletSimulator, dgd_ref, make_gpu_node, make_namespace
 
 WORKFLOWS = Ref("argoproj.io/v1alpha1", "workflows", None, "")
 
@@ -24,7 +24,10 @@ RUNS = {
     "error": ("Error", "2h", "workflow-finished"),
     "deleted": ("deleted", "2h", "workflow-gone"),
     "replaced": ("replaced", "2h", "workflow-gone"),
-    "expired": ("Running", "1s", "ttl-expired"),
+    # issue 15 item 7: the Workflow's phase is asked first — a running Workflow is live past the TTL;
+    # the TTL decides for a run without a Workflow.
+    "expired-but-running": ("Running", "1s", None),
+    "expired": ("none", "1s", "ttl-expired"),
 }
 
 
@@ -40,7 +43,7 @@ def test_janitor_reverts_expired_finished_and_gone_runs_only(gpu_cluster, unique
     ns = f"jt-{unique}"
     make_namespace(kube, ns)
     make = dgd_v1alpha1 if c.version == "v1alpha1" else dgd_v1beta1
-    wfs = Ref(WORKFLOWS.api_version, WORKFLOWS.plural, ns, "")
+    wfs = Ref(WORKFLOWS.api_version, WORKFLOWS.plural, HOME, "")  # faultflow's Workflows run in its namespace
     before, patched, toggles = {}, {}, {}
     for run, (phase, ttl, _) in RUNS.items():
         node, name = f"{run}-{unique}", f"llm-{run}"
@@ -49,12 +52,16 @@ def test_janitor_reverts_expired_finished_and_gone_runs_only(gpu_cluster, unique
         kube.create(dgd_ref(obj), obj)
         ref = dgd_ref(obj)
         before[run] = json.dumps(kube.get(ref)["spec"], sort_keys=True)
-        wf = kube.create(wfs, workflow(f"wf-{run}", "Running" if phase in ("deleted", "replaced") else phase))
+        wf_name = f"wf-{run}-{unique}"
+        owner = []
+        if phase != "none":
+            wf = kube.create(wfs, workflow(wf_name, "Running" if phase in ("deleted", "replaced") else phase))
+            owner = ["--workflow-name", wf_name, "--workflow-uid", wf["metadata"]["uid"]]
         tdir = tmp_path / run
         tdir.mkdir()
         c.faultflow("step", "preflight", "--run-id", f"r-{run}", "--namespace", ns, "--target", f"dgd/{name}", "--node", node,
                     "--xid", "79", "--expect-remediation=false", "--toggle-dir", str(tdir), "--steps-image", "steps:1",
-                    "--ttl", ttl, "--workflow-name", f"wf-{run}", "--workflow-uid", wf["metadata"]["uid"], check=True)
+                    "--ttl", ttl, *owner, check=True)
         c.faultflow("step", "inject-cuda-shim", "--run-id", f"r-{run}", "--namespace", ns, "--target", f"dgd/{name}",
                     "--shim-image", "shim:1", "--xid", "79", "--toggle-dir", str(tdir), "--no-wait", check=True)
         toggles[run] = tdir / "toggle"
@@ -62,14 +69,14 @@ def test_janitor_reverts_expired_finished_and_gone_runs_only(gpu_cluster, unique
         patched[run] = json.dumps(kube.get(ref)["spec"], sort_keys=True)
         assert patched[run] != before[run]
         if phase in ("deleted", "replaced"):
-            kube.delete(Ref(wfs.api_version, wfs.plural, ns, f"wf-{run}"))
+            kube.delete(Ref(wfs.api_version, wfs.plural, HOME, wf_name))
         if phase == "replaced":  # a new workflow under the old name: not the run's
-            assert kube.create(wfs, workflow(f"wf-{run}", "Running"))["metadata"]["uid"] != wf["metadata"]["uid"]
+            assert kube.create(wfs, workflow(wf_name, "Running"))["metadata"]["uid"] != wf["metadata"]["uid"]
     # The 1 s TTL: wait for the clock to pass it (the condition itself, read from the ledger).
-    expires_ms = L.LedgerStore(kube).load(ns, "r-expired").run.expires_ms
+    expires_ms = max(L.LedgerStore(kube).load(ns, f"r-{run}").run.expires_ms for run in ("expired", "expired-but-running"))
     time.sleep(max(0.0, expires_ms / 1000 - time.time()) + 0.01)
 
-    with KubeletSimulator(kube, ns):
+    with KubeletSimulator(kube, roots={f"{run}-{unique}": tmp_path / run for run in RUNS}):
         sweep = c.faultflow("step", "janitor", "--namespace", ns, "--timeout", "30s")
     assert sweep.returncode == 0, sweep.stderr
     reasons = {}

@@ -11,7 +11,7 @@ import pytest
 
 from steps.kube.client import Kube, Ref
 from tests.dgd_samples import deployment
-from tests.support.cluster_world import make_gpu_node, make_namespace
+from tests.support.cluster_world import install_faultflow, make_gpu_node, make_namespace
 from tests.steps.conftest import GpuCluster
 
 
@@ -37,6 +37,7 @@ def simulate_workload_controller_rollout(kube: Kube, ref: Ref) -> None:
 def test_plain_workload_inject_cleanup_is_byte_identical(cluster, unique, tmp_path, kind):
     c = GpuCluster("v1beta1", str(cluster.kubeconfig), cluster)
     kube = c.kube()
+    install_faultflow(kube)
     ns, node, run = f"wl-{unique}", f"gpu-{unique}", f"run-{unique}"
     make_namespace(kube, ns)
     make_gpu_node(kube, node)
@@ -57,6 +58,11 @@ def test_plain_workload_inject_cleanup_is_byte_identical(cluster, unique, tmp_pa
     assert once != before and "faultflow-shim-init" in once and "LD_PRELOAD" in once
     c.faultflow(*inject, "--no-wait", check=True)
     assert spec() == once  # inject twice = once
+    # The rolled-out pod, Ready on the target node (inject-cuda-shim refuses a node without one).
+    kube.create(Ref("v1", "pods", ns, ""), {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "worker-0", "labels": {"app": "worker"}},
+                                            "spec": {"nodeName": node, "containers": [{"name": "main", "image": "runtime:1"}]}})
+    kube.request("PATCH", f"/api/v1/namespaces/{ns}/pods/worker-0/status", content_type="application/merge-patch+json",
+                 body={"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}})
     # The rollout wait watches the object until the controller reports the new template everywhere.
     threading.Timer(0.5, simulate_workload_controller_rollout, (kube, ref)).start()
     waited = c.faultflow(*inject, "--timeout", "30s", "--no-verify-marker")

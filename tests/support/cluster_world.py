@@ -4,7 +4,11 @@ for what it stands in for and copies that component's contract exactly (nothing 
 * `simulate_nvsentinel_quarantine` — NVSentinel fault-quarantine's node markings (nvsentinel.md §3.2);
 * `simulate_dgd_operator_rollout` — the Dynamo operator reporting a finished rollout in DGD status;
 * `KubeletSimulator` — runs our toggle-off pods' command on this machine (the hostPath is a local
-  directory) and reports the pod Succeeded, as a kubelet would.
+  directory, one per node when `roots` maps node → directory, as each real node has its own disk)
+  and reports the pod Succeeded, as a kubelet would.
+
+`install_faultflow` stands for `kubectl apply -k deploy` as far as the steps read it: faultflow's
+namespace (`HOME`, where the ledgers and toggle-off pods live) and ConfigMap faultflow-config.
 """
 
 from __future__ import annotations
@@ -13,13 +17,26 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
 from steps.gpu import nvsentinel
 from steps.kube.client import Kube, Ref
+from steps.run import install
 
 FAULTFLOW = [sys.executable, "-c", "from steps.cli import run; run()"]
+HOME = install.DEFAULT_NAMESPACE
+# The images and toggle directory the test installation is configured with.
+STEPS_IMAGE, SHIM_IMAGE, TOGGLE_DIR = "steps:1", "shim:1", "/var/lib/faultflow"
+
+
+def install_faultflow(kube: Kube, home: str = HOME) -> None:
+    """faultflow's namespace and ConfigMap faultflow-config (idempotent: once per cluster)."""
+    if kube.get_or_none(Ref("v1", "namespaces", None, home)) is None:
+        make_namespace(kube, home, opted_in=False)
+    if kube.get_or_none(install.config_ref(home)) is None:
+        kube.create(Ref("v1", "configmaps", home, ""), install.config_object(home, STEPS_IMAGE, SHIM_IMAGE, TOGGLE_DIR))
 
 
 def make_namespace(kube: Kube, name: str, opted_in: bool = True) -> None:
@@ -93,9 +110,10 @@ def simulate_dgd_operator_rollout(kube: Kube, ref: Ref) -> None:
 class KubeletSimulator:
     """Runs toggle-off pods: executes the container's command here and sets the pod's phase."""
 
-    def __init__(self, kube: Kube, namespace: str):
-        self.kube, self.namespace = kube, namespace
+    def __init__(self, kube: Kube, namespace: str = HOME, roots: dict[str, Path] | None = None):
+        self.kube, self.namespace, self.roots = kube, namespace, dict(roots or {})
         self.ran: list[list[str]] = []
+        self.pods: list[dict] = []  # every toggle-off pod it ran, as created
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -123,11 +141,23 @@ class KubeletSimulator:
     def _run(self, pod: dict) -> None:
         if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed") or pod["metadata"].get("deletionTimestamp"):
             return
-        command = pod["spec"]["containers"][0]["command"]
+        self.pods.append(pod)
+        command = list(pod["spec"]["containers"][0]["command"])
         assert command[:3] == ["faultflow", "shim", "off"], command
+        root = self.roots.get(pod["spec"].get("nodeName"))
+        host = pod["spec"]["volumes"][0]["hostPath"]["path"]
+        if root is not None:  # the node's own disk: the hostPath directory is `root` there
+            where = command.index("--file") + 1
+            command[where] = str(Path(root) / Path(command[where]).relative_to(host))
+        elif not host.startswith(tempfile.gettempdir()):
+            # A node this simulator has no disk for: never this machine's own directories.
+            self._phase(pod, "Failed")
+            return
         result = subprocess.run(FAULTFLOW + command[1:], capture_output=True, env={**os.environ, "PYTHONPATH": str(Path.cwd())})
         self.ran.append(command)
-        phase = "Succeeded" if result.returncode == 0 else "Failed"
+        self._phase(pod, "Succeeded" if result.returncode == 0 else "Failed")
+
+    def _phase(self, pod: dict, phase: str) -> None:
         try:
             self.kube.request("PATCH", f"/api/v1/namespaces/{self.namespace}/pods/{pod['metadata']['name']}/status",
                               body={"status": {"phase": phase}}, content_type="application/merge-patch+json")

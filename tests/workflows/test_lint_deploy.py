@@ -46,8 +46,8 @@ def test_a_broken_reference_in_deploy_fails_lint(tmp_path: Path, argo_version: s
     text = path.read_text()
     # An input parameter the XID pod's template does not declare (`workflow.parameters.*` is not a
     # lint error: a submit may add global parameters).
-    assert "{{inputs.parameters.preflight-node}}" in text
-    path.write_text(text.replace("{{inputs.parameters.preflight-node}}", "{{inputs.parameters.no-such-parameter}}", 1))
+    assert "{{inputs.parameters.inject-cuda-shim-node}}" in text
+    path.write_text(text.replace("{{inputs.parameters.inject-cuda-shim-node}}", "{{inputs.parameters.no-such-parameter}}", 1))
     result = lint_offline([str(copy)], argo_version=argo_version)
     assert not result.ok
     assert "no-such-parameter" in result.output

@@ -20,13 +20,16 @@ import pytest
 from lab import kube as lab_kube
 from lab.rest import Rest
 from steps.kube.client import Ref, connect
+from steps.run import install
 from tests.dgd_samples import dgd_v1beta1
 from tests.support.cluster_world import (
     FAULTFLOW,
+    install_faultflow,
     KubeletSimulator,
     dgd_ref,
     make_gpu_node,
     simulate_nvsentinel_quarantine,
+    simulate_nvsentinel_uncordon,
 )
 from tests.workflows.deployed import apply, delete
 from workflows.deploy import DeployConfig, executor_objects, role_objects
@@ -70,8 +73,14 @@ class Accounts:
         return str(path)
 
     def run(self, role, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        env = {**os.environ, "KUBECONFIG": self.kubeconfig(role), "PYTHONPATH": str(Path.cwd())}
+        env = {**os.environ, "KUBECONFIG": self.kubeconfig(role), "PYTHONPATH": str(Path.cwd()),
+               install.NAMESPACE_ENV: self.config.namespace}
         return subprocess.run(FAULTFLOW + list(args), capture_output=True, text=True, env=env, timeout=timeout)
+
+    def popen(self, role, *args: str) -> subprocess.Popen:
+        env = {**os.environ, "KUBECONFIG": self.kubeconfig(role), "PYTHONPATH": str(Path.cwd()),
+               install.NAMESPACE_ENV: self.config.namespace}
+        return subprocess.Popen(FAULTFLOW + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
     def allowed(self, role, verb: str, resource: str, namespace: str | None = None, group: str = "", subresource: str = "") -> bool:
         """A SelfSubjectAccessReview sent with the role's own token."""
@@ -111,6 +120,7 @@ def world(cluster, new_namespace, tmp_path):
         admin.create(ref, body)
         admin.request("PATCH", ref.path() + "/status", body={"status": status}, content_type="application/merge-patch+json")
     config = DeployConfig(namespace=home, target_namespaces=(target,), nvsentinel_namespace=nvs)
+    install_faultflow(admin, home)  # ConfigMap faultflow-config, as deploy/config.yaml installs it
     with Accounts(cluster, config, tmp_path) as accounts:
         yield {"admin": admin, "accounts": accounts, "target": target, "other": other, "node": node, "nvs": nvs,
                "home": home, "dgd": dgd_ref(sample), "toggle": tmp_path / "toggle", "cluster": cluster}
@@ -151,24 +161,32 @@ def test_each_role_runs_its_steps_as_its_own_account(world):
     assert json.loads(_ok(preflight("run-a", live)).stdout.splitlines()[-1])["node"] == w["node"]
     _ok(inject("run-a"))
     assert _spec(admin, w["dgd"]) != before
+    watcher = a.popen(CORDON_WATCHER, "step", "wait-for-cordon", "--node", w["node"], "--xid", "79", "--timeout", "30s",
+                      "--namespace", ns, "--target", "dgd/llm", "--wait-evicted", "--eviction-timeout", "30s")
+    for line in watcher.stdout:  # watching (and the worker counted on the node) before NVSentinel acts
+        if '"event":"watch_started"' in line:
+            break
     simulate_nvsentinel_quarantine(admin, w["node"], 79)
     # The drain (no kubelet here to finish a graceful deletion, so it is immediate).
     admin.request("DELETE", Ref("v1", "pods", ns, "llm-worker-0").path(), query={"gracePeriodSeconds": "0"})
-    cordon = _ok(a.run(CORDON_WATCHER, "step", "wait-for-cordon", "--node", w["node"], "--xid", "79", "--timeout", "30s",
-                       "--namespace", ns, "--target", "dgd/llm", "--wait-evicted", "--eviction-timeout", "30s"))
-    assert "node_cordoned" in cordon.stdout and "pods_evicted" in cordon.stdout
-    with KubeletSimulator(admin, ns) as kubelet:
+    out, err = watcher.communicate(timeout=90)
+    assert watcher.returncode == 0, err
+    assert "node_cordoned" in out and "pods_evicted" in out
+    with KubeletSimulator(admin, w["home"], roots={w["node"]: toggle_dir}) as kubelet:
         _ok(a.run(CLEANUP, "step", "cleanup-dgd", "--run-id", "run-a", "--namespace", ns, "--timeout", "60s"))
         assert kubelet.ran, "the toggle-off pod never ran"
     assert _spec(admin, w["dgd"]) == before
 
+    # NVSentinel lets the node go again (preflight refuses a cordoned node: issue 15 item 13).
+    simulate_nvsentinel_uncordon(admin, w["node"])
+    admin.merge_patch(Ref("v1", "nodes", None, w["node"]), {"spec": {"unschedulable": False}})
     # A second run is left behind; its workflow finished: the janitor (its own account) reverts it.
     done = _workflow(admin, w["home"], "gpu-fault-done", "Running")
     _ok(preflight("run-b", done, "--node", w["node"]))  # its worker pod has left the node
     _ok(inject("run-b"))
     assert _spec(admin, w["dgd"]) != before
     admin.merge_patch(Ref("argoproj.io/v1alpha1", "workflows", w["home"], "gpu-fault-done"), {"status": {"phase": "Failed"}})
-    with KubeletSimulator(admin, ns):
+    with KubeletSimulator(admin, w["home"], roots={w["node"]: toggle_dir}):
         swept = _ok(a.run(JANITOR, "step", "janitor", "--timeout", "60s"))
     assert '"reason":"workflow-finished"' in swept.stdout
     assert _spec(admin, w["dgd"]) == before
@@ -226,7 +244,7 @@ FORBIDDEN = [
 ]
 
 
-@pytest.mark.parametrize("role", [r for r in ROLES if r is not JANITOR], ids=lambda r: r.name)
+@pytest.mark.parametrize("role", ROLES, ids=lambda r: r.name)
 def test_roles_are_refused_what_they_must_not_do(world, role):
     a = world["accounts"]
     for verb, resource, where, group in FORBIDDEN:
@@ -238,7 +256,24 @@ def test_janitor_cannot_delete_nodes_or_read_secrets(world):
     a = world["accounts"]
     for verb, resource, where, group in FORBIDDEN[:3]:
         assert not a.allowed(JANITOR, verb, resource, world[where] if where else None, group)
-    assert a.allowed(JANITOR, "patch", "dynamographdeployments", world["other"], "nvidia.com")  # it sweeps every namespace
+
+
+def test_item1_janitor_rights_shrunk_to_its_trust_boundary(world):
+    """Ledgers only in faultflow's namespace, reverts only in the target namespaces, pods only in
+    faultflow's namespace (toggle-off), and no node patch (it never uncordons)."""
+    a, home, target, other = world["accounts"], world["home"], world["target"], world["other"]
+    assert a.allowed(JANITOR, "list", "configmaps", home) and a.allowed(JANITOR, "update", "configmaps", home)
+    assert a.allowed(JANITOR, "patch", "dynamographdeployments", target, "nvidia.com")
+    assert a.allowed(JANITOR, "create", "pods", home)
+    for verb, resource, where, group in (("list", "configmaps", other, ""), ("list", "configmaps", target, ""),
+                                         ("update", "configmaps", target, ""), ("patch", "dynamographdeployments", other, "nvidia.com"),
+                                         ("patch", "deployments", other, "apps"), ("create", "pods", target, ""),
+                                         ("create", "pods", other, ""), ("patch", "nodes", None, ""),
+                                         ("get", "workflows", other, "argoproj.io")):
+        assert not a.allowed(JANITOR, verb, resource, where, group), (verb, resource, where)
+    for role in (PREFLIGHT, SHIM_INJECTOR, CLEANUP, NETWORK_INJECTOR):  # ledgers are written in faultflow's namespace only
+        assert not a.allowed(role, "update", "configmaps", target), role.name
+        assert a.allowed(role, "get", "configmaps", home), role.name
 
 
 def test_a_real_patch_of_another_namespaces_dgd_is_forbidden(world):

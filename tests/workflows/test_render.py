@@ -44,12 +44,14 @@ def test_gpu_fault_dag_order_and_dependencies():
     }
     assert templates(spec("gpu-fault"))["load"]["daemon"] is True  # traffic for the whole run
     args = {p["name"]: p["value"] for p in tasks["wait-for-cordon"]["arguments"]["parameters"]}
+    # issue 15 item 4: the node inject-cuda-shim confirmed after its rollout (a Ready, shimmed worker there).
     assert args == {"inject-xid-fault-time-ms": "{{tasks.inject-xid.outputs.parameters.fault-time-ms}}",
                     "inject-xid-pci": "{{tasks.inject-xid.outputs.parameters.pci}}",
                     "inject-xid-expected-action": "{{tasks.inject-xid.outputs.parameters.expected-action}}",
                     "inject-xid-expected-why": "{{tasks.inject-xid.outputs.parameters.expected-why}}",
                     "preflight-node": "{{tasks.preflight.outputs.parameters.node}}",
-                    "preflight-expect": "{{tasks.preflight.outputs.parameters.expect}}"}
+                    "preflight-expect": "{{tasks.preflight.outputs.parameters.expect}}",
+                    "inject-cuda-shim-node": "{{tasks.inject-cuda-shim.outputs.parameters.node}}"}
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
@@ -82,7 +84,7 @@ def test_every_api_touching_template_retries_and_nothing_else_does(scenario):
 
 def test_the_xid_pod_spec():
     t = templates(spec("gpu-fault"))["inject-xid"]
-    assert t["nodeSelector"] == {"kubernetes.io/hostname": "{{inputs.parameters.preflight-node}}"}
+    assert t["nodeSelector"] == {"kubernetes.io/hostname": "{{inputs.parameters.inject-cuda-shim-node}}"}  # issue 15 item 4
     assert t["container"]["securityContext"]["privileged"] is True
     assert t["automountServiceAccountToken"] is False
     # No hostPID (Argo's emissary before 4.1 forwards a signal to pid -1: every process it may signal),

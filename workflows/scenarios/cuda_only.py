@@ -38,10 +38,10 @@ SCENARIO = Scenario(
         gs.inject_cuda_shim(after="steady-state"),
         gs.toggle_on(after="inject-cuda-shim"),
         hold_stage(after="toggle-on"),
-        gs.cleanup_dgd(after="hold"),
+        gs.cleanup_dgd(after="hold", cuda_only=True),
         recover_stage(after="cleanup-dgd"),
     ),
-    exit_stages=(final_cleanup_stage(), report_stage(NAME)),
+    exit_stages=(final_cleanup_stage(), report_stage(NAME, expect_workload_reached=True)),
     mutexes=gs.GPU_MUTEXES,
     deadline_s=DEADLINE_S,
 )

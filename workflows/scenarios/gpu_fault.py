@@ -36,11 +36,11 @@ SCENARIO = Scenario(
         gate_stage(after="preflight"),
         gs.inject_cuda_shim(after="steady-state"),
         gs.inject_xid(after="inject-cuda-shim", toggle=True),
-        gs.wait_for_cordon(after="inject-xid", fault_time=True),
+        gs.wait_for_cordon(after="inject-xid", fault_time=True, cuda=True),
         gs.cleanup_dgd(after="wait-for-cordon"),
         recover_stage(after="cleanup-dgd"),
     ),
-    exit_stages=(final_cleanup_stage(), report_stage(NAME)),
+    exit_stages=(final_cleanup_stage(), report_stage(NAME, expect_workload_reached=True)),
     mutexes=gs.GPU_MUTEXES,
     deadline_s=DEADLINE_S,
 )

@@ -31,7 +31,7 @@ SCENARIO = Scenario(
                 gp.STEPS_IMAGE_PARAMETER),
     stages=(
         load_stage(DEADLINE_S),
-        gs.preflight(),
+        gs.preflight(shim=False),
         gate_stage(after="preflight"),
         gs.inject_xid(after="steady-state", toggle=False),
         gs.wait_for_cordon(after="inject-xid", fault_time=True),

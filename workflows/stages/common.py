@@ -44,7 +44,9 @@ TARGET_PARAMETERS = (
     Parameter("namespace", "dynamo", "Namespace of the Dynamo deployment (must carry faultflow.dev/allow-faults=true)."),
     Parameter("target", "dgd/vllm-agg", "Workload to fault: dgd/NAME (DynamoGraphDeployment), deployment/NAME or statefulset/NAME."),
     Parameter("dgd-version", "auto", "DynamoGraphDeployment API version the cluster serves.", ("auto", "v1alpha1", "v1beta1")),
-    Parameter("ttl", "2h", "After this the janitor reverts whatever the run left behind."),
+    # At least every scenario's activeDeadlineSeconds (tests/workflows/test_installation_images.py): the
+    # janitor must not revert a run Argo still lets run (it also asks the Workflow's phase first).
+    Parameter("ttl", "4h", "After this the janitor reverts whatever the run left behind (unless its Workflow still runs)."),
 )
 INFERENCE_PARAMETERS = (
     Parameter("frontend-url", "http://vllm-agg-frontend.dynamo.svc:8000", "Base URL of the Dynamo frontend (OpenAI API)."),
@@ -84,13 +86,14 @@ def recover_stage(after: str) -> Stage:
     )
 
 
-def report_stage(scenario: str, expect_fault: bool = True) -> Stage:
+def report_stage(scenario: str, expect_fault: bool = True, expect_workload_reached: bool = False) -> Stage:
     return Stage(
         "report", "report", role=OBSERVER, deadline_s=600,
         description="Journal, JUnit, timeline plot and metrics from every stage's events and the load records.",
         args=("--input", EvidenceDir(), "--outputs", OUTPUTS, "--scenario", scenario, "--run-id", RUN_ID,
               "--threshold", Param("threshold"), "--window", Param("window"),
-              "--expect-fault" if expect_fault else "--no-expect-fault"),
+              "--expect-fault" if expect_fault else "--no-expect-fault",
+              *(("--expect-workload-reached",) if expect_workload_reached else ())),
     )
 
 

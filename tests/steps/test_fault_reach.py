@@ -1,0 +1,128 @@
+"""Issue 15 item 4 (the parts outside the C shim): a fault must reach the workload, or the run says so.
+
+Against the real kube-apiserver, worker logs served through its pods/log proxy by the KUBELET LOG
+SIMULATOR (lab/kubelet_logs.py), the shim's lines as shim/control.c prints them:
+* inject-cuda-shim resolves the node after its rollout: a target node without a Ready, shimmed worker
+  is refused, and only that node's workers' markers count;
+* wait-for-cordon's eviction wait does not pass when no worker was on the node;
+* `fault_reached_workload`: wait-for-cordon / cleanup-dgd report whether the node's workers logged the
+  shim injecting the XID, and the report makes it a required check for gpu-fault and cuda-only.
+PCI-bus-id targeting inside the C shim is issue 17's (the shim helper's room), not tested here.
+"""
+
+from __future__ import annotations
+
+import json
+
+from lab.kubelet_logs import KubeletLogSimulator
+from steps.events import Event
+from steps.kube.client import Ref
+from steps.report.inputs import input_files, read_inputs
+from steps.report.journal import Criteria, build_report
+from steps.workload.reach import FAULT_REACHED
+from tests.steps.run_fixtures import FAULT, T0, write_run
+from tests.support.cluster_world import make_gpu_node, simulate_dgd_operator_rollout, simulate_nvsentinel_quarantine
+from tests.steps.test_gpu_cluster import _read_until, make_world, preflight
+from tests.steps.test_shim_marker import start_workers
+
+LABELS = {"nvidia.com/dynamo-graph-deployment-name": "llm", "nvidia.com/dynamo-component-type": "worker"}
+# shim/control.c ff_report(): one line per XID it starts injecting.
+INJECTING = "faultflow-shim: injecting XID 79 (GPU has fallen off the bus): cudaLaunchKernel returns 999\n"
+
+
+def _worker(kube, kubelet, ns: str, node: str, name: str, log: str) -> None:
+    kube.create(Ref("v1", "pods", ns, ""), {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": LABELS},
+                                            "spec": {"nodeName": node, "containers": [{"name": "main", "image": "worker:1"}]}})
+    kube.request("PATCH", f"/api/v1/namespaces/{ns}/pods/{name}/status", content_type="application/merge-patch+json",
+                 body={"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}})
+    kubelet.register(ns, name, "main").write_text(log)
+
+
+def test_item4_inject_refuses_a_target_node_without_a_ready_shimmed_worker(gpu_cluster, unique, tmp_path):
+    c, w = gpu_cluster, make_world(gpu_cluster, unique, tmp_path)
+    elsewhere = f"other-{unique}"
+    make_gpu_node(w.kube, elsewhere)
+    with KubeletLogSimulator(tmp_path / "logs", c.lab.pki) as kubelet:
+        for node in (w.node, elsewhere):
+            w.kube.request("PATCH", f"/api/v1/nodes/{node}/status", content_type="application/merge-patch+json",
+                           body={"status": kubelet.node_status()})
+        assert preflight(c, w).returncode == 0  # the target: w.node
+        proc = c.popen("step", "inject-cuda-shim", "--run-id", w.run, "--namespace", w.ns, "--target", "dgd/llm",
+                       "--xid", "79", "--toggle-dir", str(w.toggle_dir), "--timeout", "60s")
+        _read_until(proc, "shim_patched")
+        # The rollout put every (shimmed) worker on another node.
+        start_workers(w.kube, kubelet, w.ns, elsewhere, w.kube.get(w.ref), with_shim=True)
+        simulate_dgd_operator_rollout(w.kube, w.ref)
+        out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 1, err
+    assert len(err.strip().splitlines()) == 1 and f"on the target node {w.node}" in err
+
+
+def test_item4_wait_for_cordon_does_not_pass_when_no_worker_was_on_the_node(gpu_cluster, unique, tmp_path):
+    c, w = gpu_cluster, make_world(gpu_cluster, unique, tmp_path)
+    proc = c.popen("step", "wait-for-cordon", "--node", w.node, "--xid", "79", "--timeout", "60s", "--wait-evicted",
+                   "--eviction-timeout", "30s", "--namespace", w.ns, "--target", "dgd/llm")
+    _read_until(proc, "watch_started")
+    simulate_nvsentinel_quarantine(w.kube, w.node, 79)
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 1, (out, err)
+    assert "node_cordoned" in out and "pods_evicted" not in out and "nothing to evict" in err
+
+
+def _reach_events(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{") and FAULT_REACHED in line]
+
+
+def test_item4_wait_for_cordon_reports_whether_the_workers_saw_the_fault(gpu_cluster, unique, tmp_path):
+    c, w = gpu_cluster, make_world(gpu_cluster, unique, tmp_path)
+    with KubeletLogSimulator(tmp_path / "logs", c.lab.pki) as kubelet:
+        w.kube.request("PATCH", f"/api/v1/nodes/{w.node}/status", content_type="application/merge-patch+json",
+                       body={"status": kubelet.node_status()})
+        _worker(w.kube, kubelet, w.ns, w.node, "llm-worker-0", "faultflow-shim: loaded ...\n" + INJECTING)
+        _worker(w.kube, kubelet, w.ns, w.node, "llm-worker-1", "faultflow-shim: loaded ...\n")
+        proc = c.popen("step", "wait-for-cordon", "--node", w.node, "--xid", "79", "--timeout", "60s", "--wait-evicted",
+                       "--eviction-timeout", "30s", "--namespace", w.ns, "--target", "dgd/llm", "--expect-cuda-faults")
+        _read_until(proc, "watch_started")
+        simulate_nvsentinel_quarantine(w.kube, w.node, 79)
+        event = _read_until(proc, FAULT_REACHED)
+        for pod in ("llm-worker-0", "llm-worker-1"):  # NVSentinel's drain
+            w.kube.request("DELETE", f"/api/v1/namespaces/{w.ns}/pods/{pod}", query={"gracePeriodSeconds": "0"})
+        out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 0, err
+    assert event["reached"] == ["llm-worker-0"] and event["workers"] == 2 and sorted(event["read"]) == ["llm-worker-0", "llm-worker-1"]
+
+
+def test_item4_cleanup_reports_reach_before_restoring(gpu_cluster, unique, tmp_path):
+    """cuda-only: no drain, so cleanup-dgd reads the node's workers before its restore rolls them."""
+    c, w = gpu_cluster, make_world(gpu_cluster, unique, tmp_path)
+    with KubeletLogSimulator(tmp_path / "logs", c.lab.pki) as kubelet:
+        w.kube.request("PATCH", f"/api/v1/nodes/{w.node}/status", content_type="application/merge-patch+json",
+                       body={"status": kubelet.node_status()})
+        assert preflight(c, w).returncode == 0
+        assert c.faultflow("step", "inject-cuda-shim", "--run-id", w.run, "--namespace", w.ns, "--target", "dgd/llm",
+                           "--xid", "79", "--toggle-dir", str(w.toggle_dir), "--no-wait").returncode == 0
+        _worker(w.kube, kubelet, w.ns, w.node, "llm-worker-0", "faultflow-shim: loaded ...\n")  # never saw a failing call
+        done = c.faultflow("step", "cleanup-dgd", "--run-id", w.run, "--namespace", w.ns, "--no-toggle-off", "--expect-cuda-faults")
+    assert done.returncode == 0, done.stderr
+    [event] = _reach_events(done.stdout)
+    assert event["reached"] == [] and event["read"] == ["llm-worker-0"]
+
+
+def _report(tmp_path, name: str, extra: list[Event], expect: bool) -> dict:
+    """The report over the synthetic run of run_fixtures (faulted, recovered) plus `extra` events."""
+    inputs = read_inputs(input_files([str(write_run(tmp_path / name, extra))]))
+    report = build_report(inputs, Criteria(expect_workload_reached=expect), "gpu-fault", "r")
+    return {c["name"]: c for c in report["checks"]}
+
+
+def test_item4_report_requires_fault_reached_workload_for_the_cuda_scenarios(tmp_path):
+    t = T0 + FAULT + 1
+    hit = Event(step="wait-for-cordon", event=FAULT_REACHED, fields={"node": "n", "xid": 79, "workers": 1, "read": ["p"],
+                                                                     "reached": ["p"]}, time=t)
+    miss = Event(step="wait-for-cordon", event=FAULT_REACHED, fields={"node": "n", "xid": 79, "workers": 1, "read": ["p"],
+                                                                      "reached": []}, time=t)
+    assert _report(tmp_path, "hit", [hit], True)[FAULT_REACHED]["status"] == "passed"
+    missed = _report(tmp_path, "miss", [miss], True)[FAULT_REACHED]
+    assert missed["status"] == "failed" and "no worker on node n" in missed["reason"]
+    assert _report(tmp_path, "none", [], True)[FAULT_REACHED]["status"] == "failed"  # nobody looked
+    assert FAULT_REACHED not in _report(tmp_path, "off", [], False)  # xid-only, the network scenarios
