@@ -46,7 +46,7 @@ CASES: dict[str, tuple[tuple[str, ...], str, tuple[str, ...]]] = {
     "report": (("--input", "{run}", "--window", "5"), "--outputs-dir", ("report.json", "junit.xml", "summary.md", "timeline.png")),
 }
 # Steps with no outputs directory at all (checked below: they really have no such option).
-NO_OUTPUTS = ("restore-node", "janitor")
+NO_OUTPUTS = ("restore-node", "janitor", "suite-gate")  # suite-gate: its verdict is its exit code and event
 CONNECTS = {"preflight", "inject-cuda-shim", "wait-for-cordon", "cleanup-dgd", "partition-network", "degrade-network",
             "heal-network", "verify-partition"}
 
