@@ -8,7 +8,7 @@ import json
 import pytest
 
 from steps.errors import BadInput
-from steps.workload import dynamo as dgd
+from steps.workload import shim_patch as dgd
 from tests.dgd_samples import dgd_v1beta1
 from tests.support.cluster_world import install_faultflow
 from tests.steps.conftest import GpuCluster

@@ -19,6 +19,7 @@ import pytest
 
 from lab import kube as lab_kube
 from lab.rest import Rest
+from steps.gpu import nvsentinel as nv
 from steps.kube.client import Ref, connect
 from steps.run import install
 from tests.dgd_samples import dgd_v1beta1
@@ -119,6 +120,11 @@ def world(cluster, new_namespace, tmp_path):
         ref = Ref("v1", "pods", body["metadata"]["namespace"], body["metadata"]["name"])
         admin.create(ref, body)
         admin.request("PATCH", ref.path() + "/status", body={"status": status}, content_type="application/merge-patch+json")
+    # NVSentinel's fault-quarantine configuration, breaker off: this world has one GPU node, and with the
+    # breaker on any cordon of it would trip it (preflight refuses that run; tested in test_nvsentinel_steps).
+    admin.create(Ref("v1", "configmaps", nvs, ""), {"apiVersion": "v1", "kind": "ConfigMap",
+                                                    "metadata": {"name": nv.FAULT_QUARANTINE_CONFIGMAP},
+                                                    "data": {"config.toml": "[circuitBreaker]\nenabled = false\n"}})
     config = DeployConfig(namespace=home, target_namespaces=(target,), nvsentinel_namespace=nvs)
     install_faultflow(admin, home)  # ConfigMap faultflow-config, as deploy/config.yaml installs it
     with Accounts(cluster, config, tmp_path) as accounts:
@@ -182,7 +188,9 @@ def test_each_role_runs_its_steps_as_its_own_account(world):
     admin.merge_patch(Ref("v1", "nodes", None, w["node"]), {"spec": {"unschedulable": False}})
     # A second run is left behind; its workflow finished: the janitor (its own account) reverts it.
     done = _workflow(admin, w["home"], "gpu-fault-done", "Running")
-    _ok(preflight("run-b", done, "--node", w["node"]))  # its worker pod has left the node
+    # Its worker pod has left the node; the same XID on the same GPU moments later is inside NVSentinel's
+    # dedup window (refused; tested in test_nvsentinel_steps), so this run says NVSentinel runs without one.
+    _ok(preflight("run-b", done, "--node", w["node"], "--dedup-window", "0"))
     _ok(inject("run-b"))
     assert _spec(admin, w["dgd"]) != before
     admin.merge_patch(Ref("argoproj.io/v1alpha1", "workflows", w["home"], "gpu-fault-done"), {"status": {"phase": "Failed"}})
