@@ -16,7 +16,6 @@ import pytest
 from lab.rest import ApiError
 from steps.gpu.toggle_pod import toggle_off_pod
 from steps.run import install
-from tests.workflows.deployed import apply, delete
 from workflows.admission import EMISSARY, JANITOR_ACCOUNT, NODE_AGENT_ACCOUNT, POLICY, policy_objects
 from workflows.deploy import PSA_LABELS, DeployConfig, namespace_object
 from workflows.render import scenario_template
