@@ -1,8 +1,9 @@
 """Which runs are orphans, and the sweep that reverts them: the janitor's rules, shared with `faultflow faults recover`.
 
-Only ledgers in faultflow's own namespace are read (`LedgerStore.home`), and the owning Workflow is
-looked up there only (faultflow's Workflows run there; a ledger naming another namespace's Workflow
-is judged by its TTL alone). Each entry is reverted on its own: one that fails (a toggle-off pod
+Only ledgers in faultflow's own namespace are read (`LedgerStore.home`). The owning Workflow is read
+where the ledger says (faultflow's namespace in a deployment: the janitor may read Workflows only
+there; a Workflow it may not read leaves the run to its TTL). Whether a run counts as an orphan is
+no privilege: every revert is bounded by `steps.run.revert` whatever the reason. Each entry is reverted on its own: one that fails (a toggle-off pod
 that never finishes) does not hold back the others; the sweep ends with exit 3 when any failed. A
 toggle entry on a node that is not Ready is deferred to a later sweep (its pod could not run there).
 """
@@ -34,18 +35,23 @@ def orphan_reason(kube: Kube, run: L.RunInfo, now_ms: int, home: str) -> str | N
     the TTL decides only for a run without a Workflow we can look at."""
     ttl = "ttl-expired" if now_ms >= run.expires_ms else None
     wf = run.workflow
-    if not isinstance(wf, dict) or not isinstance(wf.get("name"), str) or (wf.get("namespace") or home) != home:
+    if not isinstance(wf, dict) or not isinstance(wf.get("name"), str):
         return ttl
+    # faultflow's Workflows run in its own namespace (the janitor may read Workflows only there); a
+    # ledger naming another one is judged by its TTL when that Workflow cannot be read.
+    where = wf.get("namespace") if isinstance(wf.get("namespace"), str) and wf.get("namespace") else home
     try:
-        obj = kube.get(Ref(WORKFLOWS[0], WORKFLOWS[1], home, wf["name"]))
+        obj = kube.get(Ref(WORKFLOWS[0], WORKFLOWS[1], where, wf["name"]))
     except NotFound:
         # Is it the workflow or the whole Workflow type that is missing? Without Argo installed we
         # cannot tell a live run from a dead one, so only the TTL decides.
         try:
-            kube.list(Ref(WORKFLOWS[0], WORKFLOWS[1], home, ""))
-        except NotFound:
+            kube.list(Ref(WORKFLOWS[0], WORKFLOWS[1], where, ""))
+        except (NotFound, StepError):
             return ttl
         return "workflow-gone"
+    except StepError:
+        return ttl  # not ours to read (403): the TTL decides
     if wf.get("uid") and obj["metadata"].get("uid") != wf["uid"]:
         return "workflow-gone"  # same name, a different (newer) workflow
     if o.phase(obj) in FINISHED:
