@@ -43,8 +43,20 @@ def step_cold_start_s() -> tuple[float, float]:
         (gpu / "information").write_text("Device Minor: \t 0\n")
         (base / "kmsg").write_bytes(b"")
         (base / "toggle").mkdir()
-        run = _median_run(["step", "inject-xid", "--xid", "79", "--kmsg-path", str(base / "kmsg"), "--proc-root", str(base / "proc"),
-                           "--toggle-dir", str(base / "toggle")])
+        run = _median_run(
+            [
+                "step",
+                "inject-xid",
+                "--xid",
+                "79",
+                "--kmsg-path",
+                str(base / "kmsg"),
+                "--proc-root",
+                str(base / "proc"),
+                "--toggle-dir",
+                str(base / "toggle"),
+            ]
+        )
     return run, _median_run(["step", "wait-for-cordon", "--help"])
 
 
@@ -67,8 +79,7 @@ def cordon_detect_ms(samples: int = 20) -> float:
             result = {}
 
             def watcher(node: str, connected: threading.Event, result: dict) -> None:
-                _, seen = watch_node_until(kube, node, nvsentinel.is_quarantined, time.monotonic() + 30,
-                                             on_connect=connected.set)
+                _, seen = watch_node_until(kube, node, nvsentinel.is_quarantined, time.monotonic() + 30, on_connect=connected.set)
                 result["seen"] = time.perf_counter() if seen else None
 
             thread = threading.Thread(target=watcher, args=(node, connected, result))

@@ -21,8 +21,7 @@ LOAD_SECONDS = 5.0
 
 
 def start_simulator() -> tuple[subprocess.Popen, str]:
-    sim = subprocess.Popen([sys.executable, "-m", "lab.inference_simulator", "--port", "0"], cwd=ROOT,
-                           stdout=subprocess.PIPE, text=True)
+    sim = subprocess.Popen([sys.executable, "-m", "lab.inference_simulator", "--port", "0"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     line = sim.stdout.readline()  # "port: N" once it listens
     if not line.startswith("port: "):
         sim.kill()
@@ -33,9 +32,28 @@ def start_simulator() -> tuple[subprocess.Popen, str]:
 def load_max_rps(work: Path) -> float:
     sim, url = start_simulator()
     try:
-        subprocess.run([FAULTFLOW, "step", "load", "--url", url, "--model", "m", "--rate", "5000", "--concurrency", "4",
-                        "--duration", str(LOAD_SECONDS), "--outputs", str(work / "load")],
-                       check=True, stdout=subprocess.DEVNULL, timeout=LOAD_SECONDS + 60)
+        subprocess.run(
+            [
+                FAULTFLOW,
+                "step",
+                "load",
+                "--url",
+                url,
+                "--model",
+                "m",
+                "--rate",
+                "5000",
+                "--concurrency",
+                "4",
+                "--duration",
+                str(LOAD_SECONDS),
+                "--outputs",
+                str(work / "load"),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            timeout=LOAD_SECONDS + 60,
+        )
     finally:
         sim.terminate()
         sim.wait(10)
@@ -60,14 +78,35 @@ def report_100k_s(work: Path) -> float:
             start = t0 + i / rate
             failed = 300 <= start - t0 < 420 and rng.random() < 0.7
             latency = 10.0 if failed else rng.lognormvariate(-1.5, 0.4)
-            out.write(json.dumps({"seq": i + 1, "start": start, "end": start + latency, "latency": latency,
-                                  "outcome": "timeout" if failed else "ok", "source": "bench"}) + "\n")
-    marks = [(300, "inject-xid", "fault_injected"), (330, "wait-for-cordon", "xid_detected"), (340, "wait-for-cordon", "node_cordoned"),
-             (380, "wait-for-cordon", "pods_evicted"), (400, "cleanup-dgd", "dgd_restored"), (401, "cleanup-dgd", "fault_cleared")]
+            out.write(
+                json.dumps(
+                    {
+                        "seq": i + 1,
+                        "start": start,
+                        "end": start + latency,
+                        "latency": latency,
+                        "outcome": "timeout" if failed else "ok",
+                        "source": "bench",
+                    }
+                )
+                + "\n"
+            )
+    marks = [
+        (300, "inject-xid", "fault_injected"),
+        (330, "wait-for-cordon", "xid_detected"),
+        (340, "wait-for-cordon", "node_cordoned"),
+        (380, "wait-for-cordon", "pods_evicted"),
+        (400, "cleanup-dgd", "dgd_restored"),
+        (401, "cleanup-dgd", "fault_cleared"),
+    ]
     (folder / "events.jsonl").write_text("".join(json.dumps({"time": t0 + t, "step": s, "event": e}) + "\n" for t, s, e in marks))
     started = time.perf_counter()
-    subprocess.run([FAULTFLOW, "step", "report", "--input", str(folder), "--outputs", str(work / "report")],
-                   check=True, stdout=subprocess.DEVNULL, timeout=120)
+    subprocess.run(
+        [FAULTFLOW, "step", "report", "--input", str(folder), "--outputs", str(work / "report")],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        timeout=120,
+    )
     return time.perf_counter() - started
 
 

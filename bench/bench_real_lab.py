@@ -34,11 +34,21 @@ def pod_starts(cluster: RealCluster) -> list[float]:
     created = {}
     for i in range(PODS):
         name = f"p{i}"
-        rest.post("/api/v1/namespaces/bench/pods", {
-            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-            "spec": {"nodeSelector": {"kubernetes.io/hostname": names[i % len(names)]}, "terminationGracePeriodSeconds": 0,
-                     "containers": [{"name": "c", "image": "localhost/busybox:1.35", "imagePullPolicy": "Never",
-                                     "command": ["sleep", "3600"]}]}})
+        rest.post(
+            "/api/v1/namespaces/bench/pods",
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": name},
+                "spec": {
+                    "nodeSelector": {"kubernetes.io/hostname": names[i % len(names)]},
+                    "terminationGracePeriodSeconds": 0,
+                    "containers": [
+                        {"name": "c", "image": "localhost/busybox:1.35", "imagePullPolicy": "Never", "command": ["sleep", "3600"]}
+                    ],
+                },
+            },
+        )
         created[name] = time.monotonic()
     running: dict[str, float] = {}
 

@@ -55,7 +55,9 @@ def instructions(binary: Path, env: dict, calls: int, work: Path) -> int:
     out = work / f"callgrind.{calls}.{len(env)}"
     subprocess.run(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", str(binary), "direct", str(calls)],
-        env=env, capture_output=True, check=True,
+        env=env,
+        capture_output=True,
+        check=True,
     )
     summary = next(line for line in out.read_text().splitlines() if line.startswith("summary:"))
     return int(summary.split()[1])
@@ -78,9 +80,7 @@ def main() -> None:
             shimmed.append(time_per_call(binary, shim_env, "direct", str(CALLS)))
         flag = work / "flag"
         flag.write_text("0\n")
-        fopen = statistics.median(
-            time_per_call(binary, direct_env, "fopen", str(FOPEN_CALLS), str(flag)) for _ in range(3)
-        )
+        fopen = statistics.median(time_per_call(binary, direct_env, "fopen", str(FOPEN_CALLS), str(flag)) for _ in range(3))
         direct_ns, shim_ns = statistics.median(direct), statistics.median(shimmed)
         ratio = statistics.median(s / d for s, d in zip(shimmed, direct))
         print(f"shim_direct_ns: {direct_ns:.2f}")

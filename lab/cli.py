@@ -129,9 +129,14 @@ dir_option = click.option("--dir", "directory", default=None, help="Lab director
 @click.option("--dgd-version", default="v1beta1", show_default=True, type=click.Choice(["v1alpha1", "v1beta1"]))
 @click.option("--gpu-nodes", default=3, show_default=True, type=click.IntRange(1, 16))
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 16), help="GPU worker replicas of the DGD.")
-@click.option("--nvsentinel", "nvsentinel_config", default="{}", help="JSON: NVSentinel simulator delays, breaker, "
-              "dedup and posture (detect_delay_s, quarantine_delay_s, drain_delay_s, eviction_grace_s, breaker_percentage, "
-              "breaker_max_nodes, breaker_enabled, dedup_window_s, posture: enforce|dry-run|monitor-only, …).")
+@click.option(
+    "--nvsentinel",
+    "nvsentinel_config",
+    default="{}",
+    help="JSON: NVSentinel simulator delays, breaker, "
+    "dedup and posture (detect_delay_s, quarantine_delay_s, drain_delay_s, eviction_grace_s, breaker_percentage, "
+    "breaker_max_nodes, breaker_enabled, dedup_window_s, posture: enforce|dry-run|monitor-only, …).",
+)
 @click.option("--timeout", default=UP_TIMEOUT_S, show_default=True, type=click.IntRange(1), help="Seconds to wait for the lab.")
 def up(directory, dgd_version, gpu_nodes, workers, nvsentinel_config, timeout) -> None:
     """Start the lab in the background (idempotent); prints what it started and how long it took."""
@@ -151,11 +156,25 @@ def up(directory, dgd_version, gpu_nodes, workers, nvsentinel_config, timeout) -
         return
     _remove(where)  # what a crashed lab left behind
     where.logs.mkdir(parents=True)
-    argv = [sys.executable, "-m", "lab.supervisor", "--dir", str(where.root), "--dgd-version", dgd_version,
-            "--gpu-nodes", str(gpu_nodes), "--workers", str(workers), "--nvsentinel", nvsentinel_config]
+    argv = [
+        sys.executable,
+        "-m",
+        "lab.supervisor",
+        "--dir",
+        str(where.root),
+        "--dgd-version",
+        dgd_version,
+        "--gpu-nodes",
+        str(gpu_nodes),
+        "--workers",
+        str(workers),
+        "--nvsentinel",
+        nvsentinel_config,
+    ]
     with open(where.logs / "supervisor.log", "ab") as log:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, cwd=Path.cwd())
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=Path.cwd()
+        )
     ready = _wait(lambda: read_state(where) is not None or proc.poll() is not None, timeout, 0.1)
     state = read_state(where)
     if state is None:

@@ -54,9 +54,7 @@ class Cluster:
     start_s: float = 0.0
 
     def rest(self) -> Rest:
-        return Rest.with_client_cert(
-            self.server, str(self.pki.ca_cert), str(self.pki.admin_cert), str(self.pki.admin_key)
-        )
+        return Rest.with_client_cert(self.server, str(self.pki.ca_cert), str(self.pki.admin_cert), str(self.pki.admin_key))
 
     def stop(self) -> None:
         # kube-apiserver first: etcd must outlive its clients to shut down cleanly.
@@ -168,9 +166,7 @@ def _kubeconfig(server: str, keys: pki.Pki) -> str:
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": "lab", "cluster": {"server": server, "certificate-authority": str(keys.ca_cert)}}],
-            "users": [
-                {"name": "admin", "user": {"client-certificate": str(keys.admin_cert), "client-key": str(keys.admin_key)}}
-            ],
+            "users": [{"name": "admin", "user": {"client-certificate": str(keys.admin_cert), "client-key": str(keys.admin_key)}}],
             "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "admin"}}],
             "current-context": "lab",
         },

@@ -39,11 +39,7 @@ def example_dgd(version: str, name: str, worker_replicas: int = 1) -> dict:
                         "type": "frontend",
                         "replicas": 1,
                         "podTemplate": {
-                            "spec": {
-                                "containers": [
-                                    {"name": "main", "image": IMAGE, "command": ["python3", "-m", "dynamo.frontend"]}
-                                ]
-                            }
+                            "spec": {"containers": [{"name": "main", "image": IMAGE, "command": ["python3", "-m", "dynamo.frontend"]}]}
                         },
                     },
                     {

@@ -98,8 +98,7 @@ def _v1alpha1_template(service: dict) -> dict:
     others = [c for c in extra.pop("containers", []) or [] if c.get("name") != "main"]
     spec = {**extra, "containers": [main, *others]}
     meta = service.get("extraPodMetadata") or {}
-    return {"metadata": {"labels": dict(meta.get("labels") or {}), "annotations": dict(meta.get("annotations") or {})},
-            "spec": spec}
+    return {"metadata": {"labels": dict(meta.get("labels") or {}), "annotations": dict(meta.get("annotations") or {})}, "spec": spec}
 
 
 def _v1beta1_template(component: dict) -> dict:
@@ -107,8 +106,7 @@ def _v1beta1_template(component: dict) -> dict:
     meta = o.meta(template)
     spec = template.get("spec") or {}
     spec.setdefault("containers", [{"name": "main", "image": "dynamo-runtime"}])
-    return {"metadata": {"labels": dict(meta.get("labels") or {}), "annotations": dict(meta.get("annotations") or {})},
-            "spec": spec}
+    return {"metadata": {"labels": dict(meta.get("labels") or {}), "annotations": dict(meta.get("annotations") or {})}, "spec": spec}
 
 
 def plan(dgd: dict) -> list[ComponentPlan]:
@@ -118,13 +116,29 @@ def plan(dgd: dict) -> list[ComponentPlan]:
     if "components" in spec or dgd["apiVersion"].endswith("/v1beta1"):
         for comp in spec.get("components") or []:
             template = _v1beta1_template(comp)
-            out.append(ComponentPlan(comp["name"], comp.get("type", ""), comp.get("subComponentType"),
-                                     int(comp.get("replicas", 1)), template, _hash(template)))
+            out.append(
+                ComponentPlan(
+                    comp["name"],
+                    comp.get("type", ""),
+                    comp.get("subComponentType"),
+                    int(comp.get("replicas", 1)),
+                    template,
+                    _hash(template),
+                )
+            )
     else:
         for name, service in (spec.get("services") or {}).items():
             template = _v1alpha1_template(service or {})
-            out.append(ComponentPlan(name, service.get("componentType", ""), service.get("subComponentType"),
-                                     int(service.get("replicas", 1)), template, _hash(template)))
+            out.append(
+                ComponentPlan(
+                    name,
+                    service.get("componentType", ""),
+                    service.get("subComponentType"),
+                    int(service.get("replicas", 1)),
+                    template,
+                    _hash(template),
+                )
+            )
     return out
 
 
@@ -133,8 +147,13 @@ def component_name(dgd_name: str, component: str) -> str:
 
 
 def pod_labels(dgd_name: str, comp: ComponentPlan) -> dict:
-    labels = {**comp.template["metadata"]["labels"], DGD_NAME_LABEL: dgd_name, COMPONENT_LABEL: comp.name,
-              COMPONENT_TYPE_LABEL: comp.type, HASH_LABEL: comp.hash}
+    labels = {
+        **comp.template["metadata"]["labels"],
+        DGD_NAME_LABEL: dgd_name,
+        COMPONENT_LABEL: comp.name,
+        COMPONENT_TYPE_LABEL: comp.type,
+        HASH_LABEL: comp.hash,
+    }
     if comp.sub_type:
         labels[SUB_COMPONENT_TYPE_LABEL] = comp.sub_type
     return labels
@@ -165,8 +184,12 @@ def tolerates(pod_spec: dict, taints: list[dict]) -> bool:
     for taint in taints:
         if taint.get("effect") not in ("NoSchedule", "NoExecute"):
             continue
-        if not any(t.get("operator") == "Exists" and (not t.get("key") or t.get("key") == taint.get("key"))
-                   or (t.get("key") == taint.get("key") and t.get("value") == taint.get("value")) for t in tolerations):
+        if not any(
+            t.get("operator") == "Exists"
+            and (not t.get("key") or t.get("key") == taint.get("key"))
+            or (t.get("key") == taint.get("key") and t.get("value") == taint.get("value"))
+            for t in tolerations
+        ):
             return False
     return True
 
@@ -218,7 +241,7 @@ class DgdOperatorSimulator:
         self.threads: list[threading.Thread] = []
         self.errors: list[str] = []  # last reconcile failures (for status / debugging)
 
-    def start(self) -> "DgdOperatorSimulator":
+    def start(self) -> DgdOperatorSimulator:
         mark = lambda _kind, _obj: self.dirty.set()  # noqa: E731 — every change means "reconcile"
         self.threads = [
             start_informer("operator-dgds", self.kube, self.dgds, mark, self.stop_event),
@@ -251,8 +274,11 @@ class DgdOperatorSimulator:
     def reconcile_all(self) -> None:
         dgds = self.kube.list(self.dgds).get("items") or []
         pods = self.kube.list(self.pods, label_selector=DGD_NAME_LABEL).get("items") or []
-        nodes = [n for n in self.kube.list(Ref("v1", "nodes", None, "")).get("items") or []
-                 if self.node_names is None or n["metadata"]["name"] in self.node_names]
+        nodes = [
+            n
+            for n in self.kube.list(Ref("v1", "nodes", None, "")).get("items") or []
+            if self.node_names is None or n["metadata"]["name"] in self.node_names
+        ]
         failures = []
         for dgd in dgds:
             if o.terminating(dgd):
@@ -308,15 +334,19 @@ class DgdOperatorSimulator:
             done = len(ready) == comp.replicas and not old
             all_ready = all_ready and done
             status_components[comp.name] = {
-                "componentKind": "Deployment", "componentName": component_name(dgd["metadata"]["name"], comp.name),
-                "replicas": comp.replicas, "updatedReplicas": len(current), "readyReplicas": len(ready),
+                "componentKind": "Deployment",
+                "componentName": component_name(dgd["metadata"]["name"], comp.name),
+                "replicas": comp.replicas,
+                "updatedReplicas": len(current),
+                "readyReplicas": len(ready),
                 "availableReplicas": len(ready),
             }
         self._write_status(dgd, status_components, all_ready)
 
     # --- API writes --------------------------------------------------------------------------------
-    def _create(self, dgd: dict, comp: ComponentPlan, port: int | None, nodes: list[dict], pods: list[dict],
-                prefer: str | None = None) -> dict | None:
+    def _create(
+        self, dgd: dict, comp: ComponentPlan, port: int | None, nodes: list[dict], pods: list[dict], prefer: str | None = None
+    ) -> dict | None:
         body = new_pod(dgd, comp, port)
         created = self.kube.create(Ref("v1", "pods", body["metadata"]["namespace"], ""), body)
         self._bind(created, comp, nodes, pods, prefer)
@@ -327,9 +357,16 @@ class DgdOperatorSimulator:
         if node is None:
             return  # stays Pending; a node event triggers another attempt
         meta = pod["metadata"]
-        self.kube.request("POST", Ref("v1", "pods", meta["namespace"], meta["name"]).path() + "/binding", body={
-            "apiVersion": "v1", "kind": "Binding", "metadata": {"name": meta["name"], "uid": meta["uid"]},
-            "target": {"apiVersion": "v1", "kind": "Node", "name": node}})
+        self.kube.request(
+            "POST",
+            Ref("v1", "pods", meta["namespace"], meta["name"]).path() + "/binding",
+            body={
+                "apiVersion": "v1",
+                "kind": "Binding",
+                "metadata": {"name": meta["name"], "uid": meta["uid"]},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+            },
+        )
         pod["spec"]["nodeName"] = node
 
     def _delete(self, pod: dict) -> None:
@@ -342,13 +379,23 @@ class DgdOperatorSimulator:
         service = self.kube.get_or_none(ref)
         if service is None:
             port = free_port()
-            service = self.kube.create(ref, {
-                "apiVersion": "v1", "kind": "Service",
-                "metadata": {"name": ref.name, "namespace": ns, "labels": {DGD_NAME_LABEL: name},
-                             "annotations": {URL_ANNOTATION: f"http://127.0.0.1:{port}"}},
-                "spec": {"selector": {DGD_NAME_LABEL: name, COMPONENT_TYPE_LABEL: FRONTEND_TYPE},
-                         "ports": [{"name": "http", "port": FRONTEND_PORT, "targetPort": FRONTEND_PORT}]},
-            })
+            service = self.kube.create(
+                ref,
+                {
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "metadata": {
+                        "name": ref.name,
+                        "namespace": ns,
+                        "labels": {DGD_NAME_LABEL: name},
+                        "annotations": {URL_ANNOTATION: f"http://127.0.0.1:{port}"},
+                    },
+                    "spec": {
+                        "selector": {DGD_NAME_LABEL: name, COMPONENT_TYPE_LABEL: FRONTEND_TYPE},
+                        "ports": [{"name": "http", "port": FRONTEND_PORT, "targetPort": FRONTEND_PORT}],
+                    },
+                },
+            )
         return int(service["metadata"]["annotations"][URL_ANNOTATION].rsplit(":", 1)[1])
 
     def _write_status(self, dgd: dict, components: dict, ready: bool) -> None:
@@ -356,17 +403,27 @@ class DgdOperatorSimulator:
         old = dgd.get("status") or {}
         old_ready = next((c for c in old.get("conditions") or [] if c.get("type") == "Ready"), {})
         want_status = "True" if ready else "False"
-        condition = {"type": "Ready", "status": want_status, "reason": "AllComponentsReady" if ready else "ComponentsNotReady",
-                     "message": "" if ready else "waiting for component pods",
-                     "lastTransitionTime": old_ready.get("lastTransitionTime") if old_ready.get("status") == want_status
-                     else now()}
-        status = {"observedGeneration": dgd["metadata"].get("generation", 1), "state": "successful" if ready else "pending",
-                  "conditions": [condition], key: components}
+        condition = {
+            "type": "Ready",
+            "status": want_status,
+            "reason": "AllComponentsReady" if ready else "ComponentsNotReady",
+            "message": "" if ready else "waiting for component pods",
+            "lastTransitionTime": old_ready.get("lastTransitionTime") if old_ready.get("status") == want_status else now(),
+        }
+        status = {
+            "observedGeneration": dgd["metadata"].get("generation", 1),
+            "state": "successful" if ready else "pending",
+            "conditions": [condition],
+            key: components,
+        }
         if all(old.get(k) == v for k, v in status.items()):
             return
         try:
-            self.kube.request("PATCH", Ref(dgd["apiVersion"], DGD_PLURAL, dgd["metadata"]["namespace"],
-                                           dgd["metadata"]["name"]).path() + "/status",
-                              body={"status": status}, content_type="application/merge-patch+json")
+            self.kube.request(
+                "PATCH",
+                Ref(dgd["apiVersion"], DGD_PLURAL, dgd["metadata"]["namespace"], dgd["metadata"]["name"]).path() + "/status",
+                body={"status": status},
+                content_type="application/merge-patch+json",
+            )
         except NotFound:
             pass

@@ -47,8 +47,7 @@ def go_binary() -> str:
     match = re.match(r"go(\d+)\.(\d+)", out.strip())
     if match and (int(match[1]), int(match[2])) < MIN_GO:
         raise GoMissing(
-            f"faultflow: Go {out.strip()} is too old to build the test control plane; "
-            f"install Go {MIN_GO[0]}.{MIN_GO[1]} or newer"
+            f"faultflow: Go {out.strip()} is too old to build the test control plane; install Go {MIN_GO[0]}.{MIN_GO[1]} or newer"
         )
     return go
 
@@ -169,9 +168,7 @@ def copy_with_placeholders(module: Module, dest: Path, placeholders: tuple[str, 
         path.touch()
 
 
-def _run_logged(
-    cmd: list[str], cwd: Path, env: dict[str, str], sink, log: Path, progress: str | None = None
-) -> None:
+def _run_logged(cmd: list[str], cwd: Path, env: dict[str, str], sink, log: Path, progress: str | None = None) -> None:
     sink.write(f"$ {' '.join(cmd)}\n")
     sink.flush()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=sink, stderr=subprocess.STDOUT)

@@ -59,9 +59,11 @@ def gpu_uuid(node: str, gpu: int) -> str:
 
 def information(node: str, gpu: int, bus: str) -> str:
     # The fields of the real file that anything here reads (steps.gpu.pci), in the driver's layout.
-    return (f"Model: \t\t NVIDIA H100 80GB HBM3\nIRQ:   \t\t 0\nGPU UUID: \t {gpu_uuid(node, gpu)}\n"
-            f"Video BIOS: \t 96.00.99.00.01\nBus Type: \t PCIe\nDMA Size: \t 52 bits\nBus Location: \t {bus}\n"
-            f"Device Minor: \t {gpu}\nGPU Firmware: \t 570.00\nGPU Excluded:\t No\n")
+    return (
+        f"Model: \t\t NVIDIA H100 80GB HBM3\nIRQ:   \t\t 0\nGPU UUID: \t {gpu_uuid(node, gpu)}\n"
+        f"Video BIOS: \t 96.00.99.00.01\nBus Type: \t PCIe\nDMA Size: \t 52 bits\nBus Location: \t {bus}\n"
+        f"Device Minor: \t {gpu}\nGPU Firmware: \t 570.00\nGPU Excluded:\t No\n"
+    )
 
 
 GPU_METADATA = "/var/lib/nvsentinel/gpu_metadata.json"
@@ -70,9 +72,11 @@ DRIVER_VERSION = "570.148.08"
 
 def gpu_metadata(node: str, gpus: int, node_index: int) -> dict:
     """metadata-collector's file: `pci_address` lower-case `dddddddd:bb:dd.f` (nvsentinel.md §1.4)."""
-    return {"driver_version": DRIVER_VERSION, "gpus": [
-        {"gpu_id": gpu, "uuid": gpu_uuid(node, gpu), "pci_address": bus_id(node_index, gpu)} for gpu in range(gpus)],
-        "nvswitches": []}
+    return {
+        "driver_version": DRIVER_VERSION,
+        "gpus": [{"gpu_id": gpu, "uuid": gpu_uuid(node, gpu), "pci_address": bus_id(node_index, gpu)} for gpu in range(gpus)],
+        "nvswitches": [],
+    }
 
 
 def prepare_node_root(root: Path, spec: NodeSpec, node_index: int) -> None:
@@ -97,10 +101,8 @@ def prepare_node_root(root: Path, spec: NodeSpec, node_index: int) -> None:
 def node_object(spec: NodeSpec) -> dict:
     labels = {"kubernetes.io/hostname": spec.name, "kubernetes.io/os": "linux"}
     if spec.is_gpu:
-        labels |= {GPU_PRESENT_LABEL: "true", nvsentinel.DRIVER_INSTALLED_LABEL: "true",
-                   "nvsentinel.dgxc.nvidia.com/kata.enabled": "false"}
-    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": spec.name, "labels": labels},
-            "spec": pod_cidr_spec(spec)}
+        labels |= {GPU_PRESENT_LABEL: "true", nvsentinel.DRIVER_INSTALLED_LABEL: "true", "nvsentinel.dgxc.nvidia.com/kata.enabled": "false"}
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": spec.name, "labels": labels}, "spec": pod_cidr_spec(spec)}
 
 
 def pod_cidr_spec(spec: NodeSpec) -> dict:
@@ -114,9 +116,16 @@ def node_status(spec: NodeSpec, now: str, kubelet_port: int | None = None) -> di
     return {
         "capacity": capacity,
         "allocatable": capacity,
-        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                        "message": "kubelet simulator is posting ready status", "lastHeartbeatTime": now,
-                        "lastTransitionTime": now}],
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "KubeletReady",
+                "message": "kubelet simulator is posting ready status",
+                "lastHeartbeatTime": now,
+                "lastTransitionTime": now,
+            }
+        ],
         "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": spec.name}],
         # Where the API server reaches the node's kubelet for pods/log (the kubelet log simulator).
         **({"daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}}} if kubelet_port else {}),
@@ -137,8 +146,12 @@ def create_nodes(kube: Kube, specs: list[NodeSpec], now: str, kubelet_port: int 
             kube.create(Ref("v1", "nodes", None, ""), node_object(spec))
         elif spec.pod_cidr and not o.spec(existing).get("podCIDR"):
             kube.merge_patch(ref, {"spec": pod_cidr_spec(spec)})
-        kube.request("PATCH", f"/api/v1/nodes/{spec.name}/status", body={"status": node_status(spec, now, kubelet_port)},
-                     content_type="application/merge-patch+json")
+        kube.request(
+            "PATCH",
+            f"/api/v1/nodes/{spec.name}/status",
+            body={"status": node_status(spec, now, kubelet_port)},
+            content_type="application/merge-patch+json",
+        )
         taints = o.spec(kube.get(ref)).get("taints") or []
         kept = [t for t in taints if t.get("key") != NOT_READY_TAINT]
         if kept != taints:

@@ -22,7 +22,7 @@ class PathMap:
     entries: tuple[tuple[str, str], ...]
 
     @classmethod
-    def of(cls, mapping: dict[str, Path | str]) -> "PathMap":
+    def of(cls, mapping: dict[str, Path | str]) -> PathMap:
         items = {k.rstrip("/") or "/": str(v) for k, v in mapping.items()}
         return cls(tuple(sorted(items.items(), key=lambda kv: len(kv[0]), reverse=True)))
 
@@ -30,7 +30,7 @@ class PathMap:
         """`value` with its leading mapped path replaced; unchanged when no entry is a prefix of it."""
         for inside, local in self.entries:
             if value == inside or value.startswith(inside + "/"):
-                return local + value[len(inside):]
+                return local + value[len(inside) :]
         return value
 
     def env_value(self, value: str) -> str:

@@ -58,7 +58,7 @@ class Rule:
         )
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Rule":
+    def from_dict(cls, data: dict) -> Rule:
         return cls(**{**data, "behaviour": Behaviour(data.get("behaviour", "ok"))})
 
 
@@ -94,11 +94,23 @@ class InferenceSimulator:
         usage = {"prompt_tokens": 8, "completion_tokens": 6, "total_tokens": 14}
         if kind == "chat":
             choice = {"index": 0, "message": {"role": "assistant", "content": self.text}, "finish_reason": "stop"}
-            return {"id": "chatcmpl-sim", "object": "chat.completion", "created": int(time.time()), "model": self.model,
-                    "choices": [choice], "usage": usage}
+            return {
+                "id": "chatcmpl-sim",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": self.model,
+                "choices": [choice],
+                "usage": usage,
+            }
         choice = {"index": 0, "text": self.text, "finish_reason": "stop"}
-        return {"id": "cmpl-sim", "object": "text_completion", "created": int(time.time()), "model": self.model,
-                "choices": [choice], "usage": usage}
+        return {
+            "id": "cmpl-sim",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": self.model,
+            "choices": [choice],
+            "usage": usage,
+        }
 
     async def _answer(self, request: web.Request, kind: str) -> web.StreamResponse:
         if kind == "models":
@@ -180,7 +192,7 @@ class InferenceSimulator:
             await self._runner.cleanup()
             self._runner = None
 
-    def start(self) -> "InferenceSimulator":
+    def start(self) -> InferenceSimulator:
         """Serve on a thread of its own; returns once the port accepts connections."""
         ready = threading.Event()
         failure: list[BaseException] = []
@@ -213,7 +225,7 @@ class InferenceSimulator:
             self._thread.join(10)
             self._thread = None
 
-    def __enter__(self) -> "InferenceSimulator":
+    def __enter__(self) -> InferenceSimulator:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -17,8 +17,15 @@ WATCH_TIMEOUT_S = 2  # how long a stopped informer may linger; each re-watch is 
 RETRY_S = 0.5
 
 
-def run_informer(kube: Kube, collection: Ref, handle: Callable[[str, dict], None], stop: threading.Event, *,
-                 label_selector: str | None = None, field_selector: str | None = None) -> None:
+def run_informer(
+    kube: Kube,
+    collection: Ref,
+    handle: Callable[[str, dict], None],
+    stop: threading.Event,
+    *,
+    label_selector: str | None = None,
+    field_selector: str | None = None,
+) -> None:
     while not stop.is_set():
         try:
             listing = kube.list(collection, label_selector=label_selector, field_selector=field_selector)
@@ -27,8 +34,9 @@ def run_informer(kube: Kube, collection: Ref, handle: Callable[[str, dict], None
             rv = listing["metadata"]["resourceVersion"]
             relist = False
             while not stop.is_set() and not relist:
-                for event in kube.watch(collection, rv, field_selector=field_selector, label_selector=label_selector,
-                                        timeout_seconds=WATCH_TIMEOUT_S):
+                for event in kube.watch(
+                    collection, rv, field_selector=field_selector, label_selector=label_selector, timeout_seconds=WATCH_TIMEOUT_S
+                ):
                     if event["type"] == "ERROR":
                         relist = True
                         break
@@ -41,9 +49,9 @@ def run_informer(kube: Kube, collection: Ref, handle: Callable[[str, dict], None
             stop.wait(RETRY_S)  # the API server restarting or going away: retry until stopped
 
 
-def start_informer(name: str, kube: Kube, collection: Ref, handle: Callable[[str, dict], None], stop: threading.Event,
-                   **selectors: str | None) -> threading.Thread:
-    thread = threading.Thread(target=run_informer, args=(kube, collection, handle, stop), kwargs=selectors,
-                              name=name, daemon=True)
+def start_informer(
+    name: str, kube: Kube, collection: Ref, handle: Callable[[str, dict], None], stop: threading.Event, **selectors: str | None
+) -> threading.Thread:
+    thread = threading.Thread(target=run_informer, args=(kube, collection, handle, stop), kwargs=selectors, name=name, daemon=True)
     thread.start()
     return thread

@@ -117,7 +117,9 @@ def service_account_kubeconfig(cluster: Cluster, namespace: str, name: str, path
         {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": expiration_s}},
     )["status"]["token"]
     config = {
-        "apiVersion": "v1", "kind": "Config", "current-context": "sa",
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "sa",
         "clusters": [{"name": "lab", "cluster": {"server": cluster.server, "certificate-authority": str(cluster.pki.ca_cert)}}],
         "users": [{"name": name, "user": {"token": token}}],
         "contexts": [{"name": "sa", "context": {"cluster": "lab", "user": name, "namespace": namespace}}],

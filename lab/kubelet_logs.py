@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import ssl
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
-
-from typing import Callable
 
 from lab.pki import Pki
 
@@ -33,8 +32,7 @@ LOOPBACK = "127.0.0.1"
 class KubeletLogSimulator:
     """A loopback HTTPS server answering `/containerLogs/{namespace}/{pod}/{container}`."""
 
-    def __init__(self, log_dir: Path, pki: Pki,
-                 resolve: Callable[[str, str, str], Path | None] | None = None):
+    def __init__(self, log_dir: Path, pki: Pki, resolve: Callable[[str, str, str], Path | None] | None = None):
         """`resolve(namespace, pod, container)` finds logs that were not registered (the lab's
         kubelet simulator writes one file per pod as it starts them)."""
         self.log_dir = Path(log_dir)
@@ -56,8 +54,7 @@ class KubeletLogSimulator:
 
     def node_status(self) -> dict:
         """The Node status fields the API server uses to reach this kubelet."""
-        return {"addresses": [{"type": "InternalIP", "address": LOOPBACK}],
-                "daemonEndpoints": {"kubeletEndpoint": {"Port": self.port}}}
+        return {"addresses": [{"type": "InternalIP", "address": LOOPBACK}], "daemonEndpoints": {"kubeletEndpoint": {"Port": self.port}}}
 
     def register(self, namespace: str, pod: str, container: str, path: Path | None = None) -> Path:
         """Serves `path` (default: a file under log_dir, created empty) as that container's log."""

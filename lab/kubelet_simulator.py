@@ -26,13 +26,13 @@ simulators depend on it (Kubernetes "Pod Lifecycle", "Container restart policy",
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,15 +92,22 @@ class ContainerState:
     last_state: dict = field(default_factory=dict)
 
     def to_status(self) -> dict:
-        return {"name": self.name, "image": self.image, "imageID": "", "ready": self.ready,
-                "restartCount": self.restart_count, "started": "running" in self.state, "state": self.state,
-                "lastState": self.last_state}
+        return {
+            "name": self.name,
+            "image": self.image,
+            "imageID": "",
+            "ready": self.ready,
+            "restartCount": self.restart_count,
+            "started": "running" in self.state,
+            "state": self.state,
+            "lastState": self.last_state,
+        }
 
 
 class PodRunner(threading.Thread):
     """One pod's life on its node (one thread per pod)."""
 
-    def __init__(self, kubelet: "KubeletSimulator", pod: dict):
+    def __init__(self, kubelet: KubeletSimulator, pod: dict):
         meta = pod["metadata"]
         super().__init__(name=f"pod-{meta['name']}", daemon=True)
         self.kubelet, self.pod = kubelet, pod
@@ -139,8 +146,9 @@ class PodRunner(threading.Thread):
         log = self.kubelet.config.lab.pod_log(self.namespace, self.name)
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:
-            return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                    cwd=self.kubelet.config.lab.root)
+            return subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=self.kubelet.config.lab.root
+            )
 
     def wait_process(self, proc: subprocess.Popen) -> int:
         """Waits for the process; on termination SIGTERM, then SIGKILL after the grace period."""
@@ -167,16 +175,34 @@ class PodRunner(threading.Thread):
         ready = phase == "Running" and all(c.ready for c in containers)
         self.ready = ready
         status = "True" if ready else "False"
-        conditions = [{"type": t, "status": s, "lastTransitionTime": now()} for t, s in (
-            ("PodScheduled", "True"), ("Initialized", "True" if initialized else "False"),
-            ("ContainersReady", status), ("Ready", status))]
-        body = {"status": {"phase": phase, "hostIP": NODE_ADDRESS, "hostIPs": [{"ip": NODE_ADDRESS}],
-                           "podIP": self.pod_ip, "podIPs": [{"ip": self.pod_ip}],
-                           "startTime": self.started_at, "conditions": conditions,
-                           "containerStatuses": [c.to_status() for c in containers]}}
+        conditions = [
+            {"type": t, "status": s, "lastTransitionTime": now()}
+            for t, s in (
+                ("PodScheduled", "True"),
+                ("Initialized", "True" if initialized else "False"),
+                ("ContainersReady", status),
+                ("Ready", status),
+            )
+        ]
+        body = {
+            "status": {
+                "phase": phase,
+                "hostIP": NODE_ADDRESS,
+                "hostIPs": [{"ip": NODE_ADDRESS}],
+                "podIP": self.pod_ip,
+                "podIPs": [{"ip": self.pod_ip}],
+                "startTime": self.started_at,
+                "conditions": conditions,
+                "containerStatuses": [c.to_status() for c in containers],
+            }
+        }
         try:
-            self.kube.request("PATCH", Ref("v1", "pods", self.namespace, self.name).path() + "/status", body=body,
-                              content_type="application/merge-patch+json")
+            self.kube.request(
+                "PATCH",
+                Ref("v1", "pods", self.namespace, self.name).path() + "/status",
+                body=body,
+                content_type="application/merge-patch+json",
+            )
         except (NotFound, InfrastructureError):
             pass  # deleted meanwhile, or the API server is going away with the lab
 
@@ -230,8 +256,14 @@ class OneShotRunner(PodRunner):
             self.report("Running", states)
             code = self.run_to_exit(container)
             state.ready = False
-            state.state = {"terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
-                                          "startedAt": self.started_at, "finishedAt": now()}}
+            state.state = {
+                "terminated": {
+                    "exitCode": code,
+                    "reason": "Completed" if code == 0 else "Error",
+                    "startedAt": self.started_at,
+                    "finishedAt": now(),
+                }
+            }
             if code != 0:
                 self.report("Failed", states)
                 return
@@ -262,10 +294,15 @@ class ServingRunner(PodRunner):
                 return
             main.ready = False
             main.restart_count += 1
-            main.last_state = {"terminated": {"exitCode": code, "reason": "Error" if code else "Completed",
-                                              "startedAt": main.state["running"]["startedAt"], "finishedAt": now()}}
-            main.state = {"waiting": {"reason": "CrashLoopBackOff",
-                                      "message": f"back-off {backoff:.1f}s restarting failed container"}}
+            main.last_state = {
+                "terminated": {
+                    "exitCode": code,
+                    "reason": "Error" if code else "Completed",
+                    "startedAt": main.state["running"]["startedAt"],
+                    "finishedAt": now(),
+                }
+            }
+            main.state = {"waiting": {"reason": "CrashLoopBackOff", "message": f"back-off {backoff:.1f}s restarting failed container"}}
             self.report("Running", states)
             if time.monotonic() - started > 10 * self.kubelet.config.backoff_max_s:
                 backoff = self.kubelet.config.backoff_s  # it ran long enough: the kubelet resets the backoff
@@ -357,7 +394,7 @@ class IdleRunner(ServingRunner):
         return 0
 
 
-def runner_for(kubelet: "KubeletSimulator", pod: dict) -> PodRunner:
+def runner_for(kubelet: KubeletSimulator, pod: dict) -> PodRunner:
     labels = o.labels(pod)
     if DGD_NAME_LABEL not in labels:
         return OneShotRunner(kubelet, pod)
@@ -380,9 +417,10 @@ class KubeletSimulator:
         self.stop_event = threading.Event()
         self.thread: threading.Thread | None = None
 
-    def start(self) -> "KubeletSimulator":
-        self.thread = start_informer("kubelet-simulator", self.kube, Ref("v1", "pods", None, ""), self.on_event,
-                                     self.stop_event, field_selector="spec.nodeName!=")
+    def start(self) -> KubeletSimulator:
+        self.thread = start_informer(
+            "kubelet-simulator", self.kube, Ref("v1", "pods", None, ""), self.on_event, self.stop_event, field_selector="spec.nodeName!="
+        )
         return self
 
     def on_event(self, kind: str, pod: dict) -> None:
@@ -412,15 +450,19 @@ class KubeletSimulator:
         """The kubelet's final delete (grace period 0) once the pod's processes are gone."""
         meta = pod["metadata"]
         try:
-            self.kube.request("DELETE", Ref("v1", "pods", meta["namespace"], meta["name"]).path(),
-                              body={"gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}})
+            self.kube.request(
+                "DELETE",
+                Ref("v1", "pods", meta["namespace"], meta["name"]).path(),
+                body={"gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}},
+            )
         except (NotFound, InfrastructureError):
             pass  # already gone, or a newer pod of the same name (uid precondition)
 
     def annotate_port(self, runner: PodRunner) -> None:
         try:
-            self.kube.merge_patch(Ref("v1", "pods", runner.namespace, runner.name),
-                                  {"metadata": {"annotations": {PORT_ANNOTATION: str(runner.port)}}})
+            self.kube.merge_patch(
+                Ref("v1", "pods", runner.namespace, runner.name), {"metadata": {"annotations": {PORT_ANNOTATION: str(runner.port)}}}
+            )
         except (NotFound, InfrastructureError):
             pass
 
@@ -428,9 +470,15 @@ class KubeletSimulator:
         """Loopback URLs of the DGD's GPU workers that are Ready now (what the frontend routes to)."""
         with self.lock:
             runners = list(self.runners.values())
-        return [f"http://127.0.0.1:{r.port}" for r in runners
-                if isinstance(r, WorkerRunner) and r.ready and r.namespace == namespace
-                and r.labels.get(DGD_NAME_LABEL) == dgd and not r.stopping.is_set()]
+        return [
+            f"http://127.0.0.1:{r.port}"
+            for r in runners
+            if isinstance(r, WorkerRunner)
+            and r.ready
+            and r.namespace == namespace
+            and r.labels.get(DGD_NAME_LABEL) == dgd
+            and not r.stopping.is_set()
+        ]
 
     def stop(self, timeout_s: float = 15.0) -> None:
         """Stops every pod's processes (the node shutting down); API objects are left as they are."""
@@ -460,4 +508,3 @@ class _Detached:
 
     def annotate_port(self, runner: PodRunner) -> None:
         pass
-

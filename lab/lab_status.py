@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from lab.layout import LabDir
-from steps.gpu import nvsentinel as nv
 from steps.errors import InfrastructureError
+from steps.gpu import nvsentinel as nv
 from steps.kube import objects as o
 from steps.kube.client import Ref, connect
 
@@ -18,20 +18,26 @@ def live_view(lab: LabDir, state: dict) -> dict:
         breaker = kube.get_or_none(Ref("v1", "configmaps", state["nvsentinel_namespace"], nv.CIRCUIT_BREAKER_CONFIGMAP))
     except InfrastructureError as error:
         return {"nodes": [], "pods": [], "lines": [f"  api server     NOT ANSWERING: {error}"]}
-    node_rows = [{
-        "name": n["metadata"]["name"],
-        "gpus": (o.status(n).get("capacity") or {}).get("nvidia.com/gpu", "0"),
-        "schedulable": not o.unschedulable(n),
-        "nvsentinel_state": o.labels(n).get(nv.STATE_LABEL, ""),
-    } for n in nodes]
-    pod_rows = [{
-        "name": p["metadata"]["name"],
-        "node": o.node_name(p) or "",
-        "phase": o.phase(p) or "Pending",
-        "ready": o.pod_ready(p),
-        "restarts": sum(c.get("restartCount", 0) for c in o.status(p).get("containerStatuses") or []),
-        "terminating": o.terminating(p),
-    } for p in pods]
+    node_rows = [
+        {
+            "name": n["metadata"]["name"],
+            "gpus": (o.status(n).get("capacity") or {}).get("nvidia.com/gpu", "0"),
+            "schedulable": not o.unschedulable(n),
+            "nvsentinel_state": o.labels(n).get(nv.STATE_LABEL, ""),
+        }
+        for n in nodes
+    ]
+    pod_rows = [
+        {
+            "name": p["metadata"]["name"],
+            "node": o.node_name(p) or "",
+            "phase": o.phase(p) or "Pending",
+            "ready": o.pod_ready(p),
+            "restarts": sum(c.get("restartCount", 0) for c in o.status(p).get("containerStatuses") or []),
+            "terminating": o.terminating(p),
+        }
+        for p in pods
+    ]
     lines = ["  nodes:"]
     for n in node_rows:
         flags = "" if n["schedulable"] else " cordoned"

@@ -1,16 +1,16 @@
 """Where a running lab keeps its state: one directory (`.lab/` by default, gitignored).
 
-    .lab/kubeconfig                    admin kubeconfig of the lab's kube-apiserver
-    .lab/supervisor.pid                the supervisor process (owner of everything below)
-    .lab/state.json                    what `up` started (written once the lab is ready)
-    .lab/logs/supervisor.log           what the supervisor and its simulators did
-    .lab/kube-apiserver.log            the control plane's log; .lab/etcd/ (data, etcd.log), .lab/pki/
-    .lab/nodes/<node>/                 a simulated node's root filesystem: dev/kmsg (the kernel-log
-                                       sink), var/lib/faultflow (the toggle hostPath),
-                                       proc/driver/nvidia/gpus/<pci>/information
-    .lab/pods/<namespace>_<pod>/       a pod's emptyDir volumes
-    .lab/pod-logs/<namespace>_<pod>.log  stdout+stderr of every container of the pod
-    .lab/images/shim/                  the shim image's /opt/faultflow (install.sh and the .so)
+.lab/kubeconfig                    admin kubeconfig of the lab's kube-apiserver
+.lab/supervisor.pid                the supervisor process (owner of everything below)
+.lab/state.json                    what `up` started (written once the lab is ready)
+.lab/logs/supervisor.log           what the supervisor and its simulators did
+.lab/kube-apiserver.log            the control plane's log; .lab/etcd/ (data, etcd.log), .lab/pki/
+.lab/nodes/<node>/                 a simulated node's root filesystem: dev/kmsg (the kernel-log
+                                   sink), var/lib/faultflow (the toggle hostPath),
+                                   proc/driver/nvidia/gpus/<pci>/information
+.lab/pods/<namespace>_<pod>/       a pod's emptyDir volumes
+.lab/pod-logs/<namespace>_<pod>.log  stdout+stderr of every container of the pod
+.lab/images/shim/                  the shim image's /opt/faultflow (install.sh and the .so)
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class LabDir:
     root: Path
 
     @classmethod
-    def resolve(cls, path: str | None = None) -> "LabDir":
+    def resolve(cls, path: str | None = None) -> LabDir:
         return cls(Path(path or os.environ.get(DIR_ENV) or DEFAULT_DIR).absolute())
 
     @property

@@ -53,6 +53,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from lab.gpu_nodes import GPU_METADATA, GPU_PRESENT_LABEL, KMSG
@@ -60,10 +61,9 @@ from lab.host_paths import node_path
 from lab.kubelet_simulator import now
 from lab.layout import LabDir
 from lab.processes import NotReady, wait_until
-from steps.gpu import kmsg, nvsentinel as nv
 from steps.errors import InfrastructureError
-from importlib import resources
-
+from steps.gpu import kmsg
+from steps.gpu import nvsentinel as nv
 from steps.kube import objects as o
 from steps.kube.client import Kube, NotFound, Ref
 
@@ -97,10 +97,22 @@ class NvsentinelConfig:
         breaker = [f"enabled = {str(self.breaker_enabled).lower()}", f"percentage = {self.breaker_percentage}", 'duration = "5m"']
         if self.breaker_max_nodes:
             breaker.append(f"maxNodes = {self.breaker_max_nodes}")
-        return "\n".join([
-            'label-prefix = "k8saas.nvidia.com/"', f"dryRun = {str(self.posture == 'dry-run').lower()}", "",
-            "[circuitBreaker]", *breaker, "", "[[rule-sets]]", f'name = "{RULESET}"', "",
-            "[rule-sets.cordon]", f"shouldCordon = {str(self.posture == 'enforce').lower()}", ""])
+        return "\n".join(
+            [
+                'label-prefix = "k8saas.nvidia.com/"',
+                f"dryRun = {str(self.posture == 'dry-run').lower()}",
+                "",
+                "[circuitBreaker]",
+                *breaker,
+                "",
+                "[[rule-sets]]",
+                f'name = "{RULESET}"',
+                "",
+                "[rule-sets.cordon]",
+                f"shouldCordon = {str(self.posture == 'enforce').lower()}",
+                "",
+            ]
+        )
 
 
 POSTURES = ("enforce", "dry-run", "monitor-only")
@@ -125,11 +137,20 @@ class Detection:
         entities = [{"entityType": "PCI", "entityValue": self.pci}]
         if self.uuid:
             entities.append({"entityType": "GPU_UUID", "entityValue": self.uuid})
-        return {"version": 1, "agent": AGENT, "componentClass": "GPU", "checkName": self.check,
-                "isFatal": self.fatal, "isHealthy": False, "message": self.message,
-                "recommendedAction": nv.ACTION_CODES.get(self.action, nv.ACTION_CODES["CONTACT_SUPPORT"]),
-                "errorCode": [self.code], "entitiesImpacted": entities, "nodeName": self.node,
-                "processingStrategy": "EXECUTE_REMEDIATION"}
+        return {
+            "version": 1,
+            "agent": AGENT,
+            "componentClass": "GPU",
+            "checkName": self.check,
+            "isFatal": self.fatal,
+            "isHealthy": False,
+            "message": self.message,
+            "recommendedAction": nv.ACTION_CODES.get(self.action, nv.ACTION_CODES["CONTACT_SUPPORT"]),
+            "errorCode": [self.code],
+            "entitiesImpacted": entities,
+            "nodeName": self.node,
+            "processingStrategy": "EXECUTE_REMEDIATION",
+        }
 
     @property
     def code(self) -> str:
@@ -149,7 +170,9 @@ class Detection:
 # pkg/xid/parser/csv.go: the NVL5 shape, tried first for 144–150.
 NVL5_PATTERN = re.compile(
     r"NVRM: Xid \(PCI:([^)]+)\): (\d+)(?:, pid=[^,]*)?(?:, name=[^,]*)?, "
-    r"(\w+)\s+(\w+)\s+(\w+)\s+(\w+)\s+Link\s+(-?\d+)\s+\((0x[0-9a-fA-F]+)\s+(0x[0-9a-fA-F]+)", re.ASCII)
+    r"(\w+)\s+(\w+)\s+(\w+)\s+(\w+)\s+Link\s+(-?\d+)\s+\((0x[0-9a-fA-F]+)\s+(0x[0-9a-fA-F]+)",
+    re.ASCII,
+)
 # pkg/types GPU-at-PCI line (the driver prints it once per GPU before its first XID) and gpufallen.
 GPU_AT_PCI = re.compile(r"NVRM: GPU at PCI:([0-9a-fA-F:.]+): (GPU-[0-9a-fA-F-]+)", re.ASCII)
 FALLEN_OFF = re.compile(r"(?s)NVRM: The NVIDIA GPU ([0-9a-fA-F:.]+).*?fallen off the bus and is not responding to commands")
@@ -163,8 +186,12 @@ NVL5_DECODE = {
     (149, "NETIR_LINK_EVT", "v1", 0x025525C6, 0x00000000): "COMPONENT_RESET",
 }
 # pkg/common MapActionStringToProto's reading of 154's parenthesised text.
-RECOVERY_TEXT_ACTIONS = {"GPU Reset Required": "COMPONENT_RESET", "Drain and Reset": "COMPONENT_RESET",
-                         "Node Reboot Required": "RESTART_BM", "None": "NONE"}
+RECOVERY_TEXT_ACTIONS = {
+    "GPU Reset Required": "COMPONENT_RESET",
+    "Drain and Reset": "COMPONENT_RESET",
+    "Node Reboot Required": "RESTART_BM",
+    "None": "NONE",
+}
 
 
 def workbook() -> dict[int, str]:
@@ -219,7 +246,7 @@ def classify(message: str, metadata: dict | None = None, seen_uuids: dict[str, s
         xid, pci, code = found.xid, found.pci, str(found.xid)
         if xid == 154:
             opened, closed = message.rfind("("), message.rfind(")")
-            text = message[opened + 1:closed].strip() if 0 <= opened < closed else ""
+            text = message[opened + 1 : closed].strip() if 0 <= opened < closed else ""
             action = RECOVERY_TEXT_ACTIONS.get(text, "CONTACT_SUPPORT")
         else:
             action = _WORKBOOK.get(xid, "CONTACT_SUPPORT")
@@ -243,14 +270,19 @@ def cordon_reason(ruleset: str) -> str:
 
 
 class NvsentinelSimulator:
-    def __init__(self, kube: Kube, lab: LabDir, gpu_nodes: list[str], config: NvsentinelConfig = NvsentinelConfig(),
-                 node_paths: Callable[[str], tuple[Path, Path]] | None = None):
+    def __init__(
+        self,
+        kube: Kube,
+        lab: LabDir,
+        gpu_nodes: list[str],
+        config: NvsentinelConfig = NvsentinelConfig(),
+        node_paths: Callable[[str], tuple[Path, Path]] | None = None,
+    ):
         """`node_paths(node)`: the node's kernel log and its gpu_metadata.json, as this process reaches
         them; by default in the simulated node's directory (a FIFO and a file). A real lab node
         (lab.nodes) gives the file its /dev/kmsg pty is copied to and the file in its own root."""
         self.kube, self.lab, self.nodes, self.config = kube, lab, list(gpu_nodes), config
-        self.node_paths = node_paths or (lambda node: (node_path(lab.node_root(node), KMSG),
-                                                       node_path(lab.node_root(node), GPU_METADATA)))
+        self.node_paths = node_paths or (lambda node: (node_path(lab.node_root(node), KMSG), node_path(lab.node_root(node), GPU_METADATA)))
         self.stop_event = threading.Event()
         self.threads: list[threading.Thread] = []
         self.log: list[str] = []  # what it did, in order (the supervisor prints it)
@@ -265,17 +297,21 @@ class NvsentinelSimulator:
         ns = self.config.namespace
         if self.kube.get_or_none(Ref("v1", "namespaces", None, ns)) is None:
             self.kube.create(Ref("v1", "namespaces", None, ""), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-            self.kube.create(Ref("v1", "serviceaccounts", ns, ""), {"apiVersion": "v1", "kind": "ServiceAccount",
-                                                                    "metadata": {"name": "default"}})
+            self.kube.create(
+                Ref("v1", "serviceaccounts", ns, ""), {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}}
+            )
         if self.kube.get_or_none(Ref("v1", "configmaps", ns, nv.CIRCUIT_BREAKER_CONFIGMAP)) is None:
-            self.kube.create(Ref("v1", "configmaps", ns, ""), {"apiVersion": "v1", "kind": "ConfigMap",
-                                                               "metadata": {"name": nv.CIRCUIT_BREAKER_CONFIGMAP},
-                                                               "data": {"status": "CLOSED"}})
+            self.kube.create(
+                Ref("v1", "configmaps", ns, ""),
+                {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": nv.CIRCUIT_BREAKER_CONFIGMAP}, "data": {"status": "CLOSED"}},
+            )
         toml = {nv.FAULT_QUARANTINE_KEY: self.config.fault_quarantine_toml()}
         fq = Ref("v1", "configmaps", ns, nv.FAULT_QUARANTINE_CONFIGMAP)
         if self.kube.get_or_none(fq) is None:
-            self.kube.create(Ref("v1", "configmaps", ns, ""), {"apiVersion": "v1", "kind": "ConfigMap",
-                                                               "metadata": {"name": nv.FAULT_QUARANTINE_CONFIGMAP}, "data": toml})
+            self.kube.create(
+                Ref("v1", "configmaps", ns, ""),
+                {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": nv.FAULT_QUARANTINE_CONFIGMAP}, "data": toml},
+            )
         else:
             self.kube.merge_patch(fq, {"data": toml})
         daemonset = self._monitor_daemonset()
@@ -287,32 +323,67 @@ class NvsentinelSimulator:
         ns, name = self.config.namespace, f"{AGENT}-regular"
         ref = Ref("apps/v1", "daemonsets", ns, name)
         labels = {"app.kubernetes.io/name": AGENT}
-        return self.kube.get_or_none(ref) or self.kube.create(ref, {
-            "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": name, "labels": labels},
-            "spec": {"selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels}, "spec": {
-                "nodeSelector": {nv.DRIVER_INSTALLED_LABEL: "true"},
-                "containers": [{"name": AGENT, "image": "nvsentinel/syslog-health-monitor"}]}}}})
+        return self.kube.get_or_none(ref) or self.kube.create(
+            ref,
+            {
+                "apiVersion": "apps/v1",
+                "kind": "DaemonSet",
+                "metadata": {"name": name, "labels": labels},
+                "spec": {
+                    "selector": {"matchLabels": labels},
+                    "template": {
+                        "metadata": {"labels": labels},
+                        "spec": {
+                            "nodeSelector": {nv.DRIVER_INSTALLED_LABEL: "true"},
+                            "containers": [{"name": AGENT, "image": "nvsentinel/syslog-health-monitor"}],
+                        },
+                    },
+                },
+            },
+        )
 
     def _monitor_pod(self, node: str, daemonset: dict) -> None:
         """The DaemonSet's pod on `node`, Running (this simulator is it). Owned by the DaemonSet, so
         node-drainer skips it, as it skips every DaemonSet pod."""
         ns, name = self.config.namespace, f"{AGENT}-regular-{node}"[:63]
         ref = Ref("v1", "pods", ns, name)
-        owner = {"apiVersion": "apps/v1", "kind": "DaemonSet", "name": daemonset["metadata"]["name"],
-                 "uid": daemonset["metadata"]["uid"], "controller": True}
+        owner = {
+            "apiVersion": "apps/v1",
+            "kind": "DaemonSet",
+            "name": daemonset["metadata"]["name"],
+            "uid": daemonset["metadata"]["uid"],
+            "controller": True,
+        }
         if self.kube.get_or_none(ref) is None:
-            self.kube.create(Ref("v1", "pods", ns, ""), {
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": name, "labels": {"app.kubernetes.io/name": AGENT}, "ownerReferences": [owner]},
-                "spec": {"nodeName": node, "containers": [{"name": AGENT, "image": "nvsentinel/syslog-health-monitor"}],
-                         "tolerations": [{"operator": "Exists"}]},
-            })
-        self.kube.request("PATCH", ref.path() + "/status", content_type=MERGE, body={"status": {
-            "phase": "Running", "podIP": "127.0.0.1", "startTime": now(),
-            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now()}]}})
+            self.kube.create(
+                Ref("v1", "pods", ns, ""),
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {"name": name, "labels": {"app.kubernetes.io/name": AGENT}, "ownerReferences": [owner]},
+                    "spec": {
+                        "nodeName": node,
+                        "containers": [{"name": AGENT, "image": "nvsentinel/syslog-health-monitor"}],
+                        "tolerations": [{"operator": "Exists"}],
+                    },
+                },
+            )
+        self.kube.request(
+            "PATCH",
+            ref.path() + "/status",
+            content_type=MERGE,
+            body={
+                "status": {
+                    "phase": "Running",
+                    "podIP": "127.0.0.1",
+                    "startTime": now(),
+                    "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now()}],
+                }
+            },
+        )
 
     # --- reading the kernel log -------------------------------------------------------------------
-    def start(self) -> "NvsentinelSimulator":
+    def start(self) -> NvsentinelSimulator:
         for node in self.nodes:
             # Opened here, read-write, so a writer's open() never blocks and never sees "no reader".
             path = self.node_paths(node)[0]
@@ -328,7 +399,7 @@ class NvsentinelSimulator:
             self.threads.append(thread)
         return self
 
-    def wait_first_poll(self, timeout_s: float = 30.0) -> "NvsentinelSimulator":
+    def wait_first_poll(self, timeout_s: float = 30.0) -> NvsentinelSimulator:
         """Until every node's monitor has polled once: only records written after that are processed."""
         for node, polled in self.polled.items():
             if not polled.wait(timeout_s):
@@ -450,8 +521,10 @@ class NvsentinelSimulator:
             with self.lock:
                 last = self.dedup.get(d.dedup_key())
                 if last is not None and now_s - last < self.config.dedup_window_s:
-                    return (f"deduplicated: repeat of ErrorCode:{d.code} PCI:{d.pci} within "
-                            f"{self.config.dedup_window_s:.0f}s: STORE_AND_ANALYSE")
+                    return (
+                        f"deduplicated: repeat of ErrorCode:{d.code} PCI:{d.pci} within "
+                        f"{self.config.dedup_window_s:.0f}s: STORE_AND_ANALYSE"
+                    )
                 self.dedup[d.dedup_key()] = now_s
         return None
 
@@ -476,18 +549,29 @@ class NvsentinelSimulator:
 
     def _node_event(self, d: Detection) -> None:
         stamp = now()
-        self.kube.create(Ref("v1", "events", "default", ""), {
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"name": f"{d.node}.{time.time_ns():x}", "namespace": "default"},
-            "involvedObject": {"kind": "Node", "name": d.node, "apiVersion": "v1"},
-            "type": nv.XID_CONDITION, "reason": f"{nv.XID_CONDITION}IsNotHealthy", "message": d.condition_message(),
-            "source": {"component": AGENT, "host": d.node}, "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
-        })
+        self.kube.create(
+            Ref("v1", "events", "default", ""),
+            {
+                "apiVersion": "v1",
+                "kind": "Event",
+                "metadata": {"name": f"{d.node}.{time.time_ns():x}", "namespace": "default"},
+                "involvedObject": {"kind": "Node", "name": d.node, "apiVersion": "v1"},
+                "type": nv.XID_CONDITION,
+                "reason": f"{nv.XID_CONDITION}IsNotHealthy",
+                "message": d.condition_message(),
+                "source": {"component": AGENT, "host": d.node},
+                "firstTimestamp": stamp,
+                "lastTimestamp": stamp,
+                "count": 1,
+            },
+        )
 
     def _set_condition(self, node: str, unhealthy: bool, message: str, check: str = nv.XID_CONDITION) -> None:
         stamp = now()
-        current = next((c for c in self.kube.get(Ref("v1", "nodes", None, node)).get("status", {}).get("conditions") or []
-                        if c.get("type") == check), None)
+        current = next(
+            (c for c in self.kube.get(Ref("v1", "nodes", None, node)).get("status", {}).get("conditions") or [] if c.get("type") == check),
+            None,
+        )
         transition = stamp
         if current is not None and current.get("status") == ("True" if unhealthy else "False"):
             transition = current.get("lastTransitionTime") or stamp
@@ -496,12 +580,15 @@ class NvsentinelSimulator:
                 if message.rstrip(";") not in entries:
                     entries.append(message.rstrip(";"))
                 message = ";".join(entries) + ";"
-        condition = {"type": check, "status": "True" if unhealthy else "False",
-                     "reason": f"{check}Is{'NotHealthy' if unhealthy else 'Healthy'}",
-                     "message": message if len(message) <= 1024 else message[:1021] + "...",
-                     "lastHeartbeatTime": stamp, "lastTransitionTime": transition}
-        self.kube.request("PATCH", f"/api/v1/nodes/{node}/status", content_type=STRATEGIC,
-                          body={"status": {"conditions": [condition]}})
+        condition = {
+            "type": check,
+            "status": "True" if unhealthy else "False",
+            "reason": f"{check}Is{'NotHealthy' if unhealthy else 'Healthy'}",
+            "message": message if len(message) <= 1024 else message[:1021] + "...",
+            "lastHeartbeatTime": stamp,
+            "lastTransitionTime": transition,
+        }
+        self.kube.request("PATCH", f"/api/v1/nodes/{node}/status", content_type=STRATEGIC, body={"status": {"conditions": [condition]}})
 
     def breaker_tripped(self) -> bool:
         cm = self.kube.get_or_none(Ref("v1", "configmaps", self.config.namespace, nv.CIRCUIT_BREAKER_CONFIGMAP))
@@ -534,12 +621,17 @@ class NvsentinelSimulator:
         patch = {"metadata": {"annotations": new_annotations}}
         if not already:
             patch["metadata"]["labels"] = {
-                nv.CORDON_BY_LABEL: "NVSentinel", nv.CORDON_REASON_LABEL: cordon_reason(RULESET),
-                nv.CORDON_TIMESTAMP_LABEL: time.strftime("%Y-%m-%dT%H-%M-%SZ", time.gmtime()), nv.STATE_LABEL: "quarantined"}
+                nv.CORDON_BY_LABEL: "NVSentinel",
+                nv.CORDON_REASON_LABEL: cordon_reason(RULESET),
+                nv.CORDON_TIMESTAMP_LABEL: time.strftime("%Y-%m-%dT%H-%M-%SZ", time.gmtime()),
+                nv.STATE_LABEL: "quarantined",
+            }
         if spec:
             patch["spec"] = spec
         self.kube.merge_patch(ref, patch)
-        self.note(f"{d.node}: quarantined ({'already quarantined' if already else 'cordoned' if cordon else self.config.posture + ', not cordoned'})")
+        self.note(
+            f"{d.node}: quarantined ({'already quarantined' if already else 'cordoned' if cordon else self.config.posture + ', not cordoned'})"
+        )
         if cordon:
             self._evaluate_breaker()
         return not already and self.config.posture != "monitor-only"
@@ -553,14 +645,20 @@ class NvsentinelSimulator:
         if not self.config.breaker_enabled:
             return
         # FQ counts the cluster's GPU nodes (`--gpu-node-label`); in the lab those are the monitored ones.
-        nodes = [n for n in self.kube.list(Ref("v1", "nodes", None, ""), label_selector=f"{GPU_PRESENT_LABEL}=true").get("items") or []
-                 if n["metadata"]["name"] in self.nodes]
+        nodes = [
+            n
+            for n in self.kube.list(Ref("v1", "nodes", None, ""), label_selector=f"{GPU_PRESENT_LABEL}=true").get("items") or []
+            if n["metadata"]["name"] in self.nodes
+        ]
         cordoned = sum(1 for n in nodes if o.unschedulable(n))
         if nodes and cordoned >= self.breaker_threshold(len(nodes)):
-            self.kube.merge_patch(Ref("v1", "configmaps", self.config.namespace, nv.CIRCUIT_BREAKER_CONFIGMAP),
-                                  {"data": {"status": nv.CIRCUIT_BREAKER_TRIPPED}})
-            self.note(f"circuit breaker TRIPPED: {cordoned} of {len(nodes)} GPU nodes cordoned "
-                      f"(threshold {self.breaker_threshold(len(nodes)):g})")
+            self.kube.merge_patch(
+                Ref("v1", "configmaps", self.config.namespace, nv.CIRCUIT_BREAKER_CONFIGMAP),
+                {"data": {"status": nv.CIRCUIT_BREAKER_TRIPPED}},
+            )
+            self.note(
+                f"circuit breaker TRIPPED: {cordoned} of {len(nodes)} GPU nodes cordoned (threshold {self.breaker_threshold(len(nodes)):g})"
+            )
 
     def _state(self, node: str, state: str) -> None:
         self.kube.merge_patch(Ref("v1", "nodes", None, node), {"metadata": {"labels": {nv.STATE_LABEL: state}}})
@@ -590,16 +688,26 @@ class NvsentinelSimulator:
                 continue
             meta = pod["metadata"]
             try:
-                self.kube.request("POST", Ref("v1", "pods", meta["namespace"], meta["name"]).path() + "/eviction", body={
-                    "apiVersion": "policy/v1", "kind": "Eviction",
-                    "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
-                    "deleteOptions": {"gracePeriodSeconds": self.config.eviction_grace_s}})
+                self.kube.request(
+                    "POST",
+                    Ref("v1", "pods", meta["namespace"], meta["name"]).path() + "/eviction",
+                    body={
+                        "apiVersion": "policy/v1",
+                        "kind": "Eviction",
+                        "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+                        "deleteOptions": {"gracePeriodSeconds": self.config.eviction_grace_s},
+                    },
+                )
                 self.note(f"{node}: evicted {meta['namespace']}/{meta['name']}")
             except NotFound:
                 pass
         try:
-            wait_until(lambda: True if not self._drainable(node) else None, what=f"pods gone from {node}",
-                       timeout_s=self.config.drain_timeout_s, interval_s=0.1)
+            wait_until(
+                lambda: True if not self._drainable(node) else None,
+                what=f"pods gone from {node}",
+                timeout_s=self.config.drain_timeout_s,
+                interval_s=0.1,
+            )
         except NotReady:
             self._state(node, "drain-failed")
             return
@@ -618,19 +726,32 @@ class NvsentinelSimulator:
         meta = self.kube.get(ref)["metadata"]
         annotations = meta.get("annotations") or {}
         events = json.loads(annotations.get(nv.EVENT_ANNOTATION) or "[]")
-        left = [e for e in events if not any(x.get("entityType") == "PCI" and x.get("entityValue", "").lower() == gpu.pci
-                                             for x in e.get("entitiesImpacted") or [])]
+        left = [
+            e
+            for e in events
+            if not any(
+                x.get("entityType") == "PCI" and x.get("entityValue", "").lower() == gpu.pci for x in e.get("entitiesImpacted") or []
+            )
+        ]
         self.note(f"{node}: GPU reset of {uuid} (PCI {gpu.pci}) succeeded: healthy event")
         if left:
             self.kube.merge_patch(ref, {"metadata": {"annotations": {nv.EVENT_ANNOTATION: json.dumps(left)}}})
             return
         cordoned = annotations.get(nv.CORDONED_ANNOTATION) == "True"
         if cordoned or nv.EVENT_ANNOTATION in annotations:  # dry-run / monitor-only: annotated, never cordoned
-            patch = {"metadata": {
-                "annotations": {nv.EVENT_ANNOTATION: None, nv.CORDONED_ANNOTATION: None, nv.PRE_EXISTING_ANNOTATION: None},
-                "labels": {nv.CORDON_BY_LABEL: None, nv.CORDON_REASON_LABEL: None, nv.CORDON_TIMESTAMP_LABEL: None,
-                           nv.STATE_LABEL: None, nv.UNCORDON_BY_LABEL: "NVSentinel",
-                           nv.UNCORDON_TIMESTAMP_LABEL: time.strftime("%Y-%m-%dT%H-%M-%SZ", time.gmtime())}}}
+            patch = {
+                "metadata": {
+                    "annotations": {nv.EVENT_ANNOTATION: None, nv.CORDONED_ANNOTATION: None, nv.PRE_EXISTING_ANNOTATION: None},
+                    "labels": {
+                        nv.CORDON_BY_LABEL: None,
+                        nv.CORDON_REASON_LABEL: None,
+                        nv.CORDON_TIMESTAMP_LABEL: None,
+                        nv.STATE_LABEL: None,
+                        nv.UNCORDON_BY_LABEL: "NVSentinel",
+                        nv.UNCORDON_TIMESTAMP_LABEL: time.strftime("%Y-%m-%dT%H-%M-%SZ", time.gmtime()),
+                    },
+                }
+            }
             if cordoned and annotations.get(nv.PRE_EXISTING_ANNOTATION) != "True":
                 patch["spec"] = {"unschedulable": None}
             self.kube.merge_patch(ref, patch)

@@ -34,8 +34,9 @@ class Pki:
     # Kept so a real lab can issue its nodes' and components' certificates (`issue`) from the same CA.
     ca_key: Path | None = None
 
-    def issue(self, stem: str, cn: str, org: str | None = None, *, server: bool = False,
-              ips: tuple[str, ...] = (), dns: tuple[str, ...] = ()) -> tuple[Path, Path]:
+    def issue(
+        self, stem: str, cn: str, org: str | None = None, *, server: bool = False, ips: tuple[str, ...] = (), dns: tuple[str, ...] = ()
+    ) -> tuple[Path, Path]:
         """A client (or, with `server`, serving) certificate signed by this CA: `<stem>.crt`, `<stem>.key`."""
         if self.ca_key is None:
             raise ValueError("this Pki was created without keeping its CA key")
@@ -58,9 +59,7 @@ def _key() -> ec.EllipticCurvePrivateKey:
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     path.chmod(0o600)
 
 
@@ -74,7 +73,7 @@ def _cert(
     usage: list | None = None,
     sans: list | None = None,
 ) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -108,8 +107,7 @@ def _name(cn: str, org: str | None = None) -> x509.Name:
     return x509.Name(attrs)
 
 
-def create(folder: Path, *, serving_ips: tuple[str, ...] = (), serving_dns: tuple[str, ...] = (),
-           keep_ca_key: bool = False) -> Pki:
+def create(folder: Path, *, serving_ips: tuple[str, ...] = (), serving_dns: tuple[str, ...] = (), keep_ca_key: bool = False) -> Pki:
     """`serving_ips`/`serving_dns`: more names for the API server's certificate (a real lab's cluster
     address and the `kubernetes` Service); `keep_ca_key`: write `ca.key` so `Pki.issue` works."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -134,18 +132,23 @@ def create(folder: Path, *, serving_ips: tuple[str, ...] = (), serving_dns: tupl
         ],
     )
     admin_key = _key()
-    admin = _cert(
-        _name("faultflow-admin", "system:masters"), admin_key, ca_name, ca_key, usage=[ExtendedKeyUsageOID.CLIENT_AUTH]
-    )
+    admin = _cert(_name("faultflow-admin", "system:masters"), admin_key, ca_name, ca_key, usage=[ExtendedKeyUsageOID.CLIENT_AUTH])
     sa_key = _key()
     kubelet_client_key = _key()
     kubelet_client = _cert(
-        _name("kube-apiserver-kubelet-client", "system:masters"), kubelet_client_key, ca_name, ca_key,
+        _name("kube-apiserver-kubelet-client", "system:masters"),
+        kubelet_client_key,
+        ca_name,
+        ca_key,
         usage=[ExtendedKeyUsageOID.CLIENT_AUTH],
     )
     kubelet_serving_key = _key()
     kubelet_serving = _cert(
-        _name("kubelet"), kubelet_serving_key, ca_name, ca_key, usage=[ExtendedKeyUsageOID.SERVER_AUTH],
+        _name("kubelet"),
+        kubelet_serving_key,
+        ca_name,
+        ca_key,
+        usage=[ExtendedKeyUsageOID.SERVER_AUTH],
         sans=[x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
     )
 
@@ -170,9 +173,7 @@ def create(folder: Path, *, serving_ips: tuple[str, ...] = (), serving_dns: tupl
     _write_key(pki.serving_key, serving_key)
     pki.admin_cert.write_bytes(admin.public_bytes(pem))
     _write_key(pki.admin_key, admin_key)
-    pki.sa_public_key.write_bytes(
-        sa_key.public_key().public_bytes(pem, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
+    pki.sa_public_key.write_bytes(sa_key.public_key().public_bytes(pem, serialization.PublicFormat.SubjectPublicKeyInfo))
     _write_key(pki.sa_private_key, sa_key)
     pki.kubelet_client_cert.write_bytes(kubelet_client.public_bytes(pem))
     _write_key(pki.kubelet_client_key, kubelet_client_key)

@@ -15,11 +15,13 @@ from lab import gomod, tools
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab.prepare", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    build = sub.add_parser(
-        "build", help="build every pinned tool, fetch every pinned CRD set, seed the default clusters (cached)"
+    build = sub.add_parser("build", help="build every pinned tool, fetch every pinned CRD set, seed the default clusters (cached)")
+    build.add_argument(
+        "names",
+        nargs="*",
+        help="only these tools, every pinned version (default: the envtest "
+        "tools; the real lab's are built on first use or by `make real-lab-tools`)",
     )
-    build.add_argument("names", nargs="*", help="only these tools, every pinned version (default: the envtest "
-                       "tools; the real lab's are built on first use or by `make real-lab-tools`)")
     sub.add_parser("list", help="print name, version and cached path of each tool")
     args = parser.parse_args(argv)
 

@@ -53,14 +53,29 @@ def _print_report(evidence: Path, out) -> None:
 
 @click.command("run")
 @click.argument("scenario_name", metavar="SCENARIO")
-@click.option("--lab", "lab_dir", is_flag=False, flag_value="", default=None, metavar="[DIR]",
-              help="Run against the running lab (default directory .lab).")
+@click.option(
+    "--lab",
+    "lab_dir",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[DIR]",
+    help="Run against the running lab (default directory .lab).",
+)
 @click.option("--kubeconfig", type=click.Path(dir_okay=False), default=None, help="Run against this cluster.")
-@click.option("--node-root", type=click.Path(file_okay=False), default=None,
-              help="With --kubeconfig: directory holding <node>/ root filesystems for node-pinned stages.")
+@click.option(
+    "--node-root",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="With --kubeconfig: directory holding <node>/ root filesystems for node-pinned stages.",
+)
 @click.option("-p", "--parameter", "assignments", multiple=True, metavar="NAME=VALUE", help="A scenario parameter.")
-@click.option("--evidence", type=click.Path(file_okay=False), default=None,
-              help="Where every stage's outputs and the report go (default: <lab>/runs/<run> or ./faultflow-runs/<run>).")
+@click.option(
+    "--evidence",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where every stage's outputs and the report go (default: <lab>/runs/<run> or ./faultflow-runs/<run>).",
+)
 @click.option("--run-namespace", default=None, help="Namespace of the run's Workflow record and locks (default: the target's).")
 def command(scenario_name, lab_dir, kubeconfig, node_root, assignments, evidence, run_namespace):
     """Run a scenario here, stage by stage, exactly as its WorkflowTemplate runs under Argo."""
@@ -95,14 +110,19 @@ def command(scenario_name, lab_dir, kubeconfig, node_root, assignments, evidence
         pinned = [s.name for s in (*scenario.stages, *scenario.exit_stages) if s.pinned_to is not None]
         if pinned and node_root_of is None:
             # Refused before anything runs: finding out at the node stage would leave a half-made fault.
-            raise BadInput(f"{scenario.name}: stage {', '.join(pinned)} runs on a node; give --node-root "
-                           "(this runner does not create pods) or submit the WorkflowTemplate to Argo")
+            raise BadInput(
+                f"{scenario.name}: stage {', '.join(pinned)} runs on a node; give --node-root "
+                "(this runner does not create pods) or submit the WorkflowTemplate to Argo"
+            )
     values = run_plan.parameter_values(scenario, {**defaults, **given})
     name = run_plan.run_name(scenario.name)
     plan = run_plan.RunPlan(
-        scenario=scenario, values=values, name=name,
+        scenario=scenario,
+        values=values,
+        name=name,
         evidence=Path(evidence).absolute() if evidence else (runs_root / name).absolute(),
-        kubeconfig=kubeconfig_path.absolute(), namespace=run_namespace or values.get("namespace", "default"),
+        kubeconfig=kubeconfig_path.absolute(),
+        namespace=run_namespace or values.get("namespace", "default"),
         node_root=node_root_of,
     )
     session = RunSession(plan, sys.stdout)

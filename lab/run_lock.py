@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from lab.run_record import FINISHED, workflow_ref
 from steps.errors import CheckFailed
@@ -27,7 +27,7 @@ RENEW_EVERY_S = 10
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _micro_time(when: datetime) -> str:
@@ -35,7 +35,7 @@ def _micro_time(when: datetime) -> str:
 
 
 def _parse(value: str) -> datetime:
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
 def lease_ref(namespace: str, name: str) -> Ref:
@@ -66,7 +66,7 @@ class RunLocks:
         self._stop = threading.Event()
         self._renewer = threading.Thread(target=self._renew_loop, name="lease-renewer", daemon=True)
 
-    def __enter__(self) -> "RunLocks":
+    def __enter__(self) -> RunLocks:
         try:
             for name in self.names:
                 self._acquire(name)
@@ -84,9 +84,12 @@ class RunLocks:
         meta = {"name": name, "namespace": self.namespace, "labels": {"faultflow.dev/lock": "true"}}
         if resource_version:
             meta["resourceVersion"] = resource_version
-        return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta,
-                "spec": {"holderIdentity": self.identity, "leaseDurationSeconds": LEASE_DURATION_S,
-                         "acquireTime": now, "renewTime": now}}
+        return {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": meta,
+            "spec": {"holderIdentity": self.identity, "leaseDurationSeconds": LEASE_DURATION_S, "acquireTime": now, "renewTime": now},
+        }
 
     def _acquire(self, name: str) -> None:
         ref = lease_ref(self.namespace, name)
@@ -99,9 +102,11 @@ class RunLocks:
         lease = self.kube.get(ref)
         current = holder(lease, _now())
         if current.identity != self.identity and not current.stale and not self._holder_ended(current.identity):
-            raise CheckFailed(f"lock {name} is held by run {current.identity}: two runs must not fault the same "
-                              "target at once (wait for it; a dead runner's lock frees itself once its Workflow is finished or "
-                              f"{LEASE_DURATION_S}s after its last renewal)")
+            raise CheckFailed(
+                f"lock {name} is held by run {current.identity}: two runs must not fault the same "
+                "target at once (wait for it; a dead runner's lock frees itself once its Workflow is finished or "
+                f"{LEASE_DURATION_S}s after its last renewal)"
+            )
         try:  # ours already, or a stale holder's: take it over, guarded by resourceVersion
             self.kube.replace(ref, self._body(name, lease["metadata"]["resourceVersion"]))
         except Conflict:

@@ -11,13 +11,21 @@ from __future__ import annotations
 import re
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from steps.errors import BadInput, InfrastructureError
 from workflows.declaration import (
-    EVENTS_FILE_NAME, EvidenceDir, HostPath, Output, OutputsDir, Param, Scenario, Stage, WorkflowField,
+    EVENTS_FILE_NAME,
+    EvidenceDir,
+    HostPath,
+    Output,
+    OutputsDir,
+    Param,
+    Scenario,
+    Stage,
+    WorkflowField,
 )
 
 # Like Argo's generateName suffix: lower-case letters and digits, so the run id is a valid label value.

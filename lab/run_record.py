@@ -31,15 +31,21 @@ class RunRecord:
     uid: str
 
     @classmethod
-    def create(cls, kube: Kube, namespace: str, name: str, scenario: str, values: dict[str, str]) -> "RunRecord | None":
+    def create(cls, kube: Kube, namespace: str, name: str, scenario: str, values: dict[str, str]) -> RunRecord | None:
         """None when the cluster has no Workflow type (no Argo): then only the run's TTL tells the
         janitor when to sweep."""
         body = {
-            "apiVersion": WORKFLOWS[0], "kind": "Workflow",
-            "metadata": {"name": name, "namespace": namespace,
-                         "labels": {LOCAL_RUN_LABEL: "true", "workflows.argoproj.io/workflow-template": scenario}},
-            "spec": {"workflowTemplateRef": {"name": scenario},
-                     "arguments": {"parameters": [{"name": k, "value": v} for k, v in sorted(values.items())]}},
+            "apiVersion": WORKFLOWS[0],
+            "kind": "Workflow",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": {LOCAL_RUN_LABEL: "true", "workflows.argoproj.io/workflow-template": scenario},
+            },
+            "spec": {
+                "workflowTemplateRef": {"name": scenario},
+                "arguments": {"parameters": [{"name": k, "value": v} for k, v in sorted(values.items())]},
+            },
         }
         try:
             created = kube.create(workflow_ref(namespace, ""), body)

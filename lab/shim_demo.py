@@ -38,7 +38,11 @@ class Worker:
     def __init__(self, native: Native, env: dict[str, str]):
         self.process = subprocess.Popen(
             [str(native.binary("driver_consumer_proc")), "-"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
         )
 
     def call(self, op: str) -> int:
@@ -70,18 +74,27 @@ def main() -> int:
         worker = Worker(native, env)
         worker.call("init")
         worker.call("device:0")
-        say(start, f"worker running with the shim in passthrough: cuMemAlloc -> {worker.call('alloc')}, "
-                   f"cuLaunchKernel -> {worker.call('launch')}")
+        say(
+            start,
+            f"worker running with the shim in passthrough: cuMemAlloc -> {worker.call('alloc')}, cuLaunchKernel -> {worker.call('launch')}",
+        )
 
         faultflow("shim", "on", "--file", str(toggle), "--xid", "79", "--expires-in", "1.5")
         switched = time.monotonic()
         say(start, f"node toggle ON: XID 79 ({xid.name}), expires in 1.5 s")
-        say(start, f"  same worker, no restart: cuMemAlloc -> {worker.call('alloc')} ({xid.call_error.driver_name}), "
-                   f"cuLaunchKernel -> {worker.call('launch')}")
+        say(
+            start,
+            f"  same worker, no restart: cuMemAlloc -> {worker.call('alloc')} ({xid.call_error.driver_name}), "
+            f"cuLaunchKernel -> {worker.call('launch')}",
+        )
         fresh = subprocess.run([str(native.binary("driver_consumer_proc")), "init"], env=env, capture_output=True, text=True)
         say(start, f"  a process started now: cuInit -> {fresh.stdout.strip().partition('=')[2]} ({xid.init_error.driver_name})")
-        rt = subprocess.run([str(native.binary("runtime_consumer_cu12_shared")), "malloc", "lasterror"],
-                            env={**env, "SIM_INIT_RESULT": "100"}, capture_output=True, text=True)
+        rt = subprocess.run(
+            [str(native.binary("runtime_consumer_cu12_shared")), "malloc", "lasterror"],
+            env={**env, "SIM_INIT_RESULT": "100"},
+            capture_output=True,
+            text=True,
+        )
         say(start, f"  real cudart 12 program: {' '.join(rt.stdout.split())} ({xid.call_error.runtime_name})")
 
         while worker.call("alloc") != 0:

@@ -33,8 +33,12 @@ def parse(argv: list[str] | None) -> tuple[LabDir, LabOptions]:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--nvsentinel", default="{}", help="JSON of NvsentinelConfig fields (delays, breaker)")
     args = parser.parse_args(argv)
-    options = LabOptions(dgd_version=args.dgd_version, gpu_nodes=args.gpu_nodes, workers=args.workers,
-                         nvsentinel=NvsentinelConfig(**json.loads(args.nvsentinel)))
+    options = LabOptions(
+        dgd_version=args.dgd_version,
+        gpu_nodes=args.gpu_nodes,
+        workers=args.workers,
+        nvsentinel=NvsentinelConfig(**json.loads(args.nvsentinel)),
+    )
     return LabDir.resolve(args.dir), options
 
 

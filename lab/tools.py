@@ -15,7 +15,6 @@ from pathlib import Path
 
 from lab import cache, gomod
 
-
 _LATER_FIELDS = ("placeholders",)
 
 
@@ -139,7 +138,6 @@ ARGO_CLI_V4_0 = _argo_cli("v4", "v4.0.5", "0ab1452144d8f4d57c50b37ce50dad218868e
 ARGO_CLIS = {"v3.7": ARGO_CLI_V3_7, "v4.0": ARGO_CLI_V4_0}
 
 
-
 def _kube_component(name: str) -> GoTool:
     """One more binary of the same Kubernetes release as kube-apiserver, built the same way (its Go
     build cache makes each later component a fraction of the first build)."""
@@ -185,8 +183,7 @@ def ensure_built(tool: GoTool) -> Path:
         tool.dir.mkdir(parents=True, exist_ok=True)
         log = tool.dir / "build.log"
         print(
-            f"faultflow: building {tool.name} {tool.version} from source into {tool.dir} "
-            "(first build only: a few minutes on 2 cores)",
+            f"faultflow: building {tool.name} {tool.version} from source into {tool.dir} (first build only: a few minutes on 2 cores)",
             file=sys.stderr,
             flush=True,
         )

@@ -27,10 +27,10 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 CUresult = ctypes.c_int
-PROC_PROTO = ctypes.CFUNCTYPE(CUresult, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p), ctypes.c_int,
-                              ctypes.c_ulonglong, ctypes.POINTER(ctypes.c_int))
-LAUNCH_PROTO = ctypes.CFUNCTYPE(CUresult, ctypes.c_void_p, *([ctypes.c_uint] * 7), ctypes.c_void_p,
-                                ctypes.c_void_p, ctypes.c_void_p)
+PROC_PROTO = ctypes.CFUNCTYPE(
+    CUresult, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_ulonglong, ctypes.POINTER(ctypes.c_int)
+)
+LAUNCH_PROTO = ctypes.CFUNCTYPE(CUresult, ctypes.c_void_p, *([ctypes.c_uint] * 7), ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
 
 
 class CudaError(RuntimeError):
@@ -51,8 +51,9 @@ class Driver:
         proto_i = ctypes.CFUNCTYPE(CUresult, ctypes.c_uint)
         self.init = self._get("cuInit", 2000, proto_i)
         self.device_get = self._get("cuDeviceGet", 2000, ctypes.CFUNCTYPE(CUresult, ctypes.POINTER(ctypes.c_int), ctypes.c_int))
-        self.ctx_create = self._get("cuCtxCreate", 3020, ctypes.CFUNCTYPE(CUresult, ctypes.POINTER(ctypes.c_void_p),
-                                                                           ctypes.c_uint, ctypes.c_int))
+        self.ctx_create = self._get(
+            "cuCtxCreate", 3020, ctypes.CFUNCTYPE(CUresult, ctypes.POINTER(ctypes.c_void_p), ctypes.c_uint, ctypes.c_int)
+        )
         self.alloc = self._get("cuMemAlloc", 3020, ctypes.CFUNCTYPE(CUresult, ctypes.POINTER(ctypes.c_ulonglong), ctypes.c_size_t))
         self.free = self._get("cuMemFree", 3020, ctypes.CFUNCTYPE(CUresult, ctypes.c_ulonglong))
         self.launch = self._get("cuLaunchKernel", 4000, LAUNCH_PROTO)

@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from lab.controlplane import Cluster, ClusterSpec, start_cluster
-from lab.seeds import ensure_seed
 from lab.dgd_examples import example_dgd
 from lab.dgd_operator_simulator import URL_ANNOTATION, DgdOperatorSimulator
 from lab.gpu_nodes import NodeSpec, create_nodes, prepare_node_root
@@ -30,10 +29,11 @@ from lab.layout import LabDir
 from lab.native_build import NATIVE, REPO, SHIM
 from lab.nvsentinel_simulator import NvsentinelConfig, NvsentinelSimulator
 from lab.processes import wait_until
-from steps.workload import dynamo as dgd_model
-from steps.workload import shim_patch
+from lab.seeds import ensure_seed
 from steps.kube.client import Kube, Ref, connect
 from steps.run.guardrails import OPT_IN_LABEL
+from steps.workload import dynamo as dgd_model
+from steps.workload import shim_patch
 from steps.workload.rollout import rolled_out
 
 NATIVE_BUILD = REPO / "build" / "lab-native"
@@ -56,8 +56,7 @@ class LabOptions:
         """GPU nodes gpu-0… and cpu-0, each with its own /24 of the pod network (as kube-controller-manager's
         node IPAM carves --cluster-cidr into per-node ranges)."""
         names = [(f"gpu-{i}", self.gpus_per_node) for i in range(self.gpu_nodes)] + [("cpu-0", 0)]
-        return [NodeSpec(name, gpus, pod_cidr=f"{POD_NETWORK_PREFIX}.{index}.0/24")
-                for index, (name, gpus) in enumerate(names)]
+        return [NodeSpec(name, gpus, pod_cidr=f"{POD_NETWORK_PREFIX}.{index}.0/24") for index, (name, gpus) in enumerate(names)]
 
 
 def build_driver() -> Path:
@@ -85,8 +84,10 @@ def install_faultflow(kube: Kube) -> None:
     config = DeployConfig()
     if kube.get_or_none(Ref("v1", "namespaces", None, config.namespace)) is None:  # not a fault target: no opt-in label
         kube.create(Ref("v1", "namespaces", None, ""), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": config.namespace}})
-        kube.create(Ref("v1", "serviceaccounts", config.namespace, ""), {"apiVersion": "v1", "kind": "ServiceAccount",
-                                                                         "metadata": {"name": "default"}})
+        kube.create(
+            Ref("v1", "serviceaccounts", config.namespace, ""),
+            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}},
+        )
     body = config_object(config)
     if kube.get_or_none(Ref("v1", "configmaps", config.namespace, body["metadata"]["name"])) is None:
         kube.create(Ref("v1", "configmaps", config.namespace, ""), body)
@@ -94,11 +95,12 @@ def install_faultflow(kube: Kube) -> None:
 
 def create_namespace(kube: Kube, name: str) -> None:
     if kube.get_or_none(Ref("v1", "namespaces", None, name)) is None:
-        kube.create(Ref("v1", "namespaces", None, ""), {"apiVersion": "v1", "kind": "Namespace",
-                                                       "metadata": {"name": name, "labels": {OPT_IN_LABEL: "true"}}})
+        kube.create(
+            Ref("v1", "namespaces", None, ""),
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {OPT_IN_LABEL: "true"}}},
+        )
         # No controller-manager here to create it, and pod admission requires it.
-        kube.create(Ref("v1", "serviceaccounts", name, ""), {"apiVersion": "v1", "kind": "ServiceAccount",
-                                                             "metadata": {"name": "default"}})
+        kube.create(Ref("v1", "serviceaccounts", name, ""), {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}})
 
 
 def dgd_ref(version: str, namespace: str, name: str) -> Ref:
@@ -140,10 +142,14 @@ class World:
         self.nvsentinel = NvsentinelSimulator(connect(str(self.lab.kubeconfig)), self.lab, gpu_nodes, opts.nvsentinel)
         self.nvsentinel.install()
         self.nvsentinel.start().wait_first_poll()
-        config = KubeletConfig(lab=self.lab, nodes=frozenset(s.name for s in specs), driver_dir=driver_dir,
-                               pod_cidrs={s.name: s.pod_cidr for s in specs},
-                               image_paths={SHIM_IMAGE_ROOT: shim_root},
-                               image_env={"FAULTFLOW_SHIM_SOURCE": str(shim_root / shim_patch.LIB_NAME)})
+        config = KubeletConfig(
+            lab=self.lab,
+            nodes=frozenset(s.name for s in specs),
+            driver_dir=driver_dir,
+            pod_cidrs={s.name: s.pod_cidr for s in specs},
+            image_paths={SHIM_IMAGE_ROOT: shim_root},
+            image_env={"FAULTFLOW_SHIM_SOURCE": str(shim_root / shim_patch.LIB_NAME)},
+        )
         self.kubelet = KubeletSimulator(connect(str(self.lab.kubeconfig)), config).start()
         self.operator = DgdOperatorSimulator(connect(str(self.lab.kubeconfig)), opts.dgd_version).start()
         ref = dgd_ref(opts.dgd_version, opts.namespace, opts.dgd_name)
@@ -151,15 +157,21 @@ class World:
             body = example_dgd(opts.dgd_version, opts.dgd_name, worker_replicas=opts.workers)
             kube.create(ref, body)
         workers = [c.name for c in dgd_model.gpu_workers(kube.get(ref))]
-        wait_until(lambda: True if rolled_out(kube.get(ref), workers) else None, what=f"DGD {opts.dgd_name} rolled out",
-                   timeout_s=READY_TIMEOUT_S)
+        wait_until(
+            lambda: True if rolled_out(kube.get(ref), workers) else None, what=f"DGD {opts.dgd_name} rolled out", timeout_s=READY_TIMEOUT_S
+        )
         service = kube.get(Ref("v1", "services", opts.namespace, f"{opts.dgd_name}-frontend"))
         self.frontend_url = service["metadata"]["annotations"][URL_ANNOTATION]
         wait_until(lambda: True if _serves(self.frontend_url) else None, what="frontend answering", timeout_s=READY_TIMEOUT_S)
         return {
-            "dir": str(self.lab.root), "server": self.cluster.server, "kubeconfig": str(self.lab.kubeconfig),
-            "frontend_url": self.frontend_url, "namespace": opts.namespace, "dgd": opts.dgd_name,
-            "dgd_version": opts.dgd_version, "nodes": [asdict(s) for s in specs],
+            "dir": str(self.lab.root),
+            "server": self.cluster.server,
+            "kubeconfig": str(self.lab.kubeconfig),
+            "frontend_url": self.frontend_url,
+            "namespace": opts.namespace,
+            "dgd": opts.dgd_name,
+            "dgd_version": opts.dgd_version,
+            "nodes": [asdict(s) for s in specs],
             "nvsentinel_namespace": opts.nvsentinel.namespace,
             "processes": {"etcd": self.cluster.etcd.process.popen.pid, "kube-apiserver": self.cluster.process.popen.pid},
             "simulators": ["kubelet", "kubelet-logs", "dgd-operator", "nvsentinel"],

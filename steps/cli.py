@@ -72,11 +72,24 @@ def main() -> None:
 # `faultflow step X-Y` is the click command `command` of `steps/commands/x_y.py`; listing a name here is all
 # it takes to add a step. Each module imports its heavy dependencies lazily.
 STEP_NAMES = (
-    "preflight", "inject-cuda-shim", "inject-xid", "wait-for-cordon", "cleanup-dgd", "restore-node", "janitor",
-    "partition-network", "degrade-network", "heal-network", "verify-partition", "verify-inference", "load", "report",
+    "preflight",
+    "inject-cuda-shim",
+    "inject-xid",
+    "wait-for-cordon",
+    "cleanup-dgd",
+    "restore-node",
+    "janitor",
+    "partition-network",
+    "degrade-network",
+    "heal-network",
+    "verify-partition",
+    "verify-inference",
+    "load",
+    "report",
     "suite-gate",
 )
 STEP_COMMANDS: dict[str, str] = {name: f"steps.commands.{name.replace('-', '_')}:command" for name in STEP_NAMES}
+
 
 @main.group(cls=LazyGroup, lazy=STEP_COMMANDS)
 def step() -> None:
@@ -103,4 +116,3 @@ def run(argv: list[str] | None = None) -> None:
         print(f"faultflow: error: {_one_line(error)}", file=sys.stderr)
         sys.exit(error.exit_code)
     sys.exit(ExitCode.DONE)
-

@@ -134,8 +134,9 @@ class Phase(StrEnum):
 
 # The events that open each phase (first occurrence after the previous phase began).
 FAULT_START_EVENTS = frozenset({EventName.FAULT_INJECTED})
-REMEDIATION_START_EVENTS = frozenset({EventName.XID_DETECTED, EventName.NODE_CORDONED, EventName.PODS_EVICTED,
-                                      EventName.REMEDIATION_STARTED})
+REMEDIATION_START_EVENTS = frozenset(
+    {EventName.XID_DETECTED, EventName.NODE_CORDONED, EventName.PODS_EVICTED, EventName.REMEDIATION_STARTED}
+)
 RECOVERY_START_EVENTS = frozenset({EventName.FAULT_CLEARED, EventName.DGD_RESTORED, EventName.RECOVERY_STARTED})
 
 # Events drawn on the timeline plot, with a short label a person reads at a glance.

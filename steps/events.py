@@ -29,7 +29,7 @@ class Event:
         )
 
     @classmethod
-    def from_json(cls, line: str) -> "Event":
+    def from_json(cls, line: str) -> Event:
         record = json.loads(line)
         return cls(
             step=record.pop("step"),
@@ -44,8 +44,7 @@ class Event:
 EVENTS_FILE = "events.jsonl"
 
 
-def emit(step: str, event: str, stream: IO[str] | None = None, *, events_file: str | os.PathLike | None = None,
-         **fields: Any) -> Event:
+def emit(step: str, event: str, stream: IO[str] | None = None, *, events_file: str | os.PathLike | None = None, **fields: Any) -> Event:
     """Write one event line and flush it, so a killed step still leaves what it reported, and append it
     to one file: $FAULTFLOW_EVENTS_FILE when that is set, else `events_file` when given (never both, so
     no line is written twice). With `stream`, the line goes there only."""

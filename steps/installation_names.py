@@ -19,6 +19,9 @@ SCENARIO_LABEL = "faultflow.dev/scenario"
 
 def config_object(namespace: str, steps_image: str, shim_image: str, toggle_dir: str) -> dict:
     """The ConfigMap as deploy/ writes it."""
-    return {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": CONFIG_NAME, "namespace": namespace, "labels": {"app.kubernetes.io/part-of": "faultflow"}},
-            "data": {STEPS_IMAGE: steps_image, SHIM_IMAGE: shim_image, TOGGLE_DIR: toggle_dir}}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": CONFIG_NAME, "namespace": namespace, "labels": {"app.kubernetes.io/part-of": "faultflow"}},
+        "data": {STEPS_IMAGE: steps_image, SHIM_IMAGE: shim_image, TOGGLE_DIR: toggle_dir},
+    }

@@ -105,12 +105,6 @@ class Target(click.ParamType):
         return kind, name
 
 
-
-
-
-
-
-
 class Pattern(click.ParamType):
     """A string a regular expression accepts in full, e.g. a Chaos Mesh latency (`100ms`) or rate (`10mbps`)."""
 
@@ -126,11 +120,15 @@ class Pattern(click.ParamType):
 def common_cluster_options(func):
     """--kubeconfig/--context: where the API server is (default: in-cluster or KUBECONFIG)."""
     func = click.option("--context", default=None, help="kubeconfig context.")(func)
-    func = click.option("--kubeconfig", default=None, type=click.Path(dir_okay=False), help="kubeconfig file (default: in-cluster, then KUBECONFIG).")(func)
+    func = click.option(
+        "--kubeconfig", default=None, type=click.Path(dir_okay=False), help="kubeconfig file (default: in-cluster, then KUBECONFIG)."
+    )(func)
     return func
 
 
-def outputs_option(default: str | None = None, help: str = "Directory for the output parameter files (Argo valueFrom.path).", required: bool = False):
+def outputs_option(
+    default: str | None = None, help: str = "Directory for the output parameter files (Argo valueFrom.path).", required: bool = False
+):
     """`--outputs-dir DIR`, handed to the command as `outputs_dir`. `--outputs` is its old spelling
     (verify-inference, load and report had it): hidden, accepted by every command for one release
     (0.1.x), since the rendered templates of those three still pass it. `required`: the command always
@@ -169,11 +167,16 @@ def run_options(func=None, *, outputs: bool = True):
         opened = common_cluster_options(opened)
         if outputs:
             opened = outputs_option()(opened)
-        opened = click.option("--namespace", required=True, type=K8sName(label=True),
-                              help="Namespace of the run's workload (opted in; the run's ledger lives in faultflow's namespace).")(opened)
+        opened = click.option(
+            "--namespace",
+            required=True,
+            type=K8sName(label=True),
+            help="Namespace of the run's workload (opted in; the run's ledger lives in faultflow's namespace).",
+        )(opened)
         return click.option("--run-id", required=True, type=RunId())(opened)
 
     return decorate(func) if func is not None else decorate
+
 
 class FiniteFloat(click.ParamType):
     """A float within bounds; NaN and infinities are refused (click's FloatRange lets NaN through)."""
@@ -236,11 +239,22 @@ def expect_options(command: Callable) -> Callable:
             ctx.meta["expect_alias"] = "cordon" if value else "none"
         return value
 
-    command = click.option("--expect-remediation", "expect_remediation", default=None, type=click.BOOL, expose_value=False,
-                           callback=alias, help="Deprecated alias: true = --expect cordon, false = --expect none.")(command)
-    return click.option("--expect", default="auto", show_default=True, type=click.Choice(EXPECTS),
-                        help="What NVSentinel must do: cordon, annotate (dry-run / monitor-only), none; auto: from "
-                             "fault-quarantine's configuration.")(command)
+    command = click.option(
+        "--expect-remediation",
+        "expect_remediation",
+        default=None,
+        type=click.BOOL,
+        expose_value=False,
+        callback=alias,
+        help="Deprecated alias: true = --expect cordon, false = --expect none.",
+    )(command)
+    return click.option(
+        "--expect",
+        default="auto",
+        show_default=True,
+        type=click.Choice(EXPECTS),
+        help="What NVSentinel must do: cordon, annotate (dry-run / monitor-only), none; auto: from fault-quarantine's configuration.",
+    )(command)
 
 
 def chosen_expect(expect: str) -> str:

@@ -16,5 +16,4 @@ def faultflow(*args: str, **kwargs) -> subprocess.CompletedProcess:
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """`faultflow …` with extra environment and a longer default timeout (lab and whole runs)."""
-    return subprocess.run([FAULTFLOW, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run([FAULTFLOW, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})

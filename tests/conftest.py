@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from lab import crds, kube as lab_kube
+from lab import crds
+from lab import kube as lab_kube
 from lab.cluster_pool import ControlPlane
 from lab.controlplane import Cluster, ClusterSpec
 

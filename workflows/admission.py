@@ -53,54 +53,80 @@ VARIABLES = [
     ("sa", "has(object.spec.serviceAccountName) ? object.spec.serviceAccountName : 'default'"),
     ("config", "params.data"),
     ("main", "object.spec.containers.filter(c, c.name == 'main')"),
-    ("argv", "variables.main.size() == 1 ? (has(variables.main[0].command) ? variables.main[0].command : [])"
-             " + (has(variables.main[0].args) ? variables.main[0].args : []) : []"),
+    (
+        "argv",
+        "variables.main.size() == 1 ? (has(variables.main[0].command) ? variables.main[0].command : [])"
+        " + (has(variables.main[0].args) ? variables.main[0].args : []) : []",
+    ),
     # The faultflow command line, with Argo's emissary wrapper taken off (k: where it starts).
-    ("k", f"variables.argv.size() > 3 && variables.argv[0] == '{EMISSARY[0]}' && variables.argv[1] == '{EMISSARY[1]}'"
-          f" && variables.argv[2] == '{EMISSARY[2]}' ? 3 : 0"),
+    (
+        "k",
+        f"variables.argv.size() > 3 && variables.argv[0] == '{EMISSARY[0]}' && variables.argv[1] == '{EMISSARY[1]}'"
+        f" && variables.argv[2] == '{EMISSARY[2]}' ? 3 : 0",
+    ),
     ("hostPaths", f"{_containers('volumes')}.filter(v, has(v.hostPath)).map(v, v.hostPath.path)"),
-    ("privileged", f"({_containers('containers')} + {_containers('initContainers')}).exists(c, has(c.securityContext)"
-                   " && has(c.securityContext.privileged) && c.securityContext.privileged)"),
-    ("hostNamespaces", "(has(object.spec.hostNetwork) && object.spec.hostNetwork) || (has(object.spec.hostIPC) && object.spec.hostIPC)"
-                       " || (has(object.spec.hostPID) && object.spec.hostPID)"),  # no faultflow pod uses hostPID (issue 19)
+    (
+        "privileged",
+        f"({_containers('containers')} + {_containers('initContainers')}).exists(c, has(c.securityContext)"
+        " && has(c.securityContext.privileged) && c.securityContext.privileged)",
+    ),
+    (
+        "hostNamespaces",
+        "(has(object.spec.hostNetwork) && object.spec.hostNetwork) || (has(object.spec.hostIPC) && object.spec.hostIPC)"
+        " || (has(object.spec.hostPID) && object.spec.hostPID)",
+    ),  # no faultflow pod uses hostPID (issue 19)
     ("mainImage", "variables.main.size() == 1 && variables.main[0].image == variables.config['steps-image']"),
     # Argo's executor: init/wait containers running argoexec (exactly the configured image when there is one).
-    ("executorOnly", f"object.spec.containers.all(c, c.name == 'main' || (c.name == 'wait' && has(c.command) && c.command.size() > 0"
-                     " && c.command[0].endsWith('argoexec') && (!('executor-image' in variables.config)"
-                     " || c.image == variables.config['executor-image'])))"
-                     f" && {_containers('initContainers')}.all(c, c.name == 'init' && has(c.command) && c.command.size() > 0"
-                     " && c.command[0].endsWith('argoexec') && (!('executor-image' in variables.config)"
-                     " || c.image == variables.config['executor-image']))"),
-    ("toggleOff", "object.spec.containers.size() == 1 && !has(object.spec.initContainers)"
-                  " && object.spec.containers[0].image == variables.config['steps-image']"
-                  " && has(object.spec.containers[0].command) && !has(object.spec.containers[0].args)"
-                  " && object.spec.containers[0].command == ['faultflow', 'shim', 'off', '--file', variables.config['toggle-dir'] + '/toggle']"
-                  " && variables.hostPaths.all(p, p == variables.config['toggle-dir'])"
-                  " && !variables.privileged && !variables.hostNamespaces && !(has(object.spec.hostPID) && object.spec.hostPID)"
-                  " && has(object.spec.automountServiceAccountToken) && !object.spec.automountServiceAccountToken"),
+    (
+        "executorOnly",
+        f"object.spec.containers.all(c, c.name == 'main' || (c.name == 'wait' && has(c.command) && c.command.size() > 0"
+        " && c.command[0].endsWith('argoexec') && (!('executor-image' in variables.config)"
+        " || c.image == variables.config['executor-image'])))"
+        f" && {_containers('initContainers')}.all(c, c.name == 'init' && has(c.command) && c.command.size() > 0"
+        " && c.command[0].endsWith('argoexec') && (!('executor-image' in variables.config)"
+        " || c.image == variables.config['executor-image']))",
+    ),
+    (
+        "toggleOff",
+        "object.spec.containers.size() == 1 && !has(object.spec.initContainers)"
+        " && object.spec.containers[0].image == variables.config['steps-image']"
+        " && has(object.spec.containers[0].command) && !has(object.spec.containers[0].args)"
+        " && object.spec.containers[0].command == ['faultflow', 'shim', 'off', '--file', variables.config['toggle-dir'] + '/toggle']"
+        " && variables.hostPaths.all(p, p == variables.config['toggle-dir'])"
+        " && !variables.privileged && !variables.hostNamespaces && !(has(object.spec.hostPID) && object.spec.hostPID)"
+        " && has(object.spec.automountServiceAccountToken) && !object.spec.automountServiceAccountToken",
+    ),
 ]
 
 JANITOR_ARGV = (*JANITOR_COMMAND, *JANITOR_ARGS)
 
 VALIDATIONS = [
-    (f"variables.sa != '{JANITOR_ACCOUNT}' || (variables.mainImage && variables.executorOnly"
-     f" && (variables.argv == {_list(JANITOR_ARGV)} || variables.argv == {_list((*EMISSARY, *JANITOR_ARGV))})"
-     " && variables.hostPaths.size() == 0 && !variables.privileged && !variables.hostNamespaces"
-     " && !(has(object.spec.hostPID) && object.spec.hostPID))",
-     f"the {JANITOR_ACCOUNT} account runs only `{' '.join(JANITOR_ARGV)}` in the installed steps image"),
-    (f"variables.sa != '{NODE_AGENT_ACCOUNT}' || (variables.mainImage && variables.executorOnly"
-     " && variables.argv.size() >= variables.k + 3 && variables.argv[variables.k] == 'faultflow'"
-     " && ((variables.argv[variables.k + 1] == 'step' && variables.argv[variables.k + 2] == 'inject-xid')"
-     " || (variables.argv[variables.k + 1] == 'shim' && variables.argv[variables.k + 2] == 'on'))"
-     f" && variables.hostPaths.all(p, p == '{KMSG}' || p == '{NVSENTINEL_DIR}' || p == variables.config['toggle-dir'])"
-     " && !variables.hostNamespaces)",
-     f"the {NODE_AGENT_ACCOUNT} account runs only `faultflow step inject-xid` / `faultflow shim on` in the installed steps "
-     "image, with host paths /dev/kmsg, NVSentinel's metadata directory and the installed toggle directory only"),
-    (f"(variables.hostPaths.size() == 0 && !variables.privileged) || variables.sa == '{NODE_AGENT_ACCOUNT}' || variables.toggleOff",
-     f"only the {NODE_AGENT_ACCOUNT} account and the toggle-off pod may use host paths or privileged containers here"),
-    (f"!(variables.sa in ['{JANITOR_ACCOUNT}', '{NODE_AGENT_ACCOUNT}']) || !has(object.spec.ephemeralContainers)"
-     " || size(object.spec.ephemeralContainers) == 0",
-     "no ephemeral containers in the janitor's or the node agent's pods"),
+    (
+        f"variables.sa != '{JANITOR_ACCOUNT}' || (variables.mainImage && variables.executorOnly"
+        f" && (variables.argv == {_list(JANITOR_ARGV)} || variables.argv == {_list((*EMISSARY, *JANITOR_ARGV))})"
+        " && variables.hostPaths.size() == 0 && !variables.privileged && !variables.hostNamespaces"
+        " && !(has(object.spec.hostPID) && object.spec.hostPID))",
+        f"the {JANITOR_ACCOUNT} account runs only `{' '.join(JANITOR_ARGV)}` in the installed steps image",
+    ),
+    (
+        f"variables.sa != '{NODE_AGENT_ACCOUNT}' || (variables.mainImage && variables.executorOnly"
+        " && variables.argv.size() >= variables.k + 3 && variables.argv[variables.k] == 'faultflow'"
+        " && ((variables.argv[variables.k + 1] == 'step' && variables.argv[variables.k + 2] == 'inject-xid')"
+        " || (variables.argv[variables.k + 1] == 'shim' && variables.argv[variables.k + 2] == 'on'))"
+        f" && variables.hostPaths.all(p, p == '{KMSG}' || p == '{NVSENTINEL_DIR}' || p == variables.config['toggle-dir'])"
+        " && !variables.hostNamespaces)",
+        f"the {NODE_AGENT_ACCOUNT} account runs only `faultflow step inject-xid` / `faultflow shim on` in the installed steps "
+        "image, with host paths /dev/kmsg, NVSentinel's metadata directory and the installed toggle directory only",
+    ),
+    (
+        f"(variables.hostPaths.size() == 0 && !variables.privileged) || variables.sa == '{NODE_AGENT_ACCOUNT}' || variables.toggleOff",
+        f"only the {NODE_AGENT_ACCOUNT} account and the toggle-off pod may use host paths or privileged containers here",
+    ),
+    (
+        f"!(variables.sa in ['{JANITOR_ACCOUNT}', '{NODE_AGENT_ACCOUNT}']) || !has(object.spec.ephemeralContainers)"
+        " || size(object.spec.ephemeralContainers) == 0",
+        "no ephemeral containers in the janitor's or the node agent's pods",
+    ),
 ]
 
 
@@ -108,7 +134,8 @@ def policy_objects(namespace: str) -> list[dict]:
     """The policy and its binding for faultflow's namespace `namespace`."""
     labels = {"app.kubernetes.io/part-of": "faultflow"}
     policy = {
-        "apiVersion": ADMISSION, "kind": "ValidatingAdmissionPolicy",
+        "apiVersion": ADMISSION,
+        "kind": "ValidatingAdmissionPolicy",
         "metadata": {"name": POLICY, "labels": labels},
         "spec": {
             "failurePolicy": "Fail",
@@ -116,16 +143,18 @@ def policy_objects(namespace: str) -> list[dict]:
             "matchConstraints": {
                 "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
                 # Pod specs are immutable after CREATE but for ephemeral containers (their subresource).
-                "resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]},
-                                  {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["UPDATE"],
-                                   "resources": ["pods/ephemeralcontainers"]}],
+                "resourceRules": [
+                    {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]},
+                    {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["UPDATE"], "resources": ["pods/ephemeralcontainers"]},
+                ],
             },
             "variables": [{"name": n, "expression": e} for n, e in VARIABLES],
             "validations": [{"expression": e, "message": msg} for e, msg in VALIDATIONS],
         },
     }
     binding = {
-        "apiVersion": ADMISSION, "kind": "ValidatingAdmissionPolicyBinding",
+        "apiVersion": ADMISSION,
+        "kind": "ValidatingAdmissionPolicyBinding",
         "metadata": {"name": POLICY, "labels": labels},
         "spec": {
             "policyName": POLICY,

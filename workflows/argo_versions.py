@@ -3,7 +3,8 @@ from this table, and `faultflow render --argo V` refuses output that needs a new
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 SUPPORTED = ("3.6", "3.7", "4.0")
 

@@ -61,8 +61,13 @@ def render_files(argo: str = "4.0", nightly: tuple[str, ...] = DEFAULT_NIGHTLY, 
     files["rbac/executor.yaml"] = _dump(deploy.executor_objects(config))
     for role in ROLES:
         files[f"rbac/{role.name}.yaml"] = _dump(deploy.role_objects(role, config))
-    resources = ["namespace.yaml", "config.yaml", "admission.yaml", *sorted(p for p in files if p.startswith("rbac/")),
-                 *sorted(p for p in files if p.startswith(("templates/", "cron/")))]
+    resources = [
+        "namespace.yaml",
+        "config.yaml",
+        "admission.yaml",
+        *sorted(p for p in files if p.startswith("rbac/")),
+        *sorted(p for p in files if p.startswith(("templates/", "cron/"))),
+    ]
     files["kustomizeconfig.yaml"] = _dump([deploy.kustomize_config()])
     files["kustomization.yaml"] = _dump([deploy.kustomization(config, resources)])
     return dict(sorted(files.items()))
@@ -77,10 +82,19 @@ def stale(out: Path, files: dict[str, str]) -> list[str]:
 
 @click.command("render")
 @click.option("--out", default="deploy", show_default=True, type=click.Path(file_okay=False), help="kustomize base to write.")
-@click.option("--argo", default="4.0", show_default=True, type=click.Choice(["3.6", "3.7", "4.0"]),
-              help="Argo release to render for (refused when a feature needs a newer one).")
-@click.option("--nightly", default=",".join(DEFAULT_NIGHTLY), show_default=True,
-              help="Comma-separated scenarios the nightly-resilience CronWorkflow runs by default.")
+@click.option(
+    "--argo",
+    default="4.0",
+    show_default=True,
+    type=click.Choice(["3.6", "3.7", "4.0"]),
+    help="Argo release to render for (refused when a feature needs a newer one).",
+)
+@click.option(
+    "--nightly",
+    default=",".join(DEFAULT_NIGHTLY),
+    show_default=True,
+    help="Comma-separated scenarios the nightly-resilience CronWorkflow runs by default.",
+)
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 when a committed file is stale.")
 def command(out: str, argo: str, nightly: str, check: bool) -> None:
     """Render the scenarios, CronWorkflows and RBAC into deploy/ (kustomize)."""

@@ -122,13 +122,13 @@ class Rule:
 class Role:
     """Who a stage runs as: one ServiceAccount per role, least privilege.
 
-    `namespaced` rules are granted in each target namespace (RoleBinding to a ClusterRole),
-    `nvsentinel` rules in NVSentinel's namespace, `cluster` rules cluster-wide (nodes, namespaces, and
-    for the janitor, which sweeps every namespace, all of its rules); with `home` the namespaced rules
-    are granted in faultflow's own namespace instead (the suite creates Workflows there); `installation`
-rules are granted in faultflow's own namespace besides (the run ledgers, ConfigMap faultflow-config,
-the toggle-off pods). `token` False: the pod gets no
-    API credentials at all.
+        `namespaced` rules are granted in each target namespace (RoleBinding to a ClusterRole),
+        `nvsentinel` rules in NVSentinel's namespace, `cluster` rules cluster-wide (nodes, namespaces, and
+        for the janitor, which sweeps every namespace, all of its rules); with `home` the namespaced rules
+        are granted in faultflow's own namespace instead (the suite creates Workflows there); `installation`
+    rules are granted in faultflow's own namespace besides (the run ledgers, ConfigMap faultflow-config,
+    the toggle-off pods). `token` False: the pod gets no
+        API credentials at all.
     """
 
     name: str
@@ -139,7 +139,6 @@ the toggle-off pods). `token` False: the pod gets no
     token: bool = True
     home: bool = False  # `namespaced` rules apply in faultflow's own namespace, not the targets
     installation: tuple[Rule, ...] = ()  # rules in faultflow's own namespace (ledgers, config, toggle pods)
-
 
     @property
     def service_account(self) -> str:

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from steps import installation_names as install
 from workflows.declaration import Role, Rule
 from workflows.roles import EXECUTOR_RULES, EXECUTOR_SERVICE_ACCOUNT, ROLES
-from steps import installation_names as install
 from workflows.stages.common import SHIM_IMAGE, STEPS_IMAGE, TOGGLE_DIR_PATH
 
 NAMESPACE = "faultflow"
@@ -65,36 +65,52 @@ def role_objects(role: Role, config: DeployConfig) -> list[dict]:
     if role.namespaced:
         objects.append({"apiVersion": RBAC, "kind": "ClusterRole", "metadata": _meta(account), "rules": _rules(role.namespaced)})
         for target in (config.namespace,) if role.home else config.target_namespaces:
-            objects.append({
-                "apiVersion": RBAC, "kind": "RoleBinding", "metadata": _meta(account, target),
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": account},
-                "subjects": _subject(account, config.namespace),
-            })
+            objects.append(
+                {
+                    "apiVersion": RBAC,
+                    "kind": "RoleBinding",
+                    "metadata": _meta(account, target),
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": account},
+                    "subjects": _subject(account, config.namespace),
+                }
+            )
     if role.installation:
         name = f"{account}-installation"
-        objects.append({"apiVersion": RBAC, "kind": "Role", "metadata": _meta(name, config.namespace),
-                        "rules": _rules(role.installation)})
-        objects.append({
-            "apiVersion": RBAC, "kind": "RoleBinding", "metadata": _meta(name, config.namespace),
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-            "subjects": _subject(account, config.namespace),
-        })
+        objects.append({"apiVersion": RBAC, "kind": "Role", "metadata": _meta(name, config.namespace), "rules": _rules(role.installation)})
+        objects.append(
+            {
+                "apiVersion": RBAC,
+                "kind": "RoleBinding",
+                "metadata": _meta(name, config.namespace),
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+                "subjects": _subject(account, config.namespace),
+            }
+        )
     if role.nvsentinel:
-        objects.append({"apiVersion": RBAC, "kind": "Role", "metadata": _meta(account, config.nvsentinel_namespace),
-                        "rules": _rules(role.nvsentinel)})
-        objects.append({
-            "apiVersion": RBAC, "kind": "RoleBinding", "metadata": _meta(account, config.nvsentinel_namespace),
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
-            "subjects": _subject(account, config.namespace),
-        })
+        objects.append(
+            {"apiVersion": RBAC, "kind": "Role", "metadata": _meta(account, config.nvsentinel_namespace), "rules": _rules(role.nvsentinel)}
+        )
+        objects.append(
+            {
+                "apiVersion": RBAC,
+                "kind": "RoleBinding",
+                "metadata": _meta(account, config.nvsentinel_namespace),
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
+                "subjects": _subject(account, config.namespace),
+            }
+        )
     if role.cluster:
         name = f"{account}-cluster"
         objects.append({"apiVersion": RBAC, "kind": "ClusterRole", "metadata": _meta(name), "rules": _rules(role.cluster)})
-        objects.append({
-            "apiVersion": RBAC, "kind": "ClusterRoleBinding", "metadata": _meta(name),
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-            "subjects": _subject(account, config.namespace),
-        })
+        objects.append(
+            {
+                "apiVersion": RBAC,
+                "kind": "ClusterRoleBinding",
+                "metadata": _meta(name),
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+                "subjects": _subject(account, config.namespace),
+            }
+        )
     return objects
 
 
@@ -103,9 +119,12 @@ def token_secret(account: str, namespace: str) -> dict:
     into every pod's init and wait containers). Since Kubernetes 1.24 nothing creates one by itself:
     kube-controller-manager's token controller fills a Secret of this type that names the account.
     Without it every pod of the scenario stays ContainerCreating."""
-    return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
-            "metadata": _meta(f"{account}.service-account-token", namespace,
-                              annotations={"kubernetes.io/service-account.name": account})}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/service-account-token",
+        "metadata": _meta(f"{account}.service-account-token", namespace, annotations={"kubernetes.io/service-account.name": account}),
+    }
 
 
 def executor_objects(config: DeployConfig) -> list[dict]:
@@ -113,11 +132,19 @@ def executor_objects(config: DeployConfig) -> list[dict]:
     return [
         service_account(EXECUTOR_SERVICE_ACCOUNT, config.namespace),
         token_secret(EXECUTOR_SERVICE_ACCOUNT, config.namespace),
-        {"apiVersion": RBAC, "kind": "Role", "metadata": _meta(EXECUTOR_SERVICE_ACCOUNT, config.namespace),
-         "rules": _rules(EXECUTOR_RULES)},
-        {"apiVersion": RBAC, "kind": "RoleBinding", "metadata": _meta(EXECUTOR_SERVICE_ACCOUNT, config.namespace),
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": EXECUTOR_SERVICE_ACCOUNT},
-         "subjects": _subject(EXECUTOR_SERVICE_ACCOUNT, config.namespace)},
+        {
+            "apiVersion": RBAC,
+            "kind": "Role",
+            "metadata": _meta(EXECUTOR_SERVICE_ACCOUNT, config.namespace),
+            "rules": _rules(EXECUTOR_RULES),
+        },
+        {
+            "apiVersion": RBAC,
+            "kind": "RoleBinding",
+            "metadata": _meta(EXECUTOR_SERVICE_ACCOUNT, config.namespace),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": EXECUTOR_SERVICE_ACCOUNT},
+            "subjects": _subject(EXECUTOR_SERVICE_ACCOUNT, config.namespace),
+        },
     ]
 
 
@@ -156,9 +183,12 @@ def argo_controller_config() -> dict:
     controller runs only Workflows that reference a WorkflowTemplate, so a Workflow in faultflow's
     namespace cannot bring its own templates to run as faultflow's accounts (Argo 3.6 to 4.0 all
     read `workflowRestrictions`)."""
-    return {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "workflow-controller-configmap", "namespace": ARGO_NAMESPACE},
-            "data": {"workflowRestrictions": "templateReferencing: Strict\n"}}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "workflow-controller-configmap", "namespace": ARGO_NAMESPACE},
+        "data": {"workflowRestrictions": "templateReferencing: Strict\n"},
+    }
 
 
 def admission_objects(config: DeployConfig) -> list[dict]:

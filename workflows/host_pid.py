@@ -9,7 +9,8 @@ which a cluster may not run, so no template asks for hostPID at all.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 KEY = "hostPID"
 

@@ -98,7 +98,8 @@ def retry_strategy() -> RetryStrategy:
     # Exit 3 (infrastructure: API unreachable, 5xx) and pod errors are worth another try; 1 (a check
     # failed) and 2 (bad input) are verdicts. Every step is idempotent, so a retry is safe.
     return RetryStrategy(
-        limit=d.RETRY.limit, retry_policy="Always",
+        limit=d.RETRY.limit,
+        retry_policy="Always",
         expression='lastRetry.status == "Error" || asInt(lastRetry.exitCode) == 3',
         backoff=m.Backoff(duration=f"{d.RETRY.backoff_s}s", factor=d.RETRY.factor, max_duration=f"{d.RETRY.max_backoff_s}s"),
     )
@@ -113,13 +114,11 @@ def _security(stage: d.Stage) -> m.SecurityContext:
     if stage.privileged:
         # Writing /dev/kmsg and the node's toggle needs root and the host's devices.
         return m.SecurityContext(privileged=True, run_as_user=0)
-    return m.SecurityContext(run_as_non_root=True, allow_privilege_escalation=False,
-                             capabilities=m.Capabilities(drop=["ALL"]))
+    return m.SecurityContext(run_as_non_root=True, allow_privilege_escalation=False, capabilities=m.Capabilities(drop=["ALL"]))
 
 
 def _stage_artifacts(stage: d.Stage) -> list:
-    return [S3Artifact(name="outputs", path=OUTPUTS_PATH, key=f"{EVIDENCE_KEY}/{stage.name}",
-                       archive=NoneArchiveStrategy(), optional=True)]
+    return [S3Artifact(name="outputs", path=OUTPUTS_PATH, key=f"{EVIDENCE_KEY}/{stage.name}", archive=NoneArchiveStrategy(), optional=True)]
 
 
 def _report_extras(stage: d.Stage, scenario: d.Scenario) -> dict:
@@ -130,8 +129,9 @@ def _report_extras(stage: d.Stage, scenario: d.Scenario) -> dict:
     return {
         "extra_inputs": [S3Artifact(name="evidence", path=EVIDENCE_PATH, key=EVIDENCE_KEY, optional=True)],
         "extra_artifacts": [
-            m.Artifact(name=f.replace(".", "-"), path=f"{OUTPUTS_PATH}/{f}", archive=m.ArchiveStrategy(none=m.NoneStrategy()),
-                       optional=True)
+            m.Artifact(
+                name=f.replace(".", "-"), path=f"{OUTPUTS_PATH}/{f}", archive=m.ArchiveStrategy(none=m.NoneStrategy()), optional=True
+            )
             for f in REPORT_FILES
         ],
         "parameters": [
@@ -139,8 +139,9 @@ def _report_extras(stage: d.Stage, scenario: d.Scenario) -> dict:
             for f in REPORT_FIGURES
         ],
         "metrics": [
-            Gauge(name=f"faultflow_{f}", help=text, labels=labels, realtime=False,
-                  value=f"{{{{outputs.parameters.{f.replace('_', '-')}}}}}")
+            Gauge(
+                name=f"faultflow_{f}", help=text, labels=labels, realtime=False, value=f"{{{{outputs.parameters.{f.replace('_', '-')}}}}}"
+            )
             for f, text in REPORT_FIGURES.items()
         ],
     }
@@ -186,8 +187,9 @@ def container(stage: d.Stage, scenario: d.Scenario) -> Container | Suspend:
 
 
 def _task(stage: d.Stage, template, depends: str | None) -> Task:
-    arguments = {input_name(r): f"{{{{tasks.{r.stage}.outputs.parameters.{r.name}}}}}"
-                 for r in stage.references() if isinstance(r, d.Output)}
+    arguments = {
+        input_name(r): f"{{{{tasks.{r.stage}.outputs.parameters.{r.name}}}}}" for r in stage.references() if isinstance(r, d.Output)
+    }
     return Task(name=stage.name, template=template, arguments=dict(sorted(arguments.items())) or None, depends=depends)
 
 
@@ -200,19 +202,27 @@ def scenario_template(scenario: d.Scenario) -> WorkflowTemplate:
         annotations={"workflows.argoproj.io/title": scenario.title, "workflows.argoproj.io/description": scenario.description},
         entrypoint=MAIN,
         on_exit=EXIT,
-        arguments=[Parameter(name=p.name, value=p.default, description=p.description, enum=list(p.enum) or None)
-                   for p in scenario.parameters],
+        arguments=[
+            Parameter(name=p.name, value=p.default, description=p.description, enum=list(p.enum) or None) for p in scenario.parameters
+        ],
         active_deadline_seconds=scenario.deadline_s + exit_deadline,
         executor=m.ExecutorConfig(service_account_name=EXECUTOR_SERVICE_ACCOUNT),
         synchronization=m.Synchronization(mutexes=[m.Mutex(name=mutex_name(x)) for x in scenario.mutexes]),
         workflow_metadata=m.WorkflowMetadata(labels={**PART_OF, "faultflow.dev/scenario": scenario.name}),
         metrics=[
-            Counter(name="faultflow_scenario_runs_total", help="Scenario runs by outcome.",
-                    labels=[Label(key="scenario", value=scenario.name), Label(key="status", value="{{workflow.status}}")],
-                    value="1"),
-            Gauge(name="faultflow_scenario_duration_seconds", help="Wall time of the scenario run.", realtime=False,
-                  labels=[Label(key="scenario", value=scenario.name), Label(key="status", value="{{workflow.status}}")],
-                  value="{{workflow.duration}}"),
+            Counter(
+                name="faultflow_scenario_runs_total",
+                help="Scenario runs by outcome.",
+                labels=[Label(key="scenario", value=scenario.name), Label(key="status", value="{{workflow.status}}")],
+                value="1",
+            ),
+            Gauge(
+                name="faultflow_scenario_duration_seconds",
+                help="Wall time of the scenario run.",
+                realtime=False,
+                labels=[Label(key="scenario", value=scenario.name), Label(key="status", value="{{workflow.status}}")],
+                value="{{workflow.duration}}",
+            ),
         ],
     ) as template:
         templates = {s.name: container(s, scenario) for s in (*scenario.stages, *scenario.exit_stages)}

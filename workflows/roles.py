@@ -26,7 +26,8 @@ OPT_IN = Rule("", ("namespaces",), ("get",))
 
 # --- roles: the verbs/resources are read off the steps' code (steps/kube.py calls) --------------
 PREFLIGHT = Role(
-    "preflight", "preflight: reads the target and its nodes, checks NVSentinel, opens the run ledger",
+    "preflight",
+    "preflight: reads the target and its nodes, checks NVSentinel, opens the run ledger",
     namespaced=(
         Rule(DGD, DGD_RESOURCES, ("get",)),
         Rule("apps", WORKLOADS, ("get",)),
@@ -41,7 +42,8 @@ PREFLIGHT = Role(
 
 
 SHIM_INJECTOR = Role(
-    "shim-injector", "inject-cuda-shim: patches the GPU workers, watches the rollout, reads worker logs",
+    "shim-injector",
+    "inject-cuda-shim: patches the GPU workers, watches the rollout, reads worker logs",
     namespaced=(
         Rule(DGD, DGD_RESOURCES, ("get", "list", "watch", "patch")),
         Rule("apps", WORKLOADS, ("get", "list", "watch", "patch")),
@@ -53,7 +55,8 @@ SHIM_INJECTOR = Role(
 
 
 CORDON_WATCHER = Role(
-    "cordon-watcher", "wait-for-cordon: watches the node and the workers leaving it",
+    "cordon-watcher",
+    "wait-for-cordon: watches the node and the workers leaving it",
     namespaced=(
         Rule(DGD, DGD_RESOURCES, ("get",)),
         Rule("apps", WORKLOADS, ("get",)),
@@ -65,7 +68,8 @@ CORDON_WATCHER = Role(
 
 
 CLEANUP = Role(
-    "cleanup", "cleanup-dgd / heal-network: reverts this run's ledger entries, toggle-off pod on the node",
+    "cleanup",
+    "cleanup-dgd / heal-network: reverts this run's ledger entries, toggle-off pod on the node",
     namespaced=(
         Rule(DGD, DGD_RESOURCES, ("get", "patch")),
         Rule("apps", WORKLOADS, ("get", "patch")),
@@ -80,7 +84,8 @@ CLEANUP = Role(
 
 
 NETWORK_INJECTOR = Role(
-    "network-injector", "partition-network / degrade-network / verify-partition: creates this run's policies and chaos",
+    "network-injector",
+    "partition-network / degrade-network / verify-partition: creates this run's policies and chaos",
     namespaced=(
         Rule(DGD, DGD_RESOURCES, ("get",)),
         Rule("", ("pods",), ("list", "create", "get", "watch", "delete")),  # verify-partition's probe pod
@@ -90,8 +95,12 @@ NETWORK_INJECTOR = Role(
     # Pod CIDRs (nodes), the API server's addresses (default/kubernetes Service and EndpointSlices),
     # namespaces for verify-partition's evaluation of namespaceSelectors.
     installation=(LEDGER,),
-    cluster=(Rule("", ("nodes", "namespaces"), ("list",)), OPT_IN, Rule("", ("services",), ("get",)),
-             Rule("discovery.k8s.io", ("endpointslices",), ("list",))),
+    cluster=(
+        Rule("", ("nodes", "namespaces"), ("list",)),
+        OPT_IN,
+        Rule("", ("services",), ("get",)),
+        Rule("discovery.k8s.io", ("endpointslices",), ("list",)),
+    ),
 )
 
 
@@ -99,7 +108,8 @@ NETWORK_INJECTOR = Role(
 # namespaces (where the injecting roles are bound: a run can have changed nothing elsewhere). It never
 # uncordons a node (no nodes patch) and creates pods only in faultflow's namespace (toggle-off).
 JANITOR = Role(
-    "janitor", "janitor: reverts orphaned runs (TTL passed, workflow gone or finished) from the ledgers in faultflow's namespace",
+    "janitor",
+    "janitor: reverts orphaned runs (TTL passed, workflow gone or finished) from the ledgers in faultflow's namespace",
     namespaced=(
         Rule(DGD, DGD_RESOURCES, ("get", "patch")),
         Rule("apps", WORKLOADS, ("get", "patch")),
@@ -124,9 +134,12 @@ OBSERVER = Role("observer", "load / verify-inference / report: HTTP to the front
 
 # Runs the scenarios of the nightly suite as child Workflows (resource templates).
 SUITE = Role(
-    "suite", "nightly-resilience: submits each scenario as a Workflow and waits for it",
-    namespaced=(Rule("argoproj.io", ("workflows",), ("create", "get", "list", "watch")),
-                Rule("argoproj.io", ("workflowtaskresults",), ("create", "patch"))),
+    "suite",
+    "nightly-resilience: submits each scenario as a Workflow and waits for it",
+    namespaced=(
+        Rule("argoproj.io", ("workflows",), ("create", "get", "list", "watch")),
+        Rule("argoproj.io", ("workflowtaskresults",), ("create", "patch")),
+    ),
     home=True,
 )
 

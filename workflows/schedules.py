@@ -58,34 +58,62 @@ def nightly_template(scenarios: tuple[str, ...]) -> WorkflowTemplate:
     child = {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Workflow",
-        "metadata": {"generateName": "{{inputs.parameters.scenario}}-nightly-",
-                     "labels": {**PART_OF, "faultflow.dev/suite": "nightly-resilience", SUITE_RUN_LABEL: "{{workflow.uid}}",
-                                SCENARIO_LABEL: "{{inputs.parameters.scenario}}"}},
+        "metadata": {
+            "generateName": "{{inputs.parameters.scenario}}-nightly-",
+            "labels": {
+                **PART_OF,
+                "faultflow.dev/suite": "nightly-resilience",
+                SUITE_RUN_LABEL: "{{workflow.uid}}",
+                SCENARIO_LABEL: "{{inputs.parameters.scenario}}",
+            },
+        },
         "spec": {"workflowTemplateRef": {"name": "{{inputs.parameters.scenario}}"}},
     }
     with WorkflowTemplate(
-        name="nightly-resilience", labels=dict(PART_OF),
-        annotations={"workflows.argoproj.io/title": "Nightly resilience suite",
-                     "workflows.argoproj.io/description": "Runs the listed faultflow scenarios one after another and fails if any of them failed."},
-        entrypoint="suite", service_account_name=SUITE.service_account,
-        arguments=[Parameter(name="scenarios", value=json.dumps(list(scenarios)),
-                             description="JSON list of scenario (WorkflowTemplate) names to run, in order.")],
+        name="nightly-resilience",
+        labels=dict(PART_OF),
+        annotations={
+            "workflows.argoproj.io/title": "Nightly resilience suite",
+            "workflows.argoproj.io/description": "Runs the listed faultflow scenarios one after another and fails if any of them failed.",
+        },
+        entrypoint="suite",
+        service_account_name=SUITE.service_account,
+        arguments=[
+            Parameter(
+                name="scenarios",
+                value=json.dumps(list(scenarios)),
+                description="JSON list of scenario (WorkflowTemplate) names to run, in order.",
+            )
+        ],
         active_deadline_seconds=NIGHTLY_SCENARIO_DEADLINE_S * max(1, len(scenarios)) + GATE_DEADLINE_S,
     ) as template:
         run = Resource(
-            name="run-scenario", action="create", manifest=json.dumps(child, sort_keys=True), set_owner_reference=True,
-            success_condition="status.phase == Succeeded", failure_condition="status.phase in (Failed, Error)",
-            inputs=[Parameter(name="scenario")], active_deadline_seconds=NIGHTLY_SCENARIO_DEADLINE_S,
+            name="run-scenario",
+            action="create",
+            manifest=json.dumps(child, sort_keys=True),
+            set_owner_reference=True,
+            success_condition="status.phase == Succeeded",
+            failure_condition="status.phase in (Failed, Error)",
+            inputs=[Parameter(name="scenario")],
+            active_deadline_seconds=NIGHTLY_SCENARIO_DEADLINE_S,
         )
         gate = Container(
-            name="gate", image=STEPS_IMAGE, command=["faultflow", "step", "suite-gate"],
+            name="gate",
+            image=STEPS_IMAGE,
+            command=["faultflow", "step", "suite-gate"],
             args=["--suite-run", "{{workflow.uid}}", "--scenarios", "{{workflow.parameters.scenarios}}"],
-            active_deadline_seconds=GATE_DEADLINE_S, retry_strategy=retry_strategy(),
-            security_context=RUNNER_SECURITY, resources=RUNNER_RESOURCES,
+            active_deadline_seconds=GATE_DEADLINE_S,
+            retry_strategy=retry_strategy(),
+            security_context=RUNNER_SECURITY,
+            resources=RUNNER_RESOURCES,
         )
         with Steps(name="suite", parallelism=1):
-            run(name="scenario", arguments={"scenario": "{{item}}"}, with_param="{{workflow.parameters.scenarios}}",
-                continue_on=m.ContinueOn(failed=True, error=True))
+            run(
+                name="scenario",
+                arguments={"scenario": "{{item}}"},
+                with_param="{{workflow.parameters.scenarios}}",
+                continue_on=m.ContinueOn(failed=True, error=True),
+            )
             gate(name="gate")  # the next step group: runs after every scenario, whatever their outcome
     return template
 
@@ -93,9 +121,11 @@ def nightly_template(scenarios: tuple[str, ...]) -> WorkflowTemplate:
 def nightly(scenarios: tuple[str, ...]) -> CronWorkflow:
     """The schedule: a Workflow referencing the `nightly-resilience` WorkflowTemplate."""
     with _cron(
-        "nightly-resilience", "Nightly resilience suite",
+        "nightly-resilience",
+        "Nightly resilience suite",
         "Runs the listed faultflow scenarios one after another every night and fails if any of them failed.",
-        NIGHTLY_SCHEDULE, workflow_template_ref=m.WorkflowTemplateRef(name="nightly-resilience"),
+        NIGHTLY_SCHEDULE,
+        workflow_template_ref=m.WorkflowTemplateRef(name="nightly-resilience"),
         arguments=[Parameter(name="scenarios", value=json.dumps(list(scenarios)))],
     ) as cron:
         pass
@@ -106,25 +136,36 @@ def janitor_template() -> WorkflowTemplate:
     """The janitor as a WorkflowTemplate (the CronWorkflow references it: Argo's `templateReferencing:
     Strict` runs only Workflows that reference a WorkflowTemplate)."""
     with WorkflowTemplate(
-        name="janitor", labels=dict(PART_OF),
-        annotations={"workflows.argoproj.io/title": "faultflow janitor",
-                     "workflows.argoproj.io/description": "Reverts faults whose run TTL passed or whose workflow is gone or finished."},
-        entrypoint="janitor", service_account_name=JANITOR.service_account,
+        name="janitor",
+        labels=dict(PART_OF),
+        annotations={
+            "workflows.argoproj.io/title": "faultflow janitor",
+            "workflows.argoproj.io/description": "Reverts faults whose run TTL passed or whose workflow is gone or finished.",
+        },
+        entrypoint="janitor",
+        service_account_name=JANITOR.service_account,
         executor=m.ExecutorConfig(service_account_name=EXECUTOR_SERVICE_ACCOUNT),
     ) as template:
         Container(
-            name="janitor", image=STEPS_IMAGE, command=list(JANITOR_COMMAND), args=list(JANITOR_ARGS),
-            active_deadline_seconds=900, retry_strategy=retry_strategy(),
-            security_context=RUNNER_SECURITY, resources=RUNNER_RESOURCES,
+            name="janitor",
+            image=STEPS_IMAGE,
+            command=list(JANITOR_COMMAND),
+            args=list(JANITOR_ARGS),
+            active_deadline_seconds=900,
+            retry_strategy=retry_strategy(),
+            security_context=RUNNER_SECURITY,
+            resources=RUNNER_RESOURCES,
         )
     return template
 
 
 def janitor() -> CronWorkflow:
     with _cron(
-        "janitor", "faultflow janitor",
+        "janitor",
+        "faultflow janitor",
         "Every 15 minutes: reverts faults whose run TTL passed or whose workflow is gone or finished.",
-        "*/15 * * * *", workflow_template_ref=m.WorkflowTemplateRef(name="janitor"),
+        "*/15 * * * *",
+        workflow_template_ref=m.WorkflowTemplateRef(name="janitor"),
     ) as cron:
         pass
     return cron

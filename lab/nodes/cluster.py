@@ -28,10 +28,12 @@ from pathlib import Path
 from lab import pki, processes, tools
 from lab.controlplane import apiserver_argv
 from lab.etcd import etcd_argv
-from lab.images import build as images
-from lab.nodes import gpu_plugin, namespaces, node as nodes, packages
-from lab.nodes.ledger import Ledger, teardown as ledger_teardown
 from lab.gpu_nodes import GPU_PRESENT_LABEL
+from lab.images import build as images
+from lab.nodes import gpu_plugin, namespaces, packages
+from lab.nodes import node as nodes
+from lab.nodes.ledger import Ledger
+from lab.nodes.ledger import teardown as ledger_teardown
 from lab.rest import ApiError, Rest
 from steps.gpu.nvsentinel import DRIVER_INSTALLED_LABEL
 
@@ -61,9 +63,10 @@ GPU_LABELS = ((GPU_PRESENT_LABEL, "true"), (DRIVER_INSTALLED_LABEL, "true"), ("n
 
 def plan_nodes(gpu_nodes: int = 3, cpu_nodes: int = 1, gpus_per_node: int = 8) -> list[nodes.NodePlan]:
     names = [(f"gpu-{i}", gpus_per_node) for i in range(gpu_nodes)] + [(f"cpu-{i}", 0) for i in range(cpu_nodes)]
-    return [nodes.NodePlan(name, i, f"{NODE_NETWORK}.{10 + i}", f"10.244.{i}.0/24",
-                           labels=GPU_LABELS if gpus else (), gpus=gpus)
-            for i, (name, gpus) in enumerate(names)]
+    return [
+        nodes.NodePlan(name, i, f"{NODE_NETWORK}.{10 + i}", f"10.244.{i}.0/24", labels=GPU_LABELS if gpus else (), gpus=gpus)
+        for i, (name, gpus) in enumerate(names)
+    ]
 
 
 @dataclass
@@ -127,8 +130,14 @@ class RealCluster:
     def _prepare(self) -> None:
         """What the lab needs that is built or installed once per machine (each step prints progress)."""
         packages.ensure_installed()
-        for tool in (tools.ETCD, tools.KUBE_APISERVER, tools.KUBE_SCHEDULER, tools.KUBE_PROXY,
-                     tools.KUBE_CONTROLLER_MANAGER, tools.KUBELET):
+        for tool in (
+            tools.ETCD,
+            tools.KUBE_APISERVER,
+            tools.KUBE_SCHEDULER,
+            tools.KUBE_PROXY,
+            tools.KUBE_CONTROLLER_MANAGER,
+            tools.KUBELET,
+        ):
             tools.ensure_built(tool)
         if any(plan.gpus for plan in self.plans):
             gpu_plugin.ensure_built()
@@ -141,18 +150,24 @@ class RealCluster:
         started = time.monotonic()
         hub_dir = self.folder / "hub"
         self.hub = namespaces.hold("hub", hub_dir, self.ledger, mounts=[], kmsg=False)
-        self.hub.run(["sh", "-ec", f"ip link set lo up; ip link add lab0 type bridge; "
-                      f"ip addr add {HUB_IP}/24 dev lab0; ip link set lab0 up"], net_only=True)
+        self.hub.run(
+            ["sh", "-ec", f"ip link set lo up; ip link add lab0 type bridge; ip addr add {HUB_IP}/24 dev lab0; ip link set lab0 up"],
+            net_only=True,
+        )
         self.keys = pki.create(
-            self.folder / "pki", keep_ca_key=True, serving_ips=(HUB_IP, KUBERNETES_SERVICE_IP),
+            self.folder / "pki",
+            keep_ca_key=True,
+            serving_ips=(HUB_IP, KUBERNETES_SERVICE_IP),
             serving_dns=("kubernetes", "kubernetes.default", "kubernetes.default.svc.cluster.local"),
         )
         logs = self.folder / "logs"
-        self.control_plane["etcd"] = self.hub.start(
-            "etcd", etcd_argv(hub_dir / "etcd", 2379, 2380), logs / "etcd.log", self.ledger)
+        self.control_plane["etcd"] = self.hub.start("etcd", etcd_argv(hub_dir / "etcd", 2379, 2380), logs / "etcd.log", self.ledger)
         argv = apiserver_argv(
-            tools.ensure_built(tools.KUBE_APISERVER), port=APISERVER_PORT, etcd_url="http://127.0.0.1:2379",
-            keys=self.keys, folder=hub_dir,
+            tools.ensure_built(tools.KUBE_APISERVER),
+            port=APISERVER_PORT,
+            etcd_url="http://127.0.0.1:2379",
+            keys=self.keys,
+            folder=hub_dir,
             overrides={
                 "--bind-address": "0.0.0.0",  # inside the hub: the nodes and the relay reach it
                 "--advertise-address": HUB_IP,
@@ -165,36 +180,65 @@ class RealCluster:
         )
         self.control_plane["kube-apiserver"] = self.hub.start("kube-apiserver", argv, logs / "kube-apiserver.log", self.ledger)
         port_file = hub_dir / "relay.port"
-        relay = processes.start("relay", [sys.executable, "-m", "lab.nodes.relay", str(self.hub.pid),
-                                          f"127.0.0.1:{APISERVER_PORT}", str(port_file)], logs / "relay.log")
+        relay = processes.start(
+            "relay",
+            [sys.executable, "-m", "lab.nodes.relay", str(self.hub.pid), f"127.0.0.1:{APISERVER_PORT}", str(port_file)],
+            logs / "relay.log",
+        )
         self.ledger.pid(relay.popen.pid, "relay")
         self.control_plane["relay"] = relay
-        port = processes.wait_until(lambda: port_file.read_text() if port_file.is_file() else None,
-                                    what="relay port", timeout_s=30, process=relay)
+        port = processes.wait_until(
+            lambda: port_file.read_text() if port_file.is_file() else None, what="relay port", timeout_s=30, process=relay
+        )
         self.server = f"https://127.0.0.1:{port}"
         self.kubeconfig = self.folder / "kubeconfig"
-        self.kubeconfig.write_text(nodes.kubeconfig(self.server, self.keys.ca_cert, self.keys.admin_cert,
-                                                    self.keys.admin_key, "admin"))
+        self.kubeconfig.write_text(nodes.kubeconfig(self.server, self.keys.ca_cert, self.keys.admin_cert, self.keys.admin_key, "admin"))
         rest = self.rest()
-        processes.wait_until(lambda: True if _status(rest, "/readyz") == 200 else None, what="kube-apiserver /readyz",
-                             timeout_s=START_TIMEOUT_S, process=self.control_plane["kube-apiserver"])
+        processes.wait_until(
+            lambda: True if _status(rest, "/readyz") == 200 else None,
+            what="kube-apiserver /readyz",
+            timeout_s=START_TIMEOUT_S,
+            process=self.control_plane["kube-apiserver"],
+        )
         self.figures["control_plane_s"] = time.monotonic() - started  # hub + etcd + kube-apiserver ready
         inside = f"https://127.0.0.1:{APISERVER_PORT}"
         kcm = self._component_kubeconfig("kube-controller-manager", "system:kube-controller-manager", inside)
-        self.control_plane["kube-controller-manager"] = self.hub.start("kube-controller-manager", [
-            str(tools.ensure_built(tools.KUBE_CONTROLLER_MANAGER)), f"--kubeconfig={kcm}",
-            f"--authentication-kubeconfig={kcm}", f"--authorization-kubeconfig={kcm}", "--secure-port=0",
-            "--leader-elect=false", "--use-service-account-credentials=true",
-            f"--service-account-private-key-file={self.keys.sa_private_key}", f"--root-ca-file={self.keys.ca_cert}",
-            # its default is a host directory it would create
-            f"--flex-volume-plugin-dir={hub_dir / 'flex-volume'}", "--profiling=false", "--v=1",
-        ], logs / "kube-controller-manager.log", self.ledger)
+        self.control_plane["kube-controller-manager"] = self.hub.start(
+            "kube-controller-manager",
+            [
+                str(tools.ensure_built(tools.KUBE_CONTROLLER_MANAGER)),
+                f"--kubeconfig={kcm}",
+                f"--authentication-kubeconfig={kcm}",
+                f"--authorization-kubeconfig={kcm}",
+                "--secure-port=0",
+                "--leader-elect=false",
+                "--use-service-account-credentials=true",
+                f"--service-account-private-key-file={self.keys.sa_private_key}",
+                f"--root-ca-file={self.keys.ca_cert}",
+                # its default is a host directory it would create
+                f"--flex-volume-plugin-dir={hub_dir / 'flex-volume'}",
+                "--profiling=false",
+                "--v=1",
+            ],
+            logs / "kube-controller-manager.log",
+            self.ledger,
+        )
         sched = self._component_kubeconfig("kube-scheduler", "system:kube-scheduler", inside)
-        self.control_plane["kube-scheduler"] = self.hub.start("kube-scheduler", [
-            str(tools.ensure_built(tools.KUBE_SCHEDULER)), f"--kubeconfig={sched}",
-            f"--authentication-kubeconfig={sched}", f"--authorization-kubeconfig={sched}", "--secure-port=0",
-            "--leader-elect=false", "--profiling=false", "--v=1",
-        ], logs / "kube-scheduler.log", self.ledger)
+        self.control_plane["kube-scheduler"] = self.hub.start(
+            "kube-scheduler",
+            [
+                str(tools.ensure_built(tools.KUBE_SCHEDULER)),
+                f"--kubeconfig={sched}",
+                f"--authentication-kubeconfig={sched}",
+                f"--authorization-kubeconfig={sched}",
+                "--secure-port=0",
+                "--leader-elect=false",
+                "--profiling=false",
+                "--v=1",
+            ],
+            logs / "kube-scheduler.log",
+            self.ledger,
+        )
 
     def _component_kubeconfig(self, stem: str, user: str, server: str) -> Path:
         cert, key = self.keys.issue(stem, user)
@@ -233,8 +277,7 @@ class RealCluster:
                     self.figures[f"node_ready_s.{name}"] = time.monotonic() - node.kubelet_started
                     del pending[name]
                 elif not node.kubelet.running():
-                    raise processes.NotReady(f"kubelet of {name} exited (rc={node.kubelet.popen.returncode}):\n"
-                                             f"{node.kubelet.log_tail()}")
+                    raise processes.NotReady(f"kubelet of {name} exited (rc={node.kubelet.popen.returncode}):\n{node.kubelet.log_tail()}")
             if time.monotonic() > deadline:
                 tails = "\n".join(f"{n}: {pending[n].kubelet.log_tail(8)}" for n in pending)
                 raise processes.NotReady(f"nodes not Ready after {NODE_READY_TIMEOUT_S}s: {sorted(pending)}\n{tails}")
@@ -254,10 +297,13 @@ class RealCluster:
             if node.plan.gpus:
                 count = str(node.plan.gpus)
                 processes.wait_until(
-                    lambda n=node.plan.name, c=count: True if rest.get(f"/api/v1/nodes/{n}")["status"]
-                    .get("allocatable", {}).get("nvidia.com/gpu") == c else None,
-                    what=f"{node.plan.name} allocatable nvidia.com/gpu = {count}", timeout_s=60,
-                    process=node.device_plugin)
+                    lambda n=node.plan.name, c=count: (
+                        True if rest.get(f"/api/v1/nodes/{n}")["status"].get("allocatable", {}).get("nvidia.com/gpu") == c else None
+                    ),
+                    what=f"{node.plan.name} allocatable nvidia.com/gpu = {count}",
+                    timeout_s=60,
+                    process=node.device_plugin,
+                )
 
     def _start_coredns(self) -> None:
         from lab.nodes import coredns

@@ -52,8 +52,14 @@ def ensure_built() -> Path:
             partial = target.with_name("deviceplugin.partial")
             with open(log, "w") as sink:
                 gomod._run_logged([go, "mod", "tidy"], work, env, sink, log)
-                gomod._run_logged([go, "build", "-p", "2", "-trimpath", "-ldflags=-s -w", "-o", str(partial), "."],
-                                  work, env, sink, log, progress="GPU device plugin")
+                gomod._run_logged(
+                    [go, "build", "-p", "2", "-trimpath", "-ldflags=-s -w", "-o", str(partial), "."],
+                    work,
+                    env,
+                    sink,
+                    log,
+                    progress="GPU device plugin",
+                )
             partial.replace(target)
         print(f"faultflow: built the GPU device plugin in {time.monotonic() - start:.0f}s", file=sys.stderr, flush=True)
     return target

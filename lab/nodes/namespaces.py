@@ -30,8 +30,7 @@ class Namespaces:
     def enter(self, *, net: bool = True, mount: bool = True, pid: bool = True) -> list[str]:
         """argv prefix running a command inside (nsenter forks when entering the PID namespace, so
         the command is a full member of it)."""
-        return ["nsenter", "-t", str(self.pid), *(["-n"] if net else []), *(["-m"] if mount else []),
-                *(["-p"] if pid else []), "--"]
+        return ["nsenter", "-t", str(self.pid), *(["-n"] if net else []), *(["-m"] if mount else []), *(["-p"] if pid else []), "--"]
 
     def run(self, argv: list[str], *, net_only: bool = False) -> str:
         """Run a short command inside and return its stdout; a failure raises with its stderr."""
@@ -61,17 +60,29 @@ def hold(name: str, folder: Path, ledger: Ledger, *, mounts: list[dict], kmsg: b
     ready = folder / "nsinit.ready"
     ready.unlink(missing_ok=True)
     spec = folder / "nsinit.json"
-    spec.write_text(json.dumps({"mounts": mounts, "ready": str(ready),
-                                "kmsg_log": str(folder / "kmsg.log") if kmsg else None}, indent=2))
-    argv = ["unshare", "--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc",
-            "--propagation", "private", sys.executable, "-m", "lab.nodes.nsinit", str(spec)]
+    spec.write_text(json.dumps({"mounts": mounts, "ready": str(ready), "kmsg_log": str(folder / "kmsg.log") if kmsg else None}, indent=2))
+    argv = [
+        "unshare",
+        "--net",
+        "--mount",
+        "--pid",
+        "--fork",
+        "--kill-child",
+        "--mount-proc",
+        "--propagation",
+        "private",
+        sys.executable,
+        "-m",
+        "lab.nodes.nsinit",
+        str(spec),
+    ]
     proc = processes.start(f"{name} namespaces", argv, folder / "nsinit.log")
     ledger.pid(proc.popen.pid, f"{name} unshare")
     try:
-        state = processes.wait_until(lambda: _read_json(ready), what=f"{name} namespaces ready",
-                                     timeout_s=READY_TIMEOUT_S, process=proc)
-        holder = processes.wait_until(lambda: _only_child(proc.popen.pid), what=f"{name} holder pid",
-                                      timeout_s=READY_TIMEOUT_S, process=proc)
+        state = processes.wait_until(lambda: _read_json(ready), what=f"{name} namespaces ready", timeout_s=READY_TIMEOUT_S, process=proc)
+        holder = processes.wait_until(
+            lambda: _only_child(proc.popen.pid), what=f"{name} holder pid", timeout_s=READY_TIMEOUT_S, process=proc
+        )
     except BaseException:
         proc.popen.kill()
         proc.popen.wait()

@@ -119,7 +119,7 @@ def _mounts(folder: Path, gpus: int) -> list[dict]:
 def containerd_config(folder: Path, pause: str, pod_cidr_conf: Path) -> str:
     c = folder / "c"
     return f"""version = 2
-root = "{c / 'root'}"
+root = "{c / "root"}"
 state = "/run/containerd"
 disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
   "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.tracing.processor.v1.otlp"]
@@ -146,7 +146,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     bin_dir = "{CNI_BIN}"
     conf_dir = "{pod_cidr_conf}"
 [plugins."io.containerd.internal.v1.opt"]
-  path = "{c / 'opt'}"
+  path = "{c / "opt"}"
 """
 
 
@@ -245,8 +245,7 @@ def wire(node: Node, hub: namespaces.Namespaces, hub_ip: str, others: list[NodeP
     hub.run(["ip", "link", "add", plan.veth, "type", "veth", "peer", "name", "eth0", "netns", str(node.ns.pid)], net_only=True)
     hub.run(["ip", "link", "set", plan.veth, "master", "lab0", "up"], net_only=True)
     hub.run(["ip", "route", "add", plan.pod_cidr, "via", plan.ip], net_only=True)
-    script = ["ip link set lo up", f"ip addr add {plan.ip}/24 dev eth0", "ip link set eth0 up",
-              f"ip route add default via {hub_ip}"]
+    script = ["ip link set lo up", f"ip addr add {plan.ip}/24 dev eth0", "ip link set eth0 up", f"ip route add default via {hub_ip}"]
     script += [f"ip route add {o.pod_cidr} via {o.ip}" for o in others if o.name != plan.name]
     node.ns.run(["sh", "-ec", "; ".join(script)], net_only=True)
 
@@ -260,10 +259,13 @@ def start_runtime(node: Node, ledger: Ledger) -> None:
     (folder / "c").mkdir(exist_ok=True)
     config = folder / "c" / "config.toml"
     config.write_text(containerd_config(folder, images.PAUSE.ref, folder / "cni" / "net.d"))
-    node.containerd = node.ns.start("containerd", ["containerd", "--config", str(config)],
-                                    folder / "containerd.log", ledger)
-    processes.wait_until(lambda: True if node.socket.is_socket() else None, what=f"{node.plan.name} containerd socket",
-                         timeout_s=CONTAINERD_READY_S, process=node.containerd)
+    node.containerd = node.ns.start("containerd", ["containerd", "--config", str(config)], folder / "containerd.log", ledger)
+    processes.wait_until(
+        lambda: True if node.socket.is_socket() else None,
+        what=f"{node.plan.name} containerd socket",
+        timeout_s=CONTAINERD_READY_S,
+        process=node.containerd,
+    )
 
 
 def import_images(node: Node, image_list: list[images.Image]) -> None:
@@ -277,11 +279,16 @@ def start_kubelet(node: Node, ledger: Ledger, keys: pki.Pki, server: str, cgroup
     serving = keys.issue(f"node-{plan.name}-serving", plan.name, server=True, ips=(plan.ip,), dns=(plan.name,))
     (folder / "kubeconfig").write_text(kubeconfig(server, keys.ca_cert, *client, f"system:node:{plan.name}"))
     (folder / "kubelet.json").write_text(json.dumps(kubelet_config(node, keys, serving, cgroup_root, cluster_dns), indent=2))
-    argv = [str(tools.ensure_built(tools.KUBELET)), f"--config={folder / 'kubelet.json'}",
-            # --root-dir stays /var/lib/kubelet: the node's own (its /var/lib overlay), and short enough
-            # for the kubelet's unix sockets (pod-resources, device plugins).
-            f"--kubeconfig={folder / 'kubeconfig'}",
-            f"--hostname-override={plan.name}", f"--node-ip={plan.ip}", "--v=1"]
+    argv = [
+        str(tools.ensure_built(tools.KUBELET)),
+        f"--config={folder / 'kubelet.json'}",
+        # --root-dir stays /var/lib/kubelet: the node's own (its /var/lib overlay), and short enough
+        # for the kubelet's unix sockets (pod-resources, device plugins).
+        f"--kubeconfig={folder / 'kubeconfig'}",
+        f"--hostname-override={plan.name}",
+        f"--node-ip={plan.ip}",
+        "--v=1",
+    ]
     if plan.labels:
         argv.append("--node-labels=" + ",".join(f"{k}={v}" for k, v in plan.labels))
     node.kubelet_started = time.monotonic()
@@ -289,11 +296,19 @@ def start_kubelet(node: Node, ledger: Ledger, keys: pki.Pki, server: str, cgroup
 
 
 def start_kube_proxy(node: Node, ledger: Ledger, proxy_kubeconfig: Path, cluster_cidr: str) -> None:
-    argv = [str(tools.ensure_built(tools.KUBE_PROXY)), f"--kubeconfig={proxy_kubeconfig}",
-            f"--hostname-override={node.plan.name}", "--proxy-mode=iptables", f"--cluster-cidr={cluster_cidr}",
-            # conntrack's table size and timeouts are global sysctls: leave them alone.
-            "--conntrack-max-per-core=0", "--conntrack-tcp-timeout-established=0s",
-            "--conntrack-tcp-timeout-close-wait=0s", "--metrics-bind-address=127.0.0.1:10249", "--v=1"]
+    argv = [
+        str(tools.ensure_built(tools.KUBE_PROXY)),
+        f"--kubeconfig={proxy_kubeconfig}",
+        f"--hostname-override={node.plan.name}",
+        "--proxy-mode=iptables",
+        f"--cluster-cidr={cluster_cidr}",
+        # conntrack's table size and timeouts are global sysctls: leave them alone.
+        "--conntrack-max-per-core=0",
+        "--conntrack-tcp-timeout-established=0s",
+        "--conntrack-tcp-timeout-close-wait=0s",
+        "--metrics-bind-address=127.0.0.1:10249",
+        "--v=1",
+    ]
     node.kube_proxy = node.ns.start("kube-proxy", argv, node.folder / "kube-proxy.log", ledger)
 
 
@@ -301,5 +316,4 @@ def start_device_plugin(node: Node, ledger: Ledger) -> None:
     """The GPU device plugin (lab.nodes.gpu_plugin) in the node: registers nvidia.com/gpu with its kubelet."""
     from lab.nodes import gpu_plugin
 
-    node.device_plugin = node.ns.start("deviceplugin", [str(gpu_plugin.ensure_built())],
-                                       node.folder / "deviceplugin.log", ledger)
+    node.device_plugin = node.ns.start("deviceplugin", [str(gpu_plugin.ensure_built())], node.folder / "deviceplugin.log", ledger)

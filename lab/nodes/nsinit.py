@@ -34,8 +34,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 def mount(source: str, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:
     # libc mount(2), not mount(8): mount(8) would record entries in /run/mount/utab.
-    if _libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags,
-                   data.encode() if data else None) != 0:
+    if _libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags, data.encode() if data else None) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"mount {fstype or 'bind'} {source} on {target}: {os.strerror(err)}")
 
@@ -47,8 +46,7 @@ def apply(entry: dict) -> None:
     elif kind == "bind":
         mount(entry["source"], target, None, MS_BIND)
     elif kind == "overlay":
-        mount("faultflow-node", target, "overlay", 0,
-              f"lowerdir={target},upperdir={entry['upper']},workdir={entry['work']}")
+        mount("faultflow-node", target, "overlay", 0, f"lowerdir={target},upperdir={entry['upper']},workdir={entry['work']}")
     else:
         raise ValueError(f"unknown mount type {kind!r}")
 

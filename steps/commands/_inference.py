@@ -50,16 +50,31 @@ def common_options(default_rate: float, default_concurrency: int):
         for option in reversed(
             [
                 click.option("--url", required=True, help="Frontend base URL, e.g. http://vllm-agg-frontend.ns.svc:8000."),
-                click.option("--api", type=click.Choice(["chat", "completions"]), default="chat", show_default=True,
-                             help="/v1/chat/completions or /v1/completions."),
+                click.option(
+                    "--api",
+                    type=click.Choice(["chat", "completions"]),
+                    default="chat",
+                    show_default=True,
+                    help="/v1/chat/completions or /v1/completions.",
+                ),
                 click.option("--model", default=None, help="Model name; discovered from /v1/models when omitted."),
                 click.option("--prompt", default="Say hello in one short sentence.", show_default=True),
                 click.option("--max-tokens", type=click.IntRange(1, 65536), default=16, show_default=True),
-                click.option("--timeout", type=FiniteFloat(0.0, 3600.0, low_open=True), default=30.0, show_default=True,
-                             help="Seconds one request may take, start to end."),
+                click.option(
+                    "--timeout",
+                    type=FiniteFloat(0.0, 3600.0, low_open=True),
+                    default=30.0,
+                    show_default=True,
+                    help="Seconds one request may take, start to end.",
+                ),
                 click.option("--rate", type=RATE, default=default_rate, show_default=True, help="Requests started per second."),
-                click.option("--concurrency", type=click.IntRange(1, 4096), default=default_concurrency, show_default=True,
-                             help="Requests in flight at most."),
+                click.option(
+                    "--concurrency",
+                    type=click.IntRange(1, 4096),
+                    default=default_concurrency,
+                    show_default=True,
+                    help="Requests in flight at most.",
+                ),
                 click.option("--phase", type=Name(), default=None, help="Phase label stored in each record."),
                 outputs_option(default="outputs", help="Directory for records, events, summary.", required=True),
             ]

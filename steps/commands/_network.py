@@ -33,41 +33,57 @@ from steps.workload import dynamo as dgd
 def target_options(func):
     """The run (`run_options`: --run-id/--namespace/--outputs-dir and the cluster) and
     --target/--dgd-version/--duration/--dry-run."""
-    for option in reversed([
-        click.option("--target", required=True, type=Target(), help="dgd/NAME: the DynamoGraphDeployment whose pods are faulted."),
-        click.option("--dgd-version", default="auto", type=click.Choice(["auto", *dgd.DGD_VERSIONS]), show_default=True),
-        click.option("--duration", default="10m", show_default=True, type=Duration(),
-                     help="The fault ends by itself after this (the janitor heals it even if the workflow is gone)."),
-        click.option("--dry-run", is_flag=True, help="Print the objects that would be created; create none."),
-    ]):
+    for option in reversed(
+        [
+            click.option("--target", required=True, type=Target(), help="dgd/NAME: the DynamoGraphDeployment whose pods are faulted."),
+            click.option("--dgd-version", default="auto", type=click.Choice(["auto", *dgd.DGD_VERSIONS]), show_default=True),
+            click.option(
+                "--duration",
+                default="10m",
+                show_default=True,
+                type=Duration(),
+                help="The fault ends by itself after this (the janitor heals it even if the workflow is gone).",
+            ),
+            click.option("--dry-run", is_flag=True, help="Print the objects that would be created; create none."),
+        ]
+    ):
         func = option(func)
     return run_options(func)
 
 
 def platform_options(func):
     """Where Dynamo's NATS and etcd run (the Dynamo platform chart's labels by default)."""
-    for option in reversed([
-        click.option("--nats-selector", default=DEFAULT_NATS_SELECTOR, show_default=True, help="Label selector of the NATS pods."),
-        click.option("--nats-namespace", default=None, type=K8sName(label=True), help="Namespace of NATS (default: --namespace)."),
-        click.option("--etcd-selector", default=DEFAULT_ETCD_SELECTOR, show_default=True, help="Label selector of the etcd pods."),
-        click.option("--etcd-namespace", default=None, type=K8sName(label=True), help="Namespace of etcd (default: --nats-namespace)."),
-    ]):
+    for option in reversed(
+        [
+            click.option("--nats-selector", default=DEFAULT_NATS_SELECTOR, show_default=True, help="Label selector of the NATS pods."),
+            click.option("--nats-namespace", default=None, type=K8sName(label=True), help="Namespace of NATS (default: --namespace)."),
+            click.option("--etcd-selector", default=DEFAULT_ETCD_SELECTOR, show_default=True, help="Label selector of the etcd pods."),
+            click.option("--etcd-namespace", default=None, type=K8sName(label=True), help="Namespace of etcd (default: --nats-namespace)."),
+        ]
+    ):
         func = option(func)
     return func
 
 
 def platform(nats_selector: str, nats_namespace: str | None, etcd_selector: str, etcd_namespace: str | None) -> dict:
-    return {"nats_selector": nats_selector, "nats_namespace": nats_namespace, "etcd_selector": etcd_selector,
-            "etcd_namespace": etcd_namespace}
+    return {
+        "nats_selector": nats_selector,
+        "nats_namespace": nats_namespace,
+        "etcd_selector": etcd_selector,
+        "etcd_namespace": etcd_namespace,
+    }
 
 
 def require_dgd(target: tuple[str, str]) -> None:
     if target[0] != "dgd":
-        raise BadInput(f"network faults select pods by the Dynamo operator's labels: --target must be dgd/NAME, not {target[0]}/{target[1]}")
+        raise BadInput(
+            f"network faults select pods by the Dynamo operator's labels: --target must be dgd/NAME, not {target[0]}/{target[1]}"
+        )
 
 
-def groups_for(obj: dict, role: str, namespace: str, selector: str | None, selector_namespace: str | None,
-               platform: dict) -> list[PodGroup]:
+def groups_for(
+    obj: dict, role: str, namespace: str, selector: str | None, selector_namespace: str | None, platform: dict
+) -> list[PodGroup]:
     """The pod groups playing `role`: a DGD role, `nats`/`etcd`, or `custom` (a label selector)."""
     if role in ROLES:
         return role_groups(obj, role)
@@ -80,8 +96,9 @@ def groups_for(obj: dict, role: str, namespace: str, selector: str | None, selec
     raise BadInput(f"unknown role {role!r}")
 
 
-def check_custom(source_role: str, source_selector: str | None, peer_role: str, peer_selector: str | None,
-                 peer_namespace: str | None) -> None:
+def check_custom(
+    source_role: str, source_selector: str | None, peer_role: str, peer_selector: str | None, peer_namespace: str | None
+) -> None:
     """--source-selector/--peer-selector go with (and are needed by) custom; --peer-namespace too."""
     for role, selector, option in ((source_role, source_selector, "--source-selector"), (peer_role, peer_selector, "--peer-selector")):
         if (role == "custom") != (selector is not None):
@@ -100,8 +117,12 @@ def cluster_addresses(kube: Kube, pod_cidrs: tuple[str, ...]) -> ClusterAddresse
     given = given_cidrs(pod_cidrs)
     cidrs = normalise_cidrs(given) if given else pod_cidrs_of(kube.list(Ref("v1", "nodes", None, "")).get("items") or [])
     service = kube.get_or_none(Ref("v1", "services", "default", "kubernetes"))
-    slices = kube.list(Ref("discovery.k8s.io/v1", "endpointslices", "default", ""),
-                       label_selector="kubernetes.io/service-name=kubernetes").get("items") or []
+    slices = (
+        kube.list(Ref("discovery.k8s.io/v1", "endpointslices", "default", ""), label_selector="kubernetes.io/service-name=kubernetes").get(
+            "items"
+        )
+        or []
+    )
     return ClusterAddresses(pod_cidrs=cidrs, api_server=api_server_addresses(service, slices))
 
 
@@ -109,14 +130,29 @@ def open_ledger(store: L.LedgerStore, namespace: str, run_id: str) -> L.Ledger:
     return store.require(namespace, run_id, preflight="preflight --fault network")
 
 
-def create_all(step: str, fault: str, kube: Kube, store: L.LedgerStore, ledger: L.Ledger | None, objs: list[dict],
-               present: set[str], duration_s: float, data: dict) -> int | None:
+def create_all(
+    step: str,
+    fault: str,
+    kube: Kube,
+    store: L.LedgerStore,
+    ledger: L.Ledger | None,
+    objs: list[dict],
+    present: set[str],
+    duration_s: float,
+    data: dict,
+) -> int | None:
     """`--dry-run` (no ledger): print each object as a planned change. Otherwise create the objects not
     yet present, ledger first, and undo exactly those on SIGTERM. Returns when the entries expire."""
     if ledger is None:
         for obj in objs:
             meta = obj["metadata"]
-            emit(step, EventName.PLANNED_CHANGE, change=f"create {obj['kind'].lower()} {meta['namespace']}/{meta['name']}", object=obj, dry_run=True)
+            emit(
+                step,
+                EventName.PLANNED_CHANGE,
+                change=f"create {obj['kind'].lower()} {meta['namespace']}/{meta['name']}",
+                object=obj,
+                dry_run=True,
+            )
         return None
     expires_ms = L.now_ms() + int(duration_s * 1000)
     created: list[str] = []

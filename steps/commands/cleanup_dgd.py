@@ -12,13 +12,13 @@ import click
 
 from steps.event_names import EventName
 from steps.events import emit
+from steps.kube.client import Ref
 from steps.options import Duration, run_options
 from steps.run import ledger as L
-from steps.kube.client import Ref
 from steps.run.revert import NodeConfig, event_name, revert_run
+from steps.signals import sigterm_raises
 from steps.workload.kinds import worker_pod_selector
 from steps.workload.reach import FAULT_REACHED, reached, workers_on_node
-from steps.signals import sigterm_raises
 
 STEP = "cleanup-dgd"
 
@@ -29,8 +29,11 @@ STEP = "cleanup-dgd"
 @click.option("--steps-image", default=None, help="Image for the toggle-off pod (default: the installed one, ConfigMap faultflow-config).")
 @click.option("--toggle-dir", default=None, help="Node toggle directory (default: the installed one, ConfigMap faultflow-config).")
 @click.option("--timeout", default="5m", show_default=True, type=Duration())
-@click.option("--expect-cuda-faults", is_flag=True, help="Before restoring, report whether the workers on the run's node "
-              "logged the shim injecting the XID (event fault_reached_workload).")
+@click.option(
+    "--expect-cuda-faults",
+    is_flag=True,
+    help="Before restoring, report whether the workers on the run's node logged the shim injecting the XID (event fault_reached_workload).",
+)
 def command(run_id, namespace, open_run, toggle_off, steps_image, toggle_dir, timeout, expect_cuda_faults):
     """Restore the DGD (or Deployment/StatefulSet) from the ledger; switch the node toggle off."""
     run = open_run()

@@ -63,18 +63,32 @@ def check_mode(mode: str, value: str | None) -> None:
 
 @click.command(STEP)
 @target_options
-@click.option("--pods", "source_role", default="worker", show_default=True, type=click.Choice([*ROLES, "custom"]),
-              help="Whose traffic is degraded.")
+@click.option(
+    "--pods", "source_role", default="worker", show_default=True, type=click.Choice([*ROLES, "custom"]), help="Whose traffic is degraded."
+)
 @click.option("--source-selector", default=None, help="--pods custom: their label selector.")
-@click.option("--peer", "peer_role", default="none", show_default=True, type=click.Choice(["none", *ROLES, "nats", "etcd", "custom"]),
-              help="Only traffic with these pods (none: all their traffic).")
+@click.option(
+    "--peer",
+    "peer_role",
+    default="none",
+    show_default=True,
+    type=click.Choice(["none", *ROLES, "nats", "etcd", "custom"]),
+    help="Only traffic with these pods (none: all their traffic).",
+)
 @click.option("--peer-selector", default=None, help="--peer custom: their label selector.")
 @click.option("--peer-namespace", default=None, type=K8sName(label=True), help="--peer custom: their namespace (default: --namespace).")
-@click.option("--direction", default="to", show_default=True, type=click.Choice(DIRECTIONS), help="Chaos Mesh direction (from/both need --peer).")
+@click.option(
+    "--direction", default="to", show_default=True, type=click.Choice(DIRECTIONS), help="Chaos Mesh direction (from/both need --peer)."
+)
 @click.option("--mode", default="all", show_default=True, type=click.Choice(MODES), help="Blast radius among the selected pods.")
 @click.option("--mode-value", default=None, help="Count (fixed) or percentage (fixed-percent, random-max-percent).")
-@click.option("--action", "only_actions", multiple=True, type=click.Choice(ACTIONS),
-              help="Only these actions (the others' values are ignored: a UI passes every value). Default: every action given a value.")
+@click.option(
+    "--action",
+    "only_actions",
+    multiple=True,
+    type=click.Choice(ACTIONS),
+    help="Only these actions (the others' values are ignored: a UI passes every value). Default: every action given a value.",
+)
 @click.option("--loss", default=None, type=PERCENT, help="Packet loss, percent.")
 @click.option("--loss-correlation", default=0.0, type=CORRELATION)
 @click.option("--delay", "--latency", "delay", default=None, type=LATENCY_VALUE, help="Added latency, e.g. 100ms.")
@@ -88,17 +102,60 @@ def check_mode(mode: str, value: str | None) -> None:
 @click.option("--duplicate", default=None, type=PERCENT, help="Duplicated packets, percent.")
 @click.option("--duplicate-correlation", default=0.0, type=CORRELATION)
 @platform_options
-def command(run_id, namespace, open_run, target, dgd_version, duration, dry_run, source_role, source_selector, peer_role, peer_selector, peer_namespace, direction, mode, mode_value, only_actions, loss, loss_correlation,
-            delay, jitter, delay_correlation, bandwidth, bandwidth_limit, bandwidth_buffer, corrupt, corrupt_correlation,
-            duplicate, duplicate_correlation, nats_selector, nats_namespace, etcd_selector, etcd_namespace):
+def command(
+    run_id,
+    namespace,
+    open_run,
+    target,
+    dgd_version,
+    duration,
+    dry_run,
+    source_role,
+    source_selector,
+    peer_role,
+    peer_selector,
+    peer_namespace,
+    direction,
+    mode,
+    mode_value,
+    only_actions,
+    loss,
+    loss_correlation,
+    delay,
+    jitter,
+    delay_correlation,
+    bandwidth,
+    bandwidth_limit,
+    bandwidth_buffer,
+    corrupt,
+    corrupt_correlation,
+    duplicate,
+    duplicate_correlation,
+    nats_selector,
+    nats_namespace,
+    etcd_selector,
+    etcd_namespace,
+):
     """Degrade a DGD's network with Chaos Mesh (one NetworkChaos per action)."""
     check_custom(source_role, source_selector, peer_role, peer_selector, peer_namespace)
     if direction != "to" and peer_role == "none":
         raise BadInput(f"--direction {direction} needs --peer (Chaos Mesh applies from/both to a target only)")
     check_mode(mode, mode_value)
     require_dgd(target)
-    degradation = Degradation(loss, loss_correlation, delay, jitter, delay_correlation, bandwidth, bandwidth_limit,
-                              bandwidth_buffer, corrupt, corrupt_correlation, duplicate, duplicate_correlation)
+    degradation = Degradation(
+        loss,
+        loss_correlation,
+        delay,
+        jitter,
+        delay_correlation,
+        bandwidth,
+        bandwidth_limit,
+        bandwidth_buffer,
+        corrupt,
+        corrupt_correlation,
+        duplicate,
+        duplicate_correlation,
+    )
     if only_actions:
         degradation = degradation.only(only_actions)
     elif jitter is not None and delay is None:
@@ -116,11 +173,20 @@ def command(run_id, namespace, open_run, target, dgd_version, duration, dry_run,
     present = existing(kube, objs, run_id)
     validate_on_server(kube, objs, present)
     names = [o["metadata"]["name"] for o in objs]
-    expires_ms = create_all(STEP, "network-degrade", kube, store, ledger, objs, present, duration,
-                            {"actions": [a for a, _ in degradation.actions()]})
+    expires_ms = create_all(
+        STEP, "network-degrade", kube, store, ledger, objs, present, duration, {"actions": [a for a, _ in degradation.actions()]}
+    )
     if expires_ms is None:
         return
-    emit(STEP, EventName.FAULT_INJECTED, run_id=run_id, kind="network-degrade", actions=[a for a, _ in degradation.actions()],
-         objects=names, already=len(present) == len(objs), expires_ms=expires_ms)
+    emit(
+        STEP,
+        EventName.FAULT_INJECTED,
+        run_id=run_id,
+        kind="network-degrade",
+        actions=[a for a, _ in degradation.actions()],
+        objects=names,
+        already=len(present) == len(objs),
+        expires_ms=expires_ms,
+    )
     run.outputs.write("chaos", ",".join(names))
     run.outputs.write("expires-ms", str(expires_ms))

@@ -5,7 +5,7 @@ else are not ledgers)."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import click
 
@@ -18,7 +18,7 @@ from steps.run import ledger as L
 
 
 def _iso(ms: int | None) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if ms else "-"
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if ms else "-"
 
 
 def _target(entry: L.Entry) -> str:
@@ -36,11 +36,17 @@ def rows(ledgers: list[L.Ledger]) -> list[dict]:
             if entry.kind == L.NODE_STATE:
                 continue  # a record of the node's state, not a fault
             expires = entry.data.get("expires_ms") or ledger.run.expires_ms
-            out.append({
-                "run": ledger.run.run_id, "kind": entry.kind, "target": _target(entry),
-                "injected_at": _iso(entry.created_ms), "expires_at": _iso(expires), "state": entry.state,
-                "namespace": ledger.run.namespace,
-            })
+            out.append(
+                {
+                    "run": ledger.run.run_id,
+                    "kind": entry.kind,
+                    "target": _target(entry),
+                    "injected_at": _iso(entry.created_ms),
+                    "expires_at": _iso(expires),
+                    "state": entry.state,
+                    "namespace": ledger.run.namespace,
+                }
+            )
     return out
 
 
@@ -68,8 +74,12 @@ def list_command(namespace, as_json, kubeconfig, context):
 @click.option("--timeout", default="5m", show_default=True, type=Duration())
 @click.option("--steps-image", default=None, help="Image of toggle-off pods (default: the installed one).")
 @click.option("--toggle-dir", default=None, help="Node toggle directory (default: the installed one).")
-@click.option("--uncordon", is_flag=True, help="Also uncordon the node of a run started with --restore-node that found it "
-              "schedulable (a person's decision: without it the cordon stays).")
+@click.option(
+    "--uncordon",
+    is_flag=True,
+    help="Also uncordon the node of a run started with --restore-node that found it "
+    "schedulable (a person's decision: without it the cordon stays).",
+)
 @common_cluster_options
 def recover_command(run_id, all_runs, namespace, timeout, steps_image, toggle_dir, uncordon, kubeconfig, context):
     """Revert one run now (or --all), exactly as the janitor would."""
@@ -80,8 +90,17 @@ def recover_command(run_id, all_runs, namespace, timeout, steps_image, toggle_di
     kube = connect(kubeconfig, context)
     if run_id and not any(ledger.run.run_id == run_id for ledger in L.LedgerStore(kube).all(namespace)):
         raise BadInput(f"no ledger for run {run_id}")
-    runs, entries = sweep(kube, namespace, timeout, steps_image=steps_image, only_run=run_id, force=True, step="faults-recover",
-                          toggle_dir=toggle_dir, include_node=None if uncordon else False)
+    runs, entries = sweep(
+        kube,
+        namespace,
+        timeout,
+        steps_image=steps_image,
+        only_run=run_id,
+        force=True,
+        step="faults-recover",
+        toggle_dir=toggle_dir,
+        include_node=None if uncordon else False,
+    )
     emit("faults-recover", EventName.FAULTS_RECOVERED, runs=runs, entries=entries)
 
 

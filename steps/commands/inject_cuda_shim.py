@@ -38,30 +38,22 @@ from steps.workload.shim_patch import ShimConfig
 STEP = "inject-cuda-shim"
 
 
-
-
-
-
-
-
-
-
-
-
 @click.command(STEP)
 @run_options
 @click.option("--target", required=True, type=Target(), help="dgd/NAME, deployment/NAME or statefulset/NAME.")
 @click.option("--dgd-version", default="auto", type=click.Choice(["auto", *dgd.DGD_VERSIONS]), show_default=True)
-@click.option("--shim-image", default="", help="Image holding /opt/faultflow/libfaultflow_cuda.so: the installed one "
-              "(ConfigMap faultflow-config); another is refused.")
+@click.option(
+    "--shim-image",
+    default="",
+    help="Image holding /opt/faultflow/libfaultflow_cuda.so: the installed one (ConfigMap faultflow-config); another is refused.",
+)
 @click.option("--xid", required=True, type=XidType())
 @click.option("--toggle-dir", default=toggle.DEFAULT_DIR, show_default=True)
 @click.option("--container", default=None, help="Main container of a Deployment/StatefulSet (default: first).")
 @click.option("--timeout", default="10m", show_default=True, type=Duration(), help="Rollout deadline.")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the rollout.")
 @click.option("--verify-marker/--no-verify-marker", default=True, show_default=True, help="Check worker logs for the shim's marker.")
-def command(run_id, namespace, open_run, target, dgd_version, shim_image, xid, toggle_dir, container, timeout, wait,
-            verify_marker):
+def command(run_id, namespace, open_run, target, dgd_version, shim_image, xid, toggle_dir, container, timeout, wait, verify_marker):
     """Patch the workload's GPU workers to load the CUDA shim in passthrough mode."""
     if shim_image and (not shim_image.strip() or any(c.isspace() for c in shim_image)):
         raise BadInput(f"--shim-image {shim_image!r} is not an image reference")
@@ -90,14 +82,17 @@ def command(run_id, namespace, open_run, target, dgd_version, shim_image, xid, t
                 live = kube.get(ref)
                 total = len(ready_workers(kube, namespace, live, node))
                 if total == 0:
-                    raise CheckFailed(f"no Ready worker pod of {ref} on the target node {node} after the rollout: the fault "
-                                      "would miss the workload (run again, or pass preflight --node a node that holds one)")
+                    raise CheckFailed(
+                        f"no Ready worker pod of {ref} on the target node {node} after the rollout: the fault "
+                        "would miss the workload (run again, or pass preflight --node a node that holds one)"
+                    )
                 if verify_marker:
                     missing, total = pods_missing_marker(kube, namespace, live, cfg.toggle_file, container, node)
                     if missing:
                         raise CheckFailed(
                             f"the shim did not load in {len(missing)} of {total} Ready worker pods ({', '.join(missing[:5])}): "
-                            f"no '{MARKER} ... toggle={cfg.toggle_file} (mapped)' line in their logs")
+                            f"no '{MARKER} ... toggle={cfg.toggle_file} (mapped)' line in their logs"
+                        )
                     emit(STEP, EventName.SHIM_VERIFIED, run_id=run_id, pods=total)
         except Terminated:
             remove(kube, store, ledger.run, ref)

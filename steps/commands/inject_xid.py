@@ -49,24 +49,51 @@ def _check_toggle_dir(path: str) -> Path:
 @click.command(STEP)
 @click.option("--xid", required=True, type=XidType(), help="XID to inject (1-172).")
 @click.option("--gpu", "gpu_index", default=0, show_default=True, type=click.IntRange(0, 63), help="GPU (host device minor).")
-@click.option("--pid", default=DEFAULT_PID, show_default=True, type=click.IntRange(0, 2**22),
-              help="pid= in the line. Default 0: no user process; the pod runs without hostPID (Argo's emissary "
-                   "before v4.1 would forward a signal to every process on the node), so its own pid means nothing "
-                   "there. NVSentinel reads pid= as metadata only.")
+@click.option(
+    "--pid",
+    default=DEFAULT_PID,
+    show_default=True,
+    type=click.IntRange(0, 2**22),
+    help="pid= in the line. Default 0: no user process; the pod runs without hostPID (Argo's emissary "
+    "before v4.1 would forward a signal to every process on the node), so its own pid means nothing "
+    "there. NVSentinel reads pid= as metadata only.",
+)
 @click.option("--proc-name", default="python3", show_default=True, help="name= in the line.")
 @click.option("--kmsg-path", default="/dev/kmsg", show_default=True, help="Kernel log device.")
 @click.option("--proc-root", default="/proc", show_default=True, help="The host's /proc (for the GPU's PCI address).")
 @click.option("--toggle-dir", default=None, help="Node toggle directory; omit to log the XID only (xid-only scenario).")
 @click.option("--expires-in", default="30m", show_default=True, type=Duration(), help="The toggle switches itself off after this.")
 @click.option("--toggle-gpu", default=-1, show_default=True, type=click.IntRange(-1, 63), help="CUDA device the shim fails (-1: all).")
-@click.option("--recovery-action", default=DEFAULT_RECOVERY, show_default=True, type=click.Choice(list(RECOVERY)),
-              help="XID 154 only: the recovery the line reports (NVSentinel takes its action from it).")
-@click.option("--gpu-metadata", default=GPU_METADATA_PATH, show_default=True,
-              help="NVSentinel's GPU metadata on the node (decides COMPONENT_RESET vs RESTART_VM; a missing file is a fact, not an error).")
+@click.option(
+    "--recovery-action",
+    default=DEFAULT_RECOVERY,
+    show_default=True,
+    type=click.Choice(list(RECOVERY)),
+    help="XID 154 only: the recovery the line reports (NVSentinel takes its action from it).",
+)
+@click.option(
+    "--gpu-metadata",
+    default=GPU_METADATA_PATH,
+    show_default=True,
+    help="NVSentinel's GPU metadata on the node (decides COMPONENT_RESET vs RESTART_VM; a missing file is a fact, not an error).",
+)
 @click.option("--run-id", default=None, type=RunId(), help="Run id (for the events).")
 @outputs_option(help="Write output parameters here (fault-time-ms, pci, xid-line, expected-action).")
-def command(xid, gpu_index, pid, proc_name, kmsg_path, proc_root, toggle_dir, expires_in, toggle_gpu, recovery_action,
-            gpu_metadata, run_id, outputs_dir):
+def command(
+    xid,
+    gpu_index,
+    pid,
+    proc_name,
+    kmsg_path,
+    proc_root,
+    toggle_dir,
+    expires_in,
+    toggle_gpu,
+    recovery_action,
+    gpu_metadata,
+    run_id,
+    outputs_dir,
+):
     """Switch the node's CUDA fault toggle on and write the XID line to the kernel log."""
     outputs = Outputs(outputs_dir)
     # Everything is validated before anything changes.
@@ -76,8 +103,7 @@ def command(xid, gpu_index, pid, proc_name, kmsg_path, proc_root, toggle_dir, ex
     gpu = resolve_pci(proc_root, gpu_index)
     metadata = read_gpu_metadata(gpu_metadata)
     expected = expect_on_node(xid, gpu.pci, metadata, recovery_action)
-    records = kmsg.xid_records(xid, gpu.pci, pid, proc_name, recovery_action,
-                               metadata.driver_version if metadata.found else "")
+    records = kmsg.xid_records(xid, gpu.pci, pid, proc_name, recovery_action, metadata.driver_version if metadata.found else "")
     line = records[0]
     kmsg.check_writable(kmsg_path)
     toggle_file = _check_toggle_dir(toggle_dir) if toggle_dir else None
@@ -91,8 +117,16 @@ def command(xid, gpu_index, pid, proc_name, kmsg_path, proc_root, toggle_dir, ex
                     toggle.write(toggle_file, toggle.Toggle(on=True, xid=xid, expires_ms=expires_ms, gpu=toggle_gpu))
                 except OSError as error:
                     raise InfrastructureError(f"cannot write toggle {toggle_file}: {error.strerror}") from None
-                emit(STEP, EventName.FAULT_INJECTED, run_id=run_id, kind="cuda", xid=xid, toggle=str(toggle_file),
-                     expires_ms=expires_ms, gpu=toggle_gpu)
+                emit(
+                    STEP,
+                    EventName.FAULT_INJECTED,
+                    run_id=run_id,
+                    kind="cuda",
+                    xid=xid,
+                    toggle=str(toggle_file),
+                    expires_ms=expires_ms,
+                    gpu=toggle_gpu,
+                )
             for record in records:  # the driver's lines, in its order, one record each
                 kmsg.write_record(kmsg_path, record)
         except (Terminated, InfrastructureError, BadInput):
@@ -101,8 +135,21 @@ def command(xid, gpu_index, pid, proc_name, kmsg_path, proc_root, toggle_dir, ex
                 emit(STEP, EventName.FAULT_CLEARED, run_id=run_id, kind="cuda", toggle=str(toggle_file), reason="step did not finish")
             raise
     # The kernel line is the XID fault itself (what NVSentinel reacts to): a fault of its own kind.
-    emit(STEP, EventName.FAULT_INJECTED, run_id=run_id, kind="xid", xid=xid, pci=gpu.pci, gpu=gpu_index, kmsg=kmsg_path, fault_time_ms=fault_ms,
-         line=line.decode().rstrip("\n"), lines=len(records), driver_version=metadata.driver_version, **expected.as_fields())
+    emit(
+        STEP,
+        EventName.FAULT_INJECTED,
+        run_id=run_id,
+        kind="xid",
+        xid=xid,
+        pci=gpu.pci,
+        gpu=gpu_index,
+        kmsg=kmsg_path,
+        fault_time_ms=fault_ms,
+        line=line.decode().rstrip("\n"),
+        lines=len(records),
+        driver_version=metadata.driver_version,
+        **expected.as_fields(),
+    )
     outputs.write("fault-time-ms", str(fault_ms))
     outputs.write("pci", gpu.pci)
     outputs.write("xid-line", line.decode().rstrip("\n"))

@@ -19,8 +19,13 @@ from steps.options import SECONDS, FiniteFloat
 @click.command("load")
 @click.option("--duration", type=SECONDS, default=None, help="Stop after this many seconds (default: until stopped).")
 @click.option("--stop-file", default=None, help="Stop when this file appears.")
-@click.option("--grace", type=FiniteFloat(0.0, 600.0), default=5.0, show_default=True,
-              help="Seconds in-flight requests get to finish once stopped; the rest are recorded as cancelled.")
+@click.option(
+    "--grace",
+    type=FiniteFloat(0.0, 600.0),
+    default=5.0,
+    show_default=True,
+    help="Seconds in-flight requests get to finish once stopped; the rest are recorded as cancelled.",
+)
 @common_options(default_rate=2.0, default_concurrency=8)
 def command(duration, stop_file, grace, url, api, model, prompt, max_tokens, timeout, rate, concurrency, phase, outputs_dir):
     """Drive inference traffic for the whole scenario, recording every request (stops on SIGTERM)."""
@@ -40,5 +45,12 @@ def command(duration, stop_file, grace, url, api, model, prompt, max_tokens, tim
         return await run_load(client, pace, writer, duration, stop_path, phase)
 
     result, log, summary = _run_mode("load", target, rate, concurrency, grace, out, phase, body)
-    log(EventName.LOAD_STOPPED, reason=result.stop_reason, requests=result.tally.completed, ok=result.tally.ok,
-             success_rate=result.tally.success_rate, outcomes=summary["outcomes"], source=summary["source"])
+    log(
+        EventName.LOAD_STOPPED,
+        reason=result.stop_reason,
+        requests=result.tally.completed,
+        ok=result.tally.ok,
+        success_rate=result.tally.success_rate,
+        outcomes=summary["outcomes"],
+        source=summary["source"],
+    )

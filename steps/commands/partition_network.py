@@ -38,23 +38,47 @@ from steps.workload.kinds import resolve
 STEP = "partition-network"
 
 
-
-
-
-
 @click.command(STEP)
 @target_options
 @click.option("--partition", "kind", required=True, type=click.Choice(list(PARTITIONS)), help="Which pods are cut from which.")
-@click.option("--direction", default="both", show_default=True, type=click.Choice(DIRECTIONS),
-              help="egress: the pods cannot open connections to the peers; ingress: the peers cannot open connections to them.")
+@click.option(
+    "--direction",
+    default="both",
+    show_default=True,
+    type=click.Choice(DIRECTIONS),
+    help="egress: the pods cannot open connections to the peers; ingress: the peers cannot open connections to them.",
+)
 @click.option("--source-selector", default=None, help="custom: label selector of the pods that are cut off.")
 @click.option("--peer-selector", default=None, help="custom: label selector of the pods they are cut from.")
 @click.option("--peer-namespace", default=None, type=K8sName(label=True), help="custom: namespace of the peers (default: --namespace).")
 @click.option("--include-etcd", is_flag=True, help="worker-nats/frontend-nats: cut etcd as well.")
-@click.option("--pod-cidr", "pod_cidrs", multiple=True, help="The cluster's pod network(s), repeatable or comma-separated (default, or \"\": the nodes' spec.podCIDRs).")
+@click.option(
+    "--pod-cidr",
+    "pod_cidrs",
+    multiple=True,
+    help="The cluster's pod network(s), repeatable or comma-separated (default, or \"\": the nodes' spec.podCIDRs).",
+)
 @platform_options
-def command(run_id, namespace, open_run, target, dgd_version, duration, dry_run, kind, direction, source_selector,
-            peer_selector, peer_namespace, include_etcd, pod_cidrs, nats_selector, nats_namespace, etcd_selector, etcd_namespace):
+def command(
+    run_id,
+    namespace,
+    open_run,
+    target,
+    dgd_version,
+    duration,
+    dry_run,
+    kind,
+    direction,
+    source_selector,
+    peer_selector,
+    peer_namespace,
+    include_etcd,
+    pod_cidrs,
+    nats_selector,
+    nats_namespace,
+    etcd_selector,
+    etcd_namespace,
+):
     """Partition a DGD's pods from their peers (NetworkPolicies selected by stable operator labels)."""
     check_custom(kind, source_selector, kind, peer_selector, peer_namespace)
     if include_etcd and not kind.endswith("-nats"):
@@ -75,12 +99,24 @@ def command(run_id, namespace, open_run, target, dgd_version, duration, dry_run,
     check_no_other_policy(kube, policies)
     validate_on_server(kube, policies, present)
     names = [p["metadata"]["name"] for p in policies]
-    recorded = {"partition": kind, "direction": direction,
-                "blocked": [{"namespace": g.namespace, "selector": g.selector_string()} for g in partition.blocked]}
+    recorded = {
+        "partition": kind,
+        "direction": direction,
+        "blocked": [{"namespace": g.namespace, "selector": g.selector_string()} for g in partition.blocked],
+    }
     expires_ms = create_all(STEP, "network-partition", kube, store, ledger, policies, present, duration, recorded)
     if expires_ms is None:
         return
-    emit(STEP, EventName.FAULT_INJECTED, run_id=run_id, kind="network-partition", partition=kind, direction=direction, policies=names,
-         already=len(present) == len(policies), expires_ms=expires_ms)
+    emit(
+        STEP,
+        EventName.FAULT_INJECTED,
+        run_id=run_id,
+        kind="network-partition",
+        partition=kind,
+        direction=direction,
+        policies=names,
+        already=len(present) == len(policies),
+        expires_ms=expires_ms,
+    )
     run.outputs.write("policies", ",".join(names))
     run.outputs.write("expires-ms", str(expires_ms))

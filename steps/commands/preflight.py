@@ -22,9 +22,8 @@ import click
 from steps.errors import BadInput
 from steps.event_names import EventName
 from steps.events import emit
-from steps.gpu import nvsentinel
+from steps.gpu import nvsentinel, toggle
 from steps.gpu import posture as P
-from steps.gpu import toggle
 from steps.gpu.guardrails import check_gpu_index, check_nvsentinel
 from steps.kube import objects as o
 from steps.kube.client import Ref
@@ -38,9 +37,8 @@ from steps.options import (
     expect_options,
     run_options,
 )
-from steps.run import install
+from steps.run import install, nvsentinel_guardrails
 from steps.run import ledger as L
-from steps.run import nvsentinel_guardrails
 from steps.run.context import RunContext
 from steps.run.guardrails import check_namespace, resolve_nodes
 from steps.workload import dynamo as dgd
@@ -48,14 +46,6 @@ from steps.workload import shim_patch
 from steps.workload.kinds import resolve
 
 STEP = "preflight"
-
-
-
-
-
-
-
-
 
 
 @click.command(STEP)
@@ -66,12 +56,22 @@ STEP = "preflight"
 @click.option("--max-nodes", default=1, show_default=True, type=click.IntRange(min=1), help="Blast radius: most nodes a run may fault.")
 @click.option("--gpu", default=0, show_default=True, type=click.IntRange(min=0), help="GPU index (host device minor).")
 @click.option("--xid", default=None, type=XidType(), help="Required for --fault gpu.")
-@click.option("--fault", default="gpu", show_default=True, type=click.Choice(["gpu", "network"]),
-              help="network: no node, GPU or NVSentinel checks (the DGD's pods are selected by label).")
+@click.option(
+    "--fault",
+    default="gpu",
+    show_default=True,
+    type=click.Choice(["gpu", "network"]),
+    help="network: no node, GPU or NVSentinel checks (the DGD's pods are selected by label).",
+)
 @expect_options
 @click.option("--nvsentinel-namespace", default="nvsentinel", show_default=True, type=K8sName(label=True))
-@click.option("--dedup-window", default="3m", show_default=True, type=Window(),
-              help="NVSentinel's dedup window: refuse a repeat of this XID on this GPU inside it (0: no check).")
+@click.option(
+    "--dedup-window",
+    default="3m",
+    show_default=True,
+    type=Window(),
+    help="NVSentinel's dedup window: refuse a repeat of this XID on this GPU inside it (0: no check).",
+)
 @click.option("--wait-dedup", is_flag=True, help="Wait until the dedup window has passed instead of refusing.")
 @click.option("--toggle-dir", default=toggle.DEFAULT_DIR, show_default=True, help="Node directory of the CUDA toggle file.")
 @click.option("--fault-duration", default="30m", show_default=True, type=Duration(), help="The toggle's expiry.")
@@ -83,13 +83,38 @@ STEP = "preflight"
 @click.option("--workflow-namespace", default=None, help="Default: faultflow's namespace.")
 @click.option("--workflow-uid", default=None)
 @click.option("--dry-run", is_flag=True, help="Print every change the scenario would make; make none.")
-def command(run_id, namespace, open_run, target, dgd_version, nodes, max_nodes, gpu, xid, fault, expect,
-            nvsentinel_namespace, dedup_window, wait_dedup, toggle_dir, fault_duration, steps_image, shim_image, ttl, restore_node,
-            workflow_name, workflow_namespace, workflow_uid, dry_run):
+def command(
+    run_id,
+    namespace,
+    open_run,
+    target,
+    dgd_version,
+    nodes,
+    max_nodes,
+    gpu,
+    xid,
+    fault,
+    expect,
+    nvsentinel_namespace,
+    dedup_window,
+    wait_dedup,
+    toggle_dir,
+    fault_duration,
+    steps_image,
+    shim_image,
+    ttl,
+    restore_node,
+    workflow_name,
+    workflow_namespace,
+    workflow_uid,
+    dry_run,
+):
     """Validate parameters and guardrails, resolve target node and GPU, open the run ledger."""
     expect = chosen_expect(expect)
     # faultflow's Workflows run in its own namespace (the janitor looks for them there only).
-    workflow = {"name": workflow_name, "namespace": workflow_namespace or install.home_namespace(), "uid": workflow_uid} if workflow_name else None
+    workflow = (
+        {"name": workflow_name, "namespace": workflow_namespace or install.home_namespace(), "uid": workflow_uid} if workflow_name else None
+    )
     if fault == "network":
         if nodes or restore_node or xid is not None or steps_image or shim_image:
             raise BadInput("--node, --xid, --restore-node and the images apply to GPU faults only (--fault gpu)")
@@ -129,22 +154,47 @@ def command(run_id, namespace, open_run, target, dgd_version, nodes, max_nodes, 
         check_nvsentinel(kube, nvsentinel_namespace, node_obj["metadata"]["name"], posture != "none")
         if posture != "none":
             nvsentinel_facts = nvsentinel_guardrails.check(
-                kube, fault_quarantine(), posture, node_obj, run_id, namespace, gpu, xid, dedup_window, wait_dedup,
-                lambda wait_s, why: emit(STEP, EventName.WAITING_FOR_DEDUP_WINDOW, run_id=run_id, wait_s=round(wait_s, 1), evidence=why))
+                kube,
+                fault_quarantine(),
+                posture,
+                node_obj,
+                run_id,
+                namespace,
+                gpu,
+                xid,
+                dedup_window,
+                wait_dedup,
+                lambda wait_s, why: emit(STEP, EventName.WAITING_FOR_DEDUP_WINDOW, run_id=run_id, wait_s=round(wait_s, 1), evidence=why),
+            )
     node = targets[0]
     facts = {
-        "run_id": run_id, "namespace": namespace, "target": f"{kind}/{name}", "api_version": ref.api_version,
-        "node": node, "gpu": gpu, "xid": xid, "workers": [c.name for c in workers],
+        "run_id": run_id,
+        "namespace": namespace,
+        "target": f"{kind}/{name}",
+        "api_version": ref.api_version,
+        "node": node,
+        "gpu": gpu,
+        "xid": xid,
+        "workers": [c.name for c in workers],
         "node_unschedulable": o.unschedulable(node_objs[0]),
-        "expect": posture, "expect_why": posture_why, **nvsentinel_facts,
+        "expect": posture,
+        "expect_why": posture_why,
+        **nvsentinel_facts,
     }
     if dry_run:
         _print_plan(obj, facts, toggle_dir, fault_duration)
         return
 
     run = L.RunInfo(
-        run_id=run_id, namespace=namespace, created_ms=L.now_ms(), ttl_s=int(ttl), node=node, gpu=gpu, xid=xid,
-        target=f"{kind}/{name}", restore_node=restore_node,
+        run_id=run_id,
+        namespace=namespace,
+        created_ms=L.now_ms(),
+        ttl_s=int(ttl),
+        node=node,
+        gpu=gpu,
+        xid=xid,
+        target=f"{kind}/{name}",
+        restore_node=restore_node,
         workflow=workflow,
     )
     store = run_context.ledgers
@@ -154,13 +204,30 @@ def command(run_id, namespace, open_run, target, dgd_version, nodes, max_nodes, 
     for node_obj in node_objs:
         n = node_obj["metadata"]["name"]
         if restore_node:
-            store.record(namespace, run_id, L.Entry(
-                id=f"node-{n}", kind=L.NODE_STATE, target={"node": n}, state=L.APPLIED,
-                data={"was_unschedulable": o.unschedulable(node_obj)}))
-        store.record(namespace, run_id, L.Entry(
-            id=f"toggle-{n}", kind=L.NODE_TOGGLE, target={"node": n},
-            data={"xid": xid,  # no image, path or namespace: the toggle-off pod takes those from the installation
-                  "expires_ms": run.created_ms + int((ttl + fault_duration) * 1000)}))
+            store.record(
+                namespace,
+                run_id,
+                L.Entry(
+                    id=f"node-{n}",
+                    kind=L.NODE_STATE,
+                    target={"node": n},
+                    state=L.APPLIED,
+                    data={"was_unschedulable": o.unschedulable(node_obj)},
+                ),
+            )
+        store.record(
+            namespace,
+            run_id,
+            L.Entry(
+                id=f"toggle-{n}",
+                kind=L.NODE_TOGGLE,
+                target={"node": n},
+                data={
+                    "xid": xid,  # no image, path or namespace: the toggle-off pod takes those from the installation
+                    "expires_ms": run.created_ms + int((ttl + fault_duration) * 1000),
+                },
+            ),
+        )
     emit(STEP, EventName.RUN_STARTED, run_id=run_id, target=f"{kind}/{name}", node=node, xid=xid)
     emit(STEP, EventName.LEDGER_OPENED, run_id=run_id, ledger=f"{store.home}/{L.configmap_name(run_id)}")
     emit(STEP, EventName.PREFLIGHT_PASSED, **facts)
@@ -180,8 +247,16 @@ def check_schedulable(node_obj: dict) -> None:
         raise BadInput(f"node {name} is already cordoned (maintenance?): uncordon it or pick another node")
 
 
-def network_preflight(run_context: RunContext, run_id: str, namespace: str, target: tuple[str, str], dgd_version: str, ttl: float,
-                      workflow: dict | None, dry_run: bool) -> None:
+def network_preflight(
+    run_context: RunContext,
+    run_id: str,
+    namespace: str,
+    target: tuple[str, str],
+    dgd_version: str,
+    ttl: float,
+    workflow: dict | None,
+    dry_run: bool,
+) -> None:
     """The guardrails of any fault, for the network scenarios: no node, GPU or NVSentinel involved."""
     from steps.commands._network import require_dgd
 
@@ -192,8 +267,13 @@ def network_preflight(run_context: RunContext, run_id: str, namespace: str, targ
     ref, _ = resolve(kube, namespace, kind, name, dgd_version)
     facts = {"run_id": run_id, "namespace": namespace, "target": f"dgd/{name}", "api_version": ref.api_version, "fault": "network"}
     if dry_run:
-        emit(STEP, EventName.PLANNED_CHANGE, change=f"create configmap {run_context.ledgers.home}/{L.configmap_name(run_id)}",
-             by_step="ledger", dry_run=True)
+        emit(
+            STEP,
+            EventName.PLANNED_CHANGE,
+            change=f"create configmap {run_context.ledgers.home}/{L.configmap_name(run_id)}",
+            by_step="ledger",
+            dry_run=True,
+        )
         emit(STEP, EventName.PREFLIGHT_PASSED, dry_run=True, **facts)
         return
     run = L.RunInfo(run_id=run_id, namespace=namespace, created_ms=L.now_ms(), ttl_s=int(ttl), target=f"dgd/{name}", workflow=workflow)
@@ -215,7 +295,11 @@ def _print_plan(obj: dict, facts: dict, toggle_dir: str, fault_duration: float) 
     plan = [
         ("ledger", f"create configmap {install.home_namespace()}/{L.configmap_name(facts['run_id'])}", None),
         ("inject-cuda-shim", f"patch {facts['target']} components {', '.join(c.name for c in record.components)}", ops),
-        ("inject-xid", f"node {facts['node']}: toggle {toggle.file_in(toggle_dir)} on for XID {facts['xid']}, expires in {fault_duration:.0f}s", None),
+        (
+            "inject-xid",
+            f"node {facts['node']}: toggle {toggle.file_in(toggle_dir)} on for XID {facts['xid']}, expires in {fault_duration:.0f}s",
+            None,
+        ),
         ("inject-xid", f"node {facts['node']}: write XID {facts['xid']} for GPU {facts['gpu']} to /dev/kmsg", None),
         ("cleanup-dgd", f"restore {facts['target']} from the ledger; toggle off on node {facts['node']}", None),
     ]

@@ -21,8 +21,7 @@ OUTPUT_FILES = ("report.json", "junit.xml", "timeline.png", "summary.md", "metri
 
 
 @click.command("report")
-@click.option("--input", "inputs", multiple=True, required=True,
-              help="Event and record files, or directories of them (repeatable).")
+@click.option("--input", "inputs", multiple=True, required=True, help="Event and record files, or directories of them (repeatable).")
 @outputs_option(default="outputs", help="Directory for the report files.", required=True)
 @click.option("--scenario", type=Name(), default="scenario", show_default=True, help="Scenario name (suite name, metric label).")
 @click.option("--run-id", type=RunId(), default=None, help="Run id, e.g. the Argo workflow name.")
@@ -32,11 +31,26 @@ OUTPUT_FILES = ("report.json", "junit.xml", "timeline.png", "summary.md", "metri
 @click.option("--max-recovery-seconds", type=SECONDS, default=None, help="Fail when recovery took longer.")
 @click.option("--max-detection-seconds", type=SECONDS, default=None, help="Fail when detection took longer.")
 @click.option("--min-availability", type=FRACTION, default=None, help="Fail when availability during the fault was lower.")
-@click.option("--expect-workload-reached", is_flag=True,
-              help="Require a fault_reached_workload event naming a worker that logged failing CUDA calls (gpu-fault, cuda-only).")
+@click.option(
+    "--expect-workload-reached",
+    is_flag=True,
+    help="Require a fault_reached_workload event naming a worker that logged failing CUDA calls (gpu-fault, cuda-only).",
+)
 @click.option("--no-plot", is_flag=True, help="Skip timeline.png.")
-def command(inputs, outputs_dir, scenario, run_id, threshold, window, expect_fault, max_recovery_seconds, max_detection_seconds, min_availability,
-            expect_workload_reached, no_plot):
+def command(
+    inputs,
+    outputs_dir,
+    scenario,
+    run_id,
+    threshold,
+    window,
+    expect_fault,
+    max_recovery_seconds,
+    max_detection_seconds,
+    min_availability,
+    expect_workload_reached,
+    no_plot,
+):
     """Build the run's report from every step's events and the inference records."""
     from steps.report.inputs import input_files, read_inputs
     from steps.report.journal import Criteria, build_report
@@ -46,9 +60,15 @@ def command(inputs, outputs_dir, scenario, run_id, threshold, window, expect_fau
     files = input_files(list(inputs))
     if not files:
         raise BadInput("--input: no event or record files found (.jsonl, .ndjson, .log, .txt, .json)")
-    criteria = Criteria(threshold=threshold, window=window, expect_fault=expect_fault, max_recovery_s=max_recovery_seconds,
-                        max_detection_s=max_detection_seconds, min_availability=min_availability,
-                        expect_workload_reached=expect_workload_reached)
+    criteria = Criteria(
+        threshold=threshold,
+        window=window,
+        expect_fault=expect_fault,
+        max_recovery_s=max_recovery_seconds,
+        max_detection_s=max_detection_seconds,
+        min_availability=min_availability,
+        expect_workload_reached=expect_workload_reached,
+    )
     journal = build_report(read_inputs(files), criteria, scenario, run_id)
 
     from steps.report.junit import write_junit

@@ -160,14 +160,34 @@ def group() -> None:
 @click.option("--gpu", type=int, default=-1, show_default=True, help="Only calls on this CUDA device fail (-1: all).")
 @click.option("--mode", default="error", show_default=True, help="error: calls fail; hang: synchronize, launch and memcpy calls block.")
 @click.option("--after-calls", type=int, default=0, show_default=True, help="The first N targeted calls of each process pass.")
-@click.option("--probability", type=float, default=1.0, show_default=True,
-              help="Each targeted call after that fails with this probability (0 < P <= 1).")
+@click.option(
+    "--probability",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Each targeted call after that fails with this probability (0 < P <= 1).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the per-process draw sequence for --probability.")
-@click.option("--hang-ms", type=int, default=0, show_default=True,
-              help="Hang mode: a blocked call fails with the XID's error after this long (0: blocks until off).")
+@click.option(
+    "--hang-ms",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Hang mode: a blocked call fails with the XID's error after this long (0: blocks until off).",
+)
 @click.option("--bus", default="", help="PCI bus id of the GPU NVML consumers see failing (default: the --gpu index).")
-def on_command(path: str, xid: int, expires_in: float | None, gpu: int, mode: str, after_calls: int, probability: float,
-               seed: int, hang_ms: int, bus: str) -> None:
+def on_command(
+    path: str,
+    xid: int,
+    expires_in: float | None,
+    gpu: int,
+    mode: str,
+    after_calls: int,
+    probability: float,
+    seed: int,
+    hang_ms: int,
+    bus: str,
+) -> None:
     """Turn CUDA (and NVML) faults on for every shimmed process on this node."""
     switch_on(path, xid, expires_in, gpu, Triggers(mode, after_calls, probability, seed, hang_ms, bus))
 

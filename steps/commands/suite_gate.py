@@ -18,9 +18,9 @@ import click
 from steps.errors import BadInput, CheckFailed
 from steps.event_names import EventName
 from steps.events import emit
+from steps.installation_names import SCENARIO_LABEL, SUITE_RUN_LABEL  # noqa: F401 (also read from here)
 from steps.kube.client import Ref, connect
 from steps.options import common_cluster_options
-from steps.installation_names import SCENARIO_LABEL, SUITE_RUN_LABEL  # noqa: F401 (also read from here)
 from steps.run.install import home_namespace
 
 STEP = "suite-gate"

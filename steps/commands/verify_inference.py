@@ -15,14 +15,20 @@ from steps.options import FRACTION, SECONDS
 
 
 @click.command("verify-inference")
-@click.option("--mode", type=click.Choice(["gate", "recover"]), required=True,
-              help="gate: N requests must meet the threshold; recover: wait until a full window meets it.")
+@click.option(
+    "--mode",
+    type=click.Choice(["gate", "recover"]),
+    required=True,
+    help="gate: N requests must meet the threshold; recover: wait until a full window meets it.",
+)
 @click.option("--threshold", type=FRACTION, default=0.9, show_default=True, help="Success rate required (0-1].")
 @click.option("--requests", type=click.IntRange(1, 100000), default=None, help="gate: requests to send [10].")
 @click.option("--window", type=click.IntRange(1, 10000), default=None, help="recover: sliding window in requests [10].")
 @click.option("--deadline", type=SECONDS, default=None, help="recover: seconds to wait for recovery [900].")
 @common_options(default_rate=2.0, default_concurrency=1)
-def command(mode, threshold, requests, window, deadline, url, api, model, prompt, max_tokens, timeout, rate, concurrency, phase, outputs_dir):
+def command(
+    mode, threshold, requests, window, deadline, url, api, model, prompt, max_tokens, timeout, rate, concurrency, phase, outputs_dir
+):
     """Check inference: a steady-state gate before injecting, or wait for recovery after a fault."""
     if mode == "gate" and (window is not None or deadline is not None):
         raise BadInput("--window and --deadline apply to --mode recover")

@@ -36,31 +36,15 @@ from steps.signals import sigterm_raises
 STEP = "verify-partition"
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 @click.command(STEP)
 @run_options
 @click.option("--probe-image", default=None, help="Also run a probe pod (an image with python3) on the partitioned side.")
-@click.option("--probe-port", default=None, type=click.IntRange(1, 65535), help="Port of the cut-off pods to try (default: their first containerPort).")
+@click.option(
+    "--probe-port",
+    default=None,
+    type=click.IntRange(1, 65535),
+    help="Port of the cut-off pods to try (default: their first containerPort).",
+)
 @click.option("--probe-timeout", default="2m", show_default=True, type=Duration())
 def command(run_id, namespace, open_run, probe_image, probe_port, probe_timeout):
     """Prove the run's network fault is in place: objects, selected pods, cut-off pods, optionally a probe."""
@@ -77,7 +61,9 @@ def command(run_id, namespace, open_run, probe_image, probe_port, probe_timeout)
     for entry in entries:
         live = kube.get_or_none(Ref.from_dict(entry.target))
         ours = live is not None and o.labels(live).get(L.RUN_LABEL) == run_id
-        checks.append(Check(f"{entry.target['name']}:exists", ours, "present, labelled with the run" if ours else "missing or not this run's"))
+        checks.append(
+            Check(f"{entry.target['name']}:exists", ours, "present, labelled with the run" if ours else "missing or not this run's")
+        )
         if not ours:
             continue
         unchanged = same_spec(live["spec"], entry.data.get("spec") or {})
@@ -97,13 +83,25 @@ def command(run_id, namespace, open_run, probe_image, probe_port, probe_timeout)
                 if target is None:
                     checks.append(Check(f"{live['metadata']['name']}:probe", False, "no cut-off pod with an IP and a port to try"))
                     continue
-                checks.append(run_probe(kube, store, ledger.run, probe_pod(run_id, live, probe_image, target, probe_timeout), probe_timeout))
+                checks.append(
+                    run_probe(kube, store, ledger.run, probe_pod(run_id, live, probe_image, target, probe_timeout), probe_timeout)
+                )
         probed = f"{len(probes)} probe pods" if probes else "nothing to probe (no egress partition)"
     for check in checks:
         emit(STEP, EventName.CHECK_PASSED if check.passed else EventName.CHECK_FAILED, check=check.name, reason=check.detail)
-    emit(STEP, EventName.PARTITION_VERIFIED, run_id=run_id, checked=["objects exist with the run's label and recorded spec",
-         "selected pods", "cut-off pods not allowed by any peer", "DNS and API server allowed"], probe=probed,
-         passed=all(c.passed for c in checks))
+    emit(
+        STEP,
+        EventName.PARTITION_VERIFIED,
+        run_id=run_id,
+        checked=[
+            "objects exist with the run's label and recorded spec",
+            "selected pods",
+            "cut-off pods not allowed by any peer",
+            "DNS and API server allowed",
+        ],
+        probe=probed,
+        passed=all(c.passed for c in checks),
+    )
     run.outputs.write("verify.json", [asdict(c) for c in checks])
     failed = [c for c in checks if not c.passed]
     if failed:

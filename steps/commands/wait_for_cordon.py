@@ -31,8 +31,6 @@ from steps.gpu import nvsentinel
 from steps.gpu import posture as P
 from steps.gpu.expectation import expect as catalogue_expectation
 from steps.gpu.node_watch import wait_pods_left, watch_node_until
-from steps.workload.reach import FAULT_REACHED, workers_on_node
-from steps.workload.reach import reached as fault_reached
 from steps.kube.client import Ref, connect
 from steps.options import (
     Duration,
@@ -48,6 +46,8 @@ from steps.options import (
 )
 from steps.outputs import Outputs
 from steps.workload.kinds import resolve, worker_pod_selector
+from steps.workload.reach import FAULT_REACHED, workers_on_node
+from steps.workload.reach import reached as fault_reached
 
 STEP = "wait-for-cordon"
 
@@ -61,24 +61,63 @@ STEP = "wait-for-cordon"
 @click.option("--target", default=None, type=Target(), help="Workload whose workers must leave the node.")
 @click.option("--wait-evicted/--no-wait-evicted", default=False, show_default=True)
 @click.option("--eviction-timeout", default="10m", show_default=True, type=Duration())
-@click.option("--watch-timeout", default="60s", show_default=True, type=Duration(),
-              help="Server-side length of one watch connection; the watch then resumes where it was.")
+@click.option(
+    "--watch-timeout",
+    default="60s",
+    show_default=True,
+    type=Duration(),
+    help="Server-side length of one watch connection; the watch then resumes where it was.",
+)
 @expect_options
-@click.option("--expected-action", default=None, type=click.Choice(sorted(nvsentinel.ACTION_CODES)),
-              help="NVSentinel's action for the written line on this node (inject-xid's expected-action output).")
+@click.option(
+    "--expected-action",
+    default=None,
+    type=click.Choice(sorted(nvsentinel.ACTION_CODES)),
+    help="NVSentinel's action for the written line on this node (inject-xid's expected-action output).",
+)
 @click.option("--expected-why", default=None, help="Why that action (inject-xid's expected-why output), for the report.")
 @click.option("--pci", default=None, type=click.STRING, help="The faulted GPU's PCI address (inject-xid's pci output).")
-@click.option("--dedup-window", default="3m", show_default=True, type=Window(), help="NVSentinel's dedup window (0: NVSentinel runs without dedup).")
-@click.option("--nvsentinel-namespace", default="nvsentinel", show_default=True, type=K8sName(label=True),
-              help="Where fault-quarantine's configuration is read (--expect auto).")
-@click.option("--expect-cuda-faults", is_flag=True, help="The workers on the node load the CUDA shim: report whether their "
-              "logs show it injecting the XID (event fault_reached_workload; needs --namespace and --target).")
+@click.option(
+    "--dedup-window", default="3m", show_default=True, type=Window(), help="NVSentinel's dedup window (0: NVSentinel runs without dedup)."
+)
+@click.option(
+    "--nvsentinel-namespace",
+    default="nvsentinel",
+    show_default=True,
+    type=K8sName(label=True),
+    help="Where fault-quarantine's configuration is read (--expect auto).",
+)
+@click.option(
+    "--expect-cuda-faults",
+    is_flag=True,
+    help="The workers on the node load the CUDA shim: report whether their "
+    "logs show it injecting the XID (event fault_reached_workload; needs --namespace and --target).",
+)
 @click.option("--run-id", default=None, type=RunId())
 @outputs_option()
 @common_cluster_options
-def command(node, xid, timeout, fault_time_ms, namespace, target, wait_evicted, eviction_timeout, watch_timeout, expect,
-            expected_action, expected_why, pci, dedup_window, nvsentinel_namespace, expect_cuda_faults, run_id, outputs_dir,
-            kubeconfig, context):
+def command(
+    node,
+    xid,
+    timeout,
+    fault_time_ms,
+    namespace,
+    target,
+    wait_evicted,
+    eviction_timeout,
+    watch_timeout,
+    expect,
+    expected_action,
+    expected_why,
+    pci,
+    dedup_window,
+    nvsentinel_namespace,
+    expect_cuda_faults,
+    run_id,
+    outputs_dir,
+    kubeconfig,
+    context,
+):
     """Wait until NVSentinel cordons the node (or, for a non-fatal XID, assert it does not)."""
     outputs = Outputs(outputs_dir)
     outputs.check()
@@ -117,8 +156,7 @@ def command(node, xid, timeout, fault_time_ms, namespace, target, wait_evicted, 
         # NVSentinel's own detection (its node condition, or the quarantine that implies it), once.
         if not detected and (nvsentinel.xid_condition_set(current) or nvsentinel.is_quarantined(current)):
             detected.append(time.time())
-            emit(STEP, EventName.XID_DETECTED, run_id=run_id, node=node, xid=xid,
-                 latency_ms=max(0, int(detected[0] * 1000) - since_ms))
+            emit(STEP, EventName.XID_DETECTED, run_id=run_id, node=node, xid=xid, latency_ms=max(0, int(detected[0] * 1000) - since_ms))
 
     connections: list[int] = []
 
@@ -132,17 +170,26 @@ def command(node, xid, timeout, fault_time_ms, namespace, target, wait_evicted, 
         return reached(current) or nvsentinel.is_quarantined(current)
 
     obj, seen_at = watch_node_until(
-        kube, node, quarantined_or_marked, deadline, on_connect=on_connect, watch_timeout_s=watch_timeout,
+        kube,
+        node,
+        quarantined_or_marked,
+        deadline,
+        on_connect=on_connect,
+        watch_timeout_s=watch_timeout,
         on_object=on_object,
-        on_relist=lambda reason: emit(STEP, EventName.WATCH_RELISTED, run_id=run_id, node=node, reason=reason))
+        on_relist=lambda reason: emit(STEP, EventName.WATCH_RELISTED, run_id=run_id, node=node, reason=reason),
+    )
     what = "annotated" if posture == "annotate" else "quarantined"
     if expect_cuda_faults:
         hits, read = fault_reached(kube, namespace, baseline, xid)
         emit(STEP, FAULT_REACHED, run_id=run_id, node=node, xid=xid, workers=len(baseline), read=read, reached=hits)
     if not fatal:
         if seen_at is not None:
-            reason = ("NVSentinel was expected to do nothing (--expect none)" if posture == "none"
-                      else f"which NVSentinel treats as non-fatal here (expected {action}: {why})")
+            reason = (
+                "NVSentinel was expected to do nothing (--expect none)"
+                if posture == "none"
+                else f"which NVSentinel treats as non-fatal here (expected {action}: {why})"
+            )
             _action_check(run_id, expecting, False, f"node {node} was {what} for XID {xid}, {reason}")
             raise CheckFailed(f"node {node} was {what} for XID {xid}, {reason}")
         emit(STEP, EventName.NODE_NOT_CORDONED, run_id=run_id, node=node, xid=xid, window_s=timeout, **expecting)
@@ -157,8 +204,10 @@ def command(node, xid, timeout, fault_time_ms, namespace, target, wait_evicted, 
             emit(STEP, EventName.XID_DEDUPLICATED, run_id=run_id, node=node, xid=xid, evidence=repeat, window_s=dedup_window, **expecting)
             outputs.write("outcome", "deduplicated")
             _action_check(run_id, expecting, False, f"deduplicated: {repeat}")
-            raise CheckFailed(f"deduplicated: NVSentinel treated XID {xid} on node {node} as a repeat inside its "
-                              f"{dedup_window:.0f}s window ({repeat}); it worked as configured, this run tested nothing")
+            raise CheckFailed(
+                f"deduplicated: NVSentinel treated XID {xid} on node {node} as a repeat inside its "
+                f"{dedup_window:.0f}s window ({repeat}); it worked as configured, this run tested nothing"
+            )
         _action_check(run_id, expecting, False, f"not {what} within {timeout:.0f}s")
         raise CheckFailed(f"node {node} was not {what} within {timeout:.0f}s after XID {xid} (expected {action}: {why})")
     latency_ms = max(0, int(seen_at * 1000) - since_ms)
@@ -184,8 +233,10 @@ def command(node, xid, timeout, fault_time_ms, namespace, target, wait_evicted, 
     if wait_evicted:
         done, left = wait_pods_left(kube, namespace, selector, node, time.monotonic() + eviction_timeout, baseline=len(baseline))
         if not done and not baseline:
-            raise CheckFailed(f"no worker pod of {target[0]}/{target[1]} was on node {node} when the fault came: nothing to evict, "
-                              "the fault did not reach the workload")
+            raise CheckFailed(
+                f"no worker pod of {target[0]}/{target[1]} was on node {node} when the fault came: nothing to evict, "
+                "the fault did not reach the workload"
+            )
         if not done:
             raise CheckFailed(f"{left} worker pods still on node {node} after {eviction_timeout:.0f}s")
         emit(STEP, EventName.PODS_EVICTED, run_id=run_id, node=node, after_ms=int(time.time() * 1000) - since_ms)
@@ -206,5 +257,12 @@ def observed_action(node: dict, error_code: str, pci: str | None) -> str | None:
 
 def _action_check(run_id, expecting: dict, passed: bool, reason: str, observed: str | None = None) -> None:
     """The report's record of what was expected of NVSentinel, why, and what it did."""
-    emit(STEP, EventName.CHECK_PASSED if passed else EventName.CHECK_FAILED, run_id=run_id, check="nvsentinel_action", reason=reason,
-         observed_action=observed, **expecting)
+    emit(
+        STEP,
+        EventName.CHECK_PASSED if passed else EventName.CHECK_FAILED,
+        run_id=run_id,
+        check="nvsentinel_action",
+        reason=reason,
+        observed_action=observed,
+        **expecting,
+    )

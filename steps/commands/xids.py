@@ -39,14 +39,19 @@ def format_table(table: list[tuple[str, ...]]) -> str:
 def print_catalogue(as_json: bool, seed_only: bool) -> None:
     if as_json:
         entries = [x.as_dict() for x in catalogue().values() if x.seed or not seed_only]
-        print(json.dumps({"nvsentinel": nvsentinel_source(), "action_rules": ACTION_RULES, "metadata_rule": METADATA_RULE,
-                          "xids": entries}, indent=1))
+        print(
+            json.dumps(
+                {"nvsentinel": nvsentinel_source(), "action_rules": ACTION_RULES, "metadata_rule": METADATA_RULE, "xids": entries}, indent=1
+            )
+        )
     else:
         source = nvsentinel_source()
         print(format_table(rows(seed_only)))
-        print(f"\nNVSentinel {source['repository']}@{source['commit'][:12]} ({source['date']}); not reflected: "
-              f"{'; '.join(source['not_reflected'])}.\nPer line: 154 from its recovery text, 144-150 from the NVLink-5 "
-              f"decode; {METADATA_RULE}.")
+        print(
+            f"\nNVSentinel {source['repository']}@{source['commit'][:12]} ({source['date']}); not reflected: "
+            f"{'; '.join(source['not_reflected'])}.\nPer line: 154 from its recovery text, 144-150 from the NVLink-5 "
+            f"decode; {METADATA_RULE}."
+        )
 
 
 @click.command("xids")

@@ -83,8 +83,13 @@ class Expectation:
         return self.action != "NONE"
 
     def as_fields(self) -> dict:
-        return {"expected_action": self.action, "expected_error_code": self.error_code, "expected_why": self.why,
-                "expected_verified": self.verified, "gpu_metadata": self.gpu_metadata}
+        return {
+            "expected_action": self.action,
+            "expected_error_code": self.error_code,
+            "expected_why": self.why,
+            "expected_verified": self.verified,
+            "gpu_metadata": self.gpu_metadata,
+        }
 
 
 def expect(xid: int, gpu_metadata: bool = True, driver_version: str = "", recovery: str = DEFAULT_RECOVERY) -> Expectation:
@@ -103,8 +108,10 @@ def expect(xid: int, gpu_metadata: bool = True, driver_version: str = "", recove
         action = line.action or "NONE"
         verified = line.action is not None
         shown = driver_version or "unknown"
-        why = (f"NVLink-5 line {error_code}, IntrInfo 0x{line.intr_info:08x} ErrorStatus 0x{line.error_status:08x}, "
-               f"{version.upper()} patterns (driver {shown}): {action} ({line.source})")
+        why = (
+            f"NVLink-5 line {error_code}, IntrInfo 0x{line.intr_info:08x} ErrorStatus 0x{line.error_status:08x}, "
+            f"{version.upper()} patterns (driver {shown}): {action} ({line.source})"
+        )
     else:
         action = entry.workbook_action
         why = f"NVSentinel's workbook: bucket {entry.immediate_bucket or '(empty)'} -> {action}"

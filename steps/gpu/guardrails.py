@@ -22,11 +22,17 @@ def check_gpu_index(node: dict, gpu: int) -> None:
 def check_nvsentinel(kube: Kube, nvsentinel_ns: str, node: str, expect_remediation: bool) -> None:
     breaker = kube.get_or_none(Ref("v1", "configmaps", nvsentinel_ns, nvsentinel.CIRCUIT_BREAKER_CONFIGMAP))
     if breaker is not None and nvsentinel.circuit_breaker_tripped(breaker.get("data")):
-        raise CheckFailed(f"NVSentinel's circuit breaker is TRIPPED (configmap {nvsentinel_ns}/{nvsentinel.CIRCUIT_BREAKER_CONFIGMAP}); reset it first")
+        raise CheckFailed(
+            f"NVSentinel's circuit breaker is TRIPPED (configmap {nvsentinel_ns}/{nvsentinel.CIRCUIT_BREAKER_CONFIGMAP}); reset it first"
+        )
     if not expect_remediation:
         return
-    pods = kube.list(Ref("v1", "pods", nvsentinel_ns, ""), label_selector=nvsentinel.SHM_POD_LABEL,
-                     field_selector=f"spec.nodeName={node}").get("items") or []
+    pods = (
+        kube.list(
+            Ref("v1", "pods", nvsentinel_ns, ""), label_selector=nvsentinel.SHM_POD_LABEL, field_selector=f"spec.nodeName={node}"
+        ).get("items")
+        or []
+    )
     if not any(o.phase(p) == "Running" for p in pods):
         raise CheckFailed(
             f"NVSentinel's syslog-health-monitor is not running on node {node} (namespace {nvsentinel_ns}); "

@@ -7,7 +7,7 @@ reopened from the last resourceVersion seen; a 410 Gone (ERROR event) re-lists. 
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from steps.kube import objects as o
 from steps.kube.client import Kube, Ref
@@ -15,10 +15,16 @@ from steps.kube.client import Kube, Ref
 NODES = Ref("v1", "nodes", None, "")
 
 
-def watch_node_until(kube: Kube, node: str, predicate: Callable[[dict], bool], deadline: float,
-                     on_connect: Callable[[], None] | None = None, watch_timeout_s: float = 60,
-                     on_relist: Callable[[str], None] | None = None,
-                     on_object: Callable[[dict], None] | None = None) -> tuple[dict | None, float | None]:
+def watch_node_until(
+    kube: Kube,
+    node: str,
+    predicate: Callable[[dict], bool],
+    deadline: float,
+    on_connect: Callable[[], None] | None = None,
+    watch_timeout_s: float = 60,
+    on_relist: Callable[[str], None] | None = None,
+    on_object: Callable[[dict], None] | None = None,
+) -> tuple[dict | None, float | None]:
     """(node object, wall-clock time it was seen) once `predicate(node)`; (last object, None) at the deadline.
 
     Each watch connection lasts at most `watch_timeout_s` (server side) and is then resumed from the
@@ -44,8 +50,7 @@ def watch_node_until(kube: Kube, node: str, predicate: Callable[[dict], bool], d
             remaining = deadline - time.monotonic()
             if on_connect is not None:
                 on_connect()
-            for event in kube.watch(NODES, rv, field_selector=selector,
-                                    timeout_seconds=max(1, int(min(remaining, watch_timeout_s)) + 1)):
+            for event in kube.watch(NODES, rv, field_selector=selector, timeout_seconds=max(1, int(min(remaining, watch_timeout_s)) + 1)):
                 kind = event.get("type")
                 if kind == "ERROR":
                     gone = True  # 410 Gone: our resourceVersion is older than etcd's compaction
@@ -67,8 +72,9 @@ def watch_node_until(kube: Kube, node: str, predicate: Callable[[dict], bool], d
             on_relist("410 Gone: resourceVersion too old, re-listed")
 
 
-def wait_pods_left(kube: Kube, namespace: str, label_selector: str, node: str, deadline: float,
-                   baseline: int | None = None) -> tuple[bool, int]:
+def wait_pods_left(
+    kube: Kube, namespace: str, label_selector: str, node: str, deadline: float, baseline: int | None = None
+) -> tuple[bool, int]:
     """Watches the workload's pods on `node` until none is left (deleted or terminal). (done, count left).
 
     `baseline`: how many of them were on the node before the fault (None: as the first listing finds
@@ -92,8 +98,13 @@ def wait_pods_left(kube: Kube, namespace: str, label_selector: str, node: str, d
         rv = listing["metadata"]["resourceVersion"]
         while time.monotonic() < deadline:
             gone = False
-            for event in kube.watch(pods, rv, field_selector=selector, label_selector=label_selector,
-                                    timeout_seconds=max(1, int(min(deadline - time.monotonic(), 60)) + 1)):
+            for event in kube.watch(
+                pods,
+                rv,
+                field_selector=selector,
+                label_selector=label_selector,
+                timeout_seconds=max(1, int(min(deadline - time.monotonic(), 60)) + 1),
+            ):
                 if event["type"] == "ERROR":
                     gone = True
                     break

@@ -7,8 +7,9 @@ strings: a renamed annotation upstream is then a one-line change.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from steps.kube import objects as o
 

@@ -66,12 +66,16 @@ def parse_fault_quarantine(text: str) -> FaultQuarantineConfig:
     breaker = config.get("circuitBreaker") or {}
     rulesets = config.get("rule-sets") or []
     cordons = [bool((r.get("cordon") or {}).get("shouldCordon", False)) for r in rulesets if isinstance(r, dict)]
-    requires = nv.MANAGED_LABEL in text and ("== \"true\"" in text or "== 'true'" in text)
+    requires = nv.MANAGED_LABEL in text and ('== "true"' in text or "== 'true'" in text)
     return FaultQuarantineConfig(
-        True, dry_run=bool(config.get("dryRun", False)), should_cordon=any(cordons) if cordons else True,
+        True,
+        dry_run=bool(config.get("dryRun", False)),
+        should_cordon=any(cordons) if cordons else True,
         breaker_enabled=bool(breaker.get("enabled", True)),
         breaker_percentage=float(breaker.get("percentage", CHART_BREAKER_PERCENTAGE)),
-        breaker_max_nodes=int(breaker.get("maxNodes", 0) or 0), requires_managed_label=requires)
+        breaker_max_nodes=int(breaker.get("maxNodes", 0) or 0),
+        requires_managed_label=requires,
+    )
 
 
 def read_fault_quarantine(kube: Kube, namespace: str) -> FaultQuarantineConfig:

@@ -77,8 +77,12 @@ def watch_until_finished(kube: Kube, ref: Ref, timeout_s: float, where: str = ""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise CheckFailed(f"pod {ref.name} did not finish {where} within {timeout_s:.0f}s".replace("  ", " "))
-        for event in kube.watch(Ref("v1", "pods", ref.namespace, ""), rv, field_selector=f"metadata.name={ref.name}",
-                                timeout_seconds=max(1, int(min(remaining, 60)))):
+        for event in kube.watch(
+            Ref("v1", "pods", ref.namespace, ""),
+            rv,
+            field_selector=f"metadata.name={ref.name}",
+            timeout_seconds=max(1, int(min(remaining, 60))),
+        ):
             if event["type"] == "ERROR":
                 obj = kube.get(ref)  # 410: re-read
                 rv = obj["metadata"]["resourceVersion"]
@@ -103,7 +107,11 @@ def _wait_gone(kube: Kube, ref: Ref, timeout_s: float) -> None:
             obj = kube.get(ref)
         except NotFound:
             return
-        for event in kube.watch(Ref("v1", "pods", ref.namespace, ""), obj["metadata"]["resourceVersion"],
-                                field_selector=f"metadata.name={ref.name}", timeout_seconds=5):
+        for event in kube.watch(
+            Ref("v1", "pods", ref.namespace, ""),
+            obj["metadata"]["resourceVersion"],
+            field_selector=f"metadata.name={ref.name}",
+            timeout_seconds=5,
+        ):
             if event["type"] == "DELETED":
                 return

@@ -151,7 +151,8 @@ class Xid:
     def metadata_dependent(self) -> bool:
         """NVSentinel turns COMPONENT_RESET into RESTART_VM when the GPU is not in gpu_metadata.json."""
         return self.nvsentinel_action == "COMPONENT_RESET" or (
-            self.number == 154 and any(r.action == "COMPONENT_RESET" for r in RECOVERY.values()))
+            self.number == 154 and any(r.action == "COMPONENT_RESET" for r in RECOVERY.values())
+        )
 
     @property
     def with_process(self) -> bool:
@@ -222,13 +223,12 @@ DRIVER_TEXT = {
 ACTION_RULES = {
     "workbook": "the workbook row's immediate bucket (XIDs NVSentinel's workbook lacks: CONTACT_SUPPORT)",
     "recovery-text": "the text in the line's last parentheses: None -> NONE, GPU Reset Required or Drain and Reset -> "
-                     "COMPONENT_RESET, Node Reboot Required -> RESTART_BM, anything else -> CONTACT_SUPPORT",
+    "COMPONENT_RESET, Node Reboot Required -> RESTART_BM, anything else -> CONTACT_SUPPORT",
     "nvl5-decode": "the NVLink-5 decode of the line's error code, IntrInfo and ErrorStatus (sheet 'Xid 144-150 Decode', "
-                   "IntrInfo patterns V1 before driver R575, V2 from R575); no matching rule -> NONE; a line not in "
-                   "the NVL5 shape -> the workbook row (CONTACT_SUPPORT)",
+    "IntrInfo patterns V1 before driver R575, V2 from R575); no matching rule -> NONE; a line not in "
+    "the NVL5 shape -> the workbook row (CONTACT_SUPPORT)",
 }
-METADATA_RULE = ("COMPONENT_RESET becomes RESTART_VM when the GPU's UUID does not come from the node's "
-                 "/var/lib/nvsentinel/gpu_metadata.json")
+METADATA_RULE = "COMPONENT_RESET becomes RESTART_VM when the GPU's UUID does not come from the node's /var/lib/nvsentinel/gpu_metadata.json"
 
 
 def without_metadata(action: str) -> str:
@@ -275,20 +275,27 @@ class Nvl5Line:
 
     def text(self) -> str:
         zeros = " ".join(["0x00000000"] * 4)
-        return (f"{self.subcode} {self.severity} {self.xc} i0 Link {self.link:02d} "
-                f"(0x{self.intr_info:08x} 0x{self.error_status:08x} {zeros})")
+        return (
+            f"{self.subcode} {self.severity} {self.xc} i0 Link {self.link:02d} (0x{self.intr_info:08x} 0x{self.error_status:08x} {zeros})"
+        )
 
 
 _CSV_TEST = "NVSentinel pkg/xid/parser/csv_test.go"
 _UNVERIFIED = "no decode example known to faultflow: all-zero IntrInfo/ErrorStatus, expected to match no rule"
 # Per XID and IntrInfo pattern version ("v1": driver < R575 or unknown, "v2": R575+): the line we write.
 NVL5_LINES: dict[int, dict[str, Nvl5Line]] = {
-    145: {"v1": Nvl5Line("RLW_REMAP", "Nonfatal", "XC1", 10, 0x00000082, 0x00000040, "COMPONENT_RESET", _CSV_TEST),
-          "v2": Nvl5Line("RLW_REMAP", "Nonfatal", "XC1", 10, 0x00000004, 0x00000040, "COMPONENT_RESET", _CSV_TEST)},
-    149: {"v1": Nvl5Line("NETIR_LINK_EVT", "Fatal", "XC0", 9, 0x025525C6, 0, "COMPONENT_RESET", _CSV_TEST),
-          "v2": Nvl5Line("NETIR_LINK_EVT", "Fatal", "XC0", 9, 0x025525C6, 0, None, _UNVERIFIED)},
-    **{xid: {v: Nvl5Line(f"{unit}_ERR", "Nonfatal", "XC0", 0, 0, 0, None, _UNVERIFIED) for v in ("v1", "v2")}
-       for xid, unit in ((144, "SAW"), (146, "TLW"), (147, "TREX"), (148, "NVLPW_CTRL"), (150, "MSE"))},
+    145: {
+        "v1": Nvl5Line("RLW_REMAP", "Nonfatal", "XC1", 10, 0x00000082, 0x00000040, "COMPONENT_RESET", _CSV_TEST),
+        "v2": Nvl5Line("RLW_REMAP", "Nonfatal", "XC1", 10, 0x00000004, 0x00000040, "COMPONENT_RESET", _CSV_TEST),
+    },
+    149: {
+        "v1": Nvl5Line("NETIR_LINK_EVT", "Fatal", "XC0", 9, 0x025525C6, 0, "COMPONENT_RESET", _CSV_TEST),
+        "v2": Nvl5Line("NETIR_LINK_EVT", "Fatal", "XC0", 9, 0x025525C6, 0, None, _UNVERIFIED),
+    },
+    **{
+        xid: {v: Nvl5Line(f"{unit}_ERR", "Nonfatal", "XC0", 0, 0, 0, None, _UNVERIFIED) for v in ("v1", "v2")}
+        for xid, unit in ((144, "SAW"), (146, "TLW"), (147, "TREX"), (148, "NVLPW_CTRL"), (150, "MSE"))
+    },
 }
 NVL5_XIDS = frozenset(NVL5_LINES)
 NO_PROCESS_XIDS = frozenset({*NVL5_XIDS, 154})
@@ -314,10 +321,10 @@ FALLEN_OFF_TEXT = "GPU has fallen off the bus."
 
 NOTES = {
     45: "Action changed upstream: NVSentinel PR #1629 (merged 2026-08-19) makes XID 45 non-fatal (NONE); "
-        "releases with it do not cordon. This catalogue reflects the snapshot named in `nvsentinel`.",
+    "releases with it do not cordon. This catalogue reflects the snapshot named in `nvsentinel`.",
     79: "The driver prints a second line, `NVRM: GPU <bdf>: GPU has fallen off the bus.`; faultflow writes both, in "
-        "that order. NVSentinel's separate GPU-fallen-off check does not fire on it (other wording; and it is "
-        "suppressed within 5 min of an XID on the same PCI).",
+    "that order. NVSentinel's separate GPU-fallen-off check does not fire on it (other wording; and it is "
+    "suppressed within 5 min of an XID on the same PCI).",
     154: "The action follows the recovery text the line ends with; choose it with inject-xid --recovery-action.",
     162: "NVSentinel's default cancellations also send a healthy event for XID 163 on the same GPU.",
     163: "Cleared by a later XID 162 on the same GPU (NVSentinel's default cancellations).",
@@ -328,9 +335,15 @@ NOTES = {
 EFFECTS = {
     13: AppEffect(700, 0, "graphics exception from an out-of-range access: the kernel faults with an illegal address"),
     31: AppEffect(700, 0, "MMU fault: the faulting context gets an illegal address error"),
-    43: AppEffect(702, 0, "the channel was reset because work stopped making progress: launch timeout (702 on both APIs; 6 is a legacy value)"),
+    43: AppEffect(
+        702, 0, "the channel was reset because work stopped making progress: launch timeout (702 on both APIs; 6 is a legacy value)"
+    ),
     48: AppEffect(214, 214, "double-bit ECC error reported to the application as uncorrectable ECC until the GPU is reset"),
-    74: AppEffect(220, 220, "uncorrectable NVLink error: CUDA reports it as such (the reference's 217 'peer access unsupported' is a configuration error, not a link failure)"),
+    74: AppEffect(
+        220,
+        220,
+        "uncorrectable NVLink error: CUDA reports it as such (the reference's 217 'peer access unsupported' is a configuration error, not a link failure)",
+    ),
     79: AppEffect(999, 100, "the GPU is lost: calls in a running context fail with an unknown error, and a new process finds no device"),
     94: AppEffect(214, 0, "contained ECC error: only the affected context sees uncorrectable ECC; a restarted application runs"),
     95: AppEffect(214, 214, "uncontained ECC error: every context on the GPU sees uncorrectable ECC until the GPU is reset"),

@@ -114,7 +114,7 @@ def _snippet(text: str) -> str:
     return " ".join(text.split())[:ERROR_CHARS]
 
 
-def new_http_client(concurrency: int, timeout: float) -> "httpx.AsyncClient":
+def new_http_client(concurrency: int, timeout: float) -> httpx.AsyncClient:
     import httpx
 
     # trust_env=False: the frontend is an in-cluster Service; a pod's HTTP(S)_PROXY must never sit
@@ -129,7 +129,7 @@ def new_http_client(concurrency: int, timeout: float) -> "httpx.AsyncClient":
 class InferenceClient:
     """Sends requests for one target over one shared HTTP client (connection pool)."""
 
-    def __init__(self, target: InferenceTarget, http: "httpx.AsyncClient", clock: WallClock, source: str):
+    def __init__(self, target: InferenceTarget, http: httpx.AsyncClient, clock: WallClock, source: str):
         self.target = target
         self._http = http
         self._clock = clock

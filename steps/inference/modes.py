@@ -91,7 +91,9 @@ def _recorder(writer: RecordWriter, tally: Tally):
     return record
 
 
-async def run_gate(client: InferenceClient, pace: Pace, writer: RecordWriter, requests: int, threshold: float, phase: str | None) -> ModeResult:
+async def run_gate(
+    client: InferenceClient, pace: Pace, writer: RecordWriter, requests: int, threshold: float, phase: str | None
+) -> ModeResult:
     tally = Tally()
     driver = Driver(client, pace, _recorder(writer, tally), phase)
     reason = await driver.run(max_requests=requests, wait_for_all=True)
@@ -122,8 +124,14 @@ async def run_recover(
     until = asyncio.get_running_loop().time() + deadline_s
     reason = await driver.run(until=until)
     return ModeResult(
-        "recover", bool(recovered), reason, tally, driver.dispatched, driver.slipped,
-        recovered_at=recovered[0] if recovered else None, model=client.model,
+        "recover",
+        bool(recovered),
+        reason,
+        tally,
+        driver.dispatched,
+        driver.slipped,
+        recovered_at=recovered[0] if recovered else None,
+        model=client.model,
     )
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import enum
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 
 class Outcome(str, enum.Enum):
@@ -61,7 +62,7 @@ class RequestRecord:
         return json.dumps({k: v for k, v in record.items() if v is not None}, separators=(",", ":"))
 
     @classmethod
-    def from_dict(cls, data: dict) -> "RequestRecord":
+    def from_dict(cls, data: dict) -> RequestRecord:
         return cls(
             seq=int(data["seq"]),
             start=float(data["start"]),

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from steps.errors import InfrastructureError
 
@@ -77,7 +78,7 @@ class Ref:
         return {"apiVersion": self.api_version, "plural": self.plural, "namespace": self.namespace, "name": self.name}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Ref":
+    def from_dict(cls, data: dict) -> Ref:
         return cls(data["apiVersion"], data["plural"], data.get("namespace"), data["name"])
 
     def __str__(self) -> str:
@@ -93,8 +94,15 @@ class Kube:
 
     # --- raw REST (the generated typed APIs are avoided on purpose, see module docstring) ----------
 
-    def request(self, method: str, path: str, body: Any = None, query: dict | None = None, content_type: str | None = None,
-                timeout: float | None = 30) -> dict:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: dict | None = None,
+        content_type: str | None = None,
+        timeout: float | None = 30,
+    ) -> dict:
         headers = {"Accept": "application/json"}
         payload = None
         if body is not None:
@@ -137,8 +145,7 @@ class Kube:
         # The kubernetes client (v37) files kubeconfig and in-cluster tokens under "BearerToken" (value
         # already "Bearer …"); looking up only "authorization" sent service-account pods' requests
         # unauthenticated. The call also runs the client's token-refresh hook.
-        token = (cfg.get_api_key_with_prefix("BearerToken", alias="authorization")
-                 if hasattr(cfg, "get_api_key_with_prefix") else None)
+        token = cfg.get_api_key_with_prefix("BearerToken", alias="authorization") if hasattr(cfg, "get_api_key_with_prefix") else None
         if token:
             headers["Authorization"] = token
         headers.update(self.api_client.default_headers or {})
@@ -201,8 +208,14 @@ class Kube:
     def merge_patch(self, ref: Ref, patch: dict) -> dict:
         return self.request("PATCH", ref.path(), body=patch, content_type=MERGE_PATCH)
 
-    def watch(self, ref: Ref, resource_version: str, field_selector: str | None = None, label_selector: str | None = None,
-              timeout_seconds: int = 60) -> Iterator[dict]:
+    def watch(
+        self,
+        ref: Ref,
+        resource_version: str,
+        field_selector: str | None = None,
+        label_selector: str | None = None,
+        timeout_seconds: int = 60,
+    ) -> Iterator[dict]:
         """One watch connection (server-side timeout); yields decoded events until the server closes it.
 
         Callers loop: re-watch from the last resourceVersion, re-list on a 410 ERROR event.
@@ -221,7 +234,10 @@ class Kube:
         url = self.api_client.configuration.host + base + "?" + urlencode({k: v for k, v in query.items() if v is not None})
         try:
             response = self.api_client.rest_client.pool_manager.request(
-                "GET", url, headers=self._auth({"Accept": "application/json"}), preload_content=False,
+                "GET",
+                url,
+                headers=self._auth({"Accept": "application/json"}),
+                preload_content=False,
                 timeout=timeout_seconds + 15,
             )
         except InfrastructureError:

@@ -41,15 +41,21 @@ class Degradation:
     duplicate: float | None = None
     duplicate_correlation: float = 0
 
-    def only(self, actions: tuple[str, ...]) -> "Degradation":
+    def only(self, actions: tuple[str, ...]) -> Degradation:
         """Just these actions; BadInput for one without its value (its option was not given)."""
-        amounts = {"loss": self.loss, "delay": self.delay, "bandwidth": self.bandwidth, "corrupt": self.corrupt,
-                   "duplicate": self.duplicate}
+        amounts = {
+            "loss": self.loss,
+            "delay": self.delay,
+            "bandwidth": self.bandwidth,
+            "corrupt": self.corrupt,
+            "duplicate": self.duplicate,
+        }
         missing = [a for a in actions if amounts[a] is None]
         if missing:
             raise BadInput(f"--action {missing[0]} needs its value (--{missing[0]})")
-        return Degradation(**{**asdict(self), **{a: None for a in ACTIONS if a not in actions},
-                              **({"jitter": None} if "delay" not in actions else {})})
+        return Degradation(
+            **{**asdict(self), **{a: None for a in ACTIONS if a not in actions}, **({"jitter": None} if "delay" not in actions else {})}
+        )
 
     def actions(self) -> list[tuple[str, dict]]:
         """(action, its spec block) for every action asked for, in ACTIONS order."""
@@ -92,16 +98,30 @@ def chaos_name(run_id: str, action: str, source: int, peer: int | None) -> str:
     return f"faultflow-{run_id}-{action}-{source}" + (f"-{peer}" if peer is not None else "")
 
 
-def build_chaos(run_id: str, sources: list[PodGroup], peers: list[PodGroup], degradation: Degradation, mode: str,
-                mode_value: str | None, direction: str, duration_s: float) -> list[dict]:
+def build_chaos(
+    run_id: str,
+    sources: list[PodGroup],
+    peers: list[PodGroup],
+    degradation: Degradation,
+    mode: str,
+    mode_value: str | None,
+    direction: str,
+    duration_s: float,
+) -> list[dict]:
     """One NetworkChaos per action × source group × peer group (a selector is one conjunction).
     `duration` makes Chaos Mesh itself end the fault on time, whatever happens to the workflow."""
     objs = []
     for action, block in degradation.actions():
         for i, source in enumerate(sources):
             for j, peer in enumerate(peers or [None]):
-                spec: dict = {"action": action, action: block, "mode": mode, "selector": pod_selector(source),
-                              "direction": direction, "duration": go_duration(duration_s)}
+                spec: dict = {
+                    "action": action,
+                    action: block,
+                    "mode": mode,
+                    "selector": pod_selector(source),
+                    "direction": direction,
+                    "duration": go_duration(duration_s),
+                }
                 if mode_value is not None:
                     spec["value"] = mode_value
                 if peer is not None:

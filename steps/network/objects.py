@@ -91,8 +91,15 @@ def validate_on_server(kube: Kube, objs: list[dict], skip: set[str]) -> None:
             raise BadInput(f"the API server rejects {obj['kind']} {obj['metadata']['name']}: {error}") from None
 
 
-def create_recorded(kube: Kube, store: L.LedgerStore, run: L.RunInfo, objs: list[dict], expires_ms: int | None,
-                    data: dict | None = None, created: list[str] | None = None) -> list[str]:
+def create_recorded(
+    kube: Kube,
+    store: L.LedgerStore,
+    run: L.RunInfo,
+    objs: list[dict],
+    expires_ms: int | None,
+    data: dict | None = None,
+    created: list[str] | None = None,
+) -> list[str]:
     """For each object: ledger entry first, then the create, then the entry marked applied. Objects
     already in place are left as they are. Returns the ledger entry ids of the objects (each appended
     to `created` as soon as it is recorded, so a SIGTERM handler knows what to undo)."""

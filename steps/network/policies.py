@@ -128,8 +128,16 @@ def build_policies(run_id: str, partition: Partition, addresses: ClusterAddresse
                 spec["egress"].append({"to": [host_block(a) for a in addresses.api_server]})
         if "Ingress" in types:
             spec["ingress"] = [{"from": allowed}]
-        meta = metadata(policy_name(run_id, partition.kind, index), source.namespace, run_id, FAULT,
-                        {"faultflow.dev/partition": partition.kind, "faultflow.dev/direction": partition.direction,
-                         "faultflow.dev/blocks": blocked_text})
+        meta = metadata(
+            policy_name(run_id, partition.kind, index),
+            source.namespace,
+            run_id,
+            FAULT,
+            {
+                "faultflow.dev/partition": partition.kind,
+                "faultflow.dev/direction": partition.direction,
+                "faultflow.dev/blocks": blocked_text,
+            },
+        )
         policies.append({"apiVersion": POLICY_API, "kind": "NetworkPolicy", "metadata": meta, "spec": spec})
     return policies

@@ -42,7 +42,7 @@ class Requirement:
     operator: str  # In | NotIn | Exists | DoesNotExist
     values: tuple[str, ...] = ()
 
-    def negated(self) -> "Requirement":
+    def negated(self) -> Requirement:
         return Requirement(self.key, _NEGATION[self.operator], self.values)
 
     def to_expression(self) -> dict:
@@ -179,13 +179,17 @@ def role_groups(obj: dict, role: str) -> list[PodGroup]:
         types = tuple(sorted({t for t, _ in comps if t in dgd.GPU_WORKER_TYPES}))
         groups = [PodGroup(namespace, base + (Requirement(dgd.COMPONENT_TYPE_LABEL, IN, types),))] if types else []
     elif role == "frontend":
-        groups = [PodGroup(namespace, base + (equals(dgd.COMPONENT_TYPE_LABEL, "frontend"),))] if any(t == "frontend" for t, _ in comps) else []
+        groups = (
+            [PodGroup(namespace, base + (equals(dgd.COMPONENT_TYPE_LABEL, "frontend"),))] if any(t == "frontend" for t, _ in comps) else []
+        )
     elif role in ("prefill", "decode"):
         groups = []
         if any(t == role for t, _ in comps):
             groups.append(PodGroup(namespace, base + (equals(dgd.COMPONENT_TYPE_LABEL, role),)))
         if any(t == "worker" and s == role for t, s in comps):
-            groups.append(PodGroup(namespace, base + (equals(dgd.COMPONENT_TYPE_LABEL, "worker"), equals(dgd.SUB_COMPONENT_TYPE_LABEL, role))))
+            groups.append(
+                PodGroup(namespace, base + (equals(dgd.COMPONENT_TYPE_LABEL, "worker"), equals(dgd.SUB_COMPONENT_TYPE_LABEL, role)))
+            )
     else:
         raise BadInput(f"unknown role {role!r} (one of {', '.join(ROLES)})")
     if not groups:
@@ -207,7 +211,7 @@ class Peer:
     def excluded_namespaces(self) -> set[str]:
         return {v for r in self.namespace for v in r.values}
 
-    def covers(self, other: "Peer") -> bool:
+    def covers(self, other: Peer) -> bool:
         """Every pod `other` matches, this matches too (fewer namespaces excluded, fewer requirements)."""
         return self.excluded_namespaces() <= other.excluded_namespaces() and set(self.pods) <= set(other.pods)
 

@@ -27,6 +27,8 @@ def check_no_other_policy(kube: Kube, policies: list[dict]) -> None:
                 continue
             shared = mine & selected_pods(kube, namespace, other["spec"].get("podSelector") or {})
             if shared:
-                raise CheckFailed(f"networkpolicy {namespace}/{other['metadata']['name']} already selects {len(shared)} of the "
-                                  f"pods to partition (e.g. {sorted(shared)[0]}); allow-lists add up, so a partition cannot be "
-                                  "expressed on top of it: heal or remove it first")
+                raise CheckFailed(
+                    f"networkpolicy {namespace}/{other['metadata']['name']} already selects {len(shared)} of the "
+                    f"pods to partition (e.g. {sorted(shared)[0]}); allow-lists add up, so a partition cannot be "
+                    "expressed on top of it: heal or remove it first"
+                )

@@ -90,20 +90,27 @@ def check_policy(kube: Kube, entry: L.Entry, live: dict) -> tuple[list[Check], l
     sources = pods_of(kube, namespace, selector_string(requirements_of(spec["podSelector"])))
     groups = [PodGroup(g["namespace"], parse_selector(g["selector"])) for g in entry.data.get("blocked") or []]
     blocked = [p for g in groups for p in pods_of(kube, g.namespace, g.selector_string())]
-    checks = [Check(f"{name}:selects_pods", bool(sources), f"{len(sources)} pods selected"),
-              Check(f"{name}:peers_exist", bool(blocked), f"{len(blocked)} pods to cut off")]
+    checks = [
+        Check(f"{name}:selects_pods", bool(sources), f"{len(sources)} pods selected"),
+        Check(f"{name}:peers_exist", bool(blocked), f"{len(blocked)} pods to cut off"),
+    ]
     for rules, key in ((spec.get("egress"), "to"), (spec.get("ingress"), "from")):
         if rules is None:
             continue
         peers = [peer for rule in rules if "ports" not in rule for peer in rule.get(key) or []]
         through = allowed_by_peers(kube, namespace, peers, {g.namespace for g in groups})
-        leaks = [p["metadata"]["name"] for p in blocked
-                 if (p["metadata"]["namespace"], p["metadata"]["name"]) in through
-                 or (o.status(p).get("podIP") and ip_allowed(p["status"]["podIP"], peers))]
+        leaks = [
+            p["metadata"]["name"]
+            for p in blocked
+            if (p["metadata"]["namespace"], p["metadata"]["name"]) in through
+            or (o.status(p).get("podIP") and ip_allowed(p["status"]["podIP"], peers))
+        ]
         checks.append(Check(f"{name}:{key}_cut", not leaks, f"allowed: {', '.join(sorted(leaks))}" if leaks else "none of them allowed"))
     if spec.get("egress") is not None:
-        dns = any(not rule.get("to") and sorted(map(json.dumps, rule.get("ports") or [])) == sorted(map(json.dumps, DNS_PORTS))
-                  for rule in spec["egress"])
+        dns = any(
+            not rule.get("to") and sorted(map(json.dumps, rule.get("ports") or [])) == sorted(map(json.dumps, DNS_PORTS))
+            for rule in spec["egress"]
+        )
         checks.append(Check(f"{name}:dns_allowed", dns, "UDP and TCP 53 to anywhere" if dns else "no DNS rule"))
         service = kube.get_or_none(Ref("v1", "services", "default", "kubernetes")) or {}
         addresses = o.spec(service).get("clusterIPs") or []
@@ -135,22 +142,34 @@ def probe_labels(pod_selector: dict) -> dict:
 def probe_pod(run_id: str, policy: dict, image: str, target: tuple[str, int], timeout_s: float) -> dict:
     """A short pod the partition applies to (it carries the partitioned pods' labels): the connection
     to a cut-off pod must fail, the API server by name (DNS, then the allowed address) must work."""
-    checks = [{"host": target[0], "port": target[1], "expect": "blocked", "timeout": 3},
-              {"host": API_SERVER_NAME, "port": 443, "expect": "open", "timeout": 5}]
-    meta = metadata(f"faultflow-probe-{policy['metadata']['name'][len('faultflow-'):]}"[:63].rstrip("-"), policy["metadata"]["namespace"],
-                    run_id, "network-probe")
+    checks = [
+        {"host": target[0], "port": target[1], "expect": "blocked", "timeout": 3},
+        {"host": API_SERVER_NAME, "port": 443, "expect": "open", "timeout": 5},
+    ]
+    meta = metadata(
+        f"faultflow-probe-{policy['metadata']['name'][len('faultflow-') :]}"[:63].rstrip("-"),
+        policy["metadata"]["namespace"],
+        run_id,
+        "network-probe",
+    )
     meta["labels"] = {**probe_labels(policy["spec"]["podSelector"]), **meta["labels"], PURPOSE_LABEL: "network-probe"}
     return {
-        "apiVersion": "v1", "kind": "Pod", "metadata": meta,
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": meta,
         "spec": {
             "restartPolicy": "Never",
             "automountServiceAccountToken": False,
             "activeDeadlineSeconds": max(1, int(timeout_s)),
-            "containers": [{
-                "name": "probe", "image": image, "command": ["python3", "-c", PROBE_SCRIPT, json.dumps(checks)],
-                "terminationMessagePolicy": "File",
-                "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "runAsUser": 65534},
-            }],
+            "containers": [
+                {
+                    "name": "probe",
+                    "image": image,
+                    "command": ["python3", "-c", PROBE_SCRIPT, json.dumps(checks)],
+                    "terminationMessagePolicy": "File",
+                    "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "runAsUser": 65534},
+                }
+            ],
         },
     }
 

@@ -81,7 +81,12 @@ def read_inputs(files: list[Path]) -> Inputs:
             elif is_record(item):
                 if not builder.add(item):
                     inputs.ignored_lines += 1
-            elif isinstance(item.get("step"), str) and isinstance(item.get("event"), str) and isinstance(item.get("time"), (int, float)) and math.isfinite(item["time"]):
+            elif (
+                isinstance(item.get("step"), str)
+                and isinstance(item.get("event"), str)
+                and isinstance(item.get("time"), (int, float))
+                and math.isfinite(item["time"])
+            ):
                 key = json.dumps(item, sort_keys=True)
                 if key in seen_events:
                     inputs.duplicate_events += 1

@@ -78,33 +78,58 @@ def reach_check(events: list[Event]) -> Check:
     if not seen:
         return Check("scenario", FAULT_REACHED, FAILED, f"no {FAULT_REACHED} event: nobody looked at the workers' logs")
     last = seen[-1].fields
-    return Check("scenario", FAULT_REACHED, FAILED,
-                 f"no worker on node {last.get('node')} logged failing CUDA calls for XID {last.get('xid')} "
-                 f"({len(last.get('read') or [])} of {last.get('workers')} worker logs read)", seen[-1].time)
+    return Check(
+        "scenario",
+        FAULT_REACHED,
+        FAILED,
+        f"no worker on node {last.get('node')} logged failing CUDA calls for XID {last.get('xid')} "
+        f"({len(last.get('read') or [])} of {last.get('workers')} worker logs read)",
+        seen[-1].time,
+    )
 
 
 def inference_checks(inputs: Inputs, phases: list[PhaseStats], figures: RunFigures, criteria: Criteria) -> list[Check]:
     c = criteria
     checks = []
     n = len(inputs.columns)
-    checks.append(Check("inference", "records_present", PASSED if n else FAILED,
-                        None if n else "no inference records: was the load step running and its records passed to the report?"))
+    checks.append(
+        Check(
+            "inference",
+            "records_present",
+            PASSED if n else FAILED,
+            None if n else "no inference records: was the load step running and its records passed to the report?",
+        )
+    )
     baseline = next((p for p in phases if p.name == Phase.BASELINE), None)
     if baseline is None or not baseline.requests:
         checks.append(Check("inference", "baseline_success_rate", SKIPPED, "no requests before the fault"))
     else:
         good = baseline.success_rate >= c.threshold - 1e-9
-        checks.append(Check("inference", "baseline_success_rate", PASSED if good else FAILED,
-                            None if good else f"baseline success rate {baseline.success_rate:.1%} below {c.threshold:.0%}"))
+        checks.append(
+            Check(
+                "inference",
+                "baseline_success_rate",
+                PASSED if good else FAILED,
+                None if good else f"baseline success rate {baseline.success_rate:.1%} below {c.threshold:.0%}",
+            )
+        )
     if c.expect_fault:
         injected = figures.fault_time is not None
-        checks.append(Check("scenario", "fault_injected", PASSED if injected else FAILED,
-                            None if injected else f"no {EventName.FAULT_INJECTED} event: the fault was never injected"))
+        checks.append(
+            Check(
+                "scenario",
+                "fault_injected",
+                PASSED if injected else FAILED,
+                None if injected else f"no {EventName.FAULT_INJECTED} event: the fault was never injected",
+            )
+        )
     if c.expect_workload_reached:
         checks.append(reach_check(inputs.events))
     if n:
         if figures.impact_observed and figures.recovered is None:
-            reason = f"inference did not recover: no sustained window of {c.window} requests at >= {c.threshold:.0%} after the first failure"
+            reason = (
+                f"inference did not recover: no sustained window of {c.window} requests at >= {c.threshold:.0%} after the first failure"
+            )
         elif not figures.final_window_ok:
             reason = f"the last {c.window} requests are below {c.threshold:.0%} success"
         else:
@@ -117,20 +142,36 @@ def inference_checks(inputs: Inputs, phases: list[PhaseStats], figures: RunFigur
             checks.append(Check("inference", "recovery_time", FAILED, "inference never recovered"))
         else:
             good = figures.time_to_recovery_s <= c.max_recovery_s
-            checks.append(Check("inference", "recovery_time", PASSED if good else FAILED,
-                                None if good else f"recovered after {_fmt(figures.time_to_recovery_s)}, limit {c.max_recovery_s:g}s"))
+            checks.append(
+                Check(
+                    "inference",
+                    "recovery_time",
+                    PASSED if good else FAILED,
+                    None if good else f"recovered after {_fmt(figures.time_to_recovery_s)}, limit {c.max_recovery_s:g}s",
+                )
+            )
     if c.min_availability is not None:
         a = figures.availability_during_fault
         if a is None:
             checks.append(Check("inference", "availability_during_fault", FAILED, "no requests during the fault"))
         else:
             good = a >= c.min_availability - 1e-9
-            checks.append(Check("inference", "availability_during_fault", PASSED if good else FAILED,
-                                None if good else f"availability during the fault {a:.1%} below {c.min_availability:.0%}"))
+            checks.append(
+                Check(
+                    "inference",
+                    "availability_during_fault",
+                    PASSED if good else FAILED,
+                    None if good else f"availability during the fault {a:.1%} below {c.min_availability:.0%}",
+                )
+            )
     if c.max_detection_s is not None:
         d = figures.detection_s
         good = d is not None and d <= c.max_detection_s
-        reason = "the XID was never detected (no xid_detected/node_cordoned event)" if d is None else f"detected after {_fmt(d)}, limit {c.max_detection_s:g}s"
+        reason = (
+            "the XID was never detected (no xid_detected/node_cordoned event)"
+            if d is None
+            else f"detected after {_fmt(d)}, limit {c.max_detection_s:g}s"
+        )
         checks.append(Check("platform", "detection_time", PASSED if good else FAILED, None if good else reason))
     return checks
 

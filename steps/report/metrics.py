@@ -26,7 +26,9 @@ def _number(value) -> float:
 def figures_for_export(report: dict) -> dict[str, float]:
     figures = report["figures"]
     values = {name: _number(figures.get(key)) for name, (_, key) in GAUGES.items()}
-    values["recovered"] = 1.0 if figures.get("recovered") is not None or (not figures.get("impact_observed") and figures.get("final_window_ok")) else 0.0
+    values["recovered"] = (
+        1.0 if figures.get("recovered") is not None or (not figures.get("impact_observed") and figures.get("final_window_ok")) else 0.0
+    )
     values["run_passed"] = 1.0 if report["verdict"] == "passed" else 0.0
     values["checks_failed"] = float(sum(1 for c in report["checks"] if c["status"] == "failed"))
     values["requests"] = float(report["inputs"]["requests"])

@@ -6,17 +6,28 @@ from __future__ import annotations
 from steps.event_names import EventName
 from steps.events import Event
 
-FIELDS = ("expected_action", "expected_why", "expected_error_code", "expected_verified", "gpu_metadata", "driver_version",
-          "expect", "expect_why", "observed_action")
+FIELDS = (
+    "expected_action",
+    "expected_why",
+    "expected_error_code",
+    "expected_verified",
+    "gpu_metadata",
+    "driver_version",
+    "expect",
+    "expect_why",
+    "observed_action",
+)
 
 
 def nvsentinel_summary(events: list[Event]) -> dict | None:
     """Later events refine earlier ones (wait-for-cordon knows the posture and what NVSentinel did)."""
     summary: dict = {}
     for event in sorted(events, key=lambda e: e.time):
-        relevant = (event.event == EventName.FAULT_INJECTED and event.fields.get("kind") == "xid") or \
-                   (event.event in ("check_passed", "check_failed") and event.fields.get("check") == "nvsentinel_action") or \
-                   event.event == "xid_deduplicated"
+        relevant = (
+            (event.event == EventName.FAULT_INJECTED and event.fields.get("kind") == "xid")
+            or (event.event in ("check_passed", "check_failed") and event.fields.get("check") == "nvsentinel_action")
+            or event.event == "xid_deduplicated"
+        )
         if not relevant:
             continue
         summary.update({k: event.fields[k] for k in FIELDS if event.fields.get(k) is not None})

@@ -7,8 +7,8 @@ baseline even if it ended after. Names and the events that open each phase: `ste
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from steps.event_names import FAULT_START_EVENTS, RECOVERY_START_EVENTS, REMEDIATION_START_EVENTS, EventName, Phase
 from steps.events import Event

@@ -63,8 +63,7 @@ def write_timeline(report: dict, path: Path) -> None:
 
     s = report["series"]
     origin, duration = report["origin"], max(report["duration_s"], 1.0)
-    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(WIDTH_IN, HEIGHT_IN), dpi=DPI,
-                                      gridspec_kw={"height_ratios": [3, 2]})
+    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(WIDTH_IN, HEIGHT_IN), dpi=DPI, gridspec_kw={"height_ratios": [3, 2]})
     try:
         for p in report["phases"]:
             start, end = p["start"] - origin, p["end"] - origin
@@ -82,8 +81,7 @@ def write_timeline(report: dict, path: Path) -> None:
         top.axhline(100 * report["criteria"]["threshold"], color="#757575", linestyle=":", linewidth=1)
         top.set_ylim(-3, 112)
         top.set_ylabel(f"success rate % (per {s['bucket_s']:g} s)")
-        top.set_title(_title(report), fontsize=13, fontweight="bold",
-                      color="#b71c1c" if report["verdict"] == "failed" else "#1b5e20")
+        top.set_title(_title(report), fontsize=13, fontweight="bold", color="#b71c1c" if report["verdict"] == "failed" else "#1b5e20")
 
         ms = lambda values: [float("nan") if v is None else v * 1000 for v in values]  # noqa: E731
         bottom.plot(t, ms(s["p50"]), color="#1565c0", linewidth=1.5, label="p50")
@@ -98,8 +96,17 @@ def write_timeline(report: dict, path: Path) -> None:
                 ax.axvline(at, color=colour, linewidth=1.2, linestyle="-" if ax is top else ":")
             # Alternate top and bottom so labels of neighbouring events never overwrite each other.
             y, va = (97, "top") if i % 2 == 0 else (3, "bottom")
-            top.text(at, y, " " + " + ".join(labels) + " ", rotation=90, fontsize=9, color=colour, va=va, ha="right",
-                     backgroundcolor=(1, 1, 1, 0.7))
+            top.text(
+                at,
+                y,
+                " " + " + ".join(labels) + " ",
+                rotation=90,
+                fontsize=9,
+                color=colour,
+                va=va,
+                ha="right",
+                backgroundcolor=(1, 1, 1, 0.7),
+            )
         from matplotlib.patches import Patch
 
         handles = [Patch(color=PHASE_COLOURS.get(p["name"], "#f5f5f5"), label=p["name"]) for p in report["phases"]]

@@ -21,8 +21,8 @@ Definitions (they are the report's contract; the tests pin them):
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 import numpy as np
 
@@ -68,7 +68,7 @@ class ColumnBuilder:
         self.outcome.append(code)
         return True
 
-    def build(self) -> "Columns":
+    def build(self) -> Columns:
         order = np.argsort(np.asarray(self.start, dtype=float), kind="stable")
         outcome = np.asarray(self.outcome, dtype=np.int8)[order]
         return Columns(
@@ -95,7 +95,7 @@ class Columns:
     def __len__(self) -> int:
         return len(self.start)
 
-    def subset(self, mask: np.ndarray) -> "Columns":
+    def subset(self, mask: np.ndarray) -> Columns:
         return Columns(self.start[mask], self.end[mask], self.latency[mask], self.outcome[mask], self.ok[mask])
 
 

@@ -15,9 +15,9 @@ Which namespace is faultflow's: `FAULTFLOW_NAMESPACE` when set; in a pod, the po
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from steps.errors import BadInput
 from steps.installation_names import (  # noqa: F401 (re-exported: the steps read them from here)
@@ -76,5 +76,7 @@ def check_image(option: str, given: str | None, configured: str, namespace: str)
     """A run parameter repeating an image must be the configured image: images are installation
     configuration (an image of the caller's choice would run in every GPU worker, or on the node)."""
     if given and given != configured:
-        raise BadInput(f"{option} {given!r} is not the installed image {configured!r} "
-                       f"(images are set in ConfigMap {namespace}/{CONFIG_NAME}, by deploy/kustomization.yaml `images:`)")
+        raise BadInput(
+            f"{option} {given!r} is not the installed image {configured!r} "
+            f"(images are set in ConfigMap {namespace}/{CONFIG_NAME}, by deploy/kustomization.yaml `images:`)"
+        )

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import time
 
-from steps.event_names import EventName
 from steps.errors import InfrastructureError, StepError
+from steps.event_names import EventName
 from steps.events import emit
 from steps.kube import objects as o
 from steps.kube.client import Kube, NotFound, Ref
@@ -62,8 +62,9 @@ def orphan_reason(kube: Kube, run: L.RunInfo, now_ms: int, home: str) -> str | N
 def expired_entries(ledger: L.Ledger, now_ms: int) -> frozenset[str]:
     """Created objects whose own `expires_ms` passed. Toggle entries are not swept this way: the shim
     reads the toggle's expiry itself, and reverting one needs a pod on the node."""
-    return frozenset(e.id for e in ledger.active()
-                     if e.kind in L.CREATED_OBJECT_KINDS and e.data.get("expires_ms") and e.data["expires_ms"] <= now_ms)
+    return frozenset(
+        e.id for e in ledger.active() if e.kind in L.CREATED_OBJECT_KINDS and e.data.get("expires_ms") and e.data["expires_ms"] <= now_ms
+    )
 
 
 def node_ready(kube: Kube, name: str) -> bool | None:
@@ -77,9 +78,19 @@ def node_ready(kube: Kube, name: str) -> bool | None:
     return not ready or ready[-1].get("status") == "True"
 
 
-def sweep(kube: Kube, namespace: str | None, timeout_s: float, dry_run: bool = False, steps_image: str | None = None,
-          only_run: str | None = None, force: bool = False, step: str = STEP, toggle_dir: str | None = None,
-          include_node: bool | None = False, home: str | None = None) -> tuple[int, int]:
+def sweep(
+    kube: Kube,
+    namespace: str | None,
+    timeout_s: float,
+    dry_run: bool = False,
+    steps_image: str | None = None,
+    only_run: str | None = None,
+    force: bool = False,
+    step: str = STEP,
+    toggle_dir: str | None = None,
+    include_node: bool | None = False,
+    home: str | None = None,
+) -> tuple[int, int]:
     """Reverts orphaned runs (or `only_run` / every run with `force`). Returns (runs reverted, entries reverted).
     `include_node` False (the janitor): a node's cordon is never lifted here (that is restore-node's, or a
     person's with `faults recover`); None: as the run asked (`--restore-node`)."""
@@ -117,20 +128,35 @@ def sweep(kube: Kube, namespace: str | None, timeout_s: float, dry_run: bool = F
                 if entry.kind == L.NODE_TOGGLE:
                     node = entry.target.get("node") if isinstance(entry.target, dict) else None
                     if isinstance(node, str) and node_ready(kube, node) is False:
-                        emit(step, EventName.REVERT_DEFERRED, run_id=ledger.run.run_id, entry=entry.id, kind=entry.kind, node=node,
-                             reason="node-not-ready")
+                        emit(
+                            step,
+                            EventName.REVERT_DEFERRED,
+                            run_id=ledger.run.run_id,
+                            entry=entry.id,
+                            kind=entry.kind,
+                            node=node,
+                            reason="node-not-ready",
+                        )
                         continue
                     node_config = node_config or NodeConfig.installed(kube, store.home, steps_image, toggle_dir)
-                outcomes = revert_run(kube, store, ledger, timeout_s, node_config=node_config, include_node=include_node,
-                                      entry_ids=frozenset({entry.id}))
+                outcomes = revert_run(
+                    kube, store, ledger, timeout_s, node_config=node_config, include_node=include_node, entry_ids=frozenset({entry.id})
+                )
             except (StepError, NotFound, KeyError, TypeError, ValueError, AttributeError) as error:
                 failures.append(f"{ledger.run.run_id}/{entry.id}: {error}")
                 emit(step, EventName.REVERT_FAILED, run_id=ledger.run.run_id, entry=entry.id, kind=entry.kind, error=str(error))
                 continue
             for outcome in outcomes:
                 reverted += outcome.action != "refused"
-                emit(step, event_name(outcome), run_id=ledger.run.run_id, entry=outcome.entry_id, kind=outcome.kind,
-                     action=outcome.action, reason=reason)
+                emit(
+                    step,
+                    event_name(outcome),
+                    run_id=ledger.run.run_id,
+                    entry=outcome.entry_id,
+                    kind=outcome.kind,
+                    action=outcome.action,
+                    reason=reason,
+                )
         runs += reverted > 0
         entries += reverted
     if failures:

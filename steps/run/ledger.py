@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from steps.errors import BadInput, InfrastructureError
 from steps.kube import objects as o
@@ -106,7 +107,7 @@ class Ledger:
         return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}
 
     @classmethod
-    def from_configmap(cls, cm: dict) -> "Ledger":
+    def from_configmap(cls, cm: dict) -> Ledger:
         data = cm.get("data") or {}
         try:
             run = RunInfo(**json.loads(data["run"]))
@@ -118,8 +119,13 @@ class Ledger:
         except (KeyError, TypeError, ValueError) as error:
             raise InfrastructureError(f"ledger {o.name(cm)} is unreadable: {error}") from None
         name = o.name(cm)
-        typed = (isinstance(run.run_id, str) and isinstance(run.namespace, str) and isinstance(run.created_ms, int)
-                 and isinstance(run.ttl_s, int) and all(isinstance(e.kind, str) and isinstance(e.state, str) for e in entries.values()))
+        typed = (
+            isinstance(run.run_id, str)
+            and isinstance(run.namespace, str)
+            and isinstance(run.created_ms, int)
+            and isinstance(run.ttl_s, int)
+            and all(isinstance(e.kind, str) and isinstance(e.state, str) for e in entries.values())
+        )
         if not typed or name != configmap_name(run.run_id):
             raise InfrastructureError(f"ledger {name} is unreadable: it does not describe run {run.run_id!r}")
         return cls(run=run, entries=entries, resource_version=o.resource_version(cm))

@@ -6,9 +6,8 @@ Each refusal is a CheckFailed with one line that says what to change; nothing ha
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import time
+from collections.abc import Callable
 
 from steps.errors import CheckFailed
 from steps.gpu import posture as P
@@ -31,8 +30,19 @@ def last_injection_ms(kube: Kube, namespace: str, run_id: str, node: str, gpu: i
     return latest
 
 
-def check(kube: Kube, config: P.FaultQuarantineConfig, posture: str, node_obj: dict, run_id: str, namespace: str,
-          gpu: int, xid: int, dedup_window_s: float, wait_dedup: bool, emit_wait: Callable[[float, str], object]) -> dict:
+def check(
+    kube: Kube,
+    config: P.FaultQuarantineConfig,
+    posture: str,
+    node_obj: dict,
+    run_id: str,
+    namespace: str,
+    gpu: int,
+    xid: int,
+    dedup_window_s: float,
+    wait_dedup: bool,
+    emit_wait: Callable[[float, str], object],
+) -> dict:
     """Refuses what NVSentinel would not act on as expected; returns facts for preflight_passed."""
     name = node_obj["metadata"]["name"]
     facts: dict = {}
@@ -47,7 +57,8 @@ def check(kube: Kube, config: P.FaultQuarantineConfig, posture: str, node_obj: d
         if headroom.trips:
             raise CheckFailed(
                 f"this run would trip NVSentinel's circuit breaker: {headroom.describe(config)}; a tripped breaker halts "
-                "every event, the healthy one that would uncordon the node included, until it is reset by hand")
+                "every event, the healthy one that would uncordon the node included, until it is reset by hand"
+            )
     if dedup_window_s > 0:
         facts["dedup_window_s"] = dedup_window_s
         now_ms = L.now_ms()
@@ -64,7 +75,8 @@ def check(kube: Kube, config: P.FaultQuarantineConfig, posture: str, node_obj: d
             if not wait_dedup:
                 raise CheckFailed(
                     f"XID {xid} on GPU {gpu} of node {name} is inside NVSentinel's {dedup_window_s:.0f}s dedup window "
-                    f"({evidence}): it would be stored, not acted on; retry in {wait_s:.0f}s or pass --wait-dedup")
+                    f"({evidence}): it would be stored, not acted on; retry in {wait_s:.0f}s or pass --wait-dedup"
+                )
             emit_wait(wait_s, evidence)
             # Waiting out the window is the condition itself: time has to pass, nothing else changes it.
             time.sleep(wait_s)

@@ -45,7 +45,7 @@ class NodeConfig:
     toggle_dir: str  # the installed node toggle directory
 
     @classmethod
-    def installed(cls, kube: Kube, home: str, image: str | None = None, toggle_dir: str | None = None) -> "NodeConfig":
+    def installed(cls, kube: Kube, home: str, image: str | None = None, toggle_dir: str | None = None) -> NodeConfig:
         """From ConfigMap faultflow-config (image and toggle_dir: the operator's own overrides)."""
         if image and toggle_dir:
             return cls(home, image, toggle_dir)
@@ -55,8 +55,11 @@ class NodeConfig:
 
 # (API group, plural) each entry kind may name: a ledger cannot point a revert at anything else.
 WORKLOAD_KINDS = {("nvidia.com", "dynamographdeployments"), ("apps", "deployments"), ("apps", "statefulsets")}
-CREATED_KINDS = {L.NETWORK_POLICY: ("networking.k8s.io", "networkpolicies"), L.NETWORK_CHAOS: ("chaos-mesh.org", "networkchaos"),
-                 L.NETWORK_PROBE: ("", "pods")}
+CREATED_KINDS = {
+    L.NETWORK_POLICY: ("networking.k8s.io", "networkpolicies"),
+    L.NETWORK_CHAOS: ("chaos-mesh.org", "networkchaos"),
+    L.NETWORK_PROBE: ("", "pods"),
+}
 
 
 def opted_in(kube: Kube, namespace: str) -> bool:
@@ -135,10 +138,13 @@ def revert_node(kube: Kube, entry: L.Entry) -> Outcome:
         return Outcome(entry.id, entry.kind, "already-clean")
     for _ in range(8):
         try:
-            kube.guarded_patch(ref, [
-                {"op": "test", "path": "/metadata/resourceVersion", "value": node["metadata"]["resourceVersion"]},
-                {"op": "replace", "path": "/spec/unschedulable", "value": False},
-            ])
+            kube.guarded_patch(
+                ref,
+                [
+                    {"op": "test", "path": "/metadata/resourceVersion", "value": node["metadata"]["resourceVersion"]},
+                    {"op": "replace", "path": "/spec/unschedulable", "value": False},
+                ],
+            )
             break
         except Conflict:
             node = kube.get(ref)  # NVSentinel or the kubelet wrote meanwhile: try again on the fresh node
@@ -162,8 +168,9 @@ def revert_created_object(kube: Kube, run: L.RunInfo, entry: L.Entry) -> Outcome
     return Outcome(entry.id, entry.kind, "deleted")
 
 
-def revert_entry(kube: Kube, run: L.RunInfo, entry: L.Entry, timeout_s: float, node_config: NodeConfig | None = None,
-                 include_node: bool = False) -> Outcome | None:
+def revert_entry(
+    kube: Kube, run: L.RunInfo, entry: L.Entry, timeout_s: float, node_config: NodeConfig | None = None, include_node: bool = False
+) -> Outcome | None:
     if entry.kind == L.WORKLOAD_SHIM:
         return revert_workload(kube, run.run_id, entry, run.namespace)
     if entry.kind == L.NODE_TOGGLE:
@@ -187,17 +194,23 @@ def in_order(entries: list[L.Entry]) -> list[L.Entry]:
     return sorted(entries, key=lambda e: (ORDER.get(e.kind, 9), e.created_ms if isinstance(e.created_ms, (int, float)) else 0))
 
 
-def revert_run(kube: Kube, store: L.LedgerStore, ledger: L.Ledger, timeout_s: float, kinds: tuple[str, ...] = L.KINDS,
-               node_config: NodeConfig | None = None, include_node: bool | None = None,
-               entry_ids: frozenset[str] | None = None) -> list[Outcome]:
+def revert_run(
+    kube: Kube,
+    store: L.LedgerStore,
+    ledger: L.Ledger,
+    timeout_s: float,
+    kinds: tuple[str, ...] = L.KINDS,
+    node_config: NodeConfig | None = None,
+    include_node: bool | None = None,
+    entry_ids: frozenset[str] | None = None,
+) -> list[Outcome]:
     """Reverts every active entry of the given kinds (workloads first, then nodes) and marks them
     reverted; with `entry_ids`, only those entries (a step undoing its own partial change, the janitor
     an expired entry). A run whose namespace has not opted in is refused as a whole (each entry
     `refused`, left active in the ledger): nothing there was ever ours to change."""
     run = ledger.run
     include_node = run.restore_node if include_node is None else include_node
-    chosen = [e for e in in_order(ledger.active())
-              if e.kind in kinds and (entry_ids is None or e.id in entry_ids)]
+    chosen = [e for e in in_order(ledger.active()) if e.kind in kinds and (entry_ids is None or e.id in entry_ids)]
     if chosen and not opted_in(kube, run.namespace):
         return [Outcome(e.id, e.kind, "refused") for e in chosen]
     outcomes = []

@@ -24,8 +24,10 @@ def injecting_seen(log_text: str, xid: int) -> bool:
 def workers_on_node(kube: Kube, namespace: str, label_selector: str, node: str) -> list[dict]:
     """The workload's pods on `node` that are not finished (the ones a fault there can reach)."""
     listing = kube.list(Ref("v1", "pods", namespace, ""), label_selector=label_selector, field_selector=f"spec.nodeName={node}")
-    return sorted((p for p in listing.get("items") or [] if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")),
-                  key=lambda p: p["metadata"]["name"])
+    return sorted(
+        (p for p in listing.get("items") or [] if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")),
+        key=lambda p: p["metadata"]["name"],
+    )
 
 
 def _log(kube: Kube, namespace: str, pod: str, container: str, previous: bool = False) -> str:

@@ -37,10 +37,12 @@ def rolled_out(obj: dict, component_names: list[str]) -> bool:
         return True
     want = spec.get("replicas", 1)
     if kind == "deployment":
-        return (status.get("updatedReplicas", 0) == want and status.get("availableReplicas", 0) == want
-                and status.get("replicas", 0) == want)
-    return (status.get("updatedReplicas", 0) == want and status.get("readyReplicas", 0) == want
-            and status.get("currentRevision") == status.get("updateRevision"))
+        return status.get("updatedReplicas", 0) == want and status.get("availableReplicas", 0) == want and status.get("replicas", 0) == want
+    return (
+        status.get("updatedReplicas", 0) == want
+        and status.get("readyReplicas", 0) == want
+        and status.get("currentRevision") == status.get("updateRevision")
+    )
 
 
 def wait_rolled_out(kube: Kube, ref: Ref, component_names: list[str], timeout_s: float) -> float:
@@ -56,8 +58,9 @@ def wait_rolled_out(kube: Kube, ref: Ref, component_names: list[str], timeout_s:
         if remaining <= 0:
             raise CheckFailed(f"{ref} did not finish rolling out within {timeout_s:.0f}s")
         rv = obj["metadata"]["resourceVersion"]
-        for event in kube.watch(collection, rv, field_selector=f"metadata.name={ref.name}",
-                                timeout_seconds=max(1, int(min(remaining, 60)))):
+        for event in kube.watch(
+            collection, rv, field_selector=f"metadata.name={ref.name}", timeout_seconds=max(1, int(min(remaining, 60)))
+        ):
             if event["type"] == "ERROR":
                 break  # 410 Gone and friends: re-read below
             if event["type"] in ("ADDED", "MODIFIED"):

@@ -39,7 +39,9 @@ def inject(kube: Kube, store: L.LedgerStore, run: L.RunInfo, ref: Ref, cfg: shim
         previous = ledger.entries.get(entry_id(ref)) if ledger else None
         old_record = shim_patch.ShimRecord.from_dict(previous.data["record"]) if previous else None
         entry = L.Entry(
-            id=entry_id(ref), kind=L.WORKLOAD_SHIM, target=ref.to_dict(),
+            id=entry_id(ref),
+            kind=L.WORKLOAD_SHIM,
+            target=ref.to_dict(),
             data={
                 "record": _merge(old_record, record).to_dict(),
                 "original": previous.data["original"] if previous else obj,
@@ -77,8 +79,9 @@ def ready_workers(kube: Kube, namespace: str, obj: dict, node: str | None = None
     return [p for p in pods if o.pod_ready(p) and not o.terminating(p) and (node is None or o.node_name(p) == node)]
 
 
-def pods_missing_marker(kube: Kube, namespace: str, obj: dict, toggle_file: str, container: str | None,
-                        node: str | None = None) -> tuple[list[str], int]:
+def pods_missing_marker(
+    kube: Kube, namespace: str, obj: dict, toggle_file: str, container: str | None, node: str | None = None
+) -> tuple[list[str], int]:
     """(Ready worker pods whose log lacks the shim's start-up marker, number of Ready worker pods), on
     `node` only when given (the run's target: workers elsewhere do not make the fault reach it)."""
     pods = ready_workers(kube, namespace, obj, node)

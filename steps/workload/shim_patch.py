@@ -62,9 +62,8 @@ class ShimRecord:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ShimRecord":
+    def from_dict(cls, data: dict) -> ShimRecord:
         return cls(kind=data["kind"], components=[ComponentRecord(**c) for c in data["components"]])
-
 
 
 def init_container(cfg: ShimConfig) -> dict:
@@ -124,8 +123,10 @@ def _ensure(doc: dict, rel: tuple, record: ComponentRecord, leaf_factory) -> Any
             if not last and isinstance(rel[depth + 1], int):
                 # A list item (the main container) cannot be made up: a map {"0": …} is what JSON patch
                 # would write, and a container without an image is not one. Refuse, change nothing.
-                raise BadInput(f"{'/'.join(str(t) for t in rel[: depth + 1])} is missing: give the component a main "
-                               "container (podTemplate.spec.containers with one named main) for faultflow to patch")
+                raise BadInput(
+                    f"{'/'.join(str(t) for t in rel[: depth + 1])} is missing: give the component a main "
+                    "container (podTemplate.spec.containers with one named main) for faultflow to patch"
+                )
             node[token] = leaf_factory() if last else {}
             record.created.append("/".join(str(t) for t in rel[: depth + 1]))
         node = node[token]

@@ -22,8 +22,20 @@ SYSCTLS = (
     "net/netfilter/nf_conntrack_tcp_be_liberal", "net/bridge/bridge-nf-call-iptables",
 )  # fmt: skip
 # Defaults the components would create on a real node; the lab's nodes keep theirs private.
-HOST_PATHS = ("/var/lib/kubelet", "/var/lib/cni", "/var/lib/containerd", "/run/containerd", "/run/netns",
-              "/etc/cni", "/opt/cni", "/usr/libexec/kubernetes", "/var/log/containers", "/var/log/pods", "/run/mount")
+HOST_PATHS = (
+    "/var/lib/kubelet",
+    "/var/lib/cni",
+    "/var/lib/containerd",
+    "/run/containerd",
+    "/run/netns",
+    "/etc/cni",
+    "/opt/cni",
+    "/usr/libexec/kubernetes",
+    "/var/log/containers",
+    "/var/log/pods",
+    "/run/mount",
+)
+
 
 def _out(cmd: list[str]) -> str:
     return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
@@ -31,8 +43,7 @@ def _out(cmd: list[str]) -> str:
 
 def _iptables() -> str:
     # Counters change with any traffic; the rules must not.
-    return re.sub(r"\[\d+:\d+\]", "", "\n".join(
-        line for line in _out(["iptables-save"]).splitlines() if not line.startswith("#")))
+    return re.sub(r"\[\d+:\d+\]", "", "\n".join(line for line in _out(["iptables-save"]).splitlines() if not line.startswith("#")))
 
 
 def _mounts() -> list[str]:

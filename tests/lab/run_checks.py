@@ -19,16 +19,17 @@ import re
 import signal
 import subprocess
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 
 from lab.processes import wait_until
 from lab.run_lock import holder
 from lab.run_record import FINISHED, workflow_ref
-from steps.run import ledger as L
 from steps.gpu import nvsentinel, toggle
-from steps.gpu.pci import list_gpus
 from steps.gpu.kmsg import write_record
+from steps.gpu.pci import list_gpus
 from steps.kube.client import Kube, NotFound, Ref, connect
+from steps.run import ledger as L
 from steps.workload.rollout import rolled_out
 from tests.cli import FAULTFLOW, run_cli
 
@@ -91,10 +92,16 @@ class Run:
     stderr: str = ""
 
     @classmethod
-    def start(cls, lab: Lab, *parameters: str, scenario: str = "gpu-fault") -> "Run":
+    def start(cls, lab: Lab, *parameters: str, scenario: str = "gpu-fault") -> Run:
         argv = [FAULTFLOW, "run", scenario, "--lab", str(lab.root), *(a for p in parameters for a in ("-p", p))]
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, "KUBECONFIG": lab.kubeconfig}, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "KUBECONFIG": lab.kubeconfig},
+            start_new_session=True,
+        )
         return cls(proc)
 
     def read_until(self, pattern: re.Pattern) -> re.Match:
@@ -144,8 +151,7 @@ class Run:
 
 def _own_markings(obj: dict) -> dict:
     meta = obj.get("metadata") or {}
-    return {kind: {k: v for k, v in (meta.get(kind) or {}).items() if k.startswith(FAULTFLOW_PREFIX)}
-            for kind in ("labels", "annotations")}
+    return {kind: {k: v for k, v in (meta.get(kind) or {}).items() if k.startswith(FAULTFLOW_PREFIX)} for kind in ("labels", "annotations")}
 
 
 def toggle_on(lab: Lab, node: str) -> bool:
@@ -163,8 +169,7 @@ def _list_or_empty(kube: Kube, ref: Ref, selector: str) -> list[dict]:
 def network_objects(kube: Kube) -> list[str]:
     out = []
     for ref in (Ref("networking.k8s.io/v1", "networkpolicies", None, ""), Ref("chaos-mesh.org/v1alpha1", "networkchaos", None, "")):
-        out += [f"{ref.plural}/{o['metadata']['namespace']}/{o['metadata']['name']}"
-                for o in _list_or_empty(kube, ref, L.RUN_LABEL)]
+        out += [f"{ref.plural}/{o['metadata']['namespace']}/{o['metadata']['name']}" for o in _list_or_empty(kube, ref, L.RUN_LABEL)]
     return sorted(out)
 
 
@@ -191,11 +196,13 @@ def snapshot(lab: Lab) -> Snapshot:
 
 def active_locks(kube: Kube, namespace: str) -> list[str]:
     """Lease locks still held by a run that is live: not expired, and its Workflow record Running."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     held = []
-    now = datetime.now(timezone.utc)
-    for lease in kube.list(Ref("coordination.k8s.io/v1", "leases", namespace, ""), label_selector="faultflow.dev/lock=true").get("items") or []:
+    now = datetime.now(UTC)
+    for lease in (
+        kube.list(Ref("coordination.k8s.io/v1", "leases", namespace, ""), label_selector="faultflow.dev/lock=true").get("items") or []
+    ):
         current = holder(lease, now)
         if current.stale:
             continue
@@ -206,8 +213,11 @@ def active_locks(kube: Kube, namespace: str) -> list[str]:
 
 
 def active_ledger_entries(kube: Kube, namespace: str) -> list[str]:
-    return [f"ledger {ledger.run.run_id}: {entry.id} ({entry.kind}, {entry.state})"
-            for ledger in L.LedgerStore(kube).all(namespace) for entry in ledger.active()]
+    return [
+        f"ledger {ledger.run.run_id}: {entry.id} ({entry.kind}, {entry.state})"
+        for ledger in L.LedgerStore(kube).all(namespace)
+        for entry in ledger.active()
+    ]
 
 
 def leftovers(lab: Lab, before: Snapshot) -> list[str]:
@@ -246,8 +256,11 @@ def release_quarantined(lab: Lab) -> list[str]:
             continue
         for gpu in list_gpus(str(lab.node_file(node, "/proc"))):
             write_record(str(lab.node_file(node, "/dev/kmsg")), f"<6>kernel: GPU reset executed: {gpu.uuid}, success: true\n".encode())
-        wait_until(lambda node=node: True if not nvsentinel.is_quarantined(kube.get(Ref("v1", "nodes", None, node))) else None,
-                   what=f"NVSentinel releasing {node} after the GPU reset", timeout_s=30)
+        wait_until(
+            lambda node=node: True if not nvsentinel.is_quarantined(kube.get(Ref("v1", "nodes", None, node))) else None,
+            what=f"NVSentinel releasing {node} after the GPU reset",
+            timeout_s=30,
+        )
         released.append(node)
     return released
 

@@ -111,9 +111,7 @@ def test_json_patch_with_test_op_fails_on_a_concurrent_change(namespace, kube):
     custom.replace_namespaced_custom_object(GROUP, "v1beta1", namespace, PLURAL, "dgd", concurrent)
 
     with pytest.raises(ApiException) as err:
-        custom.patch_namespaced_custom_object(
-            GROUP, "v1beta1", namespace, PLURAL, "dgd", scale_to_zero(), _content_type=JSON_PATCH
-        )
+        custom.patch_namespaced_custom_object(GROUP, "v1beta1", namespace, PLURAL, "dgd", scale_to_zero(), _content_type=JSON_PATCH)
     # The server says only "Invalid"; the control below shows the test ops were what failed.
     assert err.value.status == 422 and json.loads(err.value.body)["reason"] == "Invalid"
     now = custom.get_namespaced_custom_object(GROUP, "v1beta1", namespace, PLURAL, "dgd")
@@ -122,17 +120,13 @@ def test_json_patch_with_test_op_fails_on_a_concurrent_change(namespace, kube):
     # Control: against a fresh read the same patch applies, so the failure above was the test op's.
     seen = now
     index = [c["name"] for c in seen["spec"]["components"]].index("VllmWorker")
-    custom.patch_namespaced_custom_object(
-        GROUP, "v1beta1", namespace, PLURAL, "dgd", scale_to_zero(), _content_type=JSON_PATCH
-    )
+    custom.patch_namespaced_custom_object(GROUP, "v1beta1", namespace, PLURAL, "dgd", scale_to_zero(), _content_type=JSON_PATCH)
     done = custom.get_namespaced_custom_object(GROUP, "v1beta1", namespace, PLURAL, "dgd")
     assert {c["name"]: c["replicas"] for c in done["spec"]["components"]} == {"Frontend": 1, "VllmWorker": 0}
 
 
 def _first_event(core: client.CoreV1Api, namespace: str, resource_version: str) -> dict:
-    stream = watch.Watch().stream(
-        core.list_namespaced_config_map, namespace, resource_version=resource_version, timeout_seconds=10
-    )
+    stream = watch.Watch().stream(core.list_namespaced_config_map, namespace, resource_version=resource_version, timeout_seconds=10)
     try:
         return next(stream)
     finally:
@@ -141,9 +135,7 @@ def _first_event(core: client.CoreV1Api, namespace: str, resource_version: str) 
 
 def test_watch_from_a_compacted_resource_version_gets_410(cluster, namespace, kube):
     core = client.CoreV1Api(kube)
-    created = core.create_namespaced_config_map(
-        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="cm"), data={"n": "1"})
-    )
+    created = core.create_namespaced_config_map(namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="cm"), data={"n": "1"}))
     old_rv = created.metadata.resource_version
     core.patch_namespaced_config_map("cm", namespace, {"data": {"n": "2"}})
 
@@ -195,9 +187,7 @@ def _grant_configmap_reader(kube, namespace: str, service_account: str) -> None:
     )
 
 
-def test_impersonated_service_account_is_forbidden_without_a_role_binding(
-    cluster, namespace, kube, as_service_account, new_namespace
-):
+def test_impersonated_service_account_is_forbidden_without_a_role_binding(cluster, namespace, kube, as_service_account, new_namespace):
     client.CoreV1Api(kube).create_namespaced_service_account(
         namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="runner"))
     )
@@ -213,9 +203,7 @@ def test_impersonated_service_account_is_forbidden_without_a_role_binding(
     other = new_namespace(cluster)
     assert not _can_list_configmaps(runner, other)  # a Role grants nothing outside its namespace
     with pytest.raises(ApiException) as err:
-        client.CoreV1Api(runner).create_namespaced_config_map(
-            namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="x"))
-        )
+        client.CoreV1Api(runner).create_namespaced_config_map(namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="x")))
     assert err.value.status == 403  # list was granted, create was not
 
 

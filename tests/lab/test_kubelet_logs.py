@@ -18,11 +18,18 @@ def test_pod_logs_through_the_api_server(cluster, namespace, tmp_path):
     node = f"kl-{namespace}"
     kube.create(Ref("v1", "nodes", None, ""), {"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}})
     with KubeletLogSimulator(tmp_path / "logs", cluster.pki) as kubelet:
-        kube.request("PATCH", f"/api/v1/nodes/{node}/status", content_type="application/merge-patch+json",
-                     body={"status": kubelet.node_status()})
-        kube.create(Ref("v1", "pods", namespace, ""), {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
-                                                      "spec": {"nodeName": node, "containers": [{"name": "main", "image": "i"},
-                                                                                                 {"name": "side", "image": "i"}]}})
+        kube.request(
+            "PATCH", f"/api/v1/nodes/{node}/status", content_type="application/merge-patch+json", body={"status": kubelet.node_status()}
+        )
+        kube.create(
+            Ref("v1", "pods", namespace, ""),
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "p"},
+                "spec": {"nodeName": node, "containers": [{"name": "main", "image": "i"}, {"name": "side", "image": "i"}]},
+            },
+        )
         kubelet.register(namespace, "p", "main").write_text("one\ntwo\nthree\n")
         logs = f"/api/v1/namespaces/{namespace}/pods/p/log"
         assert kube.request_text("GET", f"{logs}?container=main") == "one\ntwo\nthree\n"
@@ -32,5 +39,6 @@ def test_pod_logs_through_the_api_server(cluster, namespace, tmp_path):
             kube.request_text("GET", f"{logs}?container=side")  # a container the kubelet has no log for
         anonymous = ssl.create_default_context(cafile=str(cluster.pki.ca_cert))
         with pytest.raises((ssl.SSLError, ConnectionError, urllib.request.URLError)):
-            urllib.request.urlopen(f"https://127.0.0.1:{kubelet.port}/containerLogs/{namespace}/p/main",
-                                   context=anonymous, timeout=10).read()
+            urllib.request.urlopen(
+                f"https://127.0.0.1:{kubelet.port}/containerLogs/{namespace}/p/main", context=anonymous, timeout=10
+            ).read()

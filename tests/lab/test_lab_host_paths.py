@@ -3,8 +3,8 @@
 from pathlib import Path
 
 from lab.host_paths import PathMap, node_path, translate, volume_map
-from steps.workload import shim_patch
 from steps.gpu.toggle_pod import toggle_off_pod
+from steps.workload import shim_patch
 
 NODE = Path("/lab/nodes/gpu-0")
 POD = Path("/lab/pods/ns_p")
@@ -20,8 +20,11 @@ def test_toggle_off_pod_runs_against_the_nodes_toggle_file():
 
 def test_shimmed_worker_env_points_into_the_pod_and_node_directories():
     cfg = shim_patch.ShimConfig(image="shim:1", xid=79, toggle_dir="/var/lib/faultflow")
-    container = {"name": "main", "volumeMounts": shim_patch.worker_mounts(cfg),
-                 "env": [*shim_patch.worker_env(cfg), {"name": "SECRET", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}
+    container = {
+        "name": "main",
+        "volumeMounts": shim_patch.worker_mounts(cfg),
+        "env": [*shim_patch.worker_env(cfg), {"name": "SECRET", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}],
+    }
     command = translate(container, PathMap.of(volume_map(container, shim_patch.volumes(cfg), NODE, POD)))
     assert command.env["LD_PRELOAD"] == "/lab/pods/ns_p/volumes/faultflow-shim/libfaultflow_cuda.so"
     assert command.env["FAULTFLOW_TOGGLE_FILE"] == "/lab/nodes/gpu-0/var/lib/faultflow/toggle"
@@ -33,8 +36,12 @@ def test_init_container_maps_image_paths_and_both_volumes():
     cfg = shim_patch.ShimConfig(image="shim:1", xid=79, toggle_dir="/var/lib/faultflow")
     init = shim_patch.init_container(cfg)
     paths = PathMap.of({"/opt/faultflow": "/lab/images/shim", **volume_map(init, shim_patch.volumes(cfg), NODE, POD)})
-    assert translate(init, paths).argv == ["/bin/sh", "/lab/images/shim/install.sh", "/lab/pods/ns_p/volumes/faultflow-shim",
-                                           "/lab/nodes/gpu-0/var/lib/faultflow/toggle"]
+    assert translate(init, paths).argv == [
+        "/bin/sh",
+        "/lab/images/shim/install.sh",
+        "/lab/pods/ns_p/volumes/faultflow-shim",
+        "/lab/nodes/gpu-0/var/lib/faultflow/toggle",
+    ]
 
 
 def test_prefixes_match_whole_path_components_and_the_longest_wins():

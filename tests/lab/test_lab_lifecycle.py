@@ -31,9 +31,14 @@ def test_up_status_down_leaves_no_process_and_no_file(tmp_path):
         assert {n["name"] for n in view["nodes"]} == {"gpu-0", "gpu-1", "cpu-0"}
         workers = [p for p in view["pods"] if "vllmworker" in p["name"]]
         assert len(workers) == 1 and workers[0]["ready"] and workers[0]["node"].startswith("gpu-")
-        with urllib.request.urlopen(urllib.request.Request(
-                f"{state['frontend_url']}/v1/completions", data=b'{"model": "m", "prompt": "hi", "max_tokens": 2}',
-                headers={"Content-Type": "application/json"}), timeout=10) as reply:
+        with urllib.request.urlopen(
+            urllib.request.Request(
+                f"{state['frontend_url']}/v1/completions",
+                data=b'{"model": "m", "prompt": "hi", "max_tokens": 2}',
+                headers={"Content-Type": "application/json"},
+            ),
+            timeout=10,
+        ) as reply:
             assert workers[0]["name"] in json.loads(reply.read())["choices"][0]["text"]  # served by the worker
         pids = set(group_members(supervisor))
         assert len(pids) >= 4  # supervisor, etcd, kube-apiserver, the worker process
@@ -57,11 +62,29 @@ def test_up_refuses_bad_simulator_settings(tmp_path):
 def run_by_kubeconfig(lab_dir, state: dict, evidence) -> None:
     """gpu-fault, XID 79, on the v1alpha1 DGD, told where everything is instead of reading the lab's
     state: the cordon and the recovery come from the simulators, the rest from the real steps."""
-    parameters = {"namespace": state["namespace"], "target": f"dgd/{state['dgd']}", "dgd-version": "v1alpha1",
-                  "frontend-url": state["frontend_url"], "nvsentinel-namespace": state["nvsentinel_namespace"],
-                  "xid": "79", "cordon-timeout": "60s", "eviction-timeout": "120s", "recovery-deadline": "120"}
-    result = run_cli("run", "gpu-fault", "--kubeconfig", str(lab_dir / "kubeconfig"), "--node-root", str(lab_dir / "nodes"),
-                     *(a for k, v in parameters.items() for a in ("-p", f"{k}={v}")), "--evidence", str(evidence), timeout=400)
+    parameters = {
+        "namespace": state["namespace"],
+        "target": f"dgd/{state['dgd']}",
+        "dgd-version": "v1alpha1",
+        "frontend-url": state["frontend_url"],
+        "nvsentinel-namespace": state["nvsentinel_namespace"],
+        "xid": "79",
+        "cordon-timeout": "60s",
+        "eviction-timeout": "120s",
+        "recovery-deadline": "120",
+    }
+    result = run_cli(
+        "run",
+        "gpu-fault",
+        "--kubeconfig",
+        str(lab_dir / "kubeconfig"),
+        "--node-root",
+        str(lab_dir / "nodes"),
+        *(a for k, v in parameters.items() for a in ("-p", f"{k}={v}")),
+        "--evidence",
+        str(evidence),
+        timeout=400,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     assert "# gpu-fault: PASSED" in result.stdout
     timeline = [e["event"] for e in json.loads((evidence / "report" / "report.json").read_text())["timeline"]]

@@ -22,15 +22,16 @@ from lab.layout import LabDir
 from lab.nvsentinel_simulator import NvsentinelConfig, NvsentinelSimulator
 from lab.processes import wait_until
 from lab.world import SHIM_IMAGE_ROOT, build_driver, create_namespace, dgd_ref, prepare_shim_image
-from steps.workload import shim_patch
-from steps.gpu import kmsg, nvsentinel as nv, toggle
-from steps.gpu.pci import list_gpus
-from steps.kube.client import Kube, Ref, connect
-from steps.gpu.toggle_pod import run_to_completion, toggle_off_pod
+from steps.gpu import kmsg, toggle
+from steps.gpu import nvsentinel as nv
 from steps.gpu.node_watch import watch_node_until
-from steps.workload.rollout import rolled_out
-from steps.workload.dynamo import COMPONENT_LABEL
+from steps.gpu.pci import list_gpus
+from steps.gpu.toggle_pod import run_to_completion, toggle_off_pod
+from steps.kube.client import Kube, Ref, connect
 from steps.kube.objects import pod_ready
+from steps.workload import shim_patch
+from steps.workload.dynamo import COMPONENT_LABEL
+from steps.workload.rollout import rolled_out
 
 _ids = itertools.count()
 FAST = NvsentinelConfig(detect_delay_s=0.05, quarantine_delay_s=0.05, drain_delay_s=0.05, eviction_grace_s=1)
@@ -52,18 +53,27 @@ class Mini:
 
     def kubelet(self) -> KubeletSimulator:
         shim_root = prepare_shim_image(self.lab)
-        config = KubeletConfig(lab=self.lab, nodes=frozenset(n.name for n in self.nodes), driver_dir=build_driver(),
-                               image_paths={SHIM_IMAGE_ROOT: shim_root},
-                               image_env={"FAULTFLOW_SHIM_SOURCE": str(shim_root / shim_patch.LIB_NAME)})
+        config = KubeletConfig(
+            lab=self.lab,
+            nodes=frozenset(n.name for n in self.nodes),
+            driver_dir=build_driver(),
+            image_paths={SHIM_IMAGE_ROOT: shim_root},
+            image_env={"FAULTFLOW_SHIM_SOURCE": str(shim_root / shim_patch.LIB_NAME)},
+        )
         return self._keep(KubeletSimulator(connect(self.kubeconfig), config).start())
 
     def operator(self, version: str) -> DgdOperatorSimulator:
-        return self._keep(DgdOperatorSimulator(connect(self.kubeconfig), version, namespace=self.ns,
-                                               nodes=frozenset(n.name for n in self.nodes)).start())
+        return self._keep(
+            DgdOperatorSimulator(connect(self.kubeconfig), version, namespace=self.ns, nodes=frozenset(n.name for n in self.nodes)).start()
+        )
 
     def nvsentinel(self, config: NvsentinelConfig = FAST, first_poll: bool = True) -> NvsentinelSimulator:
-        sim = NvsentinelSimulator(connect(self.kubeconfig), self.lab, [n.name for n in self.nodes if n.is_gpu],
-                                  NvsentinelConfig(**{**config.__dict__, "namespace": f"{self.ns}-nvs"}))
+        sim = NvsentinelSimulator(
+            connect(self.kubeconfig),
+            self.lab,
+            [n.name for n in self.nodes if n.is_gpu],
+            NvsentinelConfig(**{**config.__dict__, "namespace": f"{self.ns}-nvs"}),
+        )
         sim.install()
         self._keep(sim.start())
         return sim.wait_first_poll() if first_poll else sim
@@ -122,8 +132,14 @@ def test_operator_materialises_a_dgd_and_reports_its_rollout(mini_dgd):
     wait_until(lambda: True if rolled_out(m.kube.get(ref), ["VllmWorker"]) else None, what="rollout", timeout_s=60)
     status = m.kube.get(ref)["status"]
     key = "components" if version == "v1beta1" else "services"
-    assert status[key]["VllmWorker"] | {} == {"componentKind": "Deployment", "componentName": "llm-vllmworker", "replicas": 2,
-                                             "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2}
+    assert status[key]["VllmWorker"] | {} == {
+        "componentKind": "Deployment",
+        "componentName": "llm-vllmworker",
+        "replicas": 2,
+        "updatedReplicas": 2,
+        "readyReplicas": 2,
+        "availableReplicas": 2,
+    }
     workers, frontends = pods_of(m, "VllmWorker"), pods_of(m, "Frontend")
     assert len(workers) == 2 and len(frontends) == 1
     labels = workers[0]["metadata"]["labels"]
@@ -160,13 +176,22 @@ def test_operator_rolls_a_changed_component_and_replaces_evicted_pods(mini):
     # Cordon the node and evict the worker: it comes back on the other GPU node.
     m.kube.merge_patch(Ref("v1", "nodes", None, node), {"spec": {"unschedulable": True}})
     name = after[0]["metadata"]["name"]
-    m.kube.request("POST", f"/api/v1/namespaces/{m.ns}/pods/{name}/eviction", body={
-        "apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name, "namespace": m.ns}})
+    m.kube.request(
+        "POST",
+        f"/api/v1/namespaces/{m.ns}/pods/{name}/eviction",
+        body={"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name, "namespace": m.ns}},
+    )
     other = m.gpu(1) if node == m.gpu(0) else m.gpu(0)
-    wait_until(lambda: True if [p for p in pods_of(m, "VllmWorker") if p["spec"].get("nodeName") == other and pod_ready(p)]
-               else None, what="worker recreated on the other node", timeout_s=60)
-    wait_until(lambda: True if m.kube.get_or_none(Ref("v1", "pods", m.ns, name)) is None else None,
-               what="evicted pod finalised by the kubelet simulator", timeout_s=30)
+    wait_until(
+        lambda: True if [p for p in pods_of(m, "VllmWorker") if p["spec"].get("nodeName") == other and pod_ready(p)] else None,
+        what="worker recreated on the other node",
+        timeout_s=60,
+    )
+    wait_until(
+        lambda: True if m.kube.get_or_none(Ref("v1", "pods", m.ns, name)) is None else None,
+        what="evicted pod finalised by the kubelet simulator",
+        timeout_s=30,
+    )
 
 
 def test_kubelet_runs_a_toggle_off_pod_on_the_nodes_directory(mini):
@@ -178,8 +203,7 @@ def test_kubelet_runs_a_toggle_off_pod_on_the_nodes_directory(mini):
     # What cleanup-dgd does: a pod pinned to the node with the toggle hostPath, watched to Succeeded.
     run_to_completion(m.kube, toggle_off_pod("r1", m.ns, node, "/var/lib/faultflow", "steps:1"), timeout_s=60)
     assert not toggle.read(toggle_file).on
-    assert "toggle" in (m.lab.pod_log(m.ns, toggle_off_pod("r1", m.ns, node, "/var/lib/faultflow", "x")["metadata"]["name"])
-                        .read_text())
+    assert "toggle" in (m.lab.pod_log(m.ns, toggle_off_pod("r1", m.ns, node, "/var/lib/faultflow", "x")["metadata"]["name"]).read_text())
 
 
 def test_kubelet_restarts_a_crashing_worker_with_backoff(mini):
@@ -203,8 +227,11 @@ def test_kubelet_restarts_a_crashing_worker_with_backoff(mini):
     crashed = wait_until(restarted, what="worker restarted twice", timeout_s=60)
     assert crashed["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"] == 1
     toggle.write(toggle_file, toggle.Toggle(on=False))
-    wait_until(lambda: True if pod_ready(m.kube.get(Ref("v1", "pods", m.ns, pod["metadata"]["name"]))) else None,
-               what="worker ready again", timeout_s=60)
+    wait_until(
+        lambda: True if pod_ready(m.kube.get(Ref("v1", "pods", m.ns, pod["metadata"]["name"]))) else None,
+        what="worker ready again",
+        timeout_s=60,
+    )
     log = m.lab.pod_log(m.ns, pod["metadata"]["name"]).read_text()
     assert "injecting XID 94" in log and "CUDA error 214" in log
 
@@ -221,16 +248,29 @@ def test_nvsentinel_quarantines_drains_and_releases_on_gpu_reset(mini):
     m.kubelet()
     nvs = m.nvsentinel()
     node = m.gpu(0)
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "job", "namespace": m.ns},
-           "spec": {"nodeName": node, "restartPolicy": "Never",
-                    "containers": [{"name": "c", "image": "busybox", "command": ["/bin/sh", "-c", "exec sleep 600"]}]}}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "job", "namespace": m.ns},
+        "spec": {
+            "nodeName": node,
+            "restartPolicy": "Never",
+            "containers": [{"name": "c", "image": "busybox", "command": ["/bin/sh", "-c", "exec sleep 600"]}],
+        },
+    }
     m.kube.create(Ref("v1", "pods", m.ns, ""), pod)
-    wait_until(lambda: True if (m.kube.get(Ref("v1", "pods", m.ns, "job")).get("status") or {}).get("phase") == "Running"
-               else None, what="pod running", timeout_s=30)
+    wait_until(
+        lambda: True if (m.kube.get(Ref("v1", "pods", m.ns, "job")).get("status") or {}).get("phase") == "Running" else None,
+        what="pod running",
+        timeout_s=30,
+    )
     pci = m.pci(node)
     m.write_kmsg(node, kmsg.xid_line(79, pci, 4242, "python3"))
-    wait_until(lambda: True if (m.node(node)["metadata"].get("labels") or {}).get(nv.STATE_LABEL) == "drain-succeeded" else None,
-               what="drain-succeeded", timeout_s=30)
+    wait_until(
+        lambda: True if (m.node(node)["metadata"].get("labels") or {}).get(nv.STATE_LABEL) == "drain-succeeded" else None,
+        what="drain-succeeded",
+        timeout_s=30,
+    )
     obj = m.node(node)
     labels, annotations = obj["metadata"]["labels"], obj["metadata"]["annotations"]
     assert obj["spec"]["unschedulable"] is True and annotations[nv.CORDONED_ANNOTATION] == "True"
@@ -244,7 +284,9 @@ def test_nvsentinel_quarantines_drains_and_releases_on_gpu_reset(mini):
     assert condition["message"].endswith("Recommended Action=RESTART_BM;")
     assert m.kube.get_or_none(Ref("v1", "pods", m.ns, "job")) is None  # evicted, and gone
     assert [line.split(": ", 1)[1] for line in nvs.log if "nvsentinel-state" in line] == [
-        f"{nv.STATE_LABEL}=draining", f"{nv.STATE_LABEL}=drain-succeeded"]
+        f"{nv.STATE_LABEL}=draining",
+        f"{nv.STATE_LABEL}=drain-succeeded",
+    ]
     # The GPU reset's acknowledgement is the healthy event that releases the node.
     uuid = list_gpus(str(m.lab.node_root(node) / "proc"))[0].uuid
     m.write_kmsg(node, f"<6>kernel: GPU reset executed: {uuid}, success: true\n".encode())
@@ -252,8 +294,13 @@ def test_nvsentinel_quarantines_drains_and_releases_on_gpu_reset(mini):
     obj = m.node(node)
     assert nv.STATE_LABEL not in obj["metadata"]["labels"] and nv.EVENT_ANNOTATION not in (obj["metadata"].get("annotations") or {})
     assert obj["metadata"]["labels"][nv.UNCORDON_BY_LABEL] == "NVSentinel"
-    wait_until(lambda: True if next(c for c in m.node(node)["status"]["conditions"] if c["type"] == nv.XID_CONDITION)["status"]
-               == "False" else None, what="condition healthy", timeout_s=30)
+    wait_until(
+        lambda: (
+            True if next(c for c in m.node(node)["status"]["conditions"] if c["type"] == nv.XID_CONDITION)["status"] == "False" else None
+        ),
+        what="condition healthy",
+        timeout_s=30,
+    )
 
 
 def test_nvsentinel_non_fatal_xid_is_an_event_and_no_cordon(mini):
@@ -290,16 +337,20 @@ def test_nvsentinel_circuit_breaker_trips_and_then_halts_quarantine(mini):
     breaker = Ref("v1", "configmaps", nvs.config.namespace, nv.CIRCUIT_BREAKER_CONFIGMAP)
     wait_until(lambda: True if nv.circuit_breaker_tripped(m.kube.get(breaker)["data"]) else None, what="tripped", timeout_s=30)
     m.write_kmsg(second, kmsg.xid_line(79, m.pci(second), 1, "python3"))
-    wait_until(lambda: True if any(c["type"] == nv.XID_CONDITION for c in m.node(second)["status"].get("conditions") or [])
-               else None, what="detected on the second node", timeout_s=30)
+    wait_until(
+        lambda: True if any(c["type"] == nv.XID_CONDITION for c in m.node(second)["status"].get("conditions") or []) else None,
+        what="detected on the second node",
+        timeout_s=30,
+    )
     assert not quarantined(m, second, 1.5)
 
 
 def test_nvsentinel_presence_is_what_preflight_checks(mini):
     m = mini
     nvs = m.nvsentinel()
-    pods = m.kube.list(Ref("v1", "pods", nvs.config.namespace, ""), label_selector=nv.SHM_POD_LABEL,
-                       field_selector=f"spec.nodeName={m.gpu(0)}")["items"]
+    pods = m.kube.list(
+        Ref("v1", "pods", nvs.config.namespace, ""), label_selector=nv.SHM_POD_LABEL, field_selector=f"spec.nodeName={m.gpu(0)}"
+    )["items"]
     assert [p["status"]["phase"] for p in pods] == ["Running"]
     cm = m.kube.get(Ref("v1", "configmaps", nvs.config.namespace, nv.CIRCUIT_BREAKER_CONFIGMAP))
     assert cm["data"] == {"status": "CLOSED"}
@@ -310,6 +361,7 @@ def test_nvsentinel_presence_is_what_preflight_checks(mini):
 
 
 # --- what NVSentinel really does (nvsentinel-2026-12.md): each difference driven both ways ------------
+
 
 def condition(m: Mini, node: str) -> dict | None:
     return next((c for c in m.node(node)["status"].get("conditions") or [] if c["type"] == nv.XID_CONDITION), None)
@@ -397,8 +449,11 @@ def test_nvsentinel_postures_annotate_without_a_cordon(mini, posture):
     node = m.gpu(0)
     m.write_kmsg(node, kmsg.xid_line(79, m.pci(node), 1, "p"))
     final = "drain-succeeded" if posture == "dry-run" else "quarantined"
-    wait_until(lambda: True if (m.node(node)["metadata"].get("labels") or {}).get(nv.STATE_LABEL) == final else None,
-               what=f"state {final}", timeout_s=30)
+    wait_until(
+        lambda: True if (m.node(node)["metadata"].get("labels") or {}).get(nv.STATE_LABEL) == final else None,
+        what=f"state {final}",
+        timeout_s=30,
+    )
     obj = m.node(node)
     assert json.loads(obj["metadata"]["annotations"][nv.EVENT_ANNOTATION])[0]["errorCode"] == ["79"]
     assert not obj["spec"].get("unschedulable") and condition(m, node)["status"] == "True"
@@ -407,8 +462,9 @@ def test_nvsentinel_postures_annotate_without_a_cordon(mini, posture):
     # The GPU reset's healthy event clears the finding; there was no cordon to lift.
     uuid = list_gpus(str(m.lab.node_root(node) / "proc"))[0].uuid
     m.write_kmsg(node, f"<6>kernel: GPU reset executed: {uuid}, success: true\n".encode())
-    wait_until(lambda: True if nv.STATE_LABEL not in (m.node(node)["metadata"].get("labels") or {}) else None,
-               what="finding cleared", timeout_s=30)
+    wait_until(
+        lambda: True if nv.STATE_LABEL not in (m.node(node)["metadata"].get("labels") or {}) else None, what="finding cleared", timeout_s=30
+    )
     assert not m.node(node)["spec"].get("unschedulable")
 
 
@@ -431,8 +487,11 @@ def test_nvsentinel_breaker_takes_the_lower_of_percentage_and_max_nodes(mini, ma
     node = m.gpu(0)
     m.write_kmsg(node, kmsg.xid_line(79, m.pci(node), 1, "p"))
     assert quarantined(m, node, 30)
-    wait_until(lambda: True if (m.node(node)["metadata"]["labels"].get(nv.STATE_LABEL) or "").startswith("drain-") else None,
-               what="drained", timeout_s=30)
+    wait_until(
+        lambda: True if (m.node(node)["metadata"]["labels"].get(nv.STATE_LABEL) or "").startswith("drain-") else None,
+        what="drained",
+        timeout_s=30,
+    )
     breaker = m.kube.get(Ref("v1", "configmaps", nvs.config.namespace, nv.CIRCUIT_BREAKER_CONFIGMAP))["data"]
     assert nv.circuit_breaker_tripped(breaker) is trips
 
@@ -447,8 +506,11 @@ def test_nvsentinel_xid_79_pair_is_one_event_and_the_fallen_off_check_fires_alon
     event = json.loads(m.node(pair)["metadata"]["annotations"][nv.EVENT_ANNOTATION])
     assert [e["errorCode"] for e in event] == [["79"]]
     # The older wording NVSentinel's GPU-fallen-off check matches, with no XID before it.
-    m.write_kmsg(alone, f"<3>kernel: NVRM: The NVIDIA GPU {m.pci(alone)}.0 (PCI ID: 10de:2330) installed in this system "
-                        "has fallen off the bus and is not responding to commands.\n".encode())
+    m.write_kmsg(
+        alone,
+        f"<3>kernel: NVRM: The NVIDIA GPU {m.pci(alone)}.0 (PCI ID: 10de:2330) installed in this system "
+        "has fallen off the bus and is not responding to commands.\n".encode(),
+    )
     assert quarantined(m, alone, 30)
     fallen = json.loads(m.node(alone)["metadata"]["annotations"][nv.EVENT_ANNOTATION])
     assert fallen[0]["errorCode"] == ["GPU_FALLEN_OFF_BUS"] and fallen[0]["checkName"] == "SysLogsGPUFallenOff"

@@ -18,8 +18,10 @@ OLD_DRIVER, NEW_DRIVER = "570.148.08", "580.105.08"
 
 
 def metadata(driver: str = OLD_DRIVER, pci_address: str = "00000000:17:00.0") -> dict:
-    return {"driver_version": driver, "gpus": [{"gpu_id": 0, "uuid": "GPU-11111111-2222-3333-4444-555555555555",
-                                                "pci_address": pci_address}]}
+    return {
+        "driver_version": driver,
+        "gpus": [{"gpu_id": 0, "uuid": "GPU-11111111-2222-3333-4444-555555555555", "pci_address": pci_address}],
+    }
 
 
 def simulated(line: bytes, node_metadata: dict | None, seen: dict | None = None):
@@ -28,7 +30,7 @@ def simulated(line: bytes, node_metadata: dict | None, seen: dict | None = None)
 
 def cases():
     for xid in XID_RANGE:
-        for variant in (RECOVERY if xid == 154 else ["gpu-reset"]):
+        for variant in RECOVERY if xid == 154 else ["gpu-reset"]:
             for with_metadata in (True, False):
                 for driver in (OLD_DRIVER, NEW_DRIVER) if with_metadata else ("",):
                     yield xid, variant, with_metadata, driver
@@ -42,8 +44,10 @@ def test_done_when_every_xid_with_and_without_metadata_gets_the_expected_action(
         want = expectation.expect(xid, with_metadata, driver, variant)
         checked += 1
         if (got.action, got.error_code) != (want.action, want.error_code):
-            differences.append(f"XID {xid} {variant} metadata={with_metadata} driver={driver}: simulator "
-                               f"{got.error_code}/{got.action}, expected {want.error_code}/{want.action}")
+            differences.append(
+                f"XID {xid} {variant} metadata={with_metadata} driver={driver}: simulator "
+                f"{got.error_code}/{got.action}, expected {want.error_code}/{want.action}"
+            )
     assert checked >= 172 * 3
     assert differences == []
 
@@ -67,6 +71,7 @@ def test_expectation_from_the_nodes_metadata_file(tmp_path):
 
 
 # --- each difference from the catalogue, both ways -----------------------------------------------------
+
 
 def test_154_action_follows_the_last_parentheses():
     base = f"<3>kernel: NVRM: Xid (PCI:{PCI}): 154, GPU recovery action changed from 0x0 (None) to "
@@ -101,11 +106,14 @@ def test_component_reset_needs_the_uuid_from_the_metadata_file():
     assert simulated(line, metadata(pci_address="00000000:18:00.0")).action == "RESTART_VM"
 
 
-@pytest.mark.parametrize("message,action", [
-    (f"NVRM: Xid (PCI:{PCI}): 999, pid=1, name=x", "CONTACT_SUPPORT"),  # not in the workbook
-    (f"NVRM: Xid (PCI:{PCI}): 94, pid=1, name=x, Contained", "NONE"),
-    (f"NVRM: Xid (PCI:{PCI}): 79, GPU has fallen off the bus.", "RESTART_BM"),  # newer drivers: no pid/name
-])
+@pytest.mark.parametrize(
+    "message,action",
+    [
+        (f"NVRM: Xid (PCI:{PCI}): 999, pid=1, name=x", "CONTACT_SUPPORT"),  # not in the workbook
+        (f"NVRM: Xid (PCI:{PCI}): 94, pid=1, name=x, Contained", "NONE"),
+        (f"NVRM: Xid (PCI:{PCI}): 79, GPU has fallen off the bus.", "RESTART_BM"),  # newer drivers: no pid/name
+    ],
+)
 def test_workbook_and_unknown_codes(message, action):
     assert classify(message, metadata()).action == action
 

@@ -60,8 +60,7 @@ def _namespace(rest: Rest) -> None:
         if err.status != 409:
             raise
     # Pod admission needs the namespace's default ServiceAccount, which kube-controller-manager makes.
-    wait_until(lambda: _get(rest, f"/api/v1/namespaces/{NS}/serviceaccounts/default"), what="default ServiceAccount",
-               timeout_s=60)
+    wait_until(lambda: _get(rest, f"/api/v1/namespaces/{NS}/serviceaccounts/default"), what="default ServiceAccount", timeout_s=60)
 
 
 def _get(rest: Rest, path: str) -> dict | None:
@@ -74,12 +73,20 @@ def _get(rest: Rest, path: str) -> dict | None:
 
 
 def _pod(name: str, node: str, command: str, **spec) -> dict:
-    container = {"name": "main", "image": "localhost/busybox:1.35", "imagePullPolicy": "Never",
-                 "command": ["/bin/sh", "-c", command]}
+    container = {"name": "main", "image": "localhost/busybox:1.35", "imagePullPolicy": "Never", "command": ["/bin/sh", "-c", command]}
     container.update(spec.pop("container", {}))
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS},
-            "spec": {"restartPolicy": "Never", "nodeSelector": {"kubernetes.io/hostname": node},
-                     "terminationGracePeriodSeconds": 1, "containers": [container], **spec}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "restartPolicy": "Never",
+            "nodeSelector": {"kubernetes.io/hostname": node},
+            "terminationGracePeriodSeconds": 1,
+            "containers": [container],
+            **spec,
+        },
+    }
 
 
 def _run_pod(rest: Rest, body: dict, phase: str = "Succeeded") -> tuple[dict, float]:
@@ -119,9 +126,12 @@ def test_nodes_register_as_themselves_and_are_ready(cluster):
         assert node["metadata"]["labels"]["kubernetes.io/hostname"] == name
         assert any(a["address"] == cluster.nodes[name].plan.ip for a in node["status"]["addresses"])
     # NodeRestriction + Node authorizer: gpu-0's kubelet identity may not touch cpu-0.
-    node_rest = Rest.with_client_cert(cluster.server, str(cluster.keys.ca_cert),
-                                      str(cluster.keys.ca_cert.with_name("node-gpu-0.crt")),
-                                      str(cluster.keys.ca_cert.with_name("node-gpu-0.key")))
+    node_rest = Rest.with_client_cert(
+        cluster.server,
+        str(cluster.keys.ca_cert),
+        str(cluster.keys.ca_cert.with_name("node-gpu-0.crt")),
+        str(cluster.keys.ca_cert.with_name("node-gpu-0.key")),
+    )
     assert _merge_patch(node_rest, "/api/v1/nodes/gpu-0", {"metadata": {"labels": {"faultflow.dev/t": "1"}}}) == 200
     assert _merge_patch(node_rest, "/api/v1/nodes/cpu-0", {"metadata": {"labels": {"faultflow.dev/t": "1"}}}) == 403
     # The Node authorizer: a node reads only the secrets its own pods use.
@@ -158,13 +168,19 @@ def test_a_privileged_pod_writing_dev_kmsg_reaches_its_nodes_pty_not_the_hosts(c
     rest = cluster.rest()
     _namespace(rest)
     marker = f"NVRM: Xid (PCI:0000:17:00): 79, faultflow-test-{secrets.token_hex(4)}"
-    body = _pod("kmsg", "gpu-0", f"printf '%s\\n' '{marker}' > /dev/kmsg",
-                container={"securityContext": {"privileged": True},
-                           "volumeMounts": [{"name": "kmsg", "mountPath": "/dev/kmsg"}]},
-                volumes=[{"name": "kmsg", "hostPath": {"path": "/dev/kmsg", "type": "CharDevice"}}])
+    body = _pod(
+        "kmsg",
+        "gpu-0",
+        f"printf '%s\\n' '{marker}' > /dev/kmsg",
+        container={"securityContext": {"privileged": True}, "volumeMounts": [{"name": "kmsg", "mountPath": "/dev/kmsg"}]},
+        volumes=[{"name": "kmsg", "hostPath": {"path": "/dev/kmsg", "type": "CharDevice"}}],
+    )
     _run_pod(rest, body)
-    wait_until(lambda: True if marker in cluster.nodes["gpu-0"].kmsg_log.read_text(errors="replace") else None,
-               what="the marker on gpu-0's kernel-log pty", timeout_s=10)
+    wait_until(
+        lambda: True if marker in cluster.nodes["gpu-0"].kmsg_log.read_text(errors="replace") else None,
+        what="the marker on gpu-0's kernel-log pty",
+        timeout_s=10,
+    )
     assert marker not in cluster.nodes["cpu-0"].kmsg_log.read_text(errors="replace")
     assert marker not in _host_kmsg()
 
@@ -202,13 +218,23 @@ def test_a_gpu_pod_lands_on_a_gpu_node_which_has_its_own_driver_tree_and_toggle_
     rest = cluster.rest()
     _namespace(rest)
     toggle = f"faultflow-toggle-{secrets.token_hex(4)}"
-    body = _pod("gpu", "gpu-0", f"cat /driver/nvidia/gpus/*/information | grep -E 'Bus Location|Device Minor'; "
-                f"echo on > /var/lib/faultflow/{toggle}; echo visible=$NVIDIA_VISIBLE_DEVICES",
-                container={"resources": {"limits": {"nvidia.com/gpu": "2"}},
-                           "volumeMounts": [{"name": "driver", "mountPath": "/driver", "readOnly": True},
-                                            {"name": "toggle", "mountPath": "/var/lib/faultflow"}]},
-                volumes=[{"name": "driver", "hostPath": {"path": "/proc/driver", "type": "Directory"}},
-                         {"name": "toggle", "hostPath": {"path": "/var/lib/faultflow", "type": "DirectoryOrCreate"}}])
+    body = _pod(
+        "gpu",
+        "gpu-0",
+        f"cat /driver/nvidia/gpus/*/information | grep -E 'Bus Location|Device Minor'; "
+        f"echo on > /var/lib/faultflow/{toggle}; echo visible=$NVIDIA_VISIBLE_DEVICES",
+        container={
+            "resources": {"limits": {"nvidia.com/gpu": "2"}},
+            "volumeMounts": [
+                {"name": "driver", "mountPath": "/driver", "readOnly": True},
+                {"name": "toggle", "mountPath": "/var/lib/faultflow"},
+            ],
+        },
+        volumes=[
+            {"name": "driver", "hostPath": {"path": "/proc/driver", "type": "Directory"}},
+            {"name": "toggle", "hostPath": {"path": "/var/lib/faultflow", "type": "DirectoryOrCreate"}},
+        ],
+    )
     del body["spec"]["nodeSelector"]  # the scheduler places it: only gpu-0 has GPUs
     body["spec"]["nodeSelector"] = {"nvidia.com/gpu.present": "true"}
     pod, _ = _run_pod(rest, body)
@@ -216,7 +242,7 @@ def test_a_gpu_pod_lands_on_a_gpu_node_which_has_its_own_driver_tree_and_toggle_
     logs = _logs(rest, "gpu")
     assert logs.count("Device Minor") == 8 and "Bus Location: \t 00000000:17:00.0" in logs
     # The device plugin allocated two of gpu-0's GPUs by UUID, as NVIDIA's plugin does.
-    visible = next(line for line in logs.splitlines() if line.startswith("visible="))[len("visible="):].split(",")
+    visible = next(line for line in logs.splitlines() if line.startswith("visible="))[len("visible=") :].split(",")
     assert len(set(visible)) == 2 and all(uuid.startswith("GPU-") for uuid in visible)
     # The hostPath is the node's own /var/lib: the file is in gpu-0's overlay, not on the machine.
     assert (cluster.nodes["gpu-0"].folder / "varlib-upper" / "faultflow" / toggle).read_text() == "on\n"
@@ -227,27 +253,39 @@ def test_a_gpu_pod_lands_on_a_gpu_node_which_has_its_own_driver_tree_and_toggle_
 def test_a_service_name_resolves_through_coredns_across_nodes(cluster):
     rest = cluster.rest()
     _namespace(rest)
-    server = _pod("web", "gpu-0", "mkdir -p /www && echo served-by-web > /www/index.html && httpd -f -p 8080 -h /www",
-                  container={"ports": [{"containerPort": 8080}]})
+    server = _pod(
+        "web",
+        "gpu-0",
+        "mkdir -p /www && echo served-by-web > /www/index.html && httpd -f -p 8080 -h /www",
+        container={"ports": [{"containerPort": 8080}]},
+    )
     server["metadata"]["labels"] = {"app": "web"}
     _run_pod(rest, server, phase="Running")
-    rest.post(f"/api/v1/namespaces/{NS}/services", {
-        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
-        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}})
+    rest.post(
+        f"/api/v1/namespaces/{NS}/services",
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "web"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
+        },
+    )
     wait_until(lambda: True if _coredns_ready(rest) else None, what="CoreDNS ready", timeout_s=POD_TIMEOUT_S)
     # From the other node, with glibc's resolver (the Debian image): the name through CoreDNS and the
     # pod's search path, the ClusterIP through kube-proxy, then the pod on the other node.
-    script = ("import socket, sys, time, urllib.request\n"
-              "for _ in range(50):\n"
-              "    try:\n"
-              "        ip = socket.gethostbyname('web')\n"
-              "        print('resolved', ip)\n"
-              "        print(urllib.request.urlopen('http://web/', timeout=2).read().decode())\n"
-              "        sys.exit(0)\n"
-              "    except OSError as exc:\n"
-              "        print(exc)\n"
-              "        time.sleep(0.2)\n"
-              "sys.exit(1)\n")
+    script = (
+        "import socket, sys, time, urllib.request\n"
+        "for _ in range(50):\n"
+        "    try:\n"
+        "        ip = socket.gethostbyname('web')\n"
+        "        print('resolved', ip)\n"
+        "        print(urllib.request.urlopen('http://web/', timeout=2).read().decode())\n"
+        "        sys.exit(0)\n"
+        "    except OSError as exc:\n"
+        "        print(exc)\n"
+        "        time.sleep(0.2)\n"
+        "sys.exit(1)\n"
+    )
     client = _pod("client", "cpu-0", "", container={"image": images.DEBIAN.ref, "command": ["python3", "-c", script]})
     _run_pod(rest, client)
     logs = _logs(rest, "client")
@@ -274,22 +312,32 @@ def test_the_nvsentinel_simulator_quarantines_the_node_whose_kernel_log_got_an_x
     _namespace(rest)
     config = NvsentinelConfig(detect_delay_s=0, quarantine_delay_s=0, drain_delay_s=0)
     # Its circuit breaker (the chart's ConfigMap); its monitor pods' presence is not simulated here.
-    for path, body in (("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": config.namespace}}),
-                       (f"/api/v1/namespaces/{config.namespace}/configmaps",
-                        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": nv.CIRCUIT_BREAKER_CONFIGMAP},
-                         "data": {"status": "CLOSED"}})):
+    for path, body in (
+        ("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": config.namespace}}),
+        (
+            f"/api/v1/namespaces/{config.namespace}/configmaps",
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": nv.CIRCUIT_BREAKER_CONFIGMAP}, "data": {"status": "CLOSED"}},
+        ),
+    ):
         rest.post(path, body)
-    simulator = NvsentinelSimulator(connect(str(cluster.kubeconfig)), LabDir(cluster.folder), ["gpu-0"], config,
-                                    node_paths=cluster.node_paths).start()
+    simulator = NvsentinelSimulator(
+        connect(str(cluster.kubeconfig)), LabDir(cluster.folder), ["gpu-0"], config, node_paths=cluster.node_paths
+    ).start()
     try:
         line = base64.b64encode(xid_line(79, "0000:17:00", 4242, "python3")).decode()
-        body = _pod("xid", "gpu-0", f"echo {line} | base64 -d > /dev/kmsg",
-                    container={"securityContext": {"privileged": True},
-                               "volumeMounts": [{"name": "kmsg", "mountPath": "/dev/kmsg"}]},
-                    volumes=[{"name": "kmsg", "hostPath": {"path": "/dev/kmsg", "type": "CharDevice"}}])
+        body = _pod(
+            "xid",
+            "gpu-0",
+            f"echo {line} | base64 -d > /dev/kmsg",
+            container={"securityContext": {"privileged": True}, "volumeMounts": [{"name": "kmsg", "mountPath": "/dev/kmsg"}]},
+            volumes=[{"name": "kmsg", "hostPath": {"path": "/dev/kmsg", "type": "CharDevice"}}],
+        )
         _run_pod(rest, body)
-        node = wait_until(lambda: n if nv.is_quarantined(n := rest.get("/api/v1/nodes/gpu-0")) else None,
-                          what="gpu-0 quarantined by the NVSentinel simulator", timeout_s=60)
+        node = wait_until(
+            lambda: n if nv.is_quarantined(n := rest.get("/api/v1/nodes/gpu-0")) else None,
+            what="gpu-0 quarantined by the NVSentinel simulator",
+            timeout_s=60,
+        )
     finally:
         simulator.stop()
     assert node["spec"].get("unschedulable") is True
@@ -308,8 +356,12 @@ def test_the_host_is_unchanged_after_up_and_down(cluster):
 def test_down_after_a_sigkilled_up_removes_everything_it_made(tmp_path):
     folder = tmp_path / "lab"
     before = host_snapshot.snapshot(folder, _cgroup_prefix(folder))
-    up = subprocess.Popen([sys.executable, "-m", "lab.nodes", "up", "--dir", str(folder), "--gpu-nodes", "1",
-                           "--no-coredns"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    up = subprocess.Popen(
+        [sys.executable, "-m", "lab.nodes", "up", "--dir", str(folder), "--gpu-nodes", "1", "--no-coredns"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines = []
     for line in up.stdout:
         lines.append(line)
@@ -321,8 +373,7 @@ def test_down_after_a_sigkilled_up_removes_everything_it_made(tmp_path):
     assert made.live_pids() and list(Path("/sys/fs/cgroup").glob(f"*/{_cgroup_prefix(folder)}*"))
     up.send_signal(signal.SIGKILL)
     up.wait()
-    down = subprocess.run([sys.executable, "-m", "lab.nodes", "down", "--dir", str(folder)],
-                          capture_output=True, text=True)
+    down = subprocess.run([sys.executable, "-m", "lab.nodes", "down", "--dir", str(folder)], capture_output=True, text=True)
     assert down.returncode == 0, down.stderr
     assert not folder.exists()
     assert host_snapshot.diff(before, host_snapshot.snapshot(folder, _cgroup_prefix(folder))) == {}

@@ -10,14 +10,24 @@ from pathlib import Path
 import pytest
 
 from lab import controlplane, pki
-from lab.nodes import ledger as L, namespaces, packages
+from lab.nodes import ledger as L
+from lab.nodes import namespaces, packages
 
 
 def test_apiserver_overrides_replace_drop_and_add_flags(tmp_path):
     keys = pki.create(tmp_path / "pki")
-    argv = controlplane.apiserver_argv(Path("/x/kube-apiserver"), port=1, etcd_url="http://e", keys=keys, folder=tmp_path,
-                                       overrides={"--authorization-mode": "Node,RBAC", "--endpoint-reconciler-type": None,
-                                                  "--enable-admission-plugins": "NodeRestriction"})
+    argv = controlplane.apiserver_argv(
+        Path("/x/kube-apiserver"),
+        port=1,
+        etcd_url="http://e",
+        keys=keys,
+        folder=tmp_path,
+        overrides={
+            "--authorization-mode": "Node,RBAC",
+            "--endpoint-reconciler-type": None,
+            "--enable-admission-plugins": "NodeRestriction",
+        },
+    )
     assert "--authorization-mode=Node,RBAC" in argv and "--authorization-mode=RBAC" not in argv
     assert not any(a.startswith("--endpoint-reconciler-type") for a in argv)
     assert argv[-1] == "--enable-admission-plugins=NodeRestriction"
@@ -55,8 +65,13 @@ def test_a_node_namespace_has_its_own_pids_network_and_kernel_log(tmp_path):
     ledger = L.Ledger(tmp_path / "made.jsonl")
     ns = namespaces.hold("n", tmp_path / "n", ledger, mounts=[{"type": "tmpfs", "target": "/run"}], kmsg=True)
     try:
-        out = ns.run(["sh", "-c", "echo faultflow-ns-marker > /dev/kmsg; ls /proc | grep -c '^[0-9]'; ip -o link; "
-                      "ls /run | wc -l; readlink /proc/1/exe"])
+        out = ns.run(
+            [
+                "sh",
+                "-c",
+                "echo faultflow-ns-marker > /dev/kmsg; ls /proc | grep -c '^[0-9]'; ip -o link; ls /run | wc -l; readlink /proc/1/exe",
+            ]
+        )
         count, *rest = out.splitlines()
         assert int(count) < 10  # init, nsenter's child and this shell's: not the machine's processes
         assert [line.split()[1] for line in rest if ": " in line] == ["lo:"]
@@ -64,8 +79,11 @@ def test_a_node_namespace_has_its_own_pids_network_and_kernel_log(tmp_path):
         namespaces_dir = tmp_path / "n"
         from lab.processes import wait_until
 
-        wait_until(lambda: True if b"faultflow-ns-marker" in (namespaces_dir / "kmsg.log").read_bytes() else None,
-                   what="marker on the pty", timeout_s=5)
+        wait_until(
+            lambda: True if b"faultflow-ns-marker" in (namespaces_dir / "kmsg.log").read_bytes() else None,
+            what="marker on the pty",
+            timeout_s=5,
+        )
         holder = ns.pid
     finally:
         ns.stop()
@@ -84,8 +102,10 @@ def test_missing_packages_without_root_is_one_line(monkeypatch):
 
 def test_packages_cli_exits_2_with_one_line(tmp_path):
     # Same refusal through the entry point the Makefile runs, as a non-root user would see it.
-    code = ("import os, sys; from lab.nodes import packages as p; p.PACKAGES={'nope': '/nonexistent/x'}; "
-            "os.geteuid=lambda: 1000; sys.exit(p.main([]))")
+    code = (
+        "import os, sys; from lab.nodes import packages as p; p.PACKAGES={'nope': '/nonexistent/x'}; "
+        "os.geteuid=lambda: 1000; sys.exit(p.main([]))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
 

@@ -10,16 +10,16 @@ DGD spec unchanged, no toggle on, no ledger entry applied, no inject stage start
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from lab.run_lock import LEASE_DURATION_S, RunLocks, lease_ref
 from lab.run_record import FAILED, RunRecord
-from steps.run import ledger as L
-from steps.gpu import nvsentinel
 from steps.errors import CheckFailed
+from steps.gpu import nvsentinel
 from steps.kube.client import Ref
+from steps.run import ledger as L
 from steps.run.guardrails import OPT_IN_LABEL
 from tests.lab.run_checks import Lab, Run, release_quarantined, snapshot, wait_baseline
 
@@ -103,12 +103,16 @@ def test_a_lock_of_a_run_whose_workflow_ended_is_taken_over(lab, baseline):
     duration) is free once its Workflow record is Failed — and not while it is Running."""
     kube = lab.kube()
     dead = RunRecord.create(kube, lab.namespace, "gpu-fault-killed", "gpu-fault", {})
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # renewed just now: not expired
-    kube.create(lease_ref(lab.namespace, ""), {
-        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-        "metadata": {"name": "faultflow-gpu", "labels": {"faultflow.dev/lock": "true"}},
-        "spec": {"holderIdentity": dead.name, "leaseDurationSeconds": LEASE_DURATION_S, "acquireTime": now, "renewTime": now},
-    })
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # renewed just now: not expired
+    kube.create(
+        lease_ref(lab.namespace, ""),
+        {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": "faultflow-gpu", "labels": {"faultflow.dev/lock": "true"}},
+            "spec": {"holderIdentity": dead.name, "leaseDurationSeconds": LEASE_DURATION_S, "acquireTime": now, "renewTime": now},
+        },
+    )
     try:
         with pytest.raises(CheckFailed, match=f"held by run {dead.name}"):
             with RunLocks(kube, lab.namespace, ["faultflow-gpu"], "gpu-fault-next"):

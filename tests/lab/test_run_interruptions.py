@@ -44,8 +44,11 @@ class Matrix:
     def summary(self) -> list[str]:
         lines = [f"  {case}: {'clean' if not found else '; '.join(found)}" for case, found in self.cases]
         dirty = sum(1 for _, found in self.cases if found)
-        return [*lines, f"leftovers after interruption matrix: {dirty} of {len(self.cases)}",
-                f"interruption_matrix_s: {time.monotonic() - self.start:.1f}"]
+        return [
+            *lines,
+            f"leftovers after interruption matrix: {dirty} of {len(self.cases)}",
+            f"interruption_matrix_s: {time.monotonic() - self.start:.1f}",
+        ]
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +77,11 @@ def wait_nvsentinel_quarantine(lab: Lab, node: str) -> None:
     faultflow does next. Waiting for it makes the comparison below see NVSentinel's cordon, which
     faultflow must leave in place."""
     kube = lab.kube()
-    wait_until(lambda: True if nvsentinel.is_quarantined(kube.get(Ref("v1", "nodes", None, node))) else None,
-               what=f"NVSentinel quarantining {node}", timeout_s=30)
+    wait_until(
+        lambda: True if nvsentinel.is_quarantined(kube.get(Ref("v1", "nodes", None, node))) else None,
+        what=f"NVSentinel quarantining {node}",
+        timeout_s=30,
+    )
 
 
 def end_like_argo_terminate(lab: Lab, run: Run) -> None:

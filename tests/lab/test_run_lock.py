@@ -33,11 +33,15 @@ def test_a_second_run_on_the_same_lock_is_refused_until_the_first_ends(kube, nam
 
 
 def test_a_stale_lease_of_a_dead_runner_is_taken_over(kube, namespace: str) -> None:
-    kube.create(lease_ref(namespace, ""), {
-        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "faultflow-gpu"},
-        "spec": {"holderIdentity": "run-dead", "leaseDurationSeconds": LEASE_DURATION_S,
-                 "renewTime": "2020-01-01T00:00:00.000000Z"},
-    })
+    kube.create(
+        lease_ref(namespace, ""),
+        {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": "faultflow-gpu"},
+            "spec": {"holderIdentity": "run-dead", "leaseDurationSeconds": LEASE_DURATION_S, "renewTime": "2020-01-01T00:00:00.000000Z"},
+        },
+    )
     with RunLocks(kube, namespace, ["faultflow-gpu"], "run-new"):
         assert holders(kube, namespace) == {"faultflow-gpu": "run-new"}
 

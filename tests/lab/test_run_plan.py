@@ -14,8 +14,16 @@ from workflows.scenarios import by_name
 def plan(tmp_path: Path, **given: str) -> RunPlan:
     scenario = by_name("gpu-fault")
     values = parameter_values(scenario, {"namespace": "team-a", "target": "dgd/llm", **given})
-    return RunPlan(scenario=scenario, values=values, name="gpu-fault-abcde", evidence=tmp_path, uid="uid-1",
-                   kubeconfig=tmp_path / "kubeconfig", namespace="team-a", node_root=lambda node: tmp_path / "nodes" / node)
+    return RunPlan(
+        scenario=scenario,
+        values=values,
+        name="gpu-fault-abcde",
+        evidence=tmp_path,
+        uid="uid-1",
+        kubeconfig=tmp_path / "kubeconfig",
+        namespace="team-a",
+        node_root=lambda node: tmp_path / "nodes" / node,
+    )
 
 
 def test_run_names_are_unique_label_values() -> None:
@@ -30,11 +38,14 @@ def test_parameters_default_and_override() -> None:
     assert values["namespace"] == by_name("gpu-fault").parameter("namespace").default
 
 
-@pytest.mark.parametrize("given, message", [
-    ({"no-such": "1"}, "has no parameter no-such"),
-    ({"xid": "0"}, "xid='0' is not one of"),
-    ({"dgd-version": "v2"}, "dgd-version='v2' is not one of"),
-])
+@pytest.mark.parametrize(
+    "given, message",
+    [
+        ({"no-such": "1"}, "has no parameter no-such"),
+        ({"xid": "0"}, "xid='0' is not one of"),
+        ({"dgd-version": "v2"}, "dgd-version='v2' is not one of"),
+    ],
+)
 def test_bad_parameters_are_refused(given: dict, message: str) -> None:
     with pytest.raises(BadInput, match=message):
         parameter_values(by_name("gpu-fault"), given)

@@ -33,8 +33,9 @@ def test_monitor_only_posture_then_a_deduplicated_repeat(monitor_only_lab, tmp_p
     wait_baseline(lab)
     kube = lab.kube()
     first = tmp_path / "first"
-    result = run_cli("run", "xid-only", "--lab", str(lab.root), "-p", "xid=79", "-p", "cordon-timeout=20s",
-                     "--evidence", str(first), timeout=400)
+    result = run_cli(
+        "run", "xid-only", "--lab", str(lab.root), "-p", "xid=79", "-p", "cordon-timeout=20s", "--evidence", str(first), timeout=400
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     node = (first / "preflight" / "node").read_text().strip()
     assert (first / "preflight" / "expect").read_text().strip() == "annotate"  # --expect auto read fault-quarantine's config
@@ -45,8 +46,7 @@ def test_monitor_only_posture_then_a_deduplicated_repeat(monitor_only_lab, tmp_p
     assert (first / "wait-for-cordon" / "outcome").read_text().strip() == "annotated"
 
     # The same XID on the same GPU of the same node (no cordon moved the worker) inside 3 minutes.
-    second = run_cli("run", "xid-only", "--lab", str(lab.root), "-p", "xid=79", "--evidence", str(tmp_path / "second"),
-                     timeout=400)
+    second = run_cli("run", "xid-only", "--lab", str(lab.root), "-p", "xid=79", "--evidence", str(tmp_path / "second"), timeout=400)
     assert second.returncode != 0
     assert "dedup window" in second.stdout and "--wait-dedup" in second.stdout
     assert not (tmp_path / "second" / "inject-xid").exists() or not any((tmp_path / "second" / "inject-xid").iterdir())

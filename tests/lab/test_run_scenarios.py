@@ -18,10 +18,11 @@ import pytest
 
 from lab.run_lock import lease_ref
 from lab.run_record import workflow_ref
-from steps.run import ledger as L
-from steps.gpu import nvsentinel as nv, toggle
-from steps.kube.client import Ref
+from steps.gpu import nvsentinel as nv
+from steps.gpu import toggle
 from steps.gpu.xids import lookup
+from steps.kube.client import Ref
+from steps.run import ledger as L
 from tests.cli import run_cli
 from tests.lab.run_checks import release_quarantined, wait_baseline
 
@@ -35,8 +36,9 @@ def test_gpu_fault(lab, tmp_path: Path, xid: int) -> None:
     fatal = lookup(xid).fatal
     evidence = tmp_path / "evidence"
 
-    result = run_cli("run", "gpu-fault", "--lab", str(lab.root), "-p", f"xid={xid}", "-p", "cordon-timeout=5s",
-                     "--evidence", str(evidence), timeout=400)
+    result = run_cli(
+        "run", "gpu-fault", "--lab", str(lab.root), "-p", f"xid={xid}", "-p", "cordon-timeout=5s", "--evidence", str(evidence), timeout=400
+    )
     node = (evidence / "preflight" / "node").read_text().strip()
     # NVSentinel's GPU reset releases the node it quarantined (only that one, only for a fatal XID).
     assert release_quarantined(lab) == ([node] if fatal else [])
@@ -48,8 +50,12 @@ def test_gpu_fault(lab, tmp_path: Path, xid: int) -> None:
     timeline = [e["event"] for e in report["timeline"]]
     assert "fault_injected" in timeline and "dgd_restored" in timeline
     if fatal:
-        assert timeline.index("fault_injected") < timeline.index("node_cordoned") < timeline.index("pods_evicted") \
+        assert (
+            timeline.index("fault_injected")
+            < timeline.index("node_cordoned")
+            < timeline.index("pods_evicted")
             < timeline.index("dgd_restored")
+        )
         assert (report["figures"]["time_to_recovery_s"] or 0) > 0
     else:
         assert "node_cordoned" not in timeline
@@ -80,8 +86,7 @@ def test_breaker_headroom_refusal(lab, tmp_path: Path) -> None:
     tight = before[nv.FAULT_QUARANTINE_KEY].replace("[circuitBreaker]\n", "[circuitBreaker]\nmaxNodes = 1\n")
     kube.merge_patch(config, {"data": {nv.FAULT_QUARANTINE_KEY: tight}})
     try:
-        result = run_cli("run", "xid-only", "--lab", str(lab.root), "-p", "xid=79", "--evidence", str(tmp_path / "evidence"),
-                         timeout=400)
+        result = run_cli("run", "xid-only", "--lab", str(lab.root), "-p", "xid=79", "--evidence", str(tmp_path / "evidence"), timeout=400)
     finally:
         kube.merge_patch(config, {"data": before})
     assert result.returncode != 0
@@ -95,8 +100,9 @@ def test_network_degrade(lab, tmp_path: Path) -> None:
     wait_baseline(lab)
     kube = lab.kube()
     evidence = tmp_path / "evidence"
-    result = run_cli("run", "network-degrade", "--lab", str(lab.root), "-p", "hold=2s", "-p", "action=loss",
-                     "--evidence", str(evidence), timeout=400)
+    result = run_cli(
+        "run", "network-degrade", "--lab", str(lab.root), "-p", "hold=2s", "-p", "action=loss", "--evidence", str(evidence), timeout=400
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     timeline = [e["event"] for e in json.loads((evidence / "report" / "report.json").read_text())["timeline"]]
     assert timeline.index("fault_injected") < timeline.index("fault_cleared")
@@ -113,8 +119,19 @@ def test_network_partition(lab, tmp_path: Path) -> None:
     policies = Ref("networking.k8s.io/v1", "networkpolicies", lab.namespace, "")
     assert kube.list(policies)["items"] == []
     evidence = tmp_path / "evidence"
-    result = run_cli("run", "network-partition", "--lab", str(lab.root), "-p", "hold=2s",
-                     "-p", "partition=frontend-worker", "--evidence", str(evidence), timeout=400)
+    result = run_cli(
+        "run",
+        "network-partition",
+        "--lab",
+        str(lab.root),
+        "-p",
+        "hold=2s",
+        "-p",
+        "partition=frontend-worker",
+        "--evidence",
+        str(evidence),
+        timeout=400,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     assert "# network-partition: PASSED" in result.stdout
     verified = json.loads((evidence / "verify-partition" / "verify.json").read_text())
@@ -123,8 +140,7 @@ def test_network_partition(lab, tmp_path: Path) -> None:
     assert {"selects_pods", "peers_exist", "to_cut", "from_cut", "dns_allowed", "api_server_allowed"} <= kinds
     # The pods' IPs lie in the nodes' pod CIDRs, one address per pod (what makes the ipBlock check mean something).
     pods = kube.list(Ref("v1", "pods", lab.namespace, ""))["items"]
-    cidrs = {n["metadata"]["name"]: ipaddress.ip_network(n["spec"]["podCIDR"])
-             for n in kube.list(Ref("v1", "nodes", None, ""))["items"]}
+    cidrs = {n["metadata"]["name"]: ipaddress.ip_network(n["spec"]["podCIDR"]) for n in kube.list(Ref("v1", "nodes", None, ""))["items"]}
     ips = [p["status"]["podIP"] for p in pods if p.get("status", {}).get("podIP")]
     assert len(ips) == len(set(ips)) >= 2
     assert all(ipaddress.ip_address(p["status"]["podIP"]) in cidrs[p["spec"]["nodeName"]] for p in pods if p["status"].get("podIP"))

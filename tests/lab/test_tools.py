@@ -93,9 +93,9 @@ def test_derived_v1beta1_keys_components_by_name_and_reuses_the_real_pod_spec():
     components = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["components"]
     assert version["name"] == "v1beta1" and components["x-kubernetes-list-map-keys"] == ["name"]
     pod_spec = components["items"]["properties"]["podTemplate"]["properties"]["spec"]
-    alpha_pod_spec = alpha["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"][
-        "services"
-    ]["additionalProperties"]["properties"]["extraPodSpec"]
+    alpha_pod_spec = alpha["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["services"][
+        "additionalProperties"
+    ]["properties"]["extraPodSpec"]
     assert pod_spec["properties"]["containers"] == alpha_pod_spec["properties"]["containers"]
 
 

@@ -12,13 +12,10 @@ from lab.inference_simulator import InferenceSimulator
 from tests.cli import FAULTFLOW, faultflow  # noqa: F401  (re-exported for the inference tests)
 
 
-
 @pytest.fixture
 def simulator():
     with InferenceSimulator() as sim:
         yield sim
-
-
 
 
 def events(stdout: str) -> list[dict]:

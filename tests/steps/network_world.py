@@ -13,8 +13,8 @@ import itertools
 import uuid
 from dataclasses import dataclass, field
 
-from steps.workload import dynamo as dgd
 from steps.kube.client import Kube, Ref
+from steps.workload import dynamo as dgd
 from steps.workload.dynamo import COMPONENT_LABEL, COMPONENT_TYPE_LABEL, DGD_NAME_LABEL, SUB_COMPONENT_TYPE_LABEL
 from tests.dgd_samples import dgd_v1alpha1
 from tests.support.cluster_world import dgd_ref, make_namespace
@@ -25,26 +25,44 @@ _ips = itertools.count(2)
 
 def dgd_v1beta1_disagg(name: str, namespace: str) -> dict:
     """A disaggregated v1beta1 graph: frontend, prefill and decode components."""
+
     def component(cname, ctype, gpu):
         container = {"name": "main", "image": "runtime:1", "ports": [{"containerPort": 8000}]}
         if gpu:
             container["resources"] = {"limits": {"nvidia.com/gpu": "1"}}
         return {"name": cname, "type": ctype, "replicas": 2, "podTemplate": {"spec": {"containers": [container]}}}
 
-    return {"apiVersion": "nvidia.com/v1beta1", "kind": "DynamoGraphDeployment", "metadata": {"name": name, "namespace": namespace},
-            "spec": {"backendFramework": "vllm", "components": [component("Frontend", "frontend", False),
-                                                                  component("prefill", "prefill", True),
-                                                                  component("decode", "decode", True)]}}
+    return {
+        "apiVersion": "nvidia.com/v1beta1",
+        "kind": "DynamoGraphDeployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "backendFramework": "vllm",
+            "components": [
+                component("Frontend", "frontend", False),
+                component("prefill", "prefill", True),
+                component("decode", "decode", True),
+            ],
+        },
+    }
 
 
 def make_pod(kube: Kube, namespace: str, name: str, labels: dict, port: int = 8000) -> dict:
-    body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace, "labels": labels},
-            "spec": {"containers": [{"name": "main", "image": "runtime:1", "ports": [{"containerPort": port}]}]}}
+    body = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {"containers": [{"name": "main", "image": "runtime:1", "ports": [{"containerPort": port}]}]},
+    }
     kube.create(Ref("v1", "pods", namespace, ""), body)
     n = next(_ips)
     ip = f"10.244.{n // 250}.{n % 250 + 1}"
-    kube.request("PATCH", f"/api/v1/namespaces/{namespace}/pods/{name}/status", content_type="application/merge-patch+json",
-                 body={"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}})
+    kube.request(
+        "PATCH",
+        f"/api/v1/namespaces/{namespace}/pods/{name}/status",
+        content_type="application/merge-patch+json",
+        body={"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}},
+    )
     return kube.get(Ref("v1", "pods", namespace, name))
 
 
@@ -57,8 +75,12 @@ def operator_pods_simulator(kube: Kube, obj: dict, namespace: str | None = None,
         sub = ""
         if "services" in obj["spec"]:
             sub = obj["spec"]["services"][comp.name].get("subComponentType") or ""
-        labels = {DGD_NAME_LABEL: name, COMPONENT_TYPE_LABEL: comp.type, COMPONENT_LABEL: comp.name,
-                  "pod-template-hash": uuid.uuid4().hex[:10]}
+        labels = {
+            DGD_NAME_LABEL: name,
+            COMPONENT_TYPE_LABEL: comp.type,
+            COMPONENT_LABEL: comp.name,
+            "pod-template-hash": uuid.uuid4().hex[:10],
+        }
         if sub:
             labels[SUB_COMPONENT_TYPE_LABEL] = sub
         for _ in range(2):

@@ -22,8 +22,16 @@ def records(n: int = 60) -> list[dict]:
     for i in range(n):
         failed = FAIL_FROM <= i <= FAIL_UNTIL
         lat = FAILED_LATENCY if failed else latency(i)
-        out.append({"seq": i + 1, "start": T0 + i, "end": T0 + i + lat, "latency": lat,
-                    "outcome": "http_5xx" if failed else "ok", "source": "load-test"})
+        out.append(
+            {
+                "seq": i + 1,
+                "start": T0 + i,
+                "end": T0 + i + lat,
+                "latency": lat,
+                "outcome": "http_5xx" if failed else "ok",
+                "source": "load-test",
+            }
+        )
     return out
 
 

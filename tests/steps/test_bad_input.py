@@ -11,8 +11,8 @@ from steps.gpu import toggle
 from steps.kube.client import Ref
 from tests.dgd_samples import dgd_v1alpha1, dgd_v1beta1, no_gpu_workers
 from tests.steps.bad_input import bad_input_failures
-from tests.support.cluster_world import HOME, dgd_ref, make_gpu_node, make_namespace
 from tests.steps.test_gpus import make_proc
+from tests.support.cluster_world import HOME, dgd_ref, make_gpu_node, make_namespace
 
 # (name, argv) — placeholders: {ns} opted-in namespace, {closed} namespace not opted in, {node},
 # {node2}, {kmsg}, {proc}, {tdir}, {nogpu} a DGD without GPU workers.
@@ -23,37 +23,161 @@ CASES = [
     ("xid not a number", ["step", "inject-xid", "--xid", "x79", "--kmsg-path", "{kmsg}", "--proc-root", "{proc}"]),
     ("gpu out of range on node", ["step", "inject-xid", "--xid", "79", "--gpu", "5", "--kmsg-path", "{kmsg}", "--proc-root", "{proc}"]),
     ("no driver in proc root", ["step", "inject-xid", "--xid", "79", "--kmsg-path", "{kmsg}", "--proc-root", "{tdir}"]),
-    ("kmsg is a directory", ["step", "inject-xid", "--xid", "79", "--kmsg-path", "{tdir}", "--proc-root", "{proc}", "--toggle-dir", "{tdir}"]),
-    ("kmsg missing", ["step", "inject-xid", "--xid", "79", "--kmsg-path", "{tdir}/nope/kmsg", "--proc-root", "{proc}", "--toggle-dir", "{tdir}"]),
-    ("toggle dir missing", ["step", "inject-xid", "--xid", "79", "--kmsg-path", "{kmsg}", "--proc-root", "{proc}", "--toggle-dir", "{tdir}/nope"]),
+    (
+        "kmsg is a directory",
+        ["step", "inject-xid", "--xid", "79", "--kmsg-path", "{tdir}", "--proc-root", "{proc}", "--toggle-dir", "{tdir}"],
+    ),
+    (
+        "kmsg missing",
+        ["step", "inject-xid", "--xid", "79", "--kmsg-path", "{tdir}/nope/kmsg", "--proc-root", "{proc}", "--toggle-dir", "{tdir}"],
+    ),
+    (
+        "toggle dir missing",
+        ["step", "inject-xid", "--xid", "79", "--kmsg-path", "{kmsg}", "--proc-root", "{proc}", "--toggle-dir", "{tdir}/nope"],
+    ),
     ("expires-in malformed", ["step", "inject-xid", "--xid", "79", "--kmsg-path", "{kmsg}", "--proc-root", "{proc}", "--expires-in", "5x"]),
     ("expires-in negative", ["step", "inject-xid", "--xid", "79", "--kmsg-path", "{kmsg}", "--proc-root", "{proc}", "--expires-in", "-1s"]),
     ("proc name with comma", ["step", "inject-xid", "--xid", "79", "--kmsg-path", "{kmsg}", "--proc-root", "{proc}", "--proc-name", "a,b"]),
     ("pid negative", ["step", "inject-xid", "--xid", "79", "--kmsg-path", "{kmsg}", "--proc-root", "{proc}", "--pid", "-3"]),
     ("namespace not opted in", PREFLIGHT + ["--namespace", "{closed}", "--node", "{node}", "--xid", "79"]),
     ("namespace missing", PREFLIGHT + ["--namespace", "no-such-ns", "--node", "{node}", "--xid", "79"]),
-    ("dgd missing", ["step", "preflight", "--run-id", "r1", "--target", "dgd/nope", "--expect-remediation=false", "--namespace", "{ns}", "--node", "{node}", "--xid", "79"]),
-    ("dgd without gpu workers", ["step", "preflight", "--run-id", "r1", "--target", "dgd/nogpu", "--expect-remediation=false", "--namespace", "{ns}", "--node", "{node}", "--xid", "79"]),
+    (
+        "dgd missing",
+        [
+            "step",
+            "preflight",
+            "--run-id",
+            "r1",
+            "--target",
+            "dgd/nope",
+            "--expect-remediation=false",
+            "--namespace",
+            "{ns}",
+            "--node",
+            "{node}",
+            "--xid",
+            "79",
+        ],
+    ),
+    (
+        "dgd without gpu workers",
+        [
+            "step",
+            "preflight",
+            "--run-id",
+            "r1",
+            "--target",
+            "dgd/nogpu",
+            "--expect-remediation=false",
+            "--namespace",
+            "{ns}",
+            "--node",
+            "{node}",
+            "--xid",
+            "79",
+        ],
+    ),
     ("node missing", PREFLIGHT + ["--namespace", "{ns}", "--node", "no-such-node", "--xid", "79"]),
     ("over blast radius", PREFLIGHT + ["--namespace", "{ns}", "--node", "{node}", "--node", "{node2}", "--xid", "79"]),
     ("gpu index out of range", PREFLIGHT + ["--namespace", "{ns}", "--node", "{node}", "--xid", "79", "--gpu", "8"]),
     ("preflight unknown xid", PREFLIGHT + ["--namespace", "{ns}", "--node", "{node}", "--xid", "173"]),
     ("ttl malformed", PREFLIGHT + ["--namespace", "{ns}", "--node", "{node}", "--xid", "79", "--ttl", "two hours"]),
     ("fault duration zero", PREFLIGHT + ["--namespace", "{ns}", "--node", "{node}", "--xid", "79", "--fault-duration", "0s"]),
-    ("run id invalid", ["step", "preflight", "--run-id", "Bad_ID", "--target", "dgd/llm", "--namespace", "{ns}", "--node", "{node}", "--xid", "79"]),
-    ("target kind invalid", ["step", "preflight", "--run-id", "r1", "--target", "pod/llm", "--namespace", "{ns}", "--node", "{node}", "--xid", "79"]),
+    (
+        "run id invalid",
+        ["step", "preflight", "--run-id", "Bad_ID", "--target", "dgd/llm", "--namespace", "{ns}", "--node", "{node}", "--xid", "79"],
+    ),
+    (
+        "target kind invalid",
+        ["step", "preflight", "--run-id", "r1", "--target", "pod/llm", "--namespace", "{ns}", "--node", "{node}", "--xid", "79"],
+    ),
     ("node already cordoned", PREFLIGHT + ["--namespace", "{ns}", "--node", "{cordoned}", "--xid", "79"]),
     ("toggle dir relative", PREFLIGHT + ["--namespace", "{ns}", "--node", "{node}", "--xid", "79", "--toggle-dir", "var/lib"]),
     ("max nodes zero", PREFLIGHT + ["--namespace", "{ns}", "--node", "{node}", "--xid", "79", "--max-nodes", "0"]),
-    ("shim without ledger", ["step", "inject-cuda-shim", "--run-id", "r9", "--namespace", "{ns}", "--target", "dgd/llm", "--shim-image", "shim:1", "--xid", "79"]),
+    (
+        "shim without ledger",
+        [
+            "step",
+            "inject-cuda-shim",
+            "--run-id",
+            "r9",
+            "--namespace",
+            "{ns}",
+            "--target",
+            "dgd/llm",
+            "--shim-image",
+            "shim:1",
+            "--xid",
+            "79",
+        ],
+    ),
     # issue 15 item 2: images are installation configuration
-    ("shim image not the installed one", ["step", "inject-cuda-shim", "--run-id", "r9", "--namespace", "{ns}", "--target", "dgd/llm", "--shim-image", "evil:1", "--xid", "79"]),
-    ("preflight steps image not the installed one", PREFLIGHT + ["--namespace", "{ns}", "--node", "{node}", "--xid", "79", "--steps-image", "evil:1"]),
-    ("preflight shim image not the installed one", PREFLIGHT + ["--namespace", "{ns}", "--node", "{node}", "--xid", "79", "--shim-image", "evil:1"]),
-    ("network preflight with an image", ["step", "preflight", "--run-id", "r1", "--target", "dgd/llm", "--fault", "network", "--namespace", "{ns}", "--steps-image", "steps:1"]),
+    (
+        "shim image not the installed one",
+        [
+            "step",
+            "inject-cuda-shim",
+            "--run-id",
+            "r9",
+            "--namespace",
+            "{ns}",
+            "--target",
+            "dgd/llm",
+            "--shim-image",
+            "evil:1",
+            "--xid",
+            "79",
+        ],
+    ),
+    (
+        "preflight steps image not the installed one",
+        PREFLIGHT + ["--namespace", "{ns}", "--node", "{node}", "--xid", "79", "--steps-image", "evil:1"],
+    ),
+    (
+        "preflight shim image not the installed one",
+        PREFLIGHT + ["--namespace", "{ns}", "--node", "{node}", "--xid", "79", "--shim-image", "evil:1"],
+    ),
+    (
+        "network preflight with an image",
+        [
+            "step",
+            "preflight",
+            "--run-id",
+            "r1",
+            "--target",
+            "dgd/llm",
+            "--fault",
+            "network",
+            "--namespace",
+            "{ns}",
+            "--steps-image",
+            "steps:1",
+        ],
+    ),
     ("suite gate scenarios not a list", ["step", "suite-gate", "--suite-run", "u", "--scenarios", "gpu-fault"]),
-    ("shim image empty", ["step", "inject-cuda-shim", "--run-id", "r9", "--namespace", "{ns}", "--target", "dgd/llm", "--shim-image", " ", "--xid", "79"]),
-    ("shim timeout malformed", ["step", "inject-cuda-shim", "--run-id", "r9", "--namespace", "{ns}", "--target", "dgd/llm", "--shim-image", "s:1", "--xid", "79", "--timeout", "soon"]),
+    (
+        "shim image empty",
+        ["step", "inject-cuda-shim", "--run-id", "r9", "--namespace", "{ns}", "--target", "dgd/llm", "--shim-image", " ", "--xid", "79"],
+    ),
+    (
+        "shim timeout malformed",
+        [
+            "step",
+            "inject-cuda-shim",
+            "--run-id",
+            "r9",
+            "--namespace",
+            "{ns}",
+            "--target",
+            "dgd/llm",
+            "--shim-image",
+            "s:1",
+            "--xid",
+            "79",
+            "--timeout",
+            "soon",
+        ],
+    ),
     ("cleanup without ledger", ["step", "cleanup-dgd", "--run-id", "r9", "--namespace", "{ns}"]),
     ("cordon wait node missing", ["step", "wait-for-cordon", "--node", "no-such-node", "--xid", "79", "--timeout", "1s"]),
     ("cordon wait evicted without target", ["step", "wait-for-cordon", "--node", "{node}", "--xid", "79", "--wait-evicted"]),
@@ -73,8 +197,7 @@ def world(gpu_cluster, unique, tmp_path):
     cordoned = f"gpu3-{unique}"
     make_gpu_node(kube, cordoned, unschedulable=True)  # issue 15 item 13
     make = dgd_v1alpha1 if gpu_cluster.version == "v1alpha1" else dgd_v1beta1
-    for obj in (make(name="llm", namespace=ns), no_gpu_workers(make(name="nogpu", namespace=ns)),
-                make(name="llm", namespace=closed)):
+    for obj in (make(name="llm", namespace=ns), no_gpu_workers(make(name="nogpu", namespace=ns)), make(name="llm", namespace=closed)):
         kube.create(dgd_ref(obj), obj)
     tdir = tmp_path / "toggle"
     tdir.mkdir()
@@ -82,7 +205,16 @@ def world(gpu_cluster, unique, tmp_path):
     kmsg = tmp_path / "kmsg"
     kmsg.write_bytes(b"")
     proc = make_proc(tmp_path / "proc", [("0000:17:00.0", 0)])
-    values = {"ns": ns, "closed": closed, "node": node, "node2": node2, "cordoned": cordoned, "kmsg": str(kmsg), "proc": str(proc), "tdir": str(tdir)}
+    values = {
+        "ns": ns,
+        "closed": closed,
+        "node": node,
+        "node2": node2,
+        "cordoned": cordoned,
+        "kmsg": str(kmsg),
+        "proc": str(proc),
+        "tdir": str(tdir),
+    }
     refs = [dgd_ref(make(name="llm", namespace=ns)), dgd_ref(make(name="llm", namespace=closed))]
 
     def snapshot() -> str:

@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from steps.gpu import toggle
-from steps.workload import shim_patch
-from steps.kube import jsonpatch
 from steps.errors import BadInput
+from steps.gpu import toggle
+from steps.kube import jsonpatch
+from steps.workload import shim_patch
 from tests.dgd_samples import deployment, dgd_v1alpha1, dgd_v1beta1, no_gpu_workers
 
 CFG = shim_patch.ShimConfig(image="shim:1", xid=79, toggle_dir="/var/lib/faultflow")
@@ -128,7 +128,12 @@ def test_init_container_runs_the_shim_images_install_command():
 
     repo = Path(__file__).resolve().parents[2]
     container = shim_patch.init_container(CFG)
-    assert container["command"] == ["/bin/sh", shim_patch.INSTALL_SCRIPT, shim_patch.LIB_DIR, f"{shim_patch.INIT_TOGGLE_MOUNT}/{toggle.FILE_NAME}"]
+    assert container["command"] == [
+        "/bin/sh",
+        shim_patch.INSTALL_SCRIPT,
+        shim_patch.LIB_DIR,
+        f"{shim_patch.INIT_TOGGLE_MOUNT}/{toggle.FILE_NAME}",
+    ]
     assert f"COPY images/shim/install.sh {shim_patch.INSTALL_SCRIPT}" in (repo / "images" / "shim" / "Dockerfile").read_text()
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert mounts == {shim_patch.LIB_DIR, shim_patch.INIT_TOGGLE_MOUNT}

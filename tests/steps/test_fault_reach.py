@@ -21,9 +21,9 @@ from steps.report.inputs import input_files, read_inputs
 from steps.report.journal import Criteria, build_report
 from steps.workload.reach import FAULT_REACHED
 from tests.steps.run_fixtures import FAULT, T0, write_run
-from tests.support.cluster_world import make_gpu_node, simulate_dgd_operator_rollout, simulate_nvsentinel_quarantine
 from tests.steps.test_gpu_cluster import _read_until, make_world, preflight
 from tests.steps.test_shim_marker import start_workers
+from tests.support.cluster_world import make_gpu_node, simulate_dgd_operator_rollout, simulate_nvsentinel_quarantine
 
 LABELS = {"nvidia.com/dynamo-graph-deployment-name": "llm", "nvidia.com/dynamo-component-type": "worker"}
 # shim/control.c ff_report(): one line per XID it starts injecting.
@@ -31,10 +31,21 @@ INJECTING = "faultflow-shim: injecting XID 79 (GPU has fallen off the bus): cuda
 
 
 def _worker(kube, kubelet, ns: str, node: str, name: str, log: str) -> None:
-    kube.create(Ref("v1", "pods", ns, ""), {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": LABELS},
-                                            "spec": {"nodeName": node, "containers": [{"name": "main", "image": "worker:1"}]}})
-    kube.request("PATCH", f"/api/v1/namespaces/{ns}/pods/{name}/status", content_type="application/merge-patch+json",
-                 body={"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}})
+    kube.create(
+        Ref("v1", "pods", ns, ""),
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "labels": LABELS},
+            "spec": {"nodeName": node, "containers": [{"name": "main", "image": "worker:1"}]},
+        },
+    )
+    kube.request(
+        "PATCH",
+        f"/api/v1/namespaces/{ns}/pods/{name}/status",
+        content_type="application/merge-patch+json",
+        body={"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}},
+    )
     kubelet.register(ns, name, "main").write_text(log)
 
 
@@ -44,11 +55,26 @@ def test_item4_inject_refuses_a_target_node_without_a_ready_shimmed_worker(gpu_c
     make_gpu_node(w.kube, elsewhere)
     with KubeletLogSimulator(tmp_path / "logs", c.lab.pki) as kubelet:
         for node in (w.node, elsewhere):
-            w.kube.request("PATCH", f"/api/v1/nodes/{node}/status", content_type="application/merge-patch+json",
-                           body={"status": kubelet.node_status()})
+            w.kube.request(
+                "PATCH", f"/api/v1/nodes/{node}/status", content_type="application/merge-patch+json", body={"status": kubelet.node_status()}
+            )
         assert preflight(c, w).returncode == 0  # the target: w.node
-        proc = c.popen("step", "inject-cuda-shim", "--run-id", w.run, "--namespace", w.ns, "--target", "dgd/llm",
-                       "--xid", "79", "--toggle-dir", str(w.toggle_dir), "--timeout", "60s")
+        proc = c.popen(
+            "step",
+            "inject-cuda-shim",
+            "--run-id",
+            w.run,
+            "--namespace",
+            w.ns,
+            "--target",
+            "dgd/llm",
+            "--xid",
+            "79",
+            "--toggle-dir",
+            str(w.toggle_dir),
+            "--timeout",
+            "60s",
+        )
         _read_until(proc, "shim_patched")
         # The rollout put every (shimmed) worker on another node.
         start_workers(w.kube, kubelet, w.ns, elsewhere, w.kube.get(w.ref), with_shim=True)
@@ -60,8 +86,23 @@ def test_item4_inject_refuses_a_target_node_without_a_ready_shimmed_worker(gpu_c
 
 def test_item4_wait_for_cordon_does_not_pass_when_no_worker_was_on_the_node(gpu_cluster, unique, tmp_path):
     c, w = gpu_cluster, make_world(gpu_cluster, unique, tmp_path)
-    proc = c.popen("step", "wait-for-cordon", "--node", w.node, "--xid", "79", "--timeout", "60s", "--wait-evicted",
-                   "--eviction-timeout", "30s", "--namespace", w.ns, "--target", "dgd/llm")
+    proc = c.popen(
+        "step",
+        "wait-for-cordon",
+        "--node",
+        w.node,
+        "--xid",
+        "79",
+        "--timeout",
+        "60s",
+        "--wait-evicted",
+        "--eviction-timeout",
+        "30s",
+        "--namespace",
+        w.ns,
+        "--target",
+        "dgd/llm",
+    )
     _read_until(proc, "watch_started")
     simulate_nvsentinel_quarantine(w.kube, w.node, 79)
     out, err = proc.communicate(timeout=90)
@@ -76,12 +117,29 @@ def _reach_events(stdout: str) -> list[dict]:
 def test_item4_wait_for_cordon_reports_whether_the_workers_saw_the_fault(gpu_cluster, unique, tmp_path):
     c, w = gpu_cluster, make_world(gpu_cluster, unique, tmp_path)
     with KubeletLogSimulator(tmp_path / "logs", c.lab.pki) as kubelet:
-        w.kube.request("PATCH", f"/api/v1/nodes/{w.node}/status", content_type="application/merge-patch+json",
-                       body={"status": kubelet.node_status()})
+        w.kube.request(
+            "PATCH", f"/api/v1/nodes/{w.node}/status", content_type="application/merge-patch+json", body={"status": kubelet.node_status()}
+        )
         _worker(w.kube, kubelet, w.ns, w.node, "llm-worker-0", "faultflow-shim: loaded ...\n" + INJECTING)
         _worker(w.kube, kubelet, w.ns, w.node, "llm-worker-1", "faultflow-shim: loaded ...\n")
-        proc = c.popen("step", "wait-for-cordon", "--node", w.node, "--xid", "79", "--timeout", "60s", "--wait-evicted",
-                       "--eviction-timeout", "30s", "--namespace", w.ns, "--target", "dgd/llm", "--expect-cuda-faults")
+        proc = c.popen(
+            "step",
+            "wait-for-cordon",
+            "--node",
+            w.node,
+            "--xid",
+            "79",
+            "--timeout",
+            "60s",
+            "--wait-evicted",
+            "--eviction-timeout",
+            "30s",
+            "--namespace",
+            w.ns,
+            "--target",
+            "dgd/llm",
+            "--expect-cuda-faults",
+        )
         _read_until(proc, "watch_started")
         simulate_nvsentinel_quarantine(w.kube, w.node, 79)
         event = _read_until(proc, FAULT_REACHED)
@@ -96,11 +154,28 @@ def test_item4_cleanup_reports_reach_before_restoring(gpu_cluster, unique, tmp_p
     """cuda-only: no drain, so cleanup-dgd reads the node's workers before its restore rolls them."""
     c, w = gpu_cluster, make_world(gpu_cluster, unique, tmp_path)
     with KubeletLogSimulator(tmp_path / "logs", c.lab.pki) as kubelet:
-        w.kube.request("PATCH", f"/api/v1/nodes/{w.node}/status", content_type="application/merge-patch+json",
-                       body={"status": kubelet.node_status()})
+        w.kube.request(
+            "PATCH", f"/api/v1/nodes/{w.node}/status", content_type="application/merge-patch+json", body={"status": kubelet.node_status()}
+        )
         assert preflight(c, w).returncode == 0
-        assert c.faultflow("step", "inject-cuda-shim", "--run-id", w.run, "--namespace", w.ns, "--target", "dgd/llm",
-                           "--xid", "79", "--toggle-dir", str(w.toggle_dir), "--no-wait").returncode == 0
+        assert (
+            c.faultflow(
+                "step",
+                "inject-cuda-shim",
+                "--run-id",
+                w.run,
+                "--namespace",
+                w.ns,
+                "--target",
+                "dgd/llm",
+                "--xid",
+                "79",
+                "--toggle-dir",
+                str(w.toggle_dir),
+                "--no-wait",
+            ).returncode
+            == 0
+        )
         _worker(w.kube, kubelet, w.ns, w.node, "llm-worker-0", "faultflow-shim: loaded ...\n")  # never saw a failing call
         done = c.faultflow("step", "cleanup-dgd", "--run-id", w.run, "--namespace", w.ns, "--no-toggle-off", "--expect-cuda-faults")
     assert done.returncode == 0, done.stderr
@@ -117,10 +192,12 @@ def _report(tmp_path, name: str, extra: list[Event], expect: bool) -> dict:
 
 def test_item4_report_requires_fault_reached_workload_for_the_cuda_scenarios(tmp_path):
     t = T0 + FAULT + 1
-    hit = Event(step="wait-for-cordon", event=FAULT_REACHED, fields={"node": "n", "xid": 79, "workers": 1, "read": ["p"],
-                                                                     "reached": ["p"]}, time=t)
-    miss = Event(step="wait-for-cordon", event=FAULT_REACHED, fields={"node": "n", "xid": 79, "workers": 1, "read": ["p"],
-                                                                      "reached": []}, time=t)
+    hit = Event(
+        step="wait-for-cordon", event=FAULT_REACHED, fields={"node": "n", "xid": 79, "workers": 1, "read": ["p"], "reached": ["p"]}, time=t
+    )
+    miss = Event(
+        step="wait-for-cordon", event=FAULT_REACHED, fields={"node": "n", "xid": 79, "workers": 1, "read": ["p"], "reached": []}, time=t
+    )
     assert _report(tmp_path, "hit", [hit], True)[FAULT_REACHED]["status"] == "passed"
     missed = _report(tmp_path, "miss", [miss], True)[FAULT_REACHED]
     assert missed["status"] == "failed" and "no worker on node n" in missed["reason"]

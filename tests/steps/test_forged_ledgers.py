@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 
-from steps.run import ledger as L
 from steps.kube.client import Ref
+from steps.run import ledger as L
 from tests.dgd_samples import dgd_v1alpha1, dgd_v1beta1
 from tests.support.cluster_world import (
     HOME,
@@ -50,17 +50,51 @@ class Site:
         self.victim = f"victim-{unique}"
         toggle_dir = tmp_path / "toggle"
         toggle_dir.mkdir()
-        c.faultflow("step", "preflight", "--run-id", self.victim, "--namespace", self.ns, "--target", "dgd/llm",
-                    "--node", self.node, "--xid", "79", "--expect-remediation=false", "--toggle-dir", str(toggle_dir),
-                    check=True)
-        c.faultflow("step", "inject-cuda-shim", "--run-id", self.victim, "--namespace", self.ns, "--target", "dgd/llm",
-                    "--xid", "79", "--toggle-dir", str(toggle_dir), "--no-wait", check=True)
+        c.faultflow(
+            "step",
+            "preflight",
+            "--run-id",
+            self.victim,
+            "--namespace",
+            self.ns,
+            "--target",
+            "dgd/llm",
+            "--node",
+            self.node,
+            "--xid",
+            "79",
+            "--expect-remediation=false",
+            "--toggle-dir",
+            str(toggle_dir),
+            check=True,
+        )
+        c.faultflow(
+            "step",
+            "inject-cuda-shim",
+            "--run-id",
+            self.victim,
+            "--namespace",
+            self.ns,
+            "--target",
+            "dgd/llm",
+            "--xid",
+            "79",
+            "--toggle-dir",
+            str(toggle_dir),
+            "--no-wait",
+            check=True,
+        )
         # A maintenance cordon, not ours (after the victim's preflight, which refuses a cordoned node).
         self.kube.merge_patch(Ref("v1", "nodes", None, self.node), {"spec": {"unschedulable": True}})
-        self.kube.create(Ref(POLICIES.api_version, POLICIES.plural, self.ns, ""), {
-            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": {"name": "keep", "labels": {L.RUN_LABEL: "someone-else"}},
-            "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}})
+        self.kube.create(
+            Ref(POLICIES.api_version, POLICIES.plural, self.ns, ""),
+            {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "NetworkPolicy",
+                "metadata": {"name": "keep", "labels": {L.RUN_LABEL: "someone-else"}},
+                "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
+            },
+        )
         self.victim_entry = L.LedgerStore(self.kube, HOME).load(self.ns, self.victim).entries["shim-dynamographdeployments-llm"]
         self.roots = {self.node: tmp_path / "node-disk"}
         self.roots[self.node].mkdir()
@@ -68,18 +102,20 @@ class Site:
     def state(self) -> str:
         """Everything a forged ledger could try to change, as one comparable text."""
         k = self.kube
-        view = {"dgds": [k.get(r)["spec"] for r in self.dgds],
-                "annotations": [k.get(r)["metadata"].get("annotations") for r in self.dgds],
-                "node": k.get(Ref("v1", "nodes", None, self.node))["spec"],
-                "policies": sorted(p["metadata"]["name"] for p in k.list(Ref(POLICIES.api_version, POLICIES.plural, self.ns, ""))["items"]),
-                "config": k.get(Ref("v1", "configmaps", HOME, "faultflow-config"))["data"],
-                "pods": sorted(f"{p['metadata']['namespace']}/{p['metadata']['name']}"
-                               for p in k.list(Ref("v1", "pods", None, ""))["items"])}
+        view = {
+            "dgds": [k.get(r)["spec"] for r in self.dgds],
+            "annotations": [k.get(r)["metadata"].get("annotations") for r in self.dgds],
+            "node": k.get(Ref("v1", "nodes", None, self.node))["spec"],
+            "policies": sorted(p["metadata"]["name"] for p in k.list(Ref(POLICIES.api_version, POLICIES.plural, self.ns, ""))["items"]),
+            "config": k.get(Ref("v1", "configmaps", HOME, "faultflow-config"))["data"],
+            "pods": sorted(f"{p['metadata']['namespace']}/{p['metadata']['name']}" for p in k.list(Ref("v1", "pods", None, ""))["items"]),
+        }
         return json.dumps(view, sort_keys=True)
 
     def forged(self, run_id: str, namespace: str, entries: list[L.Entry], restore_node: bool = True) -> L.Ledger:
-        run = L.RunInfo(run_id=run_id, namespace=namespace, created_ms=0, ttl_s=1, node=self.node, xid=79,
-                        target="dgd/llm", restore_node=restore_node)  # expired since 1970
+        run = L.RunInfo(
+            run_id=run_id, namespace=namespace, created_ms=0, ttl_s=1, node=self.node, xid=79, target="dgd/llm", restore_node=restore_node
+        )  # expired since 1970
         return L.Ledger(run=run, entries={e.id: e for e in entries})
 
     def plant(self, ledger: L.Ledger, where: str) -> None:
@@ -90,22 +126,47 @@ class Site:
         shim = self.victim_entry
         dgd_target = lambda name, ns: {**shim.target, "name": name, "namespace": ns}  # noqa: E731
         return [
-            ("take the shim out of another run's DGD", L.Entry("w1", L.WORKLOAD_SHIM, dgd_target("llm", namespace), L.APPLIED, data=shim.data)),
+            (
+                "take the shim out of another run's DGD",
+                L.Entry("w1", L.WORKLOAD_SHIM, dgd_target("llm", namespace), L.APPLIED, data=shim.data),
+            ),
             ("patch a DGD nobody faulted", L.Entry("w2", L.WORKLOAD_SHIM, dgd_target("clean", namespace), L.APPLIED, data=shim.data)),
             ("patch a DGD in another namespace", L.Entry("w3", L.WORKLOAD_SHIM, dgd_target("llm", self.ns2), L.APPLIED, data=shim.data)),
-            ("patch a ConfigMap as a workload", L.Entry("w4", L.WORKLOAD_SHIM, {"apiVersion": "v1", "plural": "configmaps",
-                                                                               "namespace": HOME, "name": "faultflow-config"},
-                                                        L.APPLIED, data=shim.data)),
-            ("delete someone's NetworkPolicy", L.Entry("n1", L.NETWORK_POLICY, {"apiVersion": "networking.k8s.io/v1",
-                                                                                "plural": "networkpolicies", "namespace": namespace,
-                                                                                "name": "keep"},
-                                                        L.APPLIED, data={"run_id": "someone-else"})),
-            ("delete a DGD as a created object", L.Entry("n2", L.NETWORK_CHAOS, dgd_target("clean", namespace), L.APPLIED,
-                                                         data={"run_id": run_id})),
+            (
+                "patch a ConfigMap as a workload",
+                L.Entry(
+                    "w4",
+                    L.WORKLOAD_SHIM,
+                    {"apiVersion": "v1", "plural": "configmaps", "namespace": HOME, "name": "faultflow-config"},
+                    L.APPLIED,
+                    data=shim.data,
+                ),
+            ),
+            (
+                "delete someone's NetworkPolicy",
+                L.Entry(
+                    "n1",
+                    L.NETWORK_POLICY,
+                    {"apiVersion": "networking.k8s.io/v1", "plural": "networkpolicies", "namespace": namespace, "name": "keep"},
+                    L.APPLIED,
+                    data={"run_id": "someone-else"},
+                ),
+            ),
+            (
+                "delete a DGD as a created object",
+                L.Entry("n2", L.NETWORK_CHAOS, dgd_target("clean", namespace), L.APPLIED, data={"run_id": run_id}),
+            ),
             ("uncordon someone's node", L.Entry("s1", L.NODE_STATE, {"node": self.node}, L.APPLIED, data={"was_unschedulable": False})),
-            ("toggle-off pod with its own image, host path and namespace",
-             L.Entry("t1", L.NODE_TOGGLE, {"node": self.node}, L.APPLIED,
-                     data={"toggle_dir": "/etc", "pod_namespace": "kube-system", "steps_image": "evil:1", "xid": 79})),
+            (
+                "toggle-off pod with its own image, host path and namespace",
+                L.Entry(
+                    "t1",
+                    L.NODE_TOGGLE,
+                    {"node": self.node},
+                    L.APPLIED,
+                    data={"toggle_dir": "/etc", "pod_namespace": "kube-system", "steps_image": "evil:1", "xid": 79},
+                ),
+            ),
         ]
 
 
@@ -149,8 +210,9 @@ def test_item1_forged_ledger_in_faultflow_naming_an_unmarked_object_changes_noth
     # A run in a namespace that never opted in, naming a DGD there that even carries its mark.
     site.kube.merge_patch(site.dgds[3], {"metadata": {"annotations": {L.RUN_LABEL: closed}}})
     before_closed = site.state()
-    closed_entry = L.Entry("c1", L.WORKLOAD_SHIM, {**site.victim_entry.target, "namespace": site.closed}, L.APPLIED,
-                           data=site.victim_entry.data)
+    closed_entry = L.Entry(
+        "c1", L.WORKLOAD_SHIM, {**site.victim_entry.target, "namespace": site.closed}, L.APPLIED, data=site.victim_entry.data
+    )
     site.plant(site.forged(closed, site.closed, [closed_entry]), HOME)
     janitors, recover, listing, kubelet = _janitor_and_faults(site, forged, site.ns, site.closed)
     for janitor in janitors:
@@ -170,8 +232,11 @@ def test_item1_forged_ledger_in_faultflow_naming_an_unmarked_object_changes_noth
     assert site.state() == before_closed and before_closed != before
     assert site.kube.get(Ref("v1", "nodes", None, site.node))["spec"]["unschedulable"] is True
     harmless = {"t1"}  # the toggle is switched off with the installation's image, path and namespace
-    changed = [what for what, e in entries if e.id not in harmless and actions.get((forged, e.id)) not in
-               ("refused", "already-clean", "left", None)]
+    changed = [
+        what
+        for what, e in entries
+        if e.id not in harmless and actions.get((forged, e.id)) not in ("refused", "already-clean", "left", None)
+    ]
     assert changed == []
     total = len(entries) + 1
     print(f"forged inputs refused: {total - len(changed)} of {total} (item 1, ledgers in {HOME} naming unmarked objects)")

@@ -9,15 +9,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-
-from steps.workload import shim_patch
-from steps.run import ledger as L
 from steps.gpu import toggle
 from steps.kube.client import Conflict, Kube, Ref
+from steps.run import ledger as L
+from steps.workload import shim_patch
 from tests.dgd_samples import dgd_v1alpha1, dgd_v1beta1
 from tests.support.cluster_world import (
-    KubeletSimulator, dgd_ref, make_gpu_node, make_namespace, simulate_dgd_operator_rollout,
-    simulate_nvsentinel_quarantine, simulate_nvsentinel_uncordon,
+    KubeletSimulator,
+    dgd_ref,
+    make_gpu_node,
+    make_namespace,
+    simulate_dgd_operator_rollout,
+    simulate_nvsentinel_quarantine,
+    simulate_nvsentinel_uncordon,
 )
 
 
@@ -35,8 +39,10 @@ class World:
 
     def node_view(self) -> str:
         obj = self.kube.get(Ref("v1", "nodes", None, self.node))
-        return json.dumps({"spec": obj.get("spec"), "labels": obj["metadata"].get("labels"),
-                           "annotations": obj["metadata"].get("annotations")}, sort_keys=True)
+        return json.dumps(
+            {"spec": obj.get("spec"), "labels": obj["metadata"].get("labels"), "annotations": obj["metadata"].get("annotations")},
+            sort_keys=True,
+        )
 
 
 def make_world(c, unique, tmp_path) -> World:
@@ -52,14 +58,46 @@ def make_world(c, unique, tmp_path) -> World:
 
 
 def preflight(c, w: World, *extra: str, xid: str = "79"):
-    return c.faultflow("step", "preflight", "--run-id", w.run, "--namespace", w.ns, "--target", "dgd/llm", "--node", w.node,
-                       "--xid", xid, "--expect-remediation=false", "--toggle-dir", str(w.toggle_dir), "--steps-image", "steps:1",
-                       *extra)
+    return c.faultflow(
+        "step",
+        "preflight",
+        "--run-id",
+        w.run,
+        "--namespace",
+        w.ns,
+        "--target",
+        "dgd/llm",
+        "--node",
+        w.node,
+        "--xid",
+        xid,
+        "--expect-remediation=false",
+        "--toggle-dir",
+        str(w.toggle_dir),
+        "--steps-image",
+        "steps:1",
+        *extra,
+    )
 
 
 def inject(c, w: World, *extra: str):
-    return c.faultflow("step", "inject-cuda-shim", "--run-id", w.run, "--namespace", w.ns, "--target", "dgd/llm",
-                       "--shim-image", "shim:1", "--xid", "79", "--toggle-dir", str(w.toggle_dir), *extra)
+    return c.faultflow(
+        "step",
+        "inject-cuda-shim",
+        "--run-id",
+        w.run,
+        "--namespace",
+        w.ns,
+        "--target",
+        "dgd/llm",
+        "--shim-image",
+        "shim:1",
+        "--xid",
+        "79",
+        "--toggle-dir",
+        str(w.toggle_dir),
+        *extra,
+    )
 
 
 def cleanup(c, w: World, *extra: str):
@@ -83,10 +121,21 @@ def test_full_sequence_inject_cleanup_is_byte_identical(gpu_cluster, unique, tmp
     assert json.loads(second.stdout.splitlines()[0])["already"] is True
     # The rolled-out worker, Ready on the target node (inject-cuda-shim refuses a node without one).
     labels = {"nvidia.com/dynamo-graph-deployment-name": "llm", "nvidia.com/dynamo-component-type": "worker"}
-    w.kube.create(Ref("v1", "pods", w.ns, ""), {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "llm-worker-0", "labels": labels},
-                                                "spec": {"nodeName": w.node, "containers": [{"name": "main", "image": "w:1"}]}})
-    w.kube.request("PATCH", f"/api/v1/namespaces/{w.ns}/pods/llm-worker-0/status", content_type="application/merge-patch+json",
-                   body={"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}})
+    w.kube.create(
+        Ref("v1", "pods", w.ns, ""),
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "llm-worker-0", "labels": labels},
+            "spec": {"nodeName": w.node, "containers": [{"name": "main", "image": "w:1"}]},
+        },
+    )
+    w.kube.request(
+        "PATCH",
+        f"/api/v1/namespaces/{w.ns}/pods/llm-worker-0/status",
+        content_type="application/merge-patch+json",
+        body={"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}},
+    )
     # The rollout wait is a real watch: the operator simulator reports the rollout done.
     threading.Timer(0.5, simulate_dgd_operator_rollout, (w.kube, w.ref)).start()
     waited = inject(c, w, "--timeout", "30s", "--no-verify-marker")
@@ -119,8 +168,10 @@ def test_concurrent_planner_replica_change_survives(gpu_cluster, unique, tmp_pat
             if c.version == "v1alpha1":
                 ops = [{"op": "replace", "path": f"/spec/services/{worker}/replicas", "value": n}]
             else:
-                ops = [{"op": "test", "path": "/spec/components/1/name", "value": worker},
-                       {"op": "replace", "path": "/spec/components/1/replicas", "value": n}]
+                ops = [
+                    {"op": "test", "path": "/spec/components/1/name", "value": worker},
+                    {"op": "replace", "path": "/spec/components/1/replicas", "value": n},
+                ]
             try:
                 w.kube.json_patch(w.ref, ops)
                 written.append(n)
@@ -145,8 +196,7 @@ def test_concurrent_planner_replica_change_survives(gpu_cluster, unique, tmp_pat
 
 def test_wait_for_cordon_fatal_reports_latency(gpu_cluster, unique, tmp_path):
     c, w = gpu_cluster, make_world(gpu_cluster, unique, tmp_path)
-    proc = c.popen("step", "wait-for-cordon", "--node", w.node, "--xid", "79", "--timeout", "60s",
-                   "--outputs-dir", str(tmp_path / "out"))
+    proc = c.popen("step", "wait-for-cordon", "--node", w.node, "--xid", "79", "--timeout", "60s", "--outputs-dir", str(tmp_path / "out"))
     time.sleep(0)  # the step lists and watches; the quarantine may land before or after its list
     simulate_nvsentinel_quarantine(w.kube, w.node, 79)
     out, err = proc.communicate(timeout=90)
@@ -246,12 +296,41 @@ BEFORE = {
 def _spawn(c, w: World, step: str):
     common = ["--run-id", w.run, "--namespace", w.ns]
     if step == "preflight":
-        return c.popen("step", "preflight", *common, "--target", "dgd/llm", "--node", w.node, "--xid", "79",
-                       "--expect-remediation=false", "--toggle-dir", str(w.toggle_dir), "--steps-image", "steps:1",
-                       "--workflow-name", f"wf-{w.run}", "--restore-node")
+        return c.popen(
+            "step",
+            "preflight",
+            *common,
+            "--target",
+            "dgd/llm",
+            "--node",
+            w.node,
+            "--xid",
+            "79",
+            "--expect-remediation=false",
+            "--toggle-dir",
+            str(w.toggle_dir),
+            "--steps-image",
+            "steps:1",
+            "--workflow-name",
+            f"wf-{w.run}",
+            "--restore-node",
+        )
     if step == "inject-cuda-shim":
-        return c.popen("step", "inject-cuda-shim", *common, "--target", "dgd/llm", "--shim-image", "shim:1", "--xid", "79",
-                       "--toggle-dir", str(w.toggle_dir), "--timeout", "60s")
+        return c.popen(
+            "step",
+            "inject-cuda-shim",
+            *common,
+            "--target",
+            "dgd/llm",
+            "--shim-image",
+            "shim:1",
+            "--xid",
+            "79",
+            "--toggle-dir",
+            str(w.toggle_dir),
+            "--timeout",
+            "60s",
+        )
     if step == "wait-for-cordon":
         return c.popen("step", "wait-for-cordon", "--node", w.node, "--xid", "79", "--timeout", "60s", "--run-id", w.run)
     if step == "restore-node":
@@ -306,16 +385,24 @@ def test_kill_matrix_janitor_restores_everything(gpu_cluster, unique, tmp_path):
                 recover = c.faultflow("faults", "recover", "--all", "--namespace", w.ns, "--uncordon", "--timeout", "20s")
             total += 1
             toggle_file = w.toggle_dir / "toggle"
-            clean = (janitor.returncode == 0 and recover.returncode == 0 and w.spec() == spec0 and w.node_view() == node0
-                     and (not toggle_file.exists() or not toggle.read(toggle_file).on))
+            clean = (
+                janitor.returncode == 0
+                and recover.returncode == 0
+                and w.spec() == spec0
+                and w.node_view() == node0
+                and (not toggle_file.exists() or not toggle.read(toggle_file).on)
+            )
             if not clean:
-                leftovers.append(f"{step}@{when}/{sig.name}: rc={janitor.returncode} spec={w.spec() == spec0} "
-                                 f"node={w.node_view() == node0} {janitor.stderr.strip()[-300:]} {janitor.stdout[-300:]}")
+                leftovers.append(
+                    f"{step}@{when}/{sig.name}: rc={janitor.returncode} spec={w.spec() == spec0} "
+                    f"node={w.node_view() == node0} {janitor.stderr.strip()[-300:]} {janitor.stdout[-300:]}"
+                )
     print(f"leftovers after kill matrix: {len(leftovers)} of {total}")
     assert leftovers == [], "\n".join(leftovers)
 
 
 # --- wait-for-cordon across 410 Gone ---------------------------------------------------------------
+
 
 def _read_until(proc, name: str) -> dict:
     for line in proc.stdout:

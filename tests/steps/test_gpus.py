@@ -1,7 +1,7 @@
 import pytest
 
-from steps.gpu import pci as gpus
 from steps.errors import BadInput
+from steps.gpu import pci as gpus
 
 
 def make_proc(root, entries):

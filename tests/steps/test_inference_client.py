@@ -6,11 +6,11 @@ import asyncio
 import socket
 
 import pytest
-from tests.steps.inference_fixtures import simulator  # noqa: F401  (fixture)
 
 from lab.inference_simulator import DEFAULT_MODEL, Behaviour, Rule
 from steps.inference.client import InferenceClient, InferenceTarget, WallClock, generated_text, new_http_client
 from steps.inference.records import FAILURES, Outcome
+from tests.steps.inference_fixtures import simulator  # noqa: F401  (fixture)
 
 
 def send_one(url: str, **target) -> object:

@@ -7,14 +7,14 @@ import signal
 import subprocess
 import time
 
-from tests.steps.inference_fixtures import FAULTFLOW, events, faultflow, read_jsonl, simulator, wait_until  # noqa: F401
-
 from lab.inference_simulator import Behaviour, Rule
+from tests.steps.inference_fixtures import FAULTFLOW, events, faultflow, read_jsonl, simulator, wait_until  # noqa: F401
 
 
 def test_gate_passes_and_records_the_baseline(simulator, tmp_path):
-    done = faultflow("step", "verify-inference", "--mode", "gate", "--url", simulator.url, "--requests", "8",
-                     "--rate", "200", "--outputs", str(tmp_path))
+    done = faultflow(
+        "step", "verify-inference", "--mode", "gate", "--url", simulator.url, "--requests", "8", "--rate", "200", "--outputs", str(tmp_path)
+    )
     assert done.returncode == 0, done.stderr
     assert events(done.stdout)[-1]["event"] == "check_passed"
     records = read_jsonl(tmp_path / "records.jsonl")
@@ -28,8 +28,22 @@ def test_gate_passes_and_records_the_baseline(simulator, tmp_path):
 
 def test_gate_fails_below_threshold_with_exit_1_and_one_line(simulator, tmp_path):
     simulator.rules = [Rule(Behaviour.ERROR, from_request=7)]  # 6 of 8 succeed: 75% < 90%
-    done = faultflow("step", "verify-inference", "--mode", "gate", "--url", simulator.url, "--requests", "8",
-                     "--rate", "200", "--model", "m", "--outputs", str(tmp_path))
+    done = faultflow(
+        "step",
+        "verify-inference",
+        "--mode",
+        "gate",
+        "--url",
+        simulator.url,
+        "--requests",
+        "8",
+        "--rate",
+        "200",
+        "--model",
+        "m",
+        "--outputs",
+        str(tmp_path),
+    )
     assert done.returncode == 1
     assert len(done.stderr.strip().splitlines()) == 1 and "6/8" in done.stderr
     last = events(done.stdout)[-1]
@@ -40,8 +54,26 @@ def test_gate_fails_below_threshold_with_exit_1_and_one_line(simulator, tmp_path
 def test_recover_waits_for_a_full_window_exactly(simulator, tmp_path):
     # Requests 1-6 fail; a window of 5 at threshold 1.0 is first full of successes at request 11.
     simulator.rules = [Rule(Behaviour.ERROR, until_request=7)]
-    done = faultflow("step", "verify-inference", "--mode", "recover", "--url", simulator.url, "--model", "m",
-                     "--window", "5", "--threshold", "1", "--rate", "500", "--deadline", "20", "--outputs", str(tmp_path))
+    done = faultflow(
+        "step",
+        "verify-inference",
+        "--mode",
+        "recover",
+        "--url",
+        simulator.url,
+        "--model",
+        "m",
+        "--window",
+        "5",
+        "--threshold",
+        "1",
+        "--rate",
+        "500",
+        "--deadline",
+        "20",
+        "--outputs",
+        str(tmp_path),
+    )
     assert done.returncode == 0, done.stderr
     records = read_jsonl(tmp_path / "records.jsonl")
     assert [r["outcome"] for r in records] == ["http_5xx"] * 6 + ["ok"] * 5
@@ -53,8 +85,24 @@ def test_recover_waits_for_a_full_window_exactly(simulator, tmp_path):
 
 def test_recover_tolerates_failures_within_the_threshold(simulator, tmp_path):
     simulator.rules = [Rule(Behaviour.DROP, from_request=3, until_request=4)]  # one failure in 10 = 90%
-    done = faultflow("step", "verify-inference", "--mode", "recover", "--url", simulator.url, "--model", "m",
-                     "--window", "10", "--threshold", "0.9", "--rate", "500", "--outputs", str(tmp_path))
+    done = faultflow(
+        "step",
+        "verify-inference",
+        "--mode",
+        "recover",
+        "--url",
+        simulator.url,
+        "--model",
+        "m",
+        "--window",
+        "10",
+        "--threshold",
+        "0.9",
+        "--rate",
+        "500",
+        "--outputs",
+        str(tmp_path),
+    )
     assert done.returncode == 0, done.stderr
     assert len(read_jsonl(tmp_path / "records.jsonl")) == 10
 
@@ -62,8 +110,24 @@ def test_recover_tolerates_failures_within_the_threshold(simulator, tmp_path):
 def test_recover_after_a_wall_clock_outage(simulator, tmp_path):
     until = time.time() + 0.4
     simulator.rules = [Rule(Behaviour.ERROR, until_time=until)]
-    done = faultflow("step", "verify-inference", "--mode", "recover", "--url", simulator.url, "--model", "m",
-                     "--window", "3", "--rate", "100", "--deadline", "20", "--outputs", str(tmp_path))
+    done = faultflow(
+        "step",
+        "verify-inference",
+        "--mode",
+        "recover",
+        "--url",
+        simulator.url,
+        "--model",
+        "m",
+        "--window",
+        "3",
+        "--rate",
+        "100",
+        "--deadline",
+        "20",
+        "--outputs",
+        str(tmp_path),
+    )
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "recover.json").read_text())
     assert summary["recovered_at"] >= until
@@ -73,8 +137,22 @@ def test_recover_after_a_wall_clock_outage(simulator, tmp_path):
 def test_recover_gives_up_at_the_deadline(simulator, tmp_path):
     simulator.rules = [Rule(Behaviour.ERROR)]
     started = time.monotonic()
-    done = faultflow("step", "verify-inference", "--mode", "recover", "--url", simulator.url, "--model", "m",
-                     "--rate", "50", "--deadline", "0.5", "--outputs", str(tmp_path))
+    done = faultflow(
+        "step",
+        "verify-inference",
+        "--mode",
+        "recover",
+        "--url",
+        simulator.url,
+        "--model",
+        "m",
+        "--rate",
+        "50",
+        "--deadline",
+        "0.5",
+        "--outputs",
+        str(tmp_path),
+    )
     assert done.returncode == 1
     assert "did not recover within 0.5s" in done.stderr
     assert time.monotonic() - started < 15
@@ -82,8 +160,12 @@ def test_recover_gives_up_at_the_deadline(simulator, tmp_path):
 
 
 def _start_load(url: str, tmp_path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([FAULTFLOW, "step", "load", "--url", url, "--model", "m", "--outputs", str(tmp_path), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [FAULTFLOW, "step", "load", "--url", url, "--model", "m", "--outputs", str(tmp_path), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _lines(path) -> int:

@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.steps.run_fixtures import (CLEARED, CORDONED, DETECTED, FAILED_LATENCY, FAULT, T0, events, latency, linear_percentile,
-                          records)
 
 from steps.events import Event
-from steps.report.stats import build_columns, percentile, phase_stats, run_figures, sustained_recovery
-from steps.report.phases import boundaries
 from steps.inference.success_window import SuccessWindow
+from steps.report.phases import boundaries
+from steps.report.stats import build_columns, percentile, phase_stats, run_figures, sustained_recovery
+from tests.steps.run_fixtures import CLEARED, CORDONED, DETECTED, FAILED_LATENCY, FAULT, T0, events, latency, linear_percentile, records
 
 WINDOW, THRESHOLD = 5, 0.9
 RECOVERED_REQUEST = 46  # first ok after the outage is 42; a window of 5 is full of successes at 46
@@ -24,7 +23,12 @@ def analyse():
     columns = build_columns(records())
     bounds = boundaries(events())
     run_end = T0 + 59 + latency(59)
-    return columns, bounds, phase_stats(columns, bounds, run_end, WINDOW, THRESHOLD), run_figures(columns, events(), bounds, run_end, WINDOW, THRESHOLD)
+    return (
+        columns,
+        bounds,
+        phase_stats(columns, bounds, run_end, WINDOW, THRESHOLD),
+        run_figures(columns, events(), bounds, run_end, WINDOW, THRESHOLD),
+    )
 
 
 def test_phase_boundaries_come_from_the_events():

@@ -10,20 +10,50 @@ import json
 from steps.kube.client import Ref
 from steps.run import install
 from steps.run import ledger as L
-from tests.support.cluster_world import HOME, SHIM_IMAGE, STEPS_IMAGE
 from tests.steps.test_gpu_cluster import make_world
+from tests.support.cluster_world import HOME, SHIM_IMAGE, STEPS_IMAGE
 
 FORGED_IMAGES = ("attacker.example/evil:1", "faultflow-steps:0.1.1", f"{STEPS_IMAGE}@sha256:{'0' * 64}", " ")
 
 
 def _preflight(c, w, *extra: str):
-    return c.faultflow("step", "preflight", "--run-id", w.run, "--namespace", w.ns, "--target", "dgd/llm", "--node", w.node,
-                       "--xid", "79", "--expect-remediation=false", "--toggle-dir", str(w.toggle_dir), *extra)
+    return c.faultflow(
+        "step",
+        "preflight",
+        "--run-id",
+        w.run,
+        "--namespace",
+        w.ns,
+        "--target",
+        "dgd/llm",
+        "--node",
+        w.node,
+        "--xid",
+        "79",
+        "--expect-remediation=false",
+        "--toggle-dir",
+        str(w.toggle_dir),
+        *extra,
+    )
 
 
 def _inject(c, w, *extra: str):
-    return c.faultflow("step", "inject-cuda-shim", "--run-id", w.run, "--namespace", w.ns, "--target", "dgd/llm",
-                       "--xid", "79", "--toggle-dir", str(w.toggle_dir), "--no-wait", *extra)
+    return c.faultflow(
+        "step",
+        "inject-cuda-shim",
+        "--run-id",
+        w.run,
+        "--namespace",
+        w.ns,
+        "--target",
+        "dgd/llm",
+        "--xid",
+        "79",
+        "--toggle-dir",
+        str(w.toggle_dir),
+        "--no-wait",
+        *extra,
+    )
 
 
 def _one_line_bad_input(result) -> bool:
@@ -58,11 +88,26 @@ def test_item2_a_namespace_without_faultflow_installed_is_refused(gpu_cluster, u
     c, w = gpu_cluster, make_world(gpu_cluster, unique, tmp_path)
     bare = f"bare-{unique}"
     w.kube.create(Ref("v1", "namespaces", None, ""), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": bare}})
-    result = c.faultflow("step", "preflight", "--run-id", w.run, "--namespace", w.ns, "--target", "dgd/llm", "--node", w.node,
-                         "--xid", "79", "--expect-remediation=false", env={install.NAMESPACE_ENV: bare})
+    result = c.faultflow(
+        "step",
+        "preflight",
+        "--run-id",
+        w.run,
+        "--namespace",
+        w.ns,
+        "--target",
+        "dgd/llm",
+        "--node",
+        w.node,
+        "--xid",
+        "79",
+        "--expect-remediation=false",
+        env={install.NAMESPACE_ENV: bare},
+    )
     assert _one_line_bad_input(result) and f"not installed in namespace {bare}" in result.stderr
     assert w.kube.list(Ref("v1", "configmaps", bare, ""))["items"] == [] or all(
-        cm["metadata"]["name"] == "kube-root-ca.crt" for cm in w.kube.list(Ref("v1", "configmaps", bare, ""))["items"])
+        cm["metadata"]["name"] == "kube-root-ca.crt" for cm in w.kube.list(Ref("v1", "configmaps", bare, ""))["items"]
+    )
 
 
 def test_home_namespace_order(tmp_path):

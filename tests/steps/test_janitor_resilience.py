@@ -33,14 +33,61 @@ def test_item6_janitor_goes_on_past_a_failed_entry_and_defers_not_ready_nodes(gp
         before[run] = json.dumps(kube.get(dgd_ref(obj))["spec"], sort_keys=True)
         disks[run] = tmp_path / run
         disks[run].mkdir()
-        c.faultflow("step", "preflight", "--run-id", f"r-{run}-{unique}", "--namespace", ns, "--target", f"dgd/{name}", "--node", node,
-                    "--xid", "79", "--expect-remediation=false", "--toggle-dir", str(disks[run]), "--ttl", "1s", check=True)
-        c.faultflow("step", "inject-cuda-shim", "--run-id", f"r-{run}-{unique}", "--namespace", ns, "--target", f"dgd/{name}",
-                    "--xid", "79", "--toggle-dir", str(disks[run]), "--no-wait", check=True)
+        c.faultflow(
+            "step",
+            "preflight",
+            "--run-id",
+            f"r-{run}-{unique}",
+            "--namespace",
+            ns,
+            "--target",
+            f"dgd/{name}",
+            "--node",
+            node,
+            "--xid",
+            "79",
+            "--expect-remediation=false",
+            "--toggle-dir",
+            str(disks[run]),
+            "--ttl",
+            "1s",
+            check=True,
+        )
+        c.faultflow(
+            "step",
+            "inject-cuda-shim",
+            "--run-id",
+            f"r-{run}-{unique}",
+            "--namespace",
+            ns,
+            "--target",
+            f"dgd/{name}",
+            "--xid",
+            "79",
+            "--toggle-dir",
+            str(disks[run]),
+            "--no-wait",
+            check=True,
+        )
         toggle.write(disks[run] / "toggle", toggle.Toggle(on=True, xid=79))
-    kube.request("PATCH", f"/api/v1/nodes/jr-notready-{unique}/status", content_type="application/merge-patch+json",
-                 body={"status": {"conditions": [{"type": "Ready", "status": "False", "reason": "KubeletNotReady",
-                                                  "lastHeartbeatTime": "2026-01-01T00:00:00Z", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}})
+    kube.request(
+        "PATCH",
+        f"/api/v1/nodes/jr-notready-{unique}/status",
+        content_type="application/merge-patch+json",
+        body={
+            "status": {
+                "conditions": [
+                    {
+                        "type": "Ready",
+                        "status": "False",
+                        "reason": "KubeletNotReady",
+                        "lastHeartbeatTime": "2026-01-01T00:00:00Z",
+                        "lastTransitionTime": "2026-01-01T00:00:00Z",
+                    }
+                ]
+            }
+        },
+    )
     expires_ms = max(L.LedgerStore(kube, HOME).load(ns, f"r-{run}-{unique}").run.expires_ms for run in runs)
     time.sleep(max(0.0, expires_ms / 1000 - time.time()) + 0.01)  # the 1 s TTL: the clock itself, read from the ledgers
 

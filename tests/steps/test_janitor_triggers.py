@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 import time
 
-from steps.run import ledger as L
 from steps.gpu import toggle
 from steps.kube.client import Ref
+from steps.run import ledger as L
 from tests.dgd_samples import dgd_v1alpha1, dgd_v1beta1
 from tests.support.cluster_world import HOME, KubeletSimulator, dgd_ref, make_gpu_node, make_namespace
 
@@ -32,9 +32,13 @@ RUNS = {
 
 
 def workflow(name: str, phase: str) -> dict:
-    return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"name": name},
-            "spec": {"entrypoint": "main", "templates": [{"name": "main", "container": {"image": "steps:1"}}]},
-            "status": {"phase": phase}}
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"name": name},
+        "spec": {"entrypoint": "main", "templates": [{"name": "main", "container": {"image": "steps:1"}}]},
+        "status": {"phase": phase},
+    }
 
 
 def test_janitor_reverts_expired_finished_and_gone_runs_only(gpu_cluster, unique, tmp_path):
@@ -59,11 +63,47 @@ def test_janitor_reverts_expired_finished_and_gone_runs_only(gpu_cluster, unique
             owner = ["--workflow-name", wf_name, "--workflow-uid", wf["metadata"]["uid"]]
         tdir = tmp_path / run
         tdir.mkdir()
-        c.faultflow("step", "preflight", "--run-id", f"r-{run}", "--namespace", ns, "--target", f"dgd/{name}", "--node", node,
-                    "--xid", "79", "--expect-remediation=false", "--toggle-dir", str(tdir), "--steps-image", "steps:1",
-                    "--ttl", ttl, *owner, check=True)
-        c.faultflow("step", "inject-cuda-shim", "--run-id", f"r-{run}", "--namespace", ns, "--target", f"dgd/{name}",
-                    "--shim-image", "shim:1", "--xid", "79", "--toggle-dir", str(tdir), "--no-wait", check=True)
+        c.faultflow(
+            "step",
+            "preflight",
+            "--run-id",
+            f"r-{run}",
+            "--namespace",
+            ns,
+            "--target",
+            f"dgd/{name}",
+            "--node",
+            node,
+            "--xid",
+            "79",
+            "--expect-remediation=false",
+            "--toggle-dir",
+            str(tdir),
+            "--steps-image",
+            "steps:1",
+            "--ttl",
+            ttl,
+            *owner,
+            check=True,
+        )
+        c.faultflow(
+            "step",
+            "inject-cuda-shim",
+            "--run-id",
+            f"r-{run}",
+            "--namespace",
+            ns,
+            "--target",
+            f"dgd/{name}",
+            "--shim-image",
+            "shim:1",
+            "--xid",
+            "79",
+            "--toggle-dir",
+            str(tdir),
+            "--no-wait",
+            check=True,
+        )
         toggles[run] = tdir / "toggle"
         toggle.write(toggles[run], toggle.Toggle(on=True, xid=79))  # inject-xid ran on the node
         patched[run] = json.dumps(kube.get(ref)["spec"], sort_keys=True)

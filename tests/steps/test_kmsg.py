@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from steps.gpu import kmsg, nvsentinel
 from steps.errors import BadInput
+from steps.gpu import kmsg, nvsentinel
 from steps.gpu.xids import NO_PROCESS_XIDS, SEED_XIDS, XID_RANGE, lookup
 
 
@@ -35,7 +35,8 @@ def test_xid_79_writes_both_driver_lines_in_order():
     records = kmsg.xid_records(79, "0000:17:00", 1, "python3")
     assert [kmsg.journald_message(r)[1] for r in records] == [
         "NVRM: Xid (PCI:0000:17:00): 79, pid=1, name=python3, GPU has fallen off the bus.",
-        "NVRM: GPU 0000:17:00.0: GPU has fallen off the bus."]
+        "NVRM: GPU 0000:17:00.0: GPU has fallen off the bus.",
+    ]
     assert kmsg.xid_records(48, "0000:17:00", 1, "python3") == [kmsg.xid_line(48, "0000:17:00", 1, "python3")]
 
 

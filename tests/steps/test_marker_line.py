@@ -15,12 +15,15 @@ def test_the_toggle_at_its_mount_path_or_under_a_node_root_counts(path: str) -> 
     assert marker_seen(f"other output\n{LINE.format(path)}\nmore", TOGGLE)
 
 
-@pytest.mark.parametrize("text", [
-    LINE.format("/var/lib/faultflow/toggle2"),  # another file
-    LINE.format("/lab/nodes/gpu-0/var/lib/faultflowtoggle"),  # not a path suffix
-    LINE.format(TOGGLE).replace(" (mapped)", " (unmapped)"),  # the toggle could not be mapped
-    "faultflow-shim: disabled toggle=/var/lib/faultflow/toggle (mapped)",
-    "",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        LINE.format("/var/lib/faultflow/toggle2"),  # another file
+        LINE.format("/lab/nodes/gpu-0/var/lib/faultflowtoggle"),  # not a path suffix
+        LINE.format(TOGGLE).replace(" (mapped)", " (unmapped)"),  # the toggle could not be mapped
+        "faultflow-shim: disabled toggle=/var/lib/faultflow/toggle (mapped)",
+        "",
+    ],
+)
 def test_anything_else_does_not(text: str) -> None:
     assert not marker_seen(text, TOGGLE)

@@ -10,8 +10,8 @@ import pytest
 from steps.kube.client import Ref
 from tests.dgd_samples import dgd_v1alpha1, dgd_v1beta1
 from tests.steps.bad_input import bad_input_failures
-from tests.support.cluster_world import dgd_ref
 from tests.steps.network_world import POD_CIDR, make_net_world
+from tests.support.cluster_world import dgd_ref
 
 P = ["step", "partition-network", "--run-id", "{run}", "--namespace", "{ns}", "--target", "dgd/llm", "--pod-cidr", POD_CIDR]
 D = ["step", "degrade-network", "--run-id", "{run}", "--namespace", "{ns}", "--target", "dgd/llm"]
@@ -29,15 +29,60 @@ CASES = [
     ("pod cidr everything", P + ["--partition", "worker-nats", "--pod-cidr", "0.0.0.0/0"]),
     ("pod cidr list with a bad one", P + ["--partition", "worker-nats", "--pod-cidr", "10.244.0.0/16,10.245.0.0/33"]),
     ("duration zero", P + ["--partition", "worker-nats", "--duration", "0s"]),
-    ("target not a dgd", ["step", "partition-network", "--run-id", "{run}", "--namespace", "{ns}", "--target", "deployment/web",
-                          "--partition", "worker-nats"]),
-    ("dgd missing", ["step", "partition-network", "--run-id", "{run}", "--namespace", "{ns}", "--target", "dgd/nope",
-                     "--partition", "worker-nats", "--pod-cidr", POD_CIDR]),
-    ("partition without ledger", ["step", "partition-network", "--run-id", "no-ledger", "--namespace", "{ns}", "--target", "dgd/llm",
-                                  "--partition", "worker-nats", "--pod-cidr", POD_CIDR]),
+    (
+        "target not a dgd",
+        [
+            "step",
+            "partition-network",
+            "--run-id",
+            "{run}",
+            "--namespace",
+            "{ns}",
+            "--target",
+            "deployment/web",
+            "--partition",
+            "worker-nats",
+        ],
+    ),
+    (
+        "dgd missing",
+        [
+            "step",
+            "partition-network",
+            "--run-id",
+            "{run}",
+            "--namespace",
+            "{ns}",
+            "--target",
+            "dgd/nope",
+            "--partition",
+            "worker-nats",
+            "--pod-cidr",
+            POD_CIDR,
+        ],
+    ),
+    (
+        "partition without ledger",
+        [
+            "step",
+            "partition-network",
+            "--run-id",
+            "no-ledger",
+            "--namespace",
+            "{ns}",
+            "--target",
+            "dgd/llm",
+            "--partition",
+            "worker-nats",
+            "--pod-cidr",
+            POD_CIDR,
+        ],
+    ),
     ("no prefill component", P + ["--partition", "prefill-decode", "--target", "dgd/agg"]),
-    ("pod cidrs unknown", ["step", "partition-network", "--run-id", "{run}", "--namespace", "{ns}", "--target", "dgd/llm",
-                           "--partition", "worker-nats"]),
+    (
+        "pod cidrs unknown",
+        ["step", "partition-network", "--run-id", "{run}", "--namespace", "{ns}", "--target", "dgd/llm", "--partition", "worker-nats"],
+    ),
     ("degrade without action", D),
     ("loss over 100", D + ["--loss", "101"]),
     ("loss zero", D + ["--loss", "0"]),
@@ -58,14 +103,22 @@ CASES = [
     ("heal without ledger", ["step", "heal-network", "--run-id", "no-ledger", "--namespace", "{ns}"]),
     ("verify without ledger", ["step", "verify-partition", "--run-id", "no-ledger", "--namespace", "{ns}"]),
     ("verify probe image blank", ["step", "verify-partition", "--run-id", "{run}", "--namespace", "{ns}", "--probe-image", " "]),
-    ("preflight network not opted in", ["step", "preflight", "--fault", "network", "--run-id", "r2", "--namespace", "{ns2}",
-                                        "--target", "dgd/llm"]),
-    ("preflight network with xid", ["step", "preflight", "--fault", "network", "--run-id", "r2", "--namespace", "{ns}",
-                                    "--target", "dgd/llm", "--xid", "79"]),
-    ("preflight network deployment", ["step", "preflight", "--fault", "network", "--run-id", "r2", "--namespace", "{ns}",
-                                      "--target", "deployment/web"]),
-    ("preflight gpu without xid", ["step", "preflight", "--run-id", "r2", "--namespace", "{ns}", "--target", "dgd/llm",
-                                   "--expect-remediation=false"]),
+    (
+        "preflight network not opted in",
+        ["step", "preflight", "--fault", "network", "--run-id", "r2", "--namespace", "{ns2}", "--target", "dgd/llm"],
+    ),
+    (
+        "preflight network with xid",
+        ["step", "preflight", "--fault", "network", "--run-id", "r2", "--namespace", "{ns}", "--target", "dgd/llm", "--xid", "79"],
+    ),
+    (
+        "preflight network deployment",
+        ["step", "preflight", "--fault", "network", "--run-id", "r2", "--namespace", "{ns}", "--target", "deployment/web"],
+    ),
+    (
+        "preflight gpu without xid",
+        ["step", "preflight", "--run-id", "r2", "--namespace", "{ns}", "--target", "dgd/llm", "--expect-remediation=false"],
+    ),
 ]
 
 
@@ -78,15 +131,23 @@ def world(gpu_cluster, unique):
         del agg["spec"]["services"]["VllmPrefillWorker"]
         del agg["spec"]["services"]["VllmDecodeWorker"]["subComponentType"]
     w.kube.create(dgd_ref(agg), agg)
-    assert gpu_cluster.faultflow("step", "preflight", "--fault", "network", "--run-id", w.run, "--namespace", w.ns,
-                                 "--target", "dgd/llm").returncode == 0
+    assert (
+        gpu_cluster.faultflow(
+            "step", "preflight", "--fault", "network", "--run-id", w.run, "--namespace", w.ns, "--target", "dgd/llm"
+        ).returncode
+        == 0
+    )
     kube = w.kube
 
     def snapshot() -> str:
         state = {}
         for ns in (w.ns, w.ns2):
-            for ref in (Ref("networking.k8s.io/v1", "networkpolicies", ns, ""), Ref("chaos-mesh.org/v1alpha1", "networkchaos", ns, ""),
-                        Ref("v1", "pods", ns, ""), Ref("v1", "configmaps", ns, "")):
+            for ref in (
+                Ref("networking.k8s.io/v1", "networkpolicies", ns, ""),
+                Ref("chaos-mesh.org/v1alpha1", "networkchaos", ns, ""),
+                Ref("v1", "pods", ns, ""),
+                Ref("v1", "configmaps", ns, ""),
+            ):
                 state[f"{ns}/{ref.plural}"] = kube.list(ref).get("items")
         return json.dumps(state, sort_keys=True)
 

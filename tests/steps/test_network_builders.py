@@ -4,23 +4,40 @@ from __future__ import annotations
 
 import pytest
 
-from steps.run import ledger as L
 from steps.errors import BadInput
-from steps.run.janitor import expired_entries
 from steps.network.chaos import Degradation, build_chaos, go_duration
 from steps.network.policies import ClusterAddresses, Partition, api_server_addresses, build_policies, pod_cidrs_of
 from steps.network.selectors import (
-    DOES_NOT_EXIST, EXISTS, IN, NOT_IN, PodGroup, Requirement, complement, equals, parse_selector, role_groups, satisfiable,
+    DOES_NOT_EXIST,
+    EXISTS,
+    IN,
+    NOT_IN,
+    PodGroup,
+    Requirement,
+    complement,
+    equals,
+    parse_selector,
+    role_groups,
+    satisfiable,
     selector_string,
 )
+from steps.run import ledger as L
+from steps.run.janitor import expired_entries
 from tests.dgd_samples import dgd_v1alpha1, dgd_v1beta1
 
 
 def test_parse_selector_reads_every_form_and_renders_it_back():
     reqs = parse_selector("a=b, c!=d ,e in (g,f),h notin (i),j,!k,l==m,x.io/n=")
-    assert reqs == (equals("a", "b"), Requirement("c", NOT_IN, ("d",)), Requirement("e", IN, ("f", "g")),
-                    Requirement("h", NOT_IN, ("i",)), Requirement("j", EXISTS), Requirement("k", DOES_NOT_EXIST),
-                    equals("l", "m"), equals("x.io/n", ""))
+    assert reqs == (
+        equals("a", "b"),
+        Requirement("c", NOT_IN, ("d",)),
+        Requirement("e", IN, ("f", "g")),
+        Requirement("h", NOT_IN, ("i",)),
+        Requirement("j", EXISTS),
+        Requirement("k", DOES_NOT_EXIST),
+        equals("l", "m"),
+        equals("x.io/n", ""),
+    )
     assert selector_string(reqs) == "a=b,c notin (d),e in (f,g),h notin (i),j,!k,l=m,x.io/n="
 
 
@@ -59,10 +76,10 @@ def test_complement_drops_terms_that_match_nothing():
 def test_role_groups_follow_the_operator_labels():
     alpha = dgd_v1alpha1("llm", "ns")
     (workers,) = role_groups(alpha, "worker")
-    assert workers.selector_string() == ("nvidia.com/dynamo-graph-deployment-name=llm,"
-                                         "nvidia.com/dynamo-component-type in (prefill,worker)")
+    assert workers.selector_string() == ("nvidia.com/dynamo-graph-deployment-name=llm,nvidia.com/dynamo-component-type in (prefill,worker)")
     assert [g.selector_string().split(",", 1)[1] for g in role_groups(alpha, "decode")] == [
-        "nvidia.com/dynamo-component-type=worker,nvidia.com/dynamo-sub-component-type=decode"]
+        "nvidia.com/dynamo-component-type=worker,nvidia.com/dynamo-sub-component-type=decode"
+    ]
     with pytest.raises(BadInput, match="no prefill component"):
         role_groups(dgd_v1beta1("agg", "ns"), "prefill")
 
@@ -99,7 +116,10 @@ def test_chaos_one_object_per_action_and_group():
     objs = build_chaos("r", sources, [PodGroup("p", parse_selector("app=nats"))], d, "one", None, "to", 90.5)
     assert [o["spec"]["action"] for o in objs] == ["loss", "loss", "delay", "delay", "duplicate", "duplicate"]
     assert len({o["metadata"]["name"] for o in objs}) == 6
-    assert objs[1]["spec"]["selector"] == {"namespaces": ["ns"], "expressionSelectors": [{"key": "c", "operator": "In", "values": ["d", "e"]}]}
+    assert objs[1]["spec"]["selector"] == {
+        "namespaces": ["ns"],
+        "expressionSelectors": [{"key": "c", "operator": "In", "values": ["d", "e"]}],
+    }
     assert objs[0]["spec"]["target"] == {"mode": "all", "selector": {"namespaces": ["p"], "labelSelectors": {"app": "nats"}}}
     assert objs[0]["spec"]["duration"] == "90500ms" and go_duration(60) == "60s"
 

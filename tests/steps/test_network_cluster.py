@@ -14,10 +14,10 @@ import time
 
 import pytest
 
-from steps.run import ledger as L
 from steps.kube.client import Kube, Ref, Unprocessable
-from steps.network.verify import allowed_by_peers, ip_allowed
 from steps.network.selectors import requirements_of, selector_string
+from steps.network.verify import allowed_by_peers, ip_allowed
+from steps.run import ledger as L
 from tests.steps.network_world import POD_CIDR, NetWorld, make_net_world
 
 POLICIES = Ref("networking.k8s.io/v1", "networkpolicies", None, "")
@@ -37,8 +37,9 @@ def preflight(c, w: NetWorld, *extra):
 
 
 def partition(c, w: NetWorld, *extra):
-    return c.faultflow("step", "partition-network", "--run-id", w.run, "--namespace", w.ns, "--target", "dgd/llm",
-                       "--pod-cidr", POD_CIDR, *extra)
+    return c.faultflow(
+        "step", "partition-network", "--run-id", w.run, "--namespace", w.ns, "--target", "dgd/llm", "--pod-cidr", POD_CIDR, *extra
+    )
 
 
 def degrade(c, w: NetWorld, *extra):
@@ -62,8 +63,11 @@ CASES = {
     "worker-nats": ([], ("role", "worker"), ("pods", "nats")),
     "worker-nats+etcd": (["--include-etcd", "--etcd-namespace", "{ns2}"], ("role", "worker"), ("pods", "nats", "etcd2")),
     "frontend-nats": (["--nats-namespace", "{ns2}"], ("role", "frontend"), ("pods", "nats2")),
-    "custom": (["--source-selector", "app=web", "--peer-selector", "app.kubernetes.io/name in (etcd)", "--peer-namespace", "{ns2}"],
-               ("pods", "web"), ("pods", "etcd2")),
+    "custom": (
+        ["--source-selector", "app=web", "--peer-selector", "app.kubernetes.io/name in (etcd)", "--peer-namespace", "{ns2}"],
+        ("pods", "web"),
+        ("pods", "etcd2"),
+    ),
 }
 
 
@@ -94,8 +98,9 @@ def test_partition_selects_exactly_the_intended_pods(gpu_cluster, unique, case):
             peers = [p for rule in rules if "ports" not in rule for p in rule.get(key) or []]
             allowed = allowed_by_peers(w.kube, w.ns, peers, {w.ns, w.ns2})
             assert universe - allowed == expected(w, cut), f"{key}: cut off {sorted(universe - allowed)}"
-            ips = {p["metadata"]["name"]: p["status"]["podIP"] for ns in (w.ns, w.ns2)
-                   for p in w.kube.list(Ref("v1", "pods", ns, ""))["items"]}
+            ips = {
+                p["metadata"]["name"]: p["status"]["podIP"] for ns in (w.ns, w.ns2) for p in w.kube.list(Ref("v1", "pods", ns, ""))["items"]
+            }
             assert not any(ip_allowed(ip, peers) for ip in ips.values())  # pod IPs only through label peers
             assert ip_allowed("8.8.8.8", peers) and ip_allowed("2001:db8::1", peers)  # off-cluster stays open
         dns = [r for r in spec["egress"] if "ports" in r]
@@ -125,13 +130,23 @@ def test_partition_is_idempotent_verified_and_healed(gpu_cluster, unique, tmp_pa
     summary = [e for e in events(verified.stdout) if e["event"] == "partition_verified"][0]
     assert summary["probe"] == "skipped (no --probe-image)" and "selected pods" in summary["checked"]
     checks = json.loads((tmp_path / "verify.json").read_text())
-    assert {c_["name"].split(":")[1] for c_ in checks} >= {"exists", "unchanged", "selects_pods", "peers_exist", "to_cut", "from_cut",
-                                                          "dns_allowed", "api_server_allowed"}
+    assert {c_["name"].split(":")[1] for c_ in checks} >= {
+        "exists",
+        "unchanged",
+        "selects_pods",
+        "peers_exist",
+        "to_cut",
+        "from_cut",
+        "dns_allowed",
+        "api_server_allowed",
+    }
 
     # Someone edits the policy so it no longer cuts NATS off: verify must notice.
     name = next(iter(first))
-    w.kube.json_patch(Ref("networking.k8s.io/v1", "networkpolicies", w.ns, name),
-                      [{"op": "add", "path": "/spec/egress/0/to/-", "value": {"podSelector": {}}}])
+    w.kube.json_patch(
+        Ref("networking.k8s.io/v1", "networkpolicies", w.ns, name),
+        [{"op": "add", "path": "/spec/egress/0/to/-", "value": {"podSelector": {}}}],
+    )
     broken = c.faultflow("step", "verify-partition", "--run-id", w.run, "--namespace", w.ns)
     assert broken.returncode == 1 and "to_cut" in broken.stderr
 
@@ -155,8 +170,15 @@ def test_heal_never_deletes_an_object_that_is_not_the_runs(gpu_cluster, unique):
 def test_partition_refuses_pods_another_policy_already_selects(gpu_cluster, unique):
     c, w = gpu_cluster, make_net_world(gpu_cluster, unique)
     assert preflight(c, w).returncode == 0
-    w.kube.create(in_ns(POLICIES, w.ns), {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-                                          "metadata": {"name": "deny-all"}, "spec": {"podSelector": {}, "policyTypes": ["Egress"]}})
+    w.kube.create(
+        in_ns(POLICIES, w.ns),
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "deny-all"},
+            "spec": {"podSelector": {}, "policyTypes": ["Egress"]},
+        },
+    )
     refused = partition(c, w, "--partition", "worker-nats", "--direction", "egress")
     assert refused.returncode == 1 and "deny-all" in refused.stderr
     assert run_objects(w.kube, w.ns, w.run) == []
@@ -177,17 +199,33 @@ def test_verify_probe_pod_spec_and_result(gpu_cluster, unique):
                 seen.append(pod)
                 command = pod["spec"]["containers"][0]["command"]
                 results = [dict(check, got=check["expect"]) for check in json.loads(command[3])]
-                w.kube.request("PATCH", f"/api/v1/namespaces/{w.ns}/pods/{pod['metadata']['name']}/status",
-                               content_type="application/merge-patch+json",
-                               body={"status": {"phase": "Succeeded", "containerStatuses": [{
-                                   "name": "probe", "image": "probe:1", "imageID": "", "ready": False, "restartCount": 0,
-                                   "state": {"terminated": {"exitCode": 0, "message": json.dumps(results), "reason": "Completed"}}}]}})
+                w.kube.request(
+                    "PATCH",
+                    f"/api/v1/namespaces/{w.ns}/pods/{pod['metadata']['name']}/status",
+                    content_type="application/merge-patch+json",
+                    body={
+                        "status": {
+                            "phase": "Succeeded",
+                            "containerStatuses": [
+                                {
+                                    "name": "probe",
+                                    "image": "probe:1",
+                                    "imageID": "",
+                                    "ready": False,
+                                    "restartCount": 0,
+                                    "state": {"terminated": {"exitCode": 0, "message": json.dumps(results), "reason": "Completed"}},
+                                }
+                            ],
+                        }
+                    },
+                )
             threading.Event().wait(0.1)  # polling a list; the deadline bounds it
 
     thread = threading.Thread(target=probe_kubelet_simulator)
     thread.start()
-    result = c.faultflow("step", "verify-partition", "--run-id", w.run, "--namespace", w.ns, "--probe-image", "probe:1",
-                         "--probe-timeout", "60s")
+    result = c.faultflow(
+        "step", "verify-partition", "--run-id", w.run, "--namespace", w.ns, "--probe-image", "probe:1", "--probe-timeout", "60s"
+    )
     thread.join()
     assert result.returncode == 0, result.stdout + result.stderr
     (pod,) = seen
@@ -195,7 +233,9 @@ def test_verify_probe_pod_spec_and_result(gpu_cluster, unique):
     assert labels["nvidia.com/dynamo-graph-deployment-name"] == "llm" and labels["nvidia.com/dynamo-component-type"] == "frontend"
     assert pod["spec"]["automountServiceAccountToken"] is False and pod["spec"]["restartPolicy"] == "Never"
     checks = json.loads(pod["spec"]["containers"][0]["command"][3])
-    worker_ips = {p["status"]["podIP"] for p in w.kube.list(Ref("v1", "pods", w.ns, ""))["items"] if p["metadata"]["name"] in w.roles["worker"]}
+    worker_ips = {
+        p["status"]["podIP"] for p in w.kube.list(Ref("v1", "pods", w.ns, ""))["items"] if p["metadata"]["name"] in w.roles["worker"]
+    }
     assert checks[0]["host"] in worker_ips and checks[0]["port"] == 8000 and checks[0]["expect"] == "blocked"
     assert checks[1]["host"] == "kubernetes.default.svc" and checks[1]["expect"] == "open"
     assert any(e["event"] == "check_passed" and e["check"].endswith(":probe") for e in events(result.stdout))
@@ -204,12 +244,40 @@ def test_verify_probe_pod_spec_and_result(gpu_cluster, unique):
 
 # --- Chaos Mesh ------------------------------------------------------------------------------------
 
+
 def test_degrade_every_action_accepted_by_the_crd(gpu_cluster, unique):
     c, w = gpu_cluster, make_net_world(gpu_cluster, unique)
     assert preflight(c, w).returncode == 0
-    done = degrade(c, w, "--pods", "worker", "--peer", "nats", "--direction", "both", "--mode", "fixed-percent", "--mode-value", "50",
-                   "--loss", "25", "--loss-correlation", "10", "--delay", "100ms", "--jitter", "10ms", "--bandwidth", "10mbps",
-                   "--corrupt", "1.5", "--duplicate", "2", "--duration", "90s")
+    done = degrade(
+        c,
+        w,
+        "--pods",
+        "worker",
+        "--peer",
+        "nats",
+        "--direction",
+        "both",
+        "--mode",
+        "fixed-percent",
+        "--mode-value",
+        "50",
+        "--loss",
+        "25",
+        "--loss-correlation",
+        "10",
+        "--delay",
+        "100ms",
+        "--jitter",
+        "10ms",
+        "--bandwidth",
+        "10mbps",
+        "--corrupt",
+        "1.5",
+        "--duplicate",
+        "2",
+        "--duration",
+        "90s",
+    )
     assert done.returncode == 0, done.stderr
     objs = {o["spec"]["action"]: o for o in w.kube.list(in_ns(CHAOS, w.ns), label_selector=f"{L.RUN_LABEL}={w.run}")["items"]}
     assert sorted(objs) == ["bandwidth", "corrupt", "delay", "duplicate", "loss"]
@@ -226,9 +294,36 @@ def test_degrade_every_action_accepted_by_the_crd(gpu_cluster, unique):
         assert got == want, side
     verified = c.faultflow("step", "verify-partition", "--run-id", w.run, "--namespace", w.ns)
     assert verified.returncode == 0, verified.stderr
-    again = degrade(c, w, "--pods", "worker", "--peer", "nats", "--direction", "both", "--mode", "fixed-percent", "--mode-value", "50",
-                    "--loss", "25", "--loss-correlation", "10", "--delay", "100ms", "--jitter", "10ms", "--bandwidth", "10mbps",
-                    "--corrupt", "1.5", "--duplicate", "2", "--duration", "90s")
+    again = degrade(
+        c,
+        w,
+        "--pods",
+        "worker",
+        "--peer",
+        "nats",
+        "--direction",
+        "both",
+        "--mode",
+        "fixed-percent",
+        "--mode-value",
+        "50",
+        "--loss",
+        "25",
+        "--loss-correlation",
+        "10",
+        "--delay",
+        "100ms",
+        "--jitter",
+        "10ms",
+        "--bandwidth",
+        "10mbps",
+        "--corrupt",
+        "1.5",
+        "--duplicate",
+        "2",
+        "--duration",
+        "90s",
+    )
     assert again.returncode == 0 and events(again.stdout)[0]["already"] is True
     assert c.faultflow("step", "heal-network", "--run-id", w.run, "--namespace", w.ns).returncode == 0
     assert run_objects(w.kube, w.ns, w.run) == []
@@ -236,17 +331,28 @@ def test_degrade_every_action_accepted_by_the_crd(gpu_cluster, unique):
 
 def test_malformed_networkchaos_is_rejected_by_the_crd(gpu_cluster, unique):
     w = make_net_world(gpu_cluster, unique)
-    base = {"apiVersion": "chaos-mesh.org/v1alpha1", "kind": "NetworkChaos", "metadata": {"namespace": w.ns},
-            "spec": {"action": "loss", "mode": "all", "loss": {"loss": "50", "correlation": "0"},
-                     "selector": {"namespaces": [w.ns], "labelSelectors": {"app": "web"}}}}
+    base = {
+        "apiVersion": "chaos-mesh.org/v1alpha1",
+        "kind": "NetworkChaos",
+        "metadata": {"namespace": w.ns},
+        "spec": {
+            "action": "loss",
+            "mode": "all",
+            "loss": {"loss": "50", "correlation": "0"},
+            "selector": {"namespaces": [w.ns], "labelSelectors": {"app": "web"}},
+        },
+    }
     ok = json.loads(json.dumps(base))
     ok["metadata"]["name"] = "well-formed"
     w.kube.create(in_ns(CHAOS, w.ns), ok)  # the control: the same object, well formed, is accepted
     # The reference's shape: selector fields directly under target, matchExpressions inside labelSelectors.
     bad = json.loads(json.dumps(base))
     bad["metadata"]["name"] = "reference-shape"
-    bad["spec"]["target"] = {"mode": "all", "namespaces": [w.ns],
-                             "labelSelectors": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["nats"]}]}}
+    bad["spec"]["target"] = {
+        "mode": "all",
+        "namespaces": [w.ns],
+        "labelSelectors": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["nats"]}]},
+    }
     with pytest.raises(Unprocessable):
         w.kube.create(in_ns(CHAOS, w.ns), bad)
     strings = json.loads(json.dumps(base))
@@ -257,6 +363,7 @@ def test_malformed_networkchaos_is_rejected_by_the_crd(gpu_cluster, unique):
 
 
 # --- duration: the janitor heals expired entries of a live run ------------------------------------
+
 
 def test_janitor_heals_expired_network_entries_of_a_live_run(gpu_cluster, unique):
     c, w = gpu_cluster, make_net_world(gpu_cluster, unique)
@@ -279,10 +386,18 @@ def test_janitor_heals_expired_network_entries_of_a_live_run(gpu_cluster, unique
 # Each step runs ~0.3-0.5 s here (start-up ~0.2 s): the points spread over its life, so kills land
 # before the ledger entry, between entry and create, between objects, and after the end.
 KILL_POINTS = [
-    ("preflight", 0.05), ("preflight", 0.3),
-    ("partition-network", 0.1), ("partition-network", 0.25), ("partition-network", 0.35), ("partition-network", 0.45),
-    ("degrade-network", 0.1), ("degrade-network", 0.2), ("degrade-network", 0.25), ("degrade-network", 0.3),
-    ("heal-network", 0.2), ("heal-network", 0.3),
+    ("preflight", 0.05),
+    ("preflight", 0.3),
+    ("partition-network", 0.1),
+    ("partition-network", 0.25),
+    ("partition-network", 0.35),
+    ("partition-network", 0.45),
+    ("degrade-network", 0.1),
+    ("degrade-network", 0.2),
+    ("degrade-network", 0.25),
+    ("degrade-network", 0.3),
+    ("heal-network", 0.2),
+    ("heal-network", 0.3),
 ]
 DEGRADE = ["--loss", "10", "--delay", "50ms", "--bandwidth", "1mbps", "--corrupt", "1", "--duplicate", "1"]
 
@@ -324,8 +439,9 @@ def test_kill_matrix_janitor_removes_everything(gpu_cluster, unique):
             objs = [o["metadata"]["name"] for o in run_objects(w.kube, w.ns, w.run)]
             probes = w.kube.list(Ref("v1", "pods", w.ns, ""), label_selector=f"{L.RUN_LABEL}={w.run}")["items"]
             if janitor.returncode != 0 or active or objs or probes:
-                leftovers.append(f"{step}@{after}/{sig.name}: rc={janitor.returncode} active={active} objects={objs} "
-                                 f"{janitor.stderr.strip()[-300:]}")
+                leftovers.append(
+                    f"{step}@{after}/{sig.name}: rc={janitor.returncode} active={active} objects={objs} {janitor.stderr.strip()[-300:]}"
+                )
     print(f"states when killed (step/active ledger entries: count): {states}")
     print(f"leftovers after kill matrix: {len(leftovers)} of {total}")
     assert leftovers == [], "\n".join(leftovers)

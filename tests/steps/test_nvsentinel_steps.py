@@ -9,8 +9,8 @@ import time
 
 from steps.gpu import nvsentinel as nv
 from steps.kube.client import Ref
-from tests.support.cluster_world import simulate_nvsentinel_quarantine
 from tests.steps.test_gpu_cluster import events, make_world
+from tests.support.cluster_world import simulate_nvsentinel_quarantine
 
 FQ_TOML = """label-prefix = "k8saas.nvidia.com/"
 
@@ -32,29 +32,75 @@ def install_nvsentinel(kube, ns: str, node: str, percentage: int = 100, max_node
     config.toml and a Running syslog-health-monitor pod on the node."""
     kube.create(Ref("v1", "namespaces", None, ""), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     kube.create(Ref("v1", "serviceaccounts", ns, ""), {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}})
-    kube.create(Ref("v1", "configmaps", ns, ""), {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": nv.CIRCUIT_BREAKER_CONFIGMAP},
-                                                  "data": {"status": "CLOSED"}})
-    toml = FQ_TOML.format(percentage=percentage, max_nodes=f"maxNodes = {max_nodes}" if max_nodes else "",
-                          cordon=str(cordon).lower())
-    kube.create(Ref("v1", "configmaps", ns, ""), {"apiVersion": "v1", "kind": "ConfigMap",
-                                                  "metadata": {"name": nv.FAULT_QUARANTINE_CONFIGMAP}, "data": {"config.toml": toml}})
-    pod = kube.create(Ref("v1", "pods", ns, ""), {
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "shm", "labels": {"app.kubernetes.io/name": "syslog-health-monitor"}},
-        "spec": {"nodeName": node, "containers": [{"name": "shm", "image": "nvsentinel/syslog-health-monitor"}]}})
-    kube.request("PATCH", Ref("v1", "pods", ns, pod["metadata"]["name"]).path() + "/status",
-                  content_type="application/merge-patch+json", body={"status": {"phase": "Running"}})
+    kube.create(
+        Ref("v1", "configmaps", ns, ""),
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": nv.CIRCUIT_BREAKER_CONFIGMAP}, "data": {"status": "CLOSED"}},
+    )
+    toml = FQ_TOML.format(percentage=percentage, max_nodes=f"maxNodes = {max_nodes}" if max_nodes else "", cordon=str(cordon).lower())
+    kube.create(
+        Ref("v1", "configmaps", ns, ""),
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": nv.FAULT_QUARANTINE_CONFIGMAP}, "data": {"config.toml": toml}},
+    )
+    pod = kube.create(
+        Ref("v1", "pods", ns, ""),
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "shm", "labels": {"app.kubernetes.io/name": "syslog-health-monitor"}},
+            "spec": {"nodeName": node, "containers": [{"name": "shm", "image": "nvsentinel/syslog-health-monitor"}]},
+        },
+    )
+    kube.request(
+        "PATCH",
+        Ref("v1", "pods", ns, pod["metadata"]["name"]).path() + "/status",
+        content_type="application/merge-patch+json",
+        body={"status": {"phase": "Running"}},
+    )
 
 
 def run_preflight(c, w, nvs: str, *extra: str, run: str | None = None):
-    return c.faultflow("step", "preflight", "--run-id", run or w.run, "--namespace", w.ns, "--target", "dgd/llm", "--node", w.node,
-                       "--xid", "48", "--toggle-dir", str(w.toggle_dir), "--nvsentinel-namespace", nvs, *extra)
+    return c.faultflow(
+        "step",
+        "preflight",
+        "--run-id",
+        run or w.run,
+        "--namespace",
+        w.ns,
+        "--target",
+        "dgd/llm",
+        "--node",
+        w.node,
+        "--xid",
+        "48",
+        "--toggle-dir",
+        str(w.toggle_dir),
+        "--nvsentinel-namespace",
+        nvs,
+        *extra,
+    )
 
 
 def set_condition(kube, node: str, message: str, age_s: float) -> None:
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - age_s))
-    kube.request("PATCH", f"/api/v1/nodes/{node}/status", content_type="application/strategic-merge-patch+json", body={
-        "status": {"conditions": [{"type": nv.XID_CONDITION, "status": "True", "reason": "SysLogsXIDErrorIsNotHealthy",
-                                   "message": message, "lastHeartbeatTime": stamp, "lastTransitionTime": stamp}]}})
+    kube.request(
+        "PATCH",
+        f"/api/v1/nodes/{node}/status",
+        content_type="application/strategic-merge-patch+json",
+        body={
+            "status": {
+                "conditions": [
+                    {
+                        "type": nv.XID_CONDITION,
+                        "status": "True",
+                        "reason": "SysLogsXIDErrorIsNotHealthy",
+                        "message": message,
+                        "lastHeartbeatTime": stamp,
+                        "lastTransitionTime": stamp,
+                    }
+                ]
+            }
+        },
+    )
 
 
 def test_preflight_refuses_an_opted_out_node_unless_nothing_is_expected(gpu_cluster, unique, tmp_path):
@@ -96,8 +142,24 @@ def test_preflight_refuses_a_repeat_inside_the_dedup_window_and_waits_with_the_f
     assert run_preflight(c, w, nvs).returncode == 0  # an earlier run: its ledger is the history
     again = run_preflight(c, w, nvs, run=f"{w.run}-b")
     assert again.returncode == 1 and "dedup window" in again.stderr and "--wait-dedup" in again.stderr
-    other_xid = c.faultflow("step", "preflight", "--run-id", f"{w.run}-c", "--namespace", w.ns, "--target", "dgd/llm",
-                            "--node", w.node, "--xid", "79", "--toggle-dir", str(w.toggle_dir), "--nvsentinel-namespace", nvs)
+    other_xid = c.faultflow(
+        "step",
+        "preflight",
+        "--run-id",
+        f"{w.run}-c",
+        "--namespace",
+        w.ns,
+        "--target",
+        "dgd/llm",
+        "--node",
+        w.node,
+        "--xid",
+        "79",
+        "--toggle-dir",
+        str(w.toggle_dir),
+        "--nvsentinel-namespace",
+        nvs,
+    )
     assert other_xid.returncode == 0, other_xid.stderr  # another error code is not a repeat
     unchecked = run_preflight(c, w, nvs, "--dedup-window", "0", run=f"{w.run}-d")  # 0: no check; a fresh history entry
     assert unchecked.returncode == 0, unchecked.stderr
@@ -117,10 +179,29 @@ def test_wait_for_cordon_annotate_posture(gpu_cluster, unique, tmp_path):
     c, w = gpu_cluster, make_world(gpu_cluster, unique, tmp_path)
     node = Ref("v1", "nodes", None, w.node)
     # NVSentinel dry-run / monitor-only: the finding recorded, no cordon.
-    w.kube.merge_patch(node, {"metadata": {"annotations": {nv.EVENT_ANNOTATION: json.dumps([{"errorCode": ["79"]}])},
-                                           "labels": {nv.STATE_LABEL: "quarantined"}}})
-    done = c.faultflow("step", "wait-for-cordon", "--node", w.node, "--xid", "79", "--expect", "annotate", "--timeout", "10s",
-                       "--outputs-dir", str(tmp_path / "out"))
+    w.kube.merge_patch(
+        node,
+        {
+            "metadata": {
+                "annotations": {nv.EVENT_ANNOTATION: json.dumps([{"errorCode": ["79"]}])},
+                "labels": {nv.STATE_LABEL: "quarantined"},
+            }
+        },
+    )
+    done = c.faultflow(
+        "step",
+        "wait-for-cordon",
+        "--node",
+        w.node,
+        "--xid",
+        "79",
+        "--expect",
+        "annotate",
+        "--timeout",
+        "10s",
+        "--outputs-dir",
+        str(tmp_path / "out"),
+    )
     assert done.returncode == 0, done.stderr
     assert "node_annotated" in events(done.stdout) and (tmp_path / "out" / "outcome").read_text() == "annotated"
     check = next(json.loads(line) for line in done.stdout.splitlines() if '"check_passed"' in line)
@@ -141,11 +222,24 @@ def test_wait_for_cordon_expect_none_and_the_alias(gpu_cluster, unique, tmp_path
 
 def test_wait_for_cordon_reports_a_deduplicated_repeat_distinctly(gpu_cluster, unique, tmp_path):
     c, w = gpu_cluster, make_world(gpu_cluster, unique, tmp_path)
-    earlier = ("ErrorCode:48 PCI:0000:17:00 MESSAGE=NVRM: Xid (PCI:0000:17:00): 48, pid=1, name=p, DBE "
-               "Recommended Action=COMPONENT_RESET;")
+    earlier = "ErrorCode:48 PCI:0000:17:00 MESSAGE=NVRM: Xid (PCI:0000:17:00): 48, pid=1, name=p, DBE Recommended Action=COMPONENT_RESET;"
     set_condition(w.kube, w.node, earlier, age_s=30)
-    args = ("step", "wait-for-cordon", "--node", w.node, "--xid", "48", "--expect", "cordon", "--pci", "0000:17:00",
-            "--timeout", "2s", "--fault-time-ms", str(int(time.time() * 1000)))
+    args = (
+        "step",
+        "wait-for-cordon",
+        "--node",
+        w.node,
+        "--xid",
+        "48",
+        "--expect",
+        "cordon",
+        "--pci",
+        "0000:17:00",
+        "--timeout",
+        "2s",
+        "--fault-time-ms",
+        str(int(time.time() * 1000)),
+    )
     dedup = c.faultflow(*args, "--outputs-dir", str(tmp_path / "out"))
     assert dedup.returncode == 1 and "deduplicated" in dedup.stderr and "tested nothing" in dedup.stderr
     assert "xid_deduplicated" in events(dedup.stdout) and (tmp_path / "out" / "outcome").read_text() == "deduplicated"
@@ -160,8 +254,9 @@ def test_wait_for_cordon_reports_a_deduplicated_repeat_distinctly(gpu_cluster, u
 def test_wait_for_cordon_checks_the_action_nvsentinel_chose(gpu_cluster, unique, tmp_path):
     c, w = gpu_cluster, make_world(gpu_cluster, unique, tmp_path)
     simulate_nvsentinel_quarantine(w.kube, w.node, 48)
-    set_condition(w.kube, w.node, "ErrorCode:48 PCI:0000:17:00 MESSAGE=NVRM: Xid (PCI:0000:17:00): 48, x "
-                                  "Recommended Action=RESTART_VM;", age_s=0)
+    set_condition(
+        w.kube, w.node, "ErrorCode:48 PCI:0000:17:00 MESSAGE=NVRM: Xid (PCI:0000:17:00): 48, x Recommended Action=RESTART_VM;", age_s=0
+    )
     base = ("step", "wait-for-cordon", "--node", w.node, "--xid", "48", "--expect", "cordon", "--pci", "0000:17:00", "--timeout", "10s")
     mismatch = c.faultflow(*base, "--expected-action", "COMPONENT_RESET", "--expected-why", "GPU in gpu_metadata.json")
     assert mismatch.returncode == 1 and "NVSentinel chose RESTART_VM" in mismatch.stderr

@@ -18,7 +18,8 @@ from __future__ import annotations
 import click
 import pytest
 
-from steps.cli import STEP_COMMANDS, main as faultflow_main
+from steps.cli import STEP_COMMANDS
+from steps.cli import main as faultflow_main
 from tests.cli import faultflow
 from tests.steps.inference_fixtures import simulator  # noqa: F401  (fixture)
 from tests.steps.run_fixtures import write_run
@@ -32,23 +33,37 @@ RUN = ("--run-id", "r1", "--namespace", "ns1")
 CASES: dict[str, tuple[tuple[str, ...], str, tuple[str, ...]]] = {
     "preflight": (("--run-id", "r1", "--namespace", "ns1", "--target", "dgd/llm", "--xid", "79", *CLUSTER), "--outputs-dir", ()),
     "inject-cuda-shim": ((*RUN, "--target", "dgd/llm", "--shim-image", "shim:1", "--xid", "79", *CLUSTER), "--outputs-dir", ()),
-    "inject-xid": (("--xid", "79", "--pid", "321", "--kmsg-path", "{kmsg}", "--proc-root", "{proc}"), "--outputs-dir",
-                   ("fault-time-ms", "pci", "xid-line")),
+    "inject-xid": (
+        ("--xid", "79", "--pid", "321", "--kmsg-path", "{kmsg}", "--proc-root", "{proc}"),
+        "--outputs-dir",
+        ("fault-time-ms", "pci", "xid-line"),
+    ),
     "wait-for-cordon": (("--node", "gpu-0", "--xid", "79", *CLUSTER), "--outputs-dir", ()),
     "cleanup-dgd": ((*RUN, *CLUSTER), "--outputs-dir", ()),
     "partition-network": ((*RUN, "--target", "dgd/llm", "--partition", "worker-nats", *CLUSTER), "--outputs-dir", ()),
     "degrade-network": ((*RUN, "--target", "dgd/llm", "--peer", "nats", "--loss", "10", *CLUSTER), "--outputs-dir", ()),
     "heal-network": ((*RUN, *CLUSTER), "--outputs-dir", ()),
     "verify-partition": ((*RUN, *CLUSTER), "--outputs-dir", ()),
-    "verify-inference": (("--mode", "gate", "--requests", "2", "--rate", "50", "--url", "{url}"), "--outputs-dir",
-                         ("gate.json", "success_rate", "passed", "records.jsonl")),
+    "verify-inference": (
+        ("--mode", "gate", "--requests", "2", "--rate", "50", "--url", "{url}"),
+        "--outputs-dir",
+        ("gate.json", "success_rate", "passed", "records.jsonl"),
+    ),
     "load": (("--duration", "0.5", "--rate", "20", "--url", "{url}"), "--outputs-dir", ("load.json", "records.jsonl")),
     "report": (("--input", "{run}", "--window", "5"), "--outputs-dir", ("report.json", "junit.xml", "summary.md", "timeline.png")),
 }
 # Steps with no outputs directory at all (checked below: they really have no such option).
 NO_OUTPUTS = ("restore-node", "janitor", "suite-gate")  # suite-gate: its verdict is its exit code and event
-CONNECTS = {"preflight", "inject-cuda-shim", "wait-for-cordon", "cleanup-dgd", "partition-network", "degrade-network",
-            "heal-network", "verify-partition"}
+CONNECTS = {
+    "preflight",
+    "inject-cuda-shim",
+    "wait-for-cordon",
+    "cleanup-dgd",
+    "partition-network",
+    "degrade-network",
+    "heal-network",
+    "verify-partition",
+}
 
 
 def test_every_step_command_is_covered():
@@ -95,8 +110,18 @@ def test_an_outputs_directory_below_a_file_is_bad_input(tmp_path):
     kmsg = tmp_path / "kmsg"
     kmsg.write_bytes(b"")
     (tmp_path / "file").write_text("")
-    result = faultflow("step", "inject-xid", "--xid", "79", "--kmsg-path", str(kmsg), "--proc-root", str(proc),
-                       "--outputs-dir", str(tmp_path / "file" / "outputs"))
+    result = faultflow(
+        "step",
+        "inject-xid",
+        "--xid",
+        "79",
+        "--kmsg-path",
+        str(kmsg),
+        "--proc-root",
+        str(proc),
+        "--outputs-dir",
+        str(tmp_path / "file" / "outputs"),
+    )
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
     assert "outputs directory" in result.stderr and "cannot be created" in result.stderr
     assert kmsg.read_bytes() == b""

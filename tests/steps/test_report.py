@@ -8,13 +8,13 @@ import struct
 import subprocess
 
 import pytest
-from tests.steps.inference_fixtures import FAULTFLOW, events, faultflow, read_jsonl, simulator, wait_until  # noqa: F401
 from junitparser import Failure, JUnitXml, Skipped
 from prometheus_client.parser import text_string_to_metric_families
-from tests.steps.run_fixtures import DETECTED, FAILED_LATENCY, FAULT, T0, latency, write_run
 
 from lab.inference_simulator import Behaviour, Rule
 from steps.events import Event, emit
+from tests.steps.inference_fixtures import FAULTFLOW, events, faultflow, read_jsonl, simulator, wait_until  # noqa: F401
+from tests.steps.run_fixtures import DETECTED, FAILED_LATENCY, FAULT, T0, latency, write_run
 
 RECOVERY_S = 46 + latency(46) - FAULT
 
@@ -45,15 +45,29 @@ def test_passing_run_writes_every_output(tmp_path):
     assert f["detection_s"] == pytest.approx(DETECTED - FAULT)
     assert [p["name"] for p in journal["phases"]] == ["baseline", "fault", "remediation", "recovery"]
     marked = [e["event"] for e in journal["timeline"] if "label" in e]
-    assert marked == ["fault_injected", "first_failed_request", "xid_detected", "node_cordoned", "pods_evicted",
-                      "dgd_restored", "fault_cleared", "first_success_after_failure", "recovered"]
+    assert marked == [
+        "fault_injected",
+        "first_failed_request",
+        "xid_detected",
+        "node_cordoned",
+        "pods_evicted",
+        "dgd_restored",
+        "fault_cleared",
+        "first_success_after_failure",
+        "recovered",
+    ]
     assert journal["timeline"][0]["t"] == FAULT  # origin is the first request at T0
 
     xml = JUnitXml.fromfile(str(out / "junit.xml"))
     suite = next(iter(xml))
     cases = {f"{c.classname}.{c.name}": c for c in suite}
-    assert set(cases) == {"gpu-fault.inference.records_present", "gpu-fault.inference.baseline_success_rate",
-                          "gpu-fault.scenario.fault_injected", "gpu-fault.inference.recovered", "gpu-fault.inference.recovery_time"}
+    assert set(cases) == {
+        "gpu-fault.inference.records_present",
+        "gpu-fault.inference.baseline_success_rate",
+        "gpu-fault.scenario.fault_injected",
+        "gpu-fault.inference.recovered",
+        "gpu-fault.inference.recovery_time",
+    }
     assert all(c.is_passed for c in cases.values()) and suite.failures == 0 and suite.tests == 5
 
     assert png_size(out / "timeline.png") == (1200, 700)
@@ -143,8 +157,25 @@ def test_a_real_load_run_end_to_end(simulator, tmp_path):
     """load against the simulator, a fault that makes requests 31-60 fail, events from 'steps', report."""
     simulator.rules = [Rule(Behaviour.ERROR, from_request=31, until_request=61)]
     stop = tmp_path / "stop"
-    load = subprocess.Popen([FAULTFLOW, "step", "load", "--url", simulator.url, "--rate", "200", "--concurrency", "1",
-                             "--stop-file", str(stop), "--outputs", str(tmp_path / "load")], stdout=subprocess.PIPE, text=True)
+    load = subprocess.Popen(
+        [
+            FAULTFLOW,
+            "step",
+            "load",
+            "--url",
+            simulator.url,
+            "--rate",
+            "200",
+            "--concurrency",
+            "1",
+            "--stop-file",
+            str(stop),
+            "--outputs",
+            str(tmp_path / "load"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     steps_log = (tmp_path / "steps.jsonl").open("w")
     try:
         wait_until(lambda: simulator.completions >= 25, 20, "baseline traffic")
@@ -175,15 +206,16 @@ def test_a_real_load_run_end_to_end(simulator, tmp_path):
     assert sum(p["requests"] for p in journal["phases"]) == len(records)
 
 
-
 def test_two_faults_injected_at_once_are_told_apart_in_the_summary_and_merged_on_the_plot():
     from types import SimpleNamespace
 
-    from steps.report.plot import _grouped_events
     from steps.report.journal import timeline
+    from steps.report.plot import _grouped_events
 
-    both = [Event("inject-xid", "fault_injected", {"kind": "cuda", "xid": 79}, T0 + FAULT),
-            Event("inject-xid", "fault_injected", {"kind": "xid", "xid": 79}, T0 + FAULT)]
+    both = [
+        Event("inject-xid", "fault_injected", {"kind": "cuda", "xid": 79}, T0 + FAULT),
+        Event("inject-xid", "fault_injected", {"kind": "xid", "xid": 79}, T0 + FAULT),
+    ]
     no_requests = SimpleNamespace(first_failure=None, first_success_after_failure=None, recovered=None)
     entries = timeline(both, no_requests, T0)
     assert [e["label"] for e in entries] == ["fault injected: cuda", "fault injected: xid 79"]

@@ -15,12 +15,12 @@ import pytest
 
 from lab.kubelet_logs import KubeletLogSimulator
 from lab.native_build import SHIM
-from steps.workload import dynamo as dgd
-from steps.workload import shim_patch
 from steps.gpu import toggle
 from steps.kube.client import Kube, Ref
+from steps.workload import dynamo as dgd
+from steps.workload import shim_patch
+from tests.steps.test_gpu_cluster import _read_until, make_world, preflight
 from tests.support.cluster_world import simulate_dgd_operator_rollout
-from tests.steps.test_gpu_cluster import make_world, preflight, _read_until
 
 
 def start_workers(kube: Kube, kubelet: KubeletLogSimulator, ns: str, node: str, obj: dict, with_shim: bool) -> list[str]:
@@ -31,12 +31,22 @@ def start_workers(kube: Kube, kubelet: KubeletLogSimulator, ns: str, node: str, 
         main = dgd.value_at(dgd.value_at(obj, comp.base), comp.main) or {}
         env = {e["name"]: e.get("value", "") for e in main.get("env") or []}
         pod = f"{obj['metadata']['name']}-{comp.name.lower()}-0"
-        labels = {"nvidia.com/dynamo-graph-deployment-name": obj["metadata"]["name"],
-                  "nvidia.com/dynamo-component-type": comp.type}
-        kube.create(Ref("v1", "pods", ns, ""), {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod, "labels": labels},
-                                                "spec": {"nodeName": node, "containers": [{"name": "main", "image": "worker:1"}]}})
-        kube.request("PATCH", f"/api/v1/namespaces/{ns}/pods/{pod}/status", content_type="application/merge-patch+json",
-                      body={"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}})
+        labels = {"nvidia.com/dynamo-graph-deployment-name": obj["metadata"]["name"], "nvidia.com/dynamo-component-type": comp.type}
+        kube.create(
+            Ref("v1", "pods", ns, ""),
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": pod, "labels": labels},
+                "spec": {"nodeName": node, "containers": [{"name": "main", "image": "worker:1"}]},
+            },
+        )
+        kube.request(
+            "PATCH",
+            f"/api/v1/namespaces/{ns}/pods/{pod}/status",
+            content_type="application/merge-patch+json",
+            body={"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}},
+        )
         run_env = {"PATH": "/usr/bin:/bin", "FAULTFLOW_TOGGLE_FILE": env.get("FAULTFLOW_TOGGLE_FILE", "")}
         if with_shim:
             assert env["LD_PRELOAD"].startswith(f"{shim_patch.LIB_DIR}/"), env["LD_PRELOAD"]
@@ -52,11 +62,28 @@ def test_inject_verifies_the_shim_marker_in_worker_logs(gpu_cluster, unique, tmp
     c, w = gpu_cluster, make_world(gpu_cluster, unique, tmp_path)
     toggle.write(w.toggle_dir / "toggle", toggle.Toggle(on=False))  # the shim image's install.sh creates it
     with KubeletLogSimulator(tmp_path / "logs", c.lab.pki) as kubelet:
-        w.kube.request("PATCH", f"/api/v1/nodes/{w.node}/status", content_type="application/merge-patch+json",
-                       body={"status": kubelet.node_status()})
+        w.kube.request(
+            "PATCH", f"/api/v1/nodes/{w.node}/status", content_type="application/merge-patch+json", body={"status": kubelet.node_status()}
+        )
         assert preflight(c, w).returncode == 0
-        proc = c.popen("step", "inject-cuda-shim", "--run-id", w.run, "--namespace", w.ns, "--target", "dgd/llm",
-                       "--shim-image", "shim:1", "--xid", "79", "--toggle-dir", str(w.toggle_dir), "--timeout", "60s")
+        proc = c.popen(
+            "step",
+            "inject-cuda-shim",
+            "--run-id",
+            w.run,
+            "--namespace",
+            w.ns,
+            "--target",
+            "dgd/llm",
+            "--shim-image",
+            "shim:1",
+            "--xid",
+            "79",
+            "--toggle-dir",
+            str(w.toggle_dir),
+            "--timeout",
+            "60s",
+        )
         _read_until(proc, "shim_patched")
         pods = start_workers(w.kube, kubelet, w.ns, w.node, w.kube.get(w.ref), with_shim)
         simulate_dgd_operator_rollout(w.kube, w.ref)

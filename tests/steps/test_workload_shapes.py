@@ -10,9 +10,9 @@ import pytest
 from steps.errors import BadInput
 from steps.workload import shim_patch as dgd
 from tests.dgd_samples import dgd_v1beta1
-from tests.support.cluster_world import install_faultflow
 from tests.steps.conftest import GpuCluster
 from tests.steps.test_gpu_cluster import make_world, preflight
+from tests.support.cluster_world import install_faultflow
 
 
 def _without_containers(obj: dict) -> dict:
@@ -41,11 +41,32 @@ def test_item12_inject_refuses_it_against_the_api_server(cluster, unique, tmp_pa
     install_faultflow(c.kube())
     w = make_world(c, unique, tmp_path)
     live = w.kube.get(w.ref)
-    w.kube.json_patch(w.ref, [{"op": "replace", "path": "/spec/components",
-                               "value": _without_containers({"spec": {"components": live["spec"]["components"]}})["spec"]["components"]}])
+    w.kube.json_patch(
+        w.ref,
+        [
+            {
+                "op": "replace",
+                "path": "/spec/components",
+                "value": _without_containers({"spec": {"components": live["spec"]["components"]}})["spec"]["components"],
+            }
+        ],
+    )
     before = w.spec()
     assert preflight(c, w).returncode == 0
-    result = c.faultflow("step", "inject-cuda-shim", "--run-id", w.run, "--namespace", w.ns, "--target", "dgd/llm",
-                         "--xid", "79", "--toggle-dir", str(w.toggle_dir), "--no-wait")
+    result = c.faultflow(
+        "step",
+        "inject-cuda-shim",
+        "--run-id",
+        w.run,
+        "--namespace",
+        w.ns,
+        "--target",
+        "dgd/llm",
+        "--xid",
+        "79",
+        "--toggle-dir",
+        str(w.toggle_dir),
+        "--no-wait",
+    )
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert w.spec() == before and '"0"' not in json.dumps(w.kube.get(w.ref)["spec"])

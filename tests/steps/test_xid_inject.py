@@ -23,8 +23,26 @@ def test_toggle_on_then_line_written(tmp_path):
     sink.write_bytes(b"")
     tdir = tmp_path / "toggle"
     tdir.mkdir()
-    result = run("step", "inject-xid", "--xid", "48", "--gpu", "1", "--pid", "321", "--kmsg-path", str(sink), "--proc-root", str(proc),
-                 "--toggle-dir", str(tdir), "--expires-in", "10m", "--outputs-dir", str(tmp_path / "out"))
+    result = run(
+        "step",
+        "inject-xid",
+        "--xid",
+        "48",
+        "--gpu",
+        "1",
+        "--pid",
+        "321",
+        "--kmsg-path",
+        str(sink),
+        "--proc-root",
+        str(proc),
+        "--toggle-dir",
+        str(tdir),
+        "--expires-in",
+        "10m",
+        "--outputs-dir",
+        str(tmp_path / "out"),
+    )
     assert result.returncode == 0, result.stderr
     assert [json.loads(line)["event"] for line in result.stdout.splitlines()] == ["fault_injected", "fault_injected"]
     written = sink.read_bytes()
@@ -43,9 +61,13 @@ def test_sigterm_between_toggle_and_kmsg_switches_the_toggle_off(tmp_path):
     os.mkfifo(fifo)  # opening it for writing blocks until a reader comes: the step stops right after the toggle
     tdir = tmp_path / "toggle"
     tdir.mkdir()
-    step = subprocess.Popen(FAULTFLOW + ["step", "inject-xid", "--xid", "79", "--kmsg-path", str(fifo), "--proc-root", str(proc),
-                                         "--toggle-dir", str(tdir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(Path.cwd())})
+    step = subprocess.Popen(
+        FAULTFLOW + ["step", "inject-xid", "--xid", "79", "--kmsg-path", str(fifo), "--proc-root", str(proc), "--toggle-dir", str(tdir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path.cwd())},
+    )
     first = step.stdout.readline()
     assert json.loads(first)["event"] == "fault_injected"
     assert toggle.read(tdir / "toggle").on
@@ -86,13 +108,26 @@ def test_expected_action_follows_the_nodes_gpu_metadata(tmp_path):
     metadata = tmp_path / "gpu_metadata.json"
     for present, action in ((False, "RESTART_VM"), (True, "COMPONENT_RESET")):
         if present:
-            metadata.write_text(json.dumps({"driver_version": "570.148.08",
-                                            "gpus": [{"uuid": "GPU-1", "pci_address": "00000000:17:00.0"}]}))
+            metadata.write_text(
+                json.dumps({"driver_version": "570.148.08", "gpus": [{"uuid": "GPU-1", "pci_address": "00000000:17:00.0"}]})
+            )
         sink = tmp_path / f"kmsg-{present}"
         sink.write_bytes(b"")
         out = tmp_path / f"out-{present}"
-        result = run("step", "inject-xid", "--xid", "48", "--kmsg-path", str(sink), "--proc-root", str(proc),
-                     "--gpu-metadata", str(metadata), "--outputs-dir", str(out))
+        result = run(
+            "step",
+            "inject-xid",
+            "--xid",
+            "48",
+            "--kmsg-path",
+            str(sink),
+            "--proc-root",
+            str(proc),
+            "--gpu-metadata",
+            str(metadata),
+            "--outputs-dir",
+            str(out),
+        )
         assert result.returncode == 0, result.stderr
         assert (out / "expected-action").read_text() == action
         event = json.loads(result.stdout.splitlines()[-1])
@@ -105,14 +140,40 @@ def test_xid_79_writes_two_records_and_154_its_recovery_text(tmp_path):
     fifo = tmp_path / "kmsg"
     reader = _fifo_reader(fifo)
     try:
-        result = run("step", "inject-xid", "--xid", "79", "--kmsg-path", str(fifo), "--proc-root", str(proc),
-                     "--gpu-metadata", str(tmp_path / "none.json"))
+        result = run(
+            "step",
+            "inject-xid",
+            "--xid",
+            "79",
+            "--kmsg-path",
+            str(fifo),
+            "--proc-root",
+            str(proc),
+            "--gpu-metadata",
+            str(tmp_path / "none.json"),
+        )
         assert result.returncode == 0, result.stderr
         records = os.read(reader, 65536).splitlines()
         assert [kmsg.journald_message(r + b"\n")[1].split(", ")[0] for r in records] == [
-            "NVRM: Xid (PCI:0000:17:00): 79", "NVRM: GPU 0000:17:00.0: GPU has fallen off the bus."]
-        result = run("step", "inject-xid", "--xid", "154", "--recovery-action", "node-reboot", "--kmsg-path", str(fifo),
-                     "--proc-root", str(proc), "--gpu-metadata", str(tmp_path / "none.json"), "--outputs-dir", str(tmp_path / "o"))
+            "NVRM: Xid (PCI:0000:17:00): 79",
+            "NVRM: GPU 0000:17:00.0: GPU has fallen off the bus.",
+        ]
+        result = run(
+            "step",
+            "inject-xid",
+            "--xid",
+            "154",
+            "--recovery-action",
+            "node-reboot",
+            "--kmsg-path",
+            str(fifo),
+            "--proc-root",
+            str(proc),
+            "--gpu-metadata",
+            str(tmp_path / "none.json"),
+            "--outputs-dir",
+            str(tmp_path / "o"),
+        )
         assert result.returncode == 0, result.stderr
         assert os.read(reader, 65536).endswith(b"to 0x2 (Node Reboot Required)\n")
         assert (tmp_path / "o" / "expected-action").read_text() == "RESTART_BM"

@@ -26,8 +26,15 @@ def test_fatal_is_nvsentinel_rule_action_not_none():
 
 @pytest.mark.parametrize(
     "number,action,fatal",
-    [(79, "RESTART_BM", True), (48, "COMPONENT_RESET", True), (74, "CONTACT_SUPPORT", True),
-     (94, "NONE", False), (43, "NONE", False), (95, "COMPONENT_RESET", True), (119, "COMPONENT_RESET", True)],
+    [
+        (79, "RESTART_BM", True),
+        (48, "COMPONENT_RESET", True),
+        (74, "CONTACT_SUPPORT", True),
+        (94, "NONE", False),
+        (43, "NONE", False),
+        (95, "COMPONENT_RESET", True),
+        (119, "COMPONENT_RESET", True),
+    ],
 )
 def test_seed_classification_matches_nvsentinel(number, action, fatal):
     assert (lookup(number).nvsentinel_action, lookup(number).fatal) == (action, fatal)
@@ -122,8 +129,8 @@ def test_cli_json_carries_the_per_line_rule_and_the_metadata_dependence():
 
 
 def test_154_line_and_expected_action_agree_for_every_recovery_text():
-    from steps.gpu.xids import RECOVERY, recovery_text
     from steps.gpu.expectation import expect
+    from steps.gpu.xids import RECOVERY, recovery_text
 
     for variant, recovery in RECOVERY.items():
         text = recovery_text(variant)

@@ -51,9 +51,17 @@ def make_gpu_node(kube: Kube, name: str, gpus: int = 8, unschedulable: bool = Fa
     if unschedulable:
         body["spec"] = {"unschedulable": True}
     kube.create(Ref("v1", "nodes", None, ""), body)
-    kube.request("PATCH", f"/api/v1/nodes/{name}/status", content_type="application/merge-patch+json",
-                 body={"status": {"capacity": {"nvidia.com/gpu": str(gpus), "cpu": "8", "pods": "110"},
-                                  "allocatable": {"nvidia.com/gpu": str(gpus), "cpu": "8", "pods": "110"}}})
+    kube.request(
+        "PATCH",
+        f"/api/v1/nodes/{name}/status",
+        content_type="application/merge-patch+json",
+        body={
+            "status": {
+                "capacity": {"nvidia.com/gpu": str(gpus), "cpu": "8", "pods": "110"},
+                "allocatable": {"nvidia.com/gpu": str(gpus), "cpu": "8", "pods": "110"},
+            }
+        },
+    )
     return kube.get(Ref("v1", "nodes", None, name))
 
 
@@ -64,27 +72,44 @@ def dgd_ref(obj: dict) -> Ref:
 def simulate_nvsentinel_quarantine(kube: Kube, node: str, xid: int, pci: str = "0000:17:00") -> None:
     """fault-quarantine's markings on a fatal XID: cordon, annotations, labels (one merge patch, as FQ's
     node update is one write)."""
-    event = [{"agent": "syslog-health-monitor", "componentClass": "GPU", "checkName": nvsentinel.XID_CONDITION,
-              "isFatal": True, "errorCode": [str(xid)], "entitiesImpacted": [{"entityType": "PCI", "entityValue": pci}],
-              "nodeName": node}]
-    kube.merge_patch(Ref("v1", "nodes", None, node), {
-        "spec": {"unschedulable": True},
-        "metadata": {
-            "annotations": {nvsentinel.EVENT_ANNOTATION: json.dumps(event), nvsentinel.CORDONED_ANNOTATION: "True"},
-            "labels": {nvsentinel.CORDON_BY_LABEL: "NVSentinel", "k8saas.nvidia.com/cordon-reason": "Syslog-fatal-error-ruleset",
-                       nvsentinel.STATE_LABEL: "quarantined"},
+    event = [
+        {
+            "agent": "syslog-health-monitor",
+            "componentClass": "GPU",
+            "checkName": nvsentinel.XID_CONDITION,
+            "isFatal": True,
+            "errorCode": [str(xid)],
+            "entitiesImpacted": [{"entityType": "PCI", "entityValue": pci}],
+            "nodeName": node,
+        }
+    ]
+    kube.merge_patch(
+        Ref("v1", "nodes", None, node),
+        {
+            "spec": {"unschedulable": True},
+            "metadata": {
+                "annotations": {nvsentinel.EVENT_ANNOTATION: json.dumps(event), nvsentinel.CORDONED_ANNOTATION: "True"},
+                "labels": {
+                    nvsentinel.CORDON_BY_LABEL: "NVSentinel",
+                    "k8saas.nvidia.com/cordon-reason": "Syslog-fatal-error-ruleset",
+                    nvsentinel.STATE_LABEL: "quarantined",
+                },
+            },
         },
-    })
+    )
 
 
 def simulate_nvsentinel_uncordon(kube: Kube, node: str) -> None:
     """What FQ removes again on a healthy event (§3.5) — so node snapshots compare equal after a test."""
-    kube.merge_patch(Ref("v1", "nodes", None, node), {
-        "metadata": {
-            "annotations": {nvsentinel.EVENT_ANNOTATION: None, nvsentinel.CORDONED_ANNOTATION: None},
-            "labels": {nvsentinel.CORDON_BY_LABEL: None, "k8saas.nvidia.com/cordon-reason": None, nvsentinel.STATE_LABEL: None},
+    kube.merge_patch(
+        Ref("v1", "nodes", None, node),
+        {
+            "metadata": {
+                "annotations": {nvsentinel.EVENT_ANNOTATION: None, nvsentinel.CORDONED_ANNOTATION: None},
+                "labels": {nvsentinel.CORDON_BY_LABEL: None, "k8saas.nvidia.com/cordon-reason": None, nvsentinel.STATE_LABEL: None},
+            },
         },
-    })
+    )
 
 
 def simulate_dgd_operator_rollout(kube: Kube, ref: Ref) -> None:
@@ -99,10 +124,20 @@ def simulate_dgd_operator_rollout(kube: Kube, ref: Ref) -> None:
         key = "services"
     status = {
         "observedGeneration": obj["metadata"]["generation"],
-        "conditions": [{"type": "Ready", "status": "True", "reason": "AllReady", "message": "",
-                        "lastTransitionTime": "2026-01-01T00:00:00Z"}],
-        key: {n: {"componentKind": "Deployment", "componentName": f"{obj['metadata']['name']}-{n.lower()}", "replicas": r,
-                  "updatedReplicas": r, "readyReplicas": r, "availableReplicas": r} for n, r in comps.items()},
+        "conditions": [
+            {"type": "Ready", "status": "True", "reason": "AllReady", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+        ],
+        key: {
+            n: {
+                "componentKind": "Deployment",
+                "componentName": f"{obj['metadata']['name']}-{n.lower()}",
+                "replicas": r,
+                "updatedReplicas": r,
+                "readyReplicas": r,
+                "availableReplicas": r,
+            }
+            for n, r in comps.items()
+        },
     }
     kube.request("PATCH", ref.path() + "/status", body={"status": status}, content_type="application/merge-patch+json")
 
@@ -131,8 +166,9 @@ class KubeletSimulator:
             listing = self.kube.list(pods, label_selector="faultflow.dev/purpose=toggle-off")
             for pod in listing.get("items") or []:
                 self._run(pod)
-            for event in self.kube.watch(pods, listing["metadata"]["resourceVersion"],
-                                         label_selector="faultflow.dev/purpose=toggle-off", timeout_seconds=1):
+            for event in self.kube.watch(
+                pods, listing["metadata"]["resourceVersion"], label_selector="faultflow.dev/purpose=toggle-off", timeout_seconds=1
+            ):
                 if event["type"] in ("ADDED", "MODIFIED"):
                     self._run(event["object"])
                 if self._stop.is_set():
@@ -159,7 +195,11 @@ class KubeletSimulator:
 
     def _phase(self, pod: dict, phase: str) -> None:
         try:
-            self.kube.request("PATCH", f"/api/v1/namespaces/{self.namespace}/pods/{pod['metadata']['name']}/status",
-                              body={"status": {"phase": phase}}, content_type="application/merge-patch+json")
+            self.kube.request(
+                "PATCH",
+                f"/api/v1/namespaces/{self.namespace}/pods/{pod['metadata']['name']}/status",
+                body={"status": {"phase": phase}},
+                content_type="application/merge-patch+json",
+            )
         except Exception:
             pass  # deleted meanwhile

@@ -5,10 +5,18 @@ from __future__ import annotations
 from lab.rest import ApiError, Rest
 
 PLURALS = {
-    "Namespace": "namespaces", "ServiceAccount": "serviceaccounts", "ClusterRole": "clusterroles",
-    "ClusterRoleBinding": "clusterrolebindings", "Role": "roles", "RoleBinding": "rolebindings",
-    "WorkflowTemplate": "workflowtemplates", "CronWorkflow": "cronworkflows", "Workflow": "workflows", "Secret": "secrets",
-    "ConfigMap": "configmaps", "ValidatingAdmissionPolicy": "validatingadmissionpolicies",
+    "Namespace": "namespaces",
+    "ServiceAccount": "serviceaccounts",
+    "ClusterRole": "clusterroles",
+    "ClusterRoleBinding": "clusterrolebindings",
+    "Role": "roles",
+    "RoleBinding": "rolebindings",
+    "WorkflowTemplate": "workflowtemplates",
+    "CronWorkflow": "cronworkflows",
+    "Workflow": "workflows",
+    "Secret": "secrets",
+    "ConfigMap": "configmaps",
+    "ValidatingAdmissionPolicy": "validatingadmissionpolicies",
     "ValidatingAdmissionPolicyBinding": "validatingadmissionpolicybindings",
 }
 

@@ -24,8 +24,10 @@ from workflows.schedules import janitor_template
 from workflows.stages.common import SHIM_IMAGE, STEPS_IMAGE, TOGGLE_DIR_PATH
 
 EXECUTOR_IMAGE = "argoexec:v4.0.5"
-VAP_PLURALS = {"ValidatingAdmissionPolicy": "validatingadmissionpolicies",
-               "ValidatingAdmissionPolicyBinding": "validatingadmissionpolicybindings"}
+VAP_PLURALS = {
+    "ValidatingAdmissionPolicy": "validatingadmissionpolicies",
+    "ValidatingAdmissionPolicyBinding": "validatingadmissionpolicybindings",
+}
 
 
 def _path(obj: dict) -> str:
@@ -36,17 +38,28 @@ def argo_pod(template: dict, account: str, namespace: str) -> dict:
     """The pod Argo's controller makes of a container template (emissary executor: `init` copies
     argoexec, `wait` reports, `main` runs the command through argoexec)."""
     c = template["container"]
-    main = {"name": "main", "image": c["image"], "command": [*EMISSARY, *c["command"]], "args": list(c.get("args") or []),
-            "volumeMounts": [{"name": "var-run-argo", "mountPath": "/var/run/argo"}] + list(c.get("volumeMounts") or [])}
+    main = {
+        "name": "main",
+        "image": c["image"],
+        "command": [*EMISSARY, *c["command"]],
+        "args": list(c.get("args") or []),
+        "volumeMounts": [{"name": "var-run-argo", "mountPath": "/var/run/argo"}] + list(c.get("volumeMounts") or []),
+    }
     if c.get("securityContext"):
         main["securityContext"] = c["securityContext"]
     volumes = [{"name": "var-run-argo", "emptyDir": {}}] + list(template.get("volumes") or [])
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": f"{template['name']}-1", "namespace": namespace, "labels": {"workflows.argoproj.io/workflow": "w"}},
-            "spec": {"serviceAccountName": account, "restartPolicy": "Never",
-                     "initContainers": [{"name": "init", "image": EXECUTOR_IMAGE, "command": ["argoexec", "init"]}],
-                     "containers": [{"name": "wait", "image": EXECUTOR_IMAGE, "command": ["argoexec", "wait"]}, main],
-                     "volumes": volumes}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"{template['name']}-1", "namespace": namespace, "labels": {"workflows.argoproj.io/workflow": "w"}},
+        "spec": {
+            "serviceAccountName": account,
+            "restartPolicy": "Never",
+            "initContainers": [{"name": "init", "image": EXECUTOR_IMAGE, "command": ["argoexec", "init"]}],
+            "containers": [{"name": "wait", "image": EXECUTOR_IMAGE, "command": ["argoexec", "wait"]}, main],
+            "volumes": volumes,
+        },
+    }
 
 
 def _templates(name: str) -> dict[str, dict]:
@@ -125,27 +138,40 @@ def test_item3_admission_policy_limits_the_janitor_and_node_agent_accounts(clust
         "janitor: a shell": changed(janitor, lambda p: main(p).update(command=["sh", "-c", "id"], args=[])),
         "janitor: its own toggle-off image": changed(janitor, lambda p: main(p)["args"].extend(["--steps-image", "evil:1"])),
         "janitor: a sidecar": changed(janitor, lambda p: p["spec"]["containers"].append({"name": "debug", "image": "busybox:1"})),
-        "janitor: a 'wait' sidecar of its own": changed(janitor, lambda p: p["spec"]["containers"].__setitem__(
-            0, {"name": "wait", "image": "busybox:1", "command": ["sh"]})),
+        "janitor: a 'wait' sidecar of its own": changed(
+            janitor, lambda p: p["spec"]["containers"].__setitem__(0, {"name": "wait", "image": "busybox:1", "command": ["sh"]})
+        ),
         "janitor: a host path": changed(janitor, lambda p: p["spec"]["volumes"].append(host_etc)),
         "janitor: host network": changed(janitor, lambda p: p["spec"].update(hostNetwork=True)),
         "node agent: /etc": changed(node, lambda p: p["spec"]["volumes"].append(host_etc)),
         "node agent: a shell": changed(node, lambda p: main(p).update(command=["bash"], args=[])),
-        "node agent: the janitor's command": changed(node, lambda p: main(p).update(command=[*EMISSARY, "faultflow", "step", "janitor"], args=[])),
+        "node agent: the janitor's command": changed(
+            node, lambda p: main(p).update(command=[*EMISSARY, "faultflow", "step", "janitor"], args=[])
+        ),
         "node agent: another image": changed(node, lambda p: main(p).update(image="attacker/evil:1")),
         "node agent: host network": changed(node, lambda p: p["spec"].update(hostNetwork=True)),
         "toggle-off shape: /etc": changed(toggle_off, lambda p: p["spec"]["volumes"][0]["hostPath"].update(path="/etc")),
         "toggle-off shape: another image": changed(toggle_off, lambda p: p["spec"]["containers"][0].update(image="evil:1")),
-        "toggle-off shape: privileged": changed(toggle_off, lambda p: p["spec"]["containers"][0].update(securityContext={"privileged": True})),
+        "toggle-off shape: privileged": changed(
+            toggle_off, lambda p: p["spec"]["containers"][0].update(securityContext={"privileged": True})
+        ),
         "preflight account: a host path": changed(preflight, lambda p: p["spec"]["volumes"].append(host_etc)),
         "preflight account: privileged": changed(preflight, lambda p: main(p).update(securityContext={"privileged": True})),
-        "default account: privileged": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x", "namespace": home},
-                                        "spec": {"containers": [{"name": "x", "image": "busybox:1",
-                                                                 "securityContext": {"privileged": True}}]}},
+        "default account: privileged": {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "x", "namespace": home},
+            "spec": {"containers": [{"name": "x", "image": "busybox:1", "securityContext": {"privileged": True}}]},
+        },
     }
     _wait_for_policy(rest, home, forged["janitor: a shell"])
-    for name, pod in {"janitor": janitor, "inject-xid": node, "shim on": toggle_on, "toggle-off": toggle_off,
-                      "preflight": preflight}.items():
+    for name, pod in {
+        "janitor": janitor,
+        "inject-xid": node,
+        "shim on": toggle_on,
+        "toggle-off": toggle_off,
+        "preflight": preflight,
+    }.items():
         ok, why = admitted(rest, pod)
         assert ok, f"{name} as rendered was refused: {why}"
     let_through = [name for name, pod in forged.items() if admitted(rest, pod)[0]]

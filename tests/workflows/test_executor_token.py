@@ -36,15 +36,15 @@ TOKEN_TYPE = "kubernetes.io/service-account-token"
 ACCOUNT_ANNOTATION = "kubernetes.io/service-account.name"
 # The kube-apiserver's own release, built the same way (branch issue-14 adds this very record as
 # lab.tools.KUBE_CONTROLLER_MANAGER; the recipe, and so the cached build, is the same).
-KUBE_CONTROLLER_MANAGER = dataclasses.replace(tools.KUBE_APISERVER, name="kube-controller-manager",
-                                              package="k8s.io/kubernetes/cmd/kube-controller-manager")
+KUBE_CONTROLLER_MANAGER = dataclasses.replace(
+    tools.KUBE_APISERVER, name="kube-controller-manager", package="k8s.io/kubernetes/cmd/kube-controller-manager"
+)
 
 
 def base_objects() -> list[dict]:
     """Every object the kustomize base lists (its `resources:`, as kustomize reads them)."""
     kustomization = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
-    return [doc for resource in kustomization["resources"]
-            for doc in yaml.safe_load_all((DEPLOY / resource).read_text()) if doc]
+    return [doc for resource in kustomization["resources"] for doc in yaml.safe_load_all((DEPLOY / resource).read_text()) if doc]
 
 
 def executor_accounts(objects: list[dict]) -> set[tuple[str, str]]:
@@ -74,8 +74,10 @@ def test_the_base_ships_a_token_secret_for_every_executor_account():
     accounts = executor_accounts(objects)
     assert accounts, "no Argo object names an executor account: the check would pass vacuously"
     for namespace, account in sorted(accounts):
-        assert any(o["kind"] == "ServiceAccount" and o["metadata"]["name"] == account
-                   and o["metadata"].get("namespace") == namespace for o in objects), account
+        assert any(
+            o["kind"] == "ServiceAccount" and o["metadata"]["name"] == account and o["metadata"].get("namespace") == namespace
+            for o in objects
+        ), account
         secret = token_secret(objects, namespace, account)
         assert secret is not None, f"deploy/ has no Secret {account}.service-account-token in {namespace}"
         assert secret["type"] == TOKEN_TYPE
@@ -147,13 +149,17 @@ def test_the_real_token_controller_fills_it_with_the_executors_token(cluster, na
     # lets it do what Argo's wait container does (create/patch WorkflowTaskResults) and no more.
     token = base64.b64decode(data["token"]).decode()
     as_executor = Rest(cluster.server, ssl.create_default_context(cafile=str(cluster.pki.ca_cert)), token)
-    review = as_executor.post("/apis/authentication.k8s.io/v1/selfsubjectreviews",
-                              {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+    review = as_executor.post(
+        "/apis/authentication.k8s.io/v1/selfsubjectreviews", {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+    )
     assert review["status"]["userInfo"]["username"] == f"system:serviceaccount:{namespace}:{EXECUTOR_SERVICE_ACCOUNT}"
 
     def allowed(verb: str, resource: str, group: str) -> bool:
-        body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "spec": {"resourceAttributes": {
-            "verb": verb, "resource": resource, "group": group, "namespace": namespace}}}
+        body = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": {"verb": verb, "resource": resource, "group": group, "namespace": namespace}},
+        }
         return as_executor.post("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", body)["status"].get("allowed", False)
 
     assert allowed("create", "workflowtaskresults", "argoproj.io") and allowed("patch", "workflowtaskresults", "argoproj.io")

@@ -18,8 +18,13 @@ IMAGES = (STEPS_IMAGE, SHIM_IMAGE)
 
 
 def _docs(files: dict[str, str]) -> list[tuple[str, dict]]:
-    return [(path, doc) for path, text in files.items() if path not in ("kustomization.yaml", "kustomizeconfig.yaml")
-            for doc in yaml.safe_load_all(text) if isinstance(doc, dict)]
+    return [
+        (path, doc)
+        for path, text in files.items()
+        if path not in ("kustomization.yaml", "kustomizeconfig.yaml")
+        for doc in yaml.safe_load_all(text)
+        if isinstance(doc, dict)
+    ]
 
 
 def _image_paths(node, path=()) -> list[tuple[str, ...]]:
@@ -35,8 +40,9 @@ def test_item2_every_image_reference_is_one_kustomize_images_rewrites():
     files = render_files()
     specs = {(s["kind"], tuple(s["path"].split("/"))) for s in yaml.safe_load(files["kustomizeconfig.yaml"].split("\n", 1)[1])["images"]}
     builtin = {("Pod", ("spec", "containers", "image"))}  # kustomize's own field specs cover core kinds' containers
-    missed = [(path, doc["kind"], "/".join(p)) for path, doc in _docs(files) for p in _image_paths(doc)
-              if (doc["kind"], p) not in specs | builtin]
+    missed = [
+        (path, doc["kind"], "/".join(p)) for path, doc in _docs(files) for p in _image_paths(doc) if (doc["kind"], p) not in specs | builtin
+    ]
     assert missed == []
     kustomization = yaml.safe_load(files["kustomization.yaml"].split("\n", 1)[1])
     assert {i["name"] for i in kustomization["images"]} == {i.rpartition(":")[0] for i in IMAGES}
@@ -56,7 +62,7 @@ def test_item2_image_parameters_reach_preflight(scenario):
     preflight = next(t for t in spec["templates"] if t["name"] == "preflight")["container"]["args"]
     for name in ("steps-image", "shim-image"):
         if name in parameters:
-            assert f"--{name}" in preflight and "{{workflow.parameters.%s}}" % name in preflight, (scenario.name, name)
+            assert f"--{name}" in preflight and "{{workflow.parameters." + name + "}}" in preflight, (scenario.name, name)
 
 
 def test_item2_the_janitor_takes_no_image_argument():

@@ -25,8 +25,10 @@ WORKFLOWS = ("argoproj.io/v1alpha1", "workflows")
 
 def _nightly() -> tuple[dict, dict]:
     files = render_files(nightly=("gpu-fault", "xid-only", "network-partition"))
-    return (yaml.safe_load(files["templates/nightly-resilience.yaml"].split("\n", 1)[1]),
-            yaml.safe_load(files["cron/nightly-resilience.yaml"].split("\n", 1)[1]))
+    return (
+        yaml.safe_load(files["templates/nightly-resilience.yaml"].split("\n", 1)[1]),
+        yaml.safe_load(files["cron/nightly-resilience.yaml"].split("\n", 1)[1]),
+    )
 
 
 def _substitute(text: str, values: dict[str, str]) -> str:
@@ -40,7 +42,8 @@ def test_item5_rendered_suite_goes_on_after_a_failed_child_then_gates():
     template, cron = _nightly()
     assert cron["spec"]["workflowSpec"] == {
         "arguments": {"parameters": [{"name": "scenarios", "value": '["gpu-fault", "xid-only", "network-partition"]'}]},
-        "workflowTemplateRef": {"name": "nightly-resilience"}}
+        "workflowTemplateRef": {"name": "nightly-resilience"},
+    }
     by_name = {t["name"]: t for t in template["spec"]["templates"]}
     groups = by_name["suite"]["steps"]
     assert [[s["name"] for s in g] for g in groups] == [["scenario"], ["gate"]]
@@ -101,7 +104,12 @@ def test_item5_gate_bad_input_is_refused(cluster, new_namespace):
 def test_item5_render_refuses_an_empty_nightly(tmp_path):
     out = tmp_path / "deploy"
     for nightly in ("", " , "):
-        result = subprocess.run(FAULTFLOW + ["render", "--out", str(out), "--nightly", nightly], capture_output=True, text=True,
-                                env={**os.environ, "PYTHONPATH": str(Path.cwd())}, timeout=120)
+        result = subprocess.run(
+            FAULTFLOW + ["render", "--out", str(out), "--nightly", nightly],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(Path.cwd())},
+            timeout=120,
+        )
         assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert not out.exists()  # nothing written

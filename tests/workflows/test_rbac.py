@@ -25,9 +25,9 @@ from steps.run import install
 from tests.dgd_samples import dgd_v1beta1
 from tests.support.cluster_world import (
     FAULTFLOW,
-    install_faultflow,
     KubeletSimulator,
     dgd_ref,
+    install_faultflow,
     make_gpu_node,
     simulate_nvsentinel_quarantine,
     simulate_nvsentinel_uncordon,
@@ -74,13 +74,21 @@ class Accounts:
         return str(path)
 
     def run(self, role, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        env = {**os.environ, "KUBECONFIG": self.kubeconfig(role), "PYTHONPATH": str(Path.cwd()),
-               install.NAMESPACE_ENV: self.config.namespace}
+        env = {
+            **os.environ,
+            "KUBECONFIG": self.kubeconfig(role),
+            "PYTHONPATH": str(Path.cwd()),
+            install.NAMESPACE_ENV: self.config.namespace,
+        }
         return subprocess.run(FAULTFLOW + list(args), capture_output=True, text=True, env=env, timeout=timeout)
 
     def popen(self, role, *args: str) -> subprocess.Popen:
-        env = {**os.environ, "KUBECONFIG": self.kubeconfig(role), "PYTHONPATH": str(Path.cwd()),
-               install.NAMESPACE_ENV: self.config.namespace}
+        env = {
+            **os.environ,
+            "KUBECONFIG": self.kubeconfig(role),
+            "PYTHONPATH": str(Path.cwd()),
+            install.NAMESPACE_ENV: self.config.namespace,
+        }
         return subprocess.Popen(FAULTFLOW + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
     def allowed(self, role, verb: str, resource: str, namespace: str | None = None, group: str = "", subresource: str = "") -> bool:
@@ -90,9 +98,10 @@ class Accounts:
         attributes = {"verb": verb, "resource": resource, "group": group, "subresource": subresource}
         if namespace:
             attributes["namespace"] = namespace
-        review = rest.post("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
-                           {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
-                            "spec": {"resourceAttributes": attributes}})
+        review = rest.post(
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "spec": {"resourceAttributes": attributes}},
+        )
         return review["status"].get("allowed", False)
 
 
@@ -110,31 +119,62 @@ def world(cluster, new_namespace, tmp_path):
     admin.create(dgd_ref(sample), sample)
     other_dgd = dgd_v1beta1(name="llm", namespace=other)
     admin.create(dgd_ref(other_dgd), other_dgd)
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "llm-worker-0", "namespace": target, "labels": {
-        "nvidia.com/dynamo-graph-deployment-name": "llm", "nvidia.com/dynamo-component-type": "worker"}},
-        "spec": {"nodeName": node, "containers": [{"name": "main", "image": "runtime:1"}]}}
-    monitor = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "shm", "namespace": nvs, "labels": {
-        "app.kubernetes.io/name": "syslog-health-monitor"}}, "spec": {"nodeName": node, "containers": [{"name": "m", "image": "m:1"}]}}
-    for body, status in ((pod, {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}),
-                         (monitor, {"phase": "Running"})):
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "llm-worker-0",
+            "namespace": target,
+            "labels": {"nvidia.com/dynamo-graph-deployment-name": "llm", "nvidia.com/dynamo-component-type": "worker"},
+        },
+        "spec": {"nodeName": node, "containers": [{"name": "main", "image": "runtime:1"}]},
+    }
+    monitor = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "shm", "namespace": nvs, "labels": {"app.kubernetes.io/name": "syslog-health-monitor"}},
+        "spec": {"nodeName": node, "containers": [{"name": "m", "image": "m:1"}]},
+    }
+    for body, status in ((pod, {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}), (monitor, {"phase": "Running"})):
         ref = Ref("v1", "pods", body["metadata"]["namespace"], body["metadata"]["name"])
         admin.create(ref, body)
         admin.request("PATCH", ref.path() + "/status", body={"status": status}, content_type="application/merge-patch+json")
     # NVSentinel's fault-quarantine configuration, breaker off: this world has one GPU node, and with the
     # breaker on any cordon of it would trip it (preflight refuses that run; tested in test_nvsentinel_steps).
-    admin.create(Ref("v1", "configmaps", nvs, ""), {"apiVersion": "v1", "kind": "ConfigMap",
-                                                    "metadata": {"name": nv.FAULT_QUARANTINE_CONFIGMAP},
-                                                    "data": {"config.toml": "[circuitBreaker]\nenabled = false\n"}})
+    admin.create(
+        Ref("v1", "configmaps", nvs, ""),
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": nv.FAULT_QUARANTINE_CONFIGMAP},
+            "data": {"config.toml": "[circuitBreaker]\nenabled = false\n"},
+        },
+    )
     config = DeployConfig(namespace=home, target_namespaces=(target,), nvsentinel_namespace=nvs)
     install_faultflow(admin, home)  # ConfigMap faultflow-config, as deploy/config.yaml installs it
     with Accounts(cluster, config, tmp_path) as accounts:
-        yield {"admin": admin, "accounts": accounts, "target": target, "other": other, "node": node, "nvs": nvs,
-               "home": home, "dgd": dgd_ref(sample), "toggle": tmp_path / "toggle", "cluster": cluster}
+        yield {
+            "admin": admin,
+            "accounts": accounts,
+            "target": target,
+            "other": other,
+            "node": node,
+            "nvs": nvs,
+            "home": home,
+            "dgd": dgd_ref(sample),
+            "toggle": tmp_path / "toggle",
+            "cluster": cluster,
+        }
 
 
 def _workflow(admin, namespace: str, name: str, phase: str) -> dict:
-    body = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"name": name, "namespace": namespace},
-            "spec": {"workflowTemplateRef": {"name": "gpu-fault"}}, "status": {"phase": phase}}
+    body = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"workflowTemplateRef": {"name": "gpu-fault"}},
+        "status": {"phase": phase},
+    }
     return admin.create(Ref("argoproj.io/v1alpha1", "workflows", namespace, ""), body)
 
 
@@ -154,21 +194,75 @@ def test_each_role_runs_its_steps_as_its_own_account(world):
     before = _spec(admin, w["dgd"])
 
     def preflight(run: str, workflow: dict, *extra: str):
-        return a.run(PREFLIGHT, "step", "preflight", "--run-id", run, "--namespace", ns, "--target", "dgd/llm",
-                     "--xid", "79", "--nvsentinel-namespace", w["nvs"], "--toggle-dir", str(toggle_dir),
-                     "--steps-image", "steps:1", "--workflow-name", workflow["metadata"]["name"],
-                     "--workflow-namespace", w["home"], "--workflow-uid", workflow["metadata"]["uid"], *extra)
+        return a.run(
+            PREFLIGHT,
+            "step",
+            "preflight",
+            "--run-id",
+            run,
+            "--namespace",
+            ns,
+            "--target",
+            "dgd/llm",
+            "--xid",
+            "79",
+            "--nvsentinel-namespace",
+            w["nvs"],
+            "--toggle-dir",
+            str(toggle_dir),
+            "--steps-image",
+            "steps:1",
+            "--workflow-name",
+            workflow["metadata"]["name"],
+            "--workflow-namespace",
+            w["home"],
+            "--workflow-uid",
+            workflow["metadata"]["uid"],
+            *extra,
+        )
 
     def inject(run: str):
-        return a.run(SHIM_INJECTOR, "step", "inject-cuda-shim", "--run-id", run, "--namespace", ns, "--target", "dgd/llm",
-                     "--shim-image", "shim:1", "--xid", "79", "--toggle-dir", str(toggle_dir), "--no-wait")
+        return a.run(
+            SHIM_INJECTOR,
+            "step",
+            "inject-cuda-shim",
+            "--run-id",
+            run,
+            "--namespace",
+            ns,
+            "--target",
+            "dgd/llm",
+            "--shim-image",
+            "shim:1",
+            "--xid",
+            "79",
+            "--toggle-dir",
+            str(toggle_dir),
+            "--no-wait",
+        )
 
     live = _workflow(admin, w["home"], "gpu-fault-live", "Running")
     assert json.loads(_ok(preflight("run-a", live)).stdout.splitlines()[-1])["node"] == w["node"]
     _ok(inject("run-a"))
     assert _spec(admin, w["dgd"]) != before
-    watcher = a.popen(CORDON_WATCHER, "step", "wait-for-cordon", "--node", w["node"], "--xid", "79", "--timeout", "30s",
-                      "--namespace", ns, "--target", "dgd/llm", "--wait-evicted", "--eviction-timeout", "30s")
+    watcher = a.popen(
+        CORDON_WATCHER,
+        "step",
+        "wait-for-cordon",
+        "--node",
+        w["node"],
+        "--xid",
+        "79",
+        "--timeout",
+        "30s",
+        "--namespace",
+        ns,
+        "--target",
+        "dgd/llm",
+        "--wait-evicted",
+        "--eviction-timeout",
+        "30s",
+    )
     for line in watcher.stdout:  # watching (and the worker counted on the node) before NVSentinel acts
         if '"event":"watch_started"' in line:
             break
@@ -208,8 +302,15 @@ def test_network_steps_run_as_their_own_accounts(world):
     # A node with a pod CIDR (partition-network's ipBlocks come from them) for this test only: the
     # cluster is shared, and other tests expect nodes without one.
     cidr_node = f"pod-cidr-{ns}"[:63]
-    admin.create(Ref("v1", "nodes", None, ""), {"apiVersion": "v1", "kind": "Node", "metadata": {"name": cidr_node},
-                                                "spec": {"podCIDR": "10.244.7.0/24", "podCIDRs": ["10.244.7.0/24"]}})
+    admin.create(
+        Ref("v1", "nodes", None, ""),
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": cidr_node},
+            "spec": {"podCIDR": "10.244.7.0/24", "podCIDRs": ["10.244.7.0/24"]},
+        },
+    )
     try:
         network_steps_as_their_accounts(a, admin, ns)
     finally:
@@ -217,8 +318,12 @@ def test_network_steps_run_as_their_own_accounts(world):
 
 
 def network_steps_as_their_accounts(a, admin, ns) -> None:
-    nats = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "nats-0", "namespace": ns, "labels": {"app.kubernetes.io/name": "nats"}},
-            "spec": {"containers": [{"name": "nats", "image": "nats:1"}]}}
+    nats = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "nats-0", "namespace": ns, "labels": {"app.kubernetes.io/name": "nats"}},
+        "spec": {"containers": [{"name": "nats", "image": "nats:1"}]},
+    }
     admin.create(Ref("v1", "pods", ns, ""), nats)
     common = ("--run-id", "net-a", "--namespace", ns)
     _ok(a.run(PREFLIGHT, "step", "preflight", "--fault", "network", *common, "--target", "dgd/llm"))
@@ -273,11 +378,17 @@ def test_item1_janitor_rights_shrunk_to_its_trust_boundary(world):
     assert a.allowed(JANITOR, "list", "configmaps", home) and a.allowed(JANITOR, "update", "configmaps", home)
     assert a.allowed(JANITOR, "patch", "dynamographdeployments", target, "nvidia.com")
     assert a.allowed(JANITOR, "create", "pods", home)
-    for verb, resource, where, group in (("list", "configmaps", other, ""), ("list", "configmaps", target, ""),
-                                         ("update", "configmaps", target, ""), ("patch", "dynamographdeployments", other, "nvidia.com"),
-                                         ("patch", "deployments", other, "apps"), ("create", "pods", target, ""),
-                                         ("create", "pods", other, ""), ("patch", "nodes", None, ""),
-                                         ("get", "workflows", other, "argoproj.io")):
+    for verb, resource, where, group in (
+        ("list", "configmaps", other, ""),
+        ("list", "configmaps", target, ""),
+        ("update", "configmaps", target, ""),
+        ("patch", "dynamographdeployments", other, "nvidia.com"),
+        ("patch", "deployments", other, "apps"),
+        ("create", "pods", target, ""),
+        ("create", "pods", other, ""),
+        ("patch", "nodes", None, ""),
+        ("get", "workflows", other, "argoproj.io"),
+    ):
         assert not a.allowed(JANITOR, verb, resource, where, group), (verb, resource, where)
     for role in (PREFLIGHT, SHIM_INJECTOR, CLEANUP, NETWORK_INJECTOR):  # ledgers are written in faultflow's namespace only
         assert not a.allowed(role, "update", "configmaps", target), role.name
@@ -314,8 +425,11 @@ def test_executor_account_only_reports_task_results(world):
         api = client.AuthorizationV1Api(config)
 
         def can(verb, resource, group):
-            review = client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec(
-                resource_attributes=client.V1ResourceAttributes(verb=verb, resource=resource, group=group, namespace=home)))
+            review = client.V1SelfSubjectAccessReview(
+                spec=client.V1SelfSubjectAccessReviewSpec(
+                    resource_attributes=client.V1ResourceAttributes(verb=verb, resource=resource, group=group, namespace=home)
+                )
+            )
             return api.create_self_subject_access_review(review).status.allowed
 
         assert can("create", "workflowtaskresults", "argoproj.io") and can("patch", "workflowtaskresults", "argoproj.io")

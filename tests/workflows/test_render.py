@@ -13,7 +13,8 @@ import yaml
 from steps.cli import main as faultflow_main
 from steps.errors import BadInput
 from tests.cli import faultflow
-from workflows import declaration as d, render as render_module
+from workflows import declaration as d
+from workflows import render as render_module
 from workflows.cli import render_files, stale
 from workflows.host_pid import host_pid_requests
 from workflows.render import scenario_template
@@ -38,19 +39,26 @@ def dag(s: dict, name: str) -> dict[str, dict]:
 def test_gpu_fault_dag_order_and_dependencies():
     tasks = dag(spec("gpu-fault"), "main")
     assert {n: t.get("depends") for n, t in tasks.items()} == {
-        "load": None, "preflight": None, "steady-state": "preflight", "inject-cuda-shim": "steady-state",
-        "inject-xid": "inject-cuda-shim", "wait-for-cordon": "inject-xid", "cleanup-dgd": "wait-for-cordon",
+        "load": None,
+        "preflight": None,
+        "steady-state": "preflight",
+        "inject-cuda-shim": "steady-state",
+        "inject-xid": "inject-cuda-shim",
+        "wait-for-cordon": "inject-xid",
+        "cleanup-dgd": "wait-for-cordon",
         "verify-inference": "cleanup-dgd",
     }
     assert templates(spec("gpu-fault"))["load"]["daemon"] is True  # traffic for the whole run
     args = {p["name"]: p["value"] for p in tasks["wait-for-cordon"]["arguments"]["parameters"]}
     # issue 15 item 4: the node inject-cuda-shim confirmed after its rollout (a Ready, shimmed worker there).
-    assert args == {"inject-xid-fault-time-ms": "{{tasks.inject-xid.outputs.parameters.fault-time-ms}}",
-                    "inject-xid-pci": "{{tasks.inject-xid.outputs.parameters.pci}}",
-                    "inject-xid-expected-action": "{{tasks.inject-xid.outputs.parameters.expected-action}}",
-                    "inject-xid-expected-why": "{{tasks.inject-xid.outputs.parameters.expected-why}}",
-                    "preflight-expect": "{{tasks.preflight.outputs.parameters.expect}}",
-                    "inject-cuda-shim-node": "{{tasks.inject-cuda-shim.outputs.parameters.node}}"}
+    assert args == {
+        "inject-xid-fault-time-ms": "{{tasks.inject-xid.outputs.parameters.fault-time-ms}}",
+        "inject-xid-pci": "{{tasks.inject-xid.outputs.parameters.pci}}",
+        "inject-xid-expected-action": "{{tasks.inject-xid.outputs.parameters.expected-action}}",
+        "inject-xid-expected-why": "{{tasks.inject-xid.outputs.parameters.expected-why}}",
+        "preflight-expect": "{{tasks.preflight.outputs.parameters.expect}}",
+        "inject-cuda-shim-node": "{{tasks.inject-cuda-shim.outputs.parameters.node}}",
+    }
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
@@ -94,8 +102,12 @@ def test_the_xid_pod_spec():
     assert sorted(m["mountPath"] for m in t["container"]["volumeMounts"]) == ["/dev/kmsg", TOGGLE_DIR_PATH, "/var/lib/nvsentinel"]
     args = t["container"]["args"]
     # Every host path is explicit on the command line.
-    for option, value in (("--kmsg-path", "/dev/kmsg"), ("--proc-root", "/proc"), ("--toggle-dir", TOGGLE_DIR_PATH),
-                          ("--gpu-metadata", "/var/lib/nvsentinel/gpu_metadata.json")):
+    for option, value in (
+        ("--kmsg-path", "/dev/kmsg"),
+        ("--proc-root", "/proc"),
+        ("--toggle-dir", TOGGLE_DIR_PATH),
+        ("--gpu-metadata", "/var/lib/nvsentinel/gpu_metadata.json"),
+    ):
         assert args[args.index(option) + 1] == value
     assert "retryStrategy" not in t  # a second XID line would be a second fault
     # xid-only: /dev/kmsg and NVSentinel's metadata, no toggle.
@@ -163,8 +175,16 @@ def test_render_check_fails_on_a_stale_file(tmp_path):
 
 def test_declaration_rejects_a_reference_to_a_stage_that_has_not_run():
     gpu = by_name("gpu-fault")
-    broken = d.Scenario(gpu.name, gpu.title, gpu.description, gpu.parameters,
-                        tuple(s for s in gpu.stages if s.name != "inject-xid"), gpu.exit_stages, gpu.mutexes, gpu.deadline_s)
+    broken = d.Scenario(
+        gpu.name,
+        gpu.title,
+        gpu.description,
+        gpu.parameters,
+        tuple(s for s in gpu.stages if s.name != "inject-xid"),
+        gpu.exit_stages,
+        gpu.mutexes,
+        gpu.deadline_s,
+    )
     with pytest.raises((ValueError, KeyError)):
         broken.check()
 
@@ -178,7 +198,9 @@ def test_no_rendered_object_asks_for_host_pid():
     files = render_files()
     # The admission policy names hostPID only to refuse it (faultflow's pods never ask for it).
     assert [path for path, text in files.items() if "hostPID" in text and path != "admission.yaml"] == []
-    assert "hostPID: true" not in files["admission.yaml"] and "!(has(object.spec.hostPID) && object.spec.hostPID)" in files["admission.yaml"]
+    assert (
+        "hostPID: true" not in files["admission.yaml"] and "!(has(object.spec.hostPID) && object.spec.hostPID)" in files["admission.yaml"]
+    )
     assert not [path for path, text in files.items() if "podSpecPatch" in text]
 
 
@@ -211,5 +233,8 @@ def test_host_pid_check_finds_every_form_and_only_those():
     templated = {"kind": "WorkflowTemplate", "spec": {"templates": [{"name": "c", "podSpecPatch": '{"hostPID": {{inputs.parameters.x}}}'}]}}
     harmless = {"kind": "WorkflowTemplate", "spec": {"templates": [{"name": "d", "podSpecPatch": '{"priorityClassName": "high"}'}]}}
     found = host_pid_requests({"p.yaml": patch_yaml, "d.yaml": direct, "t.yaml": templated, "h.yaml": harmless})
-    assert found == ["d.yaml: spec.workflowSpec.templates[b].hostPID", "p.yaml: spec.podSpecPatch",
-                     "t.yaml: spec.templates[c].podSpecPatch"]
+    assert found == [
+        "d.yaml: spec.workflowSpec.templates[b].hostPID",
+        "p.yaml: spec.podSpecPatch",
+        "t.yaml: spec.templates[c].podSpecPatch",
+    ]

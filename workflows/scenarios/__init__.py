@@ -12,7 +12,11 @@ from workflows.scenarios import (
 )
 
 SCENARIOS: tuple[Scenario, ...] = (
-    gpu_fault.SCENARIO, xid_only.SCENARIO, cuda_only.SCENARIO, network_partition.SCENARIO, network_degrade.SCENARIO,
+    gpu_fault.SCENARIO,
+    xid_only.SCENARIO,
+    cuda_only.SCENARIO,
+    network_partition.SCENARIO,
+    network_degrade.SCENARIO,
 )
 
 

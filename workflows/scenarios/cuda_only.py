@@ -29,8 +29,17 @@ SCENARIO = Scenario(
         "error for the hold time, without writing the XID to the kernel log; then restores the workload "
         "and measures how inference behaved and recovered."
     ),
-    parameters=(*TARGET_PARAMETERS, gp.XID, gp.GPU, gp.FAULT_DURATION, gp.NVSENTINEL_NAMESPACE,
-                HOLD, *INFERENCE_PARAMETERS, gp.STEPS_IMAGE_PARAMETER, gp.SHIM_IMAGE_PARAMETER),
+    parameters=(
+        *TARGET_PARAMETERS,
+        gp.XID,
+        gp.GPU,
+        gp.FAULT_DURATION,
+        gp.NVSENTINEL_NAMESPACE,
+        HOLD,
+        *INFERENCE_PARAMETERS,
+        gp.STEPS_IMAGE_PARAMETER,
+        gp.SHIM_IMAGE_PARAMETER,
+    ),
     stages=(
         load_stage(DEADLINE_S),
         gs.preflight(expect="none"),

@@ -27,9 +27,20 @@ SCENARIO = Scenario(
         "and writes the XID to the kernel log at the same moment; waits for NVSentinel to quarantine the "
         "node and the workers to leave it, restores the workload and measures how fast inference recovered."
     ),
-    parameters=(*TARGET_PARAMETERS, gp.XID, gp.GPU, gp.FAULT_DURATION, gp.EXPECT, gp.RECOVERY_ACTION, gp.NVSENTINEL_NAMESPACE,
-                gp.CORDON_TIMEOUT, gp.EVICTION_TIMEOUT, *INFERENCE_PARAMETERS, gp.STEPS_IMAGE_PARAMETER,
-                gp.SHIM_IMAGE_PARAMETER),
+    parameters=(
+        *TARGET_PARAMETERS,
+        gp.XID,
+        gp.GPU,
+        gp.FAULT_DURATION,
+        gp.EXPECT,
+        gp.RECOVERY_ACTION,
+        gp.NVSENTINEL_NAMESPACE,
+        gp.CORDON_TIMEOUT,
+        gp.EVICTION_TIMEOUT,
+        *INFERENCE_PARAMETERS,
+        gp.STEPS_IMAGE_PARAMETER,
+        gp.SHIM_IMAGE_PARAMETER,
+    ),
     stages=(
         load_stage(DEADLINE_S),
         gs.preflight(),

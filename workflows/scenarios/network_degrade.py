@@ -6,22 +6,23 @@ from __future__ import annotations
 from workflows.declaration import Param, Parameter, Scenario
 from workflows.stages import network as ns
 from workflows.stages.common import (
-                 HOLD,
-                 INFERENCE_PARAMETERS,
-                 TARGET_PARAMETERS,
-                 gate_stage,
-                 hold_stage,
-                 load_stage,
-                 recover_stage,
-                 report_stage,
+    HOLD,
+    INFERENCE_PARAMETERS,
+    TARGET_PARAMETERS,
+    gate_stage,
+    hold_stage,
+    load_stage,
+    recover_stage,
+    report_stage,
 )
 
 NAME = "network-degrade"
 DEADLINE_S = 2 * 3600
 
 ACTION = Parameter("action", "delay", "NetworkChaos action.", ("loss", "delay", "bandwidth", "corrupt", "duplicate"))
-MODE = Parameter("mode", "all", "Blast radius among the selected pods (Chaos Mesh mode).",
-                 ("one", "all", "fixed", "fixed-percent", "random-max-percent"))
+MODE = Parameter(
+    "mode", "all", "Blast radius among the selected pods (Chaos Mesh mode).", ("one", "all", "fixed", "fixed-percent", "random-max-percent")
+)
 DELAY = Parameter("latency", "200ms", "delay: added latency.")
 JITTER = Parameter("jitter", "20ms", "delay: jitter.")
 LOSS = Parameter("loss", "10", "loss / corrupt / duplicate: percent of packets.")
@@ -39,9 +40,28 @@ SCENARIO = Scenario(
         load_stage(DEADLINE_S),
         ns.preflight(),
         gate_stage(after="preflight"),
-        ns.inject("degrade-network", "Creates the run's NetworkChaos objects (ledger first).",
-                  ("--action", Param("action"), "--mode", Param("mode"), "--latency", Param("latency"), "--jitter", Param("jitter"),
-                   "--loss", Param("loss"), "--corrupt", Param("loss"), "--duplicate", Param("loss"), "--rate", Param("rate"))),
+        ns.inject(
+            "degrade-network",
+            "Creates the run's NetworkChaos objects (ledger first).",
+            (
+                "--action",
+                Param("action"),
+                "--mode",
+                Param("mode"),
+                "--latency",
+                Param("latency"),
+                "--jitter",
+                Param("jitter"),
+                "--loss",
+                Param("loss"),
+                "--corrupt",
+                Param("loss"),
+                "--duplicate",
+                Param("loss"),
+                "--rate",
+                Param("rate"),
+            ),
+        ),
         hold_stage(after="degrade-network"),
         ns.heal("heal-network", after=("hold",)),
         recover_stage(after="heal-network"),

@@ -5,24 +5,32 @@ from __future__ import annotations
 from workflows.declaration import Param, Parameter, Scenario
 from workflows.stages import network as ns
 from workflows.stages.common import (
-                      HOLD,
-                      INFERENCE_PARAMETERS,
-                      TARGET_PARAMETERS,
-                      gate_stage,
-                      hold_stage,
-                      load_stage,
-                      recover_stage,
-                      report_stage,
+    HOLD,
+    INFERENCE_PARAMETERS,
+    TARGET_PARAMETERS,
+    gate_stage,
+    hold_stage,
+    load_stage,
+    recover_stage,
+    report_stage,
 )
 
 NAME = "network-partition"
 DEADLINE_S = 2 * 3600
 
-PARTITION = Parameter("partition", "frontend-worker", "Which path to cut.",
-                      ("frontend-worker", "worker-worker", "prefill-decode", "worker-nats", "frontend-nats"))
+PARTITION = Parameter(
+    "partition",
+    "frontend-worker",
+    "Which path to cut.",
+    ("frontend-worker", "worker-worker", "prefill-decode", "worker-nats", "frontend-nats"),
+)
 DIRECTION = Parameter("direction", "both", "Traffic direction to block.", ("ingress", "egress", "both"))
-POD_CIDR = Parameter("pod-cidr", "", "The cluster's pod network(s), comma-separated; empty: the nodes' spec.podCIDRs "
-                     "(set it where the CNI assigns addresses without them, e.g. Calico or Cilium cluster-pool IPAM).")
+POD_CIDR = Parameter(
+    "pod-cidr",
+    "",
+    "The cluster's pod network(s), comma-separated; empty: the nodes' spec.podCIDRs "
+    "(set it where the CNI assigns addresses without them, e.g. Calico or Cilium cluster-pool IPAM).",
+)
 
 SCENARIO = Scenario(
     name=NAME,
@@ -37,8 +45,11 @@ SCENARIO = Scenario(
         load_stage(DEADLINE_S),
         ns.preflight(),
         gate_stage(after="preflight"),
-        ns.inject("partition-network", "Creates the run's NetworkPolicies (ledger first).",
-                  ("--partition", Param("partition"), "--direction", Param("direction"), "--pod-cidr", Param("pod-cidr"))),
+        ns.inject(
+            "partition-network",
+            "Creates the run's NetworkPolicies (ledger first).",
+            ("--partition", Param("partition"), "--direction", Param("direction"), "--pod-cidr", Param("pod-cidr")),
+        ),
         ns.verify_partition(after="partition-network"),
         hold_stage(after="verify-partition"),
         ns.heal("heal-network", after=("hold",)),

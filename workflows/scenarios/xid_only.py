@@ -26,9 +26,19 @@ SCENARIO = Scenario(
         "Writes the XID to the target node's kernel log (no CUDA errors), waits for NVSentinel to "
         "quarantine the node (or, for a non-fatal XID, asserts it does not) and measures inference."
     ),
-    parameters=(*TARGET_PARAMETERS, gp.XID, gp.GPU, gp.EXPECT, gp.RECOVERY_ACTION, gp.NVSENTINEL_NAMESPACE,
-                gp.CORDON_TIMEOUT, gp.EVICTION_TIMEOUT, gp.FAULT_DURATION, *INFERENCE_PARAMETERS,
-                gp.STEPS_IMAGE_PARAMETER),
+    parameters=(
+        *TARGET_PARAMETERS,
+        gp.XID,
+        gp.GPU,
+        gp.EXPECT,
+        gp.RECOVERY_ACTION,
+        gp.NVSENTINEL_NAMESPACE,
+        gp.CORDON_TIMEOUT,
+        gp.EVICTION_TIMEOUT,
+        gp.FAULT_DURATION,
+        *INFERENCE_PARAMETERS,
+        gp.STEPS_IMAGE_PARAMETER,
+    ),
     stages=(
         load_stage(DEADLINE_S),
         gs.preflight(shim=False),

@@ -37,8 +37,6 @@ TOGGLE_FILE = HostPath(f"{TOGGLE_DIR_PATH}/toggle", f"{TOGGLE_DIR_PATH}/toggle",
 PROC = HostPath("/proc", "/proc", mount=False)
 
 
-
-
 # --- parameters ---------------------------------------------------------------------------------
 TARGET_PARAMETERS = (
     Parameter("namespace", "dynamo", "Namespace of the Dynamo deployment (must carry faultflow.dev/allow-faults=true)."),
@@ -60,40 +58,100 @@ INFERENCE_PARAMETERS = (
 
 def load_stage(deadline_s: int) -> Stage:
     return Stage(
-        "load", "load", role=OBSERVER, deadline_s=deadline_s, background=True,
+        "load",
+        "load",
+        role=OBSERVER,
+        deadline_s=deadline_s,
+        background=True,
         description="Traffic for the whole run, so the report's timeline covers baseline to recovery.",
-        args=("--url", Param("frontend-url"), "--rate", Param("load-rate"), "--concurrency", Param("load-concurrency"),
-              "--outputs", OUTPUTS),
+        args=(
+            "--url",
+            Param("frontend-url"),
+            "--rate",
+            Param("load-rate"),
+            "--concurrency",
+            Param("load-concurrency"),
+            "--outputs",
+            OUTPUTS,
+        ),
     )
 
 
 def gate_stage(after: str) -> Stage:
     return Stage(
-        "steady-state", "verify-inference", role=OBSERVER, deadline_s=600, after=(after,),
+        "steady-state",
+        "verify-inference",
+        role=OBSERVER,
+        deadline_s=600,
+        after=(after,),
         description="Baseline inference must pass before anything is injected.",
-        args=("--mode", "gate", "--url", Param("frontend-url"), "--requests", "10", "--threshold", Param("threshold"),
-              "--phase", "baseline", "--outputs", OUTPUTS),
+        args=(
+            "--mode",
+            "gate",
+            "--url",
+            Param("frontend-url"),
+            "--requests",
+            "10",
+            "--threshold",
+            Param("threshold"),
+            "--phase",
+            "baseline",
+            "--outputs",
+            OUTPUTS,
+        ),
     )
 
 
 def recover_stage(after: str) -> Stage:
     return Stage(
-        "verify-inference", "verify-inference", role=OBSERVER, deadline_s=1800, after=(after,),
+        "verify-inference",
+        "verify-inference",
+        role=OBSERVER,
+        deadline_s=1800,
+        after=(after,),
         description="Waits until a full window of requests meets the threshold again.",
-        args=("--mode", "recover", "--url", Param("frontend-url"), "--window", Param("window"),
-              "--threshold", Param("threshold"), "--deadline", Param("recovery-deadline"), "--phase", "recovery",
-              "--outputs", OUTPUTS),
+        args=(
+            "--mode",
+            "recover",
+            "--url",
+            Param("frontend-url"),
+            "--window",
+            Param("window"),
+            "--threshold",
+            Param("threshold"),
+            "--deadline",
+            Param("recovery-deadline"),
+            "--phase",
+            "recovery",
+            "--outputs",
+            OUTPUTS,
+        ),
     )
 
 
 def report_stage(scenario: str, expect_fault: bool = True, expect_workload_reached: bool = False) -> Stage:
     return Stage(
-        "report", "report", role=OBSERVER, deadline_s=600,
+        "report",
+        "report",
+        role=OBSERVER,
+        deadline_s=600,
         description="Journal, JUnit, timeline plot and metrics from every stage's events and the load records.",
-        args=("--input", EvidenceDir(), "--outputs", OUTPUTS, "--scenario", scenario, "--run-id", RUN_ID,
-              "--threshold", Param("threshold"), "--window", Param("window"),
-              "--expect-fault" if expect_fault else "--no-expect-fault",
-              *(("--expect-workload-reached",) if expect_workload_reached else ())),
+        args=(
+            "--input",
+            EvidenceDir(),
+            "--outputs",
+            OUTPUTS,
+            "--scenario",
+            scenario,
+            "--run-id",
+            RUN_ID,
+            "--threshold",
+            Param("threshold"),
+            "--window",
+            Param("window"),
+            "--expect-fault" if expect_fault else "--no-expect-fault",
+            *(("--expect-workload-reached",) if expect_workload_reached else ()),
+        ),
     )
 
 
@@ -101,7 +159,11 @@ def final_cleanup_stage() -> Stage:
     """Exit handler, first: revert whatever the run's ledger still lists (the workload and the toggle).
     Idempotent, so it is harmless after the in-DAG cleanup already ran."""
     return Stage(
-        "final-cleanup", "cleanup-dgd", role=CLEANUP, deadline_s=600, retry=True,
+        "final-cleanup",
+        "cleanup-dgd",
+        role=CLEANUP,
+        deadline_s=600,
+        retry=True,
         description="Reverts everything the run's ledger still lists, whatever happened.",
         args=("--run-id", RUN_ID, "--namespace", Param("namespace"), "--timeout", "5m", "--outputs-dir", OUTPUTS),
     )
@@ -111,5 +173,13 @@ HOLD = Parameter("hold", "5m", "How long the fault stays in place before it is h
 
 
 def hold_stage(after: str) -> Stage:
-    return Stage("hold", "", args=(), role=OBSERVER, deadline_s=24 * 3600, after=(after,), hold=Param("hold"),
-                 description="Keeps the fault in place for the hold time.")
+    return Stage(
+        "hold",
+        "",
+        args=(),
+        role=OBSERVER,
+        deadline_s=24 * 3600,
+        after=(after,),
+        hold=Param("hold"),
+        description="Keeps the fault in place for the hold time.",
+    )

@@ -33,31 +33,85 @@ def preflight(expect: str | Param = Param("expect"), shim: bool = True) -> Stage
     """`shim`: the scenario has a shim-image parameter, which preflight refuses unless it is the installed image."""
     images = ("--steps-image", Param("steps-image")) + (("--shim-image", Param("shim-image")) if shim else ())
     return Stage(
-        "preflight", "preflight", role=PREFLIGHT, deadline_s=300, retry=True, outputs=("node", "expect"),
+        "preflight",
+        "preflight",
+        role=PREFLIGHT,
+        deadline_s=300,
+        retry=True,
+        outputs=("node", "expect"),
         description="Guardrails, target node and GPU, run ledger.",
-        args=("--run-id", RUN_ID, *TARGET_ARGS, "--xid", Param("xid"), "--gpu", Param("gpu"),
-              "--expect", expect, "--nvsentinel-namespace", Param("nvsentinel-namespace"),
-              "--toggle-dir", TOGGLE_DIR, "--fault-duration", Param("fault-duration"),
-              *images, "--ttl", Param("ttl"),
-              "--workflow-name", WorkflowField("name"), "--workflow-namespace", WorkflowField("namespace"),
-              "--workflow-uid", WorkflowField("uid"), "--outputs-dir", OUTPUTS),
+        args=(
+            "--run-id",
+            RUN_ID,
+            *TARGET_ARGS,
+            "--xid",
+            Param("xid"),
+            "--gpu",
+            Param("gpu"),
+            "--expect",
+            expect,
+            "--nvsentinel-namespace",
+            Param("nvsentinel-namespace"),
+            "--toggle-dir",
+            TOGGLE_DIR,
+            "--fault-duration",
+            Param("fault-duration"),
+            *images,
+            "--ttl",
+            Param("ttl"),
+            "--workflow-name",
+            WorkflowField("name"),
+            "--workflow-namespace",
+            WorkflowField("namespace"),
+            "--workflow-uid",
+            WorkflowField("uid"),
+            "--outputs-dir",
+            OUTPUTS,
+        ),
     )
 
 
 def inject_cuda_shim(after: str) -> Stage:
     return Stage(
-        "inject-cuda-shim", "inject-cuda-shim", role=SHIM_INJECTOR, deadline_s=1200, retry=True, after=(after,), outputs=("node",),
+        "inject-cuda-shim",
+        "inject-cuda-shim",
+        role=SHIM_INJECTOR,
+        deadline_s=1200,
+        retry=True,
+        after=(after,),
+        outputs=("node",),
         description="GPU workers load the CUDA shim in passthrough; waits for the rollout and the shim's marker.",
-        args=("--run-id", RUN_ID, *TARGET_ARGS, "--shim-image", Param("shim-image"), "--xid", Param("xid"),
-              "--toggle-dir", TOGGLE_DIR, "--timeout", "15m", "--outputs-dir", OUTPUTS),
+        args=(
+            "--run-id",
+            RUN_ID,
+            *TARGET_ARGS,
+            "--shim-image",
+            Param("shim-image"),
+            "--xid",
+            Param("xid"),
+            "--toggle-dir",
+            TOGGLE_DIR,
+            "--timeout",
+            "15m",
+            "--outputs-dir",
+            OUTPUTS,
+        ),
     )
 
 
 def _node_stage(name: str, step: str, after: str, host_paths, args, outputs=(), node: Output = NODE) -> Stage:
     # No retry: the fault must happen once (a second XID line is a second fault).
     return Stage(
-        name, step, role=NODE_AGENT, deadline_s=300, after=(after,), outputs=outputs,
-        pinned_to=node, host_paths=host_paths, privileged=True, args=args,
+        name,
+        step,
+        role=NODE_AGENT,
+        deadline_s=300,
+        after=(after,),
+        outputs=outputs,
+        pinned_to=node,
+        host_paths=host_paths,
+        privileged=True,
+        args=args,
         description="Privileged pod on the target node: only /dev/kmsg and the toggle directory, no API token.",
     )
 
@@ -66,17 +120,41 @@ def inject_xid(after: str, toggle: bool) -> Stage:
     """The XID line (and with `toggle` the CUDA toggle first, so both happen at one moment)."""
     toggle_args = ("--toggle-dir", TOGGLE_DIR, "--expires-in", Param("fault-duration"), "--toggle-gpu", Param("gpu")) if toggle else ()
     return _node_stage(
-        "inject-xid", "inject-xid", after, (KMSG, NVSENTINEL_DIR, TOGGLE_DIR) if toggle else (KMSG, NVSENTINEL_DIR),
-        ("--xid", Param("xid"), "--gpu", Param("gpu"), "--recovery-action", Param("recovery-action"), "--kmsg-path", KMSG,
-         "--proc-root", PROC, "--gpu-metadata", GPU_METADATA, *toggle_args, "--run-id", RUN_ID, "--outputs-dir", OUTPUTS),
-        outputs=("fault-time-ms", "pci", "expected-action", "expected-why"), node=SHIMMED_NODE if toggle else NODE,
+        "inject-xid",
+        "inject-xid",
+        after,
+        (KMSG, NVSENTINEL_DIR, TOGGLE_DIR) if toggle else (KMSG, NVSENTINEL_DIR),
+        (
+            "--xid",
+            Param("xid"),
+            "--gpu",
+            Param("gpu"),
+            "--recovery-action",
+            Param("recovery-action"),
+            "--kmsg-path",
+            KMSG,
+            "--proc-root",
+            PROC,
+            "--gpu-metadata",
+            GPU_METADATA,
+            *toggle_args,
+            "--run-id",
+            RUN_ID,
+            "--outputs-dir",
+            OUTPUTS,
+        ),
+        outputs=("fault-time-ms", "pci", "expected-action", "expected-why"),
+        node=SHIMMED_NODE if toggle else NODE,
     )
 
 
 def toggle_on(after: str) -> Stage:
     """CUDA errors without a kernel-log line (cuda-only)."""
     return _node_stage(
-        "toggle-on", "shim on", after, (TOGGLE_DIR,),
+        "toggle-on",
+        "shim on",
+        after,
+        (TOGGLE_DIR,),
         ("--file", TOGGLE_FILE, "--xid", Param("xid"), "--expires-in", Param("fault-duration"), "--gpu", Param("gpu")),
         node=SHIMMED_NODE,
     )
@@ -85,18 +163,53 @@ def toggle_on(after: str) -> Stage:
 def wait_for_cordon(after: str, fault_time: bool, cuda: bool = False) -> Stage:
     """`cuda`: the workers load the shim — the step reports whether their logs show the XID injected
     (fault_reached_workload), reading them before NVSentinel's drain removes the pods."""
-    timing = ("--fault-time-ms", Output("inject-xid", "fault-time-ms"), "--pci", Output("inject-xid", "pci"),
-              "--expected-action", Output("inject-xid", "expected-action"),
-              "--expected-why", Output("inject-xid", "expected-why")) if fault_time else ()
+    timing = (
+        (
+            "--fault-time-ms",
+            Output("inject-xid", "fault-time-ms"),
+            "--pci",
+            Output("inject-xid", "pci"),
+            "--expected-action",
+            Output("inject-xid", "expected-action"),
+            "--expected-why",
+            Output("inject-xid", "expected-why"),
+        )
+        if fault_time
+        else ()
+    )
     node = SHIMMED_NODE if cuda else NODE
     reach = ("--expect-cuda-faults",) if cuda else ()
     return Stage(
-        "wait-for-cordon", "wait-for-cordon", role=CORDON_WATCHER, deadline_s=1800, retry=True, after=(after,),
+        "wait-for-cordon",
+        "wait-for-cordon",
+        role=CORDON_WATCHER,
+        deadline_s=1800,
+        retry=True,
+        after=(after,),
         description="NVSentinel quarantines the node (non-fatal XID: must not); the workers leave it.",
-        args=("--node", node, "--xid", Param("xid"), "--timeout", Param("cordon-timeout"), *timing, *reach,
-              "--expect", Output("preflight", "expect"),
-              "--namespace", Param("namespace"), "--target", Param("target"), "--wait-evicted",
-              "--eviction-timeout", Param("eviction-timeout"), "--run-id", RUN_ID, "--outputs-dir", OUTPUTS),
+        args=(
+            "--node",
+            node,
+            "--xid",
+            Param("xid"),
+            "--timeout",
+            Param("cordon-timeout"),
+            *timing,
+            *reach,
+            "--expect",
+            Output("preflight", "expect"),
+            "--namespace",
+            Param("namespace"),
+            "--target",
+            Param("target"),
+            "--wait-evicted",
+            "--eviction-timeout",
+            Param("eviction-timeout"),
+            "--run-id",
+            RUN_ID,
+            "--outputs-dir",
+            OUTPUTS,
+        ),
     )
 
 
@@ -104,8 +217,22 @@ def cleanup_dgd(after: str, cuda_only: bool = False) -> Stage:
     """`cuda_only`: no drain took the workers away, so the step reads their logs for the injected XID
     (fault_reached_workload) before the restore rolls them."""
     return Stage(
-        "cleanup-dgd", "cleanup-dgd", role=CLEANUP, deadline_s=600, retry=True, after=(after,),
+        "cleanup-dgd",
+        "cleanup-dgd",
+        role=CLEANUP,
+        deadline_s=600,
+        retry=True,
+        after=(after,),
         description="Restores the workload exactly from the ledger and switches the node toggle off.",
-        args=("--run-id", RUN_ID, "--namespace", Param("namespace"), "--timeout", "5m",
-              *(("--expect-cuda-faults",) if cuda_only else ()), "--outputs-dir", OUTPUTS),
+        args=(
+            "--run-id",
+            RUN_ID,
+            "--namespace",
+            Param("namespace"),
+            "--timeout",
+            "5m",
+            *(("--expect-cuda-faults",) if cuda_only else ()),
+            "--outputs-dir",
+            OUTPUTS,
+        ),
     )

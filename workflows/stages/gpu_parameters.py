@@ -11,10 +11,19 @@ XID_ENUM = tuple(str(number) for number in sorted(catalogue()))
 XID = Parameter("xid", "79", "XID to inject (NVIDIA catalogue 1-172; NVSentinel cordons for the fatal ones).", XID_ENUM)
 GPU = Parameter("gpu", "0", "GPU index on the node (host device minor).")
 FAULT_DURATION = Parameter("fault-duration", "30m", "The CUDA toggle switches itself off after this.")
-EXPECT = Parameter("expect", "auto", "What NVSentinel must do: cordon, annotate (its dry-run / monitor-only posture), none; "
-                   "auto: from NVSentinel's fault-quarantine configuration.", ("auto", "cordon", "annotate", "none"))
-RECOVERY_ACTION = Parameter("recovery-action", DEFAULT_RECOVERY, "XID 154 only: the recovery its line reports "
-                            "(NVSentinel takes the action from it).", tuple(RECOVERY))
+EXPECT = Parameter(
+    "expect",
+    "auto",
+    "What NVSentinel must do: cordon, annotate (its dry-run / monitor-only posture), none; "
+    "auto: from NVSentinel's fault-quarantine configuration.",
+    ("auto", "cordon", "annotate", "none"),
+)
+RECOVERY_ACTION = Parameter(
+    "recovery-action",
+    DEFAULT_RECOVERY,
+    "XID 154 only: the recovery its line reports (NVSentinel takes the action from it).",
+    tuple(RECOVERY),
+)
 NVSENTINEL_NAMESPACE = Parameter("nvsentinel-namespace", "nvsentinel", "Namespace NVSentinel runs in (circuit breaker, monitors).")
 CORDON_TIMEOUT = Parameter("cordon-timeout", "5m", "Window for NVSentinel to quarantine the node (non-fatal XIDs: must not).")
 EVICTION_TIMEOUT = Parameter("eviction-timeout", "10m", "Window for the workers to leave the quarantined node.")

@@ -13,12 +13,34 @@ DURATION = Parameter("duration", "10m", "The fault heals itself after this, even
 
 def preflight() -> Stage:
     return Stage(
-        "preflight", "preflight", role=PREFLIGHT, deadline_s=300, retry=True,
+        "preflight",
+        "preflight",
+        role=PREFLIGHT,
+        deadline_s=300,
+        retry=True,
         description="Guardrails (namespace opted in, target exists), run ledger.",
-        args=("--fault", "network", "--run-id", RUN_ID, "--namespace", Param("namespace"), "--target", Param("target"),
-              "--dgd-version", Param("dgd-version"), "--ttl", Param("ttl"),
-              "--workflow-name", WorkflowField("name"), "--workflow-namespace", WorkflowField("namespace"),
-              "--workflow-uid", WorkflowField("uid"), "--outputs-dir", OUTPUTS),
+        args=(
+            "--fault",
+            "network",
+            "--run-id",
+            RUN_ID,
+            "--namespace",
+            Param("namespace"),
+            "--target",
+            Param("target"),
+            "--dgd-version",
+            Param("dgd-version"),
+            "--ttl",
+            Param("ttl"),
+            "--workflow-name",
+            WorkflowField("name"),
+            "--workflow-namespace",
+            WorkflowField("namespace"),
+            "--workflow-uid",
+            WorkflowField("uid"),
+            "--outputs-dir",
+            OUTPUTS,
+        ),
     )
 
 
@@ -27,15 +49,37 @@ def inject(step: str, description: str, options: tuple) -> Stage:
     steady-state gate, with the options that say which fault; the run's identity, target, self-heal
     duration and outputs are the same for every network fault."""
     return Stage(
-        step, step, role=NETWORK_INJECTOR, deadline_s=300, retry=True, after=("steady-state",), description=description,
-        args=("--run-id", RUN_ID, "--namespace", Param("namespace"), "--target", Param("target"), *options,
-              "--duration", Param("duration"), "--outputs-dir", OUTPUTS),
+        step,
+        step,
+        role=NETWORK_INJECTOR,
+        deadline_s=300,
+        retry=True,
+        after=("steady-state",),
+        description=description,
+        args=(
+            "--run-id",
+            RUN_ID,
+            "--namespace",
+            Param("namespace"),
+            "--target",
+            Param("target"),
+            *options,
+            "--duration",
+            Param("duration"),
+            "--outputs-dir",
+            OUTPUTS,
+        ),
     )
 
 
 def heal(name: str, after: tuple[str, ...] = ()) -> Stage:
     return Stage(
-        name, "heal-network", role=CLEANUP, deadline_s=600, retry=True, after=after,
+        name,
+        "heal-network",
+        role=CLEANUP,
+        deadline_s=600,
+        retry=True,
+        after=after,
         description="Deletes exactly this run's NetworkPolicies / NetworkChaos (ledger and label); no-op when healed.",
         args=("--run-id", RUN_ID, "--namespace", Param("namespace"), "--outputs-dir", OUTPUTS),
     )
@@ -43,7 +87,12 @@ def heal(name: str, after: tuple[str, ...] = ()) -> Stage:
 
 def verify_partition(after: str) -> Stage:
     return Stage(
-        "verify-partition", "verify-partition", role=NETWORK_INJECTOR, deadline_s=300, retry=True, after=(after,),
+        "verify-partition",
+        "verify-partition",
+        role=NETWORK_INJECTOR,
+        deadline_s=300,
+        retry=True,
+        after=(after,),
         description="The run's objects exist and select the intended pods.",
         args=("--run-id", RUN_ID, "--namespace", Param("namespace"), "--outputs-dir", OUTPUTS),
     )
