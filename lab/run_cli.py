@@ -20,16 +20,21 @@ from pathlib import Path
 import click
 
 from steps.errors import BadInput, ExitCode
+from steps.gpu.nvsentinel import DEDUP_WINDOW_S
 
 
 def lab_defaults(state: dict) -> dict[str, str]:
     """Parameter values that point a scenario at the lab's deployment (`.lab/state.json`)."""
+    window = state.get("nvsentinel_dedup_window_s", DEDUP_WINDOW_S)
     return {
         "namespace": state["namespace"],
         "target": f"dgd/{state['dgd']}",
         "dgd-version": state["dgd_version"],
         "frontend-url": state["frontend_url"],
         "nvsentinel-namespace": state["nvsentinel_namespace"],
+        # The lab's NVSentinel simulator suppresses repeats within its own window; preflight and
+        # wait-for-cordon must expect exactly that window.
+        "dedup-window": f"{window:g}s" if window else "0",
         # The lab's simulators act within seconds; these keep a stuck run from lasting an hour.
         "cordon-timeout": "60s",
         "eviction-timeout": "120s",

@@ -173,6 +173,7 @@ class World:
             "dgd_version": opts.dgd_version,
             "nodes": [asdict(s) for s in specs],
             "nvsentinel_namespace": opts.nvsentinel.namespace,
+            "nvsentinel_dedup_window_s": opts.nvsentinel.dedup_window_s,
             "processes": {"etcd": self.cluster.etcd.process.popen.pid, "kube-apiserver": self.cluster.process.popen.pid},
             "simulators": ["kubelet", "kubelet-logs", "dgd-operator", "nvsentinel"],
             "up_s": round(time.monotonic() - started, 2),

@@ -34,7 +34,9 @@ from steps.workload.rollout import rolled_out
 from tests.cli import FAULTFLOW, run_cli
 
 # Fast NVSentinel so a whole matrix of runs stays affordable (the chart's delays are 15 s and more).
-LAB_NVSENTINEL = json.dumps({"detect_delay_s": 1, "quarantine_delay_s": 0.5, "drain_delay_s": 0.5})
+# The matrices re-inject XID 79 on the same GPUs within minutes, which NVSentinel's dedup would (rightly)
+# suppress: this lab's NVSentinel runs without dedup, and `faultflow run --lab` passes its window (0) on.
+LAB_NVSENTINEL = json.dumps({"detect_delay_s": 1, "quarantine_delay_s": 0.5, "drain_delay_s": 0.5, "dedup_window_s": 0})
 TOGGLE = "var/lib/faultflow/toggle"
 FAULTFLOW_PREFIX = "faultflow.dev/"
 # A progress line of the runner: `[   5.6s] inject-xid         ▶ step inject-xid`.

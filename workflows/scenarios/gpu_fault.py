@@ -34,6 +34,7 @@ SCENARIO = Scenario(
         gp.FAULT_DURATION,
         gp.EXPECT,
         gp.RECOVERY_ACTION,
+        gp.DEDUP_WINDOW,
         gp.NVSENTINEL_NAMESPACE,
         gp.CORDON_TIMEOUT,
         gp.EVICTION_TIMEOUT,

@@ -32,6 +32,7 @@ SCENARIO = Scenario(
         gp.GPU,
         gp.EXPECT,
         gp.RECOVERY_ACTION,
+        gp.DEDUP_WINDOW,
         gp.NVSENTINEL_NAMESPACE,
         gp.CORDON_TIMEOUT,
         gp.EVICTION_TIMEOUT,

@@ -32,6 +32,8 @@ GPU_METADATA = HostPath(f"{NVSENTINEL_DIR_PATH}/gpu_metadata.json", f"{NVSENTINE
 def preflight(expect: str | Param = Param("expect"), shim: bool = True) -> Stage:
     """`shim`: the scenario has a shim-image parameter, which preflight refuses unless it is the installed image."""
     images = ("--steps-image", Param("steps-image")) + (("--shim-image", Param("shim-image")) if shim else ())
+    # NVSentinel's dedup window is a parameter where NVSentinel is expected to act (expect given by the user).
+    dedup = ("--dedup-window", Param("dedup-window")) if isinstance(expect, Param) else ()
     return Stage(
         "preflight",
         "preflight",
@@ -50,6 +52,7 @@ def preflight(expect: str | Param = Param("expect"), shim: bool = True) -> Stage
             Param("gpu"),
             "--expect",
             expect,
+            *dedup,
             "--nvsentinel-namespace",
             Param("nvsentinel-namespace"),
             "--toggle-dir",
@@ -198,6 +201,8 @@ def wait_for_cordon(after: str, fault_time: bool, cuda: bool = False) -> Stage:
             *reach,
             "--expect",
             Output("preflight", "expect"),
+            "--dedup-window",
+            Param("dedup-window"),
             "--namespace",
             Param("namespace"),
             "--target",

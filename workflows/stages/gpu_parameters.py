@@ -24,6 +24,12 @@ RECOVERY_ACTION = Parameter(
     "XID 154 only: the recovery its line reports (NVSentinel takes the action from it).",
     tuple(RECOVERY),
 )
+DEDUP_WINDOW = Parameter(
+    "dedup-window",
+    "3m",
+    "NVSentinel's dedup window (platform-connectors' suppressionWindow): a repeat of this XID on this GPU inside it "
+    "is refused by preflight and reported as deduplicated; 0: NVSentinel runs without dedup.",
+)
 NVSENTINEL_NAMESPACE = Parameter("nvsentinel-namespace", "nvsentinel", "Namespace NVSentinel runs in (circuit breaker, monitors).")
 CORDON_TIMEOUT = Parameter("cordon-timeout", "5m", "Window for NVSentinel to quarantine the node (non-fatal XIDs: must not).")
 EVICTION_TIMEOUT = Parameter("eviction-timeout", "10m", "Window for the workers to leave the quarantined node.")
