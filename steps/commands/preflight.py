@@ -149,7 +149,6 @@ def command(
     posture, posture_why = P.resolve_expect(expect, fault_quarantine)
     nvsentinel_facts: dict = {}
     for node_obj in node_objs:
-        check_schedulable(node_obj)
         check_gpu_index(node_obj, gpu)
         check_nvsentinel(kube, nvsentinel_namespace, node_obj["metadata"]["name"], posture != "none")
         if posture != "none":
@@ -166,6 +165,9 @@ def command(
                 wait_dedup,
                 lambda wait_s, why: emit(STEP, EventName.WAITING_FOR_DEDUP_WINDOW, run_id=run_id, wait_s=round(wait_s, 1), evidence=why),
             )
+        # After NVSentinel's own guardrails: a repeat inside its dedup window is the clearer reason for a
+        # node its last detection still marks.
+        check_schedulable(node_obj)
     node = targets[0]
     facts = {
         "run_id": run_id,

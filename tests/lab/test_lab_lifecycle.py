@@ -13,7 +13,20 @@ from tests.cli import run_cli
 
 def test_up_status_down_leaves_no_process_and_no_file(tmp_path):
     lab_dir = tmp_path / ".lab"
-    first = run_cli("lab", "up", "--dir", str(lab_dir), "--gpu-nodes", "3", "--workers", "1", "--dgd-version", "v1alpha1")
+    first = run_cli(
+        "lab",
+        "up",
+        "--dir",
+        str(lab_dir),
+        "--gpu-nodes",
+        "2",
+        "--workers",
+        "1",
+        "--dgd-version",
+        "v1alpha1",
+        "--nvsentinel",
+        json.dumps({"breaker_percentage": 100}),
+    )  # 1 of 2 cordoned must not trip it
     assert first.returncode == 0, first.stdout + first.stderr
     assert "lab: up in" in first.stdout and "lab_up_s: " in first.stdout
     state = json.loads((lab_dir / "state.json").read_text())

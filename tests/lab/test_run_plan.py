@@ -72,8 +72,9 @@ def test_preflight_gets_the_run_identity_and_its_own_outputs_dir(tmp_path: Path)
 
 def test_a_node_pinned_stage_sees_host_paths_under_its_node_root(tmp_path: Path) -> None:
     p = plan(tmp_path)
-    (tmp_path / "preflight").mkdir()
-    (tmp_path / "preflight" / "node").write_text("gpu-node-2\n")
+    # gpu-fault pins the node stages to the node inject-cuda-shim confirmed after its rollout.
+    (tmp_path / "inject-cuda-shim").mkdir()
+    (tmp_path / "inject-cuda-shim" / "node").write_text("gpu-node-2\n")
     argv = p.argv(p.scenario.stage("inject-xid"))
     pairs = dict(zip(argv[2::2], argv[3::2]))
     root = tmp_path / "nodes" / "gpu-node-2"
@@ -92,8 +93,8 @@ def test_without_node_filesystems_a_pinned_stage_is_refused(tmp_path: Path) -> N
     from dataclasses import replace
 
     p = replace(plan(tmp_path), node_root=None)
-    (tmp_path / "preflight").mkdir()
-    (tmp_path / "preflight" / "node").write_text("n1")
+    (tmp_path / "inject-cuda-shim").mkdir()
+    (tmp_path / "inject-cuda-shim" / "node").write_text("n1")
     with pytest.raises(BadInput, match="runs on node n1"):
         p.argv(p.scenario.stage("inject-xid"))
 

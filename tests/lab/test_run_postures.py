@@ -18,7 +18,8 @@ from tests.lab.run_checks import LAB_NVSENTINEL, Lab, lab_down, wait_baseline
 @pytest.fixture(scope="module")
 def monitor_only_lab(tmp_path_factory):
     root = tmp_path_factory.mktemp("postures") / ".lab"
-    config = json.dumps({**json.loads(LAB_NVSENTINEL), "posture": "monitor-only"})
+    # NVSentinel's own 3-minute dedup window (the shared lab config turns dedup off for the matrices).
+    config = json.dumps({**json.loads(LAB_NVSENTINEL), "posture": "monitor-only", "dedup_window_s": 180})
     up = run_cli("lab", "up", "--dir", str(root), "--workers", "1", "--nvsentinel", config)
     assert up.returncode == 0, up.stdout + up.stderr
     lab = Lab(root, json.loads((root / "state.json").read_text()))
