@@ -23,6 +23,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from callgrind import instructions_per_call  # noqa: E402  (bench/, beside this script)
+
 from lab.native_build import build  # noqa: E402
 
 ROUNDS = 41
@@ -51,23 +53,6 @@ def time_per_call(binary: Path, env: dict, *args: str) -> float:
     return float(done.stdout)
 
 
-def instructions(binary: Path, env: dict, calls: int, work: Path) -> int:
-    out = work / f"callgrind.{calls}.{len(env)}"
-    subprocess.run(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", str(binary), "direct", str(calls)],
-        env=env,
-        capture_output=True,
-        check=True,
-    )
-    summary = next(line for line in out.read_text().splitlines() if line.startswith("summary:"))
-    return int(summary.split()[1])
-
-
-def instructions_per_call(binary: Path, env: dict, work: Path) -> float:
-    calls = 1_000_000
-    return (instructions(binary, env, calls, work) - instructions(binary, env, 0, work)) / calls
-
-
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -89,8 +74,8 @@ def main() -> None:
         print(f"reference_fopen_ns: {fopen:.1f}")
         print(f"reference_fopen_vs_shim: {fopen / shim_ns:.0f}")
         if shutil.which("valgrind"):
-            direct_ir = instructions_per_call(binary, direct_env, work)
-            shim_ir = instructions_per_call(binary, shim_env, work)
+            direct_ir = instructions_per_call([str(binary), "direct"], direct_env, work, "direct")
+            shim_ir = instructions_per_call([str(binary), "direct"], shim_env, work, "shimmed")
             print(f"shim_passthrough_instructions_per_call: {direct_ir:.1f} -> {shim_ir:.1f}")
             print(f"shim_passthrough_instr_ratio: {shim_ir / direct_ir:.3f}")
 
