@@ -21,6 +21,8 @@ fault_injected        the fault is live from this instant (kind: cuda|xid|    in
 xid_detected          NVSentinel saw the XID (node condition SysLogsXIDError) wait-for-cordon
                       (node, xid)
 node_cordoned         NVSentinel quarantined the node (node)                  wait-for-cordon
+consumer_detected     an NVML consumer answered: allocatable drop, DRA taint, wait-for-cordon
+                      node condition (consumer, check, latency_ms)            --expect-consumer
 pods_evicted          the workers left the node (node, pods)                  wait-for-cordon
 remediation_started   generic start of the platform's response, for           any step
                       scenarios without a cordon
@@ -112,6 +114,7 @@ class EventName(StrEnum):
     REVERT_FAILED = "revert_failed"  # one entry failed; the sweep goes on and exits 3 at the end
     REVERT_REFUSED = "revert_refused"  # the ledger names something outside the run's reach
     FAULT_REACHED_WORKLOAD = "fault_reached_workload"  # did the workers log the shim injecting the XID
+    CONSUMER_DETECTED = "consumer_detected"  # an NVML consumer answered (consumer, check, latency_ms, evidence)
     SUITE_VERDICT = "suite_verdict"  # the nightly suite's gate over its child Workflows
 
     # Derived by the report from the load records (never emitted by a step), shown on the timeline.
@@ -145,6 +148,7 @@ TIMELINE_LABELS: dict[str, str] = {
     EventName.XID_DETECTED: "XID detected",
     EventName.NODE_CORDONED: "node cordoned",
     EventName.PODS_EVICTED: "pods evicted",
+    EventName.CONSUMER_DETECTED: "consumer reacted",
     EventName.DGD_RESTORED: "DGD restored",
     EventName.FAULT_CLEARED: "fault cleared",
     EventName.FIRST_FAILED_REQUEST: "first failure",

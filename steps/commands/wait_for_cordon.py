@@ -15,6 +15,15 @@ A fatal line that was not acted on while the node condition shows the same error
 inside the dedup window before the fault is reported as `deduplicated` (event `xid_deduplicated`,
 output `outcome`): NVSentinel worked as configured, the run tested nothing. Detection latency is
 measured from --fault-time-ms (inject-xid's output) when given, else from the step's start.
+
+With --fault-time-ms only a marking made after the fault counts (steps.gpu.quarantine_transition): a
+node NVSentinel quarantined before the fault does not pass on that quarantine alone.
+
+`--expect-consumer` (repeatable) adds the answers of the node's NVML consumers
+(steps.gpu.consumer_checks): `allocatable` (device plugin), `dra-taint` (DRA driver),
+`condition:<Type>` (e.g. GKE's XidCriticalError). Each is awaited within the same window, reported
+with its time since the fault (event `consumer_detected`, check `consumer_<name>`), and fails the
+step when it does not come.
 """
 
 from __future__ import annotations
@@ -24,13 +33,15 @@ import time
 
 import click
 
-from steps.errors import CheckFailed
+from steps.errors import BadInput, CheckFailed
 from steps.event_names import EventName
 from steps.events import emit
-from steps.gpu import nvsentinel
+from steps.gpu import consumer_checks, nvsentinel
 from steps.gpu import posture as P
+from steps.gpu.consumer_watch import ConsumerTracker
 from steps.gpu.expectation import expect as catalogue_expectation
 from steps.gpu.node_watch import wait_pods_left, watch_node_until
+from steps.gpu.quarantine_transition import MarkingAfterFault, xid_condition_after
 from steps.kube.client import Ref, connect
 from steps.options import (
     Duration,
@@ -50,6 +61,18 @@ from steps.workload.reach import FAULT_REACHED, workers_on_node
 from steps.workload.reach import reached as fault_reached
 
 STEP = "wait-for-cordon"
+
+
+class ConsumerCheckType(click.ParamType):
+    name = "consumer"
+
+    def convert(self, value, param, ctx) -> consumer_checks.ConsumerCheck:
+        if isinstance(value, consumer_checks.ConsumerCheck):
+            return value
+        try:
+            return consumer_checks.parse(str(value))
+        except BadInput as error:
+            self.fail(str(error), param, ctx)
 
 
 @click.command(STEP)
@@ -93,6 +116,15 @@ STEP = "wait-for-cordon"
     help="The workers on the node load the CUDA shim: report whether their "
     "logs show it injecting the XID (event fault_reached_workload; needs --namespace and --target).",
 )
+@click.option(
+    "--expect-consumer",
+    "expect_consumers",
+    multiple=True,
+    type=ConsumerCheckType(),
+    help="An NVML consumer's answer to await in the window (repeatable): allocatable (nvidia.com/gpu drops: "
+    "the device plugin), dra-taint (ResourceSlice taint gpu.nvidia.com/xid or gpu-lost: the DRA driver), "
+    "condition:<Type> (a node condition, e.g. condition:XidCriticalError).",
+)
 @click.option("--run-id", default=None, type=RunId())
 @outputs_option()
 @common_cluster_options
@@ -113,6 +145,7 @@ def command(
     dedup_window,
     nvsentinel_namespace,
     expect_cuda_faults,
+    expect_consumers,
     run_id,
     outputs_dir,
     kubeconfig,
@@ -141,6 +174,9 @@ def command(
     if posture == "none":
         fatal = False
     reached = P.is_annotated if posture == "annotate" else nvsentinel.is_quarantined
+    # Only a marking made after the fault is NVSentinel's answer to it (a pre-existing quarantine is not).
+    marked_after = MarkingAfterFault(lambda n: reached(n) or nvsentinel.is_quarantined(n), fault_time_ms)
+    quarantined_after = MarkingAfterFault(nvsentinel.is_quarantined, fault_time_ms)
     selector = None
     baseline: list[dict] = []
     if wait_evicted or expect_cuda_faults:
@@ -151,10 +187,13 @@ def command(
     since_ms = fault_time_ms or started_ms
     deadline = time.monotonic() + timeout
     detected: list[float] = []
+    checks = list(dict.fromkeys(expect_consumers))  # repeated names count once
+    consumers = ConsumerTracker(checks, since_ms if fault_time_ms else None, pci)
 
     def on_object(current: dict) -> None:
+        consumers.observe(current)
         # NVSentinel's own detection (its node condition, or the quarantine that implies it), once.
-        if not detected and (nvsentinel.xid_condition_set(current) or nvsentinel.is_quarantined(current)):
+        if not detected and (xid_condition_after(current, fault_time_ms, error_code, pci) or quarantined_after(current)):
             detected.append(time.time())
             emit(STEP, EventName.XID_DETECTED, run_id=run_id, node=node, xid=xid, latency_ms=max(0, int(detected[0] * 1000) - since_ms))
 
@@ -167,7 +206,7 @@ def command(
 
     def quarantined_or_marked(current: dict) -> bool:
         # Under `annotate` a cordon is also an answer (a wrong one): stop watching and say so.
-        return reached(current) or nvsentinel.is_quarantined(current)
+        return marked_after(current)
 
     obj, seen_at = watch_node_until(
         kube,
@@ -179,6 +218,13 @@ def command(
         on_object=on_object,
         on_relist=lambda reason: emit(STEP, EventName.WATCH_RELISTED, run_id=run_id, node=node, reason=reason),
     )
+    consumers.wait_rest(kube, node, deadline, watch_timeout)
+    missed = _consumer_results(run_id, node, xid, consumers, since_ms, timeout)
+
+    def finish() -> None:
+        if missed:
+            raise CheckFailed(f"node {node}: no answer within {timeout:.0f}s from {', '.join(missed)}")
+
     what = "annotated" if posture == "annotate" else "quarantined"
     if expect_cuda_faults:
         hits, read = fault_reached(kube, namespace, baseline, xid)
@@ -196,6 +242,7 @@ def command(
         _action_check(run_id, expecting, True, f"not {what}, as expected ({posture}, {action})")
         outputs.write("cordoned", "false")
         outputs.write("outcome", "not-" + what)
+        finish()
         return
     if seen_at is None:
         current = kube.get(Ref("v1", "nodes", None, node))
@@ -209,7 +256,8 @@ def command(
                 f"{dedup_window:.0f}s window ({repeat}); it worked as configured, this run tested nothing"
             )
         _action_check(run_id, expecting, False, f"not {what} within {timeout:.0f}s")
-        raise CheckFailed(f"node {node} was not {what} within {timeout:.0f}s after XID {xid} (expected {action}: {why})")
+        stale = f"; it was {marked_after.stale}, which is no detection of this fault" if marked_after.stale else ""
+        raise CheckFailed(f"node {node} was not {what} within {timeout:.0f}s after XID {xid} (expected {action}: {why}){stale}")
     latency_ms = max(0, int(seen_at * 1000) - since_ms)
     state = ((obj.get("metadata") or {}).get("labels") or {}).get(nvsentinel.STATE_LABEL)
     observed = observed_action(obj, error_code, pci)
@@ -225,6 +273,7 @@ def command(
         outputs.write("cordoned", "false")
         outputs.write("outcome", "annotated")
         outputs.write("detection-latency-ms", str(latency_ms))
+        finish()
         return
     emit(STEP, EventName.NODE_CORDONED, run_id=run_id, node=node, xid=xid, latency_ms=latency_ms, nvsentinel_state=state)
     outputs.write("cordoned", "true")
@@ -240,6 +289,45 @@ def command(
         if not done:
             raise CheckFailed(f"{left} worker pods still on node {node} after {eviction_timeout:.0f}s")
         emit(STEP, EventName.PODS_EVICTED, run_id=run_id, node=node, after_ms=int(time.time() * 1000) - since_ms)
+    finish()
+
+
+def _consumer_results(run_id, node: str, xid: int, consumers: ConsumerTracker, since_ms: int, window_s: float) -> list[str]:
+    """One event and one check per selected consumer answer; returns the names of those that did not come."""
+    missed = []
+    for check in consumers.checks:
+        seen = consumers.sightings.get(check.name)
+        if seen is None:
+            hint = ""
+            if check.kind is consumer_checks.ConsumerKind.ALLOCATABLE and xid in consumer_checks.DEVICE_PLUGIN_IGNORED_XIDS:
+                hint = f" (the device plugin ignores XID {xid} by default)"
+            reason = f"{check.consumer}: no {check.name} within {window_s:.0f}s{hint}"
+            emit(STEP, EventName.CHECK_FAILED, run_id=run_id, check=check.check_name, consumer=check.consumer, reason=reason)
+            missed.append(f"{check.consumer} ({check.name}){hint}")
+            continue
+        latency_ms = max(0, int(seen.at * 1000) - since_ms)
+        emit(
+            STEP,
+            EventName.CONSUMER_DETECTED,
+            run_id=run_id,
+            node=node,
+            xid=xid,
+            consumer=check.consumer,
+            check=check.name,
+            latency_ms=latency_ms,
+            evidence=seen.evidence,
+            at_start=seen.at_start,
+        )
+        bound = "at most " if seen.at_start else ""
+        emit(
+            STEP,
+            EventName.CHECK_PASSED,
+            run_id=run_id,
+            check=check.check_name,
+            consumer=check.consumer,
+            reason=f"{check.consumer}: {seen.evidence}, {bound}{latency_ms / 1000:.1f} s after the fault",
+        )
+    return missed
 
 
 def observed_action(node: dict, error_code: str, pci: str | None) -> str | None:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 from steps.kube import objects as o
 from steps.kube.client import Kube, Ref
 
 NODES = Ref("v1", "nodes", None, "")
+T = TypeVar("T")
 
 
 def watch_node_until(
@@ -124,3 +126,49 @@ def wait_pods_left(
             return False, live(current)
         if time.monotonic() >= deadline:
             return False, live(current)
+
+
+def watch_objects_until(
+    kube: Kube,
+    collection: Ref,
+    field_selector: str | None,
+    found: Callable[[list[dict]], T | None],
+    deadline: float,
+    watch_timeout_s: float = 60,
+) -> T | None:
+    """Watches the objects a selector picks (e.g. a node's ResourceSlices) until `found(objects)`
+    returns something, which is returned; None at the deadline. Same list → watch → resume / re-list
+    on 410 as `watch_node_until`."""
+
+    def relist() -> tuple[dict[str, dict], str]:
+        listing = kube.list(collection, field_selector=field_selector)
+        return {o.name(i) or "": i for i in listing.get("items") or []}, listing["metadata"]["resourceVersion"]
+
+    current, rv = relist()
+    while True:
+        answer = found(list(current.values()))
+        if answer is not None:
+            return answer
+        gone = False
+        while not gone and time.monotonic() < deadline:
+            remaining = deadline - time.monotonic()
+            for event in kube.watch(
+                collection, rv, field_selector=field_selector, timeout_seconds=max(1, int(min(remaining, watch_timeout_s)) + 1)
+            ):
+                kind = event.get("type")
+                if kind == "ERROR":
+                    gone = True
+                    break
+                rv = event["object"]["metadata"]["resourceVersion"]
+                if kind == "DELETED":
+                    current.pop(o.name(event["object"]) or "", None)
+                elif kind in ("ADDED", "MODIFIED"):
+                    current[o.name(event["object"]) or ""] = event["object"]
+                    answer = found(list(current.values()))
+                    if answer is not None:
+                        return answer
+                if time.monotonic() >= deadline:
+                    break
+        if not gone:
+            return None
+        current, rv = relist()

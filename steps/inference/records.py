@@ -33,6 +33,33 @@ class Outcome(str, enum.Enum):
 
 
 FAILURES = frozenset(o for o in Outcome if o not in (Outcome.OK, Outcome.CANCELLED))
+# A request that never answered in time: the worker blocked (hang mode, XIDs 43/109/119 as they often
+# look) rather than failed. Every other failure is an error the client was told about.
+STALLED_OUTCOMES = frozenset({Outcome.TIMEOUT})
+ERROR_OUTCOMES = FAILURES - STALLED_OUTCOMES
+# A request that succeeded, but only after this many times the baseline's p99 latency, was blocked too
+# (a hang that cleared before the client's timeout, like a process resumed after SIGSTOP).
+STALL_FACTOR = 10.0
+
+
+class Impact(str, enum.Enum):
+    """What the fault did to the requests of a phase: nothing, errors, stalls, or both."""
+
+    NONE = "none"
+    ERRORS = "errors"
+    STALLED = "stalled"
+    MIXED = "errors+stalled"
+
+    @classmethod
+    def of(cls, errors: int, stalled: int) -> Impact:
+        if errors and stalled:
+            return cls.MIXED
+        return cls.ERRORS if errors else cls.STALLED if stalled else cls.NONE
+
+
+def stall_bound(baseline_p99: float | None) -> float | None:
+    """The latency beyond which a successful request counts as stalled (None: no baseline to compare)."""
+    return None if baseline_p99 is None or baseline_p99 <= 0 else STALL_FACTOR * baseline_p99
 
 
 @dataclass(frozen=True, slots=True)

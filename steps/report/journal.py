@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from steps.event_names import TIMELINE_LABELS, EventName, Phase
 from steps.events import Event
 from steps.report.inputs import Inputs
+from steps.report.consumers import consumer_summary
 from steps.report.nvsentinel import nvsentinel_summary
 from steps.report.phases import boundaries
 from steps.report.stats import PhaseStats, RunFigures, phase_stats, run_figures, series
@@ -196,6 +197,8 @@ def timeline(events: list[Event], figures: RunFigures, origin: float) -> list[di
 def _kind_suffix(entry: dict) -> str:
     """What kind of fault an injection was: one scenario injects several at once (gpu-fault: the CUDA
     errors and the kernel-log XID), and two bare "fault injected" lines read as a duplicate."""
+    if entry["event"] == EventName.CONSUMER_DETECTED and entry.get("consumer"):
+        return f": {entry['consumer']} ({entry.get('check')})"
     kind = entry.get("kind")
     if entry["event"] != EventName.FAULT_INJECTED or not kind:
         return ""
@@ -235,5 +238,6 @@ def build_report(inputs: Inputs, criteria: Criteria, scenario: str, run_id: str 
         "checks": [c.as_dict() for c in checks],
         "timeline": timeline(inputs.events, figures, origin),
         "nvsentinel": nvsentinel_summary(inputs.events),
+        "consumers": consumer_summary(inputs.events),
         "series": series(columns, origin, run_end).as_dict(),
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from steps.event_names import TIMELINE_LABELS
+from steps.report.consumers import markdown_lines as consumer_lines
 from steps.report.nvsentinel import markdown_line
 
 
@@ -33,16 +34,18 @@ def render_markdown(report: dict) -> str:
         f"| time to recovery | {_s(f['time_to_recovery_s'])} |",
         f"| availability during fault | {_pct(f['availability_during_fault'])} ({f['requests_during_fault']} requests) |",
         "",
-        "| phase | requests | success | p50 | p90 | p99 | first failure | recovery |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| phase | requests | success | impact | errors | stalled | p50 | p90 | p99 | first failure | recovery |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for p in report["phases"]:
         lat = p["latency"]
         lines.append(
-            f"| {p['name']} | {p['requests']} | {_pct(p['success_rate'])} | {_ms(lat['p50'])} | {_ms(lat['p90'])} | "
+            f"| {p['name']} | {p['requests']} | {_pct(p['success_rate'])} | {p.get('impact', '–')} | {p.get('errors', 0)} | "
+            f"{p.get('stalled', 0)} | {_ms(lat['p50'])} | {_ms(lat['p90'])} | "
             f"{_ms(lat['p99'])} | {_s(p['time_to_first_failure_s'])} | {_s(p['time_to_recovery_s'])} |"
         )
     lines += markdown_line(report.get("nvsentinel"))
+    lines += consumer_lines(report.get("consumers") or [])
     lines += ["", "Checks:", ""]
     for c in report["checks"]:
         reason = f": {c['reason']}" if c.get("reason") and c["status"] != "passed" else ""

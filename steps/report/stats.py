@@ -16,6 +16,10 @@ Definitions (they are the report's contract; the tests pin them):
   failed or never recovered).
 - Per phase, first failure and recovery are measured from the phase's start (the first request's
   start for the baseline), within the phase's own requests.
+- Per phase, the impact is classified (`steps.inference.records.Impact`): `errors` are failed
+  requests the client was told about (5xx, refused, dropped, malformed, …); `stalled` are requests that
+  blocked: timed out, or succeeded only after `STALL_FACTOR` times the baseline's p99 latency (a hang
+  that cleared in time). `impact` is none, errors, stalled or errors+stalled.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import numpy as np
 
 from steps.event_names import FAULT_START_EVENTS, EventName, Phase
 from steps.events import Event
-from steps.inference.records import Outcome
+from steps.inference.records import ERROR_OUTCOMES, STALLED_OUTCOMES, Impact, Outcome, stall_bound
 from steps.report.phases import Boundary, PhaseLookup
 
 OUTCOMES = list(Outcome)
@@ -36,6 +40,8 @@ OUTCOME_INDEX = {o.value: i for i, o in enumerate(OUTCOMES)}
 OK_CODE = OUTCOME_INDEX[Outcome.OK.value]
 CANCELLED = Outcome.CANCELLED.value
 PERCENTILES = (50, 90, 99)
+ERROR_CODES = np.array(sorted(OUTCOME_INDEX[o.value] for o in ERROR_OUTCOMES), dtype=np.int8)
+STALLED_CODES = np.array(sorted(OUTCOME_INDEX[o.value] for o in STALLED_OUTCOMES), dtype=np.int8)
 
 
 class ColumnBuilder:
@@ -175,14 +181,28 @@ class PhaseStats:
     time_to_first_failure_s: float | None
     time_to_recovery_s: float | None
     recovered: bool | None  # None: nothing failed in this phase
+    errors: int = 0  # failed requests the client was told about
+    stalled: int = 0  # requests that blocked: timed out, or succeeded only past the stall bound
+    impact: str = Impact.NONE.value
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
 
 
+def impact_counts(columns: Columns, bound: float | None) -> tuple[int, int]:
+    """(errors, stalled) among the requests (module docstring)."""
+    errors = int(np.isin(columns.outcome, ERROR_CODES).sum())
+    stalled = int(np.isin(columns.outcome, STALLED_CODES).sum())
+    if bound is not None:
+        stalled += int((columns.ok & (columns.latency > bound)).sum())
+    return errors, stalled
+
+
 def phase_stats(columns: Columns, bounds: list[Boundary], run_end: float, window: int, threshold: float) -> list[PhaseStats]:
     lookup = PhaseLookup(bounds)
     index = np.array([lookup.index_of(s) for s in columns.start], dtype=np.int64) if len(columns) else np.zeros(0, np.int64)
+    baseline = columns.subset(index == 0) if bounds and bounds[0].phase == Phase.BASELINE else columns.subset(index < 0)
+    stall_latency = stall_bound(latency_summary(baseline)["p99"])
     stats = []
     for i, bound in enumerate(bounds):
         part = columns.subset(index == i)
@@ -192,6 +212,7 @@ def phase_stats(columns: Columns, bounds: list[Boundary], run_end: float, window
         finish = bounds[i + 1].time if i + 1 < len(bounds) else run_end
         found = failure_and_recovery(part, begin, window, threshold)
         ok = int(part.ok.sum())
+        errors, stalled = impact_counts(part, stall_latency)
         stats.append(
             PhaseStats(
                 name=bound.phase,
@@ -205,6 +226,9 @@ def phase_stats(columns: Columns, bounds: list[Boundary], run_end: float, window
                 time_to_first_failure_s=None if found["first_failure"] is None else found["first_failure"] - begin,
                 time_to_recovery_s=None if found["recovered"] is None else found["recovered"] - begin,
                 recovered=None if found["first_failure"] is None else found["recovered"] is not None,
+                errors=errors,
+                stalled=stalled,
+                impact=Impact.of(errors, stalled).value,
             )
         )
     return stats
