@@ -14,6 +14,9 @@ DGD_RESOURCES = ("dynamographdeployments",)
 
 
 WORKLOADS = ("deployments", "statefulsets")
+# NVML consumers (inject-cuda-shim --nvml-consumers): granted where these roles are bound, e.g. a
+# RoleBinding in gpu-operator; faultflow still touches only a DaemonSet labelled to opt in itself.
+CONSUMERS = ("daemonsets",)
 
 
 # The run ledgers and ConfigMap faultflow-config: only in faultflow's own namespace (`installation`).
@@ -47,6 +50,7 @@ SHIM_INJECTOR = Role(
     namespaced=(
         Rule(DGD, DGD_RESOURCES, ("get", "list", "watch", "patch")),
         Rule("apps", WORKLOADS, ("get", "list", "watch", "patch")),
+        Rule("apps", CONSUMERS, ("get", "list", "watch", "patch")),
         Rule("", ("pods",), ("list",)),
         Rule("", ("pods/log",), ("get",)),
     ),
@@ -73,6 +77,7 @@ CLEANUP = Role(
     namespaced=(
         Rule(DGD, DGD_RESOURCES, ("get", "patch")),
         Rule("apps", WORKLOADS, ("get", "patch")),
+        Rule("apps", CONSUMERS, ("get", "patch")),
         Rule("", ("pods",), ("get", "delete", "list")),  # verify-partition's probe pod; the workers (--expect-cuda-faults)
         Rule("", ("pods/log",), ("get",)),
         Rule("networking.k8s.io", ("networkpolicies",), ("get", "delete")),
@@ -113,6 +118,7 @@ JANITOR = Role(
     namespaced=(
         Rule(DGD, DGD_RESOURCES, ("get", "patch")),
         Rule("apps", WORKLOADS, ("get", "patch")),
+        Rule("apps", CONSUMERS, ("get", "patch")),
         Rule("", ("pods",), ("get", "delete")),  # verify-partition's probe pod
         Rule("networking.k8s.io", ("networkpolicies",), ("get", "delete")),
         Rule("chaos-mesh.org", ("networkchaos",), ("get", "delete")),

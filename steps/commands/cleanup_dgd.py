@@ -41,7 +41,8 @@ def command(run_id, namespace, open_run, toggle_off, steps_image, toggle_dir, ti
     ledger = store.require(namespace, run_id)
     if expect_cuda_faults:
         _report_reach(kube, ledger)
-    kinds = (L.WORKLOAD_SHIM, L.NODE_TOGGLE) if toggle_off else (L.WORKLOAD_SHIM,)
+    # The NVML consumers go back with the workload: a restarted device plugin re-advertises the GPU.
+    kinds = (L.WORKLOAD_SHIM, L.NVML_CONSUMER, L.NODE_TOGGLE) if toggle_off else (L.WORKLOAD_SHIM, L.NVML_CONSUMER)
     toggles = toggle_off and any(e.kind == L.NODE_TOGGLE for e in ledger.active())
     node_config = NodeConfig.installed(kube, store.home, steps_image, toggle_dir) if toggles else None
     with sigterm_raises():

@@ -112,7 +112,9 @@ def node_sighting(check: ConsumerCheck, node: Mapping[str, Any], since_ms: int |
         if since_ms is not None and (at_ms is None or at_ms < fault_second_ms(since_ms)):
             return None  # set before the fault: an earlier incident
         reason = condition.get("reason") or ""
-        return Sighting(check, (at_ms / 1000) if at_ms is not None else time.time(), f"condition {check.condition_type}=True {reason}".strip())
+        return Sighting(
+            check, (at_ms / 1000) if at_ms is not None else time.time(), f"condition {check.condition_type}=True {reason}".strip()
+        )
     return None
 
 
@@ -125,7 +127,9 @@ def _device_matches(device: Mapping[str, Any], pci: str | None) -> bool:
     return not values or any(pci in v for v in values)
 
 
-def dra_sighting(check: ConsumerCheck, slices: Iterable[Mapping[str, Any]], since_ms: int | None, pci: str | None = None) -> Sighting | None:
+def dra_sighting(
+    check: ConsumerCheck, slices: Iterable[Mapping[str, Any]], since_ms: int | None, pci: str | None = None
+) -> Sighting | None:
     """The first GPU-failure taint on the node's devices added at/after the fault."""
     found: list[Sighting] = []
     for item in slices:

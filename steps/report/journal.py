@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from steps.event_names import TIMELINE_LABELS, EventName, Phase
 from steps.events import Event
-from steps.report.inputs import Inputs
 from steps.report.consumers import consumer_summary
+from steps.report.inputs import Inputs
 from steps.report.nvsentinel import nvsentinel_summary
 from steps.report.phases import boundaries
 from steps.report.stats import PhaseStats, RunFigures, phase_stats, run_figures, series

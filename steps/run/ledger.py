@@ -43,7 +43,8 @@ NODE_STATE = "node-state"
 NETWORK_POLICY = "networkpolicy"
 NETWORK_CHAOS = "networkchaos"
 NETWORK_PROBE = "network-probe"  # verify-partition's probe pod
-KINDS = (WORKLOAD_SHIM, NODE_TOGGLE, NODE_STATE, NETWORK_POLICY, NETWORK_CHAOS, NETWORK_PROBE)
+NVML_CONSUMER = "nvml-consumer"  # the NVML interposer in a consumer DaemonSet (steps.workload.nvml_consumers)
+KINDS = (WORKLOAD_SHIM, NODE_TOGGLE, NODE_STATE, NETWORK_POLICY, NETWORK_CHAOS, NETWORK_PROBE, NVML_CONSUMER)
 CREATED_OBJECT_KINDS = (NETWORK_POLICY, NETWORK_CHAOS, NETWORK_PROBE)  # reverted by deleting the object
 
 PENDING, APPLIED, REVERTED = "pending", "applied", "reverted"

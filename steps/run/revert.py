@@ -86,7 +86,7 @@ def event_name(outcome: Outcome) -> EventName:
     """The timeline event a revert stands for: the workload back to its snapshot, or a fault gone."""
     if outcome.action == "refused":
         return EventName.REVERT_REFUSED
-    if outcome.kind == L.WORKLOAD_SHIM:
+    if outcome.kind in (L.WORKLOAD_SHIM, L.NVML_CONSUMER):
         return EventName.DGD_RESTORED
     if outcome.kind == L.NODE_STATE:
         return EventName.NODE_RESTORED
@@ -173,6 +173,11 @@ def revert_entry(
 ) -> Outcome | None:
     if entry.kind == L.WORKLOAD_SHIM:
         return revert_workload(kube, run.run_id, entry, run.namespace)
+    if entry.kind == L.NVML_CONSUMER:
+        # Outside the run's namespace by design: the DaemonSet's own opt-in label bounds it (nvml_consumers).
+        from steps.workload import nvml_consumers
+
+        return Outcome(entry.id, entry.kind, nvml_consumers.revert(kube, run.run_id, entry))
     if entry.kind == L.NODE_TOGGLE:
         if entry.state == L.PENDING and entry.data.get("expires_ms") and entry.data["expires_ms"] <= time.time() * 1000:
             return Outcome(entry.id, entry.kind, "expired")  # the shim already reads it as off
@@ -186,7 +191,15 @@ def revert_entry(
     raise InfrastructureError(f"ledger entry {entry.id} has unknown kind {entry.kind}")
 
 
-ORDER = {L.WORKLOAD_SHIM: 0, L.NETWORK_POLICY: 1, L.NETWORK_CHAOS: 1, L.NETWORK_PROBE: 1, L.NODE_TOGGLE: 2, L.NODE_STATE: 3}
+ORDER = {
+    L.WORKLOAD_SHIM: 0,
+    L.NVML_CONSUMER: 0,
+    L.NETWORK_POLICY: 1,
+    L.NETWORK_CHAOS: 1,
+    L.NETWORK_PROBE: 1,
+    L.NODE_TOGGLE: 2,
+    L.NODE_STATE: 3,
+}
 
 
 def in_order(entries: list[L.Entry]) -> list[L.Entry]:

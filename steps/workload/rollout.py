@@ -45,14 +45,17 @@ def rolled_out(obj: dict, component_names: list[str]) -> bool:
     )
 
 
-def wait_rolled_out(kube: Kube, ref: Ref, component_names: list[str], timeout_s: float) -> float:
-    """Watches the object until `rolled_out`; returns seconds waited; CheckFailed at the deadline."""
+def wait_rolled_out(kube: Kube, ref: Ref, component_names: list[str], timeout_s: float, done=None) -> float:
+    """Watches the object until `rolled_out` (or `done(obj)`, for kinds it does not know); returns
+    seconds waited; CheckFailed at the deadline."""
+    if done is None:
+        done = lambda obj: rolled_out(obj, component_names)  # noqa: E731
     start = time.monotonic()
     deadline = start + timeout_s
     collection = Ref(ref.api_version, ref.plural, ref.namespace, "")
     obj = kube.get(ref)
     while True:
-        if rolled_out(obj, component_names):
+        if done(obj):
             return time.monotonic() - start
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -65,7 +68,7 @@ def wait_rolled_out(kube: Kube, ref: Ref, component_names: list[str], timeout_s:
                 break  # 410 Gone and friends: re-read below
             if event["type"] in ("ADDED", "MODIFIED"):
                 obj = event["object"]
-                if rolled_out(obj, component_names):
+                if done(obj):
                     return time.monotonic() - start
             if time.monotonic() > deadline:
                 break

@@ -188,11 +188,12 @@ def _rel_tokens(key: str, comp: Component) -> list:
     return tokens
 
 
-def remove_shim(obj: dict, record: ShimRecord, container: str | None = None) -> dict:
+def remove_shim(obj: dict, record: ShimRecord, container: str | None = None, found: list[Component] | None = None) -> dict:
     """The object with exactly what `record` added taken away; anything else (replicas, other env,
-    changes by other writers since) is left as it is. Safe on an object that was never patched."""
+    changes by other writers since) is left as it is. Safe on an object that was never patched.
+    `found`: the object's components when they are not a workload's (a DaemonSet's containers)."""
     new = copy.deepcopy(obj)
-    by_name = {c.name: c for c in components(new, container)}
+    by_name = {c.name: c for c in (found if found is not None else components(new, container))}
     for rec in record.components:
         comp = by_name.get(rec.name)
         if comp is None:

@@ -22,7 +22,9 @@ def stamp(unix_s: float, layout: str = "%Y-%m-%dT%H:%M:%SZ") -> str:
 def quarantine_at(kube, node: str, unix_s: float) -> None:
     """fault-quarantine's markings, dated as FQ dates them (label cordon-timestamp)."""
     simulate_nvsentinel_quarantine(kube, node, 79)
-    kube.merge_patch(Ref("v1", "nodes", None, node), {"metadata": {"labels": {nv.CORDON_TIMESTAMP_LABEL: stamp(unix_s, "%Y-%m-%dT%H-%M-%SZ")}}})
+    kube.merge_patch(
+        Ref("v1", "nodes", None, node), {"metadata": {"labels": {nv.CORDON_TIMESTAMP_LABEL: stamp(unix_s, "%Y-%m-%dT%H-%M-%SZ")}}}
+    )
 
 
 def wait_for_cordon(c, node: str, fault_ms: int, *extra: str, timeout: str = "3s"):
@@ -63,8 +65,20 @@ def test_an_undated_quarantine_present_when_the_watch_began_is_not_detection(gpu
 def test_an_undated_quarantine_seen_arriving_counts(gpu_cluster, unique, tmp_path):
     c, w = gpu_cluster, make_world(gpu_cluster, unique, tmp_path)
     fault_ms = int(time.time() * 1000)
-    watcher = c.popen("step", "wait-for-cordon", "--node", w.node, "--xid", "79", "--expect", "cordon", "--timeout", "60s",
-                      "--fault-time-ms", str(fault_ms))
+    watcher = c.popen(
+        "step",
+        "wait-for-cordon",
+        "--node",
+        w.node,
+        "--xid",
+        "79",
+        "--expect",
+        "cordon",
+        "--timeout",
+        "60s",
+        "--fault-time-ms",
+        str(fault_ms),
+    )
     first = watcher.stdout.readline()  # watch_started: the watch has listed the node unmarked
     assert "watch_started" in first, first
     simulate_nvsentinel_quarantine(w.kube, w.node, 79)
@@ -103,10 +117,20 @@ def test_the_consumers_answers_are_awaited_dated_and_named(gpu_cluster, unique, 
         {
             "allocatable": {"nvidia.com/gpu": "7"},  # the device plugin's Unhealthy device left allocatable
             "conditions": [
-                {"type": "XidCriticalError", "status": "True", "reason": "Xid79", "lastHeartbeatTime": stamp(fault_ms / 1000 + 1),
-                 "lastTransitionTime": stamp(fault_ms / 1000 + 1)},
-                {"type": "OldTrouble", "status": "True", "reason": "Earlier", "lastHeartbeatTime": stamp(fault_ms / 1000 - 600),
-                 "lastTransitionTime": stamp(fault_ms / 1000 - 600)},
+                {
+                    "type": "XidCriticalError",
+                    "status": "True",
+                    "reason": "Xid79",
+                    "lastHeartbeatTime": stamp(fault_ms / 1000 + 1),
+                    "lastTransitionTime": stamp(fault_ms / 1000 + 1),
+                },
+                {
+                    "type": "OldTrouble",
+                    "status": "True",
+                    "reason": "Earlier",
+                    "lastHeartbeatTime": stamp(fault_ms / 1000 - 600),
+                    "lastTransitionTime": stamp(fault_ms / 1000 - 600),
+                },
             ],
         },
     )
@@ -123,8 +147,18 @@ def test_the_consumers_answers_are_awaited_dated_and_named(gpu_cluster, unique, 
     taints = created["spec"]["devices"][0]["taints"]
     assert len(taints) == 2 and taints[1].get("timeAdded"), "device taints are served and dated by this API server"
     try:
-        args = ("--expect", "none", "--pci", "0000:17:00", "--expect-consumer", "allocatable", "--expect-consumer", "dra-taint",
-                "--expect-consumer", "condition:XidCriticalError")
+        args = (
+            "--expect",
+            "none",
+            "--pci",
+            "0000:17:00",
+            "--expect-consumer",
+            "allocatable",
+            "--expect-consumer",
+            "dra-taint",
+            "--expect-consumer",
+            "condition:XidCriticalError",
+        )
         done = wait_for_cordon(c, w.node, fault_ms, *args, "--run-id", unique)
         assert done.returncode == 0, done.stderr
         seen = {e["check"]: e for e in lines(done.stdout) if e["event"] == "consumer_detected"}
@@ -135,8 +169,20 @@ def test_the_consumers_answers_are_awaited_dated_and_named(gpu_cluster, unique, 
         passed = {e["check"] for e in lines(done.stdout) if e["event"] == "check_passed"}
         assert {"consumer_allocatable", "consumer_dra_taint", "consumer_condition_xidcriticalerror"} <= passed
         # A condition set before the fault, another GPU's taint: no answer to this fault.
-        late = wait_for_cordon(c, w.node, fault_ms, "--expect", "none", "--pci", "0000:18:00", "--expect-consumer", "dra-taint",
-                               "--expect-consumer", "condition:OldTrouble", timeout="2s")
+        late = wait_for_cordon(
+            c,
+            w.node,
+            fault_ms,
+            "--expect",
+            "none",
+            "--pci",
+            "0000:18:00",
+            "--expect-consumer",
+            "dra-taint",
+            "--expect-consumer",
+            "condition:OldTrouble",
+            timeout="2s",
+        )
         assert late.returncode == 1
         assert "DRA driver (dra-taint)" in late.stderr and "node condition OldTrouble" in late.stderr
         failed = {e["check"] for e in lines(late.stdout) if e["event"] == "check_failed"}
@@ -147,8 +193,20 @@ def test_the_consumers_answers_are_awaited_dated_and_named(gpu_cluster, unique, 
 
 def test_an_allocatable_drop_that_never_comes_fails_and_names_the_ignore_list(gpu_cluster, unique, tmp_path):
     c, w = gpu_cluster, make_world(gpu_cluster, unique, tmp_path)
-    done = c.faultflow("step", "wait-for-cordon", "--node", w.node, "--xid", "43", "--expect", "none", "--timeout", "2s",
-                       "--expect-consumer", "allocatable")
+    done = c.faultflow(
+        "step",
+        "wait-for-cordon",
+        "--node",
+        w.node,
+        "--xid",
+        "43",
+        "--expect",
+        "none",
+        "--timeout",
+        "2s",
+        "--expect-consumer",
+        "allocatable",
+    )
     assert done.returncode == 1 and "device plugin ignores XID 43" in done.stderr
 
 
@@ -156,8 +214,22 @@ def test_a_dra_taint_arriving_during_the_window_is_seen(gpu_cluster, unique, tmp
     c, w = gpu_cluster, make_world(gpu_cluster, unique, tmp_path)
     created = w.kube.create(SLICES, resource_slice(w.node, []))
     try:
-        watcher = c.popen("step", "wait-for-cordon", "--node", w.node, "--xid", "79", "--expect", "none", "--timeout", "8s",
-                          "--fault-time-ms", str(int(time.time() * 1000)), "--expect-consumer", "dra-taint")
+        watcher = c.popen(
+            "step",
+            "wait-for-cordon",
+            "--node",
+            w.node,
+            "--xid",
+            "79",
+            "--expect",
+            "none",
+            "--timeout",
+            "8s",
+            "--fault-time-ms",
+            str(int(time.time() * 1000)),
+            "--expect-consumer",
+            "dra-taint",
+        )
         assert "watch_started" in watcher.stdout.readline()
         current = w.kube.get(Ref("resource.k8s.io/v1", "resourceslices", None, created["metadata"]["name"]))
         current["spec"]["devices"][0]["taints"] = [{"key": "gpu.nvidia.com/gpu-lost", "value": "true", "effect": "NoExecute"}]

@@ -32,9 +32,24 @@ def hang_run() -> list[dict]:
     lines += [record(30 + i, 30 + i, BASELINE_LATENCY) for i in range(10)]
     lines += [
         event(10, "inject-xid", "fault_injected", kind="xid", xid=43),
-        event(12.5, "wait-for-cordon", "consumer_detected", consumer="device plugin", check="allocatable", latency_ms=2500,
-              evidence="allocatable nvidia.com/gpu 7 of 8", at_start=False),
-        event(13, "wait-for-cordon", "check_failed", check="consumer_dra_taint", consumer="DRA driver", reason="DRA driver: no dra-taint within 5s"),
+        event(
+            12.5,
+            "wait-for-cordon",
+            "consumer_detected",
+            consumer="device plugin",
+            check="allocatable",
+            latency_ms=2500,
+            evidence="allocatable nvidia.com/gpu 7 of 8",
+            at_start=False,
+        ),
+        event(
+            13,
+            "wait-for-cordon",
+            "check_failed",
+            check="consumer_dra_taint",
+            consumer="DRA driver",
+            reason="DRA driver: no dra-taint within 5s",
+        ),
         event(20, "wait-for-cordon", "node_cordoned", node="n"),
         event(30, "cleanup-dgd", "dgd_restored"),
     ]
@@ -59,8 +74,14 @@ def test_each_phase_says_whether_requests_failed_or_stalled(tmp_path):
     assert "| impact | errors | stalled |" in summary and "| remediation | 5 | 0.0% | stalled | 0 | 5 |" in summary
     # The consumers, named, with their time since the fault; the one that never answered too.
     assert journal["consumers"] == [
-        {"consumer": "device plugin", "check": "allocatable", "answered": True, "latency_s": 2.5,
-         "evidence": "allocatable nvidia.com/gpu 7 of 8", "upper_bound": False},
+        {
+            "consumer": "device plugin",
+            "check": "allocatable",
+            "answered": True,
+            "latency_s": 2.5,
+            "evidence": "allocatable nvidia.com/gpu 7 of 8",
+            "upper_bound": False,
+        },
         {"consumer": "DRA driver", "check": "consumer_dra_taint", "answered": False, "reason": "DRA driver: no dra-taint within 5s"},
     ]
     assert "| device plugin | allocatable nvidia.com/gpu 7 of 8 | 2.5 s |" in summary
@@ -69,7 +90,10 @@ def test_each_phase_says_whether_requests_failed_or_stalled(tmp_path):
 
 
 def test_without_a_baseline_only_timeouts_are_stalled(tmp_path):
-    lines = [record(i, 10 + i, 60.0) for i in range(3)] + [record(3, 13, 1.0, "timeout"), event(5, "inject-xid", "fault_injected", kind="cuda")]
+    lines = [record(i, 10 + i, 60.0) for i in range(3)] + [
+        record(3, 13, 1.0, "timeout"),
+        event(5, "inject-xid", "fault_injected", kind="cuda"),
+    ]
     source = tmp_path / "run.jsonl"
     source.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
     out = tmp_path / "out"

@@ -74,7 +74,9 @@ def preflight(expect: str | Param = Param("expect"), shim: bool = True) -> Stage
     )
 
 
-def inject_cuda_shim(after: str) -> Stage:
+def inject_cuda_shim(after: str, nvml: bool = False) -> Stage:
+    """`nvml`: the scenario has the nvml-consumers parameter (DaemonSets that get the NVML interposer)."""
+    consumers = ("--nvml-consumers", Param("nvml-consumers")) if nvml else ()
     return Stage(
         "inject-cuda-shim",
         "inject-cuda-shim",
@@ -94,6 +96,7 @@ def inject_cuda_shim(after: str) -> Stage:
             Param("xid"),
             "--toggle-dir",
             TOGGLE_DIR,
+            *consumers,
             "--timeout",
             "15m",
             "--outputs-dir",

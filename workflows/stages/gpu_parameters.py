@@ -30,6 +30,12 @@ DEDUP_WINDOW = Parameter(
     "NVSentinel's dedup window (platform-connectors' suppressionWindow): a repeat of this XID on this GPU inside it "
     "is refused by preflight and reported as deduplicated; 0: NVSentinel runs without dedup.",
 )
+NVML_CONSUMERS = Parameter(
+    "nvml-consumers",
+    "",
+    "DaemonSets reading NVML (device plugin, DCGM, DRA driver) to preload the NVML interposer into, as "
+    "namespace/name,...; each must carry faultflow.dev/allow-faults=true itself. Empty: none.",
+)
 NVSENTINEL_NAMESPACE = Parameter("nvsentinel-namespace", "nvsentinel", "Namespace NVSentinel runs in (circuit breaker, monitors).")
 CORDON_TIMEOUT = Parameter("cordon-timeout", "5m", "Window for NVSentinel to quarantine the node (non-fatal XIDs: must not).")
 EVICTION_TIMEOUT = Parameter("eviction-timeout", "10m", "Window for the workers to leave the quarantined node.")
