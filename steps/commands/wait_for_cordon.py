@@ -64,13 +64,15 @@ STEP = "wait-for-cordon"
 
 
 class ConsumerCheckType(click.ParamType):
+    """One check, or several comma-separated (a workflow parameter is one string; empty: none)."""
+
     name = "consumer"
 
-    def convert(self, value, param, ctx) -> consumer_checks.ConsumerCheck:
-        if isinstance(value, consumer_checks.ConsumerCheck):
+    def convert(self, value, param, ctx) -> tuple[consumer_checks.ConsumerCheck, ...]:
+        if isinstance(value, tuple):
             return value
         try:
-            return consumer_checks.parse(str(value))
+            return tuple(consumer_checks.parse(part.strip()) for part in str(value).split(",") if part.strip())
         except BadInput as error:
             self.fail(str(error), param, ctx)
 
@@ -187,7 +189,7 @@ def command(
     since_ms = fault_time_ms or started_ms
     deadline = time.monotonic() + timeout
     detected: list[float] = []
-    checks = list(dict.fromkeys(expect_consumers))  # repeated names count once
+    checks = list(dict.fromkeys(c for given in expect_consumers for c in given))  # repeated names count once
     consumers = ConsumerTracker(checks, since_ms if fault_time_ms else None, pci)
 
     def on_object(current: dict) -> None:

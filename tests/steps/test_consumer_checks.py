@@ -245,3 +245,11 @@ def test_bad_consumer_check_is_bad_input(gpu_cluster, unique, tmp_path):
     c, w = gpu_cluster, make_world(gpu_cluster, unique, tmp_path)
     bad = c.faultflow("step", "wait-for-cordon", "--node", w.node, "--xid", "79", "--expect-consumer", "nvml")
     assert bad.returncode == 2 and "not a consumer check" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    # The workflow parameter's form: one comma-separated string, empty for none.
+    listed = c.faultflow("step", "wait-for-cordon", "--node", w.node, "--xid", "79", "--expect-consumer", "allocatable,condition:")
+    assert listed.returncode == 2 and "'condition:' is not a consumer check" in listed.stderr
+    empty = c.faultflow(
+        "step", "wait-for-cordon", "--node", w.node, "--xid", "79", "--expect", "none", "--timeout", "1s", "--expect-consumer", ""
+    )
+    assert empty.returncode == 0, empty.stderr
+    assert "consumer_detected" not in empty.stdout and "check_failed" not in empty.stdout

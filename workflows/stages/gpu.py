@@ -166,9 +166,11 @@ def toggle_on(after: str) -> Stage:
     )
 
 
-def wait_for_cordon(after: str, fault_time: bool, cuda: bool = False) -> Stage:
+def wait_for_cordon(after: str, fault_time: bool, cuda: bool = False, consumers: bool = False) -> Stage:
     """`cuda`: the workers load the shim — the step reports whether their logs show the XID injected
-    (fault_reached_workload), reading them before NVSentinel's drain removes the pods."""
+    (fault_reached_workload), reading them before NVSentinel's drain removes the pods. `consumers`: the
+    scenario has the expect-consumers parameter (the NVML consumers' answers to await)."""
+    answers = ("--expect-consumer", Param("expect-consumers")) if consumers else ()
     timing = (
         (
             "--fault-time-ms",
@@ -206,6 +208,7 @@ def wait_for_cordon(after: str, fault_time: bool, cuda: bool = False) -> Stage:
             Output("preflight", "expect"),
             "--dedup-window",
             Param("dedup-window"),
+            *answers,
             "--namespace",
             Param("namespace"),
             "--target",

@@ -36,6 +36,12 @@ NVML_CONSUMERS = Parameter(
     "DaemonSets reading NVML (device plugin, DCGM, DRA driver) to preload the NVML interposer into, as "
     "namespace/name,...; each must carry faultflow.dev/allow-faults=true itself. Empty: none.",
 )
+EXPECT_CONSUMERS = Parameter(
+    "expect-consumers",
+    "",
+    "NVML consumers' answers wait-for-cordon awaits, comma-separated: allocatable (device plugin), dra-taint "
+    "(DRA driver), condition:<Type> (e.g. condition:XidCriticalError). Empty: none.",
+)
 NVSENTINEL_NAMESPACE = Parameter("nvsentinel-namespace", "nvsentinel", "Namespace NVSentinel runs in (circuit breaker, monitors).")
 CORDON_TIMEOUT = Parameter("cordon-timeout", "5m", "Window for NVSentinel to quarantine the node (non-fatal XIDs: must not).")
 EVICTION_TIMEOUT = Parameter("eviction-timeout", "10m", "Window for the workers to leave the quarantined node.")
