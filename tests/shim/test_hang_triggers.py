@@ -29,7 +29,7 @@ def shim(*args) -> None:
 @pytest.fixture
 def toggle(tmp_path) -> Path:
     path = tmp_path / "toggle"
-    shim("off", "--file", path)
+    shim("off", "--create", "--file", path)
     return path
 
 

@@ -18,13 +18,15 @@ from tests.cli import faultflow
 class LiveConsumer:
     """A driver_consumer_proc that reads operations from stdin, so one process lives across toggles."""
 
-    def __init__(self, native, toggle):
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("CUDA_", "FAULTFLOW_", "SIM_"))}
-        env.update(
+    def __init__(self, native, toggle, env: dict | None = None):
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("CUDA_", "FAULTFLOW_", "SIM_"))}
+        base.update(
             LD_LIBRARY_PATH=str(native.driver_dir),
             LD_PRELOAD=str(native.shim),
             FAULTFLOW_TOGGLE_FILE=str(toggle),
+            **(env or {}),
         )
+        env = base
         self.process = subprocess.Popen(
             [str(native.binary("driver_consumer_proc")), "-"],
             stdin=subprocess.PIPE,
@@ -51,7 +53,7 @@ class LiveConsumer:
 @pytest.fixture
 def toggle(tmp_path):
     path = tmp_path / "toggle"
-    shim("off", "--file", str(path))
+    shim("off", "--create", "--file", str(path))
     return path
 
 
