@@ -48,6 +48,14 @@ def expiry_ms(expires_in: float) -> int:
     return toggle.now_ms() + int(expires_in * 1000)
 
 
+def host_gpu_bus(host_gpu: int, proc_root: str) -> str:
+    """The PCI bus id of the node's GPU with this device minor, from the driver's /proc tree (what
+    inject-xid names in the XID line): the GPU a worker sees as some CUDA ordinal of its own."""
+    from steps.gpu.pci import resolve_pci
+
+    return resolve_pci(proc_root, host_gpu).bus_id
+
+
 def switch_on(path: str, xid: int, expires_in: float, gpu: int, triggers: toggle.Triggers = toggle.Triggers(), bus: str = "") -> None:
     if xid not in catalogue():
         raise BadInput(f"unknown XID {xid}: choose one of 1-172 (faultflow xids)")
@@ -137,8 +145,21 @@ def group() -> None:
     help="PCI bus id of the GPU whose calls fail, in CUDA processes (the shim asks the driver each device's bus id) "
     "and NVML consumers (default: the --gpu index).",
 )
-def on_command(path: str, xid: int, expires_in: float, gpu: int, triggers: toggle.Triggers, bus: str) -> None:
+@click.option(
+    "--host-gpu",
+    type=click.IntRange(0, toggle.MAX_GPU),
+    default=None,
+    help="The node's GPU with this device minor (/dev/nvidiaN), by its PCI bus id from --proc-root: instead of --bus.",
+)
+@click.option("--proc-root", default="/proc", show_default=True, help="The host's /proc, for --host-gpu.")
+def on_command(
+    path: str, xid: int, expires_in: float, gpu: int, triggers: toggle.Triggers, bus: str, host_gpu: int | None, proc_root: str
+) -> None:
     """Turn CUDA (and NVML) faults on for every shimmed process on this node."""
+    if host_gpu is not None:
+        if bus:
+            raise BadInput("give --bus or --host-gpu, not both")
+        bus = host_gpu_bus(host_gpu, proc_root)
     switch_on(path, xid, expires_in, gpu, triggers, bus)
 
 
