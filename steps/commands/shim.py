@@ -56,7 +56,10 @@ def host_gpu_bus(host_gpu: int, proc_root: str) -> str:
     return resolve_pci(proc_root, host_gpu).bus_id
 
 
-def switch_on(path: str, xid: int, expires_in: float, gpu: int, triggers: toggle.Triggers = toggle.Triggers(), bus: str = "") -> None:
+NO_TRIGGERS = toggle.Triggers()  # error mode, every targeted call
+
+
+def switch_on(path: str, xid: int, expires_in: float, gpu: int, triggers: toggle.Triggers = NO_TRIGGERS, bus: str = "") -> None:
     if xid not in catalogue():
         raise BadInput(f"unknown XID {xid}: choose one of 1-172 (faultflow xids)")
     if not toggle.ALL_GPUS <= gpu <= toggle.MAX_GPU:

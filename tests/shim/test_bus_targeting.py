@@ -104,7 +104,9 @@ def test_the_driver_simulator_agrees_with_the_nvml_simulator(native):
 
 
 def test_visible_devices_renumber_the_host_gpus(native, tmp_path):
-    proc = make_proc(tmp_path / "proc", [("00000002:17:00.0", 0), ("00000002:27:00.0", 1), ("00000002:37:00.0", 2), ("00000002:47:00.0", 3)])
+    proc = make_proc(
+        tmp_path / "proc", [("00000002:17:00.0", 0), ("00000002:27:00.0", 1), ("00000002:37:00.0", 2), ("00000002:47:00.0", 3)]
+    )
     answers = simulator_bus_ids(native, {"SIM_PROC_ROOT": str(proc), "CUDA_VISIBLE_DEVICES": "3,1"})
     assert set(answers) == {0, 1}
     assert same_bus(answers[0], "00000002:47:00.0") and same_bus(answers[1], "00000002:27:00.0")

@@ -243,7 +243,7 @@ def test_retired_page_size_query_keeps_nvmls_contract(native, tmp_path):
 
 
 LOST_OPS = ["init", "count", "handle:0", "handle:1", "uuid:0", "uuid:1", "pci:1", "memory:1", "temp:1", "ecc:1",
-            "remapped:1", "handle_uuid:1", "handle_bus:00000000:3B:00.0"]
+            "remapped:1", "handle_uuid:1", "handle_bus:00000000:3B:00.0"]  # fmt: skip
 
 
 def test_a_lost_gpu_answers_gpu_is_lost_on_every_query(native, tmp_path):

@@ -14,7 +14,6 @@ from steps.gpu.xids import lookup
 from tests.cli import faultflow
 
 
-
 class LiveConsumer:
     """A driver_consumer_proc that reads operations from stdin, so one process lives across toggles."""
 
