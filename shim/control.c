@@ -70,7 +70,7 @@ static struct {
 
 static pthread_once_t ff_once = PTHREAD_ONCE_INIT;
 
-static int ff_valid_xid(long xid) { return xid >= FF_XID_MIN && xid <= FF_XID_MAX; }
+static int ff_valid_xid(long long xid) { return xid >= FF_XID_MIN && xid <= FF_XID_MAX; }
 
 void ff_log(const char *format, ...) {
     char line[512];
@@ -279,13 +279,27 @@ static unsigned int ff_parse_ppm(const char *text) {
 
 /* Parses the toggle record's fields; 0 when the record does not describe an active, valid fault.
  * A version-1 record (no v=) has only xid, expires_ms and gpu: error mode, every call. */
+/* The whole-number field `key` (fallback when absent); 0 when present but not a number that ends at
+ * the token's end ("gpu=x" must not read as device 0). Overflow saturates (LLONG_MAX): out of any bound. */
+static int ff_number(const char *record, const char *key, long long fallback, long long *out) {
+    const char *p = ff_field(record, key);
+    if (!p) {
+        *out = fallback;
+        return 1;
+    }
+    char *end;
+    *out = strtoll(p, &end, 10);
+    return end != p && (*end == ' ' || *end == '\n' || *end == '\0');
+}
+
 static int ff_parse_toggle(const char *record, struct ff_fault *out) {
     const char *p;
-    long xid = (p = ff_field(record, "xid")) ? strtol(p, NULL, 10) : 0;
-    long gpu = (p = ff_field(record, "gpu")) ? strtol(p, NULL, 10) : -1;
-    long long expires_ms = (p = ff_field(record, "expires_ms")) ? strtoll(p, NULL, 10) : 0;
+    long long xid, gpu, expires_ms;
+    if (!ff_number(record, "xid", 0, &xid) || !ff_number(record, "gpu", -1, &gpu) ||
+        !ff_number(record, "expires_ms", 0, &expires_ms))
+        return 0;
     if (!ff_valid_xid(xid)) return 0;
-    /* Parsed as long: 4294967296 stays itself and is refused, instead of wrapping to device 0. */
+    /* Parsed as long long: 4294967296 stays itself and is refused, instead of wrapping to device 0. */
     if (gpu < -1 || gpu > FF_GPU_MAX) return 0;
     /* 0 ("never", version 1) and anything further than a day away (3.6e26 parses as LLONG_MAX) would
      * keep a forgotten fault on for good: off. */

@@ -15,29 +15,32 @@ from steps.gpu.xids import catalogue
 from steps.options import FaultDuration, trigger_options
 
 
-def _writable_target(path: str, create: bool) -> Path | None:
-    """The toggle path, if it can be written; BadInput (nothing touched) otherwise. None: the file is
-    missing and not to be created.
+def _existing_target(path: str) -> Path | None:
+    """The toggle file, if it exists and can be written; None when it does not exist; BadInput (nothing
+    touched) otherwise.
 
     Asks the file system itself rather than permission bits (root passes every access() check, but a
-    read-only mount or a proc file still refuses): an existing file is opened for writing as the
-    writer will (never through a symbolic link, only a toggle record), a new one's directory must
-    accept a temporary file that is removed at once."""
+    read-only mount or a proc file still refuses): the file is opened for writing as the writer will
+    (never through a symbolic link, only a toggle record) and closed."""
     target = Path(path)
     if target.is_dir() and not target.is_symlink():
         raise BadInput(f"toggle file {path} is a directory")
-    parent = target.parent
-    if not parent.is_dir():
-        raise BadInput(f"toggle directory {parent} does not exist")
+    if not target.parent.is_dir():
+        raise BadInput(f"toggle directory {target.parent} does not exist")
     try:
         toggle.check_writable(target)
     except FileNotFoundError:
-        if not create:
-            return None
-        try:
-            tempfile.TemporaryFile(dir=parent).close()
-        except OSError as error:
-            raise BadInput(f"toggle file {path} is not writable: {error.strerror}") from None
+        return None
+    except OSError as error:
+        raise BadInput(f"toggle file {path} is not writable: {error.strerror}") from None
+    return target
+
+
+def _creatable_target(path: str) -> Path:
+    """A missing toggle file's path, if its directory accepts a new file (a temporary one, removed at once)."""
+    target = Path(path)
+    try:
+        tempfile.TemporaryFile(dir=target.parent).close()
     except OSError as error:
         raise BadInput(f"toggle file {path} is not writable: {error.strerror}") from None
     return target
@@ -68,7 +71,7 @@ def switch_on(path: str, xid: int, expires_in: float, gpu: int, triggers: toggle
     if bus and not toggle.BUS_ID.fullmatch(bus):
         raise BadInput(f"--bus must be a PCI bus id like 00000000:3B:00.0, got {bus}")
     record = toggle.Toggle.switched_on(xid, expiry_ms(expires_in), gpu, triggers, bus)
-    _write(_writable_target(path, create=True), record)
+    _write(_existing_target(path) or _creatable_target(path), record)
     show(path)
 
 
@@ -78,7 +81,9 @@ def switch_off(path: str, create: bool = False) -> None:
     revert that calls this (cleanup, the janitor's toggle-off pod) must succeed on a node where the
     toggle was never created — so exit 0, with a note. `create` makes it, switched off, as a node does
     before its workloads start (the shim image's install.sh)."""
-    target = _writable_target(path, create=create)
+    target = _existing_target(path)
+    if target is None and create:
+        target = _creatable_target(path)
     if target is None:
         print(f"faultflow: toggle file {path} does not exist: nothing to switch off", file=sys.stderr)
         return

@@ -84,7 +84,7 @@ def test_toggle_flips_a_running_process(live, toggle):
 
 
 def test_expiry_switches_the_fault_off(live, toggle):
-    expires_in = 0.5
+    expires_in = 2.0  # long enough for the CLI to exit and the consumer to call on a loaded machine
     switched_on = time.monotonic()
     shim("on", "--file", str(toggle), "--xid", "95", "--expires-in", str(expires_in))
     assert live.call("alloc") == lookup(95).effect.call_error

@@ -91,7 +91,7 @@ def soon() -> str:
 def test_a_gpu_id_past_the_bound_does_not_wrap_to_device_0(live, toggle):
     write_raw(toggle, on_record("0", soon()))
     assert live.call("alloc") == ECC  # the record itself is a valid fault on device 0 ...
-    for gpu in ("4294967296", "64", "-2", "99999999999999999999999"):
+    for gpu in ("4294967296", "64", "-2", "99999999999999999999999", "x", "0x1"):
         write_raw(toggle, on_record(gpu, soon()))
         assert live.call("alloc") == 0, gpu  # ... but these ids are not device 0: the record reads as off
 
