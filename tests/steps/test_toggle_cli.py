@@ -10,6 +10,7 @@ import pytest
 from steps.errors import BadInput
 from steps.gpu import toggle
 from tests.cli import faultflow
+from tests.steps.test_gpus import make_proc
 
 
 def test_on_off_status_round_trip(tmp_path):
@@ -210,3 +211,12 @@ def test_the_library_writer_refuses_what_the_shim_would_read_as_off(tmp_path):
     with pytest.raises(BadInput):
         toggle.write(path, toggle.Toggle(on=True, xid=79, expires_ms=360 * 10**24))
     assert not path.exists()
+
+
+def test_host_gpu_is_named_by_its_bus_id(tmp_path):
+    """cuda-only's toggle-on: the node's GPU by device minor, written as the bus id the shim matches."""
+    proc = make_proc(tmp_path / "proc", [("0000:D8:00.0", 0), ("00000001:17:00.0", 3)])
+    path = tmp_path / "toggle"
+    done = faultflow("shim", "on", "--file", str(path), "--xid", "79", "--host-gpu", "3", "--proc-root", str(proc))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["bus"] == "00000001:17:00.0" == toggle.read(path).bus
