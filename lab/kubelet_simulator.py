@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.host_paths import PathMap, translate, volume_map
+from lab.host_paths import PathMap, node_path, translate, volume_map
 from lab.informer import start_informer
 from lab.layout import LabDir
 from lab.pod_network import NODE_ADDRESS, HostLocalIpam
@@ -332,7 +332,11 @@ class WorkerRunner(ServingRunner):
             self.port = free_port()
             self.kubelet.annotate_port(self)
         command = translate(container, self.path_map(container))
-        env = self.environment({**command.env, "LD_LIBRARY_PATH": str(self.kubelet.config.driver_dir)})
+        # The driver simulator answers each device's PCI bus id from the node's driver /proc tree, as the
+        # real driver knows its GPUs: the shim matches a toggle's bus id (inject-xid's XID GPU) against it.
+        node_proc = node_path(self.kubelet.config.lab.node_root(self.pod["spec"]["nodeName"]), "/proc")
+        driver = {"SIM_PROC_ROOT": str(node_proc)} if (node_proc / "driver/nvidia/gpus").is_dir() else {}
+        env = self.environment({**command.env, "LD_LIBRARY_PATH": str(self.kubelet.config.driver_dir), **driver})
         argv = [sys.executable, "-m", "lab.worker_process", "--port", str(self.port), "--name", self.name]
         self.report("Running", states)
         self.process = self.spawn(argv, env)

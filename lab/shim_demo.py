@@ -68,7 +68,7 @@ def main() -> int:
         say(start, "building the shim (gcc only) and the driver simulator + consumers (real cudart from PyPI)")
         native = build(work / "native")
         toggle = work / "toggle"
-        faultflow("shim", "off", "--file", str(toggle))
+        faultflow("shim", "off", "--create", "--file", str(toggle))
         env = environment(native, toggle)
 
         worker = Worker(native, env)

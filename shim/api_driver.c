@@ -22,6 +22,7 @@
     X(cuDeviceGet, FF_DEVICE, ordinal, (CUdevice * device, int ordinal), (device, ordinal))                         \
     X(cuDeviceGetAttribute, FF_DEVICE, dev, (int *pi, int attrib, CUdevice dev), (pi, attrib, dev))                 \
     X(cuDeviceGetName, FF_DEVICE, dev, (char *name, int len, CUdevice dev), (name, len, dev))                       \
+    X(cuDeviceGetPCIBusId, FF_DEVICE, dev, (char *bus, int len, CUdevice dev), (bus, len, dev))                     \
     X(cuDeviceTotalMem_v2, FF_DEVICE, dev, (size_t * bytes, CUdevice dev), (bytes, dev))                            \
     X(cuDevicePrimaryCtxRetain, FF_DEVICE, dev, (CUcontext * pctx, CUdevice dev), (pctx, dev))                      \
     X(cuCtxCreate, FF_DEVICE, dev, (CUcontext * pctx, unsigned int flags, CUdevice dev), (pctx, flags, dev))        \
@@ -181,6 +182,11 @@ FF_EXPORT CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int cuda_
     CUresult result = fn(symbol, pfn, cuda_version, flags, status);
     if (result == 0 && pfn && *pfn) *pfn = ff_adopt_proc_address(symbol, *pfn);
     return result;
+}
+
+int ff_driver_device_bus(int device, char *bus, int len) {
+    CUresult (*fn)(char *, int, CUdevice) = FF_REAL(cuDeviceGetPCIBusId, CUresult(*)(char *, int, CUdevice));
+    return fn && fn(bus, len, device) == 0 ? 0 : -1;
 }
 
 int ff_driver_current_device(int *device) {

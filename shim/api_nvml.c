@@ -126,21 +126,13 @@ const struct ff_entry *ff_find_entry(const char *name) {
 
 /* ---- which device a fault targets ---- */
 
-/* "00000000:3B:00.0", "0000:3b:00.0" → comparable numbers (domain, bus, device, function). */
-static int ff_parse_bus(const char *text, unsigned long long *key) {
-    unsigned int domain, bus, device, function;
-    if (sscanf(text, "%x:%x:%x.%x", &domain, &bus, &device, &function) != 4) return 0;
-    *key = ((unsigned long long)domain << 32) | (bus << 16) | (device << 8) | function;
-    return 1;
-}
-
 static int ff_targets(const struct ff_fault *fault, nvmlDevice_t device) {
     if (fault->bus[0]) {
         nvmlPciInfo_t pci;
         nvmlReturn_t (*pci_info)(nvmlDevice_t, nvmlPciInfo_t *) = FF_REAL(nvmlDeviceGetPciInfo_v3, (nvmlDevice_t, nvmlPciInfo_t *));
         unsigned long long want, have;
-        return pci_info && pci_info(device, &pci) == FF_NVML_SUCCESS && ff_parse_bus(fault->bus, &want) &&
-               ff_parse_bus(pci.busId, &have) && want == have;
+        return pci_info && pci_info(device, &pci) == FF_NVML_SUCCESS && ff_parse_bus_id(fault->bus, &want) &&
+               ff_parse_bus_id(pci.busId, &have) && want == have;
     }
     if (fault->gpu < 0) return 1;
     unsigned int index;

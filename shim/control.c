@@ -9,12 +9,32 @@
  *
  * Byte 0 of the hot page is: 0 until initialised (so the first call initialises), '1' when the
  * environment enables faults, the toggle file's switch byte when the file is mapped over the page,
- * or '0'. Nothing below runs while it reads '0'.
+ * FF_STALE after the file was truncated under the mapping (below), or '0'. Nothing below runs while
+ * it reads '0'.
+ *
+ * What the toggle file's owner can get wrong, and why it cannot crash or pin a process:
+ *   - Truncation (`> toggle`, or any writer that truncates first): reading a mapped page wholly past
+ *     the end of its file raises SIGBUS. The per-call path must stay a byte compare, so it cannot
+ *     check the size or read through a copy (a private copy would need the slow path to refresh it,
+ *     and the slow path never runs while the copy reads '0', so a switch-on would never be seen).
+ *     Instead a SIGBUS handler, installed only when a toggle is mapped and chained to the previous
+ *     one for every other address, maps an anonymous page over the toggle's page. The faulting load is
+ *     retried and reads FF_STALE, which sends calls to the slow path, which maps the file again once it
+ *     holds a record (checked at most every FF_RECHECK_MS; until then a call costs the slow path's
+ *     clock read, not a crash). Limit: a handler the application installs later replaces ours.
+ *   - Replacement by rename: the mapping keeps the old inode. The slow path compares the path's inode
+ *     with the mapped one (at most every FF_RECHECK_MS) and maps the new file, so a fault on the old
+ *     file can always be switched off through the new one. A process whose old file reads '0' never
+ *     takes the slow path, so it sees a new file only when it next starts (our writer never renames).
+ *   - Absurd fields: a GPU id beyond FF_GPU_MAX, or an expiry of 0 or more than FF_EXPIRY_MAX_MS away,
+ *     makes the record read as off (never wrapped to device 0, never "forever").
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,15 +50,27 @@
 #define FF_PAGE_SIZE 4096
 __attribute__((aligned(FF_PAGE_SIZE))) volatile char ff_hot_page[FF_PAGE_SIZE];
 
+/* What the hot page reads after a truncated toggle was replaced by an anonymous page: not '0', so every
+ * call takes the slow path, which maps the file again. */
+#define FF_STALE 's'
+#define FF_RECHECK_MS 100
+
 static struct {
     int enabled;
     struct ff_fault fault;
-    const volatile char *map; /* the toggle file's FF_TOGGLE_SIZE bytes, or NULL */
-} ff_config;
+    const volatile char *map; /* the toggle file's page (FF_TOGGLE_SIZE bytes used), or NULL */
+    char path[PATH_MAX];      /* the toggle file, to map it again */
+    dev_t dev;                /* identity of the mapped file */
+    ino_t ino;
+    _Atomic int stale;             /* the SIGBUS handler replaced the mapping */
+    _Atomic long long next_check;  /* monotonic ms of the next inode re-check */
+    pthread_mutex_t remap;         /* one re-map at a time */
+    struct sigaction previous_sigbus;
+} ff_config = {.remap = PTHREAD_MUTEX_INITIALIZER};
 
 static pthread_once_t ff_once = PTHREAD_ONCE_INIT;
 
-static int ff_valid_xid(long xid) { return xid >= FF_XID_MIN && xid <= FF_XID_MAX; }
+static int ff_valid_xid(long long xid) { return xid >= FF_XID_MIN && xid <= FF_XID_MAX; }
 
 void ff_log(const char *format, ...) {
     char line[512];
@@ -81,16 +113,16 @@ static void ff_read_environment(void) {
         ff_config.fault.xid = 0;
     }
     ff_config.fault.gpu = ff_env_int("CUDA_FAULT_GPU_ID", -1, &ok);
-    if (!ok) {
+    if (!ok || ff_config.fault.gpu > FF_GPU_MAX) {
         ff_log("CUDA_FAULT_GPU_ID=%s is not a device index; targeting all devices", getenv("CUDA_FAULT_GPU_ID"));
         ff_config.fault.gpu = -1;
     }
 }
 
-/* Maps the toggle file read-only and shared — over the hot page when `at` is given — so a write on
- * the node is seen by the next call. A file of size 0 is not mapped: reading a page wholly past the
- * end of a file raises SIGBUS. */
-static const char *ff_map_toggle(const char *path, volatile char *at) {
+/* Opens the toggle file and maps it read-only and shared over `at` (MAP_FIXED when given), so a write
+ * on the node is seen by the next call. A file of size 0 is not mapped: reading a page wholly past the
+ * end of a file raises SIGBUS. Returns the state for the start-up marker. */
+static const char *ff_map_file(const char *path, volatile char *at) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return "missing";
     struct stat st;
@@ -99,6 +131,8 @@ static const char *ff_map_toggle(const char *path, volatile char *at) {
         void *map = mmap((void *)at, FF_PAGE_SIZE, PROT_READ, MAP_SHARED | (at ? MAP_FIXED : 0), fd, 0);
         if (map != MAP_FAILED) {
             ff_config.map = map;
+            ff_config.dev = st.st_dev;
+            ff_config.ino = st.st_ino;
             state = "mapped";
         } else {
             state = "unmappable";
@@ -106,6 +140,81 @@ static const char *ff_map_toggle(const char *path, volatile char *at) {
     }
     close(fd);
     return state;
+}
+
+/* The toggle page faulted: the file was truncated under the mapping. Only a fault inside that page is
+ * ours; anything else goes to the handler that was there before (or the default action). */
+static void ff_on_sigbus(int signo, siginfo_t *info, void *context) {
+    char *page = (char *)ff_config.map;
+    char *address = info ? (char *)info->si_addr : NULL;
+    if (page && info && info->si_code > 0 && address >= page && address < page + FF_PAGE_SIZE) {
+        /* mmap is a system call, safe in a handler; the faulting load is retried on this page. */
+        void *fresh = mmap(page, FF_PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+        if (fresh != MAP_FAILED) {
+            page[0] = FF_STALE;
+            atomic_store_explicit(&ff_config.stale, 1, memory_order_release);
+            return;
+        }
+    }
+    const struct sigaction *previous = &ff_config.previous_sigbus;
+    if ((previous->sa_flags & SA_SIGINFO) && previous->sa_sigaction) {
+        previous->sa_sigaction(signo, info, context);
+    } else if (previous->sa_handler != SIG_DFL && previous->sa_handler != SIG_IGN) {
+        previous->sa_handler(signo);
+    } else {
+        /* The default action: for a fault, returning re-runs the load, which faults again and kills
+         * the process as if we were not here; a SIGBUS sent by kill() is raised again. */
+        signal(signo, SIG_DFL);
+        if (!info || info->si_code <= 0) raise(signo);
+    }
+}
+
+static void ff_install_sigbus_handler(void) {
+    struct sigaction ours;
+    memset(&ours, 0, sizeof ours);
+    ours.sa_sigaction = ff_on_sigbus;
+    ours.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
+    sigemptyset(&ours.sa_mask);
+    sigaction(SIGBUS, &ours, &ff_config.previous_sigbus);
+}
+
+static const char *ff_map_toggle(const char *path, volatile char *at) {
+    const char *state = ff_map_file(path, at);
+    if (ff_config.map) {
+        snprintf(ff_config.path, sizeof ff_config.path, "%s", path);
+        ff_install_sigbus_handler();
+    }
+    return state;
+}
+
+static long long ff_monotonic_ms(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+    return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+/* Slow path only, at most every FF_RECHECK_MS: maps the toggle file again when the mapping went stale
+ * (truncated) or the path now names another file (replaced by rename). While the file is missing or
+ * empty the old page stays: a stale page keeps every call on the slow path, so the file is picked up
+ * as soon as it holds a record again. */
+static void ff_recheck_toggle(void) {
+    if (!ff_config.map || !ff_config.path[0]) return;
+    long long now = ff_monotonic_ms();
+    long long due = atomic_load_explicit(&ff_config.next_check, memory_order_relaxed);
+    if (now < due ||
+        !atomic_compare_exchange_strong_explicit(&ff_config.next_check, &due, now + FF_RECHECK_MS, memory_order_relaxed,
+                                                 memory_order_relaxed))
+        return;
+    int stale = atomic_load_explicit(&ff_config.stale, memory_order_acquire);
+    struct stat st;
+    if (stat(ff_config.path, &st) != 0 || st.st_size == 0) return;
+    if (!stale && st.st_dev == ff_config.dev && st.st_ino == ff_config.ino) return;
+    pthread_mutex_lock(&ff_config.remap);
+    /* A truncation between here and the next read is the handler's again. */
+    atomic_store_explicit(&ff_config.stale, 0, memory_order_release);
+    if (strcmp(ff_map_file(ff_config.path, (volatile char *)ff_config.map), "mapped") != 0 && stale)
+        atomic_store_explicit(&ff_config.stale, 1, memory_order_release);
+    pthread_mutex_unlock(&ff_config.remap);
 }
 
 static void ff_do_init(void) {
@@ -151,6 +260,13 @@ static const char *ff_field(const char *record, const char *key) {
     return NULL;
 }
 
+int ff_parse_bus_id(const char *text, unsigned long long *key) {
+    unsigned int domain, bus, device, function;
+    if (sscanf(text, "%x:%x:%x.%x", &domain, &bus, &device, &function) != 4) return 0;
+    *key = ((unsigned long long)domain << 32) | (bus << 16) | (device << 8) | function;
+    return 1;
+}
+
 /* "0.25" → 250000, without strtod (whose decimal point follows the process's locale). */
 static unsigned int ff_parse_ppm(const char *text) {
     unsigned long whole = strtoul(text, (char **)&text, 10);
@@ -163,16 +279,35 @@ static unsigned int ff_parse_ppm(const char *text) {
 
 /* Parses the toggle record's fields; 0 when the record does not describe an active, valid fault.
  * A version-1 record (no v=) has only xid, expires_ms and gpu: error mode, every call. */
+/* The whole-number field `key` (fallback when absent); 0 when present but not a number that ends at
+ * the token's end ("gpu=x" must not read as device 0). Overflow saturates (LLONG_MAX): out of any bound. */
+static int ff_number(const char *record, const char *key, long long fallback, long long *out) {
+    const char *p = ff_field(record, key);
+    if (!p) {
+        *out = fallback;
+        return 1;
+    }
+    char *end;
+    *out = strtoll(p, &end, 10);
+    return end != p && (*end == ' ' || *end == '\n' || *end == '\0');
+}
+
 static int ff_parse_toggle(const char *record, struct ff_fault *out) {
     const char *p;
-    long xid = (p = ff_field(record, "xid")) ? strtol(p, NULL, 10) : 0;
-    long gpu = (p = ff_field(record, "gpu")) ? strtol(p, NULL, 10) : -1;
-    long long expires_ms = (p = ff_field(record, "expires_ms")) ? strtoll(p, NULL, 10) : 0;
+    long long xid, gpu, expires_ms;
+    if (!ff_number(record, "xid", 0, &xid) || !ff_number(record, "gpu", -1, &gpu) ||
+        !ff_number(record, "expires_ms", 0, &expires_ms))
+        return 0;
     if (!ff_valid_xid(xid)) return 0;
-    if (expires_ms != 0 && ff_now_ms() >= expires_ms) return 0;
+    /* Parsed as long long: 4294967296 stays itself and is refused, instead of wrapping to device 0. */
+    if (gpu < -1 || gpu > FF_GPU_MAX) return 0;
+    /* 0 ("never", version 1) and anything further than a day away (3.6e26 parses as LLONG_MAX) would
+     * keep a forgotten fault on for good: off. */
+    long long now = ff_now_ms();
+    if (expires_ms <= now || expires_ms - now > FF_EXPIRY_MAX_MS) return 0;
     memset(out, 0, sizeof *out);
     out->xid = (int)xid;
-    out->gpu = gpu < 0 ? -1 : (int)gpu;
+    out->gpu = (int)gpu;
     out->expires_ms = expires_ms;
     out->ppm = 1000000;
     if ((p = ff_field(record, "at"))) out->at_ms = strtoll(p, NULL, 10);
@@ -192,6 +327,7 @@ static int ff_parse_toggle(const char *record, struct ff_fault *out) {
 
 int ff_active_fault(struct ff_fault *out) {
     ff_init();
+    ff_recheck_toggle();
     if (ff_config.map && ff_config.map[0] == '1') {
         char record[FF_TOGGLE_SIZE + 1];
         memcpy(record, (const char *)ff_config.map, FF_TOGGLE_SIZE);

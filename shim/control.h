@@ -26,6 +26,10 @@
  * them within its 64 bytes. Reading 256 bytes of a 64-byte file is safe: the mapped page past the
  * end of the file reads as zeros. */
 #define FF_TOGGLE_SIZE 256
+/* Bounds of a toggle record's fields (steps/gpu/toggle.py MAX_GPU, MAX_DURATION_MS): outside them the
+ * record reads as off. */
+#define FF_GPU_MAX 63
+#define FF_EXPIRY_MAX_MS (24LL * 3600 * 1000)
 
 /* One interposed function: its name, our wrapper, and where the real function's address is kept.
  * Until the real function is known the slot holds `unresolved`, the wrapper's own slow path, so the
@@ -66,6 +70,10 @@ struct ff_fault {
     long long hang_ms;       /* hang mode: a blocked call gives up after this long (0: never) */
     char bus[32];            /* PCI bus id of the targeted device ("" : by index, `gpu`) */
 };
+
+/* "00000000:3B:00.0", "0000:3b:00.0" → one comparable number (domain, bus, device, function); 0 when
+ * the text is not a bus id. */
+int ff_parse_bus_id(const char *text, unsigned long long *key);
 
 void ff_init(void);
 int ff_active_fault(struct ff_fault *out);

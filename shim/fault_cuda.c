@@ -39,6 +39,35 @@ static void ff_report(const char *api, int xid, enum ff_kind kind, int stalled, 
     }
 }
 
+/* Bus ids of the process's devices, by CUDA ordinal, as the real driver reports them: asked once per
+ * device (the driver's answer does not change while the process lives), on the slow path only.
+ * 0: not known yet (the driver is not initialised, or the ordinal is out of range). */
+#define FF_BUS_KNOWN (1ULL << 63)
+static _Atomic unsigned long long ff_bus_of_device[FF_GPU_MAX + 1];
+
+static int ff_device_bus(int device, unsigned long long *key) {
+    if (device < 0 || device > FF_GPU_MAX) return 0;
+    unsigned long long cached = atomic_load_explicit(&ff_bus_of_device[device], memory_order_relaxed);
+    if (!cached) {
+        char bus[64] = {0};
+        if (ff_driver_device_bus(device, bus, sizeof bus - 1) != 0 || !ff_parse_bus_id(bus, &cached)) return 0;
+        cached |= FF_BUS_KNOWN;
+        atomic_store_explicit(&ff_bus_of_device[device], cached, memory_order_relaxed);
+    }
+    *key = cached & ~FF_BUS_KNOWN;
+    return 1;
+}
+
+/* Whether calls on `device` (a CUDA ordinal of this process) are targeted. A toggle naming a bus id
+ * means the host's GPU with that id, whatever ordinal the process sees it as (a pod holding host GPU 3
+ * sees it as device 0): the driver tells. Where it cannot (not initialised), the ordinal `gpu`
+ * decides, -1 meaning every device. */
+static int ff_targets_device(const struct ff_fault *fault, int device) {
+    unsigned long long want, have;
+    if (fault->bus[0] && ff_parse_bus_id(fault->bus, &want) && ff_device_bus(device, &have)) return want == have;
+    return fault->gpu < 0 || device == fault->gpu;
+}
+
 /* Calls that wait on the GPU's work: these are what a hung GPU holds (hang mode). */
 static int ff_blocks_on_gpu(const char *api) {
     return strstr(api, "Synchronize") || strstr(api, "Launch") || strstr(api, "Memcpy");
@@ -50,10 +79,9 @@ int ff_fault_error(const char *api, enum ff_kind kind, int device) {
         atomic_store_explicit(&ff_last_logged, 0, memory_order_relaxed);
         return 0;
     }
-    if (fault.gpu >= 0) {
+    if (fault.gpu >= 0 || fault.bus[0]) {
         if (kind == FF_INIT) return 0; /* one broken GPU does not fail driver initialisation */
-        int target = kind == FF_DEVICE ? device : ff_current_device();
-        if (target != fault.gpu) return 0;
+        if (!ff_targets_device(&fault, kind == FF_DEVICE ? device : ff_current_device())) return 0;
     }
     const struct ff_xid *entry = &ff_xid_table[fault.xid];
     int error = kind == FF_INIT ? entry->init_error : entry->call_error;

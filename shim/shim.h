@@ -29,6 +29,9 @@ int ff_fault_error(const char *api, enum ff_kind kind, int device);
 /* interpose.c */
 void *ff_adopt_proc_address(const char *symbol, void *pfn);
 
+/* api_driver.c: the real driver's PCI bus id of a device (cuDeviceGetPCIBusId), 0 on success. */
+int ff_driver_device_bus(int device, char *bus, int len);
+
 /* api_driver.c / api_runtime.c */
 extern const struct ff_entry ff_driver_entries[];
 extern const size_t ff_driver_entry_count;

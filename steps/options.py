@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from steps.errors import BadInput
+from steps.gpu import toggle
 from steps.gpu.posture import EXPECTS
 from steps.outputs import Outputs
 from steps.run.context import RunContext
@@ -48,6 +49,18 @@ class Duration(click.ParamType):
             return parse_duration(value)
         except BadInput as error:
             self.fail(str(error), param, ctx)
+
+
+class FaultDuration(Duration):
+    """How long a fault stays on: a duration of at most 24 h (the shim reads a longer one as off)."""
+
+    def convert(self, value: Any, param, ctx) -> float:
+        seconds = super().convert(value, param, ctx)
+        if math.isnan(seconds) or seconds <= 0:
+            self.fail(f"duration {value!r} must be positive", param, ctx)
+        if seconds * 1000 > toggle.MAX_DURATION_MS:
+            self.fail(f"{value!r} is longer than {toggle.MAX_DURATION_MS // 3_600_000}h, the longest a fault may stay on", param, ctx)
+        return seconds
 
 
 class K8sName(click.ParamType):
@@ -229,6 +242,48 @@ class Window(Duration):
         if isinstance(value, str) and value.strip() == "0":
             return 0.0
         return super().convert(value, param, ctx)
+
+
+def trigger_options(command: Callable) -> Callable:
+    """How the fault shows, shared by `faultflow shim on` and `faultflow step inject-xid` (which flips the
+    same toggle): --mode, --hang-ms, --after-calls, --probability, --seed, handed to the command as one
+    `triggers` (steps.gpu.toggle.Triggers), checked as a whole (--hang-ms needs --mode hang)."""
+
+    @functools.wraps(command)
+    def merged(*args, mode: str, hang_ms: int, after_calls: int, probability: float, seed: int, **kwargs):
+        triggers = toggle.Triggers(mode=mode, after_calls=after_calls, probability=probability, seed=seed, hang_ms=hang_ms)
+        triggers.check()
+        return command(*args, triggers=triggers, **kwargs)
+
+    count = click.IntRange(0, toggle.MAX_COUNT)
+    options = (
+        click.option(
+            "--mode",
+            default="error",
+            show_default=True,
+            type=click.Choice(toggle.MODES),
+            help="error: calls fail; hang: synchronize, launch and memcpy calls block until the toggle clears or --hang-ms passes.",
+        ),
+        click.option(
+            "--hang-ms",
+            default=0,
+            show_default=True,
+            type=count,
+            help="Hang mode: a blocked call fails with the XID's error after this many ms (0: blocks until off).",
+        ),
+        click.option("--after-calls", default=0, show_default=True, type=count, help="The first N targeted calls of each process pass."),
+        click.option(
+            "--probability",
+            default=1.0,
+            show_default=True,
+            type=FiniteFloat(0.0, 1.0, low_open=True),
+            help="Each targeted call after that fails with this probability (0 < P <= 1).",
+        ),
+        click.option("--seed", default=0, show_default=True, type=count, help="Seed of the per-process draw sequence for --probability."),
+    )
+    for option in reversed(options):
+        merged = option(merged)
+    return merged
 
 
 def expect_options(command: Callable) -> Callable:

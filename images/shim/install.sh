@@ -17,7 +17,11 @@ if [ -f "$nvml" ]; then
     echo "faultflow: NVML interposer installed at $dest/libfaultflow_nvml.so"
 fi
 if [ "$#" -ge 2 ] && [ ! -s "$2" ]; then
-    # "0" + the off record's fields, padded with spaces to 255 bytes + newline
-    printf '%-255s\n' "0 xid=0 expires_ms=0 gpu=-1 v=2 at=0 mode=error after=0 prob=1 seed=0 hang_ms=0 bus=-" > "$2.tmp.$$" && mv "$2.tmp.$$" "$2"
+    # "0" + the off record's fields, padded with spaces to 255 bytes + newline. Written in place at offset
+    # 0 without truncating (dd conv=notrunc), never by rename: a rename would replace a file another
+    # worker's process may already map (it would keep the old inode and miss every later switch-on), and
+    # two init containers racing on one node write the same bytes to the same file.
+    printf '%-255s\n' "0 xid=0 expires_ms=0 gpu=-1 v=2 at=0 mode=error after=0 prob=1 seed=0 hang_ms=0 bus=-" |
+        dd of="$2" conv=notrunc status=none
     echo "faultflow: toggle $2 created (off)"
 fi

@@ -7,6 +7,7 @@
  * Operations come from argv, or one per line from stdin after "-" (so a test can drive a running
  * process while it flips the toggle). Each prints "op=result" on stdout:
  *   init count device:N alloc free launch launch_ptsz sync memcpy_ptds ctx
+ *   bus:N   (cuDeviceGetPCIBusId of device N: "bus:N=<result> id=<bus id>")
  */
 #include <dlfcn.h>
 #include <stdio.h>
@@ -31,6 +32,7 @@ struct driver {
     CUresult (*sync)(void);
     CUresult (*memcpy_ptds)(CUdeviceptr, const void *, size_t);
     CUresult (*ctx_current)(void **);
+    CUresult (*bus_id)(char *, int, int);
 };
 
 #ifdef LINKED
@@ -47,11 +49,12 @@ CUresult cuLaunchKernel_ptsz(void *, unsigned, unsigned, unsigned, unsigned, uns
 CUresult cuCtxSynchronize(void);
 CUresult cuMemcpyHtoD_v2_ptds(CUdeviceptr, const void *, size_t);
 CUresult cuCtxGetCurrent(void **);
+CUresult cuDeviceGetPCIBusId(char *, int, int);
 
 static int load(struct driver *d) {
     *d = (struct driver){cuInit,         cuDeviceGetCount,    cuDeviceGet,      cuCtxCreate_v2,
                          cuMemAlloc_v2,  cuMemFree_v2,        cuLaunchKernel,   cuLaunchKernel_ptsz,
-                         cuCtxSynchronize, cuMemcpyHtoD_v2_ptds, cuCtxGetCurrent};
+                         cuCtxSynchronize, cuMemcpyHtoD_v2_ptds, cuCtxGetCurrent, cuDeviceGetPCIBusId};
     return 0;
 }
 #else
@@ -79,6 +82,7 @@ static int load(struct driver *d) {
     GET(sync, "cuCtxSynchronize", 2000, 0);
     GET(memcpy_ptds, "cuMemcpyHtoD", 7000, 2);
     GET(ctx_current, "cuCtxGetCurrent", 4000, 0);
+    GET(bus_id, "cuDeviceGetPCIBusId", 4010, 0);
 #undef GET
     return 0;
 }
@@ -113,6 +117,12 @@ static void run(struct driver *d, const char *op) {
         r = d->sync();
     } else if (strcmp(op, "memcpy_ptds") == 0) {
         r = d->memcpy_ptds(0, &value, sizeof value);
+    } else if (strncmp(op, "bus:", 4) == 0) {
+        char bus[64] = "-";
+        r = d->bus_id(bus, sizeof bus, atoi(op + 4));
+        printf("%s=%d id=%s\n", op, r, r == 0 ? bus : "-");
+        fflush(stdout);
+        return;
     } else if (strcmp(op, "ctx") == 0) {
         r = d->ctx_current(&ctx);
     } else {

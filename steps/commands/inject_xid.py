@@ -6,6 +6,11 @@ preflight, before this step can run, so the janitor can switch it off whatever h
 Order matters: toggle first, then the kernel line — shimmed processes fail at the moment NVSentinel's
 evidence appears, as on real hardware. A SIGTERM between the two switches the toggle off again.
 
+The toggle names the XID's GPU by its PCI bus id (`bus=`), so the fault hits the GPU the line names:
+the shim asks the driver each device's bus id, because a pod holding host GPU 3 sees it as CUDA
+device 0 (the host minor of --gpu means nothing inside the pod). The trigger options (--mode,
+--after-calls, --probability, --seed, --hang-ms) are `faultflow shim on`'s.
+
 The line is the driver's (XID 79: both of its lines, in its order). On the node the step also reads
 NVSentinel's `gpu_metadata.json` and reports what NVSentinel will make of the line here
 (steps.gpu.expectation): outputs `expected-action` and `expected-why`, for wait-for-cordon and the report.
@@ -26,7 +31,7 @@ from steps.gpu import kmsg, toggle
 from steps.gpu.expectation import GPU_METADATA_PATH, expect_on_node, read_gpu_metadata
 from steps.gpu.pci import resolve_pci
 from steps.gpu.xids import DEFAULT_RECOVERY, RECOVERY
-from steps.options import Duration, RunId, XidType, outputs_option
+from steps.options import FaultDuration, RunId, XidType, outputs_option, trigger_options
 from steps.outputs import Outputs
 from steps.signals import Terminated, sigterm_raises
 
@@ -37,12 +42,19 @@ DEFAULT_PID = 0
 
 
 def _check_toggle_dir(path: str) -> Path:
+    """The toggle file in the directory, if the writer may write it (an existing file must be a toggle
+    record, not a symbolic link; a missing one is created then)."""
     directory = Path(path)
     if not directory.is_dir():
         raise BadInput(f"toggle directory {path} does not exist")
     target = directory / toggle.FILE_NAME
-    if not os.access(target if target.exists() else directory, os.W_OK):
-        raise BadInput(f"toggle file {target} is not writable")
+    try:
+        toggle.check_writable(target)
+    except FileNotFoundError:
+        if not os.access(directory, os.W_OK):
+            raise BadInput(f"toggle file {target} is not writable") from None
+    except OSError as error:
+        raise BadInput(f"toggle file {target} is not writable: {error.strerror}") from None
     return target
 
 
@@ -62,8 +74,18 @@ def _check_toggle_dir(path: str) -> Path:
 @click.option("--kmsg-path", default="/dev/kmsg", show_default=True, help="Kernel log device.")
 @click.option("--proc-root", default="/proc", show_default=True, help="The host's /proc (for the GPU's PCI address).")
 @click.option("--toggle-dir", default=None, help="Node toggle directory; omit to log the XID only (xid-only scenario).")
-@click.option("--expires-in", default="30m", show_default=True, type=Duration(), help="The toggle switches itself off after this.")
-@click.option("--toggle-gpu", default=-1, show_default=True, type=click.IntRange(-1, 63), help="CUDA device the shim fails (-1: all).")
+@click.option(
+    "--expires-in", default="30m", show_default=True, type=FaultDuration(), help="The toggle switches itself off after this (at most 24h)."
+)
+@click.option(
+    "--toggle-gpu",
+    default=-1,
+    show_default=True,
+    type=click.IntRange(-1, toggle.MAX_GPU),
+    help="The toggle targets the XID's GPU by PCI bus id; where a process cannot learn its devices' bus ids, "
+    "calls on this CUDA device ordinal fail instead (-1: every device).",
+)
+@trigger_options
 @click.option(
     "--recovery-action",
     default=DEFAULT_RECOVERY,
@@ -89,6 +111,7 @@ def command(
     toggle_dir,
     expires_in,
     toggle_gpu,
+    triggers,
     recovery_action,
     gpu_metadata,
     run_id,
@@ -113,8 +136,9 @@ def command(
         try:
             if toggle_file is not None:
                 expires_ms = fault_ms + int(expires_in * 1000)
+                record = toggle.Toggle.switched_on(xid, expires_ms, toggle_gpu, triggers, bus=gpu.bus_id)
                 try:
-                    toggle.write(toggle_file, toggle.Toggle(on=True, xid=xid, expires_ms=expires_ms, gpu=toggle_gpu))
+                    toggle.write(toggle_file, record)
                 except OSError as error:
                     raise InfrastructureError(f"cannot write toggle {toggle_file}: {error.strerror}") from None
                 emit(
@@ -126,6 +150,8 @@ def command(
                     toggle=str(toggle_file),
                     expires_ms=expires_ms,
                     gpu=toggle_gpu,
+                    bus=gpu.bus_id,
+                    mode=triggers.mode,
                 )
             for record in records:  # the driver's lines, in its order, one record each
                 kmsg.write_record(kmsg_path, record)

@@ -29,6 +29,7 @@ from steps.kube import objects as o
 from steps.kube.client import Ref
 from steps.options import (
     Duration,
+    FaultDuration,
     K8sName,
     Target,
     Window,
@@ -74,7 +75,7 @@ STEP = "preflight"
 )
 @click.option("--wait-dedup", is_flag=True, help="Wait until the dedup window has passed instead of refusing.")
 @click.option("--toggle-dir", default=toggle.DEFAULT_DIR, show_default=True, help="Node directory of the CUDA toggle file.")
-@click.option("--fault-duration", default="30m", show_default=True, type=Duration(), help="The toggle's expiry.")
+@click.option("--fault-duration", default="30m", show_default=True, type=FaultDuration(), help="The toggle's expiry (at most 24h).")
 @click.option("--steps-image", default="", help="Must equal the installed steps image (ConfigMap faultflow-config) when given.")
 @click.option("--shim-image", default="", help="Must equal the installed shim image (ConfigMap faultflow-config) when given.")
 @click.option("--ttl", default="2h", show_default=True, type=Duration(), help="After this the janitor reverts the run.")

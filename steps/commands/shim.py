@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import json
-import math
-import os
-import re
+import sys
 import tempfile
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -16,97 +12,81 @@ import click
 from steps.errors import BadInput, InfrastructureError
 from steps.gpu import toggle
 from steps.gpu.xids import catalogue
+from steps.options import FaultDuration, trigger_options
 
 
-def _writable_target(path: str) -> Path:
-    """The toggle path, if it can be written; BadInput (nothing touched) otherwise.
+def _existing_target(path: str) -> Path | None:
+    """The toggle file, if it exists and can be written; None when it does not exist; BadInput (nothing
+    touched) otherwise.
 
     Asks the file system itself rather than permission bits (root passes every access() check, but a
-    read-only mount or a proc file still refuses): an existing file gets its first byte written back
-    unchanged, a new one's directory must accept a temporary file that is removed at once."""
+    read-only mount or a proc file still refuses): the file is opened for writing as the writer will
+    (never through a symbolic link, only a toggle record) and closed."""
     target = Path(path)
-    if target.is_dir():
+    if target.is_dir() and not target.is_symlink():
         raise BadInput(f"toggle file {path} is a directory")
-    parent = target.parent
-    if not parent.is_dir():
-        raise BadInput(f"toggle directory {parent} does not exist")
+    if not target.parent.is_dir():
+        raise BadInput(f"toggle directory {target.parent} does not exist")
     try:
-        if target.exists():
-            _rewrite_first_byte(target)
-        else:
-            tempfile.TemporaryFile(dir=parent).close()
+        toggle.check_writable(target)
+    except FileNotFoundError:
+        return None
     except OSError as error:
         raise BadInput(f"toggle file {path} is not writable: {error.strerror}") from None
     return target
 
 
-def _rewrite_first_byte(target: Path) -> None:
-    fd = os.open(target, os.O_RDWR)
+def _creatable_target(path: str) -> Path:
+    """A missing toggle file's path, if its directory accepts a new file (a temporary one, removed at once)."""
+    target = Path(path)
     try:
-        first = os.pread(fd, 1, 0)
-        if first:
-            os.pwrite(fd, first, 0)
-    finally:
-        os.close(fd)
+        tempfile.TemporaryFile(dir=target.parent).close()
+    except OSError as error:
+        raise BadInput(f"toggle file {path} is not writable: {error.strerror}") from None
+    return target
 
 
-def _expiry_ms(expires_in: float | None) -> int:
-    if expires_in is None:
-        return 0
-    if math.isnan(expires_in) or math.isinf(expires_in) or expires_in <= 0:
-        raise BadInput(f"--expires-in must be a positive number of seconds, got {expires_in}")
-    return int(time.time() * 1000 + expires_in * 1000)
+def expiry_ms(expires_in: float) -> int:
+    """The expiry of a fault switched on now for `expires_in` seconds (validated by the option type)."""
+    return toggle.now_ms() + int(expires_in * 1000)
 
 
-@dataclass(frozen=True)
-class Triggers:
-    """How the fault shows: its mode, when it trips, and which GPU NVML consumers see failing."""
+def host_gpu_bus(host_gpu: int, proc_root: str) -> str:
+    """The PCI bus id of the node's GPU with this device minor, from the driver's /proc tree (what
+    inject-xid names in the XID line): the GPU a worker sees as some CUDA ordinal of its own."""
+    from steps.gpu.pci import resolve_pci
 
-    mode: str = "error"
-    after_calls: int = 0
-    probability: float = 1.0
-    seed: int = 0
-    hang_ms: int = 0
-    bus: str = ""
-
-    def check(self) -> None:
-        if self.mode not in toggle.MODES:
-            raise BadInput(f"--mode must be one of {', '.join(toggle.MODES)}, got {self.mode}")
-        if not 0 <= self.after_calls <= MAX_COUNT:
-            raise BadInput(f"--after-calls must be 0-{MAX_COUNT}, got {self.after_calls}")
-        if math.isnan(self.probability) or not 0 < self.probability <= 1:
-            raise BadInput(f"--probability must be in (0, 1], got {self.probability}")
-        if not 0 <= self.seed <= MAX_COUNT:
-            raise BadInput(f"--seed must be 0-{MAX_COUNT}, got {self.seed}")
-        if not 0 <= self.hang_ms <= MAX_COUNT:
-            raise BadInput(f"--hang-ms must be 0-{MAX_COUNT}, got {self.hang_ms}")
-        if self.hang_ms and self.mode != "hang":
-            raise BadInput("--hang-ms needs --mode hang")
-        if self.bus and not BUS_ID.fullmatch(self.bus):
-            raise BadInput(f"--bus must be a PCI bus id like 00000000:3B:00.0, got {self.bus}")
+    return resolve_pci(proc_root, host_gpu).bus_id
 
 
-MAX_COUNT = 10**9  # keeps every field of the record within its 256 bytes
-BUS_ID = re.compile(r"(?:[0-9A-Fa-f]{4}|[0-9A-Fa-f]{8}):[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-7]")
+NO_TRIGGERS = toggle.Triggers()  # error mode, every targeted call
 
 
-def switch_on(path: str, xid: int, expires_in: float | None, gpu: int, triggers: Triggers = Triggers()) -> None:
+def switch_on(path: str, xid: int, expires_in: float, gpu: int, triggers: toggle.Triggers = NO_TRIGGERS, bus: str = "") -> None:
     if xid not in catalogue():
         raise BadInput(f"unknown XID {xid}: choose one of 1-172 (faultflow xids)")
-    if gpu < -1:
-        raise BadInput(f"--gpu must be a device index or -1 for all, got {gpu}")
+    if not toggle.ALL_GPUS <= gpu <= toggle.MAX_GPU:
+        raise BadInput(f"--gpu must be a device index 0-{toggle.MAX_GPU} or -1 for all, got {gpu}")
     triggers.check()
-    record = toggle.Toggle(
-        on=True, xid=xid, expires_ms=_expiry_ms(expires_in), gpu=gpu, mode=triggers.mode,
-        after_calls=triggers.after_calls, probability=triggers.probability, seed=triggers.seed,
-        hang_ms=triggers.hang_ms, bus=triggers.bus,
-    )  # fmt: skip
-    _write(_writable_target(path), record)
+    if bus and not toggle.BUS_ID.fullmatch(bus):
+        raise BadInput(f"--bus must be a PCI bus id like 00000000:3B:00.0, got {bus}")
+    record = toggle.Toggle.switched_on(xid, expiry_ms(expires_in), gpu, triggers, bus)
+    _write(_existing_target(path) or _creatable_target(path), record)
     show(path)
 
 
-def switch_off(path: str) -> None:
-    target = _writable_target(path)
+def switch_off(path: str, create: bool = False) -> None:
+    """Off, in place. A missing file is left missing unless `create`: no fault can be on through it (the
+    shim maps the file only when a process starts), a typo must not leave stray files on a node, and the
+    revert that calls this (cleanup, the janitor's toggle-off pod) must succeed on a node where the
+    toggle was never created — so exit 0, with a note. `create` makes it, switched off, as a node does
+    before its workloads start (the shim image's install.sh)."""
+    target = _existing_target(path)
+    if target is None and create:
+        target = _creatable_target(path)
+    if target is None:
+        print(f"faultflow: toggle file {path} does not exist: nothing to switch off", file=sys.stderr)
+        return
     _write(target, toggle.Toggle(on=False))
     show(path)
 
@@ -119,6 +99,8 @@ def _write(target: Path, record: toggle.Toggle) -> None:
 
 
 def show(path: str) -> None:
+    if Path(path).is_dir():
+        raise BadInput(f"toggle file {path} is a directory")
     try:
         record = toggle.read(Path(path))
     except FileNotFoundError:
@@ -156,47 +138,50 @@ def group() -> None:
 @group.command("on")
 @click.option("--file", "path", required=True, help="Toggle file (the node's toggle directory + file name).")
 @click.option("--xid", required=True, type=int, help="XID whose CUDA error the shimmed processes return.")
-@click.option("--expires-in", type=float, default=None, help="Seconds after which the fault switches itself off.")
-@click.option("--gpu", type=int, default=-1, show_default=True, help="Only calls on this CUDA device fail (-1: all).")
-@click.option("--mode", default="error", show_default=True, help="error: calls fail; hang: synchronize, launch and memcpy calls block.")
-@click.option("--after-calls", type=int, default=0, show_default=True, help="The first N targeted calls of each process pass.")
 @click.option(
-    "--probability",
-    type=float,
-    default=1.0,
-    show_default=True,
-    help="Each targeted call after that fails with this probability (0 < P <= 1).",
+    "--expires-in",
+    type=FaultDuration(),
+    default=f"{toggle.DEFAULT_DURATION_S}s",
+    show_default="30m",
+    help="The fault switches itself off after this (seconds, or 30s/5m/1h; at most 24h).",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the per-process draw sequence for --probability.")
+@click.option("--gpu", type=int, default=-1, show_default=True, help="Only calls on this CUDA device ordinal fail (-1: all).")
+@trigger_options
 @click.option(
-    "--hang-ms",
-    type=int,
-    default=0,
-    show_default=True,
-    help="Hang mode: a blocked call fails with the XID's error after this long (0: blocks until off).",
+    "--bus",
+    default="",
+    help="PCI bus id of the GPU whose calls fail, in CUDA processes (the shim asks the driver each device's bus id) "
+    "and NVML consumers (default: the --gpu index).",
 )
-@click.option("--bus", default="", help="PCI bus id of the GPU NVML consumers see failing (default: the --gpu index).")
+@click.option(
+    "--host-gpu",
+    type=click.IntRange(0, toggle.MAX_GPU),
+    default=None,
+    help="The node's GPU with this device minor (/dev/nvidiaN), by its PCI bus id from --proc-root: instead of --bus.",
+)
+@click.option("--proc-root", default="/proc", show_default=True, help="The host's /proc, for --host-gpu.")
 def on_command(
-    path: str,
-    xid: int,
-    expires_in: float | None,
-    gpu: int,
-    mode: str,
-    after_calls: int,
-    probability: float,
-    seed: int,
-    hang_ms: int,
-    bus: str,
+    path: str, xid: int, expires_in: float, gpu: int, triggers: toggle.Triggers, bus: str, host_gpu: int | None, proc_root: str
 ) -> None:
     """Turn CUDA (and NVML) faults on for every shimmed process on this node."""
-    switch_on(path, xid, expires_in, gpu, Triggers(mode, after_calls, probability, seed, hang_ms, bus))
+    if host_gpu is not None:
+        if bus:
+            raise BadInput("give --bus or --host-gpu, not both")
+        bus = host_gpu_bus(host_gpu, proc_root)
+    switch_on(path, xid, expires_in, gpu, triggers, bus)
 
 
 @group.command("off")
 @click.option("--file", "path", required=True, help="Toggle file.")
-def off_command(path: str) -> None:
+@click.option(
+    "--create",
+    is_flag=True,
+    help="Create the file (switched off) if it does not exist, as a node does before its workloads start; "
+    "without it a missing file is left missing (exit 0).",
+)
+def off_command(path: str, create: bool) -> None:
     """Turn CUDA faults off (passthrough)."""
-    switch_off(path)
+    switch_off(path, create)
 
 
 @group.command("status")

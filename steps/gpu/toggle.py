@@ -16,28 +16,52 @@ is read as version 1 and rewritten as version 2 (extended in place, never trunca
 
 Byte 0 is the switch ('1' on, anything else off) and the only byte the shim reads on the per-call
 path. The shim maps the file MAP_SHARED, so the file is rewritten in place (never replaced by rename,
-never truncated — a truncated mapped file would SIGBUS its readers), in an order that keeps every
-reader consistent: switching on writes the body first and byte 0 last; switching off writes byte 0
-first. `expires_ms` is a Unix time in milliseconds (0: never) after which the shim treats the fault as
-off by itself, so a forgotten fault cannot outlive its scenario.
+never truncated), in an order that keeps every reader consistent: switching on writes the body first
+and byte 0 last; switching off writes byte 0 first. The shim survives both mistakes (a SIGBUS handler
+for truncation, an inode re-check for a rename; shim/control.c), but a process only follows a file
+replaced by rename while its old mapping reads as on.
+
+`expires_ms` is a Unix time in milliseconds after which the shim treats the fault as off by itself, so
+a forgotten fault cannot outlive its scenario. An "on" record must expire within `MAX_DURATION_MS`
+(24 h) of the reader's clock: 0 ("never", version 1), or a time further away, reads as off — the shim
+applies the same rule. `gpu` is -1 (every device) or 0..`MAX_GPU`; anything else reads as off.
+
+The writer never follows a symbolic link, creates a missing file exclusively (O_EXCL: never over a
+file someone else just made), and refuses to overwrite a file that is not a toggle record.
 """
 
 from __future__ import annotations
 
+import errno
+import math
 import os
+import re
+import stat
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+from steps.errors import BadInput
 
 TOGGLE_SIZE = 256
 VERSION = 2
 V1_SIZE = 64
 ALL_GPUS = -1
+# The highest GPU id a record may name (the shim's FF_GPU_MAX): GPU ids of one node, never wrapped.
+MAX_GPU = 63
+# The longest a fault may stay on (the shim's FF_EXPIRY_MAX_MS), and how long it stays on by default.
+MAX_DURATION_MS = 24 * 3600 * 1000
+DEFAULT_DURATION_S = 30 * 60
+MAX_COUNT = 10**9  # keeps every field of the record within its 256 bytes
+BUS_ID = re.compile(r"(?:[0-9A-Fa-f]{4}|[0-9A-Fa-f]{8}):[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-7]")
 # Where the toggle lives on a node (the hostPath the shim's init container creates it in and the
 # workers map read-only), and its name inside that directory. The workflows' node stages spell the
 # same path (workflows may not import steps; tests/workflows/test_step_contract.py holds them equal).
 DEFAULT_DIR = "/var/lib/faultflow"
 FILE_NAME = "toggle"
+# What a toggle file holds (any version, on or off, padded or not): the switch byte, then key=value
+# fields. Anything else is someone else's file, which the writer refuses to overwrite.
+_RECORD = re.compile(rb"[01]?( +[a-z_]+=[!-~]*)* *\n?")
 
 
 def file_in(directory: str) -> str:
@@ -46,6 +70,36 @@ def file_in(directory: str) -> str:
 
 
 MODES = ("error", "hang")
+
+
+@dataclass(frozen=True)
+class Triggers:
+    """How a fault shows: its mode and when it trips (the same for `shim on` and inject-xid)."""
+
+    mode: str = "error"
+    after_calls: int = 0
+    probability: float = 1.0
+    seed: int = 0
+    hang_ms: int = 0
+
+    def check(self) -> None:
+        """BadInput naming the option at fault (the CLI spells the fields as options)."""
+        if self.mode not in MODES:
+            raise BadInput(f"--mode must be one of {', '.join(MODES)}, got {self.mode}")
+        if not 0 <= self.after_calls <= MAX_COUNT:
+            raise BadInput(f"--after-calls must be 0-{MAX_COUNT}, got {self.after_calls}")
+        if math.isnan(self.probability) or not 0 < self.probability <= 1:
+            raise BadInput(f"--probability must be in (0, 1], got {self.probability}")
+        if not 0 <= self.seed <= MAX_COUNT:
+            raise BadInput(f"--seed must be 0-{MAX_COUNT}, got {self.seed}")
+        if not 0 <= self.hang_ms <= MAX_COUNT:
+            raise BadInput(f"--hang-ms must be 0-{MAX_COUNT}, got {self.hang_ms}")
+        if self.hang_ms and self.mode != "hang":
+            raise BadInput("--hang-ms needs --mode hang")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 @dataclass(frozen=True)
@@ -63,6 +117,13 @@ class Toggle:
     bus: str = ""
     version: int = VERSION
 
+    @classmethod
+    def switched_on(cls, xid: int, expires_ms: int, gpu: int = ALL_GPUS, triggers: Triggers = Triggers(), bus: str = "") -> Toggle:
+        return cls(
+            on=True, xid=xid, expires_ms=expires_ms, gpu=gpu, mode=triggers.mode, after_calls=triggers.after_calls,
+            probability=triggers.probability, seed=triggers.seed, hang_ms=triggers.hang_ms, bus=bus,
+        )  # fmt: skip
+
     def body(self) -> bytes:
         """Bytes 1..TOGGLE_SIZE-1 of the file: the fields after the switch byte, space padded.
         Always version 2; version 1's fields come first (see the module docstring)."""
@@ -76,12 +137,14 @@ class Toggle:
             raise ValueError("toggle fields do not fit the record")
         return raw.ljust(TOGGLE_SIZE - 2) + b"\n"
 
-    def expired(self, now_ms: int | None = None) -> bool:
-        now = now_ms if now_ms is not None else int(time.time() * 1000)
-        return self.expires_ms != 0 and now >= self.expires_ms
+    def expired(self, now: int | None = None) -> bool:
+        """Past its expiry, or without a valid one (0, or more than MAX_DURATION_MS away): the shim
+        reads such a record as off."""
+        left = self.expires_ms - (now if now is not None else now_ms())
+        return not 0 < left <= MAX_DURATION_MS
 
-    def active(self, now_ms: int | None = None) -> bool:
-        return self.on and not self.expired(now_ms)
+    def active(self, now: int | None = None) -> bool:
+        return self.on and not self.expired(now) and ALL_GPUS <= self.gpu <= MAX_GPU
 
 
 def _probability_text(probability: float) -> str:
@@ -127,20 +190,81 @@ def parse(raw: bytes) -> Toggle:
     )
 
 
+def is_record(raw: bytes) -> bool:
+    """Whether a file's content is a toggle record (or empty): what the writer may overwrite."""
+    return len(raw) <= TOGGLE_SIZE and _RECORD.fullmatch(raw) is not None
+
+
 def read(path: Path) -> Toggle:
     with open(path, "rb") as handle:
         return parse(handle.read(TOGGLE_SIZE))
 
 
-def write(path: Path, toggle: Toggle) -> None:
-    """Rewrites the record in place in the order that keeps mapped readers consistent.
-    A record switched on without `at_ms` gets the current time: every switch-on is a new injection."""
-    if toggle.on and not toggle.at_ms:
-        toggle = replace(toggle, at_ms=int(time.time() * 1000))
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+def _open_record(path: Path, create: bool) -> int:
+    """A read-write descriptor of the toggle file, never through a symbolic link; a missing file is
+    created exclusively (`create`), an existing one must be a regular file holding a toggle record.
+    BadInput when the path is none of these; FileNotFoundError when it is missing and not `create`."""
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        before = os.lstat(path)
+    except FileNotFoundError:
+        before = None
+    if before is not None and stat.S_ISLNK(before.st_mode):
+        raise BadInput(f"toggle file {path} is a symbolic link: refusing to follow it")
+    if before is not None and not stat.S_ISREG(before.st_mode):
+        raise BadInput(f"toggle file {path} is not a regular file")
+    if before is None:
+        if not create:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
+        try:
+            return os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            pass  # created meanwhile by someone else: checked below like any existing file
+    try:
+        fd = os.open(path, flags)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise BadInput(f"toggle file {path} is a symbolic link: refusing to follow it") from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise BadInput(f"toggle file {path} is not a regular file")
+        if not is_record(os.pread(fd, TOGGLE_SIZE + 1, 0)):
+            raise BadInput(f"{path} is not a toggle record: refusing to overwrite it")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def check_writable(path: Path) -> None:
+    """Opens an existing toggle file for writing as `write` would, and closes it (nothing written).
+    BadInput as `write`; OSError (e.g. EACCES, EROFS) when the file system refuses."""
+    os.close(_open_record(path, create=False))
+
+
+def _complete(toggle: Toggle) -> Toggle:
+    """A record switched on gets the current time as `at_ms` (every switch-on is a new injection) and,
+    without an expiry, the default one; one the shim would read as off is refused."""
+    if not toggle.on:
+        return toggle
+    now = now_ms()
+    toggle = replace(toggle, at_ms=toggle.at_ms or now, expires_ms=toggle.expires_ms or now + DEFAULT_DURATION_S * 1000)
+    if not ALL_GPUS <= toggle.gpu <= MAX_GPU:
+        raise BadInput(f"GPU {toggle.gpu} is not -1 (all) or 0-{MAX_GPU}")
+    if toggle.expired(now):
+        raise BadInput(f"expiry {toggle.expires_ms} is not within {MAX_DURATION_MS // 3_600_000} h from now")
+    return toggle
+
+
+def write(path: Path, toggle: Toggle, create: bool = True) -> None:
+    """Rewrites the record in place in the order that keeps mapped readers consistent (see the module
+    docstring for what it refuses and how it creates a missing file)."""
+    toggle = _complete(toggle)
+    fd = _open_record(Path(path), create)
     try:
         if os.fstat(fd).st_size < TOGGLE_SIZE:
-            # A new, version-1 or foreign short file: give it its full size while it reads as off
+            # A new, version-1 or short file: give it its full size while it reads as off
             # (switched off first, so no reader sees a half-written body).
             os.pwrite(fd, b"0", 0)
             os.pwrite(fd, b"0" + Toggle(on=False).body(), 0)

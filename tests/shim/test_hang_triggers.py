@@ -29,7 +29,7 @@ def shim(*args) -> None:
 @pytest.fixture
 def toggle(tmp_path) -> Path:
     path = tmp_path / "toggle"
-    shim("off", "--file", path)
+    shim("off", "--create", "--file", path)
     return path
 
 
@@ -135,14 +135,20 @@ def test_probability_is_a_seeded_sequence(native, toggle):
 
 def test_version_1_record_is_still_read(native, live, toggle):
     """A toggle written by a version-1 writer (64 bytes, three fields): error mode on every call; the
-    CLI then rewrites it in place as version 2."""
+    CLI then rewrites it in place as version 2. Its "never expires" (expires_ms=0) reads as off since
+    issue 15: a forgotten fault must switch itself off."""
     inode = toggle.stat().st_ino
+    expires_ms = int(time.time() * 1000) + 600_000
     fd = os.open(toggle, os.O_WRONLY)
-    os.ftruncate(fd, 0)  # safe only because the consumer makes no call until the record is back
-    os.pwrite(fd, b"1 xid=95 expires_ms=0 gpu=-1".ljust(63) + b"\n", 0)
+    os.ftruncate(fd, 0)  # the consumer makes no call until the record is back (a call meanwhile would pass)
+    os.pwrite(fd, f"1 xid=95 expires_ms={expires_ms} gpu=-1".encode().ljust(63) + b"\n", 0)
     os.close(fd)
     assert toggle_record.read(toggle).version == 1
     assert live.call("alloc") == lookup(95).effect.call_error
+    fd = os.open(toggle, os.O_WRONLY)
+    os.pwrite(fd, b"1 xid=95 expires_ms=0 gpu=-1".ljust(63) + b"\n", 0)
+    os.close(fd)
+    assert live.call("alloc") == 0
     shim("off", "--file", toggle)
     assert toggle.stat().st_ino == inode and toggle.stat().st_size == toggle_record.TOGGLE_SIZE
     assert live.call("alloc") == 0

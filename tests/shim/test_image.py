@@ -43,3 +43,15 @@ def test_install_leaves_an_existing_toggle_alone(native, tmp_path):
 def test_install_without_arguments_fails(native):
     done = install(native)
     assert done.returncode != 0 and "usage" in done.stderr
+
+
+def test_install_fills_an_empty_toggle_in_place(native, tmp_path):
+    """Issue 15 item 10 (create without clobbering): never by rename, so a process that already maps
+    the file keeps seeing it."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    empty = tmp_path / "toggle"
+    empty.write_bytes(b"")
+    inode = empty.stat().st_ino
+    assert install(native, lib, empty).returncode == 0
+    assert empty.stat().st_ino == inode and not toggle.read(empty).on and empty.stat().st_size == toggle.TOGGLE_SIZE

@@ -115,7 +115,7 @@ def expected_events(xid: int, uuid: str) -> list[dict[str, str]]:
 @pytest.mark.parametrize("xid", EVENT_XIDS)
 def test_health_check_sees_the_catalogue_events_once_per_injection(native, nvml_health, tmp_path, xid):
     toggle = tmp_path / "toggle"
-    shim("off", "--file", toggle)
+    shim("off", "--create", "--file", toggle)
     live = health(nvml_health, environment(native, toggle))
     target = uuid_of(live, 1)
     assert live.ask("20")["verdict"] == "timeout"
@@ -140,7 +140,7 @@ def test_health_check_sees_the_catalogue_events_once_per_injection(native, nvml_
 
 def test_event_targets_the_gpu_by_pci_bus_id(native, nvml_health, tmp_path):
     toggle = tmp_path / "toggle"
-    shim("off", "--file", toggle)
+    shim("off", "--create", "--file", toggle)
     live = health(nvml_health, environment(native, toggle))
     device0 = fields(live.header[0])
     shim("on", "--file", toggle, "--xid", 48, "--gpu", 1, "--bus", device0["bus"].lower().replace("00000000:", "0000:"))
@@ -152,7 +152,7 @@ def test_event_targets_the_gpu_by_pci_bus_id(native, nvml_health, tmp_path):
 
 def test_every_device_when_no_gpu_is_named(native, nvml_health, tmp_path):
     toggle = tmp_path / "toggle"
-    shim("off", "--file", toggle)
+    shim("off", "--create", "--file", toggle)
     live = health(nvml_health, environment(native, toggle))
     shim("on", "--file", toggle, "--xid", 74)
     uuids = {live.ask("20")["uuid"] for _ in range(2)}
@@ -165,7 +165,7 @@ def test_a_fault_switched_on_during_a_long_wait_is_delivered_in_that_wait(native
     """The device plugin waits 5 s at a time: the interposer cuts the wait into slices and looks at
     the toggle between them, as the driver wakes a waiter when an XID arrives."""
     toggle = tmp_path / "toggle"
-    shim("off", "--file", toggle)
+    shim("off", "--create", "--file", toggle)
     live = health(nvml_health, environment(native, toggle))
     live.process.stdin.write("30000\n")  # one wait of 30 s
     live.process.stdin.flush()
@@ -180,7 +180,7 @@ def test_passthrough_is_what_the_library_says(native, nvml_health, tmp_path, sim
     """With the toggle off the consumer's whole conversation with NVML is unchanged: same answers,
     and the same calls reach the library (the simulator's own XID event included)."""
     toggle = tmp_path / "toggle"
-    shim("off", "--file", toggle)
+    shim("off", "--create", "--file", toggle)
     runs = []
     for preload in (False, True):
         env = environment(native, toggle, preload=preload, SIM_NVML_XID=sim_xid, SIM_NVML_LOG="1")
@@ -243,12 +243,12 @@ def test_retired_page_size_query_keeps_nvmls_contract(native, tmp_path):
 
 
 LOST_OPS = ["init", "count", "handle:0", "handle:1", "uuid:0", "uuid:1", "pci:1", "memory:1", "temp:1", "ecc:1",
-            "remapped:1", "handle_uuid:1", "handle_bus:00000000:3B:00.0"]
+            "remapped:1", "handle_uuid:1", "handle_bus:00000000:3B:00.0"]  # fmt: skip
 
 
 def test_a_lost_gpu_answers_gpu_is_lost_on_every_query(native, tmp_path):
     toggle = tmp_path / "toggle"
-    shim("off", "--file", toggle)
+    shim("off", "--create", "--file", toggle)
     env = environment(native, toggle, SIM_NVML_LOG="1")
     live = Live([sys.executable, "-m", "lab.nvml_query", "-"], env)
     assert live.ask("init") == {"init": "0"}  # handles taken before the fault, as a long-lived consumer has them
@@ -272,7 +272,7 @@ def test_a_lost_gpu_answers_gpu_is_lost_on_every_query(native, tmp_path):
 def test_queries_pass_through_for_xids_that_do_not_lose_the_gpu(native, tmp_path, xid):
     ops = ["init", "count", "uuid:1", "pci:1", "memory:1", "temp:1", "handle:1", "handle_bus:00000000:3B:00.0"]
     off, on = tmp_path / "off", tmp_path / "on"
-    shim("off", "--file", off)
+    shim("off", "--create", "--file", off)
     shim("on", "--file", on, "--xid", xid, "--gpu", 1)
     assert query(native, on, ops) == query(native, off, ops) == query(native, off, ops, LD_PRELOAD="")
 
@@ -297,7 +297,7 @@ def test_both_libraries_in_one_process(native, tmp_path, order):
 
 def test_start_up_marker_names_the_nvml_library(native, tmp_path):
     toggle = tmp_path / "toggle"
-    shim("off", "--file", toggle)
+    shim("off", "--create", "--file", toggle)
     done = subprocess.run([sys.executable, "-m", "lab.nvml_query", "init"], env=environment(native, toggle),
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert "faultflow-nvml: loaded version=" in done.stderr and f"toggle={toggle} (mapped)" in done.stderr

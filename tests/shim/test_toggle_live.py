@@ -14,17 +14,18 @@ from steps.gpu.xids import lookup
 from tests.cli import faultflow
 
 
-
 class LiveConsumer:
     """A driver_consumer_proc that reads operations from stdin, so one process lives across toggles."""
 
-    def __init__(self, native, toggle):
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("CUDA_", "FAULTFLOW_", "SIM_"))}
-        env.update(
+    def __init__(self, native, toggle, env: dict | None = None):
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("CUDA_", "FAULTFLOW_", "SIM_"))}
+        base.update(
             LD_LIBRARY_PATH=str(native.driver_dir),
             LD_PRELOAD=str(native.shim),
             FAULTFLOW_TOGGLE_FILE=str(toggle),
+            **(env or {}),
         )
+        env = base
         self.process = subprocess.Popen(
             [str(native.binary("driver_consumer_proc")), "-"],
             stdin=subprocess.PIPE,
@@ -51,7 +52,7 @@ class LiveConsumer:
 @pytest.fixture
 def toggle(tmp_path):
     path = tmp_path / "toggle"
-    shim("off", "--file", str(path))
+    shim("off", "--create", "--file", str(path))
     return path
 
 
@@ -83,7 +84,7 @@ def test_toggle_flips_a_running_process(live, toggle):
 
 
 def test_expiry_switches_the_fault_off(live, toggle):
-    expires_in = 0.5
+    expires_in = 2.0  # long enough for the CLI to exit and the consumer to call on a loaded machine
     switched_on = time.monotonic()
     shim("on", "--file", str(toggle), "--xid", "95", "--expires-in", str(expires_in))
     assert live.call("alloc") == lookup(95).effect.call_error

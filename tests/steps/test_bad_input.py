@@ -15,7 +15,8 @@ from tests.steps.test_gpus import make_proc
 from tests.support.cluster_world import HOME, dgd_ref, make_gpu_node, make_namespace
 
 # (name, argv) — placeholders: {ns} opted-in namespace, {closed} namespace not opted in, {node},
-# {node2}, {kmsg}, {proc}, {tdir}, {nogpu} a DGD without GPU workers.
+# {node2}, {kmsg}, {proc}, {tdir}, {nogpu} a DGD without GPU workers, {linkdir} a toggle directory whose
+# toggle is a symbolic link to {tdir}'s, {foreign} one whose toggle file is someone else's file.
 PREFLIGHT = ["step", "preflight", "--run-id", "r1", "--target", "dgd/llm", "--expect-remediation=false"]
 CASES = [
     ("xid unknown", ["step", "inject-xid", "--xid", "999", "--kmsg-path", "{kmsg}", "--proc-root", "{proc}"]),
@@ -39,7 +40,36 @@ CASES = [
     ("expires-in negative", ["step", "inject-xid", "--xid", "79", "--kmsg-path", "{kmsg}", "--proc-root", "{proc}", "--expires-in", "-1s"]),
     ("proc name with comma", ["step", "inject-xid", "--xid", "79", "--kmsg-path", "{kmsg}", "--proc-root", "{proc}", "--proc-name", "a,b"]),
     ("pid negative", ["step", "inject-xid", "--xid", "79", "--kmsg-path", "{kmsg}", "--proc-root", "{proc}", "--pid", "-3"]),
+    # issue 15 item 10, the low items and issue 17's trigger options: the toggle cannot be wrapped,
+    # made eternal, followed through a link or written over someone else's file
+    *(
+        (f"inject-xid {name}", ["step", "inject-xid", "--xid", "79", "--kmsg-path", "{kmsg}", "--proc-root", "{proc}", *args])
+        for name, args in (
+            ("expires-in past 24h", ["--toggle-dir", "{tdir}", "--expires-in", "25h"]),
+            ("expires-in 1e300", ["--toggle-dir", "{tdir}", "--expires-in", "1e300"]),
+            ("toggle-gpu past 63", ["--toggle-dir", "{tdir}", "--toggle-gpu", "4294967296"]),
+            ("mode unknown", ["--toggle-dir", "{tdir}", "--mode", "stall"]),
+            ("hang-ms without hang mode", ["--toggle-dir", "{tdir}", "--hang-ms", "5"]),
+            ("probability zero", ["--toggle-dir", "{tdir}", "--probability", "0"]),
+            ("probability nan", ["--toggle-dir", "{tdir}", "--probability", "nan"]),
+            ("after-calls negative", ["--toggle-dir", "{tdir}", "--after-calls", "-1"]),
+            ("toggle is a symbolic link", ["--toggle-dir", "{linkdir}"]),
+            ("toggle is not a toggle record", ["--toggle-dir", "{foreign}"]),
+        )
+    ),
+    ("shim on gpu past 63", ["shim", "on", "--file", "{tdir}/toggle", "--xid", "79", "--gpu", "4294967296"]),
+    ("shim on expires-in 1e300", ["shim", "on", "--file", "{tdir}/toggle", "--xid", "79", "--expires-in", "1e300"]),
+    ("shim on expires-in past 24h", ["shim", "on", "--file", "{tdir}/toggle", "--xid", "79", "--expires-in", "25h"]),
+    ("shim on through a symbolic link", ["shim", "on", "--file", "{linkdir}/toggle", "--xid", "79"]),
+    ("shim off through a symbolic link", ["shim", "off", "--file", "{linkdir}/toggle"]),
+    ("shim off a foreign file", ["shim", "off", "--file", "{foreign}/toggle"]),
+    ("shim on a foreign file", ["shim", "on", "--file", "{foreign}/toggle", "--xid", "79"]),
+    ("shim status of a directory", ["shim", "status", "--file", "{tdir}"]),
+    ("shim on bus and host gpu", ["shim", "on", "--file", "{tdir}/toggle", "--xid", "79", "--bus", "0000:17:00.0", "--host-gpu", "0"]),
+    ("shim on host gpu not on node", ["shim", "on", "--file", "{tdir}/toggle", "--xid", "79", "--host-gpu", "5", "--proc-root", "{proc}"]),
+    ("shim on mode unknown", ["shim", "on", "--file", "{tdir}/toggle", "--xid", "43", "--mode", "stall"]),
     ("namespace not opted in", PREFLIGHT + ["--namespace", "{closed}", "--node", "{node}", "--xid", "79"]),
+    ("fault-duration past 24h", PREFLIGHT + ["--namespace", "{ns}", "--node", "{node}", "--xid", "79", "--fault-duration", "25h"]),
     ("namespace missing", PREFLIGHT + ["--namespace", "no-such-ns", "--node", "{node}", "--xid", "79"]),
     (
         "dgd missing",
@@ -202,6 +232,11 @@ def world(gpu_cluster, unique, tmp_path):
     tdir = tmp_path / "toggle"
     tdir.mkdir()
     toggle.write(tdir / "toggle", toggle.Toggle(on=False))
+    linkdir, foreign = tmp_path / "linkdir", tmp_path / "foreign"
+    linkdir.mkdir()
+    (linkdir / "toggle").symlink_to(tdir / "toggle")
+    foreign.mkdir()
+    (foreign / "toggle").write_text("someone else's file\n")
     kmsg = tmp_path / "kmsg"
     kmsg.write_bytes(b"")
     proc = make_proc(tmp_path / "proc", [("0000:17:00.0", 0)])
@@ -214,6 +249,8 @@ def world(gpu_cluster, unique, tmp_path):
         "kmsg": str(kmsg),
         "proc": str(proc),
         "tdir": str(tdir),
+        "linkdir": str(linkdir),
+        "foreign": str(foreign),
     }
     refs = [dgd_ref(make(name="llm", namespace=ns)), dgd_ref(make(name="llm", namespace=closed))]
 
@@ -226,6 +263,8 @@ def world(gpu_cluster, unique, tmp_path):
             "toggle": (tdir / "toggle").read_bytes().decode(),
             "kmsg": kmsg.read_bytes().decode(),
             "tdir": sorted(p.name for p in tdir.iterdir()),
+            "foreign": (foreign / "toggle").read_text(),
+            "dirs": sorted(str(p.relative_to(tmp_path)) for p in (*linkdir.iterdir(), *foreign.iterdir())),
         }
         return json.dumps(state, sort_keys=True)
 

@@ -187,3 +187,24 @@ def test_recovery_action_on_another_xid_is_bad_input(tmp_path):
     sink.write_bytes(b"")
     result = run("step", "inject-xid", "--xid", "48", "--recovery-action", "none", "--kmsg-path", str(sink), "--proc-root", str(proc))
     assert result.returncode == 2 and sink.read_bytes() == b""
+
+
+def test_the_toggle_names_the_xids_gpu_and_carries_the_trigger_options(tmp_path):
+    """Issue 15 item 4 / issue 17: the toggle names the XID's GPU by its PCI bus id (the CUDA ordinal a
+    worker sees is not the host minor), and inject-xid takes `shim on`'s trigger options."""
+    proc = make_proc(tmp_path / "proc", [("0000:D8:00.0", 0), ("00000001:17:00.0", 1)])
+    sink = tmp_path / "kmsg"
+    sink.write_bytes(b"")
+    tdir = tmp_path / "toggle"
+    tdir.mkdir()
+    result = run(
+        "step", "inject-xid", "--xid", "43", "--gpu", "1", "--kmsg-path", str(sink), "--proc-root", str(proc),
+        "--toggle-dir", str(tdir), "--mode", "hang", "--hang-ms", "1500", "--after-calls", "3", "--probability", "0.5",
+        "--seed", "7",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    state = toggle.read(tdir / "toggle")
+    assert (state.bus, state.gpu, state.mode, state.hang_ms, state.after_calls, state.probability, state.seed) == (
+        "00000001:17:00.0", toggle.ALL_GPUS, "hang", 1500, 3, 0.5, 7,
+    )  # fmt: skip
+    assert 29 * 60_000 < state.expires_ms - state.at_ms <= 30 * 60_000  # the default expiry

@@ -34,6 +34,7 @@ SCENARIO = Scenario(
         gp.XID,
         gp.GPU,
         gp.FAULT_DURATION,
+        *gp.TRIGGER_PARAMETERS,
         gp.NVSENTINEL_NAMESPACE,
         HOLD,
         *INFERENCE_PARAMETERS,

@@ -32,6 +32,7 @@ SCENARIO = Scenario(
         gp.XID,
         gp.GPU,
         gp.FAULT_DURATION,
+        *gp.TRIGGER_PARAMETERS,
         gp.EXPECT,
         gp.RECOVERY_ACTION,
         gp.DEDUP_WINDOW,

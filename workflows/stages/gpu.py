@@ -122,9 +122,26 @@ def _node_stage(name: str, step: str, after: str, host_paths, args, outputs=(), 
     )
 
 
+# The trigger parameters (gpu_parameters.TRIGGER_PARAMETERS) as the options of `shim on` / inject-xid.
+TRIGGER_ARGS = (
+    "--mode",
+    Param("fault-mode"),
+    "--hang-ms",
+    Param("hang-ms"),
+    "--after-calls",
+    Param("after-calls"),
+    "--probability",
+    Param("probability"),
+    "--seed",
+    Param("seed"),
+)
+
+
 def inject_xid(after: str, toggle: bool) -> Stage:
-    """The XID line (and with `toggle` the CUDA toggle first, so both happen at one moment)."""
-    toggle_args = ("--toggle-dir", TOGGLE_DIR, "--expires-in", Param("fault-duration"), "--toggle-gpu", Param("gpu")) if toggle else ()
+    """The XID line (and with `toggle` the CUDA toggle first, so both happen at one moment). The toggle
+    names the XID's GPU by PCI bus id (inject-xid reads it with the line's): the `gpu` parameter is the
+    host's device minor, which is not the CUDA ordinal a worker sees, so it is not passed as --toggle-gpu."""
+    toggle_args = ("--toggle-dir", TOGGLE_DIR, "--expires-in", Param("fault-duration"), *TRIGGER_ARGS) if toggle else ()
     return _node_stage(
         "inject-xid",
         "inject-xid",
@@ -161,7 +178,21 @@ def toggle_on(after: str) -> Stage:
         "shim on",
         after,
         (TOGGLE_DIR,),
-        ("--file", TOGGLE_FILE, "--xid", Param("xid"), "--expires-in", Param("fault-duration"), "--gpu", Param("gpu")),
+        # The gpu parameter is the host's device minor: named by its PCI bus id (as inject-xid does), never
+        # as --gpu, which is the CUDA ordinal inside a worker (a pod holding host GPU 3 sees device 0).
+        (
+            "--file",
+            TOGGLE_FILE,
+            "--xid",
+            Param("xid"),
+            "--expires-in",
+            Param("fault-duration"),
+            "--host-gpu",
+            Param("gpu"),
+            "--proc-root",
+            PROC,
+            *TRIGGER_ARGS,
+        ),
         node=SHIMMED_NODE,
     )
 

@@ -10,7 +10,24 @@ XID_ENUM = tuple(str(number) for number in sorted(catalogue()))
 
 XID = Parameter("xid", "79", "XID to inject (NVIDIA catalogue 1-172; NVSentinel cordons for the fatal ones).", XID_ENUM)
 GPU = Parameter("gpu", "0", "GPU index on the node (host device minor).")
-FAULT_DURATION = Parameter("fault-duration", "30m", "The CUDA toggle switches itself off after this.")
+FAULT_DURATION = Parameter("fault-duration", "30m", "The CUDA toggle switches itself off after this (at most 24h).")
+# How the CUDA fault shows (`faultflow shim on` / inject-xid trigger options; steps.gpu.toggle.Triggers).
+FAULT_MODE = Parameter(
+    "fault-mode",
+    "error",
+    "error: the workers' CUDA calls fail with the XID's error; hang: their synchronize, launch and memcpy calls "
+    "block until the toggle clears or hang-ms passes (XIDs 43, 109, 119 often look like this).",
+    ("error", "hang"),
+)
+HANG_MS = Parameter("hang-ms", "0", "fault-mode hang: a blocked call fails with the XID's error after this many ms (0: blocks until off).")
+AFTER_CALLS = Parameter("after-calls", "0", "The first N CUDA calls on the GPU of each worker process pass; the fault trips after them.")
+PROBABILITY = Parameter(
+    "probability",
+    "1",
+    "Each CUDA call on the GPU after that fails with this probability (0 < P <= 1): below 1, an intermittent fault.",
+)
+SEED = Parameter("seed", "0", "Seed of the per-process draw sequence for probability: the same seed replays the same failures.")
+TRIGGER_PARAMETERS = (FAULT_MODE, HANG_MS, AFTER_CALLS, PROBABILITY, SEED)
 EXPECT = Parameter(
     "expect",
     "auto",
