@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from steps.event_names import TIMELINE_LABELS
 from steps.report.nvsentinel import markdown_line
+from steps.report.nvsentinel_mttr import markdown_lines as mttr_lines
 
 
 def _s(seconds) -> str:
@@ -43,6 +44,7 @@ def render_markdown(report: dict) -> str:
             f"{_ms(lat['p99'])} | {_s(p['time_to_first_failure_s'])} | {_s(p['time_to_recovery_s'])} |"
         )
     lines += markdown_line(report.get("nvsentinel"))
+    lines += mttr_lines(report.get("nvsentinel_mttr"))
     lines += ["", "Checks:", ""]
     for c in report["checks"]:
         reason = f": {c['reason']}" if c.get("reason") and c["status"] != "passed" else ""
