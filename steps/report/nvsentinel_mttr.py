@@ -105,6 +105,7 @@ def nvsentinel_mttr(api: PrometheusApi, events: list[Event], window: RunWindow) 
     out: dict = {
         "prometheus_url": api.url,
         "node": window.node,
+        "error_code": window.error_code,
         "window": {"start": window.start, "end": window.end},
     }
     try:
@@ -153,7 +154,7 @@ def apply_dedup(summary: dict | None, mttr: dict | None) -> dict | None:
     summary = dict(summary or {})
     evidence = (
         f"NVSentinel's platform-connectors stored {mttr['deduplicated']} repeat(s) of ErrorCode "
-        f"{summary.get('expected_error_code') or 'any'} on node {mttr['node']} without acting ({DEDUP})"
+        f"{mttr.get('error_code') or '(any)'} on node {mttr['node']} without acting ({DEDUP})"
     )
     summary["outcome"] = "deduplicated"
     summary["deduplicated_evidence"] = evidence

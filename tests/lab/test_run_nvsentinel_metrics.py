@@ -44,17 +44,18 @@ def one_node_lab(tmp_path_factory):
         lab_down(lab)
 
 
-def uncordon_when_drained(lab: Lab, node: str, done: threading.Event) -> None:
-    """A person's `kubectl uncordon` once NVSentinel has drained the node."""
-    kube = lab.kube()
-    ref = Ref("v1", "nodes", None, node)
-    wait_until(
-        lambda: True if (kube.get(ref)["metadata"].get("labels") or {}).get(nv.STATE_LABEL) == "drain-succeeded" else None,
-        what=f"{node} drained",
-        timeout_s=240,
-        interval_s=0.2,
-    )
-    kube.merge_patch(ref, {"spec": {"unschedulable": None}})
+def uncordon_when_drained(lab: Lab, node: str, evidence: Path, done: threading.Event) -> None:
+    """A person's `kubectl uncordon` once the run has seen the workers leave the drained node."""
+    events = evidence / "wait-for-cordon" / "step-events.jsonl"
+
+    def evicted() -> bool | None:
+        try:
+            return True if '"pods_evicted"' in events.read_text() else None
+        except FileNotFoundError:
+            return None
+
+    wait_until(evicted, what="the run's pods_evicted", timeout_s=300, interval_s=0.2)
+    lab.kube().merge_patch(Ref("v1", "nodes", None, node), {"spec": {"unschedulable": None}})
     done.set()
 
 
@@ -63,11 +64,10 @@ def test_nvsentinel_mttr_beside_ours_then_a_suppressed_repeat_reported_as_dedupl
     wait_baseline(lab)
     node = lab.gpu_nodes()[0]
     kube = lab.kube()
-    uncordoned = threading.Event()
-    person = threading.Thread(target=uncordon_when_drained, args=(lab, node, uncordoned), daemon=True)
-    person.start()
-
     first = tmp_path / "first"
+    uncordoned = threading.Event()
+    person = threading.Thread(target=uncordon_when_drained, args=(lab, node, first, uncordoned), daemon=True)
+    person.start()
     result = run_cli("run", "xid-only", "--lab", str(lab.root), "-p", "xid=79", "--evidence", str(first), timeout=400)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr
     assert uncordoned.is_set()
