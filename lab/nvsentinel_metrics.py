@@ -21,6 +21,7 @@ port in the Prometheus text format (prometheus_client's own exposition server).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
@@ -58,7 +59,7 @@ class NvsentinelMetrics:
             ["check", "node", "err_code"],
             registry=self.registry,
         )
-        self._server = None
+        self._server: WSGIServer | None = None
 
     def serve(self) -> str:
         """Start `/metrics` on loopback; returns `host:port` (a scrape target)."""

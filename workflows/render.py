@@ -199,7 +199,7 @@ def conditional_mounts(stage: d.Stage) -> str | None:
     conditional = [(i, h) for i, h in enumerate(mounts) if h.unless is not None]
     if not conditional:
         return None
-    conditions = {h.unless for _, h in conditional}
+    conditions = {h.unless for _, h in conditional if h.unless is not None}
     if len(conditions) != 1:
         raise ValueError(f"stage {stage.name}: conditional mounts on more than one condition")
     ((ref, value),) = conditions

@@ -218,7 +218,9 @@ def build_report(inputs: Inputs, criteria: Criteria, scenario: str, run_id: str 
     summary = nvsentinel_summary(inputs.events)
     mttr = None
     if prometheus is not None:
-        xid = next((e.fields.get("xid") for e in inputs.events if e.event == EventName.FAULT_INJECTED and e.fields.get("kind") == "xid"), None)
+        xid = next(
+            (e.fields.get("xid") for e in inputs.events if e.event == EventName.FAULT_INJECTED and e.fields.get("kind") == "xid"), None
+        )
         code = (summary or {}).get("expected_error_code") or (str(xid) if xid is not None else None)
         mttr = nvsentinel_mttr(prometheus, inputs.events, run_window(inputs.events, origin, run_end, time.time(), code))
         summary = apply_dedup(summary, mttr)

@@ -93,7 +93,8 @@ def _ours(events: list[Event]) -> tuple[float | None, float | None]:
     """Our quarantine latency (fault → quarantine seen) and cordon → workers gone, from wait-for-cordon."""
     seen = next((e for e in events if e.event in (EventName.NODE_CORDONED, EventName.NODE_ANNOTATED)), None)
     evicted = next((e for e in events if e.event == EventName.PODS_EVICTED), None)
-    quarantine = seen.fields.get("latency_ms") / 1000 if seen and isinstance(seen.fields.get("latency_ms"), (int, float)) else None
+    latency = seen.fields.get("latency_ms") if seen is not None else None
+    quarantine = latency / 1000 if isinstance(latency, (int, float)) else None
     eviction = None
     if evicted is not None and quarantine is not None and isinstance(evicted.fields.get("after_ms"), (int, float)):
         eviction = max(0.0, evicted.fields["after_ms"] / 1000 - quarantine)

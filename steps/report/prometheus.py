@@ -44,8 +44,8 @@ class PrometheusApi:
         except ValueError:
             raise PrometheusError(f"{self.url}{QUERY_PATH} answered HTTP {reply.status_code} without JSON: is it Prometheus?") from None
         if not isinstance(body, dict) or body.get("status") != "success":
-            error = body.get("error") if isinstance(body, dict) else None
-            raise PrometheusError(f"query {promql!r} failed: HTTP {reply.status_code} {error or 'no error text'}")
+            text = body.get("error") if isinstance(body, dict) else None
+            raise PrometheusError(f"query {promql!r} failed: HTTP {reply.status_code} {text or 'no error text'}")
         data = body.get("data") or {}
         if data.get("resultType") != "vector":
             raise PrometheusError(f"query {promql!r} gave a {data.get('resultType')!r}, not an instant vector")
