@@ -25,9 +25,11 @@ from steps.kube.client import Ref
 from tests.cli import run_cli
 from tests.lab.run_checks import Lab, lab_down, wait_baseline
 
-# NVSentinel's default 3-minute dedup (both runs fall inside it); one GPU node, so no breaker.
+# NVSentinel's default 3-minute dedup (both runs fall inside it); one GPU node, so no breaker. Its
+# journal poll (chart: 15 s) stands at 8 s: wait-for-cordon must have counted the node's workers before
+# the drain, and a step takes seconds to start on a loaded 2-core machine.
 NVSENTINEL = json.dumps(
-    {"detect_delay_s": 1, "quarantine_delay_s": 0.5, "drain_delay_s": 0.5, "dedup_window_s": 180, "breaker_enabled": False}
+    {"detect_delay_s": 8, "quarantine_delay_s": 0.5, "drain_delay_s": 0.5, "dedup_window_s": 180, "breaker_enabled": False}
 )
 
 
@@ -119,4 +121,5 @@ def test_nvsentinel_mttr_beside_ours_then_a_suppressed_repeat_reported_as_dedupl
     assert mttr["deduplicated"] == 1 and mttr["quarantine"]["observations"] == 0
     summary = (second / "report" / "summary.md").read_text()
     assert "; deduplicated (NVSentinel's platform-connectors stored 1 repeat(s) of ErrorCode 79 on node" in summary
+    print(next(line for line in summary.splitlines() if line.startswith("NVSentinel: expected")))
     assert not kube.get(Ref("v1", "nodes", None, node))["spec"].get("unschedulable")
