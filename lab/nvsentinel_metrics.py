@@ -8,11 +8,13 @@ names them):
   health event's generation (the syslog monitor parsing the line) to the quarantine written.
 * `node_drainer_pod_eviction_duration_seconds` — Histogram, no labels, ExponentialBuckets(0.1, 2, 23):
   from the node-drainer receiving the event to every pod evicted.
-* `nvsentinel_platform_connector_dedup_store_and_analyse_total{check, node, err_code}` — Counter: a
-  repeat downgraded to STORE_AND_ANALYSE (err_code: the event's codes, sorted, comma-joined).
+* `nvsentinel_platform_connector_dedup_store_and_analyse_total{check, err_code}` — Counter: a repeat
+  downgraded to STORE_AND_ANALYSE (err_code: the event's codes, sorted, comma-joined). Its first release
+  had a `node` label too; NVSentinel's current documentation drops it (the deployment platform
+  connector dedups for the whole fleet), and so does this simulator.
 
-Neither histogram carries a node label upstream (one fault-quarantine and one node-drainer serve the
-fleet), so neither does this one: a reader attributes them to a node by time window only.
+None of them carries a node label upstream (one fault-quarantine, one node-drainer and one platform
+connector serve the fleet), so neither does this one: a reader attributes them to a run by time window.
 
 Each simulator has its own registry (no global state); `serve()` exposes it on 127.0.0.1 and a free
 port in the Prometheus text format (prometheus_client's own exposition server).
@@ -56,7 +58,7 @@ class NvsentinelMetrics:
         self.dedup = Counter(
             DEDUP_STORE_AND_ANALYSE.removesuffix("_total"),
             "Total number of duplicate health events marked STORE_AND_ANALYSE by deduplication.",
-            ["check", "node", "err_code"],
+            ["check", "err_code"],
             registry=self.registry,
         )
         self._server: WSGIServer | None = None

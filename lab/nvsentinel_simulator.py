@@ -75,7 +75,7 @@ from steps.errors import InfrastructureError
 from steps.gpu import kmsg
 from steps.gpu import nvsentinel as nv
 from steps.kube import objects as o
-from steps.kube.client import Kube, NotFound, Ref
+from steps.kube.client import Conflict, Kube, NotFound, Ref
 
 AGENT = "syslog-health-monitor"
 RULESET = "Syslog fatal error ruleset"
@@ -558,7 +558,7 @@ class NvsentinelSimulator:
             with self.lock:
                 last = self.dedup.get(d.dedup_key())
                 if last is not None and now_s - last < self.config.dedup_window_s:
-                    self.metrics.dedup.labels(check=d.check, node=d.node, err_code=d.code).inc()
+                    self.metrics.dedup.labels(check=d.check, err_code=d.code).inc()
                     return (
                         f"deduplicated: repeat of ErrorCode:{d.code} PCI:{d.pci} within "
                         f"{self.config.dedup_window_s:.0f}s: STORE_AND_ANALYSE"
@@ -700,9 +700,21 @@ class NvsentinelSimulator:
                 f"circuit breaker TRIPPED: {cordoned} of {len(nodes)} GPU nodes cordoned (threshold {self.breaker_threshold(len(nodes)):g})"
             )
 
-    def _state(self, node: str, state: str) -> None:
-        self.kube.merge_patch(Ref("v1", "nodes", None, node), {"metadata": {"labels": {nv.STATE_LABEL: state}}})
-        self.note(f"{node}: {nv.STATE_LABEL}={state}")
+    def _state(self, node: str, state: str) -> bool:
+        """Move the node's state label on, unless a manual uncordon cancelled the quarantine meanwhile
+        (its markings are gone): then the break-fix stops here. False when cancelled."""
+        ref = Ref("v1", "nodes", None, node)
+        while True:
+            meta = self.kube.get(ref)["metadata"]
+            if nv.EVENT_ANNOTATION not in (meta.get("annotations") or {}):
+                self.note(f"{node}: quarantine cancelled: {state} not set")
+                return False
+            try:  # guarded by the resourceVersion read: a cancellation in between is never overwritten
+                self.kube.merge_patch(ref, {"metadata": {"resourceVersion": meta["resourceVersion"], "labels": {nv.STATE_LABEL: state}}})
+            except Conflict:
+                continue
+            self.note(f"{node}: {nv.STATE_LABEL}={state}")
+            return True
 
     def _drainable(self, node: str) -> list[dict]:
         system = re.compile(self.config.system_namespaces)
@@ -719,7 +731,8 @@ class NvsentinelSimulator:
 
     def drain(self, node: str) -> None:
         received = time.time()
-        self._state(node, "draining")
+        if not self._state(node, "draining"):
+            return
         if self.config.posture == "dry-run":  # node-drainer's evictions are DryRun: nothing leaves
             self.note(f"{node}: dry-run drain of {len(self._drainable(node))} pods")
             self._state(node, "drain-succeeded")
@@ -727,6 +740,9 @@ class NvsentinelSimulator:
         for pod in self._drainable(node):
             if o.terminating(pod):
                 continue
+            if self.stop_event.is_set() or nv.EVENT_ANNOTATION not in o.annotations_of(self.kube.get(Ref("v1", "nodes", None, node))):
+                self.note(f"{node}: quarantine cancelled: drain stopped")
+                return
             meta = pod["metadata"]
             try:
                 self.kube.request(
@@ -752,8 +768,8 @@ class NvsentinelSimulator:
         except NotReady:
             self._state(node, "drain-failed")
             return
-        self.metrics.eviction_duration.observe(time.time() - received)
-        self._state(node, "drain-succeeded")
+        if self._state(node, "drain-succeeded"):
+            self.metrics.eviction_duration.observe(time.time() - received)
 
     def on_gpu_reset(self, node: str, uuid: str) -> None:
         """A healthy event for the GPU: clears its entities; the last one un-quarantines the node."""

@@ -223,7 +223,7 @@ def build_report(inputs: Inputs, criteria: Criteria, scenario: str, run_id: str 
         )
         code = (summary or {}).get("expected_error_code") or (str(xid) if xid is not None else None)
         mttr = nvsentinel_mttr(prometheus, inputs.events, run_window(inputs.events, origin, run_end, time.time(), code))
-        summary = apply_dedup(summary, mttr)
+        summary = apply_dedup(summary, mttr, inputs.events)
     return {
         "scenario": scenario,
         "run_id": run_id,

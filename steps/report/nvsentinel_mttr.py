@@ -7,14 +7,17 @@ platform-connectors' dedup transformer):
   (the syslog monitor parsed the line) → quarantine written. Ours: fault → quarantine seen.
 * `node_drainer_pod_eviction_duration_seconds` — Histogram, no labels: event received by the drainer
   → every pod evicted. Ours: quarantine seen → workers gone.
-* `nvsentinel_platform_connector_dedup_store_and_analyse_total{check,node,err_code}` — Counter: a
-  repeat inside the dedup window, stored and not acted on.
+* `nvsentinel_platform_connector_dedup_store_and_analyse_total{check,err_code}` — Counter: a repeat
+  inside the dedup window, stored and not acted on (its first release also had a `node` label: series
+  with our node or with none are read).
 
-Neither histogram has a node label (one fault-quarantine and one node-drainer serve the fleet), so a
-figure is what NVSentinel observed cluster-wide during the run's window: the increase of `_sum` over
-the increase of `_count` between the run's start and end (the mean when several nodes were
-quarantined meanwhile; `observations` says how many). GPU-fault runs hold a per-cluster lock, so other
-faultflow runs do not add to it; real faults elsewhere can. The dedup counter has the node label.
+None of them has a node label upstream (one fault-quarantine, one node-drainer and one platform
+connector serve the fleet), so a figure is what NVSentinel observed cluster-wide during the run's
+window: the increase of `_sum` over the increase of `_count` between the run's start and end (the mean
+when several nodes were quarantined meanwhile; `observations` says how many). GPU-fault runs hold a
+per-cluster lock, so other faultflow runs do not add to it; real faults elsewhere can. A repeat of our
+error code counted while our node was not quarantined is taken as ours: the report says
+`deduplicated` then, and that the counter is cluster-wide.
 
 It is evidence, not a check: a Prometheus that does not answer, or lacks NVSentinel's series, leaves
 `status: unavailable` and the reason, and the run's verdict is unchanged.
@@ -23,6 +26,7 @@ It is evidence, not a check: a Prometheus that does not answer, or lacks NVSenti
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 from steps.event_names import EventName
@@ -112,12 +116,11 @@ def nvsentinel_mttr(api: PrometheusApi, events: list[Event], window: RunWindow) 
     try:
         q_mean, q_n = _histogram(api, QUARANTINE, window)
         e_mean, e_n = _histogram(api, EVICTION, window)
-        dedup = None
-        if window.node:
-            labels = {"check": XID_CONDITION, "node": window.node}
-            if window.error_code:
-                labels["err_code"] = window.error_code
-            dedup = int(round(_increase(api, DEDUP + label_matcher(**labels), window, born_in_window=True)))
+        labels = {"check": XID_CONDITION, **({"err_code": window.error_code} if window.error_code else {})}
+        selector = label_matcher(**labels)
+        if window.node:  # the first release's node label: our node's series, or series without one
+            selector = selector[:-1] + f',node=~"{_regex_literal(re.escape(window.node))}|"}}'
+        dedup = int(round(_increase(api, DEDUP + selector, window, born_in_window=True)))
     except (PrometheusError, Unavailable) as error:
         return {**out, "status": "unavailable", "why": str(error)}
     out.update(
@@ -147,15 +150,23 @@ def nvsentinel_mttr(api: PrometheusApi, events: list[Event], window: RunWindow) 
     return out
 
 
-def apply_dedup(summary: dict | None, mttr: dict | None) -> dict | None:
+def _regex_literal(pattern: str) -> str:
+    return pattern.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def apply_dedup(summary: dict | None, mttr: dict | None, events: list[Event]) -> dict | None:
     """NVSentinel's own dedup counter settles what a missing quarantine meant: a suppressed repeat
-    (NVSentinel worked as configured) — even where faultflow's dedup window did not foresee it."""
+    (NVSentinel worked as configured) — even where faultflow's dedup window did not foresee it. Only
+    when our node was not quarantined: the counter is cluster-wide."""
     if not mttr or not mttr.get("deduplicated"):
+        return summary
+    if any(e.event in (EventName.NODE_CORDONED, EventName.NODE_ANNOTATED) for e in events):
         return summary
     summary = dict(summary or {})
     evidence = (
         f"NVSentinel's platform-connectors stored {mttr['deduplicated']} repeat(s) of ErrorCode "
-        f"{mttr.get('error_code') or '(any)'} on node {mttr['node']} without acting ({DEDUP})"
+        f"{mttr.get('error_code') or '(any)'} without acting while node {mttr['node']} was not quarantined "
+        f"({DEDUP}, cluster-wide)"
     )
     summary["outcome"] = "deduplicated"
     summary["deduplicated_evidence"] = evidence

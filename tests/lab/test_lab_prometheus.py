@@ -40,12 +40,13 @@ def wait_value(api: PrometheusApi, promql: str, expected: float) -> None:
     wait_until(lambda: True if value(api, promql) == expected else None, what=f"{promql} == {expected}", timeout_s=30, interval_s=0.2)
 
 
-def events_file(path: Path, t0: float) -> Path:
-    lines = [
-        {"time": t0, "step": "inject-xid", "event": "fault_injected", "kind": "xid", "xid": 79, "node": "gpu-0"},
-        {"time": t0 + 1.6, "step": "wait-for-cordon", "event": "node_cordoned", "node": "gpu-0", "xid": 79, "latency_ms": 1500},
-        {"time": t0 + 4.1, "step": "wait-for-cordon", "event": "pods_evicted", "node": "gpu-0", "after_ms": 4000},
-    ]
+def events_file(path: Path, t0: float, quarantined: bool = True) -> Path:
+    lines = [{"time": t0, "step": "inject-xid", "event": "fault_injected", "kind": "xid", "xid": 79, "node": "gpu-0"}]
+    if quarantined:
+        lines += [
+            {"time": t0 + 1.6, "step": "wait-for-cordon", "event": "node_cordoned", "node": "gpu-0", "xid": 79, "latency_ms": 1500},
+            {"time": t0 + 4.1, "step": "wait-for-cordon", "event": "pods_evicted", "node": "gpu-0", "after_ms": 4000},
+        ]
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     return path
 
@@ -66,7 +67,7 @@ def test_the_report_sets_nvsentinels_durations_in_the_run_window_beside_ours(scr
     t0 = time.time()
     metrics.quarantine_duration.observe(0.4)
     metrics.eviction_duration.observe(2.5)
-    metrics.dedup.labels(check="SysLogsXIDError", node="gpu-1", err_code="79").inc()  # another node's repeat
+    metrics.dedup.labels(check="SysLogsXIDError", err_code="48").inc()  # another error code's repeat
     wait_value(api, f"{QUARANTINE_DURATION}_count", 2)
     wait_value(api, f"{EVICTION_DURATION}_count", 1)
     wait_value(api, DEDUP_STORE_AND_ANALYSE, 1)
@@ -81,18 +82,24 @@ def test_the_report_sets_nvsentinels_durations_in_the_run_window_beside_ours(scr
     assert mttr["quarantine"]["ours_s"] == pytest.approx(1.5)
     assert mttr["eviction"]["observations"] == 1 and mttr["eviction"]["nvsentinel_s"] == pytest.approx(2.5)
     assert mttr["eviction"]["ours_s"] == pytest.approx(2.5)
-    assert mttr["deduplicated"] == 0  # gpu-1's repeat is not this run's
+    assert mttr["deduplicated"] == 0  # XID 48's repeat is not this run's
     summary = (out / "summary.md").read_text()
     assert "- quarantine: NVSentinel 0.40 s (health event generated → quarantine written" in summary
     assert "vs ours 1.50 s (fault injected → quarantine seen" in summary
 
-    # The same run's repeat on its own node, suppressed by NVSentinel: the report says deduplicated.
-    metrics.dedup.labels(check="SysLogsXIDError", node="gpu-0", err_code="79").inc()
+    # A repeat of XID 79 NVSentinel suppressed: counted; the node was quarantined, so it was not ours.
+    metrics.dedup.labels(check="SysLogsXIDError", err_code="79").inc()
     wait_value(api, DEDUP_STORE_AND_ANALYSE, 2)
-    result = run_cli(*args, "--prometheus-url", prometheus.url)
+    run_cli(*args, "--prometheus-url", prometheus.url)
     report = json.loads((out / "report.json").read_text())
-    assert report["nvsentinel_mttr"]["deduplicated"] == 1 and report["nvsentinel"]["outcome"] == "deduplicated"
+    assert report["nvsentinel_mttr"]["deduplicated"] == 1 and report["nvsentinel"] is None
     assert "deduplicated: 1 repeat(s) stored without action" in (out / "summary.md").read_text()
+    # The same repeat in a run whose node NVSentinel left alone: that run's XID was the repeat.
+    quiet = events_file(tmp_path / "quiet.jsonl", t0, quarantined=False)
+    run_cli("step", "report", "--input", str(quiet), "--outputs-dir", str(out), "--no-plot", "--prometheus-url", prometheus.url)
+    report = json.loads((out / "report.json").read_text())
+    assert report["nvsentinel"]["outcome"] == "deduplicated"
+    assert "while node gpu-0 was not quarantined" in report["nvsentinel"]["deduplicated_evidence"]
 
 
 def test_a_prometheus_without_nvsentinels_series_or_none_at_all_leaves_the_verdict_alone(tmp_path: Path):

@@ -120,6 +120,6 @@ def test_nvsentinel_mttr_beside_ours_then_a_suppressed_repeat_reported_as_dedupl
     mttr = report["nvsentinel_mttr"]
     assert mttr["deduplicated"] == 1 and mttr["quarantine"]["observations"] == 0
     summary = (second / "report" / "summary.md").read_text()
-    assert "; deduplicated (NVSentinel's platform-connectors stored 1 repeat(s) of ErrorCode 79 on node" in summary
+    assert "; deduplicated (NVSentinel's platform-connectors stored 1 repeat(s) of ErrorCode 79 without acting" in summary
     print(next(line for line in summary.splitlines() if line.startswith("NVSentinel: expected")))
     assert not kube.get(Ref("v1", "nodes", None, node))["spec"].get("unschedulable")
