@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
 
-.PHONY: all help venv shim test lint format bench demo shim-demo clean catalogue envtest gpu-check node-packages real-lab-tools
+.PHONY: all help venv shim test lint format bench demo shim-demo clean catalogue envtest gpu-check node-packages real-lab-tools prometheus
 
 all: shim ## build the CUDA shim (the default target)
 
@@ -49,8 +49,14 @@ real-lab-tools: venv node-packages ## build or reuse the real lab's node compone
 	$(PY) -m lab.prepare build kube-scheduler kube-proxy kube-controller-manager kubelet coredns
 	$(PY) -m lab.images.build
 
+# The lab's Prometheus (Debian's package, fetched with apt-get download and unpacked, never installed:
+# its maintainer scripts would start a system service here), cached like the control plane. Fetched
+# before pytest, so no lab test waits on a first download.
+prometheus: venv ## fetch or reuse the lab's Prometheus (lab/prometheus.py)
+	$(PY) -m lab.prometheus
+
 # The README's (and so .ci/run's) test command: lint first, so CI checks it too.
-test: lint shim envtest real-lab-tools ## lint, then the whole test suite
+test: lint shim envtest real-lab-tools prometheus ## lint, then the whole test suite
 	$(PY) -m pytest
 
 # Every checker runs even when an earlier one fails, so one run shows everything; the exit status says
@@ -81,7 +87,7 @@ gpu-check: ## the shim and NVML interposer on a real NVIDIA GPU (exit 2 without 
 shim-demo: venv shim ## the shim alone: a CUDA program failing when the toggle flips
 	$(PY) -m lab.shim_demo
 
-demo: venv shim envtest ## a whole scenario against the lab cluster
+demo: venv shim envtest prometheus ## a whole scenario against the lab cluster
 	$(PY) -m lab.demo
 
 clean: ## remove the venv and build outputs

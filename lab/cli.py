@@ -94,6 +94,7 @@ def _summary(state: dict) -> list[str]:
         f"  dgd            {state['dgd']} ({state['dgd_version']})",
         f"  frontend       {state['frontend_url']} (OpenAI API)",
         f"  simulators     {', '.join(state['simulators'])}; NVSentinel in namespace {state['nvsentinel_namespace']}",
+        f"  prometheus     {state.get('prometheus_url') or '-'} (scrapes the NVSentinel simulator's metrics every 1s)",
     ]
 
 

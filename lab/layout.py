@@ -11,6 +11,7 @@
 .lab/pods/<namespace>_<pod>/       a pod's emptyDir volumes
 .lab/pod-logs/<namespace>_<pod>.log  stdout+stderr of every container of the pod
 .lab/images/shim/                  the shim image's /opt/faultflow (install.sh and the .so)
+.lab/prometheus/                   the lab Prometheus: prometheus.yml, tsdb/, prometheus.log, prometheus.pid
 """
 
 from __future__ import annotations

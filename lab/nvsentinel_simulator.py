@@ -40,6 +40,14 @@ for the lab's GPU nodes, reduced to the contract faultflow depends on (shared/re
   when no quarantined entity is left, the node is uncordoned (unless the cordon pre-existed), the
   markings are removed, `k8saas.nvidia.com/uncordon-by=NVSentinel` is set and the condition goes False.
 
+* Manual uncordon (NVSentinel's documented way to cancel a break-fix): a person uncordons a node
+  fault-quarantine cordoned; it notices, removes its quarantine markings and annotates
+  `k8saas.nvidia.com/quarantinedNodeUncordonedManually=true`. The node condition stays (platform-connectors
+  own it) and so does the dedup tracker: only a healthy event clears its matching entries.
+* Metrics (`lab.nvsentinel_metrics`, served on `/metrics` by `serve_metrics()`): the quarantine duration
+  (event generation → quarantine written), the pod eviction duration (drain received → pods gone) and
+  the dedup counter, with NVSentinel's names, types, labels and buckets.
+
 Fault-remediation and the janitor are not simulated (disabled, as NVIDIA's UAT runs them).
 """
 
@@ -52,24 +60,27 @@ import select
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from lab.gpu_nodes import GPU_METADATA, GPU_PRESENT_LABEL, KMSG
 from lab.host_paths import node_path
+from lab.informer import start_informer
 from lab.kubelet_simulator import now
 from lab.layout import LabDir
+from lab.nvsentinel_metrics import NvsentinelMetrics
 from lab.processes import NotReady, wait_until
 from steps.errors import InfrastructureError
 from steps.gpu import kmsg
 from steps.gpu import nvsentinel as nv
 from steps.kube import objects as o
-from steps.kube.client import Kube, NotFound, Ref
+from steps.kube.client import Conflict, Kube, NotFound, Ref
 
 AGENT = "syslog-health-monitor"
 RULESET = "Syslog fatal error ruleset"
 STRATEGIC = "application/strategic-merge-patch+json"
+MANUAL_UNCORDON_ANNOTATION = "k8saas.nvidia.com/quarantinedNodeUncordonedManually"
 MERGE = "application/merge-patch+json"
 
 
@@ -128,6 +139,7 @@ class Detection:
     action: str
     error_code: str = ""
     check: str = nv.XID_CONDITION
+    generated_at: float = field(default_factory=time.time)  # the health event's generatedTimestamp
 
     @property
     def fatal(self) -> bool:
@@ -291,6 +303,7 @@ class NvsentinelSimulator:
         self.last_xid_at: dict[tuple[str, str], float] = {}  # (node, pci) → monotonic time (gpufallen check)
         self.dedup: dict[tuple, float] = {}  # platform-connectors' dedup key → when last forwarded
         self.lock = threading.Lock()
+        self.metrics = NvsentinelMetrics()
 
     # --- presence: what preflight and an operator see of an installed NVSentinel ------------------
     def install(self) -> None:
@@ -397,7 +410,13 @@ class NvsentinelSimulator:
             thread = threading.Thread(target=target, args=(node, fd), name=f"nvsentinel-{node}", daemon=True)
             thread.start()
             self.threads.append(thread)
+        # fault-quarantine's node informer, for the one change it reacts to from outside: an uncordon.
+        self.threads.append(start_informer("nvsentinel-nodes", self.kube, Ref("v1", "nodes", None, ""), self._on_node, self.stop_event))
         return self
+
+    def serve_metrics(self) -> str:
+        """`/metrics` on loopback (NVSentinel's metrics port); returns the scrape target `host:port`."""
+        return self.metrics.serve()
 
     def wait_first_poll(self, timeout_s: float = 30.0) -> NvsentinelSimulator:
         """Until every node's monitor has polled once: only records written after that are processed."""
@@ -410,6 +429,24 @@ class NvsentinelSimulator:
         self.stop_event.set()
         for thread in self.threads:
             thread.join(5)
+        self.metrics.stop()
+
+    def _on_node(self, kind: str, obj: dict) -> None:
+        if kind == "DELETED" or obj["metadata"]["name"] not in self.nodes:
+            return
+        if o.annotations_of(obj).get(nv.CORDONED_ANNOTATION) == "True" and not o.unschedulable(obj):
+            try:
+                self.on_manual_uncordon(obj["metadata"]["name"])
+            except (InfrastructureError, NotFound) as error:
+                self.note(f"{obj['metadata']['name']}: failed to cancel the quarantine: {error}")
+
+    def on_manual_uncordon(self, node: str) -> None:
+        """A person uncordoned a node fault-quarantine cordoned: the break-fix is cancelled."""
+        labels = {key: None for key in (nv.CORDON_BY_LABEL, nv.CORDON_REASON_LABEL, nv.CORDON_TIMESTAMP_LABEL, nv.STATE_LABEL)}
+        annotations = {nv.EVENT_ANNOTATION: None, nv.CORDONED_ANNOTATION: None, nv.PRE_EXISTING_ANNOTATION: None}
+        annotations[MANUAL_UNCORDON_ANNOTATION] = "true"
+        self.kube.merge_patch(Ref("v1", "nodes", None, node), {"metadata": {"labels": labels, "annotations": annotations}})
+        self.note(f"{node}: uncordoned manually: quarantine cancelled (condition and dedup entries kept)")
 
     def _drain_fd(self, fd: int) -> int:
         skipped = 0
@@ -521,6 +558,7 @@ class NvsentinelSimulator:
             with self.lock:
                 last = self.dedup.get(d.dedup_key())
                 if last is not None and now_s - last < self.config.dedup_window_s:
+                    self.metrics.dedup.labels(check=d.check, err_code=d.code).inc()
                     return (
                         f"deduplicated: repeat of ErrorCode:{d.code} PCI:{d.pci} within "
                         f"{self.config.dedup_window_s:.0f}s: STORE_AND_ANALYSE"
@@ -629,6 +667,8 @@ class NvsentinelSimulator:
         if spec:
             patch["spec"] = spec
         self.kube.merge_patch(ref, patch)
+        if not already:
+            self.metrics.quarantine_duration.observe(max(0.0, time.time() - d.generated_at))
         self.note(
             f"{d.node}: quarantined ({'already quarantined' if already else 'cordoned' if cordon else self.config.posture + ', not cordoned'})"
         )
@@ -660,9 +700,21 @@ class NvsentinelSimulator:
                 f"circuit breaker TRIPPED: {cordoned} of {len(nodes)} GPU nodes cordoned (threshold {self.breaker_threshold(len(nodes)):g})"
             )
 
-    def _state(self, node: str, state: str) -> None:
-        self.kube.merge_patch(Ref("v1", "nodes", None, node), {"metadata": {"labels": {nv.STATE_LABEL: state}}})
-        self.note(f"{node}: {nv.STATE_LABEL}={state}")
+    def _state(self, node: str, state: str) -> bool:
+        """Move the node's state label on, unless a manual uncordon cancelled the quarantine meanwhile
+        (its markings are gone): then the break-fix stops here. False when cancelled."""
+        ref = Ref("v1", "nodes", None, node)
+        while True:
+            meta = self.kube.get(ref)["metadata"]
+            if nv.EVENT_ANNOTATION not in (meta.get("annotations") or {}):
+                self.note(f"{node}: quarantine cancelled: {state} not set")
+                return False
+            try:  # guarded by the resourceVersion read: a cancellation in between is never overwritten
+                self.kube.merge_patch(ref, {"metadata": {"resourceVersion": meta["resourceVersion"], "labels": {nv.STATE_LABEL: state}}})
+            except Conflict:
+                continue
+            self.note(f"{node}: {nv.STATE_LABEL}={state}")
+            return True
 
     def _drainable(self, node: str) -> list[dict]:
         system = re.compile(self.config.system_namespaces)
@@ -678,7 +730,9 @@ class NvsentinelSimulator:
         return out
 
     def drain(self, node: str) -> None:
-        self._state(node, "draining")
+        received = time.time()
+        if not self._state(node, "draining"):
+            return
         if self.config.posture == "dry-run":  # node-drainer's evictions are DryRun: nothing leaves
             self.note(f"{node}: dry-run drain of {len(self._drainable(node))} pods")
             self._state(node, "drain-succeeded")
@@ -686,6 +740,9 @@ class NvsentinelSimulator:
         for pod in self._drainable(node):
             if o.terminating(pod):
                 continue
+            if self.stop_event.is_set() or nv.EVENT_ANNOTATION not in o.annotations_of(self.kube.get(Ref("v1", "nodes", None, node))):
+                self.note(f"{node}: quarantine cancelled: drain stopped")
+                return
             meta = pod["metadata"]
             try:
                 self.kube.request(
@@ -711,7 +768,8 @@ class NvsentinelSimulator:
         except NotReady:
             self._state(node, "drain-failed")
             return
-        self._state(node, "drain-succeeded")
+        if self._state(node, "drain-succeeded"):
+            self.metrics.eviction_duration.observe(time.time() - received)
 
     def on_gpu_reset(self, node: str, uuid: str) -> None:
         """A healthy event for the GPU: clears its entities; the last one un-quarantines the node."""
@@ -734,6 +792,9 @@ class NvsentinelSimulator:
             )
         ]
         self.note(f"{node}: GPU reset of {uuid} (PCI {gpu.pci}) succeeded: healthy event")
+        with self.lock:  # a healthy event clears the matching unhealthy entries from the dedup tracker
+            for key in [k for k in self.dedup if k[0] == node and str(k[2]).lower() == gpu.pci]:
+                del self.dedup[key]
         if left:
             self.kube.merge_patch(ref, {"metadata": {"annotations": {nv.EVENT_ANNOTATION: json.dumps(left)}}})
             return

@@ -31,6 +31,8 @@ def lab_defaults(state: dict) -> dict[str, str]:
         "target": f"dgd/{state['dgd']}",
         "dgd-version": state["dgd_version"],
         "frontend-url": state["frontend_url"],
+        # The lab's Prometheus scrapes the NVSentinel simulator: the report reads its MTTR figures there.
+        "prometheus-url": state.get("prometheus_url", ""),
         "nvsentinel-namespace": state["nvsentinel_namespace"],
         # The lab's NVSentinel simulator suppresses repeats within its own window; preflight and
         # wait-for-cordon must expect exactly that window.

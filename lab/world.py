@@ -5,7 +5,8 @@
 * namespace `faultflow-lab`, opted in (`faultflow.dev/allow-faults=true`), with a DGD (a frontend and
   GPU workers, `lab.dgd_examples`) at the cluster's DGD version;
 * NVSentinel's presence (namespace, circuit breaker, syslog-health-monitor pods) and its simulator;
-* the kubelet simulator (runs the pods) and the DGD operator simulator (makes them).
+* the kubelet simulator (runs the pods) and the DGD operator simulator (makes them);
+* a real Prometheus (`lab.prometheus`) scraping the NVSentinel simulator's `/metrics` every second.
 
 `World.start()` returns once the DGD is rolled out and its frontend answers; `World.stop()` stops the
 simulators' processes and the control plane.
@@ -29,6 +30,7 @@ from lab.layout import LabDir
 from lab.native_build import NATIVE, REPO, SHIM
 from lab.nvsentinel_simulator import NvsentinelConfig, NvsentinelSimulator
 from lab.processes import wait_until
+from lab.prometheus import LabPrometheus
 from lab.seeds import ensure_seed
 from steps.kube.client import Kube, Ref, connect
 from steps.run.guardrails import OPT_IN_LABEL
@@ -117,6 +119,7 @@ class World:
     nvsentinel: NvsentinelSimulator | None = None
     frontend_url: str = ""
     logs: KubeletLogSimulator | None = None
+    prometheus: LabPrometheus | None = None
 
     def start(self) -> dict:
         """Everything up and the DGD serving; returns what was started (the lab's state record)."""
@@ -142,6 +145,7 @@ class World:
         self.nvsentinel = NvsentinelSimulator(connect(str(self.lab.kubeconfig)), self.lab, gpu_nodes, opts.nvsentinel)
         self.nvsentinel.install()
         self.nvsentinel.start().wait_first_poll()
+        self.prometheus = LabPrometheus(self.lab.root / "prometheus").start({"nvsentinel": self.nvsentinel.serve_metrics()})
         config = KubeletConfig(
             lab=self.lab,
             nodes=frozenset(s.name for s in specs),
@@ -174,7 +178,12 @@ class World:
             "nodes": [asdict(s) for s in specs],
             "nvsentinel_namespace": opts.nvsentinel.namespace,
             "nvsentinel_dedup_window_s": opts.nvsentinel.dedup_window_s,
-            "processes": {"etcd": self.cluster.etcd.process.popen.pid, "kube-apiserver": self.cluster.process.popen.pid},
+            "prometheus_url": self.prometheus.url,
+            "processes": {
+                "etcd": self.cluster.etcd.process.popen.pid,
+                "kube-apiserver": self.cluster.process.popen.pid,
+                "prometheus": self.prometheus.process.popen.pid if self.prometheus.process else None,
+            },
             "simulators": ["kubelet", "kubelet-logs", "dgd-operator", "nvsentinel"],
             "up_s": round(time.monotonic() - started, 2),
         }
@@ -185,6 +194,8 @@ class World:
         return path if path.is_file() else None
 
     def stop(self) -> None:
+        if self.prometheus is not None:
+            self.prometheus.stop()
         for simulator in (self.operator, self.nvsentinel):
             if simulator is not None:
                 simulator.stop()

@@ -228,6 +228,26 @@ class Name(click.ParamType):
         return value
 
 
+class HttpUrl(click.ParamType):
+    """An http(s) base URL (a server's root, e.g. Prometheus'), or "" for "none given"."""
+
+    name = "url"
+
+    def convert(self, value, param, ctx):
+        from urllib.parse import urlsplit
+
+        if value is None or value == "":
+            return ""
+        parts = urlsplit(str(value))
+        try:
+            parts.port  # noqa: B018 - reading the property is what validates the port
+        except ValueError:
+            self.fail(f"{value!r} has an invalid port", param, ctx)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            self.fail(f"{value!r} must be an http(s) URL without query or fragment, e.g. http://prometheus.monitoring:9090", param, ctx)
+        return str(value).rstrip("/")
+
+
 RATE = FiniteFloat(0.0, 10000.0, low_open=True)
 SECONDS = FiniteFloat(0.0, 86400.0, low_open=True)
 FRACTION = FiniteFloat(0.0, 1.0, low_open=True)

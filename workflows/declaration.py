@@ -82,6 +82,11 @@ class HostPath:
     container_path: str
     host_path_type: str = ""  # Kubernetes hostPath type: CharDevice, Directory, …
     mount: bool = True
+    # Mounted (read-only) unless this earlier output has this value: a directory that exists only where
+    # some other software made it (NVSentinel's), needed only when that software is in play. A hostPath
+    # that is missing keeps the pod from starting (type Directory), and any other type makes the node
+    # create it (the kubelet for DirectoryOrCreate; containerd and CRI-O for "", with mkdir -p).
+    unless: tuple[Output, str] | None = None
 
 
 Arg = str | Param | Output | WorkflowField | OutputsDir | EvidenceDir | HostPath
@@ -176,6 +181,7 @@ class Stage:
             refs.append(self.hold)
         if self.pinned_to is not None:
             refs.append(self.pinned_to)
+        refs += [h.unless[0] for h in self.host_paths if h.mount and h.unless is not None]
         return refs
 
 

@@ -19,6 +19,7 @@ Where Argo's features come from (all exist in Argo 3.6+, see README "Argo versio
 
 from __future__ import annotations
 
+import json
 import re
 
 from hera.workflows import (
@@ -161,8 +162,12 @@ def container(stage: d.Stage, scenario: d.Scenario) -> Container | Suspend:
             volumes=[
                 HostPathVolume(name=f"host-{i}", path=h.host_path, mount_path=h.container_path, type=h.host_path_type or None)
                 for i, h in enumerate(p for p in stage.host_paths if p.mount)
+                if h.unless is None
             ],
         )
+        patch = conditional_mounts(stage)
+        if patch:
+            kwargs["pod_spec_patch"] = patch
     if stage.retry:
         kwargs["retry_strategy"] = retry_strategy()
     if stage.background:
@@ -184,6 +189,36 @@ def container(stage: d.Stage, scenario: d.Scenario) -> Container | Suspend:
         annotations={"faultflow.dev/description": stage.description} if stage.description else None,
         **kwargs,
     )
+
+
+def conditional_mounts(stage: d.Stage) -> str | None:
+    """A `podSpecPatch` expression adding the host paths mounted `unless` an earlier output has a value
+    (NVSentinel's metadata directory only when NVSentinel is expected to act), read-only. The only
+    podSpecPatch faultflow renders; it adds volumes and mounts, nothing else (`workflows.host_pid`)."""
+    mounts = [p for p in stage.host_paths if p.mount]
+    conditional = [(i, h) for i, h in enumerate(mounts) if h.unless is not None]
+    if not conditional:
+        return None
+    conditions = {h.unless for _, h in conditional if h.unless is not None}
+    if len(conditions) != 1:
+        raise ValueError(f"stage {stage.name}: conditional mounts on more than one condition")
+    ((ref, value),) = conditions
+    patch = {
+        "volumes": [{"name": f"host-{i}", "hostPath": {"path": h.host_path, "type": h.host_path_type}} for i, h in conditional],
+        "containers": [
+            {
+                "name": "main",
+                "volumeMounts": [{"name": f"host-{i}", "mountPath": h.container_path, "readOnly": True} for i, h in conditional],
+            }
+        ],
+    }
+    text = json.dumps(patch, separators=(",", ":"))
+    # Argo's template tags end at the first "}}": keep the JSON's closing braces apart.
+    while "}}" in text:
+        text = text.replace("}}", "} }")
+    if "'" in text or "{{" in text:
+        raise ValueError(f"stage {stage.name}: a host path that cannot be quoted in an Argo expression")
+    return f"{{{{=inputs.parameters['{input_name(ref)}'] == '{value}' ? '{{}}' : '{text}'}}}}"
 
 
 def _task(stage: d.Stage, template, depends: str | None) -> Task:

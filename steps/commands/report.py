@@ -14,7 +14,7 @@ import click
 from steps.errors import BadInput, CheckFailed, InfrastructureError
 from steps.event_names import EventName
 from steps.events import emit
-from steps.options import FRACTION, SECONDS, Name, RunId, outputs_option
+from steps.options import FRACTION, SECONDS, HttpUrl, Name, RunId, outputs_option
 from steps.outputs import Outputs
 
 OUTPUT_FILES = ("report.json", "junit.xml", "timeline.png", "summary.md", "metrics.prom")
@@ -36,6 +36,13 @@ OUTPUT_FILES = ("report.json", "junit.xml", "timeline.png", "summary.md", "metri
     is_flag=True,
     help="Require a fault_reached_workload event naming a worker that logged failing CUDA calls (gpu-fault, cuda-only).",
 )
+@click.option(
+    "--prometheus-url",
+    type=HttpUrl(),
+    default="",
+    help="Prometheus scraping NVSentinel: its quarantine and eviction durations for the run's window go beside ours "
+    "(evidence: an unreachable Prometheus is reported, never a failure). Empty: skip.",
+)
 @click.option("--no-plot", is_flag=True, help="Skip timeline.png.")
 def command(
     inputs,
@@ -49,6 +56,7 @@ def command(
     max_detection_seconds,
     min_availability,
     expect_workload_reached,
+    prometheus_url,
     no_plot,
 ):
     """Build the run's report from every step's events and the inference records."""
@@ -69,7 +77,15 @@ def command(
         min_availability=min_availability,
         expect_workload_reached=expect_workload_reached,
     )
-    journal = build_report(read_inputs(files), criteria, scenario, run_id)
+    prometheus = None
+    if prometheus_url:
+        from steps.report.prometheus import PrometheusApi
+
+        prometheus = PrometheusApi(prometheus_url)
+    journal = build_report(read_inputs(files), criteria, scenario, run_id, prometheus)
+    mttr = journal.get("nvsentinel_mttr")
+    if mttr is not None and mttr.get("status") != "available":
+        click.echo(f"faultflow report: nvsentinel_mttr: unavailable ({mttr.get('why')})", err=True)
 
     from steps.report.junit import write_junit
     from steps.report.markdown import render_markdown

@@ -16,6 +16,7 @@ from steps.events import Event
 from steps.report.consumers import consumer_summary
 from steps.report.inputs import Inputs
 from steps.report.nvsentinel import nvsentinel_summary
+from steps.report.nvsentinel_mttr import apply_dedup, nvsentinel_mttr, run_window
 from steps.report.phases import boundaries
 from steps.report.stats import PhaseStats, RunFigures, phase_stats, run_figures, series
 
@@ -205,7 +206,8 @@ def _kind_suffix(entry: dict) -> str:
     return f": {kind} {entry['xid']}" if kind == "xid" and entry.get("xid") is not None else f": {kind}"
 
 
-def build_report(inputs: Inputs, criteria: Criteria, scenario: str, run_id: str | None) -> dict:
+def build_report(inputs: Inputs, criteria: Criteria, scenario: str, run_id: str | None, prometheus=None) -> dict:
+    """`prometheus` (a `steps.report.prometheus.PrometheusApi`): where NVSentinel's metrics are read."""
     columns = inputs.columns
     starts = [e.time for e in inputs.events] + ([float(columns.start[0])] if len(columns) else [])
     ends = [e.time for e in inputs.events] + ([float(columns.end.max())] if len(columns) else [])
@@ -216,6 +218,15 @@ def build_report(inputs: Inputs, criteria: Criteria, scenario: str, run_id: str 
     figures = run_figures(columns, inputs.events, bounds, run_end, criteria.window, criteria.threshold)
     checks = step_checks(inputs.events) + inference_checks(inputs, phases, figures, criteria)
     verdict = FAILED if any(c.status == FAILED for c in checks) else PASSED
+    summary = nvsentinel_summary(inputs.events)
+    mttr = None
+    if prometheus is not None:
+        xid = next(
+            (e.fields.get("xid") for e in inputs.events if e.event == EventName.FAULT_INJECTED and e.fields.get("kind") == "xid"), None
+        )
+        code = (summary or {}).get("expected_error_code") or (str(xid) if xid is not None else None)
+        mttr = nvsentinel_mttr(prometheus, inputs.events, run_window(inputs.events, origin, run_end, time.time(), code))
+        summary = apply_dedup(summary, mttr, inputs.events)
     return {
         "scenario": scenario,
         "run_id": run_id,
@@ -237,7 +248,8 @@ def build_report(inputs: Inputs, criteria: Criteria, scenario: str, run_id: str 
         "phases": [p.as_dict() for p in phases],
         "checks": [c.as_dict() for c in checks],
         "timeline": timeline(inputs.events, figures, origin),
-        "nvsentinel": nvsentinel_summary(inputs.events),
+        "nvsentinel": summary,
         "consumers": consumer_summary(inputs.events),
+        "nvsentinel_mttr": mttr,
         "series": series(columns, origin, run_end).as_dict(),
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from steps.event_names import TIMELINE_LABELS
 from steps.report.consumers import markdown_lines as consumer_lines
 from steps.report.nvsentinel import markdown_line
+from steps.report.nvsentinel_mttr import markdown_lines as mttr_lines
 
 
 def _s(seconds) -> str:
@@ -46,6 +47,7 @@ def render_markdown(report: dict) -> str:
         )
     lines += markdown_line(report.get("nvsentinel"))
     lines += consumer_lines(report.get("consumers") or [])
+    lines += mttr_lines(report.get("nvsentinel_mttr"))
     lines += ["", "Checks:", ""]
     for c in report["checks"]:
         reason = f": {c['reason']}" if c.get("reason") and c["status"] != "passed" else ""

@@ -44,4 +44,6 @@ def markdown_line(summary: dict | None) -> list[str]:
     posture = f" under posture `{summary['expect']}` ({summary.get('expect_why', '')})" if summary.get("expect") else ""
     observed = f"; NVSentinel chose {summary['observed_action']}" if summary.get("observed_action") else ""
     outcome = f"; {summary['outcome']}" if summary.get("outcome") else ""
+    if summary.get("deduplicated_evidence"):
+        outcome += f" ({summary['deduplicated_evidence']})"
     return ["", f"NVSentinel: expected {summary['expected_action']} — {summary.get('expected_why', '')}{posture}{observed}{outcome}."]

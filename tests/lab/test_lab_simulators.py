@@ -19,7 +19,8 @@ from lab.dgd_operator_simulator import HASH_LABEL, DgdOperatorSimulator
 from lab.gpu_nodes import NodeSpec, create_nodes, prepare_node_root
 from lab.kubelet_simulator import KubeletConfig, KubeletSimulator, now
 from lab.layout import LabDir
-from lab.nvsentinel_simulator import NvsentinelConfig, NvsentinelSimulator
+from lab.nvsentinel_metrics import DEDUP_STORE_AND_ANALYSE
+from lab.nvsentinel_simulator import MANUAL_UNCORDON_ANNOTATION, NvsentinelConfig, NvsentinelSimulator
 from lab.processes import wait_until
 from lab.world import SHIM_IMAGE_ROOT, build_driver, create_namespace, dgd_ref, prepare_shim_image
 from steps.gpu import kmsg, toggle
@@ -423,11 +424,22 @@ def test_nvsentinel_deduplicates_a_repeat_inside_the_window_only(mini):
     node = m.gpu(0)
     m.write_kmsg(node, kmsg.xid_line(48, m.pci(node), 1, "p"))
     assert quarantined(m, node, 30)
-    release(m, node)
+    # A person uncordons (NVSentinel's way to cancel a break-fix): the quarantine goes, the dedup entry stays.
+    m.kube.merge_patch(Ref("v1", "nodes", None, node), {"spec": {"unschedulable": None}})
+    wait_until(lambda: True if nv.STATE_LABEL not in m.node(node)["metadata"].get("labels", {}) else None, what="cancelled", timeout_s=30)
+    assert not m.node(node)["spec"].get("unschedulable")  # cancelled while draining: the drain stopped, nothing re-cordoned
+    assert m.node(node)["metadata"]["annotations"][MANUAL_UNCORDON_ANNOTATION] == "true"
     # The same XID on the same GPU inside 3 minutes: stored only, no cordon (PR #1283).
     m.write_kmsg(node, kmsg.xid_line(48, m.pci(node), 2, "other"))  # pid and name are not in the key
     wait_until(lambda: noted(nvs, "deduplicated: repeat of ErrorCode:48"), what="dedup noted", timeout_s=30)
     assert not quarantined(m, node, 1.5)
+    assert nvs.metrics.registry.get_sample_value(DEDUP_STORE_AND_ANALYSE, {"check": nv.XID_CONDITION, "err_code": "48"}) == 1
+    # A healthy event (the GPU reset's acknowledgement) clears the matching entries: the next one acts.
+    uuid = list_gpus(str(m.lab.node_root(node) / "proc"))[0].uuid
+    m.write_kmsg(node, f"<6>kernel: GPU reset executed: {uuid}, success: true\n".encode())
+    wait_until(lambda: noted(nvs, f"GPU reset of {uuid}"), what="reset noted", timeout_s=30)
+    m.write_kmsg(node, kmsg.xid_line(48, m.pci(node), 3, "p"))
+    assert quarantined(m, node, 30)
 
 
 def test_nvsentinel_without_dedup_quarantines_the_repeat(mini):

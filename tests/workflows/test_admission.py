@@ -16,6 +16,7 @@ import pytest
 from lab.rest import ApiError
 from steps.gpu.toggle_pod import toggle_off_pod
 from steps.run import install
+from tests.workflows.test_render import nvsentinel_mount
 from workflows.admission import EMISSARY, JANITOR_ACCOUNT, NODE_AGENT_ACCOUNT, POLICY, policy_objects
 from workflows.deploy import PSA_LABELS, DeployConfig, namespace_object
 from workflows.render import scenario_template
@@ -60,6 +61,16 @@ def argo_pod(template: dict, account: str, namespace: str) -> dict:
             "volumes": volumes,
         },
     }
+
+
+def with_patch(pod: dict, patch: dict) -> dict:
+    """A podSpecPatch of volumes and container mounts applied as Argo's strategic merge does (by name)."""
+    new = copy.deepcopy(pod)
+    new["spec"]["volumes"] += patch.get("volumes", [])
+    for container in patch.get("containers", []):
+        target = next(c for c in new["spec"]["containers"] if c["name"] == container["name"])
+        target["volumeMounts"] += container.get("volumeMounts", [])
+    return new
 
 
 def _templates(name: str) -> dict[str, dict]:
@@ -120,6 +131,7 @@ def test_item3_admission_policy_limits_the_janitor_and_node_agent_accounts(clust
     rest = cluster.rest()
     janitor = argo_pod(janitor_template().to_dict()["spec"]["templates"][0], JANITOR_ACCOUNT, home)
     node = argo_pod(_templates("gpu-fault")["inject-xid"], NODE_AGENT_ACCOUNT, home)
+    node_watched = with_patch(node, nvsentinel_mount(_templates("gpu-fault")["inject-xid"])[2])  # NVSentinel expected
     toggle_on = argo_pod(_templates("cuda-only")["toggle-on"], NODE_AGENT_ACCOUNT, home)
     preflight = argo_pod(_templates("gpu-fault")["preflight"], "faultflow-preflight", home)
     toggle_off = toggle_off_pod("run-1", home, "gpu-0", TOGGLE_DIR_PATH, STEPS_IMAGE)
@@ -168,6 +180,7 @@ def test_item3_admission_policy_limits_the_janitor_and_node_agent_accounts(clust
     for name, pod in {
         "janitor": janitor,
         "inject-xid": node,
+        "inject-xid with NVSentinel's metadata": node_watched,
         "shim on": toggle_on,
         "toggle-off": toggle_off,
         "preflight": preflight,

@@ -4,6 +4,7 @@ determinism, the committed deploy/ being current, and the declaration matching t
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import click
@@ -94,12 +95,15 @@ def test_the_xid_pod_spec():
     assert t["nodeSelector"] == {"kubernetes.io/hostname": "{{inputs.parameters.inject-cuda-shim-node}}"}  # issue 15 item 4
     assert t["container"]["securityContext"]["privileged"] is True
     assert t["automountServiceAccountToken"] is False
-    # No hostPID (Argo's emissary before 4.1 forwards a signal to pid -1: every process it may signal),
-    # and so no podSpecPatch at all.
-    assert "podSpecPatch" not in t and "hostPID" not in json.dumps(t)
-    # NVSentinel's metadata directory: the expected action depends on gpu_metadata.json (read only).
-    assert sorted(v["hostPath"]["path"] for v in t["volumes"]) == ["/dev/kmsg", TOGGLE_DIR_PATH, "/var/lib/nvsentinel"]
-    assert sorted(m["mountPath"] for m in t["container"]["volumeMounts"]) == ["/dev/kmsg", TOGGLE_DIR_PATH, "/var/lib/nvsentinel"]
+    # No hostPID (Argo's emissary before 4.1 forwards a signal to pid -1: every process it may signal).
+    assert "hostPID" not in json.dumps(t)
+    assert sorted(v["hostPath"]["path"] for v in t["volumes"]) == ["/dev/kmsg", TOGGLE_DIR_PATH]
+    assert sorted(m["mountPath"] for m in t["container"]["volumeMounts"]) == ["/dev/kmsg", TOGGLE_DIR_PATH]
+    # NVSentinel's metadata directory (the expected action depends on gpu_metadata.json) only where
+    # NVSentinel is expected to act: on a node without NVSentinel it does not exist, and neither a pod
+    # that cannot start (type Directory) nor a directory made on the node (any other type) will do.
+    assert {"name": "preflight-expect"} in t["inputs"]["parameters"]
+    assert nvsentinel_mount(t) == ("preflight-expect", "none", NVSENTINEL_PATCH)
     args = t["container"]["args"]
     # Every host path is explicit on the command line.
     for option, value in (
@@ -112,7 +116,25 @@ def test_the_xid_pod_spec():
     assert "retryStrategy" not in t  # a second XID line would be a second fault
     # xid-only: /dev/kmsg and NVSentinel's metadata, no toggle.
     only = templates(spec("xid-only"))["inject-xid"]
-    assert [v["hostPath"]["path"] for v in only["volumes"]] == [KMSG.host_path, "/var/lib/nvsentinel"]
+    assert [v["hostPath"]["path"] for v in only["volumes"]] == [KMSG.host_path]
+    assert nvsentinel_mount(only) == ("preflight-expect", "none", NVSENTINEL_PATCH)
+    task = next(t for t in spec("xid-only")["templates"] if t["name"] == "main")["dag"]["tasks"]
+    xid_task = next(t for t in task if t["name"] == "inject-xid")
+    assert {"name": "preflight-expect", "value": "{{tasks.preflight.outputs.parameters.expect}}"} in xid_task["arguments"]["parameters"]
+
+
+NVSENTINEL_PATCH = {
+    "volumes": [{"name": "host-1", "hostPath": {"path": "/var/lib/nvsentinel", "type": "Directory"}}],
+    "containers": [{"name": "main", "volumeMounts": [{"name": "host-1", "mountPath": "/var/lib/nvsentinel", "readOnly": True}]}],
+}
+
+
+def nvsentinel_mount(template: dict) -> tuple[str, str, dict]:
+    """The conditional mount's expression read back: (input, value that skips it, patch otherwise)."""
+    found = re.fullmatch(r"\{\{=inputs\.parameters\['([a-z-]+)'\] == '([a-z]+)' \? '\{\}' : '([^']*)'\}\}", template["podSpecPatch"])
+    assert found, template["podSpecPatch"]
+    assert "}}" not in found.group(3)  # Argo's tag would end there
+    return found.group(1), found.group(2), json.loads(found.group(3))
 
 
 def test_parameters_have_descriptions_and_the_xid_enum_is_the_catalogue():
@@ -201,7 +223,16 @@ def test_no_rendered_object_asks_for_host_pid():
     assert (
         "hostPID: true" not in files["admission.yaml"] and "!(has(object.spec.hostPID) && object.spec.hostPID)" in files["admission.yaml"]
     )
-    assert not [path for path, text in files.items() if "podSpecPatch" in text]
+    # The one podSpecPatch: the XID pod's NVSentinel mount, volumes and mounts only.
+    patched = {
+        f"{path}:{t['name']}"
+        for path, text in files.items()
+        for obj in yaml.safe_load_all(text)
+        if obj and obj.get("kind") == "WorkflowTemplate"
+        for t in obj["spec"]["templates"]
+        if "podSpecPatch" in t
+    }
+    assert patched == {"templates/gpu-fault.yaml:inject-xid", "templates/xid-only.yaml:inject-xid"}
 
 
 def test_render_refuses_a_template_asking_for_host_pid(monkeypatch):

@@ -8,6 +8,7 @@ from workflows.stages import gpu as gs
 from workflows.stages import gpu_parameters as gp
 from workflows.stages.common import (
     INFERENCE_PARAMETERS,
+    PROMETHEUS_URL,
     TARGET_PARAMETERS,
     final_cleanup_stage,
     gate_stage,
@@ -42,6 +43,7 @@ SCENARIO = Scenario(
         gp.CORDON_TIMEOUT,
         gp.EVICTION_TIMEOUT,
         *INFERENCE_PARAMETERS,
+        PROMETHEUS_URL,
         gp.STEPS_IMAGE_PARAMETER,
         gp.SHIM_IMAGE_PARAMETER,
     ),
@@ -55,7 +57,7 @@ SCENARIO = Scenario(
         gs.cleanup_dgd(after="wait-for-cordon"),
         recover_stage(after="cleanup-dgd"),
     ),
-    exit_stages=(final_cleanup_stage(), report_stage(NAME, expect_workload_reached=True)),
+    exit_stages=(final_cleanup_stage(), report_stage(NAME, expect_workload_reached=True, prometheus=True)),
     mutexes=gs.GPU_MUTEXES,
     deadline_s=DEADLINE_S,
 )

@@ -8,6 +8,7 @@ from workflows.stages import gpu as gs
 from workflows.stages import gpu_parameters as gp
 from workflows.stages.common import (
     INFERENCE_PARAMETERS,
+    PROMETHEUS_URL,
     TARGET_PARAMETERS,
     final_cleanup_stage,
     gate_stage,
@@ -38,6 +39,7 @@ SCENARIO = Scenario(
         gp.EVICTION_TIMEOUT,
         gp.FAULT_DURATION,
         *INFERENCE_PARAMETERS,
+        PROMETHEUS_URL,
         gp.STEPS_IMAGE_PARAMETER,
     ),
     stages=(
@@ -49,7 +51,7 @@ SCENARIO = Scenario(
         gs.cleanup_dgd(after="wait-for-cordon"),
         recover_stage(after="cleanup-dgd"),
     ),
-    exit_stages=(final_cleanup_stage(), report_stage(NAME)),
+    exit_stages=(final_cleanup_stage(), report_stage(NAME, prometheus=True)),
     mutexes=gs.GPU_MUTEXES,
     deadline_s=DEADLINE_S,
 )

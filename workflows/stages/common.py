@@ -129,7 +129,16 @@ def recover_stage(after: str) -> Stage:
     )
 
 
-def report_stage(scenario: str, expect_fault: bool = True, expect_workload_reached: bool = False) -> Stage:
+PROMETHEUS_URL = Parameter(
+    "prometheus-url",
+    "",
+    "Prometheus that scrapes NVSentinel (e.g. http://prometheus.monitoring:9090): the report sets NVSentinel's quarantine "
+    "and eviction durations beside ours. Empty: skip.",
+)
+
+
+def report_stage(scenario: str, expect_fault: bool = True, expect_workload_reached: bool = False, prometheus: bool = False) -> Stage:
+    """`prometheus`: the scenario has the `prometheus-url` parameter (those with NVSentinel expectations)."""
     return Stage(
         "report",
         "report",
@@ -151,6 +160,7 @@ def report_stage(scenario: str, expect_fault: bool = True, expect_workload_reach
             Param("window"),
             "--expect-fault" if expect_fault else "--no-expect-fault",
             *(("--expect-workload-reached",) if expect_workload_reached else ()),
+            *(("--prometheus-url", Param("prometheus-url")) if prometheus else ()),
         ),
     )
 

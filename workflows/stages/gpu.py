@@ -24,8 +24,11 @@ TARGET_ARGS = ("--namespace", Param("namespace"), "--target", Param("target"), "
 
 
 # NVSentinel's metadata-collector output on the node (read-only use: the expected action depends on it).
+# NVSentinel's own DaemonSets create the directory; on a node without NVSentinel it is missing, so it is
+# mounted only when NVSentinel is expected to act (preflight's resolved `expect` is not `none`): neither
+# a pod that cannot start nor a directory made on the user's node (inject-xid handles its absence).
 NVSENTINEL_DIR_PATH = "/var/lib/nvsentinel"
-NVSENTINEL_DIR = HostPath(NVSENTINEL_DIR_PATH, NVSENTINEL_DIR_PATH, "Directory")
+NVSENTINEL_DIR = HostPath(NVSENTINEL_DIR_PATH, NVSENTINEL_DIR_PATH, "Directory", unless=(Output("preflight", "expect"), "none"))
 GPU_METADATA = HostPath(f"{NVSENTINEL_DIR_PATH}/gpu_metadata.json", f"{NVSENTINEL_DIR_PATH}/gpu_metadata.json", mount=False)
 
 
