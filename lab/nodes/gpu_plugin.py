@@ -109,7 +109,9 @@ def _build_plugin(target: Path) -> None:
             gomod._run_logged([go, "mod", "tidy"], work, env, sink, log)
             pinned = nvml_consumer._pinned_hash((work / "go.sum").read_text())
             if pinned != nvml_consumer.GO_NVML_H1:
-                raise RuntimeError(f"{nvml_consumer.GO_NVML}@{nvml_consumer.GO_NVML_VERSION}: content hash {pinned} != pinned {nvml_consumer.GO_NVML_H1}")
+                raise RuntimeError(
+                    f"{nvml_consumer.GO_NVML}@{nvml_consumer.GO_NVML_VERSION}: content hash {pinned} != pinned {nvml_consumer.GO_NVML_H1}"
+                )
             gomod._run_logged(
                 [go, "build", "-p", "2", "-trimpath", "-ldflags=-s -w", "-o", str(partial), "."],
                 work,
