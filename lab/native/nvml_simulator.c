@@ -12,12 +12,17 @@
  *
  * Environment:
  *   SIM_NVML_DEVICES  device count (default 2)
+ *   SIM_NVML_DRIVER_TREE  a driver /proc tree (".../driver/nvidia/gpus", what the lab's GPU nodes have):
+ *                     the devices are its GPUs, as the real library gets them from the driver: one per
+ *                     <bus id>/information, in bus-id order, with its "GPU UUID", its bus id and its
+ *                     "Device Minor" (SIM_NVML_DEVICES is then ignored)
  *   SIM_NVML_ARCH     ampere (default: row remapping; retired pages NOT_SUPPORTED) or volta (page
  *                     retirement; remapped rows NOT_SUPPORTED)
  *   SIM_NVML_XID      "XID:INDEX": the simulated driver itself reports this XID on device INDEX, once
  *                     per event set, to show that real events pass through the interposer unchanged
  *   SIM_NVML_LOG      1: one stderr line per call ("[nvml-sim] nvmlDeviceGetUUID")
  */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +52,7 @@ enum {
 
 struct device {
     unsigned int index;
+    unsigned int minor;
     char uuid[96];
     char bus_id[32];
     unsigned int bus;
@@ -116,15 +122,69 @@ static struct device *valid(struct device *d) {
         if (!valid(d)) return ERROR_INVALID_ARGUMENT;   \
     } while (0)
 
+static int by_name(const struct dirent **a, const struct dirent **b) { return strcmp((*a)->d_name, (*b)->d_name); }
+
+static int is_bus_dir(const struct dirent *entry) { return entry->d_name[0] != '.'; }
+
+/* One device from <tree>/<bus id>/information: 1 when it names a GPU UUID. The driver writes the
+ * directory name lower-case ("00000000:17:00.0"); NVML answers upper-case hex, as the real one does. */
+static int read_information(const char *tree, const char *bus_dir, struct device *d) {
+    char path[512], line[256];
+    snprintf(path, sizeof path, "%s/%s/information", tree, bus_dir);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    unsigned int domain, bus, slot, function;
+    if (sscanf(bus_dir, "%x:%x:%x.%x", &domain, &bus, &slot, &function) != 4) {
+        fclose(f);
+        return 0;
+    }
+    d->bus = bus;
+    snprintf(d->bus_id, sizeof d->bus_id, "%08X:%02X:%02X.%X", domain, bus, slot, function);
+    d->uuid[0] = '\0';
+    while (fgets(line, sizeof line, f)) {
+        char *value = strchr(line, ':');
+        if (!value) continue;
+        *value++ = '\0';
+        value += strspn(value, " \t");
+        value[strcspn(value, " \t\r\n")] = '\0';
+        if (strcmp(line, "GPU UUID") == 0) snprintf(d->uuid, sizeof d->uuid, "%s", value);
+        if (strcmp(line, "Device Minor") == 0) d->minor = (unsigned int)atoi(value);
+    }
+    fclose(f);
+    return d->uuid[0] != '\0';
+}
+
+/* The driver tree's GPUs (bus-id order is NVML's index order); the count found. */
+static unsigned int devices_from_tree(const char *tree) {
+    struct dirent **entries;
+    int n = scandir(tree, &entries, is_bus_dir, by_name);
+    if (n < 0) return 0;
+    unsigned int found = 0;
+    for (int i = 0; i < n; i++) {
+        if (found < MAX_DEVICES && read_information(tree, entries[i]->d_name, &devices[found])) {
+            devices[found].index = found;
+            found++;
+        }
+        free(entries[i]);
+    }
+    free(entries);
+    return found;
+}
+
 EXPORT nvmlReturn_t nvmlInit_v2(void) {
     trace("nvmlInit_v2");
-    int n = env_int("SIM_NVML_DEVICES", 2);
-    devices_present = n < 0 ? 0 : n > MAX_DEVICES ? MAX_DEVICES : (unsigned int)n;
     for (unsigned int i = 0; i < MAX_DEVICES; i++) {
-        devices[i].index = i;
+        devices[i].index = devices[i].minor = i;
         devices[i].bus = 0x18 + 0x23 * i; /* spread like a real board's slots */
         snprintf(devices[i].uuid, sizeof devices[i].uuid, "GPU-5a1de0c4-0000-4000-8000-%012x", 0xfa017u + i);
         snprintf(devices[i].bus_id, sizeof devices[i].bus_id, "00000000:%02X:00.0", devices[i].bus);
+    }
+    const char *tree = getenv("SIM_NVML_DRIVER_TREE");
+    if (tree && *tree) {
+        devices_present = devices_from_tree(tree);
+    } else {
+        int n = env_int("SIM_NVML_DEVICES", 2);
+        devices_present = n < 0 ? 0 : n > MAX_DEVICES ? MAX_DEVICES : (unsigned int)n;
     }
     initialised = 1;
     return SUCCESS;
@@ -238,7 +298,7 @@ EXPORT nvmlReturn_t nvmlDeviceGetIndex(struct device *d, unsigned int *index) {
 
 EXPORT nvmlReturn_t nvmlDeviceGetMinorNumber(struct device *d, unsigned int *minor) {
     REQUIRE_DEVICE("nvmlDeviceGetMinorNumber", d);
-    *minor = d->index;
+    *minor = d->minor;
     return SUCCESS;
 }
 

@@ -28,6 +28,7 @@ from lab import pki, processes, tools
 from lab.images import build as images
 from lab.nodes import namespaces
 from lab.nodes.ledger import Ledger
+from steps.gpu import toggle
 
 CGROUP_FS = Path("/sys/fs/cgroup")
 CNI_BIN = "/usr/lib/cni"
@@ -41,6 +42,8 @@ KUBELET_SYSCTLS = {
     "kernel/keys/root_maxbytes": 25000000,
 }
 CONTAINERD_READY_S = 30
+# The node's toggle (what `faultflow shim on --file` and inject-cuda-shim write on a node), in its own /var/lib.
+TOGGLE_FILE = toggle.file_in(toggle.DEFAULT_DIR)
 # Sockets live in the node's own /run (a tmpfs), at their usual short paths: a unix socket path has at
 # most 107 bytes, which a lab directory under a test's tmp folder would exceed.
 CONTAINERD_SOCKET = "/run/containerd/containerd.sock"
@@ -79,6 +82,11 @@ class Node:
     @property
     def kmsg_log(self) -> Path:
         return self.folder / "kmsg.log"
+
+    @property
+    def toggle_file(self) -> Path:
+        """The node's toggle file (its /var/lib/faultflow/toggle) as the host reaches it."""
+        return Path(f"/proc/{self.ns.pid}/root{TOGGLE_FILE}")
 
 
 def cgroup_name(lab_id: str, node: str) -> str:
@@ -313,7 +321,16 @@ def start_kube_proxy(node: Node, ledger: Ledger, proxy_kubeconfig: Path, cluster
 
 
 def start_device_plugin(node: Node, ledger: Ledger) -> None:
-    """The GPU device plugin (lab.nodes.gpu_plugin) in the node: registers nvidia.com/gpu with its kubelet."""
+    """The GPU device plugin (lab.nodes.gpu_plugin) in the node: registers nvidia.com/gpu with its
+    kubelet and watches NVML through the interposer driven by the node's toggle.
+
+    The toggle is made first, switched off: the interposer maps it when it loads, and a file that is
+    not there then is never read."""
     from lab.nodes import gpu_plugin
 
-    node.device_plugin = node.ns.start("deviceplugin", [str(gpu_plugin.ensure_built())], node.folder / "deviceplugin.log", ledger)
+    node.toggle_file.parent.mkdir(parents=True, exist_ok=True)
+    toggle.write(node.toggle_file, toggle.Toggle(on=False))
+    setting = [f"{key}={value}" for key, value in gpu_plugin.environment(TOGGLE_FILE).items()]
+    # Through env(1): nsenter itself must not load the interposer.
+    argv = ["env", *setting, str(gpu_plugin.ensure_built())]
+    node.device_plugin = node.ns.start("deviceplugin", argv, node.folder / "deviceplugin.log", ledger)

@@ -138,6 +138,28 @@ def test_health_check_sees_the_catalogue_events_once_per_injection(native, nvml_
     assert f"XID {xid}" in stderr
 
 
+def test_the_simulator_enumerates_a_driver_tree_and_an_injection_on_its_bus_reaches_that_gpu(native, nvml_health, tmp_path):
+    """The lab's GPU nodes: NVML's devices are the driver tree's GPUs (UUID, lower-case bus id), so a
+    toggle naming a bus from the tree reaches the GPU the tree lists there."""
+    from lab.gpu_nodes import bus_id, gpu_uuid, information
+
+    tree = tmp_path / "gpus"
+    gpus = [(bus_id(10, gpu), gpu_uuid("gpu-x", gpu)) for gpu in range(3)]
+    for gpu, (bus, _) in enumerate(gpus):
+        (tree / bus).mkdir(parents=True)
+        (tree / bus / "information").write_text(information("gpu-x", gpu, bus))
+    toggle = tmp_path / "toggle"
+    shim("off", "--file", toggle)
+    live = health(nvml_health, environment(native, toggle, SIM_NVML_DRIVER_TREE=str(tree), SIM_NVML_DEVICES="7"), devices=3)
+    seen = [fields(line) for line in live.header]
+    assert [(d["bus"].lower(), d["uuid"]) for d in seen] == gpus
+    shim("on", "--file", toggle, "--xid", 74, "--bus", gpus[2][0])
+    answer = live.ask("20")
+    assert (answer["wait"], answer["xid"], answer["uuid"], answer["verdict"]) == ("0", "74", gpus[2][1], "unhealthy")
+    assert live.ask("20")["verdict"] == "timeout"
+    live.close()
+
+
 def test_event_targets_the_gpu_by_pci_bus_id(native, nvml_health, tmp_path):
     toggle = tmp_path / "toggle"
     shim("off", "--create", "--file", toggle)
