@@ -8,7 +8,8 @@ the node's ResourceSlices (a taint carries its own `timeAdded`, so watching it s
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from functools import partial
 from typing import Any
 
 from steps.gpu import consumer_checks as C
@@ -40,19 +41,15 @@ class ConsumerTracker:
     def complete_on_node(self, _node: Mapping[str, Any] | None = None) -> bool:
         return not self.missing(on_node=True)
 
+    def _dra_sighting(self, check: C.ConsumerCheck, items: Iterable[Mapping[str, Any]]) -> C.Sighting | None:
+        return C.dra_sighting(check, items, self.since_ms, self.pci)
+
     def wait_rest(self, kube: Kube, node: str, deadline: float, watch_timeout_s: float = 60) -> None:
         """Watches for what is still missing until `deadline` (returns at once when nothing is)."""
         if self.missing(on_node=True):
             watch_node_until(kube, node, self.complete_on_node, deadline, watch_timeout_s=watch_timeout_s, on_object=self.observe)
         for check in self.missing(on_node=False):
             slices = Ref(C.RESOURCE_API, "resourceslices", None, "")
-            seen = watch_objects_until(
-                kube,
-                slices,
-                f"spec.nodeName={node}",
-                lambda items, check=check: C.dra_sighting(check, items, self.since_ms, self.pci),
-                deadline,
-                watch_timeout_s,
-            )
+            seen = watch_objects_until(kube, slices, f"spec.nodeName={node}", partial(self._dra_sighting, check), deadline, watch_timeout_s)
             if seen is not None:
                 self.sightings[check.name] = seen
