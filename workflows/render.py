@@ -57,6 +57,7 @@ REPORT_FIGURES = {
     "detection_seconds": "Seconds from fault injection to NVSentinel detection.",
     "time_to_first_failure_seconds": "Seconds from fault injection to the first failed request.",
     "availability_during_fault": "Success ratio of requests between fault injection and recovery.",
+    "cleanup_disruption_seconds": "Seconds from faultflow's own workload restore until inference met the threshold again.",
     "recovered": "1 when inference recovered (or never failed) by the end of the run.",
     "run_passed": "1 when every check of the run passed.",
     "checks_failed": "Number of failed checks.",

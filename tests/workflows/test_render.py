@@ -45,8 +45,10 @@ def test_gpu_fault_dag_order_and_dependencies():
         "inject-cuda-shim": "steady-state",
         "inject-xid": "inject-cuda-shim",
         "wait-for-cordon": "inject-xid",
-        "cleanup-dgd": "wait-for-cordon",
-        "verify-inference": "cleanup-dgd",
+        # issue 15 item 14: recovery is measured before our restore; then the restore, then its own wait.
+        "verify-inference": "wait-for-cordon",
+        "cleanup-dgd": "verify-inference",
+        "verify-after-cleanup": "cleanup-dgd",
     }
     assert templates(spec("gpu-fault"))["load"]["daemon"] is True  # traffic for the whole run
     args = {p["name"]: p["value"] for p in tasks["wait-for-cordon"]["arguments"]["parameters"]}
@@ -238,3 +240,14 @@ def test_host_pid_check_finds_every_form_and_only_those():
         "p.yaml: spec.podSpecPatch",
         "t.yaml: spec.templates[c].podSpecPatch",
     ]
+
+
+def test_item14_recovery_is_measured_before_the_restore_in_every_gpu_scenario():
+    for name in ("gpu-fault", "xid-only", "cuda-only"):
+        tasks = dag(spec(name), "main")
+        assert tasks["cleanup-dgd"]["depends"] == "verify-inference", name
+        assert "toggle-off" not in tasks or tasks["verify-inference"]["depends"] == "toggle-off"
+    cuda = templates(spec("cuda-only"))
+    assert "--no-restore-workload" in cuda["toggle-off"]["container"]["args"]
+    settle = templates(spec("gpu-fault"))["verify-after-cleanup"]["container"]["args"]
+    assert settle[settle.index("--phase") + 1] == "cleanup"

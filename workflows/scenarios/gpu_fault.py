@@ -14,6 +14,7 @@ from workflows.stages.common import (
     load_stage,
     recover_stage,
     report_stage,
+    settle_stage,
 )
 
 NAME = "gpu-fault"
@@ -49,8 +50,9 @@ SCENARIO = Scenario(
         gs.inject_cuda_shim(after="steady-state"),
         gs.inject_xid(after="inject-cuda-shim", toggle=True),
         gs.wait_for_cordon(after="inject-xid", fault_time=True, cuda=True),
-        gs.cleanup_dgd(after="wait-for-cordon"),
-        recover_stage(after="cleanup-dgd"),
+        recover_stage(after="wait-for-cordon"),
+        gs.cleanup_dgd(after="verify-inference"),
+        settle_stage(after="cleanup-dgd"),
     ),
     exit_stages=(final_cleanup_stage(), report_stage(NAME, expect_workload_reached=True)),
     mutexes=gs.GPU_MUTEXES,
