@@ -158,7 +158,7 @@ def container(stage: d.Stage, scenario: d.Scenario) -> Container | Suspend:
     if stage.pinned_to is not None:
         kwargs.update(
             node_selector={"kubernetes.io/hostname": argument(stage.pinned_to)},
-            tolerations=[m.Toleration(operator="Exists")],  # GPU nodes are commonly tainted
+            tolerations=[m.Toleration(key=t.key, operator="Exists", effect=t.effect) for t in d.NODE_TOLERATIONS],
             volumes=[
                 HostPathVolume(name=f"host-{i}", path=h.host_path, mount_path=h.container_path, type=h.host_path_type or None)
                 for i, h in enumerate(p for p in stage.host_paths if p.mount)

@@ -251,3 +251,16 @@ def test_item14_recovery_is_measured_before_the_restore_in_every_gpu_scenario():
     assert "--no-restore-workload" in cuda["toggle-off"]["container"]["args"]
     settle = templates(spec("gpu-fault"))["verify-after-cleanup"]["container"]["args"]
     assert settle[settle.index("--phase") + 1] == "cleanup"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+def test_item9_the_node_pod_tolerates_only_the_cordon_and_nvsentinel_taints(scenario):
+    """Issue 15 item 9: no blanket `operator: Exists` toleration (it would tolerate every taint,
+    NoExecute evictions included); each toleration names its key."""
+    for template in scenario_template(scenario).to_dict()["spec"]["templates"]:
+        tolerations = template.get("tolerations")
+        if tolerations is None:
+            continue
+        assert all(t.get("key") for t in tolerations), (scenario.name, template["name"], tolerations)
+        keys = {t["key"] for t in tolerations}
+        assert keys == {"node.kubernetes.io/unschedulable", "nvidia.com/gpu-error", "AggregatedNodeHealth", "nvidia.com/gpu"}

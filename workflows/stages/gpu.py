@@ -31,7 +31,7 @@ GPU_METADATA = HostPath(f"{NVSENTINEL_DIR_PATH}/gpu_metadata.json", f"{NVSENTINE
 
 def preflight(expect: str | Param = Param("expect"), shim: bool = True) -> Stage:
     """`shim`: the scenario has a shim-image parameter, which preflight refuses unless it is the installed image."""
-    images = ("--steps-image", Param("steps-image")) + (("--shim-image", Param("shim-image")) if shim else ())
+    images = ("--steps-image", Param("steps-image")) + (("--shim-image", Param("shim-image")) if shim else ("--no-shim",))
     # NVSentinel's dedup window is a parameter where NVSentinel is expected to act (expect given by the user).
     dedup = ("--dedup-window", Param("dedup-window")) if isinstance(expect, Param) else ()
     return Stage(
