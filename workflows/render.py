@@ -43,6 +43,7 @@ from hera.workflows import (
 
 from steps.event_names import EVENTS_FILE_ENV
 from workflows import declaration as d
+from workflows import retention
 from workflows.roles import EXECUTOR_SERVICE_ACCOUNT
 from workflows.stages.common import STEPS_IMAGE
 
@@ -209,6 +210,7 @@ def scenario_template(scenario: d.Scenario) -> WorkflowTemplate:
         active_deadline_seconds=scenario.deadline_s + exit_deadline,
         executor=m.ExecutorConfig(service_account_name=EXECUTOR_SERVICE_ACCOUNT),
         synchronization=m.Synchronization(mutexes=[m.Mutex(name=mutex_name(x)) for x in scenario.mutexes]),
+        **retention.scenario(),
         workflow_metadata=m.WorkflowMetadata(labels={**PART_OF, "faultflow.dev/scenario": scenario.name}),
         metrics=[
             Counter(

@@ -264,3 +264,19 @@ def test_item9_the_node_pod_tolerates_only_the_cordon_and_nvsentinel_taints(scen
         assert all(t.get("key") for t in tolerations), (scenario.name, template["name"], tolerations)
         keys = {t["key"] for t in tolerations}
         assert keys == {"node.kubernetes.io/unschedulable", "nvidia.com/gpu-error", "AggregatedNodeHealth", "nvidia.com/gpu"}
+
+
+def test_low_item_every_workflow_template_has_pod_gc_and_a_ttl_the_readers_outlive():
+    """Issue 15, Low: podGC and ttlStrategy on every WorkflowTemplate. The report reads artifacts (no
+    pods), the janitor counts a deleted Workflow as over, and the nightly gate reads its children after
+    the whole suite: so a scenario Workflow must outlive the suite's deadline."""
+    files = render_files(nightly=tuple(s.name for s in SCENARIOS))
+    templates = {path: yaml.safe_load(text.split("\n", 1)[1]) for path, text in files.items() if path.startswith("templates/")}
+    assert templates and all("podGC" in t["spec"] and "ttlStrategy" in t["spec"] for t in templates.values())
+    suite = templates["templates/nightly-resilience.yaml"]["spec"]
+    for path, template in templates.items():
+        if path != "templates/janitor.yaml":
+            assert template["spec"]["podGC"] == {"strategy": "OnWorkflowSuccess"}, path
+            assert template["spec"]["ttlStrategy"]["secondsAfterCompletion"] > suite["activeDeadlineSeconds"], path
+    janitor = templates["templates/janitor.yaml"]["spec"]
+    assert janitor["ttlStrategy"]["secondsAfterSuccess"] < janitor["ttlStrategy"]["secondsAfterFailure"]
