@@ -179,7 +179,8 @@ def revert_node(kube: Kube, entry: L.Entry) -> Outcome:
         return Outcome(entry.id, entry.kind, "already-clean")
     if not o.unschedulable(node):
         return Outcome(entry.id, entry.kind, "already-clean")
-    for _ in range(8):
+    attempts = 8
+    for _ in range(attempts):
         try:
             kube.guarded_patch(
                 ref,
@@ -188,12 +189,13 @@ def revert_node(kube: Kube, entry: L.Entry) -> Outcome:
                     {"op": "replace", "path": "/spec/unschedulable", "value": False},
                 ],
             )
-            break
+            return Outcome(entry.id, entry.kind, "uncordoned")
         except Conflict:
             node = kube.get(ref)  # NVSentinel or the kubelet wrote meanwhile: try again on the fresh node
             if not o.unschedulable(node):
                 return Outcome(entry.id, entry.kind, "already-clean")
-    return Outcome(entry.id, entry.kind, "uncordoned")
+    # Say what really happened: the node is still cordoned (the entry stays active for a retry).
+    raise InfrastructureError(f"node {ref.name} kept changing under us ({attempts} attempts): it is still cordoned")
 
 
 def revert_created_object(kube: Kube, run: L.RunInfo, entry: L.Entry) -> Outcome:
