@@ -33,7 +33,7 @@ def _namespaces(kube: Kube, namespace: str | None) -> list[str]:
     if namespace is not None:
         return [namespace] if opted_in(kube, namespace) else []
     listing = kube.list(Ref("v1", "namespaces", None, ""), label_selector=f"{OPT_IN_LABEL}=true")
-    return sorted(o.name(ns) for ns in listing.get("items") or [])
+    return sorted(name for ns in listing.get("items") or [] if (name := o.name(ns)))
 
 
 def _workloads(kube: Kube, namespace: str) -> list[tuple[Ref, dict]]:
@@ -52,10 +52,13 @@ def _workloads(kube: Kube, namespace: str) -> list[tuple[Ref, dict]]:
         listed_dgd = listed_dgd or plural == dynamo.DGD_PLURAL
         kind = str(listing.get("kind") or "").removesuffix("List")
         for obj in listing.get("items") or []:
+            name = o.name(obj)
+            if not name:
+                continue
             # The API server leaves apiVersion/kind out of a built-in list's items.
             obj.setdefault("apiVersion", api_version)
             obj.setdefault("kind", kind)
-            found.append((Ref(api_version, plural, namespace, o.name(obj)), obj))
+            found.append((Ref(api_version, plural, namespace, name), obj))
     return found
 
 
@@ -73,7 +76,12 @@ def find(kube: Kube, home: str, namespace: str | None = None, run_id: str | None
             except BadInput:
                 mark = None  # not a record we wrote: nothing we can undo exactly (a person's job)
             # A mark naming anything our patch never adds was not written by us: not an orphan of ours.
-            ours = mark is not None and mark.run_id == owner and mark.home == home
-            if ours and not shim_patch.foreign_items(obj, mark.record, mark.container):
+            if mark is None or mark.run_id != owner or mark.home != home:
+                continue
+            try:
+                foreign = shim_patch.foreign_items(obj, mark.record, mark.container)
+            except BadInput:
+                continue
+            if not foreign:
                 out.append(Orphan(owner, ref))
     return out

@@ -15,6 +15,7 @@ A ledger says what to undo, never how far to reach: an entry is acted on only wh
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from steps.errors import BadInput, InfrastructureError
@@ -98,12 +99,16 @@ class _Foreign(Exception):
 
 
 def _take_out(obj: dict, record: shim_patch.ShimRecord, container: str | None) -> dict:
-    if shim_patch.foreign_items(obj, record, container):
+    try:
+        foreign = shim_patch.foreign_items(obj, record, container)
+    except BadInput:  # a shape our patch never wrote into
+        raise _Foreign from None
+    if foreign:
         raise _Foreign
     return shim_patch.with_owner(shim_patch.remove_shim(obj, record, container), None)
 
 
-def _patched(kube: Kube, ref: Ref, entry_id: str, compute) -> Outcome:
+def _patched(kube: Kube, ref: Ref, entry_id: str, compute: Callable[[dict], dict]) -> Outcome:
     try:
         _, after = patch_with_retry(kube, ref, compute)
     except NotFound:
@@ -142,7 +147,7 @@ def revert_marked_workload(kube: Kube, ref: Ref, run_id: str, home: str) -> Outc
     of ours to patch, the mark must name this run and this installation, and the record may name
     only what `apply_shim` adds (else `refused`, nothing changed)."""
     entry_id = marked_entry_id(ref)
-    if (ref.group_version[0], ref.plural) not in WORKLOAD_KINDS or not opted_in(kube, ref.namespace):
+    if (ref.group_version[0], ref.plural) not in WORKLOAD_KINDS or not ref.namespace or not opted_in(kube, ref.namespace):
         return Outcome(entry_id, L.WORKLOAD_SHIM, "refused")
 
     def compute(obj: dict) -> dict:

@@ -320,7 +320,11 @@ def foreign_items(obj: dict, record: ShimRecord, container: str | None = None) -
             named = name in ENV_NAMES and all(isinstance(i, dict) and i.get("name") == name for i in (original, written))
             if not named:
                 problems.append(f"{rec.name}: replaced {key!r}")
-            elif name == "LD_PRELOAD" and written.get("value") != f"{LIB_DIR}/{LIB_NAME}:{original.get('value')}":
+            elif (
+                name == "LD_PRELOAD"
+                and isinstance(written, dict)
+                and written.get("value") != f"{LIB_DIR}/{LIB_NAME}:{original.get('value')}"
+            ):
                 problems.append(f"{rec.name}: LD_PRELOAD {original.get('value')!r} is not what our patch replaced")
         problems += [f"{rec.name}: written {key!r}" for key in rec.written if key not in rec.replaced]
     return problems

@@ -10,7 +10,14 @@ from steps.commands._inference import in_cluster_host
 from tests.cli import faultflow
 
 REFUSED = ("169.254.169.254", "example.com", "frontend.dynamo", "8.8.8.8", "[fe80::1]", "0.0.0.0")
-ACCEPTED = ("vllm-agg-frontend", "vllm-agg-frontend.dynamo.svc", "vllm-agg-frontend.dynamo.svc.cluster.local", "10.96.0.12", "127.0.0.1", "[::1]")
+ACCEPTED = (
+    "vllm-agg-frontend",
+    "vllm-agg-frontend.dynamo.svc",
+    "vllm-agg-frontend.dynamo.svc.cluster.local",
+    "10.96.0.12",
+    "127.0.0.1",
+    "[::1]",
+)
 
 
 @pytest.mark.parametrize("host", REFUSED)
