@@ -6,12 +6,15 @@ in packages above `steps` (render, lab, run) are registered through the `faultfl
 point group, so `steps` never imports them.
 
 Errors: every failure is one line on stderr and an exit code from `steps.errors.ExitCode`; click's
-own usage errors are turned into the same one-line form with exit 2.
+own usage errors are turned into the same one-line form with exit 2, and any exception nobody
+foresaw into one line with exit 3 (never a traceback, never exit 1, which means "a check failed").
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 from importlib import import_module
 
 import click
@@ -115,4 +118,12 @@ def run(argv: list[str] | None = None) -> None:
     except StepError as error:
         print(f"faultflow: error: {_one_line(error)}", file=sys.stderr)
         sys.exit(error.exit_code)
+    except Exception as error:  # noqa: BLE001 - the catch-all: whatever we did not foresee is still one line, exit 3
+        # Not foreseen means not the caller's fault as far as we can tell (an API answer we could not
+        # read, a file we could not write): an infrastructure error, which Argo's retryStrategy retries.
+        # FAULTFLOW_TRACEBACK=1 shows where it came from.
+        if os.environ.get("FAULTFLOW_TRACEBACK") == "1":
+            traceback.print_exc()
+        print(f"faultflow: error: unexpected {type(error).__name__}: {_one_line(error) or 'no detail'}", file=sys.stderr)
+        sys.exit(ExitCode.INFRASTRUCTURE)
     sys.exit(ExitCode.DONE)

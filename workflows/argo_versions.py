@@ -19,6 +19,8 @@ FEATURES: dict[str, tuple[str, str]] = {
     "metrics": ("2.7", "Prometheus metrics from the report's figures"),
     "daemon": ("2.0", "the background load task"),
     "optional": ("2.3", "stage outputs that may be missing"),
+    "podGC": ("2.4", "finished runs' pods deleted (failed runs keep theirs)"),
+    "ttlStrategy": ("2.5", "finished Workflows deleted after a week (the janitor's after an hour)"),
 }
 
 

@@ -107,6 +107,29 @@ RETRY = RetryPolicy()
 
 
 @dataclass(frozen=True)
+class Toleration:
+    """A taint a node-pinned stage's pod tolerates (operator Exists; `effect` None: every effect)."""
+
+    key: str
+    effect: str | None = None
+
+
+# Issue 15 item 9: the privileged node pod tolerates only what it must, never every taint:
+# * the cordon (`node.kubernetes.io/unschedulable`: a node NVSentinel cordoned mid-run);
+# * NVSentinel's fault-quarantine taints: its rule-sets taint nothing by default; the chart's own
+#   example (`nvidia.com/gpu-error`) and its e2e configuration (`AggregatedNodeHealth`) are the keys
+#   it is configured with (shared/research/nvsentinel.md §3.2);
+# * `nvidia.com/gpu`, the taint GPU nodes carry so that only GPU workloads land there (the GPU
+#   workers tolerate it too); without it the stage could not run on a GPU node at all.
+NODE_TOLERATIONS = (
+    Toleration("node.kubernetes.io/unschedulable", "NoSchedule"),
+    Toleration("nvidia.com/gpu-error"),
+    Toleration("AggregatedNodeHealth"),
+    Toleration("nvidia.com/gpu"),
+)
+
+
+@dataclass(frozen=True)
 class Parameter:
     name: str
     default: str

@@ -204,9 +204,19 @@ def rbac_objects(config: DeployConfig) -> list[dict]:
     return objects
 
 
-def _image(reference: str) -> dict:
-    name, _, tag = reference.rpartition(":")
-    return {"name": name, "newTag": tag}
+def image_entry(reference: str) -> dict:
+    """A kustomize `images:` entry that pins `reference` as written: `[host[:port]/]path[:tag][@digest]`.
+    The tag is after the last `:` of the last path component only (a registry's port is no tag), and
+    a digest (`@sha256:…`) is kept (issue 15 item 15: installations pin images by digest)."""
+    name, at, digest = reference.partition("@")
+    host_and_path, slash, last = name.rpartition("/")
+    entry: dict = {"name": name}
+    if ":" in last:
+        repository, _, tag = last.rpartition(":")
+        entry = {"name": f"{host_and_path}{slash}{repository}", "newTag": tag}
+    if at:
+        entry["digest"] = digest
+    return entry
 
 
 def kustomization(config: DeployConfig, resources: list[str]) -> dict:
@@ -219,7 +229,7 @@ def kustomization(config: DeployConfig, resources: list[str]) -> dict:
         # ConfigMap faultflow-config, from which the steps take the images of the pods they create
         # (kustomizeconfig.yaml tells kustomize where those fields are). A run cannot choose an
         # image: preflight refuses a steps-image/shim-image parameter other than the configured one.
-        "images": [_image(STEPS_IMAGE), _image(SHIM_IMAGE)],
+        "images": [image_entry(STEPS_IMAGE), image_entry(SHIM_IMAGE)],
         "configurations": ["kustomizeconfig.yaml"],
     }
 

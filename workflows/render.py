@@ -44,6 +44,7 @@ from hera.workflows import (
 
 from steps.event_names import EVENTS_FILE_ENV
 from workflows import declaration as d
+from workflows import retention
 from workflows.roles import EXECUTOR_SERVICE_ACCOUNT
 from workflows.stages.common import STEPS_IMAGE
 
@@ -58,6 +59,7 @@ REPORT_FIGURES = {
     "detection_seconds": "Seconds from fault injection to NVSentinel detection.",
     "time_to_first_failure_seconds": "Seconds from fault injection to the first failed request.",
     "availability_during_fault": "Success ratio of requests between fault injection and recovery.",
+    "cleanup_disruption_seconds": "Seconds from faultflow's own workload restore until inference met the threshold again.",
     "recovered": "1 when inference recovered (or never failed) by the end of the run.",
     "run_passed": "1 when every check of the run passed.",
     "checks_failed": "Number of failed checks.",
@@ -158,7 +160,7 @@ def container(stage: d.Stage, scenario: d.Scenario) -> Container | Suspend:
     if stage.pinned_to is not None:
         kwargs.update(
             node_selector={"kubernetes.io/hostname": argument(stage.pinned_to)},
-            tolerations=[m.Toleration(operator="Exists")],  # GPU nodes are commonly tainted
+            tolerations=[m.Toleration(key=t.key, operator="Exists", effect=t.effect) for t in d.NODE_TOLERATIONS],
             volumes=[
                 HostPathVolume(name=f"host-{i}", path=h.host_path, mount_path=h.container_path, type=h.host_path_type or None)
                 for i, h in enumerate(p for p in stage.host_paths if p.mount)
@@ -243,6 +245,7 @@ def scenario_template(scenario: d.Scenario) -> WorkflowTemplate:
         active_deadline_seconds=scenario.deadline_s + exit_deadline,
         executor=m.ExecutorConfig(service_account_name=EXECUTOR_SERVICE_ACCOUNT),
         synchronization=m.Synchronization(mutexes=[m.Mutex(name=mutex_name(x)) for x in scenario.mutexes]),
+        **retention.scenario(),
         workflow_metadata=m.WorkflowMetadata(labels={**PART_OF, "faultflow.dev/scenario": scenario.name}),
         metrics=[
             Counter(

@@ -35,6 +35,8 @@ PREFLIGHT = Role(
         Rule(DGD, DGD_RESOURCES, ("get",)),
         Rule("apps", WORKLOADS, ("get",)),
         Rule("", ("pods",), ("list",)),
+        # Would the namespace admit the shim's init container (steps.run.preconditions, item 11)?
+        Rule("", ("resourcequotas", "limitranges"), ("list",)),
     ),
     # list: earlier runs' ledgers (NVSentinel's dedup window), all in faultflow's namespace.
     installation=(Rule("", ("configmaps",), ("get", "list", "create", "update")),),
@@ -116,8 +118,9 @@ JANITOR = Role(
     "janitor",
     "janitor: reverts orphaned runs (TTL passed, workflow gone or finished) from the ledgers in faultflow's namespace",
     namespaced=(
-        Rule(DGD, DGD_RESOURCES, ("get", "patch")),
-        Rule("apps", WORKLOADS, ("get", "patch")),
+        # list: workloads still carrying a run's shim whose ledger is gone (steps.run.orphans, item 8).
+        Rule(DGD, DGD_RESOURCES, ("get", "list", "patch")),
+        Rule("apps", WORKLOADS, ("get", "list", "patch")),
         Rule("apps", CONSUMERS, ("get", "patch")),
         Rule("", ("pods",), ("get", "delete")),  # verify-partition's probe pod
         Rule("networking.k8s.io", ("networkpolicies",), ("get", "delete")),
@@ -128,7 +131,8 @@ JANITOR = Role(
         Rule("argoproj.io", ("workflows",), ("get", "list")),
         TOGGLE_PODS,
     ),
-    cluster=(Rule("", ("nodes",), ("get",)), OPT_IN),
+    # list namespaces: the opted-in ones, where a workload may still carry an orphaned shim.
+    cluster=(Rule("", ("nodes",), ("get",)), Rule("", ("namespaces",), ("get", "list"))),
 )
 
 

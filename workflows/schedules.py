@@ -12,6 +12,7 @@ from hera.workflows import Container, CronWorkflow, Parameter, Resource, Steps, 
 from hera.workflows import models as m
 
 from steps.installation_names import SCENARIO_LABEL, SUITE_RUN_LABEL
+from workflows import retention
 from workflows.render import PART_OF, retry_strategy
 from workflows.roles import EXECUTOR_SERVICE_ACCOUNT, JANITOR, SUITE
 from workflows.stages.common import STEPS_IMAGE
@@ -44,6 +45,23 @@ RUNNER_SECURITY = m.SecurityContext(run_as_non_root=True, allow_privilege_escala
 RUNNER_RESOURCES = m.ResourceRequirements(requests={"cpu": "50m", "memory": "128Mi"}, limits={"memory": "512Mi"})
 
 
+# The scenario name goes into the child's JSON manifest as a JSON value Argo itself encodes
+# (`toJson` in an expression tag), never spliced into the text: an item of the `scenarios` parameter
+# such as `gpu-fault", "serviceAccountName": "…` must stay one (invalid) name, not add fields.
+SCENARIO, GENERATE_NAME = "\x00scenario\x00", "\x00generate-name\x00"
+ENCODED = {
+    SCENARIO: "{{=toJson(inputs.parameters.scenario)}}",
+    GENERATE_NAME: "{{=toJson(inputs.parameters.scenario + '-nightly-')}}",
+}
+
+
+def child_manifest(child: dict) -> str:
+    text = json.dumps(child, sort_keys=True)
+    for placeholder, tag in ENCODED.items():
+        text = text.replace(json.dumps(placeholder), tag)
+    return text
+
+
 def nightly_template(scenarios: tuple[str, ...]) -> WorkflowTemplate:
     """Runs each scenario as its own Workflow (so its exit handler, mutex and parameters apply), one
     at a time, and goes on after a failed one; then the gate fails the suite when any scenario did
@@ -59,15 +77,15 @@ def nightly_template(scenarios: tuple[str, ...]) -> WorkflowTemplate:
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Workflow",
         "metadata": {
-            "generateName": "{{inputs.parameters.scenario}}-nightly-",
+            "generateName": GENERATE_NAME,
             "labels": {
                 **PART_OF,
                 "faultflow.dev/suite": "nightly-resilience",
                 SUITE_RUN_LABEL: "{{workflow.uid}}",
-                SCENARIO_LABEL: "{{inputs.parameters.scenario}}",
+                SCENARIO_LABEL: SCENARIO,
             },
         },
-        "spec": {"workflowTemplateRef": {"name": "{{inputs.parameters.scenario}}"}},
+        "spec": {"workflowTemplateRef": {"name": SCENARIO}},
     }
     with WorkflowTemplate(
         name="nightly-resilience",
@@ -86,11 +104,12 @@ def nightly_template(scenarios: tuple[str, ...]) -> WorkflowTemplate:
             )
         ],
         active_deadline_seconds=NIGHTLY_SCENARIO_DEADLINE_S * max(1, len(scenarios)) + GATE_DEADLINE_S,
+        **retention.scenario(),
     ) as template:
         run = Resource(
             name="run-scenario",
             action="create",
-            manifest=json.dumps(child, sort_keys=True),
+            manifest=child_manifest(child),
             set_owner_reference=True,
             success_condition="status.phase == Succeeded",
             failure_condition="status.phase in (Failed, Error)",
@@ -145,6 +164,7 @@ def janitor_template() -> WorkflowTemplate:
         entrypoint="janitor",
         service_account_name=JANITOR.service_account,
         executor=m.ExecutorConfig(service_account_name=EXECUTOR_SERVICE_ACCOUNT),
+        **retention.janitor(),
     ) as template:
         Container(
             name="janitor",

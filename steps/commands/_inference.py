@@ -9,6 +9,7 @@ parameter files `success_rate` and `passed`.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import uuid
 from urllib.parse import urlsplit
@@ -24,10 +25,33 @@ from steps.outputs import Outputs
 RECORDS_FILE = "records.jsonl"
 
 
+ALLOW_EXTERNAL = "faultflow.allow_external_frontend"
+
+
+def in_cluster_host(host: str) -> bool:
+    """A host the frontend of an in-cluster Dynamo deployment can have (issue 15, Low: `frontend-url`
+    could point anywhere — the metadata service, an outside host given the run's prompts): a Service
+    name (`name`, `name.ns.svc`, `name.ns.svc.<cluster domain>`), a cluster IP (private address space)
+    or loopback (a port-forward, the lab). Link-local (cloud metadata) and public addresses are not."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        labels = host.lower().rstrip(".").split(".")
+        return host == "localhost" or len(labels) == 1 or (len(labels) >= 3 and labels[2] == "svc")
+    return ip.is_loopback or (ip.is_private and not ip.is_link_local and not ip.is_unspecified and not ip.is_multicast)
+
+
 def _base_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise BadInput(f"--url must be an http(s) URL of the frontend, e.g. http://my-dgd-frontend:8000, got {url!r}")
+    context = click.get_current_context(silent=True)
+    allowed = bool(context and context.meta.get(ALLOW_EXTERNAL))
+    if not allowed and not in_cluster_host(parts.hostname):
+        raise BadInput(
+            f"--url host {parts.hostname!r} is not an in-cluster Service (name.namespace.svc) or cluster IP: "
+            "pass --allow-external-frontend to send the run's traffic there anyway"
+        )
     if parts.query or parts.fragment:
         raise BadInput(f"--url must not carry a query or fragment, got {url!r}")
     if parts.path.rstrip("/").endswith(("/completions", "/models")):
@@ -50,6 +74,13 @@ def common_options(default_rate: float, default_concurrency: int):
         for option in reversed(
             [
                 click.option("--url", required=True, help="Frontend base URL, e.g. http://vllm-agg-frontend.ns.svc:8000."),
+                click.option(
+                    "--allow-external-frontend",
+                    is_flag=True,
+                    expose_value=False,
+                    callback=lambda ctx, _param, value: ctx.meta.__setitem__(ALLOW_EXTERNAL, value),
+                    help="Allow a --url host outside the cluster (default: Service names, cluster IPs, loopback only).",
+                ),
                 click.option(
                     "--api",
                     type=click.Choice(["chat", "completions"]),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import click
 
+from steps.errors import BadInput
 from steps.event_names import EventName
 from steps.events import emit
 from steps.kube.client import Ref
@@ -26,6 +27,12 @@ STEP = "cleanup-dgd"
 @click.command(STEP)
 @run_options
 @click.option("--toggle-off/--no-toggle-off", default=True, show_default=True, help="Also switch the node toggle off.")
+@click.option(
+    "--restore-workload/--no-restore-workload",
+    default=True,
+    show_default=True,
+    help="Restore the workload (--no-restore-workload: only the toggle, so recovery is measured before our own rollout).",
+)
 @click.option("--steps-image", default=None, help="Image for the toggle-off pod (default: the installed one, ConfigMap faultflow-config).")
 @click.option("--toggle-dir", default=None, help="Node toggle directory (default: the installed one, ConfigMap faultflow-config).")
 @click.option("--timeout", default="5m", show_default=True, type=Duration())
@@ -34,15 +41,18 @@ STEP = "cleanup-dgd"
     is_flag=True,
     help="Before restoring, report whether the workers on the run's node logged the shim injecting the XID (event fault_reached_workload).",
 )
-def command(run_id, namespace, open_run, toggle_off, steps_image, toggle_dir, timeout, expect_cuda_faults):
+def command(run_id, namespace, open_run, toggle_off, restore_workload, steps_image, toggle_dir, timeout, expect_cuda_faults):
     """Restore the DGD (or Deployment/StatefulSet) from the ledger; switch the node toggle off."""
+    if not (toggle_off or restore_workload):
+        raise BadInput("--no-toggle-off with --no-restore-workload leaves nothing to do")
     run = open_run()
     kube, store = run.kube, run.ledgers
     ledger = store.require(namespace, run_id)
     if expect_cuda_faults:
         _report_reach(kube, ledger)
     # The NVML consumers go back with the workload: a restarted device plugin re-advertises the GPU.
-    kinds = (L.WORKLOAD_SHIM, L.NVML_CONSUMER, L.NODE_TOGGLE) if toggle_off else (L.WORKLOAD_SHIM, L.NVML_CONSUMER)
+    restored = (L.WORKLOAD_SHIM, L.NVML_CONSUMER) if restore_workload else ()
+    kinds = restored + ((L.NODE_TOGGLE,) if toggle_off else ())
     toggles = toggle_off and any(e.kind == L.NODE_TOGGLE for e in ledger.active())
     node_config = NodeConfig.installed(kube, store.home, steps_image, toggle_dir) if toggles else None
     with sigterm_raises():

@@ -1,6 +1,7 @@
 """`faultflow faults list | recover`: every active fault in the cluster, from the run ledgers in
 faultflow's namespace (FAULTFLOW_NAMESPACE, default `faultflow`; ledger-labelled ConfigMaps anywhere
-else are not ledgers)."""
+else are not ledgers), and the workloads whose run's ledger is gone but which still carry our shim
+and its record (`steps.run.orphans`: opted-in namespaces only)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from steps.events import emit
 from steps.kube.client import connect
 from steps.options import Duration, K8sName, RunId, common_cluster_options
 from steps.run import ledger as L
+from steps.run import orphans
 
 
 def _iso(ms: int | None) -> str:
@@ -50,13 +52,31 @@ def rows(ledgers: list[L.Ledger]) -> list[dict]:
     return out
 
 
+def orphan_rows(found: list[orphans.Orphan]) -> list[dict]:
+    """Workloads still carrying a run's shim whose ledger is gone: `faults recover RUN` undoes them."""
+    return [
+        {
+            "run": orphan.run_id,
+            "kind": L.WORKLOAD_SHIM,
+            "target": f"{orphan.ref.plural}/{orphan.ref.namespace}/{orphan.ref.name}",
+            "injected_at": "-",
+            "expires_at": "-",
+            "state": "orphan (ledger gone)",
+            "namespace": orphan.ref.namespace,
+        }
+        for orphan in found
+    ]
+
+
 @click.command("list")
 @click.option("--namespace", default=None, type=K8sName(label=True), help="Only this namespace (default: all).")
 @click.option("--json", "as_json", is_flag=True)
 @common_cluster_options
 def list_command(namespace, as_json, kubeconfig, context):
     """Show every active fault: run, kind, target, injected at, expires at, state."""
-    table = rows(L.LedgerStore(connect(kubeconfig, context)).all(namespace))
+    kube = connect(kubeconfig, context)
+    store = L.LedgerStore(kube)
+    table = rows(store.all(namespace)) + orphan_rows(orphans.find(kube, store.home, namespace))
     if as_json:
         click.echo(json.dumps(table, indent=1))
         return
@@ -88,8 +108,10 @@ def recover_command(run_id, all_runs, namespace, timeout, steps_image, toggle_di
     if bool(run_id) == all_runs:
         raise BadInput("give a RUN id or --all (not both)")
     kube = connect(kubeconfig, context)
-    if run_id and not any(ledger.run.run_id == run_id for ledger in L.LedgerStore(kube).all(namespace)):
-        raise BadInput(f"no ledger for run {run_id}")
+    store = L.LedgerStore(kube)
+    known = any(ledger.run.run_id == run_id for ledger in store.all(namespace))
+    if run_id and not known and not orphans.find(kube, store.home, namespace, run_id):
+        raise BadInput(f"no ledger for run {run_id}, and no workload in an opted-in namespace carries its shim")
     runs, entries = sweep(
         kube,
         namespace,

@@ -38,7 +38,7 @@ from steps.options import (
     expect_options,
     run_options,
 )
-from steps.run import install, nvsentinel_guardrails
+from steps.run import install, nvsentinel_guardrails, preconditions
 from steps.run import ledger as L
 from steps.run.context import RunContext
 from steps.run.guardrails import check_namespace, resolve_nodes
@@ -80,6 +80,12 @@ STEP = "preflight"
 @click.option("--shim-image", default="", help="Must equal the installed shim image (ConfigMap faultflow-config) when given.")
 @click.option("--ttl", default="2h", show_default=True, type=Duration(), help="After this the janitor reverts the run.")
 @click.option("--restore-node/--no-restore-node", default=False, help="Record the node's state so restore-node can undo.")
+@click.option(
+    "--shim/--no-shim",
+    default=True,
+    show_default=True,
+    help="The run loads the CUDA shim into the workers (xid-only: --no-shim): check the namespace admits it.",
+)
 @click.option("--workflow-name", default=None, help="Owning Argo Workflow ({{workflow.name}}).")
 @click.option("--workflow-namespace", default=None, help="Default: faultflow's namespace.")
 @click.option("--workflow-uid", default=None)
@@ -105,6 +111,7 @@ def command(
     shim_image,
     ttl,
     restore_node,
+    shim,
     workflow_name,
     workflow_namespace,
     workflow_uid,
@@ -136,6 +143,10 @@ def command(
     kind, name = target
     ref, obj = resolve(kube, namespace, kind, name, dgd_version)
     workers = dgd.gpu_workers(obj)
+    if shim:  # issue 15 item 11: before anything is patched, will the namespace admit what the shim adds?
+        preconditions.check_pod_security(kube.get(Ref("v1", "namespaces", None, namespace)))
+        init = shim_patch.init_container(shim_patch.ShimConfig(installed.shim_image, xid, toggle_dir))
+        preconditions.check_quota(kube, namespace, init)
     targets = resolve_nodes(kube, namespace, obj, tuple(dict.fromkeys(nodes)))
     if len(targets) > max_nodes:
         raise BadInput(f"{len(targets)} target nodes exceed the blast radius --max-nodes={max_nodes}")
@@ -294,7 +305,8 @@ def _print_plan(obj: dict, facts: dict, toggle_dir: str, fault_duration: float) 
     """Every change, in order, as one JSON event each (`planned_change`)."""
     cfg = shim_patch.ShimConfig(image="<shim-image>", xid=facts["xid"], toggle_dir=toggle_dir)
     new, record = shim_patch.apply_shim(obj, cfg)
-    ops = shim_patch.patch_ops(obj, shim_patch.with_owner(new, facts["run_id"]))
+    mark = shim_patch.ShimMark(facts["run_id"], install.home_namespace(), record)
+    ops = shim_patch.patch_ops(obj, shim_patch.with_owner(new, facts["run_id"], mark))
     plan = [
         ("ledger", f"create configmap {install.home_namespace()}/{L.configmap_name(facts['run_id'])}", None),
         ("inject-cuda-shim", f"patch {facts['target']} components {', '.join(c.name for c in record.components)}", ops),

@@ -34,6 +34,7 @@ def render_markdown(report: dict) -> str:
         f"| detection (XID seen / node cordoned) | {_s(f['detection_s'])} |",
         f"| time to recovery | {_s(f['time_to_recovery_s'])} |",
         f"| availability during fault | {_pct(f['availability_during_fault'])} ({f['requests_during_fault']} requests) |",
+        f"| our cleanup's rollout (disruption) | {_s(f.get('cleanup_disruption_seconds'))} ({f.get('cleanup_failed_requests', 0)} failed) |",
         "",
         "| phase | requests | success | impact | errors | stalled | p50 | p90 | p99 | first failure | recovery |",
         "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",

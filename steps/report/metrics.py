@@ -16,6 +16,10 @@ GAUGES: dict[str, tuple[str, str]] = {
     "detection_seconds": ("Seconds from fault injection to NVSentinel detection (XID seen or node cordoned).", "detection_s"),
     "time_to_first_failure_seconds": ("Seconds from fault injection to the first failed request.", "time_to_first_failure_s"),
     "availability_during_fault": ("Success ratio of requests sent between fault injection and recovery.", "availability_during_fault"),
+    "cleanup_disruption_seconds": (
+        "Seconds from faultflow's own workload restore until inference met the threshold again (0: nothing failed).",
+        "cleanup_disruption_seconds",
+    ),
 }
 
 

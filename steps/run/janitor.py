@@ -18,7 +18,8 @@ from steps.events import emit
 from steps.kube import objects as o
 from steps.kube.client import Kube, NotFound, Ref
 from steps.run import ledger as L
-from steps.run.revert import NodeConfig, event_name, in_order, revert_run
+from steps.run import orphans
+from steps.run.revert import NodeConfig, event_name, in_order, marked_entry_id, revert_marked_workload, revert_run
 
 STEP = "janitor"
 
@@ -27,6 +28,7 @@ WORKFLOWS = ("argoproj.io/v1alpha1", "workflows")
 
 
 FINISHED = ("Succeeded", "Failed", "Error")
+LEDGER_GONE = "ledger-gone"  # the reason for a revert from the object's own shim mark
 
 
 def orphan_reason(kube: Kube, run: L.RunInfo, now_ms: int, home: str) -> str | None:
@@ -159,6 +161,43 @@ def sweep(
                 )
         runs += reverted > 0
         entries += reverted
+    orphan_runs, orphan_entries = sweep_marked(kube, store.home, namespace, only_run, dry_run, step, failures)
+    runs += orphan_runs
+    entries += orphan_entries
     if failures:
         raise InfrastructureError(f"{len(failures)} ledger entries could not be reverted (the next sweep retries): {'; '.join(failures)}")
     return runs, entries
+
+
+def sweep_marked(
+    kube: Kube, home: str, namespace: str | None, only_run: str | None, dry_run: bool, step: str, failures: list[str]
+) -> tuple[int, int]:
+    """Workloads still carrying a run's shim whose ledger is gone (`steps.run.orphans`): reverted from
+    the mark on the object itself, each on its own. Returns (runs, workloads) reverted."""
+    runs: set[str] = set()
+    reverted = 0
+    for orphan in orphans.find(kube, home, namespace, only_run):
+        entry = marked_entry_id(orphan.ref)
+        if dry_run:
+            emit(step, EventName.WOULD_REVERT, run_id=orphan.run_id, entry=entry, kind=L.WORKLOAD_SHIM, reason=LEDGER_GONE)
+            continue
+        try:
+            outcome = revert_marked_workload(kube, orphan.ref, orphan.run_id, home)
+        except (StepError, NotFound) as error:
+            failures.append(f"{orphan.run_id}/{entry}: {error}")
+            emit(step, EventName.REVERT_FAILED, run_id=orphan.run_id, entry=entry, kind=L.WORKLOAD_SHIM, error=str(error))
+            continue
+        if outcome.action != "refused":
+            runs.add(orphan.run_id)
+            reverted += 1
+        emit(
+            step,
+            event_name(outcome),
+            run_id=orphan.run_id,
+            entry=entry,
+            kind=L.WORKLOAD_SHIM,
+            action=outcome.action,
+            reason=LEDGER_GONE,
+            target=f"{orphan.ref.plural}/{orphan.ref.namespace}/{orphan.ref.name}",
+        )
+    return len(runs), reverted

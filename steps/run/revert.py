@@ -15,9 +15,10 @@ A ledger says what to undo, never how far to reach: an entry is acted on only wh
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from steps.errors import InfrastructureError
+from steps.errors import BadInput, InfrastructureError
 from steps.event_names import EventName
 from steps.gpu.toggle_pod import run_to_completion, toggle_off_pod
 from steps.kube import objects as o
@@ -93,6 +94,30 @@ def event_name(outcome: Outcome) -> EventName:
     return EventName.FAULT_CLEARED
 
 
+class _Foreign(Exception):
+    """The record names something our patch never adds: the revert is refused whole."""
+
+
+def _take_out(obj: dict, record: shim_patch.ShimRecord, container: str | None) -> dict:
+    try:
+        foreign = shim_patch.foreign_items(obj, record, container)
+    except BadInput:  # a shape our patch never wrote into
+        raise _Foreign from None
+    if foreign:
+        raise _Foreign
+    return shim_patch.with_owner(shim_patch.remove_shim(obj, record, container), None)
+
+
+def _patched(kube: Kube, ref: Ref, entry_id: str, compute: Callable[[dict], dict]) -> Outcome:
+    try:
+        _, after = patch_with_retry(kube, ref, compute)
+    except NotFound:
+        return Outcome(entry_id, L.WORKLOAD_SHIM, "already-clean")  # the workload is gone: nothing of ours is left
+    except _Foreign:
+        return Outcome(entry_id, L.WORKLOAD_SHIM, "refused")
+    return Outcome(entry_id, L.WORKLOAD_SHIM, "restored" if after is not None else "already-clean")
+
+
 def revert_workload(kube: Kube, run_id: str, entry: L.Entry, namespace: str) -> Outcome:
     """Takes the shim out of a workload that carries this run's annotation (set in the same patch as
     the shim, so without it nothing of ours is there)."""
@@ -105,13 +130,36 @@ def revert_workload(kube: Kube, run_id: str, entry: L.Entry, namespace: str) -> 
     def compute(obj: dict) -> dict:
         if shim_patch.owner(obj) != run_id:
             return obj  # not ours (never patched, already restored, or another run's): unchanged
-        return shim_patch.with_owner(shim_patch.remove_shim(obj, record, container), None)
+        return _take_out(obj, record, container)
 
-    try:
-        _, after = patch_with_retry(kube, ref, compute)
-    except NotFound:
-        return Outcome(entry.id, entry.kind, "already-clean")  # the workload is gone: nothing of ours is left
-    return Outcome(entry.id, entry.kind, "restored" if after is not None else "already-clean")
+    return _patched(kube, ref, entry.id, compute)
+
+
+def marked_entry_id(ref: Ref) -> str:
+    """The entry id inject-cuda-shim gave the workload (steps.workload.shim_inject.entry_id)."""
+    return f"shim-{ref.plural}-{ref.name}"
+
+
+def revert_marked_workload(kube: Kube, ref: Ref, run_id: str, home: str) -> Outcome:
+    """Issue 15 item 8: the run's ledger is gone; the object's own shim mark says what to take out.
+    Whoever may edit the workload may also write that mark, so it is trusted for nothing more than
+    undoing our patch on this same object: the namespace must opt in, the object must be a workload
+    of ours to patch, the mark must name this run and this installation, and the record may name
+    only what `apply_shim` adds (else `refused`, nothing changed)."""
+    entry_id = marked_entry_id(ref)
+    if (ref.group_version[0], ref.plural) not in WORKLOAD_KINDS or not ref.namespace or not opted_in(kube, ref.namespace):
+        return Outcome(entry_id, L.WORKLOAD_SHIM, "refused")
+
+    def compute(obj: dict) -> dict:
+        try:
+            mark = shim_patch.ShimMark.from_object(obj)
+        except BadInput:
+            raise _Foreign from None
+        if mark is None or shim_patch.owner(obj) != run_id or mark.run_id != run_id or mark.home != home:
+            return obj  # restored meanwhile, or not this run's
+        return _take_out(obj, mark.record, mark.container)
+
+    return _patched(kube, ref, entry_id, compute)
 
 
 def revert_toggle(kube: Kube, run_id: str, entry: L.Entry, timeout_s: float, config: NodeConfig) -> Outcome:
@@ -136,7 +184,8 @@ def revert_node(kube: Kube, entry: L.Entry) -> Outcome:
         return Outcome(entry.id, entry.kind, "already-clean")
     if not o.unschedulable(node):
         return Outcome(entry.id, entry.kind, "already-clean")
-    for _ in range(8):
+    attempts = 8
+    for _ in range(attempts):
         try:
             kube.guarded_patch(
                 ref,
@@ -145,12 +194,13 @@ def revert_node(kube: Kube, entry: L.Entry) -> Outcome:
                     {"op": "replace", "path": "/spec/unschedulable", "value": False},
                 ],
             )
-            break
+            return Outcome(entry.id, entry.kind, "uncordoned")
         except Conflict:
             node = kube.get(ref)  # NVSentinel or the kubelet wrote meanwhile: try again on the fresh node
             if not o.unschedulable(node):
                 return Outcome(entry.id, entry.kind, "already-clean")
-    return Outcome(entry.id, entry.kind, "uncordoned")
+    # Say what really happened: the node is still cordoned (the entry stays active for a retry).
+    raise InfrastructureError(f"node {ref.name} kept changing under us ({attempts} attempts): it is still cordoned")
 
 
 def revert_created_object(kube: Kube, run: L.RunInfo, entry: L.Entry) -> Outcome:

@@ -38,19 +38,18 @@ def inject(kube: Kube, store: L.LedgerStore, run: L.RunInfo, ref: Ref, cfg: shim
         ledger = store.load(run.namespace, run.run_id)
         previous = ledger.entries.get(entry_id(ref)) if ledger else None
         old_record = shim_patch.ShimRecord.from_dict(previous.data["record"]) if previous else None
+        merged = _merge(old_record, record)
+        # Only what the revert needs (never the object: its status, managedFields and env values).
         entry = L.Entry(
             id=entry_id(ref),
             kind=L.WORKLOAD_SHIM,
             target=ref.to_dict(),
-            data={
-                "record": _merge(old_record, record).to_dict(),
-                "original": previous.data["original"] if previous else obj,
-                "container": cfg.container,
-                "xid": cfg.xid,
-            },
+            data={"record": merged.to_dict(), "container": cfg.container, "xid": cfg.xid},
         )
         store.record(run.namespace, run.run_id, entry)  # BEFORE the change
-        ops = shim_patch.patch_ops(obj, shim_patch.with_owner(new, run.run_id))
+        # The same record on the object itself, so a deleted ledger leaves nothing unrecoverable.
+        mark = shim_patch.ShimMark(run.run_id, store.home, merged, cfg.container)
+        ops = shim_patch.patch_ops(obj, shim_patch.with_owner(new, run.run_id, mark))
         try:
             kube.guarded_patch(ref, ops)
         except Conflict:

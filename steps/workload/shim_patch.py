@@ -11,6 +11,7 @@ they are empty again. The result of `remove_shim(apply_shim(x))` is `x`, byte fo
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -28,6 +29,11 @@ LIB_NAME = "libfaultflow_cuda.so"
 INSTALL_SCRIPT = "/opt/faultflow/install.sh"  # the shim image's init command (images/shim/install.sh)
 INIT_TOGGLE_MOUNT = "/faultflow-toggle"
 OWNER_ANNOTATION = "faultflow.dev/run"
+# The shim record kept on the patched object itself (issue 15 item 8), set and removed in the same
+# patch as the shim: a deleted ledger must not leave an orphan nobody can undo exactly. It holds the
+# run id, faultflow's namespace and the record (names we added, the original values of the four env
+# variables we replaced) — never the object, never any other env value.
+SHIM_ANNOTATION = "faultflow.dev/shim"
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,9 @@ def worker_env(cfg: ShimConfig) -> list[dict]:
         {"name": "CUDA_XID_TYPE", "value": str(cfg.xid)},
         {"name": "FAULTFLOW_TOGGLE_FILE", "value": cfg.toggle_file},
     ]
+
+
+ENV_NAMES = tuple(e["name"] for e in worker_env(ShimConfig("", 0, "/")))
 
 
 def is_injected(obj: dict, comp: Component) -> bool:
@@ -239,15 +248,101 @@ def patch_ops(old: dict, new: dict) -> list[dict]:
     return guard + ops
 
 
-def with_owner(obj: dict, run_id: str | None) -> dict:
-    """Sets (run_id) or clears (None) our owner annotation on a copy."""
+@dataclass(frozen=True)
+class ShimMark:
+    """What the patched object carries about our patch (annotation `faultflow.dev/shim`)."""
+
+    run_id: str
+    home: str  # faultflow's namespace, where the run's ledger lives (or lived)
+    record: ShimRecord
+    container: str | None = None
+
+    def to_annotation(self) -> str:
+        body = {"run": self.run_id, "home": self.home, "container": self.container, "record": self.record.to_dict()}
+        return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_object(cls, obj: dict) -> ShimMark | None:
+        """The object's mark; None when it carries none. BadInput when it is not one we could have written."""
+        text = o.annotations_of(obj).get(SHIM_ANNOTATION)
+        if text is None:
+            return None
+        try:
+            body = json.loads(text)
+            record = ShimRecord.from_dict(body["record"])
+            mark = cls(body["run"], body["home"], record, body.get("container"))
+            typed = all(isinstance(v, str) for v in (mark.run_id, mark.home, record.kind))
+            typed = typed and (mark.container is None or isinstance(mark.container, str))
+            typed = typed and all(
+                isinstance(c.name, str)
+                and isinstance(c.created, list)
+                and isinstance(c.appended, dict)
+                and isinstance(c.replaced, dict)
+                and isinstance(c.written, dict)
+                for c in record.components
+            )
+        except (KeyError, TypeError, ValueError, AttributeError):
+            typed = False
+        if not typed:
+            raise BadInput(f"annotation {SHIM_ANNOTATION} of {o.name(obj)} is not a shim record faultflow wrote")
+        return mark
+
+
+def _key(*parts) -> str:
+    return "/".join(str(p) for p in parts)
+
+
+def foreign_items(obj: dict, record: ShimRecord, container: str | None = None) -> list[str]:
+    """What `record` names that `apply_shim` never adds to `obj` (a forged or stale record). Taking it
+    away could touch the user's own containers, volumes or env: a revert refuses such a record whole."""
+    if record.kind != workload_kind(obj):
+        return [f"kind {record.kind} (the object is {workload_kind(obj)})"]
+    by_name = {c.name: c for c in components(obj, container)}
+    problems = []
+    for rec in record.components:
+        comp = by_name.get(rec.name)
+        if comp is None:
+            continue  # removal skips a component that is gone
+        allowed = {
+            _key(*comp.pod_spec, "volumes"): {LIB_VOLUME, TOGGLE_VOLUME},
+            _key(*comp.pod_spec, "initContainers"): {INIT_NAME},
+            _key(*comp.main, "volumeMounts"): {LIB_VOLUME, TOGGLE_VOLUME},
+            _key(*comp.main, "env"): set(ENV_NAMES),
+        }
+        for key, names in rec.appended.items():
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or not set(names) <= allowed.get(key, set()):
+                problems.append(f"{rec.name}: {key} {names!r}")
+        # Maps/lists we create on the way to those four lists (never a list item: _ensure refuses).
+        prefixes = {_key(*k.split("/")[:i]) for k in allowed for i in range(1, len(k.split("/")) + 1)}
+        problems += [f"{rec.name}: created {key!r}" for key in rec.created if key not in prefixes]
+        for key, original in rec.replaced.items():
+            name = key[len("env/") :] if isinstance(key, str) and key.startswith("env/") else None
+            written = rec.written.get(key)
+            named = name in ENV_NAMES and all(isinstance(i, dict) and i.get("name") == name for i in (original, written))
+            if not named:
+                problems.append(f"{rec.name}: replaced {key!r}")
+            elif (
+                name == "LD_PRELOAD"
+                and isinstance(written, dict)
+                and written.get("value") != f"{LIB_DIR}/{LIB_NAME}:{original.get('value')}"
+            ):
+                problems.append(f"{rec.name}: LD_PRELOAD {original.get('value')!r} is not what our patch replaced")
+        problems += [f"{rec.name}: written {key!r}" for key in rec.written if key not in rec.replaced]
+    return problems
+
+
+def with_owner(obj: dict, run_id: str | None, mark: ShimMark | None = None) -> dict:
+    """Sets (run_id, with the shim's `mark`) or clears (None: both) our annotations on a copy."""
     new = copy.deepcopy(obj)
     meta = new.setdefault("metadata", {})
     annotations = dict(meta.get("annotations") or {})
     if run_id is None:
         annotations.pop(OWNER_ANNOTATION, None)
+        annotations.pop(SHIM_ANNOTATION, None)
     else:
         annotations[OWNER_ANNOTATION] = run_id
+        if mark is not None:
+            annotations[SHIM_ANNOTATION] = mark.to_annotation()
     if annotations:
         meta["annotations"] = annotations
     else:

@@ -213,6 +213,19 @@ CASES = [
     ("cordon wait evicted without target", ["step", "wait-for-cordon", "--node", "{node}", "--xid", "79", "--wait-evicted"]),
     ("recover needs run or all", ["faults", "recover"]),
     ("restore-node without ledger", ["step", "restore-node", "--run-id", "r9", "--namespace", "{ns}", "--restore-node"]),
+    # Issue 15 items 8, 11, 14 and the Low items.
+    ("recover a run nobody knows", ["faults", "recover", "no-such-run"]),
+    (
+        "cleanup with nothing to do",
+        ["step", "cleanup-dgd", "--run-id", "r1", "--namespace", "{ns}", "--no-toggle-off", "--no-restore-workload"],
+    ),
+    ("preflight into pod security baseline", PREFLIGHT + ["--namespace", "{psa}", "--node", "{node}", "--xid", "79"]),
+    ("preflight against a quota the init container misses", PREFLIGHT + ["--namespace", "{quota}", "--node", "{node}", "--xid", "79"]),
+    (
+        "gate against the metadata service",
+        ["step", "verify-inference", "--mode", "gate", "--url", "http://169.254.169.254", "--outputs-dir", "{tdir}/o"],
+    ),
+    ("load to an outside host", ["step", "load", "--url", "http://example.com:8000", "--duration", "1", "--outputs-dir", "{tdir}/o"]),
 ]
 
 
@@ -227,7 +240,19 @@ def world(gpu_cluster, unique, tmp_path):
     cordoned = f"gpu3-{unique}"
     make_gpu_node(kube, cordoned, unschedulable=True)  # issue 15 item 13
     make = dgd_v1alpha1 if gpu_cluster.version == "v1alpha1" else dgd_v1beta1
-    for obj in (make(name="llm", namespace=ns), no_gpu_workers(make(name="nogpu", namespace=ns)), make(name="llm", namespace=closed)):
+    # Issue 15 item 11: a namespace whose Pod Security refuses hostPath, one whose quota needs a resource
+    # the shim's init container does not set.
+    psa, quota = f"psa-{unique}", f"quota-{unique}"
+    for name in (psa, quota):
+        make_namespace(kube, name)
+    kube.merge_patch(Ref("v1", "namespaces", None, psa), {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "baseline"}}})
+    hard = {"limits.ephemeral-storage": "1Ti"}
+    kube.create(
+        Ref("v1", "resourcequotas", quota, ""),
+        {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "q"}, "spec": {"hard": hard}},
+    )
+    objects = [make(name="llm", namespace=n) for n in (ns, closed, psa, quota)] + [no_gpu_workers(make(name="nogpu", namespace=ns))]
+    for obj in objects:
         kube.create(dgd_ref(obj), obj)
     tdir = tmp_path / "toggle"
     tdir.mkdir()
@@ -251,8 +276,10 @@ def world(gpu_cluster, unique, tmp_path):
         "tdir": str(tdir),
         "linkdir": str(linkdir),
         "foreign": str(foreign),
+        "psa": psa,
+        "quota": quota,
     }
-    refs = [dgd_ref(make(name="llm", namespace=ns)), dgd_ref(make(name="llm", namespace=closed))]
+    refs = [dgd_ref(make(name="llm", namespace=n)) for n in (ns, closed, psa, quota)]
 
     def snapshot() -> str:
         state = {

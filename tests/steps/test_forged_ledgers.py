@@ -240,3 +240,93 @@ def test_item1_forged_ledger_in_faultflow_naming_an_unmarked_object_changes_noth
     assert changed == []
     total = len(entries) + 1
     print(f"forged inputs refused: {total - len(changed)} of {total} (item 1, ledgers in {HOME} naming unmarked objects)")
+
+
+def _forged_marks(site: Site, obj: dict, victim_mark) -> list[tuple[str, dict]]:
+    """(what it tries, the annotations) for a DGD nobody faulted: shim marks a user with edit rights on
+    the workload could write, each trying to make faultflow do more than undo its own patch."""
+    from steps.workload import dynamo, shim_patch
+
+    comp = dynamo.gpu_workers(obj)[0]
+    main = "/".join(str(t) for t in comp.main)
+    env = (dynamo.value_at(obj, [*comp.base, *comp.main]) or {}).get("env") or []
+    user = env[-1]  # the user's own env item (A=1 / B=2)
+
+    def mark(run: str, record: dict, home: str = HOME, owner: str | None = None, raw: str | None = None) -> dict:
+        body = raw if raw is not None else json.dumps({"run": run, "home": home, "container": None, "record": record})
+        return {shim_patch.OWNER_ANNOTATION: owner or run, shim_patch.SHIM_ANNOTATION: body}
+
+    def record(kind: str | None = None, **fields) -> dict:
+        return {"kind": kind or victim_mark.record.kind, "components": [{"name": comp.name, **fields}]}
+
+    run = f"forged-mark-{site.victim}"
+    preload = {"name": "LD_PRELOAD", "value": f"{shim_patch.LIB_DIR}/{shim_patch.LIB_NAME}:/usr/lib/libjemalloc.so"}
+    return [
+        ("remove the user's env variable", mark(run, record(appended={f"{main}/env": [user["name"]]}))),
+        ("remove the user's main container", mark(run, record(appended={"/".join(comp.pod_spec) + "/containers": ["main"]}))),
+        (
+            "rewrite the user's env variable",
+            mark(run, record(replaced={f"env/{user['name']}": {**user, "value": "evil"}}, written={f"env/{user['name']}": user})),
+        ),
+        (
+            "set LD_PRELOAD to a library of its choice",
+            mark(
+                run,
+                record(replaced={"env/LD_PRELOAD": {"name": "LD_PRELOAD", "value": "/tmp/evil.so"}}, written={"env/LD_PRELOAD": preload}),
+            ),
+        ),
+        ("delete a map of the user's", mark(run, record(created=[f"{main}/resources"]))),
+        ("a record for another kind", mark(run, record(kind="deployment", appended={"spec/volumes": ["data"]}))),
+        ("a mark of another installation", mark(run, record(appended={f"{main}/env": ["LD_PRELOAD"]}), home="other-faultflow")),
+        ("a mark for another run than the object's", mark(run, record(appended={f"{main}/env": ["LD_PRELOAD"]}), owner=site.victim)),
+        ("a mark that is not JSON", mark(run, {}, raw="{not json")),
+    ]
+
+
+def test_item8_a_deleted_ledger_is_recovered_from_the_object_and_forged_marks_change_nothing(gpu_cluster, unique, tmp_path):
+    """Issue 15 item 8: the victim's ledger is deleted; `faults list` shows the orphan and the janitor
+    restores the DGD exactly from the shim record the patch left on it (the ledger keeps no object).
+    Marks forged by someone who may edit a workload (on DGDs nobody faulted, in an opted-in and in a
+    closed namespace) change nothing: not listed, not reverted, refused when named directly."""
+    from steps.run.revert import revert_marked_workload
+    from steps.workload import shim_patch
+
+    site = Site(gpu_cluster, unique, tmp_path)
+    victim_ref = site.dgds[0]
+    victim_mark = shim_patch.ShimMark.from_object(site.kube.get(victim_ref))
+    assert victim_mark is not None and victim_mark.run_id == site.victim and victim_mark.home == HOME
+    assert set(site.victim_entry.data) == {"record", "container", "xid"}  # low item: no object in the ledger
+    forged_refs = []
+    for i, (_, forged_annotations) in enumerate(_forged_marks(site, site.kube.get(site.dgds[1]), victim_mark)):
+        for namespace in (site.ns, site.closed):
+            obj = site.make(name=f"forged-{i}", namespace=namespace)
+            obj["metadata"]["annotations"] = forged_annotations
+            site.kube.create(dgd_ref(obj), obj)
+            forged_refs.append(dgd_ref(obj))
+    forged_before = [site.kube.get(r)["metadata"]["annotations"] | {"spec": json.dumps(site.kube.get(r)["spec"])} for r in forged_refs]
+    site.kube.delete(Ref("v1", "configmaps", HOME, L.configmap_name(site.victim)))
+
+    listing = site.c.faultflow("faults", "list", "--json", "--namespace", site.ns)
+    assert listing.returncode == 0, listing.stderr
+    rows = json.loads(listing.stdout)
+    assert [(r["run"], r["target"], r["state"]) for r in rows] == [
+        (site.victim, f"dynamographdeployments/{site.ns}/llm", "orphan (ledger gone)")
+    ]
+    janitor = site.c.faultflow("step", "janitor", "--namespace", site.ns, "--timeout", "20s")
+    assert janitor.returncode == 0, janitor.stderr
+    events = [json.loads(line) for line in janitor.stdout.splitlines()]
+    assert [(e["run_id"], e["action"], e["reason"]) for e in events if "action" in e] == [(site.victim, "restored", "ledger-gone")]
+    restored = site.kube.get(victim_ref)
+    assert restored["spec"] == site.kube.get(site.dgds[2])["spec"]  # the same DGD in ns2, never patched
+    assert not (restored["metadata"].get("annotations") or {})
+    closed = site.c.faultflow("faults", "recover", "--all", "--namespace", site.closed, "--timeout", "20s")
+    assert closed.returncode == 0, closed.stderr
+    assert '"action"' not in closed.stdout
+    forged = site.c.faultflow("faults", "recover", f"forged-mark-{site.victim}", "--timeout", "20s")
+    assert forged.returncode == 2 and "no ledger" in forged.stderr
+    # Named directly, the revert still refuses every forged mark (or finds nothing of the run's there).
+    actions = {revert_marked_workload(site.kube, r, f"forged-mark-{site.victim}", HOME).action for r in forged_refs}
+    assert actions <= {"refused", "already-clean"}
+    after = [site.kube.get(r)["metadata"]["annotations"] | {"spec": json.dumps(site.kube.get(r)["spec"])} for r in forged_refs]
+    assert after == forged_before
+    print(f"forged inputs refused: {len(forged_refs)} of {len(forged_refs)} (item 8, forged shim marks on workloads)")

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from lab.inference_simulator import Behaviour, Rule
 from steps.events import Event, emit
 from tests.steps.inference_fixtures import FAULTFLOW, events, faultflow, read_jsonl, simulator, wait_until  # noqa: F401
-from tests.steps.run_fixtures import DETECTED, FAILED_LATENCY, FAULT, T0, latency, write_run
+from tests.steps.run_fixtures import DETECTED, FAILED_LATENCY, FAULT, RESTORED_AFTER_RECOVERY, T0, latency, write_run
 
 RECOVERY_S = 46 + latency(46) - FAULT
 
@@ -51,10 +51,10 @@ def test_passing_run_writes_every_output(tmp_path):
         "xid_detected",
         "node_cordoned",
         "pods_evicted",
-        "dgd_restored",
-        "fault_cleared",
         "first_success_after_failure",
         "recovered",
+        "dgd_restored",
+        "fault_cleared",
     ]
     assert journal["timeline"][0]["t"] == FAULT  # origin is the first request at T0
 
@@ -127,9 +127,9 @@ def test_no_fault_and_no_records_fail_and_unmeasured_figures_are_nan(tmp_path):
 def test_never_recovered_run_fails(tmp_path):
     folder = write_run(tmp_path / "in")
     lines = (folder / "records.jsonl").read_text().splitlines()
-    # Requests from 50 s on fail too: inference never comes back.
+    # Requests from 44 s on fail too: inference never comes back (neither before our restore at 50 s nor after).
     broken = [json.loads(line) for line in lines]
-    for r in broken[50:]:
+    for r in broken[44:]:
         r["outcome"] = "timeout"
     (folder / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in broken))
     done = report([folder], tmp_path / "out")
@@ -220,3 +220,43 @@ def test_two_faults_injected_at_once_are_told_apart_in_the_summary_and_merged_on
     entries = timeline(both, no_requests, T0)
     assert [e["label"] for e in entries] == ["fault injected: cuda", "fault injected: xid 79"]
     assert [(t, labels) for t, labels, _ in _grouped_events(entries, duration=60.0)] == [(FAULT, ["fault injected"])]
+
+
+def _records_failing(folder, indices, outcome="http_5xx"):
+    lines = [json.loads(line) for line in (folder / "records.jsonl").read_text().splitlines()]
+    for i in indices:
+        lines[i]["outcome"] = outcome
+    (folder / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+
+
+def test_item14_recovery_excludes_our_cleanup_rollout_which_is_reported_apart(tmp_path):
+    """Issue 15 item 14: our own restore (at 50 s) makes requests 51-53 fail. The fault's recovery time
+    is the same as without that disturbance; the rollout is `cleanup_disruption_seconds`."""
+    folder = write_run(tmp_path / "in")
+    _records_failing(folder, range(51, 54))
+    done = report([folder], tmp_path / "out", "--max-recovery-seconds", "60")
+    assert done.returncode == 0, done.stderr
+    f = json.loads((tmp_path / "out" / "report.json").read_text())["figures"]
+    assert f["time_to_recovery_s"] == pytest.approx(RECOVERY_S)
+    assert f["availability_during_fault"] == pytest.approx(6 / 27)
+    assert f["restore_time"] == T0 + RESTORED_AFTER_RECOVERY
+    # Sustained again at the end of request 58 (54..58: a window of 5 successes).
+    assert f["cleanup_disruption_seconds"] == pytest.approx(58 + latency(58) - RESTORED_AFTER_RECOVERY)
+    assert f["cleanup_failed_requests"] == 3
+    written = float((tmp_path / "out" / "metrics" / "cleanup_disruption_seconds").read_text())
+    assert written == pytest.approx(f["cleanup_disruption_seconds"], abs=1e-6)
+    assert "our cleanup's rollout" in (tmp_path / "out" / "summary.md").read_text()
+
+
+def test_item14_a_run_without_disturbance_reports_zero_and_one_broken_by_cleanup_fails(tmp_path):
+    quiet = report([write_run(tmp_path / "a")], tmp_path / "out-a")
+    assert quiet.returncode == 0, quiet.stderr
+    assert json.loads((tmp_path / "out-a" / "report.json").read_text())["figures"]["cleanup_disruption_seconds"] == 0.0
+    folder = write_run(tmp_path / "b")
+    _records_failing(folder, range(51, 60), "timeout")  # our restore broke inference for good
+    broken = report([folder], tmp_path / "out-b")
+    assert broken.returncode == 1
+    journal = json.loads((tmp_path / "out-b" / "report.json").read_text())
+    assert journal["figures"]["time_to_recovery_s"] == pytest.approx(RECOVERY_S)  # the fault's recovery stands
+    assert journal["figures"]["cleanup_disruption_seconds"] is None
+    assert "below" in next(c for c in journal["checks"] if c["name"] == "recovered")["reason"]

@@ -79,3 +79,78 @@ def test_item7_ttl_default_outlives_the_workflow_deadline(scenario):
     spec = scenario_template(scenario).to_dict()["spec"]
     ttl = next(p["value"] for p in spec["arguments"]["parameters"] if p["name"] == "ttl")
     assert parse_duration(ttl) >= spec["activeDeadlineSeconds"], (scenario.name, ttl, spec["activeDeadlineSeconds"])
+
+
+# Placeholder registry under the reserved `.invalid` domain: never a real host.
+OVERRIDE = {
+    "faultflow-steps": ("mirror.invalid/faultflow/steps", "sha256:" + "a" * 64),
+    "faultflow-shim": ("mirror.invalid/faultflow/shim", "sha256:" + "b" * 64),
+}
+
+
+def _strings(node):
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from _strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _strings(value)
+    elif isinstance(node, str):
+        yield node
+
+
+def test_item15_one_images_override_changes_every_reference_in_the_kustomize_built_base(tmp_path):
+    """Issue 15 item 15: `kustomize build` of deploy/ (what `kubectl apply -k` applies) with one
+    `images:` override (a qualified name and a digest) leaves no reference to the shipped images:
+    every step container of every template (the janitor's and the nightly suite's included), every
+    image parameter default and ConfigMap faultflow-config name the overridden, digest-pinned image."""
+    from tests.support.kustomize import build
+
+    base = tmp_path / "deploy"
+    for path, text in render_files().items():
+        (base / path).parent.mkdir(parents=True, exist_ok=True)
+        (base / path).write_text(text)
+    kustomization = yaml.safe_load((base / "kustomization.yaml").read_text())
+    kustomization["images"] = [{"name": name, "newName": new, "digest": digest} for name, (new, digest) in OVERRIDE.items()]
+    (base / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    docs = [doc for doc in yaml.safe_load_all(build(base)) if isinstance(doc, dict)]
+    expected = {f"{new}@{digest}" for new, digest in OVERRIDE.values()}
+    steps_ref = "{}@{}".format(*OVERRIDE["faultflow-steps"])
+    leftovers = [(doc["kind"], doc["metadata"]["name"], s) for doc in docs for s in _strings(doc) if s in IMAGES]
+    assert leftovers == []
+    images: dict[str, list[str]] = {}
+    for doc in docs:
+        spec = doc.get("spec") or {}
+        workflow = spec.get("workflowSpec", spec) if doc["kind"] in ("WorkflowTemplate", "CronWorkflow") else {}
+        for template in workflow.get("templates") or []:
+            if "container" in template:
+                images.setdefault(doc["metadata"]["name"], []).append(template["container"]["image"])
+        for parameter in (workflow.get("arguments") or {}).get("parameters") or []:
+            if parameter["name"] in ("steps-image", "shim-image"):
+                assert parameter["value"] in expected, (doc["metadata"]["name"], parameter)
+    assert {"janitor", "nightly-resilience", "gpu-fault", "cuda-only", "xid-only"} <= set(images)
+    assert {image for found in images.values() for image in found} == {steps_ref}
+    config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == install.CONFIG_NAME)
+    assert (config["data"][install.STEPS_IMAGE], config["data"][install.SHIM_IMAGE]) == tuple(
+        f"{new}@{digest}" for new, digest in OVERRIDE.values()
+    )
+
+
+@pytest.mark.parametrize(
+    "reference, entry",
+    [
+        ("faultflow-steps:0.1.0", {"name": "faultflow-steps", "newTag": "0.1.0"}),
+        ("faultflow-steps@sha256:" + "c" * 64, {"name": "faultflow-steps", "digest": "sha256:" + "c" * 64}),
+        (
+            "mirror.invalid:5000/team/faultflow-steps:1.2@sha256:" + "d" * 64,
+            {"name": "mirror.invalid:5000/team/faultflow-steps", "newTag": "1.2", "digest": "sha256:" + "d" * 64},
+        ),
+        ("mirror.invalid:5000/faultflow-steps", {"name": "mirror.invalid:5000/faultflow-steps"}),
+    ],
+)
+def test_item15_the_kustomization_pins_qualified_and_digest_references_as_written(reference, entry):
+    """Issue 15 item 15: the shipped `images:` entry of a digest-pinned or registry-qualified reference
+    (the old split at the last `:` made `faultflow-steps@sha256` a name and a registry port a tag)."""
+    from workflows.deploy import image_entry
+
+    assert image_entry(reference) == entry

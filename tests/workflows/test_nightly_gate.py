@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -32,6 +33,15 @@ def _nightly() -> tuple[dict, dict]:
 
 
 def _substitute(text: str, values: dict[str, str]) -> str:
+    """Argo's template tags as its controller resolves them: `{{name}}` by plain text, and the
+    expression tags the suite uses, `{{=toJson(name)}}` / `{{=toJson(name + 'lit')}}`, by JSON-encoding
+    the value (Argo's expression function toJson, util/expr/env)."""
+
+    def expression(match: re.Match) -> str:
+        value = values[match.group(1)] + (match.group(2) or "")
+        return json.dumps(value)
+
+    text = re.sub(r"\{\{=toJson\(([a-z.]+)(?: \+ '([^']*)')?\)\}\}", expression, text)
     for key, value in values.items():
         text = text.replace("{{" + key + "}}", value)
     assert "{{" not in text, text
@@ -51,8 +61,10 @@ def test_item5_rendered_suite_goes_on_after_a_failed_child_then_gates():
     assert scenario["continueOn"] == {"failed": True, "error": True}
     assert "continueOn" not in gate and "when" not in gate  # the gate always runs, and its failure is the suite's
     assert by_name["gate"]["container"]["command"] == ["faultflow", "step", "suite-gate"]
-    child = json.loads(by_name["run-scenario"]["resource"]["manifest"])
-    assert child["metadata"]["labels"]["faultflow.dev/suite-run"] == "{{workflow.uid}}"
+    child = json.loads(
+        _substitute(by_name["run-scenario"]["resource"]["manifest"], {"inputs.parameters.scenario": "gpu-fault", "workflow.uid": "uid-1"})
+    )
+    assert child["metadata"]["labels"]["faultflow.dev/suite-run"] == "uid-1"
 
 
 def _run_gate(kubeconfig: str, home: str, args: list[str]) -> subprocess.CompletedProcess:
@@ -113,3 +125,16 @@ def test_item5_render_refuses_an_empty_nightly(tmp_path):
         )
         assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert not out.exists()  # nothing written
+
+
+def test_low_item_a_scenarios_item_cannot_add_fields_to_the_child_workflow():
+    """Issue 15, Low: the `scenarios` parameter's items were spliced into the child's JSON manifest as
+    text, so an item could add fields (another service account, a pod spec). Now each is one JSON
+    string value: the child has exactly the fields we render, and the item is just a (bad) name."""
+    template, _ = _nightly()
+    manifest = next(t for t in template["spec"]["templates"] if t["name"] == "run-scenario")["resource"]["manifest"]
+    forged = 'gpu-fault"}, "serviceAccountName": "faultflow-janitor", "x": {"y": "'
+    child = json.loads(_substitute(manifest, {"inputs.parameters.scenario": forged, "workflow.uid": "u1"}))
+    assert set(child) == {"apiVersion", "kind", "metadata", "spec"}
+    assert child["spec"] == {"workflowTemplateRef": {"name": forged}}
+    assert child["metadata"]["generateName"] == forged + "-nightly-"

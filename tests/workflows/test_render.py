@@ -46,8 +46,10 @@ def test_gpu_fault_dag_order_and_dependencies():
         "inject-cuda-shim": "steady-state",
         "inject-xid": "inject-cuda-shim",
         "wait-for-cordon": "inject-xid",
-        "cleanup-dgd": "wait-for-cordon",
-        "verify-inference": "cleanup-dgd",
+        # issue 15 item 14: recovery is measured before our restore; then the restore, then its own wait.
+        "verify-inference": "wait-for-cordon",
+        "cleanup-dgd": "verify-inference",
+        "verify-after-cleanup": "cleanup-dgd",
     }
     assert templates(spec("gpu-fault"))["load"]["daemon"] is True  # traffic for the whole run
     args = {p["name"]: p["value"] for p in tasks["wait-for-cordon"]["arguments"]["parameters"]}
@@ -269,3 +271,43 @@ def test_host_pid_check_finds_every_form_and_only_those():
         "p.yaml: spec.podSpecPatch",
         "t.yaml: spec.templates[c].podSpecPatch",
     ]
+
+
+def test_item14_recovery_is_measured_before_the_restore_in_every_gpu_scenario():
+    for name in ("gpu-fault", "xid-only", "cuda-only"):
+        tasks = dag(spec(name), "main")
+        assert tasks["cleanup-dgd"]["depends"] == "verify-inference", name
+        assert "toggle-off" not in tasks or tasks["verify-inference"]["depends"] == "toggle-off"
+    cuda = templates(spec("cuda-only"))
+    assert "--no-restore-workload" in cuda["toggle-off"]["container"]["args"]
+    settle = templates(spec("gpu-fault"))["verify-after-cleanup"]["container"]["args"]
+    assert settle[settle.index("--phase") + 1] == "cleanup"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+def test_item9_the_node_pod_tolerates_only_the_cordon_and_nvsentinel_taints(scenario):
+    """Issue 15 item 9: no blanket `operator: Exists` toleration (it would tolerate every taint,
+    NoExecute evictions included); each toleration names its key."""
+    for template in scenario_template(scenario).to_dict()["spec"]["templates"]:
+        tolerations = template.get("tolerations")
+        if tolerations is None:
+            continue
+        assert all(t.get("key") for t in tolerations), (scenario.name, template["name"], tolerations)
+        keys = {t["key"] for t in tolerations}
+        assert keys == {"node.kubernetes.io/unschedulable", "nvidia.com/gpu-error", "AggregatedNodeHealth", "nvidia.com/gpu"}
+
+
+def test_low_item_every_workflow_template_has_pod_gc_and_a_ttl_the_readers_outlive():
+    """Issue 15, Low: podGC and ttlStrategy on every WorkflowTemplate. The report reads artifacts (no
+    pods), the janitor counts a deleted Workflow as over, and the nightly gate reads its children after
+    the whole suite: so a scenario Workflow must outlive the suite's deadline."""
+    files = render_files(nightly=tuple(s.name for s in SCENARIOS))
+    templates = {path: yaml.safe_load(text.split("\n", 1)[1]) for path, text in files.items() if path.startswith("templates/")}
+    assert templates and all("podGC" in t["spec"] and "ttlStrategy" in t["spec"] for t in templates.values())
+    suite = templates["templates/nightly-resilience.yaml"]["spec"]
+    for path, template in templates.items():
+        if path != "templates/janitor.yaml":
+            assert template["spec"]["podGC"] == {"strategy": "OnWorkflowSuccess"}, path
+            assert template["spec"]["ttlStrategy"]["secondsAfterCompletion"] > suite["activeDeadlineSeconds"], path
+    janitor = templates["templates/janitor.yaml"]["spec"]
+    assert janitor["ttlStrategy"]["secondsAfterSuccess"] < janitor["ttlStrategy"]["secondsAfterFailure"]

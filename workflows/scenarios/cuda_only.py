@@ -16,6 +16,7 @@ from workflows.stages.common import (
     load_stage,
     recover_stage,
     report_stage,
+    settle_stage,
 )
 
 NAME = "cuda-only"
@@ -48,8 +49,10 @@ SCENARIO = Scenario(
         gs.inject_cuda_shim(after="steady-state"),
         gs.toggle_on(after="inject-cuda-shim"),
         hold_stage(after="toggle-on"),
-        gs.cleanup_dgd(after="hold", cuda_only=True),
-        recover_stage(after="cleanup-dgd"),
+        gs.toggle_off(after="hold"),
+        recover_stage(after="toggle-off"),
+        gs.cleanup_dgd(after="verify-inference"),
+        settle_stage(after="cleanup-dgd"),
     ),
     exit_stages=(final_cleanup_stage(), report_stage(NAME, expect_workload_reached=True)),
     mutexes=gs.GPU_MUTEXES,

@@ -15,6 +15,7 @@ from workflows.stages.common import (
     load_stage,
     recover_stage,
     report_stage,
+    settle_stage,
 )
 
 NAME = "gpu-fault"
@@ -54,8 +55,9 @@ SCENARIO = Scenario(
         gs.inject_cuda_shim(after="steady-state", nvml=True),
         gs.inject_xid(after="inject-cuda-shim", toggle=True),
         gs.wait_for_cordon(after="inject-xid", fault_time=True, cuda=True, consumers=True),
-        gs.cleanup_dgd(after="wait-for-cordon"),
-        recover_stage(after="cleanup-dgd"),
+        recover_stage(after="wait-for-cordon"),
+        gs.cleanup_dgd(after="verify-inference"),
+        settle_stage(after="cleanup-dgd"),
     ),
     exit_stages=(final_cleanup_stage(), report_stage(NAME, expect_workload_reached=True, prometheus=True)),
     mutexes=gs.GPU_MUTEXES,

@@ -34,7 +34,7 @@ GPU_METADATA = HostPath(f"{NVSENTINEL_DIR_PATH}/gpu_metadata.json", f"{NVSENTINE
 
 def preflight(expect: str | Param = Param("expect"), shim: bool = True) -> Stage:
     """`shim`: the scenario has a shim-image parameter, which preflight refuses unless it is the installed image."""
-    images = ("--steps-image", Param("steps-image")) + (("--shim-image", Param("shim-image")) if shim else ())
+    images = ("--steps-image", Param("steps-image")) + (("--shim-image", Param("shim-image")) if shim else ("--no-shim",))
     # NVSentinel's dedup window is a parameter where NVSentinel is expected to act (expect given by the user).
     dedup = ("--dedup-window", Param("dedup-window")) if isinstance(expect, Param) else ()
     return Stage(
@@ -258,9 +258,8 @@ def wait_for_cordon(after: str, fault_time: bool, cuda: bool = False, consumers:
     )
 
 
-def cleanup_dgd(after: str, cuda_only: bool = False) -> Stage:
-    """`cuda_only`: no drain took the workers away, so the step reads their logs for the injected XID
-    (fault_reached_workload) before the restore rolls them."""
+def cleanup_dgd(after: str) -> Stage:
+    """Restores the workload and switches the toggle off (still on only when it has not expired)."""
     return Stage(
         "cleanup-dgd",
         "cleanup-dgd",
@@ -269,6 +268,22 @@ def cleanup_dgd(after: str, cuda_only: bool = False) -> Stage:
         retry=True,
         after=(after,),
         description="Restores the workload exactly from the ledger and switches the node toggle off.",
+        args=("--run-id", RUN_ID, "--namespace", Param("namespace"), "--timeout", "5m", "--outputs-dir", OUTPUTS),
+    )
+
+
+def toggle_off(after: str) -> Stage:
+    """cuda-only: ends the fault (the node's toggle off) without restoring the workload, so recovery is
+    measured before our own rollout. No drain took the workers away, so the step first reads their
+    logs for the injected XID (fault_reached_workload)."""
+    return Stage(
+        "toggle-off",
+        "cleanup-dgd",
+        role=CLEANUP,
+        deadline_s=600,
+        retry=True,
+        after=(after,),
+        description="Switches the node toggle off (the workload keeps the shim until cleanup-dgd).",
         args=(
             "--run-id",
             RUN_ID,
@@ -276,7 +291,8 @@ def cleanup_dgd(after: str, cuda_only: bool = False) -> Stage:
             Param("namespace"),
             "--timeout",
             "5m",
-            *(("--expect-cuda-faults",) if cuda_only else ()),
+            "--no-restore-workload",
+            "--expect-cuda-faults",
             "--outputs-dir",
             OUTPUTS,
         ),
