@@ -44,6 +44,8 @@ class Image:
     entrypoint: tuple[str, ...] = ()
     user: str = ""
     env: tuple[str, ...] = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",)
+    # An image this one adds a layer to (its layers are shared: a node stores them once).
+    base: Image | None = None
 
     @property
     def ref(self) -> str:
@@ -54,6 +56,8 @@ class Image:
         for item in (self.name, self.tag, *self.entrypoint, self.user, *self.env, *self.inputs):
             path = Path(item)
             digest.update(path.read_bytes() if item.startswith("/") and path.is_file() else item.encode())
+        if self.base is not None:
+            digest.update(self.base.key().encode())
         return digest.hexdigest()[:16]
 
     @property
@@ -78,16 +82,25 @@ def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
 
 
 def assemble(image: Image, rootfs: Path) -> Path:
-    """One-layer image of `rootfs` (a directory) as an importable OCI tar, in the cache."""
+    """`rootfs` (a directory) as one layer — alone, or over `image.base`'s layers — as an importable
+    OCI tar, in the cache."""
     out = image.tar
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"faultflow-image-{image.name}-", dir=out.parent) as scratch:
         layout = Path(scratch) / "layout"
+        if image.base is None:
+            source = f"{layout}:{image.tag}"
+            _run(["umoci", "init", "--layout", str(layout)])
+            _run(["umoci", "new", "--image", source])
+        else:
+            layout.mkdir()
+            _run(["tar", "-C", str(layout), "-xf", str(image.base.tar)])
+            source = f"{layout}:{image.base.tag}"
+        _run(["umoci", "insert", "--image", source, str(rootfs), "/"])
         target = f"{layout}:{image.tag}"
-        _run(["umoci", "init", "--layout", str(layout)])
-        _run(["umoci", "new", "--image", target])
-        _run(["umoci", "insert", "--image", target, str(rootfs), "/"])
-        config = ["umoci", "config", "--image", target, "--config.entrypoint", image.entrypoint[0]]
+        # --tag: the configured image under its own tag; the base's tag (if any) is removed below,
+        # so the layout holds exactly one image for `ctr images import`.
+        config = ["umoci", "config", "--image", source, "--tag", image.tag, "--config.entrypoint", image.entrypoint[0]]
         for arg in image.entrypoint[1:]:
             config += ["--config.entrypoint", arg]
         for env in image.env:
@@ -95,6 +108,8 @@ def assemble(image: Image, rootfs: Path) -> Path:
         if image.user:
             config += ["--config.user", image.user]
         _run(config)
+        if source != target:
+            _run(["umoci", "rm", "--image", source])
         _run(["umoci", "gc", "--layout", str(layout)])
         partial = out.with_suffix(".partial")
         _run(["tar", "-C", str(layout), "-cf", str(partial), "."])
