@@ -8,7 +8,12 @@ and packed as a tar that `ctr images import` takes; it lands in the shared cache
 * `busybox`: Debian's static busybox with its applets linked, for test pods;
 * `coredns`: the CoreDNS binary the lab builds from its Go module (lab.tools.COREDNS);
 * `debian`: a minimal Debian root file system made with mmdebstrap at a pinned suite and snapshot
-  date of the package lists it saw (the base the step and lab images build on).
+  date of the package lists it saw (the base the step and lab images build on);
+* `faultflow-steps`, `faultflow-shim`: the product's images, as images/*/Dockerfile say (lab.images.product);
+* `faultflow-cuda-worker`: a CUDA program over the driver simulator (lab.images.worker).
+
+An image may add one layer to another (`Image.base`): nodes store the shared layers once.
+`python -m lab.images.build [NAME…]` builds the named images (all without names) into the cache.
 
 Names: every image is `localhost/<name>:<tag>`; nothing is ever pulled (`imagePullPolicy: Never`).
 """
@@ -205,11 +210,29 @@ def import_into(image: Image, containerd_socket: str | Path, enter: tuple[str, .
           "--base-name", f"localhost/{image.name}", str(image.tar)])  # the layout's tag -> <base-name>:<tag>
 
 
+def builders() -> dict:
+    """Every image by name: the lab's own, the product's (images/steps, images/shim) and the worker."""
+    from lab.images import product, worker  # they build on this module's bases
+
+    return {
+        "pause": ensure_pause,
+        "busybox": ensure_busybox,
+        "coredns": ensure_coredns,
+        "debian": ensure_debian,
+        "faultflow-shim": product.ensure_shim,
+        "faultflow-steps": product.ensure_steps,
+        "faultflow-cuda-worker": worker.ensure_cuda_worker,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     names = argv if argv is not None else sys.argv[1:]
-    builders = {"pause": ensure_pause, "busybox": ensure_busybox, "coredns": ensure_coredns, "debian": ensure_debian}
-    for name in names or builders:
-        image = builders[name]()
+    known = builders()
+    if unknown := [name for name in names if name not in known]:
+        print(f"faultflow: no image named {', '.join(unknown)} (images: {' '.join(known)})", file=sys.stderr)
+        return 2
+    for name in names or known:
+        image = known[name]()
         print(f"{image.ref}\t{image.tar}")
     return 0
 

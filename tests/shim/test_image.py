@@ -43,3 +43,25 @@ def test_install_leaves_an_existing_toggle_alone(native, tmp_path):
 def test_install_without_arguments_fails(native):
     done = install(native)
     assert done.returncode != 0 and "usage" in done.stderr
+
+
+def test_install_hands_the_toggle_to_the_owner_given_and_keeps_it_0644(native, tmp_path):
+    """The toggle-off pod runs as the steps image's user: it must own the file (it writes in place);
+    nobody else may write it, everyone may read it (workers of any uid map it)."""
+    lib, node = tmp_path / "lib", tmp_path / "node"
+    lib.mkdir(), node.mkdir()
+    assert install(native, lib, node / "toggle", "10001:10001").returncode == 0
+    made = (node / "toggle").stat()
+    assert (made.st_uid, made.st_gid, made.st_mode & 0o777) == (10001, 10001, 0o644)
+    assert [p.name for p in node.iterdir()] == ["toggle"]  # no temporary file left
+
+
+def test_install_hands_an_existing_root_owned_toggle_over_in_place(native, tmp_path):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    existing = tmp_path / "toggle"
+    toggle.write(existing, toggle.Toggle(on=True, xid=79))
+    before, inode = existing.read_bytes(), existing.stat().st_ino
+    assert install(native, lib, existing, "10001:10001").returncode == 0
+    assert existing.read_bytes() == before and existing.stat().st_ino == inode  # the same file, still on
+    assert existing.stat().st_uid == 10001
