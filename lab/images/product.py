@@ -38,6 +38,7 @@ SHIM_DOCKERFILE = REPO / "images" / "shim" / "Dockerfile"
 # Where Debian's python3 looks for locally installed packages (sys.path of /usr/bin/python3).
 SITE = "usr/local/lib/python3.11/dist-packages"
 IMAGE_PYTHON = (3, 11)
+MANIFEST = "usr/share/faultflow/python-packages.txt"  # what exactly the image's Python holds
 # The Debian base's glibc (bookworm: 2.36): the newest manylinux tag its wheels may carry.
 IMAGE_GLIBC_MINOR = {"bookworm": 36}[build.DEBIAN_SUITE]
 
@@ -54,22 +55,34 @@ def _version() -> str:
         return tomllib.load(handle)["project"]["version"]
 
 
+def _dependencies() -> tuple[str, ...]:
+    """pyproject.toml's run-time `dependencies`: exactly what the wheel requires, pinned there."""
+    with open(REPO / "pyproject.toml", "rb") as handle:
+        return tuple(tomllib.load(handle)["project"]["dependencies"])
+
+
+def steps_deps_image() -> build.Image:
+    """The steps image's lower layer: its pinned dependencies alone, so a change to `steps/` rebuilds
+    only the small layer above (the wheel), not the ~80 MB of numpy, matplotlib and the client."""
+    return build.Image(
+        "faultflow-steps-deps",
+        _version(),
+        inputs=(*_dependencies(), f"python{IMAGE_PYTHON[0]}.{IMAGE_PYTHON[1]}", *_platforms()),
+        entrypoint=build.DEBIAN.entrypoint,
+        base=build.DEBIAN,
+    )
+
+
 def steps_image() -> build.Image:
     stage = final_stage(STEPS_DOCKERFILE)
     return build.Image(
         "faultflow-steps",
         _version(),
-        inputs=(
-            str(STEPS_DOCKERFILE),
-            str(REPO / "pyproject.toml"),
-            str(REPO / "README.md"),
-            *_tree(REPO / "steps"),
-            f"python{IMAGE_PYTHON[0]}.{IMAGE_PYTHON[1]}",
-        ),
+        inputs=(str(STEPS_DOCKERFILE), str(REPO / "pyproject.toml"), str(REPO / "README.md"), *_tree(REPO / "steps")),
         entrypoint=stage.entrypoint,
         user=stage.user,
         env=(*build.DEBIAN.env, *stage.env_list),
-        base=build.DEBIAN,
+        base=steps_deps_image(),
     )
 
 
@@ -136,31 +149,49 @@ def _account_lines(rootfs: Path, base: build.Image, stage: FinalStage) -> None:
         (rootfs / "etc" / name).chmod(0o644)
 
 
-def _steps(rootfs: Path) -> None:
-    stage = final_stage(STEPS_DOCKERFILE)
+def _pip_target(site: Path, *args: str) -> None:
+    """`pip install --target` for the image's Python and glibc (binary wheels only, from PyPI), then
+    the console scripts rewritten for the image's /usr/bin/python3 (pip's name this interpreter)."""
     if sys.version_info[:2] != IMAGE_PYTHON:  # compiled .pyc and the resolver's markers are the image's
         raise RuntimeError(f"faultflow: the steps image is built with Python {IMAGE_PYTHON[0]}.{IMAGE_PYTHON[1]} (this is {sys.version.split()[0]})")
-    with tempfile.TemporaryDirectory(prefix="faultflow-steps-wheel-") as scratch:
-        wheel = _wheel(Path(scratch))
-        site = rootfs / SITE
-        platforms = [arg for tag in _platforms() for arg in ("--platform", tag)]
-        build._run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--only-binary=:all:",
-                    "--python-version", f"{IMAGE_PYTHON[0]}.{IMAGE_PYTHON[1]}", "--implementation", "cp",
-                    *platforms, "--target", str(site), str(wheel)])  # fmt: skip
-    shutil.rmtree(site / "bin", ignore_errors=True)  # scripts for this interpreter; the image's are below
-    bin_dir = rootfs / "usr/local/bin"
-    bin_dir.mkdir(parents=True)
+    platforms = [arg for tag in _platforms() for arg in ("--platform", tag)]
+    build._run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--only-binary=:all:",
+                "--python-version", f"{IMAGE_PYTHON[0]}.{IMAGE_PYTHON[1]}", "--implementation", "cp",
+                *platforms, "--target", str(site), *args])  # fmt: skip
+    shutil.rmtree(site / "bin", ignore_errors=True)
+    bin_dir = site.parents[2] / "bin"  # <rootfs>/usr/local/bin
+    bin_dir.mkdir(parents=True, exist_ok=True)
     for name, target in _console_scripts(site).items():
         module, _, attribute = target.partition(":")
         script = bin_dir / name
         script.write_text(f"#!/usr/bin/python3\nimport sys\nfrom {module} import {attribute.split('.')[0]}\nsys.exit({attribute}())\n")
         script.chmod(0o755)
+
+
+def _freeze(site: Path) -> str:
+    return build._run([sys.executable, "-m", "pip", "list", "--path", str(site), "--format", "freeze"]).stdout
+
+
+def _steps_deps(rootfs: Path) -> None:
+    site = rootfs / SITE
+    _pip_target(site, *_dependencies())
+    (rootfs / MANIFEST).parent.mkdir(parents=True, exist_ok=True)
+    (rootfs / MANIFEST).write_text(_freeze(site))
+
+
+def _steps(rootfs: Path) -> None:
+    """The wheel (no dependencies: the layer below has them, at pyproject's pins), its console
+    script, the Dockerfile's account, the Python package manifest of both layers."""
+    stage = final_stage(STEPS_DOCKERFILE)
+    site = rootfs / SITE
+    with tempfile.TemporaryDirectory(prefix="faultflow-steps-wheel-") as scratch:
+        _pip_target(site, "--no-deps", str(_wheel(Path(scratch))))
     if "faultflow" not in _console_scripts(site):
         raise RuntimeError("faultflow: the steps wheel has no `faultflow` console script")
     _account_lines(rootfs, build.DEBIAN, stage)
-    manifest = build._run([sys.executable, "-m", "pip", "list", "--path", str(site), "--format", "freeze"]).stdout
-    (rootfs / "usr/share/faultflow").mkdir(parents=True, exist_ok=True)
-    (rootfs / "usr/share/faultflow/python-packages.txt").write_text(manifest)
+    below = base_file(steps_deps_image(), MANIFEST).decode()
+    (rootfs / MANIFEST).parent.mkdir(parents=True, exist_ok=True)
+    (rootfs / MANIFEST).write_text("".join(sorted((below + _freeze(site)).splitlines(keepends=True), key=str.lower)))
 
 
 # ---- shim -----------------------------------------------------------------------------------------
@@ -203,6 +234,7 @@ def base_file(image: build.Image, path: str) -> bytes:
 
 def ensure_steps() -> build.Image:
     build.ensure_debian()
+    build.ensure(steps_deps_image(), _steps_deps)
     image = steps_image()
     build.ensure(image, _steps)
     return image
