@@ -152,7 +152,9 @@ def pinned_to_node(node: str) -> m.Affinity:
     name (`matchFields metadata.name`), not by the `kubernetes.io/hostname` label, which differs from
     the name on many clusters (a cloud's hostname, a renamed node) and then matches no node."""
     term = m.NodeSelectorTerm(match_fields=[m.NodeSelectorRequirement(key="metadata.name", operator="In", values=[node])])
-    return m.Affinity(node_affinity=m.NodeAffinity(required_during_scheduling_ignored_during_execution=m.NodeSelector(node_selector_terms=[term])))
+    return m.Affinity(
+        node_affinity=m.NodeAffinity(required_during_scheduling_ignored_during_execution=m.NodeSelector(node_selector_terms=[term]))
+    )
 
 
 def container(stage: d.Stage, scenario: d.Scenario) -> Container | Suspend:

@@ -161,6 +161,7 @@ def _coredns_populate(binary: Path):
     def populate(rootfs: Path) -> None:
         shutil.copy2(binary, rootfs / "coredns")
         (rootfs / "etc").mkdir()
+
     return populate
 
 
@@ -173,10 +174,21 @@ def _debian(rootfs: Path) -> None:
     sources = next((path for path in APT_SOURCES if Path(path).is_file()), None)
     if sources is None:
         raise RuntimeError(f"faultflow: no apt sources ({' or '.join(APT_SOURCES)}) to build the Debian base from")
-    _run(["mmdebstrap", "--quiet", "--variant=minbase", "--include=" + ",".join(DEBIAN_PACKAGES),
-          "--dpkgopt=path-exclude=/usr/share/{doc,man,locale}/*", "--aptopt=Apt::Install-Recommends \"false\"",
-          DEBIAN_SUITE, str(rootfs), sources], stdin=subprocess.DEVNULL,
-         env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "SOURCE_DATE_EPOCH": "1700000000"})
+    _run(
+        [
+            "mmdebstrap",
+            "--quiet",
+            "--variant=minbase",
+            "--include=" + ",".join(DEBIAN_PACKAGES),
+            "--dpkgopt=path-exclude=/usr/share/{doc,man,locale}/*",
+            '--aptopt=Apt::Install-Recommends "false"',
+            DEBIAN_SUITE,
+            str(rootfs),
+            sources,
+        ],
+        stdin=subprocess.DEVNULL,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "SOURCE_DATE_EPOCH": "1700000000"},
+    )
     manifest = _run(["dpkg-query", f"--admindir={rootfs}/var/lib/dpkg", "-W", "-f", "${Package}=${Version}\\n"]).stdout
     (rootfs / "usr/share/faultflow").mkdir(parents=True, exist_ok=True)
     (rootfs / "usr/share/faultflow/packages.txt").write_text(manifest)
@@ -206,8 +218,21 @@ def ensure_coredns() -> Image:
 def import_into(image: Image, containerd_socket: str | Path, enter: tuple[str, ...] | list[str] = ()) -> None:
     """Load the image into one node's containerd (namespace k8s.io, the one the CRI plugin uses);
     `enter`: an argv prefix running ctr where the socket path means that containerd's."""
-    _run([*enter, "ctr", "--address", str(containerd_socket), "--namespace", "k8s.io", "images", "import",
-          "--base-name", f"localhost/{image.name}", str(image.tar)])  # the layout's tag -> <base-name>:<tag>
+    _run(
+        [
+            *enter,
+            "ctr",
+            "--address",
+            str(containerd_socket),
+            "--namespace",
+            "k8s.io",
+            "images",
+            "import",
+            "--base-name",
+            f"localhost/{image.name}",
+            str(image.tar),
+        ]
+    )  # the layout's tag -> <base-name>:<tag>
 
 
 def builders() -> dict:

@@ -153,7 +153,9 @@ def _pip_target(site: Path, *args: str) -> None:
     """`pip install --target` for the image's Python and glibc (binary wheels only, from PyPI), then
     the console scripts rewritten for the image's /usr/bin/python3 (pip's name this interpreter)."""
     if sys.version_info[:2] != IMAGE_PYTHON:  # compiled .pyc and the resolver's markers are the image's
-        raise RuntimeError(f"faultflow: the steps image is built with Python {IMAGE_PYTHON[0]}.{IMAGE_PYTHON[1]} (this is {sys.version.split()[0]})")
+        raise RuntimeError(
+            f"faultflow: the steps image is built with Python {IMAGE_PYTHON[0]}.{IMAGE_PYTHON[1]} (this is {sys.version.split()[0]})"
+        )
     platforms = [arg for tag in _platforms() for arg in ("--platform", tag)]
     build._run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--only-binary=:all:",
                 "--python-version", f"{IMAGE_PYTHON[0]}.{IMAGE_PYTHON[1]}", "--implementation", "cp",

@@ -141,7 +141,11 @@ def test_the_steps_image_runs_non_root_with_its_entry_point(cluster):
     created = time.monotonic()
     rest.post(f"/api/v1/namespaces/{NS}/pods", body)
     wait_until(
-        lambda: True if _get(rest, f"/api/v1/namespaces/{NS}/pods/steps-image")["status"].get("phase") in ("Running", "Succeeded", "Failed") else None,
+        lambda: (
+            True
+            if _get(rest, f"/api/v1/namespaces/{NS}/pods/steps-image")["status"].get("phase") in ("Running", "Succeeded", "Failed")
+            else None
+        ),
         what="steps-image started",
         timeout_s=POD_TIMEOUT_S,
         interval_s=0.1,

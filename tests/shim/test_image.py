@@ -14,7 +14,9 @@ def install(native, *args) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["sh", str(INSTALL), *map(str, args)],
         env={"FAULTFLOW_SHIM_SOURCE": str(native.shim), "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
 
 
@@ -65,3 +67,13 @@ def test_install_hands_an_existing_root_owned_toggle_over_in_place(native, tmp_p
     assert install(native, lib, existing, "10001:10001").returncode == 0
     assert existing.read_bytes() == before and existing.stat().st_ino == inode  # the same file, still on
     assert existing.stat().st_uid == 10001
+
+
+def test_install_fails_when_it_cannot_create_the_toggle(native, tmp_path):
+    """A toggle that could not be made must fail the init container: the worker would start with
+    nothing to map, and no fault could ever reach it (an `a && b` list hid the failure from `set -e`)."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    done = install(native, lib, tmp_path / "missing" / "toggle", "10001:10001")
+    assert done.returncode != 0
+    assert "created" not in done.stdout
