@@ -10,7 +10,8 @@ and packed as a tar that `ctr images import` takes; it lands in the shared cache
 * `debian`: a minimal Debian root file system made with mmdebstrap at a pinned suite and snapshot
   date of the package lists it saw (the base the step and lab images build on);
 * `faultflow-steps`, `faultflow-shim`: the product's images, as images/*/Dockerfile say (lab.images.product);
-* `faultflow-cuda-worker`: a CUDA program over the driver simulator (lab.images.worker).
+* `faultflow-cuda-worker`, `faultflow-lab-worker`, `faultflow-frontend-simulator`: the lab's workload
+  over the driver simulator, and the frontend simulator (lab.images.worker).
 
 An image may add one layer to another (`Image.base`): nodes store the shared layers once.
 `python -m lab.images.build [NAME…]` builds the named images (all without names) into the cache.
@@ -247,6 +248,8 @@ def builders() -> dict:
         "faultflow-shim": product.ensure_shim,
         "faultflow-steps": product.ensure_steps,
         "faultflow-cuda-worker": worker.ensure_cuda_worker,
+        "faultflow-lab-worker": worker.ensure_lab_worker,
+        "faultflow-frontend-simulator": worker.ensure_frontend,
     }
 
 

@@ -149,7 +149,7 @@ def _account_lines(rootfs: Path, base: build.Image, stage: FinalStage) -> None:
         (rootfs / "etc" / name).chmod(0o644)
 
 
-def _pip_target(site: Path, *args: str) -> None:
+def pip_target(site: Path, *args: str) -> None:
     """`pip install --target` for the image's Python and glibc (binary wheels only, from PyPI), then
     the console scripts rewritten for the image's /usr/bin/python3 (pip's name this interpreter)."""
     if sys.version_info[:2] != IMAGE_PYTHON:  # compiled .pyc and the resolver's markers are the image's
@@ -176,7 +176,7 @@ def _freeze(site: Path) -> str:
 
 def _steps_deps(rootfs: Path) -> None:
     site = rootfs / SITE
-    _pip_target(site, *_dependencies())
+    pip_target(site, *_dependencies())
     (rootfs / MANIFEST).parent.mkdir(parents=True, exist_ok=True)
     (rootfs / MANIFEST).write_text(_freeze(site))
 
@@ -187,7 +187,7 @@ def _steps(rootfs: Path) -> None:
     stage = final_stage(STEPS_DOCKERFILE)
     site = rootfs / SITE
     with tempfile.TemporaryDirectory(prefix="faultflow-steps-wheel-") as scratch:
-        _pip_target(site, "--no-deps", str(_wheel(Path(scratch))))
+        pip_target(site, "--no-deps", str(_wheel(Path(scratch))))
     if "faultflow" not in _console_scripts(site):
         raise RuntimeError("faultflow: the steps wheel has no `faultflow` console script")
     _account_lines(rootfs, build.DEBIAN, stage)

@@ -11,6 +11,7 @@ code before issue 14's fixes:
   toggle was root's, 0644);
 * the XID pod, as the WorkflowTemplate renders it, schedules onto gpu-0 (it was pinned by the
   hostname label, and stayed Pending).
+The lab's workload images (lab.images.worker) run there too: what the DGD on real nodes builds on.
 
 Figures (`pod_start_s` of the steps image) are printed, not asserted: speed goes to bench/.
 """
@@ -52,7 +53,16 @@ def cluster(tmp_path_factory):
     folder = tmp_path_factory.mktemp("real-images") / "lab"
     plans = real.plan_nodes(gpu_nodes=1, cpu_nodes=1, hostnames={GPU_NODE: GPU_NODE_HOSTNAME})
     lab = real.RealCluster(
-        folder, plans, coredns=False, extra_images=(product.ensure_steps, product.ensure_shim, worker.ensure_cuda_worker)
+        folder,
+        plans,
+        coredns=False,
+        extra_images=(
+            product.ensure_steps,
+            product.ensure_shim,
+            worker.ensure_cuda_worker,
+            worker.ensure_lab_worker,
+            worker.ensure_frontend,
+        ),
     ).start()
     print(f"\nfigures: {real.figures_line(lab.figures)}")
     rest = lab.rest()
@@ -319,3 +329,48 @@ def test_the_xid_pod_schedules_onto_a_node_whose_hostname_label_differs_from_its
     rest.post(f"/api/v1/namespaces/{NS}/pods", body)
     pod = _wait_pod(rest, "inject-xid", ("Succeeded",))
     assert pod["spec"]["nodeName"] == GPU_NODE
+
+
+# ---- the lab's workload images ------------------------------------------------------------------------
+def test_the_lab_worker_and_the_frontend_simulator_images_run_on_real_nodes(cluster):
+    """The frontend simulator answers the OpenAI API on its pod's address, from a pod on the other
+    node; the engine-loop worker holds its CUDA context on gpu-0's simulated driver."""
+    rest = cluster.rest()
+
+    def pod(name: str, node: str, image: str, **container) -> dict:
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {
+                "nodeName": node,
+                "restartPolicy": "Never",
+                "automountServiceAccountToken": False,
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{"name": "main", "image": image, "imagePullPolicy": "Never", **container}],
+            },
+        }
+
+    rest.post(f"/api/v1/namespaces/{NS}/pods", pod("frontend", GPU_NODE, worker.frontend_image().ref))
+    rest.post(
+        f"/api/v1/namespaces/{NS}/pods",
+        pod("lab-worker", GPU_NODE, worker.LAB_WORKER.ref, args=["--port", "8123", "--name", "lab-worker"],
+            resources={"limits": {"nvidia.com/gpu": "1"}}),
+    )  # fmt: skip
+    address = _wait_pod(rest, "frontend", ("Running",))["status"]["podIP"]
+    script = (
+        "import sys, time, urllib.request\n"
+        "for _ in range(100):\n"
+        "    try:\n"
+        f"        print(urllib.request.urlopen('http://{address}:{worker.FRONTEND_PORT}/v1/models', timeout=2).read().decode())\n"
+        "        sys.exit(0)\n"
+        "    except OSError as exc:\n"
+        "        print(exc)\n"
+        "        time.sleep(0.1)\n"
+        "sys.exit(1)\n"
+    )
+    rest.post(f"/api/v1/namespaces/{NS}/pods", pod("client", "cpu-0", product.steps_image().ref, command=["python3", "-c", script]))
+    _wait_pod(rest, "client", ("Succeeded",))
+    assert '"object": "list"' in _logs(rest, "client") or '"object":"list"' in _logs(rest, "client")
+    _wait_pod(rest, "lab-worker", ("Running",))
+    wait_until(lambda: True if "serving on" in _logs(rest, "lab-worker") else None, what="the lab worker serving", timeout_s=30)
