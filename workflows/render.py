@@ -150,6 +150,16 @@ def _report_extras(stage: d.Stage, scenario: d.Scenario) -> dict:
     }
 
 
+def pinned_to_node(node: str) -> m.Affinity:
+    """Onto the node of that name, as the DaemonSet controller pins its pods: by the Node object's
+    name (`matchFields metadata.name`), not by the `kubernetes.io/hostname` label, which differs from
+    the name on many clusters (a cloud's hostname, a renamed node) and then matches no node."""
+    term = m.NodeSelectorTerm(match_fields=[m.NodeSelectorRequirement(key="metadata.name", operator="In", values=[node])])
+    return m.Affinity(
+        node_affinity=m.NodeAffinity(required_during_scheduling_ignored_during_execution=m.NodeSelector(node_selector_terms=[term]))
+    )
+
+
 def container(stage: d.Stage, scenario: d.Scenario) -> Container | Suspend:
     if stage.hold is not None:
         return Suspend(name=stage.name, duration=argument(stage.hold), active_deadline_seconds=stage.deadline_s)
@@ -159,7 +169,7 @@ def container(stage: d.Stage, scenario: d.Scenario) -> Container | Suspend:
     kwargs: dict = {}
     if stage.pinned_to is not None:
         kwargs.update(
-            node_selector={"kubernetes.io/hostname": argument(stage.pinned_to)},
+            affinity=pinned_to_node(argument(stage.pinned_to)),
             tolerations=[m.Toleration(key=t.key, operator="Exists", effect=t.effect) for t in d.NODE_TOLERATIONS],
             volumes=[
                 HostPathVolume(name=f"host-{i}", path=h.host_path, mount_path=h.container_path, type=h.host_path_type or None)

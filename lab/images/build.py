@@ -8,7 +8,13 @@ and packed as a tar that `ctr images import` takes; it lands in the shared cache
 * `busybox`: Debian's static busybox with its applets linked, for test pods;
 * `coredns`: the CoreDNS binary the lab builds from its Go module (lab.tools.COREDNS);
 * `debian`: a minimal Debian root file system made with mmdebstrap at a pinned suite and snapshot
-  date of the package lists it saw (the base the step and lab images build on).
+  date of the package lists it saw (the base the step and lab images build on);
+* `faultflow-steps`, `faultflow-shim`: the product's images, as images/*/Dockerfile say (lab.images.product);
+* `faultflow-cuda-worker`, `faultflow-lab-worker`, `faultflow-frontend-simulator`: the lab's workload
+  over the driver simulator, and the frontend simulator (lab.images.worker).
+
+An image may add one layer to another (`Image.base`): nodes store the shared layers once.
+`python -m lab.images.build [NAME…]` builds the named images (all without names) into the cache.
 
 Names: every image is `localhost/<name>:<tag>`; nothing is ever pulled (`imagePullPolicy: Never`).
 """
@@ -44,6 +50,8 @@ class Image:
     entrypoint: tuple[str, ...] = ()
     user: str = ""
     env: tuple[str, ...] = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",)
+    # An image this one adds a layer to (its layers are shared: a node stores them once).
+    base: Image | None = None
 
     @property
     def ref(self) -> str:
@@ -54,6 +62,8 @@ class Image:
         for item in (self.name, self.tag, *self.entrypoint, self.user, *self.env, *self.inputs):
             path = Path(item)
             digest.update(path.read_bytes() if item.startswith("/") and path.is_file() else item.encode())
+        if self.base is not None:
+            digest.update(self.base.key().encode())
         return digest.hexdigest()[:16]
 
     @property
@@ -78,16 +88,25 @@ def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
 
 
 def assemble(image: Image, rootfs: Path) -> Path:
-    """One-layer image of `rootfs` (a directory) as an importable OCI tar, in the cache."""
+    """`rootfs` (a directory) as one layer — alone, or over `image.base`'s layers — as an importable
+    OCI tar, in the cache."""
     out = image.tar
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"faultflow-image-{image.name}-", dir=out.parent) as scratch:
         layout = Path(scratch) / "layout"
+        if image.base is None:
+            source = f"{layout}:{image.tag}"
+            _run(["umoci", "init", "--layout", str(layout)])
+            _run(["umoci", "new", "--image", source])
+        else:
+            layout.mkdir()
+            _run(["tar", "-C", str(layout), "-xf", str(image.base.tar)])
+            source = f"{layout}:{image.base.tag}"
+        _run(["umoci", "insert", "--image", source, str(rootfs), "/"])
         target = f"{layout}:{image.tag}"
-        _run(["umoci", "init", "--layout", str(layout)])
-        _run(["umoci", "new", "--image", target])
-        _run(["umoci", "insert", "--image", target, str(rootfs), "/"])
-        config = ["umoci", "config", "--image", target, "--config.entrypoint", image.entrypoint[0]]
+        # --tag: the configured image under its own tag; the base's tag (if any) is removed below,
+        # so the layout holds exactly one image for `ctr images import`.
+        config = ["umoci", "config", "--image", source, "--tag", image.tag, "--config.entrypoint", image.entrypoint[0]]
         for arg in image.entrypoint[1:]:
             config += ["--config.entrypoint", arg]
         for env in image.env:
@@ -95,6 +114,8 @@ def assemble(image: Image, rootfs: Path) -> Path:
         if image.user:
             config += ["--config.user", image.user]
         _run(config)
+        if source != target:
+            _run(["umoci", "rm", "--image", source])
         _run(["umoci", "gc", "--layout", str(layout)])
         partial = out.with_suffix(".partial")
         _run(["tar", "-C", str(layout), "-cf", str(partial), "."])
@@ -141,6 +162,7 @@ def _coredns_populate(binary: Path):
     def populate(rootfs: Path) -> None:
         shutil.copy2(binary, rootfs / "coredns")
         (rootfs / "etc").mkdir()
+
     return populate
 
 
@@ -153,10 +175,21 @@ def _debian(rootfs: Path) -> None:
     sources = next((path for path in APT_SOURCES if Path(path).is_file()), None)
     if sources is None:
         raise RuntimeError(f"faultflow: no apt sources ({' or '.join(APT_SOURCES)}) to build the Debian base from")
-    _run(["mmdebstrap", "--quiet", "--variant=minbase", "--include=" + ",".join(DEBIAN_PACKAGES),
-          "--dpkgopt=path-exclude=/usr/share/{doc,man,locale}/*", "--aptopt=Apt::Install-Recommends \"false\"",
-          DEBIAN_SUITE, str(rootfs), sources], stdin=subprocess.DEVNULL,
-         env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "SOURCE_DATE_EPOCH": "1700000000"})
+    _run(
+        [
+            "mmdebstrap",
+            "--quiet",
+            "--variant=minbase",
+            "--include=" + ",".join(DEBIAN_PACKAGES),
+            "--dpkgopt=path-exclude=/usr/share/{doc,man,locale}/*",
+            '--aptopt=Apt::Install-Recommends "false"',
+            DEBIAN_SUITE,
+            str(rootfs),
+            sources,
+        ],
+        stdin=subprocess.DEVNULL,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "SOURCE_DATE_EPOCH": "1700000000"},
+    )
     manifest = _run(["dpkg-query", f"--admindir={rootfs}/var/lib/dpkg", "-W", "-f", "${Package}=${Version}\\n"]).stdout
     (rootfs / "usr/share/faultflow").mkdir(parents=True, exist_ok=True)
     (rootfs / "usr/share/faultflow/packages.txt").write_text(manifest)
@@ -186,15 +219,48 @@ def ensure_coredns() -> Image:
 def import_into(image: Image, containerd_socket: str | Path, enter: tuple[str, ...] | list[str] = ()) -> None:
     """Load the image into one node's containerd (namespace k8s.io, the one the CRI plugin uses);
     `enter`: an argv prefix running ctr where the socket path means that containerd's."""
-    _run([*enter, "ctr", "--address", str(containerd_socket), "--namespace", "k8s.io", "images", "import",
-          "--base-name", f"localhost/{image.name}", str(image.tar)])  # the layout's tag -> <base-name>:<tag>
+    _run(
+        [
+            *enter,
+            "ctr",
+            "--address",
+            str(containerd_socket),
+            "--namespace",
+            "k8s.io",
+            "images",
+            "import",
+            "--base-name",
+            f"localhost/{image.name}",
+            str(image.tar),
+        ]
+    )  # the layout's tag -> <base-name>:<tag>
+
+
+def builders() -> dict:
+    """Every image by name: the lab's own, the product's (images/steps, images/shim) and the worker."""
+    from lab.images import product, worker  # they build on this module's bases
+
+    return {
+        "pause": ensure_pause,
+        "busybox": ensure_busybox,
+        "coredns": ensure_coredns,
+        "debian": ensure_debian,
+        "faultflow-shim": product.ensure_shim,
+        "faultflow-steps": product.ensure_steps,
+        "faultflow-cuda-worker": worker.ensure_cuda_worker,
+        "faultflow-lab-worker": worker.ensure_lab_worker,
+        "faultflow-frontend-simulator": worker.ensure_frontend,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     names = argv if argv is not None else sys.argv[1:]
-    builders = {"pause": ensure_pause, "busybox": ensure_busybox, "coredns": ensure_coredns, "debian": ensure_debian}
-    for name in names or builders:
-        image = builders[name]()
+    known = builders()
+    if unknown := [name for name in names if name not in known]:
+        print(f"faultflow: no image named {', '.join(unknown)} (images: {' '.join(known)})", file=sys.stderr)
+        return 2
+    for name in names or known:
+        image = known[name]()
         print(f"{image.ref}\t{image.tar}")
     return 0
 

@@ -61,12 +61,21 @@ def teardown(folder: Path) -> dict:
 GPU_LABELS = ((GPU_PRESENT_LABEL, "true"), (DRIVER_INSTALLED_LABEL, "true"), ("nvsentinel.dgxc.nvidia.com/kata.enabled", "false"))
 
 
-def plan_nodes(gpu_nodes: int = 3, cpu_nodes: int = 1, gpus_per_node: int = 8) -> list[nodes.NodePlan]:
+def plan_nodes(
+    gpu_nodes: int = 3, cpu_nodes: int = 1, gpus_per_node: int = 8, hostnames: dict[str, str] | None = None
+) -> list[nodes.NodePlan]:
+    """`hostnames`: node name -> a `kubernetes.io/hostname` label that differs from it."""
     names = [(f"gpu-{i}", gpus_per_node) for i in range(gpu_nodes)] + [(f"cpu-{i}", 0) for i in range(cpu_nodes)]
+    hostnames = hostnames or {}
+    if unknown := set(hostnames) - {name for name, _ in names}:
+        raise ValueError(f"hostnames for nodes the plan does not have: {sorted(unknown)}")
     return [
-        nodes.NodePlan(name, i, f"{NODE_NETWORK}.{10 + i}", f"10.244.{i}.0/24", labels=GPU_LABELS if gpus else (), gpus=gpus)
+        nodes.NodePlan(
+            name, i, f"{NODE_NETWORK}.{10 + i}", f"10.244.{i}.0/24", labels=GPU_LABELS if gpus else (), gpus=gpus,
+            hostname=hostnames.get(name, ""),
+        )
         for i, (name, gpus) in enumerate(names)
-    ]
+    ]  # fmt: skip
 
 
 @dataclass

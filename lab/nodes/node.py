@@ -57,6 +57,13 @@ class NodePlan:
     pod_cidr: str
     labels: tuple[tuple[str, str], ...] = ()
     gpus: int = 0  # GPU nodes get the driver's /proc tree and advertise nvidia.com/gpu
+    # The `kubernetes.io/hostname` label when it is not the node's name, as on clouds whose nodes are
+    # named apart from their hostnames: what shows that pods are pinned by name, not by that label.
+    hostname: str = ""
+
+    @property
+    def kubelet_labels(self) -> tuple[tuple[str, str], ...]:
+        return (*self.labels, ("kubernetes.io/hostname", self.hostname)) if self.hostname else self.labels
 
     @property
     def veth(self) -> str:
@@ -297,8 +304,8 @@ def start_kubelet(node: Node, ledger: Ledger, keys: pki.Pki, server: str, cgroup
         f"--node-ip={plan.ip}",
         "--v=1",
     ]
-    if plan.labels:
-        argv.append("--node-labels=" + ",".join(f"{k}={v}" for k, v in plan.labels))
+    if plan.kubelet_labels:  # the kubelet's own kubernetes.io/hostname (its --hostname-override) yields to these
+        argv.append("--node-labels=" + ",".join(f"{k}={v}" for k, v in plan.kubelet_labels))
     node.kubelet_started = time.monotonic()
     node.kubelet = node.ns.start("kubelet", argv, folder / "kubelet.log", ledger)
 

@@ -3,6 +3,13 @@
 `spec.nodeName` is set directly (no scheduler), and every taint is tolerated, so the pod runs on a
 node NVSentinel has cordoned or tainted — exactly when the toggle must be switched off. No service
 account token: the pod only writes one file under a hostPath.
+
+Who may write the toggle: the file belongs to `TOGGLE_UID` (the steps image's user), mode 0644 — the
+shim image's install.sh creates it so (steps.workload.shim_patch passes the owner), and writes to it
+in place keep it so. The toggle-off pod runs as exactly that user, never as root, with no
+capabilities, whatever USER a custom `--steps-image` declares. Not world-writable, because any pod
+on the node that could mount the directory could then switch CUDA faults on; not a root pod,
+because switching a fault off needs nothing root has.
 """
 
 from __future__ import annotations
@@ -16,6 +23,26 @@ from steps.kube import objects as o
 from steps.kube.client import Kube, NotFound, Ref
 
 PURPOSE_LABEL = "faultflow.dev/purpose"
+# The steps image's user (images/steps/Dockerfile `USER`; a test holds them equal) and the toggle file's owner.
+TOGGLE_UID = 10001
+
+
+def toggle_owner() -> str:
+    """`uid:gid` for the shim image's install.sh."""
+    return f"{TOGGLE_UID}:{TOGGLE_UID}"
+
+
+def restricted_security_context(uid: int) -> dict:
+    """What PSA `restricted` asks of a container, as `uid`."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
 
 
 def toggle_off_pod(run_id: str, namespace: str, node: str, toggle_dir: str, image: str) -> dict:
@@ -39,6 +66,8 @@ def toggle_off_pod(run_id: str, namespace: str, node: str, toggle_dir: str, imag
                     "image": image,
                     "command": ["faultflow", "shim", "off", "--file", toggle.file_in(toggle_dir)],
                     "volumeMounts": [{"name": "toggle", "mountPath": toggle_dir}],
+                    "securityContext": restricted_security_context(TOGGLE_UID),
+                    "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
                 }
             ],
             "volumes": [{"name": "toggle", "hostPath": {"path": toggle_dir, "type": "DirectoryOrCreate"}}],

@@ -17,6 +17,7 @@ from typing import Any
 
 from steps.errors import BadInput
 from steps.gpu import toggle
+from steps.gpu.toggle_pod import toggle_owner
 from steps.kube import jsonpatch
 from steps.kube import objects as o
 from steps.workload.dynamo import Component, components, gpu_workers, value_at, workload_kind
@@ -72,18 +73,40 @@ class ShimRecord:
         return cls(kind=data["kind"], components=[ComponentRecord(**c) for c in data["components"]])
 
 
+# The init container's own securityContext, so the workload's pod-level one (runAsNonRoot, runAsUser:
+# N) does not decide it: the toggle directory is a hostPath the kubelet creates root-owned 0755, so
+# creating the file there takes uid 0. That root is held to what the job needs: no capability but
+# CHOWN (to hand the file to the steps image's user, who switches the fault off), no privilege
+# escalation, a read-only image. The worker containers keep the workload's own context.
+INIT_SECURITY_CONTEXT = {
+    "runAsUser": 0,
+    "runAsGroup": 0,
+    "runAsNonRoot": False,
+    "privileged": False,
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"], "add": ["CHOWN"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+# Copies two small files: requests and limits, so a namespace whose ResourceQuota demands them admits it.
+INIT_RESOURCES = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}}
+
+
 def init_container(cfg: ShimConfig) -> dict:
     # The image's own install command copies the library and creates the toggle switched off only
-    # when it is missing, so a fault already on stays on when a pod restarts.
+    # when it is missing, so a fault already on stays on when a pod restarts; the file belongs to
+    # the steps image's user (steps.gpu.toggle_pod says why).
     return {
         "name": INIT_NAME,
         "image": cfg.image,
-        "command": ["/bin/sh", INSTALL_SCRIPT, LIB_DIR, toggle.file_in(INIT_TOGGLE_MOUNT)],
+        "command": ["/bin/sh", INSTALL_SCRIPT, LIB_DIR, toggle.file_in(INIT_TOGGLE_MOUNT), toggle_owner()],
         "volumeMounts": [
             {"name": LIB_VOLUME, "mountPath": LIB_DIR},
             # Read-write only here: the init container creates the file; workers map it read-only.
             {"name": TOGGLE_VOLUME, "mountPath": INIT_TOGGLE_MOUNT},
         ],
+        "securityContext": copy.deepcopy(INIT_SECURITY_CONTEXT),
+        "resources": copy.deepcopy(INIT_RESOURCES),
     }
 
 

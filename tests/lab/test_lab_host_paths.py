@@ -41,6 +41,7 @@ def test_init_container_maps_image_paths_and_both_volumes():
         "/lab/images/shim/install.sh",
         "/lab/pods/ns_p/volumes/faultflow-shim",
         "/lab/nodes/gpu-0/var/lib/faultflow/toggle",
+        "10001:10001",  # the toggle's owner (not a path: unchanged)
     ]
 
 

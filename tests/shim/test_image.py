@@ -14,7 +14,9 @@ def install(native, *args) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["sh", str(INSTALL), *map(str, args)],
         env={"FAULTFLOW_SHIM_SOURCE": str(native.shim), "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
 
 
@@ -55,3 +57,35 @@ def test_install_fills_an_empty_toggle_in_place(native, tmp_path):
     inode = empty.stat().st_ino
     assert install(native, lib, empty).returncode == 0
     assert empty.stat().st_ino == inode and not toggle.read(empty).on and empty.stat().st_size == toggle.TOGGLE_SIZE
+
+
+def test_install_hands_the_toggle_to_the_owner_given_and_keeps_it_0644(native, tmp_path):
+    """The toggle-off pod runs as the steps image's user: it must own the file (it writes in place);
+    nobody else may write it, everyone may read it (workers of any uid map it)."""
+    lib, node = tmp_path / "lib", tmp_path / "node"
+    lib.mkdir(), node.mkdir()
+    assert install(native, lib, node / "toggle", "10001:10001").returncode == 0
+    made = (node / "toggle").stat()
+    assert (made.st_uid, made.st_gid, made.st_mode & 0o777) == (10001, 10001, 0o644)
+    assert [p.name for p in node.iterdir()] == ["toggle"]  # no temporary file left
+
+
+def test_install_hands_an_existing_root_owned_toggle_over_in_place(native, tmp_path):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    existing = tmp_path / "toggle"
+    toggle.write(existing, toggle.Toggle(on=True, xid=79))
+    before, inode = existing.read_bytes(), existing.stat().st_ino
+    assert install(native, lib, existing, "10001:10001").returncode == 0
+    assert existing.read_bytes() == before and existing.stat().st_ino == inode  # the same file, still on
+    assert existing.stat().st_uid == 10001
+
+
+def test_install_fails_when_it_cannot_create_the_toggle(native, tmp_path):
+    """A toggle that could not be made must fail the init container: the worker would start with
+    nothing to map, and no fault could ever reach it (an `a && b` list hid the failure from `set -e`)."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    done = install(native, lib, tmp_path / "missing" / "toggle", "10001:10001")
+    assert done.returncode != 0
+    assert "created" not in done.stdout

@@ -133,6 +133,7 @@ def test_init_container_runs_the_shim_images_install_command():
         shim_patch.INSTALL_SCRIPT,
         shim_patch.LIB_DIR,
         f"{shim_patch.INIT_TOGGLE_MOUNT}/{toggle.FILE_NAME}",
+        "10001:10001",  # the toggle's owner: the steps image's user, who switches it off (toggle_pod)
     ]
     assert f"COPY images/shim/install.sh {shim_patch.INSTALL_SCRIPT}" in (repo / "images" / "shim" / "Dockerfile").read_text()
     mounts = {m["mountPath"] for m in container["volumeMounts"]}

@@ -1,0 +1,376 @@
+"""What only a real node shows about faultflow's own pods (issue 14): the product's images built here
+(lab.images.product), run by real kubelets on a real cluster (lab.nodes), gpu-0 + cpu-0.
+
+gpu-0's `kubernetes.io/hostname` label differs from its name, as on clouds. Each test fails on the
+code before issue 14's fixes:
+* the steps image runs non-root with its entry point (it was never built);
+* the shimmed worker (faultflow's init container, steps.workload.shim_patch) starts under a pod-level
+  runAsNonRoot/runAsUser (the init container had no securityContext: refused as root), and the shim's
+  marker comes back through the pod log API of the real kubelet, read by the step's own code;
+* the toggle-off pod (steps.gpu.toggle_pod) switches the toggle off as the steps image's user (the
+  toggle was root's, 0644);
+* the XID pod, as the WorkflowTemplate renders it, schedules onto gpu-0 (it was pinned by the
+  hostname label, and stayed Pending).
+The lab's workload images (lab.images.worker) run there too: what the DGD on real nodes builds on.
+
+Figures (`pod_start_s` of the steps image) are printed, not asserted: speed goes to bench/.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from lab.images import product, worker
+from lab.images.dockerfile import final_stage
+from lab.nodes import cluster as real
+from lab.processes import wait_until
+from lab.rest import ApiError, Rest
+from steps.gpu import toggle
+from steps.gpu.toggle_pod import TOGGLE_UID, run_to_completion, toggle_off_pod
+from steps.kube.client import connect
+from steps.workload import shim_patch
+from steps.workload.shim_inject import pods_missing_marker
+from workflows.render import scenario_template
+from workflows.scenarios import by_name
+from workflows.stages.common import TOGGLE_DIR_PATH
+
+NS = "imagetest"
+POD_TIMEOUT_S = 120
+GPU_NODE = "gpu-0"
+GPU_NODE_HOSTNAME = "ip-10-250-0-10.lab.internal"  # what a cloud's kubelet labels the node with
+# A kubelet gives up on these: waiting longer shows nothing more.
+STUCK = {"CreateContainerConfigError", "ErrImageNeverPull", "InvalidImageName", "CreateContainerError", "RunContainerError"}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("real-images") / "lab"
+    plans = real.plan_nodes(gpu_nodes=1, cpu_nodes=1, hostnames={GPU_NODE: GPU_NODE_HOSTNAME})
+    lab = real.RealCluster(
+        folder,
+        plans,
+        coredns=False,
+        extra_images=(
+            product.ensure_steps,
+            product.ensure_shim,
+            worker.ensure_cuda_worker,
+            worker.ensure_lab_worker,
+            worker.ensure_frontend,
+        ),
+    ).start()
+    print(f"\nfigures: {real.figures_line(lab.figures)}")
+    rest = lab.rest()
+    rest.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+    # Pod admission needs the namespace's default ServiceAccount, which kube-controller-manager makes.
+    wait_until(lambda: _get(rest, f"/api/v1/namespaces/{NS}/serviceaccounts/default"), what="default ServiceAccount", timeout_s=60)
+    try:
+        yield lab
+    finally:
+        lab.stop()
+        shutil.rmtree(folder, ignore_errors=True)  # each node's image store is hundreds of MB
+
+
+def _get(rest: Rest, path: str) -> dict | None:
+    try:
+        return rest.get(path)
+    except ApiError as err:
+        if err.status == 404:
+            return None
+        raise
+
+
+def _logs(rest: Rest, name: str, container: str = "") -> str:
+    import urllib.request
+
+    query = f"?container={container}" if container else ""
+    request = rest._request("GET", f"/api/v1/namespaces/{NS}/pods/{name}/log{query}")
+    with urllib.request.urlopen(request, context=rest.context, timeout=30) as reply:
+        return reply.read().decode()
+
+
+def _stuck(pod: dict) -> str | None:
+    """Why the kubelet will not start the pod's containers (or the scheduler not place it), if so."""
+    status = pod.get("status", {})
+    for c in status.get("initContainerStatuses", []) + status.get("containerStatuses", []):
+        waiting = c.get("state", {}).get("waiting") or {}
+        if waiting.get("reason") in STUCK:
+            return f"{c['name']}: {waiting['reason']}: {waiting.get('message', '')}"
+    for condition in status.get("conditions", []):
+        if condition["type"] == "PodScheduled" and condition["status"] == "False" and condition.get("reason") == "Unschedulable":
+            return f"unschedulable: {condition.get('message', '')}"
+    return None
+
+
+def _wait_pod(rest: Rest, name: str, phases: tuple[str, ...]) -> dict:
+    def reached():
+        pod = rest.get(f"/api/v1/namespaces/{NS}/pods/{name}")
+        if why := _stuck(pod):
+            raise AssertionError(f"pod {name}: {why}")
+        phase = pod.get("status", {}).get("phase")
+        if phase == "Failed" and "Failed" not in phases:
+            raise AssertionError(f"pod {name} failed: {json.dumps(pod['status'].get('containerStatuses'))[:800]}")
+        return pod if phase in phases else None
+
+    return wait_until(reached, what=f"pod {name} {'/'.join(phases)}", timeout_s=POD_TIMEOUT_S, interval_s=0.1)
+
+
+def _node_file(lab: real.RealCluster, node: str, path: str) -> Path:
+    """A file in the node's own root (its /var/lib overlay), as the host reaches it."""
+    return Path(f"/proc/{lab.nodes[node].ns.pid}/root{path}")
+
+
+# ---- the steps image ---------------------------------------------------------------------------
+def test_the_steps_image_runs_non_root_with_its_entry_point(cluster):
+    """Under a pod-level runAsNonRoot the kubelet checks the image's own user (a numeric non-zero
+    USER, or it refuses); the entry point alone (`--help`) exits 0, and a step's bad input exits 2."""
+    rest = cluster.rest()
+    steps = product.steps_image().ref
+    body = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "steps-image", "namespace": NS},
+        "spec": {
+            "nodeName": "cpu-0",
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "securityContext": {"runAsNonRoot": True},
+            "containers": [
+                {"name": "help", "image": steps, "imagePullPolicy": "Never", "args": ["--help"]},
+                {"name": "whoami", "image": steps, "imagePullPolicy": "Never",
+                 "command": ["python3", "-c", "import os; print(os.getuid(), os.getgid())"]},
+                {"name": "bad-input", "image": steps, "imagePullPolicy": "Never", "args": ["shim", "on", "--xid", "nope"]},
+            ],
+        },
+    }  # fmt: skip
+    created = time.monotonic()
+    rest.post(f"/api/v1/namespaces/{NS}/pods", body)
+    wait_until(
+        lambda: (
+            True
+            if _get(rest, f"/api/v1/namespaces/{NS}/pods/steps-image")["status"].get("phase") in ("Running", "Succeeded", "Failed")
+            else None
+        ),
+        what="steps-image started",
+        timeout_s=POD_TIMEOUT_S,
+        interval_s=0.1,
+    )
+    print(f"pod_start_s (steps image): {time.monotonic() - created:.2f}")
+    pod = _wait_pod(rest, "steps-image", ("Succeeded", "Failed"))
+    exits = {c["name"]: c["state"]["terminated"]["exitCode"] for c in pod["status"]["containerStatuses"]}
+    assert exits == {"help": 0, "whoami": 0, "bad-input": 2}, exits
+    assert "Usage: faultflow" in _logs(rest, "steps-image", "help")
+    stage = final_stage(product.STEPS_DOCKERFILE)
+    assert _logs(rest, "steps-image", "whoami").split() == [stage.user, stage.user] == [str(TOGGLE_UID)] * 2
+
+
+# ---- the shimmed worker and its toggle ------------------------------------------------------------
+def _worker_deployment(name: str) -> dict:
+    """A GPU worker whose owner demands non-root pods (PSA `restricted`'s pod-level settings)."""
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000},
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": worker.CUDA_WORKER.ref,
+                            "imagePullPolicy": "Never",
+                            "resources": {"limits": {"nvidia.com/gpu": "1"}},
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def shimmed_worker(cluster):
+    """The worker Deployment with faultflow's shim patched in by the step's own code, Ready on gpu-0."""
+    rest = cluster.rest()
+    cfg = shim_patch.ShimConfig(image=product.shim_image().ref, xid=79, toggle_dir=TOGGLE_DIR_PATH, container="main")
+    deployment, _ = shim_patch.apply_shim(_worker_deployment("worker"), cfg)
+    rest.post(f"/apis/apps/v1/namespaces/{NS}/deployments", deployment)
+
+    def ready_pod():
+        pods = rest.get(f"/api/v1/namespaces/{NS}/pods?labelSelector=app%3Dworker")["items"]
+        for pod in pods:
+            if why := _stuck(pod):
+                raise AssertionError(f"worker pod {pod['metadata']['name']}: {why}")
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in pod.get("status", {}).get("conditions", [])):
+                return pod
+        return None
+
+    pod = wait_until(ready_pod, what="the shimmed worker Ready", timeout_s=POD_TIMEOUT_S, interval_s=0.2)
+    return deployment, cfg, pod
+
+
+def test_the_shimmed_worker_starts_under_a_pod_level_run_as_non_root(cluster, shimmed_worker):
+    deployment, cfg, pod = shimmed_worker
+    assert pod["spec"]["nodeName"] == GPU_NODE
+    # The toggle the init container made: off, the steps image's user's, readable by the worker (uid 1000).
+    made = _node_file(cluster, GPU_NODE, cfg.toggle_file)
+    assert toggle.read(made).on is False
+    stat = made.stat()
+    assert (stat.st_uid, stat.st_gid, stat.st_mode & 0o777) == (TOGGLE_UID, TOGGLE_UID, 0o644)
+
+
+def test_the_shim_marker_comes_back_through_the_real_kubelets_log_api(cluster, shimmed_worker):
+    """inject-cuda-shim's own check (pods_missing_marker): the pod log API, through the API server to
+    gpu-0's kubelet, to containerd's log of the process started with the shim preloaded."""
+    deployment, cfg, _ = shimmed_worker
+    kube = connect(str(cluster.kubeconfig))
+
+    def marker_everywhere():
+        missing, total = pods_missing_marker(kube, NS, deployment, cfg.toggle_file, "main", GPU_NODE)
+        return (missing, total) if total and not missing else None
+
+    assert wait_until(marker_everywhere, what="the shim's marker in the worker's log", timeout_s=30) == ([], 1)
+
+
+def _worker_log(rest: Rest, pod: dict) -> str:
+    return _logs(rest, pod["metadata"]["name"], "main")
+
+
+def test_the_toggle_off_pod_switches_the_toggle_off_as_the_images_user(cluster, shimmed_worker):
+    """The fault switched on as inject-xid does (root, privileged, on the node), seen by the worker;
+    then steps.gpu.toggle_pod's pod, exactly as cleanup and the janitor create it, switches it off."""
+    deployment, cfg, pod = shimmed_worker
+    rest = cluster.rest()
+    steps = product.steps_image().ref
+    on = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "toggle-on", "namespace": NS},
+        "spec": {
+            "nodeName": GPU_NODE,
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "containers": [
+                {
+                    "name": "main",
+                    "image": steps,
+                    "imagePullPolicy": "Never",
+                    "args": ["shim", "on", "--file", cfg.toggle_file, "--xid", "79"],
+                    "securityContext": {"privileged": True, "runAsUser": 0},
+                    "volumeMounts": [{"name": "toggle", "mountPath": TOGGLE_DIR_PATH}],
+                }
+            ],
+            "volumes": [{"name": "toggle", "hostPath": {"path": TOGGLE_DIR_PATH, "type": "Directory"}}],
+        },
+    }
+    rest.post(f"/api/v1/namespaces/{NS}/pods", on)
+    _wait_pod(rest, "toggle-on", ("Succeeded",))
+    assert toggle.read(_node_file(cluster, GPU_NODE, cfg.toggle_file)).on is True
+    wait_until(lambda: True if "cuda-worker: sync=999" in _worker_log(rest, pod) else None, what="the worker failing", timeout_s=30)
+
+    kube = connect(str(cluster.kubeconfig))
+    off = toggle_off_pod(f"test-{secrets.token_hex(3)}", NS, GPU_NODE, TOGGLE_DIR_PATH, steps)
+    run_to_completion(kube, off, timeout_s=POD_TIMEOUT_S)  # raises when the pod fails
+    assert toggle.read(_node_file(cluster, GPU_NODE, cfg.toggle_file)).on is False
+    wait_until(
+        lambda: True if _worker_log(rest, pod).rstrip().endswith("cuda-worker: sync=0") else None,
+        what="the worker recovered",
+        timeout_s=30,
+    )
+
+
+# ---- the XID pod's placement ------------------------------------------------------------------------
+def test_the_xid_pod_schedules_onto_a_node_whose_hostname_label_differs_from_its_name(cluster):
+    """The inject-xid pod as gpu-fault's WorkflowTemplate renders it (placement, tolerations, host
+    paths, privilege), its node parameter set to gpu-0 as Argo does; only its command is `--help`."""
+    rest = cluster.rest()
+    node = rest.get(f"/api/v1/nodes/{GPU_NODE}")
+    assert node["metadata"]["labels"]["kubernetes.io/hostname"] == GPU_NODE_HOSTNAME != GPU_NODE
+    spec = scenario_template(by_name("gpu-fault")).to_dict()["spec"]
+    template = next(t for t in spec["templates"] if t["name"] == "inject-xid")
+    # Argo substitutes the inputs; the node is the only one the pod's placement uses.
+    template = json.loads(json.dumps(template).replace("{{inputs.parameters.inject-cuda-shim-node}}", GPU_NODE))
+    assert "{{" not in json.dumps({k: template.get(k) for k in ("nodeSelector", "affinity", "tolerations", "volumes")})
+    # What NVSentinel's metadata collector and the shim's init container leave on a GPU node (type: Directory).
+    for path in ("/var/lib/nvsentinel", TOGGLE_DIR_PATH):
+        _node_file(cluster, GPU_NODE, path).mkdir(parents=True, exist_ok=True)
+    container = template["container"]
+    body = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "inject-xid", "namespace": NS},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            **{k: template[k] for k in ("nodeSelector", "affinity", "tolerations", "volumes") if k in template},
+            "containers": [
+                {
+                    "name": "main",
+                    "image": product.steps_image().ref,
+                    "imagePullPolicy": "Never",
+                    "args": ["--help"],
+                    "securityContext": container["securityContext"],
+                    "volumeMounts": container["volumeMounts"],
+                }
+            ],
+        },
+    }
+    rest.post(f"/api/v1/namespaces/{NS}/pods", body)
+    pod = _wait_pod(rest, "inject-xid", ("Succeeded",))
+    assert pod["spec"]["nodeName"] == GPU_NODE
+
+
+# ---- the lab's workload images ------------------------------------------------------------------------
+def test_the_lab_worker_and_the_frontend_simulator_images_run_on_real_nodes(cluster):
+    """The frontend simulator answers the OpenAI API on its pod's address, from a pod on the other
+    node; the engine-loop worker holds its CUDA context on gpu-0's simulated driver."""
+    rest = cluster.rest()
+
+    def pod(name: str, node: str, image: str, **container) -> dict:
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {
+                "nodeName": node,
+                "restartPolicy": "Never",
+                "automountServiceAccountToken": False,
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{"name": "main", "image": image, "imagePullPolicy": "Never", **container}],
+            },
+        }
+
+    rest.post(f"/api/v1/namespaces/{NS}/pods", pod("frontend", GPU_NODE, worker.frontend_image().ref))
+    rest.post(
+        f"/api/v1/namespaces/{NS}/pods",
+        pod("lab-worker", GPU_NODE, worker.LAB_WORKER.ref, args=["--port", "8123", "--name", "lab-worker"],
+            resources={"limits": {"nvidia.com/gpu": "1"}}),
+    )  # fmt: skip
+    address = _wait_pod(rest, "frontend", ("Running",))["status"]["podIP"]
+    script = (
+        "import sys, time, urllib.request\n"
+        "for _ in range(100):\n"
+        "    try:\n"
+        f"        print(urllib.request.urlopen('http://{address}:{worker.FRONTEND_PORT}/v1/models', timeout=2).read().decode())\n"
+        "        sys.exit(0)\n"
+        "    except OSError as exc:\n"
+        "        print(exc)\n"
+        "        time.sleep(0.1)\n"
+        "sys.exit(1)\n"
+    )
+    rest.post(f"/api/v1/namespaces/{NS}/pods", pod("client", "cpu-0", product.steps_image().ref, command=["python3", "-c", script]))
+    _wait_pod(rest, "client", ("Succeeded",))
+    assert '"object": "list"' in _logs(rest, "client") or '"object":"list"' in _logs(rest, "client")
+    _wait_pod(rest, "lab-worker", ("Running",))
+    wait_until(lambda: True if "serving on" in _logs(rest, "lab-worker") else None, what="the lab worker serving", timeout_s=30)
