@@ -1,8 +1,8 @@
 """Preloading the NVML interposer (libfaultflow_nvml.so) into the node's NVML consumers — the NVIDIA
 device plugin, DCGM, the DRA driver, named DaemonSets — and taking exactly that away again.
 
-Same rules as the workers' CUDA shim (`steps.workload.shim_inject`): the ledger entry (the original
-object and the record of what is added) is written BEFORE the one resourceVersion-guarded JSON patch;
+Same rules as the workers' CUDA shim (`steps.workload.shim_inject`): the ledger entry (the record of what
+is added, never the object itself) is written BEFORE the one resourceVersion-guarded JSON patch;
 the patch sets the run's annotation `faultflow.dev/run=<id>` on the DaemonSet, and a revert acts only
 on a DaemonSet that still carries it; `remove_shim(apply(x)) == x`, byte for byte.
 
@@ -139,14 +139,14 @@ def inject(kube: Kube, store: L.LedgerStore, run: L.RunInfo, consumer: ConsumerR
         new, record = apply(obj, cfg)
         if not record.components:
             return False
-        ledger = store.load(run.namespace, run.run_id)
-        previous = ledger.entries.get(entry_id(consumer)) if ledger else None
         entry = L.Entry(
             id=entry_id(consumer),
             kind=L.NVML_CONSUMER,
             target=consumer.ref.to_dict(),
-            # A retry keeps the first original: the object it sees now may already be ours.
-            data={"record": record.to_dict(), "original": previous.data["original"] if previous else obj},
+            # What is added, never the object (its env values may be secrets; issue 15's Low item):
+            # `remove_shim` takes exactly the record back out. An object that already carries the
+            # interposer returned above, so this record is never computed from our own patch.
+            data={"record": record.to_dict()},
         )
         store.record(run.namespace, run.run_id, entry)  # BEFORE the change
         ops = S.patch_ops(obj, S.with_owner(new, run.run_id))
