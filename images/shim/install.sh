@@ -34,4 +34,3 @@ if [ "$#" -ge 2 ]; then
         chown "$owner" "$2"  # in place: a process that has it mapped keeps reading the same file
     fi
 fi
-fi
