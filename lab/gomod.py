@@ -155,9 +155,7 @@ def build_binary(
         tmp_out.replace(output)  # appear whole or not at all
 
 
-def copy_with_placeholders(
-    module: Module, dest: Path, placeholders: tuple[str, ...], symlinks: tuple[tuple[str, str], ...] = ()
-) -> None:
+def copy_with_placeholders(module: Module, dest: Path, placeholders: tuple[str, ...], symlinks: tuple[tuple[str, str], ...] = ()) -> None:
     """Copy the module's source to `dest` and add each placeholder file, empty, and each dropped
     symlink as a copy of its target.
 

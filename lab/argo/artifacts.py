@@ -83,7 +83,9 @@ def start(cluster: RealCluster, bucket: str = BUCKET) -> ArtifactRepository:
     )
     cluster.ledger.pid(relay.popen.pid, "s3 relay")
     cluster.control_plane["s3-relay"] = relay
-    port = processes.wait_until(lambda: port_file.read_text() if port_file.is_file() else None, what="S3 relay port", timeout_s=30, process=relay)
+    port = processes.wait_until(
+        lambda: port_file.read_text() if port_file.is_file() else None, what="S3 relay port", timeout_s=30, process=relay
+    )
     client = S3(f"http://127.0.0.1:{port}", access, secret)
     processes.wait_until(lambda: _try_create(client, bucket), what=f"S3 bucket {bucket}", timeout_s=START_TIMEOUT_S, process=server)
     return ArtifactRepository(s3=client, endpoint=f"{HUB_IP}:{PORT}", bucket=bucket, data=data)

@@ -24,6 +24,7 @@ from lab.rest import ApiError, Rest
 CONTROLLER_READY_TIMEOUT_S = 120
 CRD_TIMEOUT_S = 60
 
+
 @dataclass
 class Argo:
     """An Argo line installed in a lab."""
@@ -66,7 +67,9 @@ def install(cluster: RealCluster, line: str = "v4.0", workflow_namespaces: tuple
             timeout_s=60,
         )
     argo = Argo(line)
-    processes.wait_until(lambda: _controller_ready(rest), what="workflow-controller pod ready", timeout_s=CONTROLLER_READY_TIMEOUT_S, interval_s=0.2)
+    processes.wait_until(
+        lambda: _controller_ready(rest), what="workflow-controller pod ready", timeout_s=CONTROLLER_READY_TIMEOUT_S, interval_s=0.2
+    )
     argo.figures["argo_install_s"] = time.monotonic() - started
     return argo
 

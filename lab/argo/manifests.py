@@ -29,7 +29,10 @@ NAMESPACE = "argo"  # what cluster-install's kustomization sets
 INSTALL = "manifests/cluster-install"
 LEFT_OUT = ("../base/argo-server", "./argo-server-rbac")
 # Argo's quick-start grants the executor these in each namespace workflows run in (emissary).
-EXECUTOR_RBAC = ("manifests/quick-start/base/executor/emissary/executor-role.yaml", "manifests/quick-start/base/executor-default-rolebinding.yaml")
+EXECUTOR_RBAC = (
+    "manifests/quick-start/base/executor/emissary/executor-role.yaml",
+    "manifests/quick-start/base/executor-default-rolebinding.yaml",
+)
 CONTROLLER_ENV = (("LEADER_ELECTION_DISABLE", "true"), ("DEFAULT_REQUEUE_TIME", "1s"))
 _KUSTOMIZE_FIELDS = {"apiVersion", "kind", "resources", "namespace"}
 # Kinds the namespace transformer leaves alone (cluster-scoped).

@@ -43,9 +43,7 @@ class S3:
         payload = hashlib.sha256(body).hexdigest()
         headers = {"host": host, "x-amz-content-sha256": payload, "x-amz-date": amz_date}
         signed = ";".join(sorted(headers))
-        canonical = "\n".join(
-            [method, uri, canonical_query, *(f"{k}:{headers[k]}" for k in sorted(headers)), "", signed, payload]
-        )
+        canonical = "\n".join([method, uri, canonical_query, *(f"{k}:{headers[k]}" for k in sorted(headers)), "", signed, payload])
         scope = f"{day}/{self.region}/s3/aws4_request"
         to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
         key = f"AWS4{self.secret_key}".encode()

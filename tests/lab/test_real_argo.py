@@ -142,7 +142,9 @@ def test_a_dag_runs_on_real_pods_with_emissary_and_its_artifact_lands_in_s3(lab)
             },
             {
                 "name": "write",
-                "container": _container("mkdir -p /tmp/faultflow/outputs && echo \"written on $(hostname)\" > /tmp/faultflow/outputs/result.txt"),
+                "container": _container(
+                    'mkdir -p /tmp/faultflow/outputs && echo "written on $(hostname)" > /tmp/faultflow/outputs/result.txt'
+                ),
                 "outputs": {"artifacts": [_outputs_artifact("write")]},
             },
             {
@@ -225,7 +227,9 @@ def test_argo_stop_runs_the_exit_handler(lab):
             {"name": "hold", "container": {**_container(""), "command": ["sleep", "600"]}},
             {
                 "name": "revert",
-                "container": _container("mkdir -p /tmp/faultflow/outputs && echo '{{workflow.status}}' > /tmp/faultflow/outputs/reverted.txt"),
+                "container": _container(
+                    "mkdir -p /tmp/faultflow/outputs && echo '{{workflow.status}}' > /tmp/faultflow/outputs/reverted.txt"
+                ),
                 "outputs": {"artifacts": [_outputs_artifact("exit-handler")]},
             },
         ],
