@@ -22,6 +22,19 @@ from lab.nodes.cluster import RealCluster
 from lab.rest import ApiError, Rest
 
 CONTROLLER_READY_TIMEOUT_S = 120
+# The kinds of Argo's install in kustomize's legacy sort order (dependencies before workloads).
+_APPLY_ORDER = (
+    "ServiceAccount",
+    "Role",
+    "ClusterRole",
+    "RoleBinding",
+    "ClusterRoleBinding",
+    "ConfigMap",
+    "Secret",
+    "Service",
+    "PriorityClass",
+    "Deployment",
+)
 CRD_TIMEOUT_S = 60
 
 
@@ -54,9 +67,10 @@ def install(cluster: RealCluster, line: str = "v4.0", workflow_namespaces: tuple
     crd_install.install(rest, crds, timeout_s=CRD_TIMEOUT_S)
     for namespace in (manifests.NAMESPACE, *workflow_namespaces):
         apply(rest, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-    for obj in objects:
-        if obj["kind"] != "CustomResourceDefinition":
-            apply(rest, obj)
+    # In kustomize's output order (what `kubectl apply -k` creates first): a pod of the Deployment
+    # admitted before its ServiceAccount or PriorityClass exists is refused and retried with backoff.
+    for obj in sorted((o for o in objects if o["kind"] != "CustomResourceDefinition"), key=lambda o: _APPLY_ORDER.index(o["kind"])):
+        apply(rest, obj)
     for namespace in workflow_namespaces:
         for obj in manifests.executor_rbac(line, namespace):
             apply(rest, obj)

@@ -165,7 +165,7 @@ def test_a_dag_runs_on_real_pods_with_emissary_and_its_artifact_lands_in_s3(lab)
     assert lab.repo.s3.list_keys(lab.repo.bucket, f"faultflow/{NS}/{uid}/") == [key]
     stored = lab.repo.s3.get_object(lab.repo.bucket, key).decode()
     assert stored.startswith("written on ")
-    assert read["outputs"]["parameters"][0]["value"] == stored.strip()
+    assert read["outputs"]["parameters"][0]["value"].strip() == stored.strip()
     # Real pods on the lab's nodes, run by the emissary executor.
     rest = lab.cluster.rest()
     pods = rest.get(f"/api/v1/namespaces/{NS}/pods?labelSelector=workflows.argoproj.io%2Fworkflow%3D{done['metadata']['name']}")["items"]
