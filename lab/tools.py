@@ -165,10 +165,11 @@ class ArgoLine:
 def _argo_line(cli: GoTool) -> ArgoLine:
     major = cli.module.rsplit("/", 1)[1]
     commit = dict(cli.link_vars)[f"{cli.module}.gitCommit"]
-    same = {"ziphash": cli.ziphash, "replaces": cli.extra_replaces}
     return ArgoLine(
-        controller=_argo_binary("workflow-controller", major, cli.version, commit, **same),
-        executor=_argo_binary("argoexec", major, cli.version, commit, symlinks=_ARGOEXEC_SYMLINKS, **same),
+        controller=_argo_binary("workflow-controller", major, cli.version, commit, ziphash=cli.ziphash, replaces=cli.extra_replaces),
+        executor=_argo_binary(
+            "argoexec", major, cli.version, commit, ziphash=cli.ziphash, replaces=cli.extra_replaces, symlinks=_ARGOEXEC_SYMLINKS
+        ),
     )
 
 

@@ -63,6 +63,9 @@ class ArtifactRepository:
 
 def start(cluster: RealCluster, bucket: str = BUCKET) -> ArtifactRepository:
     """Start the S3 server in the cluster's hub (it dies with the lab), and make the bucket."""
+    if cluster.hub is None:
+        raise RuntimeError("lab.argo.artifacts.start needs a started RealCluster")
+    hub = cluster.hub
     binary = tools.ensure_built(tools.VERSITYGW)
     folder = cluster.folder / "s3"
     data, sidecar = folder / "data", folder / "meta"
@@ -72,13 +75,13 @@ def start(cluster: RealCluster, bucket: str = BUCKET) -> ArtifactRepository:
     argv = [str(binary), "--port", f"{HUB_IP}:{PORT}", "--quiet", "posix", "--sidecar", str(sidecar), str(data)]
     # The root credentials go by environment, not argv (`ps` shows argv to every user).
     env = dict(os.environ, ROOT_ACCESS_KEY=access, ROOT_SECRET_KEY=secret)
-    server = processes.start("versitygw", cluster.hub.enter() + argv, cluster.folder / "logs" / "versitygw.log", env=env)
+    server = processes.start("versitygw", hub.enter() + argv, cluster.folder / "logs" / "versitygw.log", env=env)
     cluster.ledger.pid(server.popen.pid, "hub versitygw")
     cluster.control_plane["versitygw"] = server
     port_file = folder / "relay.port"
     relay = processes.start(
         "s3 relay",
-        [sys.executable, "-m", "lab.nodes.relay", str(cluster.hub.pid), f"{HUB_IP}:{PORT}", str(port_file)],
+        [sys.executable, "-m", "lab.nodes.relay", str(hub.pid), f"{HUB_IP}:{PORT}", str(port_file)],
         cluster.folder / "logs" / "s3-relay.log",
     )
     cluster.ledger.pid(relay.popen.pid, "s3 relay")

@@ -11,6 +11,7 @@ RealCluster's `extra_images`.
 from __future__ import annotations
 
 import time
+from functools import partial
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -79,11 +80,8 @@ def install(cluster: RealCluster, line: str = "v4.0", workflow_namespaces: tuple
         for obj in manifests.executor_rbac(line, namespace):
             apply(rest, obj)
         # Pods of the namespace need its default ServiceAccount, which kube-controller-manager makes.
-        processes.wait_until(
-            lambda ns=namespace: _get(rest, f"/api/v1/namespaces/{ns}/serviceaccounts/default"),
-            what=f"ServiceAccount default in {namespace}",
-            timeout_s=60,
-        )
+        account = f"/api/v1/namespaces/{namespace}/serviceaccounts/default"
+        processes.wait_until(partial(_get, rest, account), what=f"ServiceAccount default in {namespace}", timeout_s=60)
     argo = Argo(line, figures=argo_figures)
     processes.wait_until(
         lambda: _controller_ready(rest), what="workflow-controller pod ready", timeout_s=CONTROLLER_READY_TIMEOUT_S, interval_s=0.2
