@@ -11,9 +11,9 @@ RealCluster's `extra_images`.
 from __future__ import annotations
 
 import time
-from functools import partial
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from lab import crd_install, processes, tools
 from lab.argo import manifests
