@@ -36,11 +36,11 @@ def p95(values: list[float]) -> float:
 def chain() -> dict:
     stage = {
         "name": "stage",
-        "inputs": {"parameters": [{"name": "n"}]},
+        "inputs": {"parameters": [{"name": "stage"}]},
         "container": {
             "image": "localhost/busybox:1.35",
             "imagePullPolicy": "Never",
-            "command": ["/bin/sh", "-c", "mkdir -p /tmp/faultflow/outputs && echo {{inputs.parameters.n}} > /tmp/faultflow/outputs/n"],
+            "command": ["/bin/sh", "-c", "mkdir -p /tmp/faultflow/outputs && echo {{inputs.parameters.stage}} > /tmp/faultflow/outputs/stage"],
         },
         "outputs": {
             "artifacts": [
@@ -48,12 +48,12 @@ def chain() -> dict:
                     "name": "outputs",
                     "path": "/tmp/faultflow/outputs",
                     "archive": {"none": {}},
-                    "s3": {"key": "faultflow/{{workflow.namespace}}/{{workflow.uid}}/stage-{{inputs.parameters.n}}"},
+                    "s3": {"key": "faultflow/{{workflow.namespace}}/{{workflow.uid}}/stage-{{inputs.parameters.stage}}"},
                 }
             ]
         },
     }
-    steps = [[{"name": f"s{n}", "template": "stage", "arguments": {"parameters": [{"name": "n", "value": str(n)}]}}] for n in range(STAGES)]
+    steps = [[{"name": f"s{n}", "template": "stage", "arguments": {"parameters": [{"name": "stage", "value": str(n)}]}}] for n in range(STAGES)]
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Workflow",
