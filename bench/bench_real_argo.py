@@ -40,7 +40,11 @@ def chain() -> dict:
         "container": {
             "image": "localhost/busybox:1.35",
             "imagePullPolicy": "Never",
-            "command": ["/bin/sh", "-c", "mkdir -p /tmp/faultflow/outputs && echo {{inputs.parameters.stage}} > /tmp/faultflow/outputs/stage"],
+            "command": [
+                "/bin/sh",
+                "-c",
+                "mkdir -p /tmp/faultflow/outputs && echo {{inputs.parameters.stage}} > /tmp/faultflow/outputs/stage",
+            ],
         },
         "outputs": {
             "artifacts": [
@@ -53,7 +57,9 @@ def chain() -> dict:
             ]
         },
     }
-    steps = [[{"name": f"s{n}", "template": "stage", "arguments": {"parameters": [{"name": "stage", "value": str(n)}]}}] for n in range(STAGES)]
+    steps = [
+        [{"name": f"s{n}", "template": "stage", "arguments": {"parameters": [{"name": "stage", "value": str(n)}]}}] for n in range(STAGES)
+    ]
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Workflow",

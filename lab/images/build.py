@@ -224,10 +224,6 @@ def argo_builders() -> dict:
     }
 
 
-# Built only when named: the v3.7 line's binaries are a cold build of minutes that `make test` skips.
-ARGO_ON_REQUEST = ("argoexec-v3.7", "workflow-controller-v3.7")
-
-
 def import_into(image: Image, containerd_socket: str | Path, enter: tuple[str, ...] | list[str] = ()) -> None:
     """Load the image into one node's containerd (namespace k8s.io, the one the CRI plugin uses);
     `enter`: an argv prefix running ctr where the socket path means that containerd's."""
@@ -239,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     names = argv if argv is not None else sys.argv[1:]
     builders = {"pause": ensure_pause, "busybox": ensure_busybox, "coredns": ensure_coredns, "debian": ensure_debian}
     builders.update(argo_builders())
-    for name in names or [name for name in builders if name not in ARGO_ON_REQUEST]:
+    for name in names or builders:
         image = builders[name]()
         print(f"{image.ref}\t{image.tar}")
     return 0
