@@ -202,7 +202,7 @@ ENVTEST_TOOLS: tuple[GoTool, ...] = (ETCD, KUBE_APISERVER, ARGO_CLI_V3_7, ARGO_C
 REAL_CLUSTER_TOOLS: tuple[GoTool, ...] = (KUBE_SCHEDULER, KUBE_PROXY, KUBE_CONTROLLER_MANAGER, KUBELET, COREDNS)
 # The real lab's artifact repository (lab.argo.artifacts): Versity's S3 gateway (Apache-2.0), a
 # production S3 server over a POSIX folder. Chosen over SeaweedFS, whose `weed` pulls in every cloud
-# SDK and costs several times the build (figures in lab/argo/artifacts.py); MinIO's server is AGPL.
+# SDK: ~10 min cold against ~1.5 (figures in lab/argo/artifacts.py); MinIO's server is AGPL.
 VERSITYGW = GoTool(
     name="versitygw",
     module="github.com/versity/versitygw",
