@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from lab import tools
-from lab.argo import artifacts, install
+from lab.argo import artifacts, install, manifests
 from lab.argo import cli as argo_cli
 from lab.nodes import cluster as real
 from lab.processes import wait_until
@@ -176,7 +176,7 @@ def test_a_dag_runs_on_real_pods_with_emissary_and_its_artifact_lands_in_s3(lab)
         main = next(c for c in pod["spec"]["containers"] if c["name"] == "main")
         assert main["command"][:2] == ["/var/run/argo/argoexec", "emissary"]
         assert {c["name"] for c in pod["spec"]["initContainers"]} == {"init"}
-        assert all(c["image"] == install.manifests.images_of(lab.argo.line).executor for c in pod["spec"]["initContainers"])
+        assert all(c["image"] == manifests.images_of(lab.argo.line).executor for c in pod["spec"]["initContainers"])
 
 
 def test_exit_3_is_retried_with_backoff_and_exit_1_is_not(lab):
