@@ -43,11 +43,12 @@ node-packages: ## install the real lab's Debian packages when missing (container
 	@$(PYTHON) -m lab.nodes.packages
 
 # kubelet, kube-controller-manager, kube-scheduler, kube-proxy and CoreDNS for the real lab, one at a
-# time (2 cores), its GPU device plugin (with the NVML simulator and interposer it loads), and the
-# images it imports into each node. Built here, before pytest, so no test waits on a first build under
-# its timeout.
+# time (2 cores), the S3 server of its artifact repository (versitygw), its GPU device plugin (with the
+# NVML simulator and interposer it loads), and the images it imports into each node (among them both
+# Argo lines' controller and executor, whose binaries lab.images.build builds). Built here, before
+# pytest, so no test waits on a first build under its timeout.
 real-lab-tools: venv node-packages ## build or reuse the real lab's node components and images
-	$(PY) -m lab.prepare build kube-scheduler kube-proxy kube-controller-manager kubelet coredns
+	$(PY) -m lab.prepare build kube-scheduler kube-proxy kube-controller-manager kubelet coredns versitygw
 	$(PY) -m lab.nodes.gpu_plugin
 	$(PY) -m lab.images.build
 

@@ -122,6 +122,7 @@ def build_binary(
     link_vars: tuple[tuple[str, str], ...] = (),
     unchecked: tuple[str, ...] = (),
     placeholders: tuple[str, ...] = (),
+    symlinks: tuple[tuple[str, str], ...] = (),
     log: Path,
     label: str,
 ) -> None:
@@ -129,12 +130,14 @@ def build_binary(
 
     `placeholders`: files, relative to the module's root, the build needs but the module lacks; the
     module is then built from a copy that has them, empty (see `copy_with_placeholders`).
+    `symlinks`: (link, target) files the upstream repository has as symlinks, which module zips drop;
+    the copy gets each link as a copy of its target (relative to the link's folder).
     """
     go = go_binary()
     with tempfile.TemporaryDirectory(prefix="faultflow-gobuild-") as scratch:
         work = Path(scratch)
-        if placeholders:
-            copy_with_placeholders(module, work / "src", placeholders)
+        if placeholders or symlinks:
+            copy_with_placeholders(module, work / "src", placeholders, symlinks)
             extra_replaces = (*extra_replaces, (module.path, "./src"))
         (work / "go.mod").write_text(wrapper_go_mod(module, replace_version, extra_replaces))
         # A build-tagged import makes `go mod tidy` resolve exactly what the package needs.
@@ -152,8 +155,9 @@ def build_binary(
         tmp_out.replace(output)  # appear whole or not at all
 
 
-def copy_with_placeholders(module: Module, dest: Path, placeholders: tuple[str, ...]) -> None:
-    """Copy the module's source to `dest` and add each placeholder file, empty.
+def copy_with_placeholders(module: Module, dest: Path, placeholders: tuple[str, ...], symlinks: tuple[tuple[str, str], ...] = ()) -> None:
+    """Copy the module's source to `dest` and add each placeholder file, empty, and each dropped
+    symlink as a copy of its target.
 
     Some modules need files their release generates before compiling (Argo's UI bundle, which a
     `go:embed` requires). Go refuses changed files, and `-overlay` files, beneath the module cache, so
@@ -166,6 +170,11 @@ def copy_with_placeholders(module: Module, dest: Path, placeholders: tuple[str, 
         path = dest / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch()
+    for link, target in symlinks:
+        path = dest / link
+        if path.exists():
+            raise RuntimeError(f"{module.path}@{module.version}: {link} is in the module now; drop the symlink fix-up")
+        shutil.copyfile(path.parent / target, path)
 
 
 def _run_logged(cmd: list[str], cwd: Path, env: dict[str, str], sink, log: Path, progress: str | None = None) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from lab import cache, gomod
 
-_LATER_FIELDS = ("placeholders",)
+_LATER_FIELDS = ("placeholders", "symlinks")
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,9 @@ class GoTool:
     # Files, relative to the module's root, that the package embeds but the module zip lacks because
     # a release generates them before compiling; built with each one present and empty.
     placeholders: tuple[str, ...] = ()
+    # (link, target) pairs, relative to the module's root: files that are symlinks in the upstream
+    # repository, which module zips drop; each link is built as a copy of its target.
+    symlinks: tuple[tuple[str, str], ...] = ()
 
     @property
     def dir(self) -> Path:
@@ -89,30 +92,27 @@ ETCD = GoTool(
 ARGO_V4_ZIPHASH = "h1:/1lru5oXUd+k6KEDUps6rLX5OKfi1jTfabgXTly/VFU="
 
 
-def _argo_cli(
+def _argo_binary(
+    name: str,
     major: str,
     version: str,
     commit: str,
     *,
     ziphash: str | None = None,
     replaces: tuple[tuple[str, str], ...] = (),
+    placeholders: tuple[str, ...] = (),
+    symlinks: tuple[tuple[str, str], ...] = (),
 ) -> GoTool:
-    """The `argo` CLI of one release, as its Makefile builds it without the UI (STATIC_FILES=false).
-
-    `cmd/argo` embeds the UI bundle (`ui/dist/app`, `//go:embed` in ui/embed.go) for `argo server`;
-    the module zip has no bundle, and the Makefile's non-UI build `touch`es ui/dist/app/index.html,
-    so the build gets that one empty file too (lab.gomod.copy_with_placeholders). Linting never
-    serves the UI.
-    """
+    """One binary of one Argo Workflows release (`cmd/<name>`), stamped as the release Makefile does."""
     module = f"github.com/argoproj/argo-workflows/{major}"
     return GoTool(
-        name="argo",
+        name=name,
         module=module,
         version=version,
-        package=f"{module}/cmd/argo",
+        package=f"{module}/cmd/{name}",
         sibling_version=version,  # no local replaces upstream
         extra_replaces=replaces,
-        # What the release Makefile stamps; `argo version` then prints the plain tag.
+        # What the release Makefile stamps; `<name> version` then prints the plain tag.
         link_vars=(
             (f"{module}.version", version),
             (f"{module}.gitTag", version),
@@ -120,8 +120,20 @@ def _argo_cli(
             (f"{module}.gitTreeState", "clean"),
         ),
         ziphash=ziphash,
-        placeholders=("ui/dist/app/index.html",),
+        placeholders=placeholders,
+        symlinks=symlinks,
     )
+
+
+def _argo_cli(major: str, version: str, commit: str, **kw) -> GoTool:
+    """The `argo` CLI of one release, as its Makefile builds it without the UI (STATIC_FILES=false).
+
+    `cmd/argo` embeds the UI bundle (`ui/dist/app`, `//go:embed` in ui/embed.go) for `argo server`;
+    the module zip has no bundle, and the Makefile's non-UI build `touch`es ui/dist/app/index.html,
+    so the build gets that one empty file too (lab.gomod.copy_with_placeholders). Linting never
+    serves the UI.
+    """
+    return _argo_binary("argo", major, version, commit, placeholders=("ui/dist/app/index.html",), **kw)
 
 
 # The CLIs that lint what we render, for each Argo line we render for (3.6+ via 3.7, and 4.x). The
@@ -136,6 +148,32 @@ ARGO_CLI_V3_7 = _argo_cli(
 )
 ARGO_CLI_V4_0 = _argo_cli("v4", "v4.0.5", "0ab1452144d8f4d57c50b37ce50dad218868e950", ziphash=ARGO_V4_ZIPHASH)
 ARGO_CLIS = {"v3.7": ARGO_CLI_V3_7, "v4.0": ARGO_CLI_V4_0}
+
+# `workflow/executor/osspecific/signal_linux.go` is a symlink to signal_darwin.go in Argo's git; the
+# module zip drops it, and argoexec then fails to compile (`undefined: Setpgid`).
+_ARGOEXEC_SYMLINKS = (("workflow/executor/osspecific/signal_linux.go", "signal_darwin.go"),)
+
+
+@dataclass(frozen=True)
+class ArgoLine:
+    """What the real lab runs of one Argo line: its controller and its executor (the CLI is ARGO_CLIS')."""
+
+    controller: GoTool
+    executor: GoTool
+
+
+def _argo_line(cli: GoTool) -> ArgoLine:
+    major = cli.module.rsplit("/", 1)[1]
+    commit = dict(cli.link_vars)[f"{cli.module}.gitCommit"]
+    return ArgoLine(
+        controller=_argo_binary("workflow-controller", major, cli.version, commit, ziphash=cli.ziphash, replaces=cli.extra_replaces),
+        executor=_argo_binary(
+            "argoexec", major, cli.version, commit, ziphash=cli.ziphash, replaces=cli.extra_replaces, symlinks=_ARGOEXEC_SYMLINKS
+        ),
+    )
+
+
+ARGO_LINES = {line: _argo_line(cli) for line, cli in ARGO_CLIS.items()}
 
 
 def _kube_component(name: str) -> GoTool:
@@ -162,7 +200,23 @@ COREDNS = GoTool(
 ENVTEST_TOOLS: tuple[GoTool, ...] = (ETCD, KUBE_APISERVER, ARGO_CLI_V3_7, ARGO_CLI_V4_0)
 # What a real lab (`lab.nodes`) adds, smallest first so the cheap ones are ready early.
 REAL_CLUSTER_TOOLS: tuple[GoTool, ...] = (KUBE_SCHEDULER, KUBE_PROXY, KUBE_CONTROLLER_MANAGER, KUBELET, COREDNS)
-TOOLS: tuple[GoTool, ...] = ENVTEST_TOOLS + REAL_CLUSTER_TOOLS
+# The real lab's artifact repository (lab.argo.artifacts): Versity's S3 gateway (Apache-2.0), a
+# production S3 server over a POSIX folder. Chosen over SeaweedFS, whose `weed` pulls in every cloud
+# SDK: ~10 min cold against ~1.5 (figures in lab/argo/artifacts.py); MinIO's server is AGPL.
+VERSITYGW = GoTool(
+    name="versitygw",
+    module="github.com/versity/versitygw",
+    version="v1.8.0",
+    package="github.com/versity/versitygw/cmd/versitygw",
+    sibling_version="v1.8.0",  # its go.mod replaces nothing
+    link_vars=(("main.Version", "v1.8.0"),),  # what its Makefile stamps (`versitygw --version`)
+)
+
+# Real Argo in the real lab (lab.argo): the v4 line first, the one the default tests run.
+ARGO_LAB_TOOLS: tuple[GoTool, ...] = (VERSITYGW,) + tuple(
+    tool for line in ("v4.0", "v3.7") for tool in (ARGO_LINES[line].executor, ARGO_LINES[line].controller)
+)
+TOOLS: tuple[GoTool, ...] = ENVTEST_TOOLS + REAL_CLUSTER_TOOLS + ARGO_LAB_TOOLS
 
 
 def by_name(name: str) -> GoTool:
@@ -200,6 +254,7 @@ def ensure_built(tool: GoTool) -> Path:
             link_vars=tool.link_vars,
             unchecked=(tool.module,) if tool.ziphash else (),
             placeholders=tool.placeholders,
+            symlinks=tool.symlinks,
             log=log,
             label=f"{tool.name} {tool.version}",
         )

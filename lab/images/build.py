@@ -7,6 +7,8 @@ and packed as a tar that `ctr images import` takes; it lands in the shared cache
 * `pause`: the pod sandbox's PID 1, a small static C program (lab/images/pause.c) built with gcc;
 * `busybox`: Debian's static busybox with its applets linked, for test pods;
 * `coredns`: the CoreDNS binary the lab builds from its Go module (lab.tools.COREDNS);
+* `argoexec`, `workflow-controller`: Argo's executor and controller of one Argo line, the static
+  binaries the lab builds from the Argo module (lab.tools.ARGO_LINES), as Argo's own images hold them;
 * `debian`: a minimal Debian root file system made with mmdebstrap at a pinned suite and snapshot
   date of the package lists it saw (the base the step and lab images build on);
 * `faultflow-steps`, `faultflow-shim`: the product's images, as images/*/Dockerfile say (lab.images.product);
@@ -216,6 +218,45 @@ def ensure_coredns() -> Image:
     return image
 
 
+# ---- Argo (lab.argo) ----------------------------------------------------------------------------
+# Argo's release images hold the static binary at /bin/<name>, run as user 8737 (the controller's
+# Deployment demands runAsNonRoot), with the binary as entrypoint; the controller's pod spec calls
+# `argoexec` by name, so /bin is on PATH. /tmp is there for Go's temporary files.
+ARGO_USER = "8737"
+
+
+def argo_image(tool: tools.GoTool) -> Image:
+    return Image(tool.name, tool.version, inputs=(str(tool.binary),), entrypoint=(f"/bin/{tool.name}",), user=ARGO_USER)
+
+
+def _argo_populate(binary: Path):
+    def populate(rootfs: Path) -> None:
+        (rootfs / "bin").mkdir()
+        shutil.copy2(binary, rootfs / "bin" / binary.name)
+        for folder in ("tmp", "etc"):
+            (rootfs / folder).mkdir()
+        (rootfs / "tmp").chmod(0o1777)
+
+    return populate
+
+
+def ensure_argo(tool: tools.GoTool) -> Image:
+    """The image of one Argo binary (argoexec or workflow-controller), building the binary first if needed."""
+    binary = tools.ensure_built(tool)
+    image = argo_image(tool)
+    ensure(image, _argo_populate(binary))
+    return image
+
+
+def argo_builders() -> dict:
+    """`python -m lab.images.build` names for the Argo images, e.g. `argoexec-v4.0`."""
+    return {
+        f"{tool.name}-{line}": (lambda tool=tool: ensure_argo(tool))
+        for line, argo in tools.ARGO_LINES.items()
+        for tool in (argo.executor, argo.controller)
+    }
+
+
 def import_into(image: Image, containerd_socket: str | Path, enter: tuple[str, ...] | list[str] = ()) -> None:
     """Load the image into one node's containerd (namespace k8s.io, the one the CRI plugin uses);
     `enter`: an argv prefix running ctr where the socket path means that containerd's."""
@@ -250,6 +291,7 @@ def builders() -> dict:
         "faultflow-cuda-worker": worker.ensure_cuda_worker,
         "faultflow-lab-worker": worker.ensure_lab_worker,
         "faultflow-frontend-simulator": worker.ensure_frontend,
+        **argo_builders(),
     }
 
 
