@@ -114,7 +114,9 @@ def _wait_pod(rest: Rest, name: str, phases: tuple[str, ...]) -> dict:
             raise AssertionError(f"pod {name}: {why}")
         phase = pod.get("status", {}).get("phase")
         if phase == "Failed" and "Failed" not in phases:
-            raise AssertionError(f"pod {name} failed: {json.dumps(pod['status'].get('containerStatuses'))[:800]}")
+            status = pod["status"]
+            why = f"{status.get('reason', '')}: {status.get('message', '')}"  # set when the kubelet refused it
+            raise AssertionError(f"pod {name} failed ({why}): {json.dumps(status.get('containerStatuses'))[:800]}")
         return pod if phase in phases else None
 
     return wait_until(reached, what=f"pod {name} {'/'.join(phases)}", timeout_s=POD_TIMEOUT_S, interval_s=0.1)

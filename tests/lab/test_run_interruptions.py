@@ -25,7 +25,7 @@ from steps.kube.client import Ref
 from tests.cli import run_cli
 from tests.lab.run_checks import Lab, Run, leftovers, release_quarantined, snapshot, wait_baseline
 
-STAGES = ("preflight", "steady-state", "inject-cuda-shim", "inject-xid", "wait-for-cordon", "verify-inference", "cleanup-dgd")
+STAGES = ("preflight", "steady-state", "inject-cuda-shim", "inject-xid", "wait-for-cordon", "toggle-off", "verify-inference", "cleanup-dgd")
 NETWORK_STAGES = ("partition-network", "verify-partition", "hold", "heal-network")
 EXIT_STAGES = ("final-cleanup", "report")
 STOPPED = 143

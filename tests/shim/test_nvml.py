@@ -149,7 +149,7 @@ def test_the_simulator_enumerates_a_driver_tree_and_an_injection_on_its_bus_reac
         (tree / bus).mkdir(parents=True)
         (tree / bus / "information").write_text(information("gpu-x", gpu, bus))
     toggle = tmp_path / "toggle"
-    shim("off", "--file", toggle)
+    shim("off", "--create", "--file", toggle)  # `shim off` alone never creates a toggle
     live = health(nvml_health, environment(native, toggle, SIM_NVML_DRIVER_TREE=str(tree), SIM_NVML_DEVICES="7"), devices=3)
     seen = [fields(line) for line in live.header]
     assert [(d["bus"].lower(), d["uuid"]) for d in seen] == gpus

@@ -46,8 +46,11 @@ def test_gpu_fault_dag_order_and_dependencies():
         "inject-cuda-shim": "steady-state",
         "inject-xid": "inject-cuda-shim",
         "wait-for-cordon": "inject-xid",
-        # issue 15 item 14: recovery is measured before our restore; then the restore, then its own wait.
-        "verify-inference": "wait-for-cordon",
+        # issue 15 item 14: the fault ends (toggle off, workload untouched), recovery is measured before
+        # our restore; then the restore, then its own wait. Without the toggle-off a non-fatal XID's
+        # fault would never end before the restore.
+        "toggle-off": "wait-for-cordon",
+        "verify-inference": "toggle-off",
         "cleanup-dgd": "verify-inference",
         "verify-after-cleanup": "cleanup-dgd",
     }

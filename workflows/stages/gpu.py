@@ -272,10 +272,13 @@ def cleanup_dgd(after: str) -> Stage:
     )
 
 
-def toggle_off(after: str) -> Stage:
-    """cuda-only: ends the fault (the node's toggle off) without restoring the workload, so recovery is
-    measured before our own rollout. No drain took the workers away, so the step first reads their
-    logs for the injected XID (fault_reached_workload)."""
+def toggle_off(after: str, reach: bool = True) -> Stage:
+    """Ends the fault (the node's toggle off) without restoring the workload, so recovery is measured
+    before our own rollout (issue 15 item 14). cuda-only (`reach`): no drain took the workers away, so
+    the step first reads their logs for the injected XID (fault_reached_workload). gpu-fault: after
+    NVSentinel's answer; wait-for-cordon already read the workers. A fatal XID's workers have left the
+    cordoned node by then, so this changes nothing for them; a non-fatal one (43, 94: no cordon, no
+    drain) ends here, as the transient fault it is — left on, nothing would ever let inference recover."""
     return Stage(
         "toggle-off",
         "cleanup-dgd",
@@ -292,7 +295,7 @@ def toggle_off(after: str) -> Stage:
             "--timeout",
             "5m",
             "--no-restore-workload",
-            "--expect-cuda-faults",
+            *(("--expect-cuda-faults",) if reach else ()),
             "--outputs-dir",
             OUTPUTS,
         ),
