@@ -54,6 +54,15 @@ class Rest:
     def get(self, path: str) -> dict:
         return self.call("GET", path)
 
+    def get_or_none(self, path: str) -> dict | None:
+        """The object, or None when the API server answers 404."""
+        try:
+            return self.get(path)
+        except ApiError as err:
+            if err.status == 404:
+                return None
+            raise
+
     def post(self, path: str, body: object) -> dict:
         return self.call("POST", path, body)
 

@@ -81,7 +81,7 @@ def install(cluster: RealCluster, line: str = "v4.0", workflow_namespaces: tuple
             apply(rest, obj)
         # Pods of the namespace need its default ServiceAccount, which kube-controller-manager makes.
         account = f"/api/v1/namespaces/{namespace}/serviceaccounts/default"
-        processes.wait_until(partial(_get, rest, account), what=f"ServiceAccount default in {namespace}", timeout_s=60)
+        processes.wait_until(partial(rest.get_or_none, account), what=f"ServiceAccount default in {namespace}", timeout_s=60)
     argo = Argo(line, figures=argo_figures)
     processes.wait_until(
         lambda: _controller_ready(rest), what="workflow-controller pod ready", timeout_s=CONTROLLER_READY_TIMEOUT_S, interval_s=0.2
@@ -101,7 +101,9 @@ def _create_crd(rest: Rest, crd: dict) -> None:
             raise
     except TimeoutError:
         # The server may still finish the create it timed out on: then it is there.
-        processes.wait_until(lambda: _get(rest, path), what=f"CRD {crd['metadata']['name']} created", timeout_s=CRD_TIMEOUT_S, interval_s=1)
+        processes.wait_until(
+            lambda: rest.get_or_none(path), what=f"CRD {crd['metadata']['name']} created", timeout_s=CRD_TIMEOUT_S, interval_s=1
+        )
 
 
 def controller_pod(rest: Rest) -> dict | None:
@@ -119,12 +121,3 @@ def _controller_ready(rest: Rest) -> bool | None:
         if terminated:
             raise processes.NotReady(f"workflow-controller exited: {terminated}")
     return True if statuses and all(s.get("ready") for s in statuses) else None
-
-
-def _get(rest: Rest, path: str) -> dict | None:
-    try:
-        return rest.get(path)
-    except ApiError as err:
-        if err.status == 404:
-            return None
-        raise

@@ -60,16 +60,7 @@ def _namespace(rest: Rest) -> None:
         if err.status != 409:
             raise
     # Pod admission needs the namespace's default ServiceAccount, which kube-controller-manager makes.
-    wait_until(lambda: _get(rest, f"/api/v1/namespaces/{NS}/serviceaccounts/default"), what="default ServiceAccount", timeout_s=60)
-
-
-def _get(rest: Rest, path: str) -> dict | None:
-    try:
-        return rest.get(path)
-    except ApiError as err:
-        if err.status == 404:
-            return None
-        raise
+    wait_until(lambda: rest.get_or_none(f"/api/v1/namespaces/{NS}/serviceaccounts/default"), what="default ServiceAccount", timeout_s=60)
 
 
 def _pod(name: str, node: str, command: str, **spec) -> dict:

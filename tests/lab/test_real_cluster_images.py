@@ -30,7 +30,7 @@ from lab.images import product, worker
 from lab.images.dockerfile import final_stage
 from lab.nodes import cluster as real
 from lab.processes import wait_until
-from lab.rest import ApiError, Rest
+from lab.rest import Rest
 from steps.gpu import toggle
 from steps.gpu.toggle_pod import TOGGLE_UID, run_to_completion, toggle_off_pod
 from steps.kube.client import connect
@@ -68,21 +68,12 @@ def cluster(tmp_path_factory):
     rest = lab.rest()
     rest.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
     # Pod admission needs the namespace's default ServiceAccount, which kube-controller-manager makes.
-    wait_until(lambda: _get(rest, f"/api/v1/namespaces/{NS}/serviceaccounts/default"), what="default ServiceAccount", timeout_s=60)
+    wait_until(lambda: rest.get_or_none(f"/api/v1/namespaces/{NS}/serviceaccounts/default"), what="default ServiceAccount", timeout_s=60)
     try:
         yield lab
     finally:
         lab.stop()
         shutil.rmtree(folder, ignore_errors=True)  # each node's image store is hundreds of MB
-
-
-def _get(rest: Rest, path: str) -> dict | None:
-    try:
-        return rest.get(path)
-    except ApiError as err:
-        if err.status == 404:
-            return None
-        raise
 
 
 def _logs(rest: Rest, name: str, container: str = "") -> str:
@@ -155,7 +146,7 @@ def test_the_steps_image_runs_non_root_with_its_entry_point(cluster):
     wait_until(
         lambda: (
             True
-            if _get(rest, f"/api/v1/namespaces/{NS}/pods/steps-image")["status"].get("phase") in ("Running", "Succeeded", "Failed")
+            if rest.get_or_none(f"/api/v1/namespaces/{NS}/pods/steps-image")["status"].get("phase") in ("Running", "Succeeded", "Failed")
             else None
         ),
         what="steps-image started",
