@@ -26,6 +26,7 @@ from hera.workflows import (
     DAG,
     Container,
     Counter,
+    EmptyDirVolume,
     Env,
     Gauge,
     HostPathVolume,
@@ -115,8 +116,9 @@ def _output_inputs(stage: d.Stage) -> list[Parameter]:
 
 def _security(stage: d.Stage) -> m.SecurityContext:
     if stage.privileged:
-        # Writing /dev/kmsg and the node's toggle needs root and the host's devices.
-        return m.SecurityContext(privileged=True, run_as_user=0)
+        # Writing /dev/kmsg and the node's toggle needs root and the host's devices. The image itself
+        # stays read-only (issue 15 item 9): the step writes only its host paths and /tmp (an emptyDir).
+        return m.SecurityContext(privileged=True, run_as_user=0, read_only_root_filesystem=True)
     return m.SecurityContext(run_as_non_root=True, allow_privilege_escalation=False, capabilities=m.Capabilities(drop=["ALL"]))
 
 
@@ -175,7 +177,9 @@ def container(stage: d.Stage, scenario: d.Scenario) -> Container | Suspend:
                 HostPathVolume(name=f"host-{i}", path=h.host_path, mount_path=h.container_path, type=h.host_path_type or None)
                 for i, h in enumerate(p for p in stage.host_paths if p.mount)
                 if h.unless is None
-            ],
+            ]
+            # The outputs directory under a read-only root (`_security`).
+            + ([EmptyDirVolume(name="tmp", mount_path="/tmp")] if stage.privileged else []),
         )
         patch = conditional_mounts(stage)
         if patch:

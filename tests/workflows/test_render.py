@@ -18,7 +18,7 @@ from workflows import declaration as d
 from workflows import render as render_module
 from workflows.cli import render_files, stale
 from workflows.host_pid import host_pid_requests
-from workflows.render import scenario_template
+from workflows.render import OUTPUTS_PATH, scenario_template
 from workflows.scenarios import SCENARIOS, by_name
 from workflows.stages.common import KMSG, TOGGLE_DIR_PATH
 
@@ -113,8 +113,8 @@ def test_the_xid_pod_spec():
     assert t["automountServiceAccountToken"] is False
     # No hostPID (Argo's emissary before 4.1 forwards a signal to pid -1: every process it may signal).
     assert "hostPID" not in json.dumps(t)
-    assert sorted(v["hostPath"]["path"] for v in t["volumes"]) == ["/dev/kmsg", TOGGLE_DIR_PATH]
-    assert sorted(m["mountPath"] for m in t["container"]["volumeMounts"]) == ["/dev/kmsg", TOGGLE_DIR_PATH]
+    assert sorted(v["hostPath"]["path"] for v in t["volumes"] if "hostPath" in v) == ["/dev/kmsg", TOGGLE_DIR_PATH]
+    assert sorted(m["mountPath"] for m in t["container"]["volumeMounts"]) == ["/dev/kmsg", "/tmp", TOGGLE_DIR_PATH]
     # NVSentinel's metadata directory (the expected action depends on gpu_metadata.json) only where
     # NVSentinel is expected to act: on a node without NVSentinel it does not exist, and neither a pod
     # that cannot start (type Directory) nor a directory made on the node (any other type) will do.
@@ -132,7 +132,7 @@ def test_the_xid_pod_spec():
     assert "retryStrategy" not in t  # a second XID line would be a second fault
     # xid-only: /dev/kmsg and NVSentinel's metadata, no toggle.
     only = templates(spec("xid-only"))["inject-xid"]
-    assert [v["hostPath"]["path"] for v in only["volumes"]] == [KMSG.host_path]
+    assert [v["hostPath"]["path"] for v in only["volumes"] if "hostPath" in v] == [KMSG.host_path]
     assert nvsentinel_mount(only) == ("preflight-expect", "none", NVSENTINEL_PATCH)
     task = next(t for t in spec("xid-only")["templates"] if t["name"] == "main")["dag"]["tasks"]
     xid_task = next(t for t in task if t["name"] == "inject-xid")
@@ -309,6 +309,23 @@ def test_item9_the_node_pod_tolerates_only_the_cordon_and_nvsentinel_taints(scen
         assert all(t.get("key") for t in tolerations), (scenario.name, template["name"], tolerations)
         keys = {t["key"] for t in tolerations}
         assert keys == {"node.kubernetes.io/unschedulable", "nvidia.com/gpu-error", "AggregatedNodeHealth", "nvidia.com/gpu"}
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+def test_item9_the_privileged_node_pod_has_a_read_only_root_and_writes_only_tmp_and_its_host_paths(scenario):
+    """Issue 15 item 9: the privileged container cannot change its own image; its outputs go to an
+    emptyDir at /tmp (the outputs directory lives there), everything else it writes is a host path."""
+    for template in scenario_template(scenario).to_dict()["spec"]["templates"]:
+        container = template.get("container") or {}
+        if not (container.get("securityContext") or {}).get("privileged"):
+            continue
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True, template["name"]
+        assert OUTPUTS_PATH.startswith("/tmp/")
+        tmp = [m for m in container["volumeMounts"] if m["mountPath"] == "/tmp"]
+        volumes = {v["name"]: v for v in template["volumes"]}
+        assert len(tmp) == 1 and "emptyDir" in volumes[tmp[0]["name"]], template["name"]
+        writable = [m for m in container["volumeMounts"] if not m.get("readOnly")]
+        assert all(m["mountPath"] == "/tmp" or "hostPath" in volumes[m["name"]] for m in writable), template["name"]
 
 
 def test_low_item_every_workflow_template_has_pod_gc_and_a_ttl_the_readers_outlive():
