@@ -57,7 +57,16 @@ def uncordon_when_drained(lab: Lab, node: str, evidence: Path, done: threading.E
             return None
 
     wait_until(evicted, what="the run's pods_evicted", timeout_s=300, interval_s=0.2)
-    lab.kube().merge_patch(Ref("v1", "nodes", None, node), {"spec": {"unschedulable": None}})
+    # Then NVSentinel's own drain must have finished (its state label), as a person would check: an
+    # uncordon while the drainer still waits for the pods cancels its break-fix before it records the
+    # eviction's duration.
+    ref = Ref("v1", "nodes", None, node)
+
+    def drained() -> bool | None:
+        return True if lab.kube().get(ref)["metadata"].get("labels", {}).get(nv.STATE_LABEL) == "drain-succeeded" else None
+
+    wait_until(drained, what="NVSentinel's drain-succeeded", timeout_s=120, interval_s=0.2)
+    lab.kube().merge_patch(ref, {"spec": {"unschedulable": None}})
     done.set()
 
 
