@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from lab.native_build import Native, build
+from tests.shim.live import LiveConsumer, shim
 
 
 @pytest.fixture(scope="session")
@@ -53,3 +54,20 @@ def run_consumer(native):
         return Result(parse(done.stdout), done.stdout, done.stderr, done.returncode)
 
     return run
+
+
+@pytest.fixture
+def toggle(tmp_path) -> Path:
+    """A node toggle made by the CLI, switched off."""
+    path = tmp_path / "toggle"
+    shim("off", "--create", "--file", path)
+    return path
+
+
+@pytest.fixture
+def live(native, toggle):
+    """A CUDA consumer process under the shim that lives across toggles, its device initialised."""
+    consumer = LiveConsumer(native, toggle)
+    assert consumer.call("init") == 0 and consumer.call("device:0") == 0
+    yield consumer
+    consumer.close()

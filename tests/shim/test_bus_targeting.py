@@ -17,24 +17,12 @@ import pytest
 from steps.gpu import toggle as toggle_record
 from steps.gpu.xids import lookup
 from tests.cli import faultflow
-from tests.shim.test_toggle_live import LiveConsumer
+from tests.shim.live import LiveConsumer, shim
 from tests.steps.test_gpus import make_proc
 
 # The NVML simulator's bus ids (nvml_simulator.c): GPU i at bus 0x18 + 0x23 * i.
 NVML_SIM_BUS = {i: f"00000000:{0x18 + 0x23 * i:02X}:00.0" for i in range(4)}
 LOST = lookup(79).effect.call_error
-
-
-def shim(*args) -> None:
-    done = faultflow("shim", *map(str, args))
-    assert done.returncode == 0, done.stderr
-
-
-@pytest.fixture
-def toggle(tmp_path):
-    path = tmp_path / "toggle"
-    shim("off", "--create", "--file", path)
-    return path
 
 
 def pod_with_host_gpu_3(native, toggle, **env) -> LiveConsumer:

@@ -14,31 +14,10 @@ import pytest
 
 from steps.gpu import toggle as toggle_record
 from steps.gpu.xids import lookup
-from tests.cli import faultflow
-from tests.shim.test_toggle_live import LiveConsumer
+from tests.shim.live import LiveConsumer, shim
 
 # clock_nanosleep, where a hung call waits (glibc's nanosleep is clock_nanosleep)
 CLOCK_NANOSLEEP = {"x86_64": 230, "aarch64": 115}[platform.machine()]
-
-
-def shim(*args) -> None:
-    done = faultflow("shim", *map(str, args))
-    assert done.returncode == 0, done.stderr
-
-
-@pytest.fixture
-def toggle(tmp_path) -> Path:
-    path = tmp_path / "toggle"
-    shim("off", "--create", "--file", path)
-    return path
-
-
-@pytest.fixture
-def live(native, toggle):
-    consumer = LiveConsumer(native, toggle)
-    assert consumer.call("init") == 0 and consumer.call("device:0") == 0
-    yield consumer
-    consumer.close()
 
 
 def send(consumer: LiveConsumer, op: str) -> None:

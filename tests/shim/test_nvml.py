@@ -16,7 +16,7 @@ import pytest
 
 from lab.nvml_consumer import ensure_built
 from steps.gpu.xids import NVML_EVENT_TYPES, SEED_XIDS, lookup
-from tests.cli import faultflow
+from tests.shim.live import shim
 
 IGNORED_BY_DEVICE_PLUGIN = {13, 31, 43, 45, 68, 109}
 NO_INSTANCE = str(0xFFFFFFFF)
@@ -40,11 +40,6 @@ def environment(native, toggle=None, preload=True, **extra) -> dict[str, str]:
         env["FAULTFLOW_TOGGLE_FILE"] = str(toggle)
     env.update(extra)
     return env
-
-
-def shim(*args) -> None:
-    done = faultflow("shim", *map(str, args))
-    assert done.returncode == 0, done.stderr
 
 
 def fields(line: str) -> dict[str, str]:

@@ -12,30 +12,9 @@ import pytest
 
 from steps.gpu import toggle as toggle_record
 from steps.gpu.xids import lookup
-from tests.cli import faultflow
-from tests.shim.test_toggle_live import LiveConsumer
+from tests.shim.live import LiveConsumer, shim
 
 ECC = lookup(48).effect.call_error
-
-
-def shim(*args) -> None:
-    done = faultflow("shim", *map(str, args))
-    assert done.returncode == 0, done.stderr
-
-
-@pytest.fixture
-def toggle(tmp_path):
-    path = tmp_path / "toggle"
-    shim("off", "--create", "--file", path)
-    return path
-
-
-@pytest.fixture
-def live(native, toggle):
-    consumer = LiveConsumer(native, toggle)
-    assert consumer.call("init") == 0 and consumer.call("device:0") == 0
-    yield consumer
-    consumer.close()
 
 
 def until(consumer: LiveConsumer, op: str, expected: int) -> None:
