@@ -1,5 +1,9 @@
 """`faultflow step report`: the journal, JUnit, plot, summary and metrics every scenario ends with.
 
+Checks: the report's own (records, baseline, fault injected, recovered, the optional bounds), every
+step's, and the PromQL probes given with --check (`steps.report.probes`). report.json carries the
+run's resilience score (`steps.report.score`).
+
 Outputs (under --outputs-dir): report.json, junit.xml, timeline.png, summary.md, metrics.prom and
 metrics/<figure> (one number per file, for Argo `valueFrom.path`). Exit 0 when every check passed,
 1 when the verdict is a failure (so `argo submit --wait` fails CI), 2 on bad input.
@@ -16,6 +20,7 @@ from steps.event_names import EventName
 from steps.events import emit
 from steps.options import FRACTION, SECONDS, HttpUrl, Name, RunId, outputs_option
 from steps.outputs import Outputs
+from steps.report.probes import ProbeTime
 
 OUTPUT_FILES = ("report.json", "junit.xml", "timeline.png", "summary.md", "metrics.prom")
 
@@ -43,6 +48,22 @@ OUTPUT_FILES = ("report.json", "junit.xml", "timeline.png", "summary.md", "metri
     help="Prometheus scraping NVSentinel: its quarantine and eviction durations for the run's window go beside ours "
     "(evidence: an unreachable Prometheus is reported, never a failure). Empty: skip.",
 )
+@click.option(
+    "--check",
+    "checks",
+    multiple=True,
+    metavar="'promql:EXPR OP VALUE'",
+    help="A PromQL probe against --prometheus-url, one check of the verdict (repeatable): the instant query EXPR must give "
+    "one number, compared with OP (< <= > >= == !=) and VALUE, e.g. 'promql:sum(up{job=\"nvsentinel\"}) >= 1'. "
+    "No series, several series or no answer: the check fails.",
+)
+@click.option(
+    "--probe-time",
+    type=click.Choice([t.value for t in ProbeTime]),
+    default=ProbeTime.REPORT.value,
+    show_default=True,
+    help="When the --check probes are evaluated: when the report is built, or at the run's last event or record.",
+)
 @click.option("--no-plot", is_flag=True, help="Skip timeline.png.")
 def command(
     inputs,
@@ -57,12 +78,18 @@ def command(
     min_availability,
     expect_workload_reached,
     prometheus_url,
+    checks,
+    probe_time,
     no_plot,
 ):
     """Build the run's report from every step's events and the inference records."""
     from steps.report.inputs import input_files, read_inputs
     from steps.report.journal import Criteria, build_report
+    from steps.report.probes import parse_checks
 
+    probes = parse_checks(checks)
+    if probes and not prometheus_url:
+        raise BadInput("--check promql:… needs --prometheus-url (the Prometheus the probes ask)")
     outputs = Outputs(outputs_dir)
     outputs.check()
     files = input_files(list(inputs))
@@ -82,7 +109,9 @@ def command(
         from steps.report.prometheus import PrometheusApi
 
         prometheus = PrometheusApi(prometheus_url)
-    journal = build_report(read_inputs(files), criteria, scenario, run_id, prometheus)
+    journal = build_report(
+        read_inputs(files), criteria, scenario, run_id, prometheus, probes, probe_at_run_end=probe_time == ProbeTime.RUN_END.value
+    )
     mttr = journal.get("nvsentinel_mttr")
     if mttr is not None and mttr.get("status") != "available":
         click.echo(f"faultflow report: nvsentinel_mttr: unavailable ({mttr.get('why')})", err=True)

@@ -1,9 +1,10 @@
 """The run's journal: timeline, phases, figures and checks, and the verdict that follows from them.
 
-One testcase per check. Checks come from two places: every `check_passed`/`check_failed` and
-`step_finished` event any step emitted, and the report's own inference checks (records present,
+One testcase per check. Checks come from three places: every `check_passed`/`check_failed` and
+`step_finished` event any step emitted, the report's own inference checks (records present,
 baseline healthy, fault injected, recovered, and the optional recovery-time / availability /
-detection bounds). The verdict fails when any check failed.
+detection bounds), and the PromQL probes (`steps.report.probes`). The verdict fails when any check
+failed. The resilience score (`steps.report.score`) is computed last, from the report itself.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from steps.report.inputs import Inputs
 from steps.report.nvsentinel import nvsentinel_summary
 from steps.report.nvsentinel_mttr import apply_dedup, nvsentinel_mttr, run_window
 from steps.report.phases import boundaries
+from steps.report.score import resilience_score
 from steps.report.stats import PhaseStats, RunFigures, final_window_ok, phase_stats, run_figures, series
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
@@ -207,8 +209,25 @@ def _kind_suffix(entry: dict) -> str:
     return f": {kind} {entry['xid']}" if kind == "xid" and entry.get("xid") is not None else f": {kind}"
 
 
-def build_report(inputs: Inputs, criteria: Criteria, scenario: str, run_id: str | None, prometheus=None) -> dict:
-    """`prometheus` (a `steps.report.prometheus.PrometheusApi`): where NVSentinel's metrics are read."""
+def probe_checks(prometheus, probes: list, at: float) -> list[Check]:
+    """The PromQL probes (`steps.report.probes`), each one check evaluated at `at`."""
+    from steps.report.probes import CLASSNAME, evaluate
+
+    results = [evaluate(prometheus, probe, at) for probe in probes]
+    return [Check(CLASSNAME, r.probe.name, PASSED if r.passed else FAILED, r.reason, r.at) for r in results]
+
+
+def build_report(
+    inputs: Inputs,
+    criteria: Criteria,
+    scenario: str,
+    run_id: str | None,
+    prometheus=None,
+    probes: list | tuple = (),
+    probe_at_run_end: bool = False,
+) -> dict:
+    """`prometheus` (a `steps.report.prometheus.PrometheusApi`): where NVSentinel's metrics are read and
+    the `probes` (`steps.report.probes.Probe`) evaluated: at the report's time, or at the run's end."""
     columns = inputs.columns
     starts = [e.time for e in inputs.events] + ([float(columns.start[0])] if len(columns) else [])
     ends = [e.time for e in inputs.events] + ([float(columns.end.max())] if len(columns) else [])
@@ -223,6 +242,8 @@ def build_report(inputs: Inputs, criteria: Criteria, scenario: str, run_id: str 
     # The run ends healthy only if the last window of the whole run (after our cleanup too) is.
     figures = replace(figures, final_window_ok=final_window_ok(columns, criteria.window, criteria.threshold))
     checks = step_checks(inputs.events) + inference_checks(inputs, phases, figures, criteria)
+    if probes:
+        checks += probe_checks(prometheus, list(probes), run_end if probe_at_run_end else time.time())
     verdict = FAILED if any(c.status == FAILED for c in checks) else PASSED
     summary = nvsentinel_summary(inputs.events)
     mttr = None
@@ -233,7 +254,7 @@ def build_report(inputs: Inputs, criteria: Criteria, scenario: str, run_id: str 
         code = (summary or {}).get("expected_error_code") or (str(xid) if xid is not None else None)
         mttr = nvsentinel_mttr(prometheus, inputs.events, run_window(inputs.events, origin, run_end, time.time(), code))
         summary = apply_dedup(summary, mttr, inputs.events)
-    return {
+    report = {
         "scenario": scenario,
         "run_id": run_id,
         "generated_at": time.time(),
@@ -259,3 +280,5 @@ def build_report(inputs: Inputs, criteria: Criteria, scenario: str, run_id: str 
         "nvsentinel_mttr": mttr,
         "series": series(columns, origin, run_end).as_dict(),
     }
+    report["resilience_score"] = resilience_score(report).as_dict()
+    return report

@@ -20,6 +20,14 @@ def _pct(ratio) -> str:
     return "–" if ratio is None else f"{ratio:.1%}"
 
 
+def score_rows(score: dict | None) -> list[str]:
+    if not score:
+        return []
+    parts = ", ".join(f"{c['name']} {c['points']:.1f}/{c['weight']:g}" for c in score["components"] if c["weight"])
+    cap = f"; {score['cap']}" if score.get("cap") else ""
+    return [f"| resilience score (0–100) | {score['score']:.1f} ({parts}{cap}) |"]
+
+
 def render_markdown(report: dict) -> str:
     f = report["figures"]
     icon = {"passed": "PASS", "failed": "FAIL", "skipped": "skip"}
@@ -35,6 +43,7 @@ def render_markdown(report: dict) -> str:
         f"| time to recovery | {_s(f['time_to_recovery_s'])} |",
         f"| availability during fault | {_pct(f['availability_during_fault'])} ({f['requests_during_fault']} requests) |",
         f"| our cleanup's rollout (disruption) | {_s(f.get('cleanup_disruption_seconds'))} ({f.get('cleanup_failed_requests', 0)} failed) |",
+        *score_rows(report.get("resilience_score")),
         "",
         "| phase | requests | success | impact | errors | stalled | p50 | p90 | p99 | first failure | recovery |",
         "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",

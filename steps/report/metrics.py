@@ -36,6 +36,7 @@ def figures_for_export(report: dict) -> dict[str, float]:
     values["run_passed"] = 1.0 if report["verdict"] == "passed" else 0.0
     values["checks_failed"] = float(sum(1 for c in report["checks"] if c["status"] == "failed"))
     values["requests"] = float(report["inputs"]["requests"])
+    values["resilience_score"] = _number((report.get("resilience_score") or {}).get("score"))
     return values
 
 
@@ -56,6 +57,7 @@ def write_metrics(report: dict, outputs: Path) -> dict[str, float]:
         run_passed="1 when every check of the run passed.",
         checks_failed="Number of failed checks.",
         requests="Inference requests completed during the run.",
+        resilience_score="The run's resilience score, 0-100 (weights: steps.report.score).",
     )
     for name, value in values.items():
         gauge = Gauge(f"faultflow_{name}", helps[name], ["scenario"], registry=registry)

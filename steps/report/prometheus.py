@@ -30,7 +30,7 @@ class PrometheusApi:
     timeout_s: float = 10.0
 
     def query(self, promql: str, at: float) -> list[Sample]:
-        """The instant vector `promql` evaluates to at `at` (Unix seconds)."""
+        """The instant vector `promql` evaluates to at `at` (Unix seconds); a scalar is one sample without labels."""
         import httpx
 
         try:
@@ -47,6 +47,8 @@ class PrometheusApi:
             text = body.get("error") if isinstance(body, dict) else None
             raise PrometheusError(f"query {promql!r} failed: HTTP {reply.status_code} {text or 'no error text'}")
         data = body.get("data") or {}
+        if data.get("resultType") == "scalar":  # `vector(1) > bool 0`, `1 + 1`: one number, no labels
+            data = {"resultType": "vector", "result": [{"metric": {}, "value": data.get("result")}]}
         if data.get("resultType") != "vector":
             raise PrometheusError(f"query {promql!r} gave a {data.get('resultType')!r}, not an instant vector")
         samples = []
