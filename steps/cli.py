@@ -64,6 +64,7 @@ TOP_COMMANDS: dict[str, str] = {
     "xids": "steps.commands.xids:command",
     "shim": "steps.commands.shim:group",
     "faults": "steps.commands.faults:group",
+    "report": "steps.commands.report_compare:group",
 }
 
 

@@ -55,6 +55,15 @@ def _grouped_events(timeline: list[dict], duration: float) -> list[tuple[float, 
     return groups
 
 
+def series_points(s: dict, shift: float = 0.0) -> tuple[list[float], list[float | None], list[float], list[float]]:
+    """The report's `series` as plotted: bucket middles (seconds from the origin, minus `shift`), success
+    rate in %, p50 and p99 in ms (NaN where a bucket had no successful request). Also `report compare`'s."""
+    t = [x + s["bucket_s"] / 2 - shift for x in s["t"]]
+    rate = [None if r is None else 100 * r for r in s["success_rate"]]
+    ms = lambda values: [float("nan") if v is None else v * 1000 for v in values]  # noqa: E731
+    return t, rate, ms(s["p50"]), ms(s["p99"])
+
+
 def write_timeline(report: dict, path: Path) -> None:
     import matplotlib
 
@@ -72,8 +81,7 @@ def write_timeline(report: dict, path: Path) -> None:
             if end - start >= 0.08 * duration:  # narrow phases are named by the legend only
                 top.text((start + end) / 2, 104, p["name"], ha="center", va="bottom", fontsize=10, color="#424242")
 
-        t = [x + s["bucket_s"] / 2 for x in s["t"]]
-        rate = [None if r is None else 100 * r for r in s["success_rate"]]
+        t, rate, p50, p99 = series_points(s)
         top.plot(t, [float("nan") if r is None else r for r in rate], color="#1b5e20", linewidth=2, label="success rate")
         bad = [(x, r) for x, r in zip(t, rate) if r is not None and r < 100 * report["criteria"]["threshold"]]
         if bad:
@@ -83,9 +91,8 @@ def write_timeline(report: dict, path: Path) -> None:
         top.set_ylabel(f"success rate % (per {s['bucket_s']:g} s)")
         top.set_title(_title(report), fontsize=13, fontweight="bold", color="#b71c1c" if report["verdict"] == "failed" else "#1b5e20")
 
-        ms = lambda values: [float("nan") if v is None else v * 1000 for v in values]  # noqa: E731
-        bottom.plot(t, ms(s["p50"]), color="#1565c0", linewidth=1.5, label="p50")
-        bottom.plot(t, ms(s["p99"]), color="#6a1b9a", linewidth=1.2, linestyle="--", label="p99")
+        bottom.plot(t, p50, color="#1565c0", linewidth=1.5, label="p50")
+        bottom.plot(t, p99, color="#6a1b9a", linewidth=1.2, linestyle="--", label="p99")
         bottom.set_ylabel("latency of successful requests (ms)")
         bottom.set_xlabel("seconds since the run started")
         bottom.set_ylim(bottom=0)

@@ -95,7 +95,7 @@ def _recovery(f: dict, criteria: dict) -> Component:
     return Component("recovery", w, w * _hyperbolic(reference, t), t, f"{w:g} × {reference:g}/({reference:g} + {t:.1f} s)")
 
 
-def _xid_injected(report: dict) -> bool:
+def xid_injected(report: dict) -> bool:
     return any(
         e.get("event") == "fault_injected" and (e.get("kind") == "xid" or e.get("step") == "inject-xid")
         for e in report.get("timeline") or []
@@ -108,7 +108,7 @@ def _detection(report: dict) -> Component:
     reference = report.get("criteria", {}).get("max_detection_s") or DETECTION_REFERENCE_S
     if d is not None:
         return Component("detection", w, w * _hyperbolic(reference, d), d, f"{w:g} × {reference:g}/({reference:g} + {d:.1f} s)")
-    if _xid_injected(report):
+    if xid_injected(report):
         return Component("detection", w, 0.0, None, "an XID was injected and never detected")
     return Component("detection", 0.0, 0.0, None, "no XID injected: not applicable")
 
