@@ -17,6 +17,8 @@ from lab.processes import free_port, wait_until
 from lab.prometheus import VERSION, LabPrometheus, binary, config_yaml, stop_recorded
 from steps.report.prometheus import PrometheusApi
 from tests.cli import run_cli
+from tests.steps.reports import write_evidence
+from tests.steps.run_fixtures import T0
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +150,67 @@ def test_no_apt_get_means_one_line_and_exit_2(tmp_path: Path):
     result = subprocess.run([sys.executable, "-m", "lab.prometheus"], capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip() == f"faultflow: the lab's Prometheus comes from Debian's package prometheus={VERSION}; no apt-get here"
+
+
+@pytest.fixture
+def own_scraped(tmp_path: Path):
+    """A metrics endpoint and Prometheus of the test's own: its counters are nobody else's."""
+    metrics = NvsentinelMetrics()
+    prometheus = LabPrometheus(tmp_path / "prometheus").start({"nvsentinel": metrics.serve()})
+    try:
+        yield metrics, prometheus
+    finally:
+        prometheus.stop()
+        metrics.stop()
+
+
+def test_promql_probes_are_checks_of_the_verdict_against_the_real_query_engine(own_scraped, tmp_path: Path):
+    """`--check 'promql:…'`: a true probe passes, a false one fails the verdict (exit 1); no series,
+    several series and the evaluation time are each told apart."""
+    metrics, prometheus = own_scraped
+    api = PrometheusApi(prometheus.url)
+    metrics.dedup.labels(check="SysLogsXIDError", err_code="119").inc()
+    wait_value(api, f'{DEDUP_STORE_AND_ANALYSE}{{err_code="119"}}', 1)
+    # A passing run (inference recovered) that ended a moment ago, so only the probes decide.
+    evidence = write_evidence(tmp_path / "in", fail_until=41, shift=time.time() - T0 - 61)
+
+    def report(out: str, *checks: str, probe_time: str = "report"):
+        argv = ["step", "report", "--input", str(evidence), "--outputs-dir", str(tmp_path / out), "--window", "5", "--no-plot"]
+        argv += ["--prometheus-url", prometheus.url, "--probe-time", probe_time]
+        for check in checks:
+            argv += ["--check", check]
+        result = run_cli(*argv)
+        return result, {
+            c["name"]: c for c in json.loads((tmp_path / out / "report.json").read_text())["checks"] if c["classname"] == "promql"
+        }
+
+    true_probes = (
+        'promql:sum(up{job="nvsentinel"}) >= 1',
+        f'promql:sum({DEDUP_STORE_AND_ANALYSE}{{err_code="119"}}) == 1',
+        "promql:scalar(sum(up)) > 0",  # a scalar result is one number too
+    )
+    passed, checks = report("true", *true_probes)
+    assert passed.returncode == 0, passed.stderr
+    assert [c["status"] for c in checks.values()] == ["passed"] * 3
+
+    failed, checks = report("false", 'promql:sum(up{job="nvsentinel"}) == 0', *true_probes[:1])
+    assert failed.returncode == 1 and 'promql.sum(up{job="nvsentinel"}) == 0' in failed.stderr
+    probe = checks['sum(up{job="nvsentinel"}) == 0']
+    assert probe["status"] == "failed" and probe["reason"] == 'sum(up{job="nvsentinel"}) = 1, expected == 0'
+
+    metrics.dedup.labels(check="SysLogsXIDError", err_code="120").inc()  # after the run ended
+    several = f'{DEDUP_STORE_AND_ANALYSE}{{err_code=~"119|120"}}'
+    wait_until(lambda: True if len(api.query(several, time.time())) == 2 else None, what="two series", timeout_s=30, interval_s=0.2)
+    odd = ("promql:faultflow_no_such_metric > 0", f"promql:{several} > 0")
+    failed, checks = report("odd", *odd)
+    assert failed.returncode == 1
+    assert checks["faultflow_no_such_metric > 0"]["reason"].startswith("'faultflow_no_such_metric' returned no series at ")
+    assert checks[f"{several} > 0"]["reason"].startswith(f"{several!r} returned 2 series (")
+    assert checks[f"{several} > 0"]["reason"].endswith("aggregate it to one, e.g. sum(...)")
+
+    # Evaluated at the run's end, XID 120's repeat (counted after it) is not there yet.
+    late = f'promql:sum({DEDUP_STORE_AND_ANALYSE}{{err_code="120"}}) >= 1'
+    now, _ = report("now", late)
+    at_end, checks = report("end", late, probe_time="run-end")
+    assert now.returncode == 0 and at_end.returncode == 1
+    assert "returned no series at" in next(iter(checks.values()))["reason"]

@@ -14,18 +14,22 @@ from tests.steps.run_fixtures import FAIL_FROM, T0, records, run_events
 WINDOW = "5"
 
 
-def write_evidence(folder: Path, fail_until: int | None = None, n: int = 60, restored: float = 50.0, extra: list[Event] = ()) -> Path:
+def write_evidence(
+    folder: Path, fail_until: int | None = None, n: int = 60, restored: float = 50.0, extra: list[Event] = (), shift: float = 0.0
+) -> Path:
     """The synthetic run with requests FAIL_FROM..fail_until failing (None: none fail), `n` requests, our
-    restore at `restored` s."""
+    restore at `restored` s, every time moved by `shift` seconds (a run that happened just now)."""
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for r in records(n):
         i = int(r["start"] - T0)
         failed = fail_until is not None and FAIL_FROM <= i <= fail_until
-        out.append({**r, "outcome": "http_5xx" if failed else "ok", "latency": 0.5 if failed else r["latency"]})
-        out[-1]["end"] = r["start"] + out[-1]["latency"]
+        latency = 0.5 if failed else r["latency"]
+        start = r["start"] + shift
+        out.append({**r, "outcome": "http_5xx" if failed else "ok", "latency": latency, "start": start, "end": start + latency})
+    events = [Event(e.step, e.event, e.fields, e.time + shift) for e in [*run_events(restored), *extra]]
     (folder / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in out))
-    (folder / "events.jsonl").write_text("".join(e.to_json() + "\n" for e in [*run_events(restored), *extra]))
+    (folder / "events.jsonl").write_text("".join(e.to_json() + "\n" for e in events))
     return folder
 
 
