@@ -219,7 +219,7 @@ def _delta(a: float | None, b: float | None) -> float | None:
 
 def _flag(row: Row, a: float | None, b: float | None) -> Flag | None:
     delta = _delta(a, b)
-    if delta is None:
+    if delta is None or a is None:
         return None
     limit = row.tolerance.limit(a) if not math.isinf(a) else 0.0
     if abs(delta) <= limit + 1e-9:
@@ -237,8 +237,8 @@ def build_rows(runs: list[Run], tolerances: dict[str, Tolerance]) -> list[Row]:
         if all(v is None for v in values):
             continue  # a phase none of the runs had
         row = Row(figure, tolerances[figure.name], values)
-        row.deltas = [None] + [_delta(values[0], v) for v in values[1:]]
-        row.flags = [None] + [_flag(row, values[0], v) for v in values[1:]]
+        row.deltas = [None, *(_delta(values[0], v) for v in values[1:])]
+        row.flags = [None, *(_flag(row, values[0], v) for v in values[1:])]
         rows.append(row)
     return rows
 
@@ -252,11 +252,11 @@ class CheckRow:
 
 def build_check_rows(runs: list[Run]) -> list[CheckRow]:
     names: list[str] = []
-    by_run = []
+    by_run: list[dict[str, str]] = []
     for run in runs:
-        statuses = {f"{c['classname']}.{c['name']}": c["status"] for c in run.report["checks"]}
-        names += [n for n in statuses if n not in names]
-        by_run.append(statuses)
+        found = {f"{c['classname']}.{c['name']}": c["status"] for c in run.report["checks"]}
+        names += [n for n in found if n not in names]
+        by_run.append(found)
     rows = []
     for name in names:
         statuses = [s.get(name) for s in by_run]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from steps.event_names import EventName
 from steps.report.compare import Run
 from steps.report.plot import DPI, EVENT_COLOURS, HEIGHT_IN, WIDTH_IN, series_points
 
@@ -50,9 +51,9 @@ def write_overlay(runs: list[Run], path: Path) -> None:
                 for ax in (top, bottom):
                     ax.axvline(at, color=colour, linewidth=1.0, linestyle=":")
         for ax in (top, bottom):
-            ax.axvline(0, color=EVENT_COLOURS["fault_injected"], linewidth=1.2)
+            ax.axvline(0, color=EVENT_COLOURS[EventName.FAULT_INJECTED], linewidth=1.2)
             ax.grid(alpha=0.3)
-        top.text(0, 104, " fault injected", color=EVENT_COLOURS["fault_injected"], fontsize=9, va="bottom")
+        top.text(0, 104, " fault injected", color=EVENT_COLOURS[EventName.FAULT_INJECTED], fontsize=9, va="bottom")
         top.axhline(100 * runs[0].report["criteria"]["threshold"], color="#757575", linestyle=":", linewidth=1)
         top.set_ylim(-3, 112)
         top.set_ylabel("success rate %")

@@ -226,6 +226,20 @@ CASES = [
         ["step", "verify-inference", "--mode", "gate", "--url", "http://169.254.169.254", "--outputs-dir", "{tdir}/o"],
     ),
     ("load to an outside host", ["step", "load", "--url", "http://example.com:8000", "--duration", "1", "--outputs-dir", "{tdir}/o"]),
+    # Issue 18: PromQL probes and `report compare` (the outputs directories would appear in {tdir}).
+    *(
+        (f"report {name}", ["step", "report", "--input", "{kmsg}", "--outputs-dir", "{tdir}/report", *args])
+        for name, args in (
+            ("check without comparison", ["--check", "promql:up", "--prometheus-url", "http://127.0.0.1:9"]),
+            ("check of unknown kind", ["--check", "sql:select 1 > 0", "--prometheus-url", "http://127.0.0.1:9"]),
+            ("check value not a number", ["--check", "promql:up > high", "--prometheus-url", "http://127.0.0.1:9"]),
+            ("check without prometheus", ["--check", "promql:up > 0"]),
+        )
+    ),
+    ("report compare one run only", ["report", "compare", "{kmsg}", "--outputs-dir", "{tdir}/compare"]),
+    ("report compare missing file", ["report", "compare", "{tdir}/nope.json", "{tdir}/toggle", "--outputs-dir", "{tdir}/compare"]),
+    ("report compare not a report", ["report", "compare", "{kmsg}", "{tdir}/toggle", "--outputs-dir", "{tdir}/compare"]),
+    ("report compare bad tolerance", ["report", "compare", "{kmsg}", "{kmsg}", "--tolerance", "recovery", "--outputs-dir", "{tdir}/c"]),
 ]
 
 
