@@ -18,7 +18,8 @@ unit, e.g. `recovery=15` seconds or `availability=0.1`; or `N%`, relative to the
 | p50, p99 | latency of successful requests, per phase | lower | 50% |
 | score | resilience score (`steps.report.score`) | higher | 10 points |
 
-"Never" (an XID never detected, inference never recovered) is worse than any time. A later run regresses
+"Never" (an XID never detected, inference never recovered) is worse than any time; a fault that never
+broke inference (no failed request, the last window healthy) recovered in 0 s. A later run regresses
 when a figure is worse than the first run's by more than its tolerance, or when a check that did not
 fail in the first run fails in it. A figure one run lacks (no fault phase, no baseline) is shown and
 never a regression.
@@ -83,6 +84,8 @@ def _never_if(value, never: bool) -> float | None:
 
 def _recovery(report: dict) -> float | None:
     f = report["figures"]
+    if not f.get("impact_observed") and f.get("final_window_ok") and f.get("fault_time") is not None:
+        return 0.0  # the fault never broke inference: nothing to recover from, the best a run can do
     return _never_if(f.get("time_to_recovery_s"), bool(f.get("impact_observed")))
 
 

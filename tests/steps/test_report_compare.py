@@ -137,3 +137,14 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(runs, tmp_path, name, 
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("faultflow: error:"), (name, done.stderr)
     assert done.stdout == "" and sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_run_the_fault_never_broke_recovered_in_zero_seconds(runs, tmp_path):
+    root, reports = runs
+    code, _ = build(write_evidence(tmp_path / "in", fail_until=None, n=80, restored=70.0), tmp_path / "clean")
+    assert code == 0
+    done = compare(str(tmp_path / "clean"), str(root / "a"), "--outputs-dir", str(tmp_path / "cmp"), "--no-plot")
+    assert done.returncode == 1
+    ttr = reports["a"]["figures"]["time_to_recovery_s"]
+    row = next(line for line in done.stdout.splitlines() if line.startswith("| time to recovery |"))
+    assert row == f"| time to recovery | 0 ms | {ttr:.1f} s | **{ttr:+.1f} s REGRESSED** | lower, 10 s |"
