@@ -356,6 +356,8 @@ def format_value(value: float | None, unit: Unit) -> str:
         return f"{value:.1%}"
     if unit == Unit.POINTS:
         return f"{value:.1f}"
+    if value == 0:
+        return "0 s"
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s"
 
 

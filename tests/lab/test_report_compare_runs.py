@@ -47,7 +47,7 @@ def test_one_worker_against_two_shows_the_recovery_difference_and_fails_the_gate
     scale_workers(lab, 1)
 
     f1, f2 = one["figures"], two["figures"]
-    assert f1["impact_observed"] and f1["time_to_recovery_s"] > 0
+    assert f1["impact_observed"]  # one worker: the fault took inference down (recovered later, or not in the run)
     assert (f2["availability_during_fault"] or 0) > (f1["availability_during_fault"] or 0)
     assert two["resilience_score"]["uncapped"] > one["resilience_score"]["uncapped"]
 
@@ -56,10 +56,12 @@ def test_one_worker_against_two_shows_the_recovery_difference_and_fails_the_gate
                    "--outputs-dir", str(tmp_path / "cmp"), "--tolerance", "recovery=1s")  # fmt: skip
     print(done.stdout)
     assert done.returncode == 1, done.stdout + done.stderr
-    assert "B: time to recovery" in done.stderr or "B: availability during fault" in done.stderr
+    assert "B: time to recovery" in done.stderr
     compared = json.loads((tmp_path / "cmp" / "compare.json").read_text())
     recovery = next(f for f in compared["figures"] if f["figure"] == "recovery")
-    assert recovery["values"][1] == f1["time_to_recovery_s"] and recovery["values"][0] != recovery["values"][1]
+    assert recovery["values"][1] == (f1["time_to_recovery_s"] if f1["time_to_recovery_s"] is not None else "never")
+    assert recovery["values"][0] != recovery["values"][1] and recovery["flags"][1] == "regressed"
+    assert "| time to recovery |" in done.stdout
     assert (tmp_path / "cmp" / "compare.png").stat().st_size > 0
     # The other way round, neither recovery nor availability regresses (a check may: see above).
     run_cli("report", "compare", str(tmp_path / "one" / "report"), str(tmp_path / "two" / "report"),

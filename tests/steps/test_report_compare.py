@@ -147,4 +147,4 @@ def test_a_run_the_fault_never_broke_recovered_in_zero_seconds(runs, tmp_path):
     assert done.returncode == 1
     ttr = reports["a"]["figures"]["time_to_recovery_s"]
     row = next(line for line in done.stdout.splitlines() if line.startswith("| time to recovery |"))
-    assert row == f"| time to recovery | 0 ms | {ttr:.1f} s | **{ttr:+.1f} s REGRESSED** | lower, 10 s |"
+    assert row == f"| time to recovery | 0 s | {ttr:.1f} s | **{ttr:+.1f} s REGRESSED** | lower, 10 s |"
