@@ -306,7 +306,10 @@ class NvsentinelSimulator:
         self.metrics = NvsentinelMetrics()
 
     # --- presence: what preflight and an operator see of an installed NVSentinel ------------------
-    def install(self) -> None:
+    def install(self, monitor_pods: bool = True) -> None:
+        """Its namespace and ConfigMaps; with `monitor_pods`, the monitor DaemonSet and its pods as
+        objects only (no kubelet runs them in the simulated lab). On real nodes the pods are real:
+        `lab.simulators.nvsentinel` makes that DaemonSet itself."""
         ns = self.config.namespace
         if self.kube.get_or_none(Ref("v1", "namespaces", None, ns)) is None:
             self.kube.create(Ref("v1", "namespaces", None, ""), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
@@ -327,9 +330,10 @@ class NvsentinelSimulator:
             )
         else:
             self.kube.merge_patch(fq, {"data": toml})
-        daemonset = self._monitor_daemonset()
-        for node in self.nodes:
-            self._monitor_pod(node, daemonset)
+        if monitor_pods:
+            daemonset = self._monitor_daemonset()
+            for node in self.nodes:
+                self._monitor_pod(node, daemonset)
 
     def _monitor_daemonset(self) -> dict:
         """The chart's `syslog-health-monitor-regular` DaemonSet (no controller runs it here)."""

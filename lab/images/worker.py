@@ -9,7 +9,9 @@ here the driver simulator (lab/native/driver_simulator.c, built with gcc) stands
 * `faultflow-lab-worker`: the same driver + lab/worker_process.py (standard library only), the lab's
   engine-loop worker with its /health and /generate (it listens on the pod's loopback for now).
 * `faultflow-frontend-simulator`: the Debian base + aiohttp (pyproject's `lab` pin) +
-  lab/inference_simulator.py, the OpenAI-compatible API on :8000 of the pod.
+  lab/inference_simulator.py, the OpenAI-compatible API on :8000 of the pod (its entry point), and
+  the `lab` modules of the DGD's routing frontend (`python -m lab.frontend`, lab/frontend.py): what the
+  operator SIMULATOR runs for a DGD's frontend component on real nodes.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ LAB_WORKER = build.Image(
     base=CUDA_WORKER,
 )
 FRONTEND_PORT = 8000
+FRONTEND_MODULES = ("inference_simulator.py", "frontend.py")
 
 
 def _lab_worker(rootfs: Path) -> None:
@@ -84,9 +87,11 @@ def frontend_image() -> build.Image:
     return build.Image(
         "faultflow-frontend-simulator",
         "0.1.0",
-        inputs=(str(HERE.parent / "inference_simulator.py"), _aiohttp_pin()),
+        inputs=(*(str(HERE.parent / name) for name in FRONTEND_MODULES), _aiohttp_pin()),
         entrypoint=("python3", f"/{LAB_DIR}/inference_simulator.py", "--host", "0.0.0.0", "--port", str(FRONTEND_PORT)),
         user="65534",  # nobody: it needs nothing
+        # `python -m lab.frontend` finds the package copy under LAB_DIR.
+        env=(*build.Image.env, f"PYTHONPATH=/{LAB_DIR}"),
         base=build.DEBIAN,
     )
 
@@ -98,6 +103,11 @@ def _frontend(rootfs: Path) -> None:
     folder = rootfs / LAB_DIR
     folder.mkdir(parents=True)
     (folder / "inference_simulator.py").write_bytes((HERE.parent / "inference_simulator.py").read_bytes())
+    package = folder / "lab"  # only these modules: they import nothing else of lab/ (nor steps/)
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for name in FRONTEND_MODULES:
+        (package / name).write_bytes((HERE.parent / name).read_bytes())
 
 
 def ensure_frontend() -> build.Image:

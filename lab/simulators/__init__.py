@@ -1,0 +1,11 @@
+"""The GPU world's SIMULATORS on the real lab cluster (`lab.nodes`): what cannot run on this machine,
+each copying the real thing's contract, around real kubelets, real Deployments and real Services.
+
+* `dgd_operator` — Dynamo's operator: DGD → one Deployment per component, the frontend Service and a
+  headless Service per GPU worker component; DGD status from the Deployments.
+* `nvsentinel` — NVSentinel's presence on the real cluster (its namespace, ConfigMaps, the monitor
+  DaemonSet) around `lab.nvsentinel_simulator`, which reads each node's kernel log.
+* `workload` — the lab's DGD on real nodes: the frontend and GPU worker images built here.
+* `host` — the one host process that runs the operator and NVSentinel simulators.
+* `world` — `start(cluster) -> RealWorld`: everything above on a started `RealCluster`; `stop()`.
+"""

@@ -1,0 +1,156 @@
+"""The GPU world on a started real lab cluster (`lab.nodes.cluster.RealCluster`): one entry point for
+`faultflow lab up`.
+
+    cluster = RealCluster(folder, plan_nodes(2), extra_images=world.IMAGES).start()
+    handle = world.start(cluster)          # returns once the DGD is rolled out
+    ...
+    handle.stop()                          # the simulators' process; cluster.stop() does the rest
+
+What `start` makes (as the simulated lab's `lab.world` does, on real nodes):
+* the DGD CRD at the chosen version;
+* faultflow's namespace and ConfigMap `faultflow-config` (what `kubectl apply -k deploy` makes);
+* NVSentinel's presence (`lab.simulators.nvsentinel`);
+* the workload namespace, opted in (`faultflow.dev/allow-faults=true`), with the lab's DGD
+  (`lab.simulators.workload`);
+* the host process of the DGD operator and NVSentinel SIMULATORS (`lab.simulators.host`), recorded by
+  pid in the cluster's ledger before it runs, so `down` (`lab.nodes.cluster.teardown`) stops it after
+  any crash.
+Everything else is the real cluster's: Deployments, the scheduler, kubelets, EndpointSlices, CoreDNS.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from lab import crd_install, crds, processes
+from lab.images import build as images
+from lab.images import worker
+from lab.nodes.cluster import RealCluster
+from lab.nvsentinel_simulator import NvsentinelConfig
+from lab.simulators import nvsentinel
+from lab.simulators.dgd_operator import FRONTEND_PORT
+from lab.simulators.host import HostSpec
+from lab.simulators.workload import lab_dgd
+from steps.kube.client import Conflict, Kube, Ref, connect
+from steps.run.guardrails import OPT_IN_LABEL
+from steps.workload import dynamo as dgd_model
+from steps.workload.rollout import rolled_out
+
+# What the world's pods run, for `RealCluster(extra_images=...)` (pause, busybox and CoreDNS come anyway).
+IMAGES = (worker.ensure_lab_worker, worker.ensure_frontend, images.ensure_debian)
+READY_TIMEOUT_S = 180  # a fresh node's first start of an image takes long on a busy machine
+CRD_TIMEOUT_S = 120
+
+
+@dataclass(frozen=True)
+class WorldOptions:
+    dgd_version: str = "v1beta1"
+    namespace: str = "faultflow-lab"
+    dgd_name: str = "llm"
+    workers: int = 2
+    nvsentinel: NvsentinelConfig = field(default_factory=NvsentinelConfig)
+
+
+@dataclass
+class RealWorld:
+    cluster: RealCluster
+    options: WorldOptions
+    host: processes.Process
+    frontend_url: str  # as pods reach it: the Service's DNS name
+    figures: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def pids(self) -> dict[str, int]:
+        return {"simulators": self.host.popen.pid}
+
+    def stop(self) -> None:
+        self.host.stop(grace_s=10)
+
+
+def dgd_ref(options: WorldOptions) -> Ref:
+    return Ref(f"{dgd_model.DGD_GROUP}/{options.dgd_version}", dgd_model.DGD_PLURAL, options.namespace, options.dgd_name)
+
+
+def ensure_namespace(kube: Kube, name: str, labels: dict[str, str] | None = None) -> None:
+    """A namespace, and its default ServiceAccount, which kube-controller-manager makes (pod admission needs it)."""
+    try:
+        kube.create(Ref("v1", "namespaces", None, ""), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels or {}}})
+    except Conflict:
+        pass
+    processes.wait_until(
+        lambda: kube.get_or_none(Ref("v1", "serviceaccounts", name, "default")), what=f"{name}'s default ServiceAccount", timeout_s=60
+    )
+
+
+def install_faultflow(kube: Kube) -> None:
+    from workflows.deploy import DeployConfig, config_object
+
+    config = DeployConfig()
+    ensure_namespace(kube, config.namespace)  # not a fault target: no opt-in label
+    try:
+        kube.create(Ref("v1", "configmaps", config.namespace, ""), config_object(config))
+    except Conflict:
+        pass
+
+
+def start_host(cluster: RealCluster, options: WorldOptions) -> processes.Process:
+    folder = cluster.folder / "simulators"
+    folder.mkdir(exist_ok=True)
+    ready = folder / "ready.json"
+    ready.unlink(missing_ok=True)
+    gpu_nodes = [name for name, node in cluster.nodes.items() if node.plan.gpus]
+    spec = HostSpec(
+        folder=str(cluster.folder),
+        kubeconfig=str(cluster.kubeconfig),
+        dgd_version=options.dgd_version,
+        ready=str(ready),
+        node_logs={name: tuple(str(p) for p in cluster.node_paths(name)) for name in gpu_nodes},
+        nvsentinel=asdict(options.nvsentinel),
+    )
+    spec.write(folder / "spec.json")
+    host = processes.start("simulators", [sys.executable, "-m", "lab.simulators.host", str(folder / "spec.json")], folder / "host.log")
+    cluster.ledger.pid(host.popen.pid, "simulators")
+    processes.wait_until(lambda: True if ready.is_file() else None, what="the simulators' host process", timeout_s=60, process=host)
+    return host
+
+
+def start(cluster: RealCluster, options: WorldOptions = WorldOptions()) -> RealWorld:
+    """The world on `cluster` (started, with `IMAGES` imported), returned once its DGD is rolled out."""
+    started = time.monotonic()
+    figures: dict[str, float] = {}
+    rest = cluster.rest()
+    crd = crds.dgd_crd(options.dgd_version)
+    crd_install.install(rest, [crd], timeout_s=CRD_TIMEOUT_S)
+    crd_install.wait_served(rest, [crd], timeout_s=CRD_TIMEOUT_S)
+    kube = connect(str(cluster.kubeconfig))
+    install_faultflow(kube)
+    ensure_namespace(kube, options.nvsentinel.namespace)
+    gpu_nodes = sorted(name for name, node in cluster.nodes.items() if node.plan.gpus)
+    nvsentinel.install(kube, cluster.folder, options.nvsentinel, gpu_nodes)
+    ensure_namespace(kube, options.namespace, {OPT_IN_LABEL: "true"})
+    host = start_host(cluster, options)
+    world = RealWorld(cluster, options, host, f"http://{options.dgd_name}-frontend.{options.namespace}.svc.cluster.local:{FRONTEND_PORT}", figures)
+    try:
+        ref = dgd_ref(options)
+        if kube.get_or_none(ref) is None:
+            kube.create(Ref(ref.api_version, ref.plural, ref.namespace, ""), lab_dgd(options.dgd_version, options.dgd_name, options.workers))
+        workers = [c.name for c in dgd_model.gpu_workers(kube.get(ref))]
+        processes.wait_until(
+            lambda: True if rolled_out(kube.get(ref), workers) else None,
+            what=f"DGD {options.dgd_name} rolled out",
+            timeout_s=READY_TIMEOUT_S,
+            process=host,
+            interval_s=0.5,
+        )
+    except BaseException:
+        world.stop()
+        raise
+    figures["world_up_s"] = time.monotonic() - started
+    return world
+
+
+def log_of(world: RealWorld) -> Path:
+    return world.cluster.folder / "simulators" / "host.log"
