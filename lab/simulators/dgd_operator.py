@@ -51,7 +51,7 @@ RESYNC_S = 2.0
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def worker_address(namespace: str, dgd: str, component: str) -> str:

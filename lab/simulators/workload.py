@@ -5,7 +5,7 @@ version) with the images built here (`lab.images.worker`) and what a user writes
   without GPUs, as a user keeps CPU work off GPU nodes;
 * each GPU worker runs `lab/worker_process.py` over the DRIVER SIMULATOR, serving on its pod address
   (`--host 0.0.0.0`) at Dynamo's system port, asks for one `nvidia.com/gpu` (the node's device plugin
-  allocates it) and is spread over the GPU nodes (softly: a drained node's workers must still fit on
+  allocates it) and is spread evenly over the schedulable GPU nodes (a drained node's workers go to
   the others).
 
 Images are the node's own (imagePullPolicy Never): the lab has no registry.
@@ -59,7 +59,11 @@ def worker_pod_spec(dgd_name: str) -> dict:
             {
                 "maxSkew": 1,
                 "topologyKey": "kubernetes.io/hostname",
-                "whenUnsatisfiable": "ScheduleAnyway",
+                "whenUnsatisfiable": "DoNotSchedule",
+                # A cordoned node (its unschedulable taint) is no domain: a drained node's workers fit
+                # on the others; and only GPU nodes count (the nodeSelector).
+                "nodeTaintsPolicy": "Honor",
+                "nodeAffinityPolicy": "Honor",
                 "labelSelector": {"matchLabels": {DGD_NAME_LABEL: dgd_name, COMPONENT_LABEL: WORKER}},
             }
         ],

@@ -77,7 +77,9 @@ def dgd_ref(options: WorldOptions) -> Ref:
 def ensure_namespace(kube: Kube, name: str, labels: dict[str, str] | None = None) -> None:
     """A namespace, and its default ServiceAccount, which kube-controller-manager makes (pod admission needs it)."""
     try:
-        kube.create(Ref("v1", "namespaces", None, ""), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels or {}}})
+        kube.create(
+            Ref("v1", "namespaces", None, ""), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels or {}}}
+        )
     except Conflict:
         pass
     processes.wait_until(
@@ -132,11 +134,15 @@ def start(cluster: RealCluster, options: WorldOptions = WorldOptions()) -> RealW
     nvsentinel.install(kube, cluster.folder, options.nvsentinel, gpu_nodes)
     ensure_namespace(kube, options.namespace, {OPT_IN_LABEL: "true"})
     host = start_host(cluster, options)
-    world = RealWorld(cluster, options, host, f"http://{options.dgd_name}-frontend.{options.namespace}.svc.cluster.local:{FRONTEND_PORT}", figures)
+    world = RealWorld(
+        cluster, options, host, f"http://{options.dgd_name}-frontend.{options.namespace}.svc.cluster.local:{FRONTEND_PORT}", figures
+    )
     try:
         ref = dgd_ref(options)
         if kube.get_or_none(ref) is None:
-            kube.create(Ref(ref.api_version, ref.plural, ref.namespace, ""), lab_dgd(options.dgd_version, options.dgd_name, options.workers))
+            kube.create(
+                Ref(ref.api_version, ref.plural, ref.namespace, ""), lab_dgd(options.dgd_version, options.dgd_name, options.workers)
+            )
         workers = [c.name for c in dgd_model.gpu_workers(kube.get(ref))]
         processes.wait_until(
             lambda: True if rolled_out(kube.get(ref), workers) else None,
