@@ -110,35 +110,38 @@ def deployment(dgd: dict, comp: ComponentPlan, workers: list[str]) -> dict:
     }
 
 
-def services(dgd: dict, plans: list[ComponentPlan]) -> list[dict]:
+def _service(dgd: dict, name: str, spec: dict) -> dict:
     meta = dgd["metadata"]
-    name, ns = meta["name"], meta["namespace"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": name,
+            "namespace": meta["namespace"],
+            "labels": {DGD_NAME_LABEL: meta["name"]},
+            "ownerReferences": [owner(dgd)],
+        },
+        "spec": spec,
+    }
+
+
+def services(dgd: dict, plans: list[ComponentPlan]) -> list[dict]:
+    name = dgd["metadata"]["name"]
     out = []
     if any(c.type == FRONTEND_TYPE for c in plans):
-        out.append(
-            {
-                "metadata": {"name": f"{name}-frontend"},
-                "spec": {
-                    "selector": {DGD_NAME_LABEL: name, COMPONENT_TYPE_LABEL: FRONTEND_TYPE},
-                    "ports": [{"name": "http", "port": FRONTEND_PORT, "targetPort": FRONTEND_PORT}],
-                },
-            }
-        )
+        frontend = {
+            "selector": {DGD_NAME_LABEL: name, COMPONENT_TYPE_LABEL: FRONTEND_TYPE},
+            "ports": [{"name": "http", "port": FRONTEND_PORT, "targetPort": FRONTEND_PORT}],
+        }
+        out.append(_service(dgd, f"{name}-frontend", frontend))
     for comp in plans:
         if comp.is_gpu_worker:
-            out.append(
-                {
-                    "metadata": {"name": component_name(name, comp.name)},
-                    "spec": {
-                        "clusterIP": "None",  # headless: its DNS name answers with the Ready pods' addresses
-                        "selector": {DGD_NAME_LABEL: name, COMPONENT_LABEL: comp.name},
-                        "ports": [{"name": "system", "port": SYSTEM_PORT, "targetPort": SYSTEM_PORT}],
-                    },
-                }
-            )
-    for body in out:
-        body.update(apiVersion="v1", kind="Service")
-        body["metadata"].update(namespace=ns, labels={DGD_NAME_LABEL: name}, ownerReferences=[owner(dgd)])
+            workers = {
+                "clusterIP": "None",  # headless: its DNS name answers with the Ready pods' addresses
+                "selector": {DGD_NAME_LABEL: name, COMPONENT_LABEL: comp.name},
+                "ports": [{"name": "system", "port": SYSTEM_PORT, "targetPort": SYSTEM_PORT}],
+            }
+            out.append(_service(dgd, component_name(name, comp.name), workers))
     return out
 
 
@@ -256,7 +259,7 @@ class DgdOperator:
     def _write_status(self, dgd: dict, components: dict, ready: bool) -> None:
         key = "components" if dgd["apiVersion"].endswith("/v1beta1") else "services"
         old = dgd.get("status") or {}
-        old_ready = next((c for c in old.get("conditions") or [] if c.get("type") == "Ready"), {})
+        old_ready: dict = next((c for c in old.get("conditions") or [] if c.get("type") == "Ready"), {})
         want = "True" if ready else "False"
         condition = {
             "type": "Ready",

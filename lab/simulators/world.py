@@ -109,7 +109,7 @@ def start_host(cluster: RealCluster, options: WorldOptions) -> processes.Process
         kubeconfig=str(cluster.kubeconfig),
         dgd_version=options.dgd_version,
         ready=str(ready),
-        node_logs={name: tuple(str(p) for p in cluster.node_paths(name)) for name in gpu_nodes},
+        node_logs={name: (str(cluster.node_paths(name)[0]), str(cluster.node_paths(name)[1])) for name in gpu_nodes},
         nvsentinel=asdict(options.nvsentinel),
     )
     spec.write(folder / "spec.json")
