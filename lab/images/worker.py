@@ -12,6 +12,8 @@ here the driver simulator (lab/native/driver_simulator.c, built with gcc) stands
   lab/inference_simulator.py, the OpenAI-compatible API on :8000 of the pod (its entry point), and
   the `lab` modules of the DGD's routing frontend (`python -m lab.frontend`, lab/frontend.py): what the
   operator SIMULATOR runs for a DGD's frontend component on real nodes.
+* `faultflow-lab-operator`: the steps image + the DGD operator SIMULATOR's modules
+  (`python -m lab.simulators.dgd_operator`), run as a Deployment on real nodes.
 """
 
 from __future__ import annotations
@@ -114,4 +116,40 @@ def ensure_frontend() -> build.Image:
     build.ensure_debian()
     image = frontend_image()
     build.ensure(image, _frontend)
+    return image
+
+
+# The DGD operator SIMULATOR's image: the steps image (steps and its Kubernetes client) plus the lab
+# modules it runs, as a package under LAB_DIR. Only these: they import nothing else of lab/.
+OPERATOR_MODULES = ("__init__.py", "informer.py", "simulators/__init__.py", "simulators/dgd_plan.py", "simulators/dgd_operator.py")
+
+
+def operator_image() -> build.Image:
+    from lab.images import product
+
+    steps = product.steps_image()
+    return build.Image(
+        "faultflow-lab-operator",
+        "0.1.0",
+        inputs=tuple(str(HERE.parent / name) for name in OPERATOR_MODULES),
+        entrypoint=("python3", "-m", "lab.simulators.dgd_operator"),
+        user=steps.user,
+        env=(*steps.env, f"PYTHONPATH=/{LAB_DIR}"),
+        base=steps,
+    )
+
+
+def _operator(rootfs: Path) -> None:
+    for name in OPERATOR_MODULES:
+        target = rootfs / LAB_DIR / "lab" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes((HERE.parent / name).read_bytes())
+
+
+def ensure_operator() -> build.Image:
+    from lab.images import product
+
+    product.ensure_steps()
+    image = operator_image()
+    build.ensure(image, _operator)
     return image

@@ -2,10 +2,11 @@
 each copying the real thing's contract, around real kubelets, real Deployments and real Services.
 
 * `dgd_operator` — Dynamo's operator: DGD → one Deployment per component, the frontend Service and a
-  headless Service per GPU worker component; DGD status from the Deployments.
+  headless Service per GPU worker component; DGD status from the Deployments (`dgd_plan`: how it
+  reads a DGD). It runs as a Deployment (`operator_install`), from its own image.
 * `nvsentinel` — NVSentinel's presence on the real cluster (its namespace, ConfigMaps, the monitor
   DaemonSet) around `lab.nvsentinel_simulator`, which reads each node's kernel log.
 * `workload` — the lab's DGD on real nodes: the frontend and GPU worker images built here.
-* `host` — the one host process that runs the operator and NVSentinel simulators.
+* `host` — the host process that runs the NVSentinel simulator (why there: `nvsentinel`).
 * `world` — `start(cluster) -> RealWorld`: everything above on a started `RealCluster`; `stop()`.
 """

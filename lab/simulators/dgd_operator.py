@@ -7,7 +7,7 @@ What it copies of Dynamo's operator with its default (Deployment) workload provi
 
 * one Deployment `<dgd>-<component>` per component, `replicas` pods, its pod template from the DGD
   (v1alpha1 `extraPodSpec`/`mainContainer`/`resources.limits.gpu`, v1beta1 `podTemplate`:
-  `lab.dgd_operator_simulator.plan`), owned by the DGD; the pods carry Dynamo's labels
+  `lab.simulators.dgd_plan.plan`), owned by the DGD; the pods carry Dynamo's labels
   (`nvidia.com/dynamo-graph-deployment-name`, `-component`, `-component-type`, `-sub-component-type`);
 * what the operator adds to the main container: for GPU workers the system port 9090 (`DYN_SYSTEM_PORT`)
   and a readinessProbe on its `/health`; for the frontend port 8000, a readinessProbe, and where its
@@ -26,22 +26,31 @@ Placement, restarts, evicted pods' replacements and rollouts are the real contro
 this simulator's (the old lab's simulator bound pods itself: `lab.dgd_operator_simulator`).
 A controller loop: informers on DGDs and the Deployments mark the world dirty; one thread reconciles
 every DGD (a periodic resync covers anything an event missed).
+
+It runs where Dynamo's operator runs: a Deployment (`lab.simulators.operator_install`), in-cluster
+credentials of its ServiceAccount, from the faultflow-lab-operator image (the steps image plus this
+module, `dgd_plan` and `lab.informer`: it imports nothing else of lab/).
+
+    python -m lab.simulators.dgd_operator --dgd-version v1beta1 [--namespace NS] [--kubeconfig PATH]
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import datetime
 import hashlib
 import json
+import signal
+import sys
 import threading
 
-from lab.dgd_operator_simulator import ComponentPlan, component_name, plan, pod_labels
 from lab.informer import start_informer
+from lab.simulators.dgd_plan import HASH_LABEL, ComponentPlan, component_name, plan, pod_labels
 from steps.errors import InfrastructureError
 from steps.kube import objects as o
-from steps.kube.client import Conflict, Kube, NotFound, Ref
-from steps.workload.dynamo import COMPONENT_LABEL, COMPONENT_TYPE_LABEL, DGD_GROUP, DGD_NAME_LABEL, DGD_PLURAL, FRONTEND_TYPE
+from steps.kube.client import Conflict, Kube, NotFound, Ref, connect
+from steps.workload.dynamo import COMPONENT_LABEL, COMPONENT_TYPE_LABEL, DGD_GROUP, DGD_NAME_LABEL, DGD_PLURAL, DGD_VERSIONS, FRONTEND_TYPE
 
 SYSTEM_PORT = 9090  # Dynamo's DYN_SYSTEM_PORT: a worker's health and metrics
 FRONTEND_PORT = 8000
@@ -74,7 +83,7 @@ def pod_template(dgd: dict, comp: ComponentPlan, workers: list[str]) -> dict:
     """The component's pod template with what the operator adds (labels, ports, probes, discovery)."""
     name = dgd["metadata"]["name"]
     template = copy.deepcopy(comp.template)
-    labels = {k: v for k, v in pod_labels(name, comp).items() if k != "pod-template-hash"}  # the ReplicaSet's own
+    labels = {k: v for k, v in pod_labels(name, comp).items() if k != HASH_LABEL}  # the ReplicaSet sets its own
     spec = template["spec"]
     main = _main(spec)
     if comp.is_gpu_worker:
@@ -289,3 +298,24 @@ class DgdOperator:
 
 def _digest(value: dict) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="DGD operator SIMULATOR: DGDs -> Deployments and Services")
+    parser.add_argument("--dgd-version", required=True, choices=DGD_VERSIONS)
+    parser.add_argument("--namespace", default=None, help="watch one namespace (default: all, as the operator does)")
+    parser.add_argument("--kubeconfig", default=None, help="default: the pod's ServiceAccount")
+    args = parser.parse_args(argv)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    signal.signal(signal.SIGINT, lambda *_: stopped.set())
+    operator = DgdOperator(connect(args.kubeconfig), args.dgd_version, args.namespace).start()
+    print(f"dgd-operator-simulator: watching {args.dgd_version} DGDs in {args.namespace or 'every namespace'}", flush=True)
+    while not stopped.wait(3600):
+        pass
+    operator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -9,12 +9,13 @@
 What `start` makes (as the simulated lab's `lab.world` does, on real nodes):
 * the DGD CRD at the chosen version;
 * faultflow's namespace and ConfigMap `faultflow-config` (what `kubectl apply -k deploy` makes);
+* the DGD operator SIMULATOR as a Deployment in `dynamo-system`, where Dynamo's operator runs
+  (`lab.simulators.operator_install`);
 * NVSentinel's presence (`lab.simulators.nvsentinel`);
 * the workload namespace, opted in (`faultflow.dev/allow-faults=true`), with the lab's DGD
   (`lab.simulators.workload`);
-* the host process of the DGD operator and NVSentinel SIMULATORS (`lab.simulators.host`), recorded by
-  pid in the cluster's ledger before it runs, so `down` (`lab.nodes.cluster.teardown`) stops it after
-  any crash.
+* the host process of the NVSENTINEL SIMULATOR (`lab.simulators.host`), recorded by pid in the
+  cluster's ledger before it runs, so `down` (`lab.nodes.cluster.teardown`) stops it after any crash.
 Everything else is the real cluster's: Deployments, the scheduler, kubelets, EndpointSlices, CoreDNS.
 """
 
@@ -30,7 +31,7 @@ from lab.images import build as images
 from lab.images import worker
 from lab.nodes.cluster import RealCluster
 from lab.nvsentinel_simulator import NvsentinelConfig
-from lab.simulators import nvsentinel
+from lab.simulators import nvsentinel, operator_install
 from lab.simulators.dgd_operator import FRONTEND_PORT
 from lab.simulators.host import HostSpec
 from lab.simulators.workload import lab_dgd
@@ -40,7 +41,7 @@ from steps.workload import dynamo as dgd_model
 from steps.workload.rollout import rolled_out
 
 # What the world's pods run, for `RealCluster(extra_images=...)` (pause, busybox and CoreDNS come anyway).
-IMAGES = (worker.ensure_lab_worker, worker.ensure_frontend, images.ensure_debian)
+IMAGES = (worker.ensure_lab_worker, worker.ensure_frontend, worker.ensure_operator, images.ensure_debian)
 READY_TIMEOUT_S = 180  # a fresh node's first start of an image takes long on a busy machine
 CRD_TIMEOUT_S = 120
 
@@ -107,7 +108,6 @@ def start_host(cluster: RealCluster, options: WorldOptions) -> processes.Process
     spec = HostSpec(
         folder=str(cluster.folder),
         kubeconfig=str(cluster.kubeconfig),
-        dgd_version=options.dgd_version,
         ready=str(ready),
         node_logs={name: (str(cluster.node_paths(name)[0]), str(cluster.node_paths(name)[1])) for name in gpu_nodes},
         nvsentinel=asdict(options.nvsentinel),
@@ -133,6 +133,8 @@ def start(cluster: RealCluster, options: WorldOptions = WorldOptions()) -> RealW
     gpu_nodes = sorted(name for name, node in cluster.nodes.items() if node.plan.gpus)
     nvsentinel.install(kube, cluster.folder, options.nvsentinel, gpu_nodes)
     ensure_namespace(kube, options.namespace, {OPT_IN_LABEL: "true"})
+    ensure_namespace(kube, operator_install.NAMESPACE)
+    operator_install.install(kube, worker.operator_image().ref, options.dgd_version)
     host = start_host(cluster, options)
     world = RealWorld(
         cluster, options, host, f"http://{options.dgd_name}-frontend.{options.namespace}.svc.cluster.local:{FRONTEND_PORT}", figures
@@ -143,6 +145,13 @@ def start(cluster: RealCluster, options: WorldOptions = WorldOptions()) -> RealW
             kube.create(
                 Ref(ref.api_version, ref.plural, ref.namespace, ""), lab_dgd(options.dgd_version, options.dgd_name, options.workers)
             )
+        operator = Ref("apps/v1", "deployments", operator_install.NAMESPACE, operator_install.NAME)
+        processes.wait_until(
+            lambda: True if (kube.get(operator).get("status") or {}).get("availableReplicas") == 1 else None,
+            what="the DGD operator SIMULATOR's pod available",
+            timeout_s=READY_TIMEOUT_S,
+            interval_s=0.5,
+        )
         workers = [c.name for c in dgd_model.gpu_workers(kube.get(ref))]
         processes.wait_until(
             lambda: True if rolled_out(kube.get(ref), workers) else None,

@@ -2,8 +2,9 @@
 cluster of gpu-0, gpu-1 and cpu-0 (`lab.nodes`), then the fault flow the scenarios rely on, with only
 the GPU, NVSentinel and Dynamo's operator simulated:
 
-* the DGD (opted-in namespace) becomes Deployments; its workers run from the lab-worker image on the
-  GPU nodes, one each, with the GPU the node's device plugin allocated, Ready through their
+* the DGD (opted-in namespace) becomes Deployments, made by the operator SIMULATOR running as a
+  Deployment itself (its own image, in-cluster credentials); its workers run from the lab-worker image
+  on the GPU nodes, one each, with the GPU the node's device plugin allocated, Ready through their
   readinessProbe; the headless Service's EndpointSlice lists them ready;
 * inference through the frontend Service by its DNS name (CoreDNS + kube-proxy) from a pod succeeds,
   answered by a worker;
@@ -34,6 +35,7 @@ from lab.informer import start_informer
 from lab.nodes import cluster as real
 from lab.nvsentinel_simulator import NvsentinelConfig
 from lab.processes import wait_until
+from lab.simulators import operator_install
 from lab.simulators import world as lab_world
 from lab.simulators.workload import WORKER
 from steps.gpu import nvsentinel as nv
@@ -72,9 +74,22 @@ def world(tmp_path_factory):
         print(f"\nfigures: {json.dumps({k: round(v, 2) for k, v in FIGURES.items()})}")
         if handle is not None:
             handle.stop()
-            print(f"simulators' log (tail):\n{handle.host.log_tail(20)}")
+            print(f"NVSentinel simulator's log (tail):\n{handle.host.log_tail(20)}")
+        print(f"operator's log (tail):\n{_operator_log(cluster)}")
         cluster.stop()
         shutil.rmtree(folder, ignore_errors=True)  # each node's image store is hundreds of MB
+
+
+def _operator_log(cluster: real.RealCluster) -> str:
+    kube = connect(str(cluster.kubeconfig))
+    try:
+        pods = kube.list(Ref("v1", "pods", operator_install.NAMESPACE, ""))["items"]
+        return "\n".join(
+            kube.request_text("GET", f"/api/v1/namespaces/{operator_install.NAMESPACE}/pods/{p['metadata']['name']}/log?tailLines=20")
+            for p in pods
+        )
+    except Exception as error:  # a log for the reader; its absence must not hide the test's own failure
+        return f"(no log: {error})"
 
 
 @pytest.fixture(scope="module")
@@ -163,6 +178,13 @@ def test_the_dgd_workers_run_ready_on_the_gpu_nodes(world, kube):
         assert main["readinessProbe"]["httpGet"]["path"] == "/health"
         owner = pod["metadata"]["ownerReferences"][0]
         assert owner["kind"] == "ReplicaSet"  # the real deployment controller made it, not the simulator
+    deployment = kube.get(Ref("apps/v1", "deployments", NS, f"{OPTIONS.dgd_name}-vllmworker"))
+    assert deployment["metadata"]["ownerReferences"][0]["kind"] == "DynamoGraphDeployment"
+    (operator,) = kube.list(Ref("v1", "pods", operator_install.NAMESPACE, ""), label_selector="app.kubernetes.io/name=dynamo-operator")[
+        "items"
+    ]
+    assert o.pod_ready(operator) and "faultflow-lab-operator" in operator["spec"]["containers"][0]["image"]
+    assert operator["spec"]["serviceAccountName"] == operator_install.NAME
     slices = kube.list(
         Ref("discovery.k8s.io/v1", "endpointslices", NS, ""), label_selector=f"kubernetes.io/service-name={OPTIONS.dgd_name}-vllmworker"
     )["items"]
