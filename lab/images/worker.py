@@ -12,8 +12,8 @@ here the driver simulator (lab/native/driver_simulator.c, built with gcc) stands
   lab/inference_simulator.py, the OpenAI-compatible API on :8000 of the pod (its entry point), and
   the `lab` modules of the DGD's routing frontend (`python -m lab.frontend`, lab/frontend.py): what the
   operator SIMULATOR runs for a DGD's frontend component on real nodes.
-* `faultflow-lab-operator`: the steps image + the DGD operator SIMULATOR's modules
-  (`python -m lab.simulators.dgd_operator`), run as a Deployment on real nodes.
+* `faultflow-lab-operator`, `faultflow-lab-nvsentinel`: the steps image + the modules of the DGD
+  operator SIMULATOR (a Deployment on real nodes) and of the NVSENTINEL SIMULATOR (a DaemonSet).
 """
 
 from __future__ import annotations
@@ -119,31 +119,54 @@ def ensure_frontend() -> build.Image:
     return image
 
 
-# The DGD operator SIMULATOR's image: the steps image (steps and its Kubernetes client) plus the lab
-# modules it runs, as a package under LAB_DIR. Only these: they import nothing else of lab/.
+# The images of the simulators that run as pods: the steps image (steps and its Kubernetes client) plus
+# the lab modules each runs, as a package under LAB_DIR. Only these: they import nothing else of lab/.
 OPERATOR_MODULES = ("__init__.py", "informer.py", "simulators/__init__.py", "simulators/dgd_plan.py", "simulators/dgd_operator.py")
+NVSENTINEL_MODULES = (
+    "__init__.py",
+    "gpu_nodes.py",
+    "host_paths.py",
+    "informer.py",
+    "layout.py",
+    "nvsentinel_metrics.py",
+    "nvsentinel_simulator.py",
+    "processes.py",
+    "simulators/__init__.py",
+    "simulators/nvsentinel_node.py",
+)
 
 
-def operator_image() -> build.Image:
+def _on_steps(name: str, modules: tuple[str, ...], main: str) -> build.Image:
     from lab.images import product
 
     steps = product.steps_image()
     return build.Image(
-        "faultflow-lab-operator",
+        name,
         "0.1.0",
-        inputs=tuple(str(HERE.parent / name) for name in OPERATOR_MODULES),
-        entrypoint=("python3", "-m", "lab.simulators.dgd_operator"),
+        inputs=tuple(str(HERE.parent / module) for module in modules),
+        entrypoint=("python3", "-m", main),
         user=steps.user,
         env=(*steps.env, f"PYTHONPATH=/{LAB_DIR}"),
         base=steps,
     )
 
 
-def _operator(rootfs: Path) -> None:
-    for name in OPERATOR_MODULES:
-        target = rootfs / LAB_DIR / "lab" / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes((HERE.parent / name).read_bytes())
+def _copier(modules: tuple[str, ...]):
+    def populate(rootfs: Path) -> None:
+        for module in modules:
+            target = rootfs / LAB_DIR / "lab" / module
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes((HERE.parent / module).read_bytes())
+
+    return populate
+
+
+def operator_image() -> build.Image:
+    return _on_steps("faultflow-lab-operator", OPERATOR_MODULES, "lab.simulators.dgd_operator")
+
+
+def nvsentinel_image() -> build.Image:
+    return _on_steps("faultflow-lab-nvsentinel", NVSENTINEL_MODULES, "lab.simulators.nvsentinel_node")
 
 
 def ensure_operator() -> build.Image:
@@ -151,5 +174,14 @@ def ensure_operator() -> build.Image:
 
     product.ensure_steps()
     image = operator_image()
-    build.ensure(image, _operator)
+    build.ensure(image, _copier(OPERATOR_MODULES))
+    return image
+
+
+def ensure_nvsentinel() -> build.Image:
+    from lab.images import product
+
+    product.ensure_steps()
+    image = nvsentinel_image()
+    build.ensure(image, _copier(NVSENTINEL_MODULES))
     return image

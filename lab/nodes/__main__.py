@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             cluster.stop()
             raise
         cluster.figures.update(handle.figures)
-        print(f"frontend (from pods): {handle.frontend_url}; simulators pid {handle.host.popen.pid}")
+        print(f"frontend (from pods): {handle.frontend_url}")
     print(f"figures: {figures_line(cluster.figures)}", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:

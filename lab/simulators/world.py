@@ -4,27 +4,26 @@
     cluster = RealCluster(folder, plan_nodes(2), extra_images=world.IMAGES).start()
     handle = world.start(cluster)          # returns once the DGD is rolled out
     ...
-    handle.stop()                          # the simulators' process; cluster.stop() does the rest
+    handle.stop(); cluster.stop()
 
 What `start` makes (as the simulated lab's `lab.world` does, on real nodes):
 * the DGD CRD at the chosen version;
 * faultflow's namespace and ConfigMap `faultflow-config` (what `kubectl apply -k deploy` makes);
 * the DGD operator SIMULATOR as a Deployment in `dynamo-system`, where Dynamo's operator runs
   (`lab.simulators.operator_install`);
-* NVSentinel's presence (`lab.simulators.nvsentinel`);
+* the NVSENTINEL SIMULATOR as a DaemonSet on the GPU nodes, with NVSentinel's ConfigMaps
+  (`lab.simulators.nvsentinel`);
 * the workload namespace, opted in (`faultflow.dev/allow-faults=true`), with the lab's DGD
-  (`lab.simulators.workload`);
-* the host process of the NVSENTINEL SIMULATOR (`lab.simulators.host`), recorded by pid in the
-  cluster's ledger before it runs, so `down` (`lab.nodes.cluster.teardown`) stops it after any crash.
-Everything else is the real cluster's: Deployments, the scheduler, kubelets, EndpointSlices, CoreDNS.
+  (`lab.simulators.workload`).
+Every simulator is a pod: the world starts no process on the host, so the cluster's own ledger and
+`teardown` (`lab.nodes.cluster`) are all `down` needs. Everything else is the real cluster's:
+Deployments, the scheduler, kubelets, EndpointSlices, CoreDNS, the garbage collector.
 """
 
 from __future__ import annotations
 
-import sys
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 from lab import crd_install, crds, processes
 from lab.images import build as images
@@ -33,15 +32,16 @@ from lab.nodes.cluster import RealCluster
 from lab.nvsentinel_simulator import NvsentinelConfig
 from lab.simulators import nvsentinel, operator_install
 from lab.simulators.dgd_operator import FRONTEND_PORT
-from lab.simulators.host import HostSpec
 from lab.simulators.workload import lab_dgd
+from steps.gpu import nvsentinel as nv
+from steps.kube import objects as o
 from steps.kube.client import Conflict, Kube, Ref, connect
 from steps.run.guardrails import OPT_IN_LABEL
 from steps.workload import dynamo as dgd_model
 from steps.workload.rollout import rolled_out
 
 # What the world's pods run, for `RealCluster(extra_images=...)` (pause, busybox and CoreDNS come anyway).
-IMAGES = (worker.ensure_lab_worker, worker.ensure_frontend, worker.ensure_operator, images.ensure_debian)
+IMAGES = (worker.ensure_lab_worker, worker.ensure_frontend, worker.ensure_operator, worker.ensure_nvsentinel, images.ensure_debian)
 READY_TIMEOUT_S = 180  # a fresh node's first start of an image takes long on a busy machine
 CRD_TIMEOUT_S = 120
 
@@ -59,16 +59,11 @@ class WorldOptions:
 class RealWorld:
     cluster: RealCluster
     options: WorldOptions
-    host: processes.Process
     frontend_url: str  # as pods reach it: the Service's DNS name
     figures: dict[str, float] = field(default_factory=dict)
 
-    @property
-    def pids(self) -> dict[str, int]:
-        return {"simulators": self.host.popen.pid}
-
     def stop(self) -> None:
-        self.host.stop(grace_s=10)
+        """Nothing of the world runs outside the cluster: its pods go with `cluster.stop()`."""
 
 
 def dgd_ref(options: WorldOptions) -> Ref:
@@ -99,24 +94,16 @@ def install_faultflow(kube: Kube) -> None:
         pass
 
 
-def start_host(cluster: RealCluster, options: WorldOptions) -> processes.Process:
-    folder = cluster.folder / "simulators"
-    folder.mkdir(exist_ok=True)
-    ready = folder / "ready.json"
-    ready.unlink(missing_ok=True)
-    gpu_nodes = [name for name, node in cluster.nodes.items() if node.plan.gpus]
-    spec = HostSpec(
-        folder=str(cluster.folder),
-        kubeconfig=str(cluster.kubeconfig),
-        ready=str(ready),
-        node_logs={name: (str(cluster.node_paths(name)[0]), str(cluster.node_paths(name)[1])) for name in gpu_nodes},
-        nvsentinel=asdict(options.nvsentinel),
+def wait_monitors(kube: Kube, namespace: str, gpu_nodes: list[str]) -> None:
+    """Until NVSentinel's pod on every GPU node reads its node's kernel log (Ready)."""
+
+    def ready() -> bool | None:
+        pods = kube.list(Ref("v1", "pods", namespace, ""), label_selector=nv.SHM_POD_LABEL).get("items") or []
+        return True if {p["spec"].get("nodeName") for p in pods if o.pod_ready(p)} >= set(gpu_nodes) else None
+
+    processes.wait_until(
+        ready, what=f"NVSentinel SIMULATOR pods Ready on {', '.join(gpu_nodes)}", timeout_s=READY_TIMEOUT_S, interval_s=0.5
     )
-    spec.write(folder / "spec.json")
-    host = processes.start("simulators", [sys.executable, "-m", "lab.simulators.host", str(folder / "spec.json")], folder / "host.log")
-    cluster.ledger.pid(host.popen.pid, "simulators")
-    processes.wait_until(lambda: True if ready.is_file() else None, what="the simulators' host process", timeout_s=60, process=host)
-    return host
 
 
 def start(cluster: RealCluster, options: WorldOptions = WorldOptions()) -> RealWorld:
@@ -131,41 +118,30 @@ def start(cluster: RealCluster, options: WorldOptions = WorldOptions()) -> RealW
     install_faultflow(kube)
     ensure_namespace(kube, options.nvsentinel.namespace)
     gpu_nodes = sorted(name for name, node in cluster.nodes.items() if node.plan.gpus)
-    nvsentinel.install(kube, cluster.folder, options.nvsentinel, gpu_nodes)
+    nvsentinel.install(kube, cluster.folder, options.nvsentinel, gpu_nodes, worker.nvsentinel_image().ref)
     ensure_namespace(kube, options.namespace, {OPT_IN_LABEL: "true"})
     ensure_namespace(kube, operator_install.NAMESPACE)
     operator_install.install(kube, worker.operator_image().ref, options.dgd_version)
-    host = start_host(cluster, options)
     world = RealWorld(
-        cluster, options, host, f"http://{options.dgd_name}-frontend.{options.namespace}.svc.cluster.local:{FRONTEND_PORT}", figures
+        cluster, options, f"http://{options.dgd_name}-frontend.{options.namespace}.svc.cluster.local:{FRONTEND_PORT}", figures
     )
-    try:
-        ref = dgd_ref(options)
-        if kube.get_or_none(ref) is None:
-            kube.create(
-                Ref(ref.api_version, ref.plural, ref.namespace, ""), lab_dgd(options.dgd_version, options.dgd_name, options.workers)
-            )
-        operator = Ref("apps/v1", "deployments", operator_install.NAMESPACE, operator_install.NAME)
-        processes.wait_until(
-            lambda: True if (kube.get(operator).get("status") or {}).get("availableReplicas") == 1 else None,
-            what="the DGD operator SIMULATOR's pod available",
-            timeout_s=READY_TIMEOUT_S,
-            interval_s=0.5,
-        )
-        workers = [c.name for c in dgd_model.gpu_workers(kube.get(ref))]
-        processes.wait_until(
-            lambda: True if rolled_out(kube.get(ref), workers) else None,
-            what=f"DGD {options.dgd_name} rolled out",
-            timeout_s=READY_TIMEOUT_S,
-            process=host,
-            interval_s=0.5,
-        )
-    except BaseException:
-        world.stop()
-        raise
+    ref = dgd_ref(options)
+    if kube.get_or_none(ref) is None:
+        kube.create(Ref(ref.api_version, ref.plural, ref.namespace, ""), lab_dgd(options.dgd_version, options.dgd_name, options.workers))
+    operator = Ref("apps/v1", "deployments", operator_install.NAMESPACE, operator_install.NAME)
+    processes.wait_until(
+        lambda: True if (kube.get(operator).get("status") or {}).get("availableReplicas") == 1 else None,
+        what="the DGD operator SIMULATOR's pod available",
+        timeout_s=READY_TIMEOUT_S,
+        interval_s=0.5,
+    )
+    workers = [c.name for c in dgd_model.gpu_workers(kube.get(ref))]
+    processes.wait_until(
+        lambda: True if rolled_out(kube.get(ref), workers) else None,
+        what=f"DGD {options.dgd_name} rolled out",
+        timeout_s=READY_TIMEOUT_S,
+        interval_s=0.5,
+    )
+    wait_monitors(kube, options.nvsentinel.namespace, gpu_nodes)
     figures["world_up_s"] = time.monotonic() - started
     return world
-
-
-def log_of(world: RealWorld) -> Path:
-    return world.cluster.folder / "simulators" / "host.log"

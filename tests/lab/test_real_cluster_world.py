@@ -9,7 +9,7 @@ the GPU, NVSentinel and Dynamo's operator simulated:
 * inference through the frontend Service by its DNS name (CoreDNS + kube-proxy) from a pod succeeds,
   answered by a worker;
 * an XID 79 line written to gpu-0's /dev/kmsg by a pod (hostPath CharDevice) makes the NVSentinel
-  SIMULATOR quarantine and drain gpu-0: its worker is evicted through the Eviction API (the pod's
+  SIMULATOR's pod on gpu-0 (a DaemonSet reading the node's kernel log) quarantine and drain gpu-0: its worker is evicted through the Eviction API (the pod's
   DisruptionTarget condition says so), the ReplicaSet's replacement runs on gpu-1; the frontend serves
   again;
 * inject-cuda-shim's patch of the DGD rolls the workers through the real deployment controller: the
@@ -39,6 +39,7 @@ from lab.simulators import operator_install
 from lab.simulators import world as lab_world
 from lab.simulators.workload import WORKER
 from steps.gpu import nvsentinel as nv
+from steps.gpu.guardrails import check_nvsentinel
 from steps.gpu.kmsg import xid_line
 from steps.kube import objects as o
 from steps.kube.client import Kube, Ref, connect
@@ -74,19 +75,18 @@ def world(tmp_path_factory):
         print(f"\nfigures: {json.dumps({k: round(v, 2) for k, v in FIGURES.items()})}")
         if handle is not None:
             handle.stop()
-            print(f"NVSentinel simulator's log (tail):\n{handle.host.log_tail(20)}")
-        print(f"operator's log (tail):\n{_operator_log(cluster)}")
+        for namespace in (operator_install.NAMESPACE, OPTIONS.nvsentinel.namespace):
+            print(f"simulators' logs in {namespace} (tail):\n{_logs_of(cluster, namespace)}")
         cluster.stop()
         shutil.rmtree(folder, ignore_errors=True)  # each node's image store is hundreds of MB
 
 
-def _operator_log(cluster: real.RealCluster) -> str:
+def _logs_of(cluster: real.RealCluster, namespace: str) -> str:
     kube = connect(str(cluster.kubeconfig))
     try:
-        pods = kube.list(Ref("v1", "pods", operator_install.NAMESPACE, ""))["items"]
+        pods = kube.list(Ref("v1", "pods", namespace, ""))["items"]
         return "\n".join(
-            kube.request_text("GET", f"/api/v1/namespaces/{operator_install.NAMESPACE}/pods/{p['metadata']['name']}/log?tailLines=20")
-            for p in pods
+            kube.request_text("GET", f"/api/v1/namespaces/{namespace}/pods/{p['metadata']['name']}/log?tailLines=20") for p in pods
         )
     except Exception as error:  # a log for the reader; its absence must not hide the test's own failure
         return f"(no log: {error})"
@@ -192,6 +192,8 @@ def test_the_dgd_workers_run_ready_on_the_gpu_nodes(world, kube):
     assert ready == {p["status"]["podIP"] for p in workers}
     dgd = kube.get(lab_world.dgd_ref(OPTIONS))
     assert rolled_out(dgd, [WORKER]) and dgd["status"]["components"][WORKER]["readyReplicas"] == OPTIONS.workers
+    for node in ("gpu-0", "gpu-1"):  # preflight's own check: NVSentinel's monitor runs on the node
+        check_nvsentinel(kube, OPTIONS.nvsentinel.namespace, node, expect_remediation=True)
 
 
 def test_inference_through_the_frontend_service_by_its_dns_name(world, kube):
@@ -267,6 +269,7 @@ def test_xid_79_on_gpu_0_quarantines_and_drains_it_and_its_worker_moves_to_gpu_1
     assert {p["spec"]["nodeName"] for p in workers} == {"gpu-1"}
     assert victim["metadata"]["name"] not in {p["metadata"]["name"] for p in workers}
     assert not nv.is_quarantined(kube.get(Ref("v1", "nodes", None, "gpu-1")))
+    check_nvsentinel(kube, OPTIONS.nvsentinel.namespace, "gpu-0", expect_remediation=True)  # the drain left the monitor
 
 
 def test_the_frontend_serves_again_from_gpu_1(world, kube):
