@@ -269,7 +269,10 @@ def test_xid_79_on_gpu_0_quarantines_and_drains_it_and_its_worker_moves_to_gpu_1
     assert {p["spec"]["nodeName"] for p in workers} == {"gpu-1"}
     assert victim["metadata"]["name"] not in {p["metadata"]["name"] for p in workers}
     assert not nv.is_quarantined(kube.get(Ref("v1", "nodes", None, "gpu-1")))
-    check_nvsentinel(kube, OPTIONS.nvsentinel.namespace, "gpu-0", expect_remediation=True)  # the drain left the monitor
+    monitors = kube.list(
+        Ref("v1", "pods", OPTIONS.nvsentinel.namespace, ""), label_selector=nv.SHM_POD_LABEL, field_selector="spec.nodeName=gpu-0"
+    )["items"]
+    assert [o.pod_ready(p) for p in monitors] == [True]  # the drain left NVSentinel's own pod on gpu-0
 
 
 def test_the_frontend_serves_again_from_gpu_1(world, kube):
