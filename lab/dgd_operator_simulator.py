@@ -28,15 +28,13 @@ every DGD from fresh lists (a periodic resync covers anything an event missed).
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import secrets
 import threading
-from dataclasses import dataclass
 
 from lab.informer import start_informer
 from lab.kubelet_simulator import PORT_ANNOTATION, now
 from lab.processes import free_port
+from lab.simulators.dgd_plan import GPU_RESOURCE, HASH_LABEL, ComponentPlan, component_name, plan, pod_labels
 from steps.errors import InfrastructureError
 from steps.kube import objects as o
 from steps.kube.client import Conflict, Kube, NotFound, Ref
@@ -47,116 +45,11 @@ from steps.workload.dynamo import (
     DGD_NAME_LABEL,
     DGD_PLURAL,
     FRONTEND_TYPE,
-    GPU_WORKER_TYPES,
-    SUB_COMPONENT_TYPE_LABEL,
 )
 
-HASH_LABEL = "pod-template-hash"
 URL_ANNOTATION = "lab.faultflow.dev/url"
-GPU_RESOURCE = "nvidia.com/gpu"
 FRONTEND_PORT = 8000
 RESYNC_S = 2.0
-
-
-@dataclass(frozen=True)
-class ComponentPlan:
-    """One component as the operator materialises it."""
-
-    name: str
-    type: str
-    sub_type: str | None
-    replicas: int
-    template: dict  # {"metadata": {...}, "spec": PodSpec}
-    hash: str
-
-    @property
-    def gpus(self) -> int:
-        total = 0
-        for container in self.template["spec"].get("containers") or []:
-            limit = ((container.get("resources") or {}).get("limits") or {}).get(GPU_RESOURCE)
-            total += int(limit or 0)
-        return total
-
-    @property
-    def is_gpu_worker(self) -> bool:
-        return self.type in GPU_WORKER_TYPES or self.gpus > 0
-
-
-def _hash(value: dict) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:10]
-
-
-def _v1alpha1_template(service: dict) -> dict:
-    extra = copy.deepcopy(service.get("extraPodSpec") or {})
-    main = extra.pop("mainContainer", None) or {}
-    main = {"image": "dynamo-runtime", **main, "name": "main"}
-    gpu = ((service.get("resources") or {}).get("limits") or {}).get("gpu")
-    if gpu:
-        main.setdefault("resources", {}).setdefault("limits", {})[GPU_RESOURCE] = str(gpu)
-    if service.get("envs"):
-        main["env"] = [*service["envs"], *(main.get("env") or [])]
-    others = [c for c in extra.pop("containers", []) or [] if c.get("name") != "main"]
-    spec = {**extra, "containers": [main, *others]}
-    meta = service.get("extraPodMetadata") or {}
-    return {"metadata": {"labels": dict(meta.get("labels") or {}), "annotations": dict(meta.get("annotations") or {})}, "spec": spec}
-
-
-def _v1beta1_template(component: dict) -> dict:
-    template = copy.deepcopy(component.get("podTemplate") or {})
-    meta = o.meta(template)
-    spec = template.get("spec") or {}
-    spec.setdefault("containers", [{"name": "main", "image": "dynamo-runtime"}])
-    return {"metadata": {"labels": dict(meta.get("labels") or {}), "annotations": dict(meta.get("annotations") or {})}, "spec": spec}
-
-
-def plan(dgd: dict) -> list[ComponentPlan]:
-    """Every component of the DGD, v1alpha1 or v1beta1, as pods to run."""
-    spec = dgd.get("spec") or {}
-    out = []
-    if "components" in spec or dgd["apiVersion"].endswith("/v1beta1"):
-        for comp in spec.get("components") or []:
-            template = _v1beta1_template(comp)
-            out.append(
-                ComponentPlan(
-                    comp["name"],
-                    comp.get("type", ""),
-                    comp.get("subComponentType"),
-                    int(comp.get("replicas", 1)),
-                    template,
-                    _hash(template),
-                )
-            )
-    else:
-        for name, service in (spec.get("services") or {}).items():
-            template = _v1alpha1_template(service or {})
-            out.append(
-                ComponentPlan(
-                    name,
-                    service.get("componentType", ""),
-                    service.get("subComponentType"),
-                    int(service.get("replicas", 1)),
-                    template,
-                    _hash(template),
-                )
-            )
-    return out
-
-
-def component_name(dgd_name: str, component: str) -> str:
-    return f"{dgd_name}-{component.lower()}"
-
-
-def pod_labels(dgd_name: str, comp: ComponentPlan) -> dict:
-    labels = {
-        **comp.template["metadata"]["labels"],
-        DGD_NAME_LABEL: dgd_name,
-        COMPONENT_LABEL: comp.name,
-        COMPONENT_TYPE_LABEL: comp.type,
-        HASH_LABEL: comp.hash,
-    }
-    if comp.sub_type:
-        labels[SUB_COMPONENT_TYPE_LABEL] = comp.sub_type
-    return labels
 
 
 def new_pod(dgd: dict, comp: ComponentPlan, frontend_port: int | None) -> dict:

@@ -67,7 +67,6 @@ from pathlib import Path
 from lab.gpu_nodes import GPU_METADATA, GPU_PRESENT_LABEL, KMSG
 from lab.host_paths import node_path
 from lab.informer import start_informer
-from lab.kubelet_simulator import now
 from lab.layout import LabDir
 from lab.nvsentinel_metrics import NvsentinelMetrics
 from lab.processes import NotReady, wait_until
@@ -277,6 +276,10 @@ class _Gpu:
     pci: str
 
 
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
 def cordon_reason(ruleset: str) -> str:
     return re.sub(r"[^a-zA-Z0-9_.-]", "-", ruleset)[:63]
 
@@ -289,11 +292,15 @@ class NvsentinelSimulator:
         gpu_nodes: list[str],
         config: NvsentinelConfig = NvsentinelConfig(),
         node_paths: Callable[[str], tuple[Path, Path]] | None = None,
+        breaker_counts_cluster: bool = False,
     ):
         """`node_paths(node)`: the node's kernel log and its gpu_metadata.json, as this process reaches
         them; by default in the simulated node's directory (a FIFO and a file). A real lab node
-        (lab.nodes) gives the file its /dev/kmsg pty is copied to and the file in its own root."""
+        (lab.nodes) gives the file its /dev/kmsg pty is copied to and the file in its own root.
+        `breaker_counts_cluster`: the breaker counts every GPU node of the cluster, as fault-quarantine
+        does, not only `gpu_nodes` (an instance per node monitors one: `lab.simulators.nvsentinel_node`)."""
         self.kube, self.lab, self.nodes, self.config = kube, lab, list(gpu_nodes), config
+        self.breaker_counts_cluster = breaker_counts_cluster
         self.node_paths = node_paths or (lambda node: (node_path(lab.node_root(node), KMSG), node_path(lab.node_root(node), GPU_METADATA)))
         self.stop_event = threading.Event()
         self.threads: list[threading.Thread] = []
@@ -306,7 +313,10 @@ class NvsentinelSimulator:
         self.metrics = NvsentinelMetrics()
 
     # --- presence: what preflight and an operator see of an installed NVSentinel ------------------
-    def install(self) -> None:
+    def install(self, monitor_pods: bool = True) -> None:
+        """Its namespace and ConfigMaps; with `monitor_pods`, the monitor DaemonSet and its pods as
+        objects only (no kubelet runs them in the simulated lab). On real nodes the pods are real:
+        `lab.simulators.nvsentinel` makes that DaemonSet itself."""
         ns = self.config.namespace
         if self.kube.get_or_none(Ref("v1", "namespaces", None, ns)) is None:
             self.kube.create(Ref("v1", "namespaces", None, ""), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
@@ -327,9 +337,10 @@ class NvsentinelSimulator:
             )
         else:
             self.kube.merge_patch(fq, {"data": toml})
-        daemonset = self._monitor_daemonset()
-        for node in self.nodes:
-            self._monitor_pod(node, daemonset)
+        if monitor_pods:
+            daemonset = self._monitor_daemonset()
+            for node in self.nodes:
+                self._monitor_pod(node, daemonset)
 
     def _monitor_daemonset(self) -> dict:
         """The chart's `syslog-health-monitor-regular` DaemonSet (no controller runs it here)."""
@@ -688,7 +699,7 @@ class NvsentinelSimulator:
         nodes = [
             n
             for n in self.kube.list(Ref("v1", "nodes", None, ""), label_selector=f"{GPU_PRESENT_LABEL}=true").get("items") or []
-            if n["metadata"]["name"] in self.nodes
+            if self.breaker_counts_cluster or n["metadata"]["name"] in self.nodes
         ]
         cordoned = sum(1 for n in nodes if o.unschedulable(n))
         if nodes and cordoned >= self.breaker_threshold(len(nodes)):

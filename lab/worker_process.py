@@ -9,11 +9,12 @@ goes through the shim; `libcuda.so.1` is the lab's driver simulator (lab/native/
   finds no device) — the kubelet simulator restarts it with a crash-loop backoff;
 * an engine loop keeps the GPU busy (alloc, launch, synchronize, free each step), as a serving engine
   does between requests, so a fault kills the worker even without traffic;
-* HTTP on 127.0.0.1:--port: `GET /health` (200 once the context exists), `POST /generate` (one engine
+* HTTP on --host (default 127.0.0.1; `0.0.0.0` in a pod, so the pod's address serves it):--port:
+  `GET /health` (200 once the context exists), `POST /generate` (one engine
   step, then generated text as JSON). A failing CUDA call answers 500 and exits with status 1, like an
   engine that dies on an unrecoverable CUDA error.
 
-    python -m lab.worker_process --port 8123 --name pod-name [--gpu 0] [--step-interval 0.05]
+    python -m lab.worker_process --port 8123 --name pod-name [--host 0.0.0.0] [--gpu 0] [--step-interval 0.05]
 """
 
 from __future__ import annotations
@@ -149,6 +150,9 @@ def handler(engine: Engine):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="lab GPU worker (driver API through cuGetProcAddress)")
     parser.add_argument("--port", type=int, required=True)
+    # Loopback for the simulated lab's pod processes (they share the host's network); a real pod
+    # listens on its own address, where its readinessProbe and the frontend reach it.
+    parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--name", default="worker")
     parser.add_argument("--gpu", type=int, default=0)
     parser.add_argument("--step-interval", type=float, default=0.05, help="seconds between idle engine steps")
@@ -159,9 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     except (CudaError, OSError, AttributeError) as error:
         die(f"cannot start: {error}")
     engine = Engine(driver, args.name)
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), handler(engine))
+    server = ThreadingHTTPServer((args.host, args.port), handler(engine))
     server.daemon_threads = True
-    print(f"worker: {args.name} serving on 127.0.0.1:{args.port} (GPU {args.gpu})", file=sys.stderr, flush=True)
+    print(f"worker: {args.name} serving on {args.host}:{args.port} (GPU {args.gpu})", file=sys.stderr, flush=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     idle = threading.Event()
     # The engine's own loop: a real engine steps continuously while it holds work; here at a fixed

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import configparser
 import shutil
-import subprocess
 import sys
 import tarfile
 import tempfile

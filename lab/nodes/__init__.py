@@ -19,7 +19,8 @@ A real lab's directory:
     DIR/pki/                 the lab CA (with its key), component and node certificates, kubeconfigs
     DIR/hub/                 the hub's holder files, etcd data; DIR/logs/ control-plane logs
     DIR/nodes/<node>/        containerd root (c/), CNI config and IPAM, pod logs, kubelet config and
-                             log, kmsg.log (what the node's /dev/kmsg received), varlib-upper/ (the
-                             node's writes to /var/lib: kubelet root, hostPaths such as
-                             /var/lib/faultflow), varlog/, sysctl/ (the values the kubelet reads)
+                             log, varlib-upper/ (the node's writes to /var/lib: kubelet root,
+                             hostPaths such as /var/lib/faultflow), varlog/ (its /var/log, with
+                             kmsg.log: what the node's /dev/kmsg received), sysctl/ (the values
+                             the kubelet reads)
 """

@@ -2,7 +2,8 @@
 moves onto).
 
 `up` starts the cluster, prints its kubeconfig and figures (`node_ready_s`, `lab_up_s`) and holds it
-until SIGTERM/SIGINT; everything it started dies with it. `down` removes what a crashed `up` left
+until SIGTERM/SIGINT; everything it started dies with it. `up --world` also starts the GPU world's
+simulators and the lab's DGD on it (`lab.simulators.world`). `down` removes what a crashed `up` left
 (processes by recorded pid and start time, cgroups) and the directory.
 """
 
@@ -22,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--dir", required=True, type=Path)
     up.add_argument("--gpu-nodes", type=int, default=3)
     up.add_argument("--no-coredns", action="store_true")
+    up.add_argument("--world", action="store_true", help="the simulators and the lab's DGD too (lab.simulators.world)")
     down = sub.add_parser("down")
     down.add_argument("--dir", required=True, type=Path)
     args = parser.parse_args(argv)
@@ -41,12 +43,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.gpu_nodes < 0 or args.gpu_nodes > 16:
         print("lab.nodes: --gpu-nodes must be 0..16", file=sys.stderr)
         return 2
+    if args.world and (args.no_coredns or args.gpu_nodes < 1):
+        print("lab.nodes: --world needs CoreDNS and at least one GPU node", file=sys.stderr)
+        return 2
+    extra: tuple = ()
+    if args.world:
+        from lab.simulators import world
+
+        extra = world.IMAGES
     try:
-        cluster = RealCluster(args.dir, plan_nodes(args.gpu_nodes), coredns=not args.no_coredns).start()
+        cluster = RealCluster(args.dir, plan_nodes(args.gpu_nodes), coredns=not args.no_coredns, extra_images=extra).start()
     except PackagesMissing as exc:
         print(exc, file=sys.stderr)
         return 2
     print(f"kubeconfig: {cluster.kubeconfig}")
+    if args.world:
+        try:
+            handle = world.start(cluster)
+        except BaseException:
+            cluster.stop()
+            raise
+        cluster.figures.update(handle.figures)
+        print(f"frontend (from pods): {handle.frontend_url}")
     print(f"figures: {figures_line(cluster.figures)}", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:

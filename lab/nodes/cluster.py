@@ -158,7 +158,7 @@ class RealCluster:
     def _start_control_plane(self) -> None:
         started = time.monotonic()
         hub_dir = self.folder / "hub"
-        self.hub = namespaces.hold("hub", hub_dir, self.ledger, mounts=[], kmsg=False)
+        self.hub = namespaces.hold("hub", hub_dir, self.ledger, mounts=[], kmsg_log=None)
         self.hub.run(
             ["sh", "-ec", f"ip link set lo up; ip link add lab0 type bridge; ip addr add {HUB_IP}/24 dev lab0; ip link set lab0 up"],
             net_only=True,

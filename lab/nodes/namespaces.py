@@ -54,13 +54,14 @@ class Namespaces:
         self.unshare.popen.wait()
 
 
-def hold(name: str, folder: Path, ledger: Ledger, *, mounts: list[dict], kmsg: bool) -> Namespaces:
-    """Start a holder with fresh network, mount and PID namespaces and the given private mounts."""
+def hold(name: str, folder: Path, ledger: Ledger, *, mounts: list[dict], kmsg_log: Path | None) -> Namespaces:
+    """Start a holder with fresh network, mount and PID namespaces and the given private mounts; with
+    `kmsg_log`, a pty bound over /dev/kmsg inside, copied to that file (`lab.nodes.nsinit`)."""
     folder.mkdir(parents=True, exist_ok=True)
     ready = folder / "nsinit.ready"
     ready.unlink(missing_ok=True)
     spec = folder / "nsinit.json"
-    spec.write_text(json.dumps({"mounts": mounts, "ready": str(ready), "kmsg_log": str(folder / "kmsg.log") if kmsg else None}, indent=2))
+    spec.write_text(json.dumps({"mounts": mounts, "ready": str(ready), "kmsg_log": str(kmsg_log) if kmsg_log else None}, indent=2))
     argv = [
         "unshare",
         "--net",

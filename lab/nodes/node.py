@@ -10,7 +10,9 @@ hard-code are the node's own:
 * `/var/log` is a per-node directory (the kubelet's `/var/log/containers` links);
 * the kernel tunables the kubelet insists on (`KUBELET_SYSCTLS`) are files holding its values, bound
   over `/proc/sys/...`: it reads what it wants and never writes the host's global sysctls;
-* `/dev/kmsg` is the slave of a pty whose master the node's holder copies to `<node>/kmsg.log`.
+* `/dev/kmsg` is the slave of a pty whose master the node's holder copies to the node's kernel log
+  file `/var/log/kmsg.log` (`<node>/varlog/kmsg.log` on the host): the node's journal, as a node's
+  syslog monitor reads it (NVSentinel's DaemonSet mounts it: `lab.simulators.nvsentinel`).
 
 Per-node cgroups (`/sys/fs/cgroup/<hierarchy>/<cgroup_name>`, the kubelet's `cgroupRoot`) hold the
 node's pods. kube-proxy runs in the node's network namespace with conntrack tuning off (those sysctls
@@ -47,6 +49,7 @@ TOGGLE_FILE = toggle.file_in(toggle.DEFAULT_DIR)
 # Sockets live in the node's own /run (a tmpfs), at their usual short paths: a unix socket path has at
 # most 107 bytes, which a lab directory under a test's tmp folder would exceed.
 CONTAINERD_SOCKET = "/run/containerd/containerd.sock"
+KERNEL_LOG = "/var/log/kmsg.log"  # inside the node: what its /dev/kmsg received, record by record
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,8 @@ class Node:
 
     @property
     def kmsg_log(self) -> Path:
-        return self.folder / "kmsg.log"
+        """The node's kernel log (`KERNEL_LOG` inside), as the host reaches it."""
+        return self.folder / "varlog" / Path(KERNEL_LOG).name
 
     @property
     def toggle_file(self) -> Path:
@@ -235,7 +239,8 @@ def create(plan: NodePlan, folder: Path, ledger: Ledger, lab_id: str) -> Node:
     """The node's cgroups and namespaces (nothing runs in them yet)."""
     folder.mkdir(parents=True, exist_ok=True)
     make_cgroups(cgroup_name(lab_id, plan.name), ledger)
-    ns = namespaces.hold(plan.name, folder, ledger, mounts=_mounts(folder, plan.gpus), kmsg=True)
+    mounts = _mounts(folder, plan.gpus)  # makes varlog/, where the kernel log is copied
+    ns = namespaces.hold(plan.name, folder, ledger, mounts=mounts, kmsg_log=folder / "varlog" / Path(KERNEL_LOG).name)
     node = Node(plan=plan, folder=folder, ns=ns)
     if plan.gpus:
         write_driver_tree(node)

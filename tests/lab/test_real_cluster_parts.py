@@ -63,7 +63,7 @@ def test_a_line_cut_short_by_a_crash_is_skipped(tmp_path):
 
 def test_a_node_namespace_has_its_own_pids_network_and_kernel_log(tmp_path):
     ledger = L.Ledger(tmp_path / "made.jsonl")
-    ns = namespaces.hold("n", tmp_path / "n", ledger, mounts=[{"type": "tmpfs", "target": "/run"}], kmsg=True)
+    ns = namespaces.hold("n", tmp_path / "n", ledger, mounts=[{"type": "tmpfs", "target": "/run"}], kmsg_log=tmp_path / "n" / "kmsg.log")
     try:
         out = ns.run(
             [
