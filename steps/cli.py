@@ -64,6 +64,7 @@ TOP_COMMANDS: dict[str, str] = {
     "xids": "steps.commands.xids:command",
     "shim": "steps.commands.shim:group",
     "faults": "steps.commands.faults:group",
+    "halt": "steps.commands.halt:command",
 }
 
 
@@ -90,6 +91,7 @@ STEP_NAMES = (
     "load",
     "report",
     "suite-gate",
+    "watch-abort",
 )
 STEP_COMMANDS: dict[str, str] = {name: f"steps.commands.{name.replace('-', '_')}:command" for name in STEP_NAMES}
 
