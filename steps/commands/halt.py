@@ -60,4 +60,11 @@ def command(reason, clear, status, as_json, kubeconfig, context):
     results = halt.stop_all(kube, home, f"faultflow halt: {reason or 'no reason given'}")
     for result in results:
         emit(STEP, EventName.WORKFLOW_STOPPED, workflow=result.name, stopped=result.stopped, why=result.why or None)
-    emit(STEP, EventName.HALT_SET, namespace=home, reason=current.reason, set_by=current.set_by, stopped=[r.name for r in results if r.stopped])
+    emit(
+        STEP,
+        EventName.HALT_SET,
+        namespace=home,
+        reason=current.reason,
+        set_by=current.set_by,
+        stopped=[r.name for r in results if r.stopped],
+    )

@@ -114,7 +114,7 @@ def parse_condition(text: str) -> Condition:
     if body.startswith(PROMQL_PREFIX):
         expr = body[len(PROMQL_PREFIX) :].strip()
         if not expr:
-            raise BadInput(f"{what}: promql: needs an expression, e.g. promql:up{{job=\"dynamo\"}} == 0 for 30s")
+            raise BadInput(f'{what}: promql: needs an expression, e.g. promql:up{{job="dynamo"}} == 0 for 30s')
         if expr.count("(") != expr.count(")") or expr.count("{") != expr.count("}") or expr.count('"') % 2:
             raise BadInput(f"{what}: the PromQL expression has unbalanced brackets or quotes")
         return Condition(normalised, Metric.PROMQL, expr=expr, for_s=for_s)

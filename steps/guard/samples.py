@@ -56,4 +56,3 @@ def breaker_utilization(nodes: Iterable[Mapping[str, Any]]) -> float | None:
     key, value = GPU_NODE_LABEL
     gpu = [n for n in nodes if ((n.get("metadata") or {}).get("labels") or {}).get(key) == value]
     return cordoned(gpu) / len(gpu) if gpu else None
-

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from steps.installation_names import SCENARIO_LABEL
 from steps.kube.client import Kube, NotFound, Ref
 
 ARGO_GROUP_VERSION = "argoproj.io/v1alpha1"
@@ -21,8 +22,9 @@ SHUTDOWN_STOP = "Stop"
 STOP_REASON_ANNOTATION = "faultflow.dev/stop-reason"
 # Argo's completed phases (`WorkflowStatus.Fulfilled`): a stop patch there would change nothing.
 COMPLETED_PHASES = ("Succeeded", "Failed", "Error")
-# How faultflow's Workflows are labelled (workflows.render: every template's workflowMetadata).
-PART_OF_SELECTOR = "app.kubernetes.io/part-of=faultflow"
+# faultflow's scenario runs, as every scenario template labels them (workflows.render: workflowMetadata).
+# The janitor's runs carry neither label: a halt never stops the janitor, whose reverting it wants.
+SCENARIO_SELECTOR = f"app.kubernetes.io/part-of=faultflow,{SCENARIO_LABEL}"
 
 
 def workflow_ref(namespace: str, name: str = "") -> Ref:
@@ -66,6 +68,6 @@ def stop_workflow(kube: Kube, namespace: str, name: str, reason: str) -> StopRes
 
 
 def running_workflows(kube: Kube, namespace: str) -> list[str]:
-    """faultflow's Workflows in its namespace that have not completed, by name."""
-    items = kube.list(workflow_ref(namespace), label_selector=PART_OF_SELECTOR).get("items") or []
+    """faultflow's scenario Workflows in its namespace that have not completed, by name."""
+    items = kube.list(workflow_ref(namespace), label_selector=SCENARIO_SELECTOR).get("items") or []
     return sorted(w["metadata"]["name"] for w in items if not completed(w))
