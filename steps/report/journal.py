@@ -257,5 +257,7 @@ def build_report(inputs: Inputs, criteria: Criteria, scenario: str, run_id: str 
         "nvsentinel": summary,
         "consumers": consumer_summary(inputs.events),
         "nvsentinel_mttr": mttr,
+        # The abort watcher's stop condition, when one fired (issue 18): the run was stopped on purpose.
+        "aborted": next((str(e.fields.get("condition")) for e in inputs.events if e.event == EventName.ABORTED), None),
         "series": series(columns, origin, run_end).as_dict(),
     }
