@@ -93,8 +93,11 @@ def command(
         sources,
         lambda source, why: emit(STEP, EventName.SKIPPED, run_id=run_id, source=source, why=f"no data from {source}: {why}"[:300]),
     )
-    emit(STEP, EventName.WATCH_ARMED, run_id=run_id, conditions=[c.text for c in conditions], interval_s=interval)
-    fired = _watch(watcher, interval)
+    fired = _watch(
+        watcher,
+        interval,
+        lambda: emit(STEP, EventName.WATCH_ARMED, run_id=run_id, conditions=[c.text for c in conditions], interval_s=interval),
+    )
     if fired is None:
         emit(STEP, EventName.STEP_FINISHED, run_id=run_id, exit_code=0, why="stopped before any condition fired")
         return
@@ -109,8 +112,9 @@ def command(
     raise Aborted(f"aborted: {text} (value {fired.value:g}, held {fired.held_s:g}s)")
 
 
-def _watch(watcher, interval: float):
-    """Run the watch on one event loop; SIGTERM/SIGINT (Argo ending the daemon) end it quietly."""
+def _watch(watcher, interval: float, armed):
+    """Run the watch on one event loop; SIGTERM/SIGINT (Argo ending the daemon) end it quietly —
+    from the moment `armed` announces it, so no signal can fall between the two."""
     import asyncio
     import signal
 
@@ -122,6 +126,7 @@ def _watch(watcher, interval: float):
                 loop.add_signal_handler(signum, stop.set)
             except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (in-process tests)
                 pass
+        armed()
         return await watcher.run(interval, stop)
 
     return asyncio.run(main())

@@ -111,7 +111,13 @@ def _node(name, gpu, cordoned_):
 
 
 def test_breaker_utilization_counts_gpu_nodes_only_as_nvsentinel_does():
-    nodes = [_node("g0", True, True), _node("g1", True, False), _node("g2", True, False), _node("g3", True, False), _node("c0", False, True)]
+    nodes = [
+        _node("g0", True, True),
+        _node("g1", True, False),
+        _node("g2", True, False),
+        _node("g3", True, False),
+        _node("c0", False, True),
+    ]
     assert breaker_utilization(nodes) == 0.25
     assert cordoned(nodes) == 2
     assert breaker_utilization([_node("c0", False, True)]) is None
