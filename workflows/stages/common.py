@@ -177,6 +177,8 @@ def watch_abort_stage(deadline_s: int) -> Stage:
         role=ABORT_WATCHER,
         deadline_s=deadline_s,
         background=True,
+        # exit 3 (the API server did not take the stop) starts the watch again; an abort (4) is a verdict
+        retry=True,
         description="Evaluates the abort-if stop conditions; when one fires, stops the Workflow (the exit handler reverts).",
         args=(
             *ABORT_ARGS,
