@@ -78,6 +78,8 @@ def command(
         probe = _target(url, api, model, "Say hello in one short sentence.", 16, probe_timeout)
     outputs = Outputs(outputs_dir)
     outputs.check()
+    if outputs_dir:
+        outputs.created()  # every input checked: from here on the step leaves its evidence there
     if not conditions:
         emit(STEP, EventName.WATCH_ARMED, run_id=run_id, conditions=[], why="no abort-if conditions: nothing to watch")
         return
