@@ -1,6 +1,7 @@
 """`faultflow step watch-abort`: the stop conditions (`abort-if`) of a run, evaluated while it is live.
 
-Runs as a daemon task beside the fault (Argo stops it with SIGTERM when the DAG is over: exit 0).
+Runs as a daemon task beside the fault (Argo stops it with SIGTERM when the DAG is over: exit 0; without
+conditions it idles until then).
 When a condition fires it
 1. emits `aborted` (condition, value, held_s) and the failed check `abort_if`, and writes the output
    file `aborted` — the report prints `aborted: <condition>`;
@@ -81,7 +82,11 @@ def command(
     if outputs_dir:
         outputs.created()  # every input checked: from here on the step leaves its evidence there
     if not conditions:
-        emit(STEP, EventName.WATCH_ARMED, run_id=run_id, conditions=[], why="no abort-if conditions: nothing to watch")
+        # Idle until the run ends rather than exit at once: Argo v4 marks a daemon that ends on its own
+        # Failed, which would fail every run without stop conditions (tests/lab/test_real_argo_abort.py).
+        _idle(
+            lambda: emit(STEP, EventName.WATCH_ARMED, run_id=run_id, conditions=[], why="no abort-if conditions: idle until the run ends")
+        )
         return
     from steps.guard.watcher import Sources, Watcher
     from steps.kube.client import connect
@@ -132,6 +137,16 @@ def _watch(watcher, interval: float, armed):
         return await watcher.run(interval, stop)
 
     return asyncio.run(main())
+
+
+def _idle(armed) -> None:
+    """Wait for SIGTERM/SIGINT (the end of the run), doing nothing; blocked first, so none is missed."""
+    import signal
+
+    signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    armed()
+    signal.sigwait(signals)
 
 
 def _stop(kube, namespace: str, name: str, reason: str):

@@ -69,5 +69,8 @@ def stop_workflow(kube: Kube, namespace: str, name: str, reason: str) -> StopRes
 
 def running_workflows(kube: Kube, namespace: str) -> list[str]:
     """faultflow's scenario Workflows in its namespace that have not completed, by name."""
-    items = kube.list(workflow_ref(namespace), label_selector=SCENARIO_SELECTOR).get("items") or []
+    try:
+        items = kube.list(workflow_ref(namespace), label_selector=SCENARIO_SELECTOR).get("items") or []
+    except NotFound:  # Argo's CRDs are not installed: no Workflow can be running
+        return []
     return sorted(w["metadata"]["name"] for w in items if not completed(w))

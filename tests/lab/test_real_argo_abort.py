@@ -171,3 +171,26 @@ def test_a_firing_stop_condition_stops_the_workflow_and_its_exit_handler_runs(la
     handler = _node(done, f"{name}.onExit", type_="Pod") or _node(done, "revert")
     assert handler is not None and handler["phase"] == "Succeeded", _summary(done)
     print(f"\nabort_to_workflow_end_s ({argo.line}): {ended_at - cordoned_at:.1f} (cordon → Workflow Failed, exit handler run)")
+
+
+def test_a_watcher_that_never_fires_lets_the_run_succeed(lab):
+    """The other two endings of the daemon: no conditions (it idles) and conditions that never hold; Argo
+    ends both with SIGTERM when the DAG is over (exit 0). Neither fails the Workflow. (A watcher that
+    exited 0 at once without conditions failed the Workflow under v4.0: Argo marked the daemon Failed.)"""
+    cluster, argo, folder = lab
+    workflow = _workflow("cordoned>100000")
+    templates = workflow["spec"]["templates"]
+    templates[0]["dag"]["tasks"].append({"name": "watch-none", "template": "watch-none"})
+    idle = json.loads(json.dumps(templates[1]))
+    idle["name"] = "watch-none"
+    idle["container"]["command"] = ["faultflow", "step", "watch-abort", "--abort-if", ""]
+    templates.append(idle)
+    templates[2]["container"]["command"] = ["sleep", "5"]  # hold: a short step this time
+    path = folder / "no-abort.yaml"
+    path.write_text(yaml.safe_dump(workflow, sort_keys=False))
+    done = argo_cli.wait(cluster.kubeconfig, argo.line, NS, argo_cli.submit(cluster.kubeconfig, argo.line, NS, path))
+    assert done["status"]["phase"] == "Succeeded", _summary(done)
+    assert "shutdown" not in done["spec"]
+    for daemon in ("watch-abort", "watch-none"):
+        node = _node(done, daemon)
+        assert node is not None and node["phase"] == "Succeeded", _summary(done)

@@ -209,15 +209,17 @@ def test_the_watcher_stops_its_workflow_when_a_condition_holds(argo_cluster, hom
     kube.merge_patch(Ref("v1", "nodes", None, node), {"spec": {"unschedulable": False}})
 
 
-def test_the_watcher_stops_quietly_on_sigterm(argo_cluster, home, unique, tmp_path):
-    """Argo ends the daemon with SIGTERM when the DAG is over: exit 0, nothing stopped."""
+@pytest.mark.parametrize("abort_if", ["cordoned>100000", ""], ids=["never-fires", "no-conditions"])
+def test_the_watcher_stops_quietly_on_sigterm(argo_cluster, home, unique, tmp_path, abort_if):
+    """Argo ends the daemon with SIGTERM when the DAG is over: exit 0, nothing stopped. Without
+    conditions it idles until then (a daemon that ends on its own fails the run under Argo v4)."""
     kube = argo_cluster.kube()
     create_workflows(kube, home, workflow(f"quiet-{unique}"))
     env = {**os.environ, "KUBECONFIG": argo_cluster.kubeconfig, NAMESPACE_ENV: home, "PYTHONPATH": os.getcwd()}
     from tests.support.cluster_world import FAULTFLOW
 
     watcher = subprocess.Popen(
-        [*FAULTFLOW, "step", "watch-abort", "--abort-if", "cordoned>100000", "--interval", "0.2", "--run-id", "q"]
+        [*FAULTFLOW, "step", "watch-abort", "--abort-if", abort_if, "--interval", "0.2", "--run-id", "q"]
         + ["--workflow-name", f"quiet-{unique}", "--outputs-dir", str(tmp_path / "o")],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -225,6 +227,7 @@ def test_the_watcher_stops_quietly_on_sigterm(argo_cluster, home, unique, tmp_pa
         env=env,
     )
     assert json.loads(watcher.stdout.readline())["event"] == "watch_armed"
+    assert watcher.poll() is None  # still watching (or idling) until told to stop
     watcher.terminate()
     stdout, stderr = watcher.communicate(timeout=60)
     assert watcher.returncode == 0, stderr
