@@ -5,7 +5,10 @@ Each stage runs as a subprocess `faultflow step …` with the command line its c
 `FAULTFLOW_EVENTS_FILE` set, so the report reads exactly what it reads under Argo. Semantics copied
 from Argo (and written down in `workflows.declaration`):
 
-* background stages (traffic `load`) start first and get SIGTERM once the foreground is over;
+* background stages (traffic `load`, the `watch-abort` daemon) start first and get SIGTERM once the
+  foreground is over; a background stage that exits 4 (`ExitCode.ABORTED`: a stop condition fired)
+  stops the run as its `argo stop` stops the Workflow — the running stage gets SIGTERM, the rest is
+  skipped, the exit stages run — and the run's exit code is 4;
 * foreground stages run in dependency order; the first failure skips the rest;
 * a `retry` stage is retried on exit 3 with exponential backoff (`declaration.RETRY`);
 * a stage past its `deadline_s` gets SIGTERM (then SIGKILL after a grace period);
@@ -68,9 +71,12 @@ class RunResult:
     stages: list[StageResult] = field(default_factory=list)
     stopped: bool = False
     refused: str = ""  # a lock was held: nothing ran
+    aborted: str = ""  # the background stage whose stop condition fired
 
     @property
     def exit_code(self) -> int:
+        if self.aborted:
+            return ExitCode.ABORTED
         if self.stopped:
             return STOPPED
         if self.refused:
@@ -109,6 +115,7 @@ class Runner:
         self._current: subprocess.Popen | None = None
         self._in_exit_stages = False
         self._lock = threading.Lock()
+        self.aborted = ""
 
     # --- signals ---------------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -211,6 +218,13 @@ class Runner:
         )
         return retrying(self._attempt, stage)
 
+    def _watch_background(self, stage: Stage, proc: subprocess.Popen) -> None:
+        """Argo's side of `watch-abort`: its stop patch stops the Workflow; here its exit code does."""
+        if proc.wait() == ExitCode.ABORTED and not self.stopping.is_set():
+            self.aborted = stage.name
+            self.progress.line(stage.name, "■ a stop condition fired: stopping the run (the exit stages revert)")
+            self.request_stop()
+
     # --- the run -------------------------------------------------------------------------------------
     def _stop_background(self, running: list[tuple[Stage, subprocess.Popen]]) -> None:
         for _stage, proc in running:
@@ -228,7 +242,9 @@ class Runner:
         for stage in scenario.stages:
             if stage.background:
                 self.progress.line(stage.name, "▶ " + " ".join(stage.command[1:]) + " (for the whole run)")
-                background.append((stage, self._spawn(stage)))
+                proc = self._spawn(stage)
+                background.append((stage, proc))
+                threading.Thread(target=self._watch_background, args=(stage, proc), name=f"bg-{stage.name}", daemon=True).start()
         try:
             for stage in scenario.order():
                 if self.stopping.is_set():
@@ -239,6 +255,7 @@ class Runner:
                     break
         finally:
             result.stopped = self.stopping.is_set()
+            result.aborted = self.aborted
             self._stop_background(background)
             with self._lock:
                 self._in_exit_stages = True

@@ -64,7 +64,11 @@ TOP_COMMANDS: dict[str, str] = {
     "xids": "steps.commands.xids:command",
     "shim": "steps.commands.shim:group",
     "faults": "steps.commands.faults:group",
+<<<<<<< HEAD
     "report": "steps.commands.report_compare:group",
+=======
+    "halt": "steps.commands.halt:command",
+>>>>>>> guard
 }
 
 
@@ -91,6 +95,7 @@ STEP_NAMES = (
     "load",
     "report",
     "suite-gate",
+    "watch-abort",
 )
 STEP_COMMANDS: dict[str, str] = {name: f"steps.commands.{name.replace('-', '_')}:command" for name in STEP_NAMES}
 

@@ -6,6 +6,10 @@ class ExitCode:
     CHECK_FAILED = 1
     BAD_INPUT = 2
     INFRASTRUCTURE = 3
+    ABORTED = 4
+    """A stop condition (`abort-if`) fired while the fault was live: the watcher stopped the Workflow
+    (its exit handler reverts the fault) and exits with this code, so the abort is told apart from a
+    check that failed (1) and from an error of ours (3). Not retried (Argo's retryStrategy retries 3 only)."""
 
 
 class StepError(Exception):
@@ -30,3 +34,9 @@ class InfrastructureError(StepError):
     """Something outside the step failed (API server unreachable, file system error)."""
 
     exit_code = ExitCode.INFRASTRUCTURE
+
+
+class Aborted(StepError):
+    """A stop condition fired: the run was stopped on purpose (the message names the condition)."""
+
+    exit_code = ExitCode.ABORTED

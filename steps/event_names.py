@@ -49,6 +49,8 @@ Informational (on the timeline, no phase or verdict of their own): `step_started
 `node_not_cordoned`, `node_restored`, `partition_verified`, `already_clean`, `skipped`,
 `would_revert`, `janitor_done`, `node_left`, `revert_deferred`, `revert_failed`,
 `revert_refused`, `fault_reached_workload` (read by the report's `workload_reached` check), `suite_verdict`, and `recovered` from `faults recover` (runs reverted by hand).
+`aborted` (the abort watcher's stop condition fired: `condition`, `value`; the report's `aborted` field and
+summary line), `watch_armed`, `workflow_stopped`, `halt_set`, `halt_cleared`.
 
 Phases (the report's per-phase statistics): `baseline` until the first `fault_injected`; `fault`
 from it; `remediation` from the first of `xid_detected`/`node_cordoned`/`pods_evicted`/
@@ -116,6 +118,11 @@ class EventName(StrEnum):
     FAULT_REACHED_WORKLOAD = "fault_reached_workload"  # did the workers log the shim injecting the XID
     CONSUMER_DETECTED = "consumer_detected"  # an NVML consumer answered (consumer, check, latency_ms, evidence)
     SUITE_VERDICT = "suite_verdict"  # the nightly suite's gate over its child Workflows
+    WATCH_ARMED = "watch_armed"  # the abort watcher began evaluating its conditions (conditions, interval_s)
+    ABORTED = "aborted"  # a stop condition fired (condition, value, held_s): the run was stopped; the report prints it
+    WORKFLOW_STOPPED = "workflow_stopped"  # the abort watcher or `faultflow halt` stopped a Workflow (workflow, reason)
+    HALT_SET = "halt_set"  # `faultflow halt`: the cluster-wide halt is in force (reason, stopped)
+    HALT_CLEARED = "halt_cleared"  # `faultflow halt --clear`
 
     # Derived by the report from the load records (never emitted by a step), shown on the timeline.
     FIRST_FAILED_REQUEST = "first_failed_request"

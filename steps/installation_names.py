@@ -25,3 +25,8 @@ def config_object(namespace: str, steps_image: str, shim_image: str, toggle_dir:
         "metadata": {"name": CONFIG_NAME, "namespace": namespace, "labels": {"app.kubernetes.io/part-of": "faultflow"}},
         "data": {STEPS_IMAGE: steps_image, SHIM_IMAGE: shim_image, TOGGLE_DIR: toggle_dir},
     }
+
+
+# The cluster-wide halt (`faultflow halt`): in force while this ConfigMap exists in faultflow's
+# namespace. No faultflow ServiceAccount may delete ConfigMaps there, so only an admin lifts it.
+HALT_NAME = "faultflow-halt"

@@ -93,6 +93,10 @@ PLANTS = [
     ("steps.gpu.toggle", "from steps.inference import records", {"steps-layers"}),
     ("steps.network.selectors", "from steps.report import stats", {"steps-layers"}),
     ("steps.errors", "from steps.gpu import xids", {"steps-layers"}),
+    # guard (issue 18): above report and inference, below the commands, no click
+    ("steps.guard.halt", "import click", {"domain-no-click"}),
+    ("steps.report.journal", "from steps.guard import conditions", {"steps-layers"}),
+    ("steps.guard.watcher", "from steps.commands import watch_abort", {"domain-no-click", "steps-layers"}),
 ]
 
 

@@ -142,6 +142,17 @@ NODE_AGENT = Role("node-agent", "inject-xid / shim on: runs on the node, writes 
 OBSERVER = Role("observer", "load / verify-inference / report: HTTP to the frontend and files; no API access", token=False)
 
 
+# The abort watcher (issue 18): reads the nodes (breaker, cordoned conditions) and stops its own run
+# the way `argo stop` does — get and patch Workflows, in faultflow's namespace only. It never reverts
+# anything itself: the stopped Workflow's exit handler does, as the cleanup account.
+ABORT_WATCHER = Role(
+    "abort-watcher",
+    "watch-abort: evaluates the run's stop conditions and stops its Workflow when one fires",
+    installation=(Rule("argoproj.io", ("workflows",), ("get", "patch")),),
+    cluster=(Rule("", ("nodes",), ("list",)),),
+)
+
+
 # Runs the scenarios of the nightly suite as child Workflows (resource templates).
 SUITE = Role(
     "suite",
@@ -154,7 +165,7 @@ SUITE = Role(
 )
 
 
-ROLES = (PREFLIGHT, SHIM_INJECTOR, CORDON_WATCHER, CLEANUP, NETWORK_INJECTOR, JANITOR, NODE_AGENT, OBSERVER, SUITE)
+ROLES = (PREFLIGHT, SHIM_INJECTOR, CORDON_WATCHER, CLEANUP, NETWORK_INJECTOR, JANITOR, NODE_AGENT, OBSERVER, SUITE, ABORT_WATCHER)
 
 
 # Argo's executor (init/wait containers) reports results through WorkflowTaskResults; it runs under

@@ -13,6 +13,8 @@ import click
 from steps.errors import BadInput
 from steps.event_names import EventName
 from steps.events import emit
+from steps.guard import halt
+from steps.installation_names import HALT_NAME
 from steps.kube.client import connect
 from steps.options import Duration, K8sName, RunId, common_cluster_options
 from steps.run import ledger as L
@@ -52,6 +54,23 @@ def rows(ledgers: list[L.Ledger]) -> list[dict]:
     return out
 
 
+def halt_rows(current) -> list[dict]:
+    """The cluster-wide halt, listed first: while it is in force no run starts (`faultflow halt`)."""
+    if current is None:
+        return []
+    return [
+        {
+            "run": "-",
+            "kind": "halt",
+            "target": f"configmap/{current.namespace}/{HALT_NAME}",
+            "injected_at": current.set_at or "-",
+            "expires_at": "-",
+            "state": f"in force{' by ' + current.set_by if current.set_by else ''}: {current.reason or 'no reason given'}",
+            "namespace": current.namespace,
+        }
+    ]
+
+
 def orphan_rows(found: list[orphans.Orphan]) -> list[dict]:
     """Workloads still carrying a run's shim whose ledger is gone: `faults recover RUN` undoes them."""
     return [
@@ -76,7 +95,7 @@ def list_command(namespace, as_json, kubeconfig, context):
     """Show every active fault: run, kind, target, injected at, expires at, state."""
     kube = connect(kubeconfig, context)
     store = L.LedgerStore(kube)
-    table = rows(store.all(namespace)) + orphan_rows(orphans.find(kube, store.home, namespace))
+    table = halt_rows(halt.read(kube, store.home)) + rows(store.all(namespace)) + orphan_rows(orphans.find(kube, store.home, namespace))
     if as_json:
         click.echo(json.dumps(table, indent=1))
         return

@@ -32,6 +32,14 @@ from steps.run.janitor import (
 @common_cluster_options
 def command(namespace, timeout, steps_image, toggle_dir, dry_run, kubeconfig, context):
     """Revert every orphaned fault (TTL passed, workflow gone or finished)."""
+    from steps.guard import halt
+    from steps.run import install
+
     kube = connect(kubeconfig, context)
+    # A halt changes nothing the janitor does (reverting is what a halt wants), but whoever reads its
+    # output should know one is in force.
+    current = halt.read(kube, install.home_namespace())
+    if current is not None:
+        click.echo(f"faultflow janitor: {current.describe()}", err=True)
     runs, entries = sweep(kube, namespace, timeout, dry_run, steps_image, toggle_dir=toggle_dir)
-    emit(STEP, EventName.JANITOR_DONE, runs=runs, entries=entries, dry_run=dry_run)
+    emit(STEP, EventName.JANITOR_DONE, runs=runs, entries=entries, dry_run=dry_run, halt=current.describe() if current else None)

@@ -25,11 +25,14 @@ from steps.events import emit
 from steps.gpu import nvsentinel, toggle
 from steps.gpu import posture as P
 from steps.gpu.guardrails import check_gpu_index, check_nvsentinel
+from steps.guard import halt
+from steps.guard.conditions import check_sources, parse_conditions
 from steps.kube import objects as o
 from steps.kube.client import Ref
 from steps.options import (
     Duration,
     FaultDuration,
+    HttpUrl,
     K8sName,
     Target,
     Window,
@@ -89,6 +92,13 @@ STEP = "preflight"
 @click.option("--workflow-name", default=None, help="Owning Argo Workflow ({{workflow.name}}).")
 @click.option("--workflow-namespace", default=None, help="Default: faultflow's namespace.")
 @click.option("--workflow-uid", default=None)
+@click.option(
+    "--abort-if",
+    "abort_if",
+    default="",
+    help="The run's stop conditions (checked here so a malformed one stops the run before anything is injected).",
+)
+@click.option("--prometheus-url", type=HttpUrl(), default="", help="Prometheus for promql stop conditions.")
 @click.option("--dry-run", is_flag=True, help="Print every change the scenario would make; make none.")
 def command(
     run_id,
@@ -115,10 +125,13 @@ def command(
     workflow_name,
     workflow_namespace,
     workflow_uid,
+    abort_if,
+    prometheus_url,
     dry_run,
 ):
     """Validate parameters and guardrails, resolve target node and GPU, open the run ledger."""
     expect = chosen_expect(expect)
+    check_sources(parse_conditions(abort_if), prometheus_url)
     # faultflow's Workflows run in its own namespace (the janitor looks for them there only).
     workflow = (
         {"name": workflow_name, "namespace": workflow_namespace or install.home_namespace(), "uid": workflow_uid} if workflow_name else None
@@ -126,7 +139,9 @@ def command(
     if fault == "network":
         if nodes or restore_node or xid is not None or steps_image or shim_image:
             raise BadInput("--node, --xid, --restore-node and the images apply to GPU faults only (--fault gpu)")
-        network_preflight(open_run(), run_id, namespace, target, dgd_version, ttl, workflow, dry_run)
+        run_context = open_run()
+        halt.refuse_if_halted(run_context.kube, run_context.ledgers.home)
+        network_preflight(run_context, run_id, namespace, target, dgd_version, ttl, workflow, dry_run)
         return
     if xid is None:
         raise BadInput("--xid is required for a GPU fault")
@@ -136,6 +151,8 @@ def command(
         raise BadInput(f"{len(set(nodes))} target nodes exceed the blast radius --max-nodes={max_nodes}")
     run_context = open_run()
     kube = run_context.kube
+    # A halt in force (`faultflow halt`): no new run starts, whatever else holds.
+    halt.refuse_if_halted(kube, run_context.ledgers.home)
     installed = install.load(kube, run_context.ledgers.home)
     install.check_image("--steps-image", steps_image, installed.steps_image, installed.namespace)
     install.check_image("--shim-image", shim_image, installed.shim_image, installed.namespace)

@@ -278,6 +278,8 @@ def build_report(
         "nvsentinel": summary,
         "consumers": consumer_summary(inputs.events),
         "nvsentinel_mttr": mttr,
+        # The abort watcher's stop condition, when one fired (issue 18): the run was stopped on purpose.
+        "aborted": next((str(e.fields.get("condition")) for e in inputs.events if e.event == EventName.ABORTED), None),
         "series": series(columns, origin, run_end).as_dict(),
     }
     report["resilience_score"] = resilience_score(report).as_dict()

@@ -36,6 +36,7 @@ def render_markdown(report: dict) -> str:
         "",
         f"Run `{report.get('run_id') or '-'}`, {report['duration_s']:.0f} s, {report['inputs']['requests']} requests.",
         "",
+        *([f"**aborted: {report['aborted']}**", ""] if report.get("aborted") else []),
         "| figure | value |",
         "|---|---|",
         f"| time to first failure | {_s(f['time_to_first_failure_s'])} |",

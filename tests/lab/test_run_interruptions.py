@@ -152,3 +152,45 @@ def test_a_partition_stopped_at_any_stage_leaves_no_policy(lab, matrix, stage, h
     found = leftovers(lab, before)
     matrix.record(case("network-partition", stage, how, run), found)
     assert not found, "\n".join(found) + "\n" + run.output()
+
+
+def _event_time(path, name: str) -> float | None:
+    if not path.is_file():
+        return None
+    for line in path.read_text().splitlines():
+        event = json.loads(line)
+        if event.get("event") == name:
+            return float(event["time"])
+    return None
+
+
+@pytest.mark.parametrize("condition", ["cordoned>0 for 1s"])
+def test_a_run_aborted_by_its_stop_condition_leaves_the_lab_as_it_was(lab, matrix, condition):
+    """Issue 18, the matrix's abort column: the watch-abort daemon sees NVSentinel's cordon of the XID's
+    node (more nodes cordoned than the condition allows), the runner stops the running stage as Argo
+    does after the watcher's `argo stop`, the exit stages revert, and the report says why."""
+    wait_baseline(lab)
+    before = snapshot(lab)
+    run = Run.start(lab, "xid=79", f"abort-if={condition}")
+    code = run.finish()
+    assert code == 4, run.output() + run.stderr
+    assert run.output().rstrip().endswith(f"failed (exit 4); evidence in {lab.root / 'runs' / run.name}")
+    evidence = lab.root / "runs" / run.name
+    report = json.loads((evidence / "report" / "report.json").read_text())
+    assert report["aborted"] == condition
+    assert f"aborted: {condition}" in (evidence / "report" / "summary.md").read_text()
+    assert any(c["name"] == "abort_if" and c["status"] == "failed" for c in report["checks"]), report["checks"]
+    for exit_stage in EXIT_STAGES:
+        assert run.stage_finished(exit_stage), run.output()
+    aborted_at = _event_time(evidence / "watch-abort" / "step-events.jsonl", "aborted")
+    reverted_at = _event_time(evidence / "final-cleanup" / "step-events.jsonl", "fault_cleared")
+    node = xid_node(lab, run)
+    assert node is not None, run.output()
+    wait_nvsentinel_quarantine(lab, node)
+    found = leftovers(lab, before)
+    matrix.record(case("gpu-fault", "abort-if", condition, run), found)
+    released = release_quarantined(lab)
+    assert not found, "\n".join(found) + "\n" + run.output()
+    assert released == [node], (released, node)
+    if aborted_at is not None and reverted_at is not None:
+        print(f"abort_latency_s: {reverted_at - aborted_at:.2f} (condition fired → final-cleanup's toggle off)")

@@ -240,6 +240,50 @@ CASES = [
     ("report compare missing file", ["report", "compare", "{tdir}/nope.json", "{tdir}/toggle", "--outputs-dir", "{tdir}/compare"]),
     ("report compare not a report", ["report", "compare", "{kmsg}", "{tdir}/toggle", "--outputs-dir", "{tdir}/compare"]),
     ("report compare bad tolerance", ["report", "compare", "{kmsg}", "{kmsg}", "--tolerance", "recovery", "--outputs-dir", "{tdir}/c"]),
+    # Issue 18: stop conditions are refused whole before anything is injected, and the halt's own options.
+    (
+        "preflight abort-if malformed",
+        PREFLIGHT + ["--namespace", "{ns}", "--node", "{node}", "--xid", "79", "--abort-if", "availability<<0.5"],
+    ),
+    (
+        "preflight abort-if promql without prometheus",
+        PREFLIGHT + ["--namespace", "{ns}", "--node", "{node}", "--xid", "79", "--abort-if", "promql:up == 0 for 5s"],
+    ),
+    (
+        "network preflight abort-if malformed",
+        [
+            "step",
+            "preflight",
+            "--run-id",
+            "r1",
+            "--target",
+            "dgd/llm",
+            "--fault",
+            "network",
+            "--namespace",
+            "{ns}",
+            "--abort-if",
+            "cordoned>1.5",
+        ],
+    ),
+    *(
+        (f"watch-abort {name}", ["step", "watch-abort", "--run-id", "r1", "--outputs-dir", "{tdir}/o", *args])
+        for name, args in (
+            ("unknown metric", ["--abort-if", "latency>5s"]),
+            ("availability above one", ["--abort-if", "availability<1.5 for 5s"]),
+            ("p99 without unit", ["--abort-if", "p99>2000 for 5s"]),
+            ("for without unit", ["--abort-if", "cordoned>1 for 5"]),
+            ("empty condition", ["--abort-if", "cordoned>1;;breaker>0.5"]),
+            ("availability without url", ["--abort-if", "availability<0.5 for 5s"]),
+            ("to an outside frontend", ["--abort-if", "availability<0.5 for 5s", "--url", "http://example.com:8000"]),
+            ("prometheus url not http", ["--abort-if", "promql:up == 0", "--prometheus-url", "ftp://p:9090"]),
+            ("interval zero", ["--abort-if", "cordoned>1", "--interval", "0"]),
+        )
+    ),
+    ("halt clear with a reason", ["halt", "--clear", "--reason", "x"]),
+    ("halt clear and status", ["halt", "--clear", "--status"]),
+    ("halt reason of two lines", ["halt", "--reason", "a\nb"]),
+    ("halt json without status", ["halt", "--json"]),
 ]
 
 

@@ -51,6 +51,7 @@ CASES: dict[str, tuple[tuple[str, ...], str, tuple[str, ...]]] = {
     ),
     "load": (("--duration", "0.5", "--rate", "20", "--url", "{url}"), "--outputs-dir", ("load.json", "records.jsonl")),
     "report": (("--input", "{run}", "--window", "5"), "--outputs-dir", ("report.json", "junit.xml", "summary.md", "timeline.png")),
+    "watch-abort": (("--run-id", "r1", "--abort-if", "cordoned>1", *CLUSTER), "--outputs-dir", ()),
 }
 # Steps with no outputs directory at all (checked below: they really have no such option).
 NO_OUTPUTS = ("restore-node", "janitor", "suite-gate")  # suite-gate: its verdict is its exit code and event
@@ -63,6 +64,7 @@ CONNECTS = {
     "degrade-network",
     "heal-network",
     "verify-partition",
+    "watch-abort",
 }
 
 

@@ -35,6 +35,7 @@ from tests.support.cluster_world import (
 from tests.workflows.deployed import apply, delete
 from workflows.deploy import DeployConfig, executor_objects, role_objects
 from workflows.roles import (
+    ABORT_WATCHER,
     CLEANUP,
     CORDON_WATCHER,
     JANITOR,
@@ -436,3 +437,52 @@ def test_executor_account_only_reports_task_results(world):
         assert not can("get", "pods", "") and not can("create", "workflows", "argoproj.io")
     finally:
         config.close()
+
+
+def test_abort_watcher_stops_its_run_as_its_own_account_and_nothing_else(world, tmp_path):
+    """Issue 18: the watcher lists nodes and stops a Workflow in faultflow's namespace, with its own
+    token; it may not touch Workflows elsewhere, and no faultflow account may lift a halt (delete
+    ConfigMap faultflow-halt)."""
+    a, home, target, other = world["accounts"], world["home"], world["target"], world["other"]
+    admin = connect(str(world["cluster"].kubeconfig))
+    body = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"name": "run-1", "labels": {"app.kubernetes.io/part-of": "faultflow", "faultflow.dev/scenario": "gpu-fault"}},
+        "spec": {"entrypoint": "main", "templates": [{"name": "main", "suspend": {}}]},
+    }
+    admin.create(Ref("argoproj.io/v1alpha1", "workflows", home, ""), body)
+    nodes = admin.list(Ref("v1", "nodes", None, ""))["items"]
+    already = sum(1 for n in nodes if (n.get("spec") or {}).get("unschedulable"))
+    admin.merge_patch(Ref("v1", "nodes", None, world["node"]), {"spec": {"unschedulable": True}})
+    try:
+        result = a.run(
+            ABORT_WATCHER,
+            "step",
+            "watch-abort",
+            "--abort-if",
+            f"cordoned>{already}",
+            "--interval",
+            "0.2",
+            "--run-id",
+            "run-1",
+            "--workflow-name",
+            "run-1",
+            "--outputs-dir",
+            str(tmp_path / "o"),
+        )
+    finally:
+        admin.merge_patch(Ref("v1", "nodes", None, world["node"]), {"spec": {"unschedulable": False}})
+    assert result.returncode == 4, result.stderr
+    assert admin.get(Ref("argoproj.io/v1alpha1", "workflows", home, "run-1"))["spec"]["shutdown"] == "Stop"
+    for verb, resource, where, group in (
+        ("patch", "workflows", target, "argoproj.io"),
+        ("patch", "workflows", other, "argoproj.io"),
+        ("create", "workflows", home, "argoproj.io"),
+        ("delete", "workflows", home, "argoproj.io"),
+        ("get", "configmaps", home, ""),
+        ("patch", "nodes", None, ""),
+    ):
+        assert not a.allowed(ABORT_WATCHER, verb, resource, where, group), (verb, resource, where)
+    for role in ROLES:
+        assert not a.allowed(role, "delete", "configmaps", home), role.name

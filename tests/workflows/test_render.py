@@ -41,6 +41,7 @@ def test_gpu_fault_dag_order_and_dependencies():
     tasks = dag(spec("gpu-fault"), "main")
     assert {n: t.get("depends") for n, t in tasks.items()} == {
         "load": None,
+        "watch-abort": None,  # issue 18: the stop conditions, beside the whole run
         "preflight": None,
         "steady-state": "preflight",
         "inject-cuda-shim": "steady-state",
@@ -55,6 +56,9 @@ def test_gpu_fault_dag_order_and_dependencies():
         "verify-after-cleanup": "cleanup-dgd",
     }
     assert templates(spec("gpu-fault"))["load"]["daemon"] is True  # traffic for the whole run
+    watcher = templates(spec("gpu-fault"))["watch-abort"]
+    assert watcher["daemon"] is True and watcher["serviceAccountName"] == "faultflow-abort-watcher"
+    assert "== 3" in watcher["retryStrategy"]["expression"]  # an abort (exit 4) is a verdict, never retried
     args = {p["name"]: p["value"] for p in tasks["wait-for-cordon"]["arguments"]["parameters"]}
     # issue 15 item 4: the node inject-cuda-shim confirmed after its rollout (a Ready, shimmed worker there).
     assert args == {

@@ -7,8 +7,10 @@ from workflows.declaration import Scenario
 from workflows.stages import gpu as gs
 from workflows.stages import gpu_parameters as gp
 from workflows.stages.common import (
+    ABORT_IF,
     HOLD,
     INFERENCE_PARAMETERS,
+    PROMETHEUS_URL,
     TARGET_PARAMETERS,
     final_cleanup_stage,
     gate_stage,
@@ -17,6 +19,7 @@ from workflows.stages.common import (
     recover_stage,
     report_stage,
     settle_stage,
+    watch_abort_stage,
 )
 
 NAME = "cuda-only"
@@ -39,11 +42,14 @@ SCENARIO = Scenario(
         gp.NVSENTINEL_NAMESPACE,
         HOLD,
         *INFERENCE_PARAMETERS,
+        PROMETHEUS_URL,
+        ABORT_IF,
         gp.STEPS_IMAGE_PARAMETER,
         gp.SHIM_IMAGE_PARAMETER,
     ),
     stages=(
         load_stage(DEADLINE_S),
+        watch_abort_stage(DEADLINE_S),
         gs.preflight(expect="none"),
         gate_stage(after="preflight"),
         gs.inject_cuda_shim(after="steady-state"),

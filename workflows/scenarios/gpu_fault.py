@@ -7,6 +7,7 @@ from workflows.declaration import Scenario
 from workflows.stages import gpu as gs
 from workflows.stages import gpu_parameters as gp
 from workflows.stages.common import (
+    ABORT_IF,
     INFERENCE_PARAMETERS,
     PROMETHEUS_URL,
     TARGET_PARAMETERS,
@@ -16,6 +17,7 @@ from workflows.stages.common import (
     recover_stage,
     report_stage,
     settle_stage,
+    watch_abort_stage,
 )
 
 NAME = "gpu-fault"
@@ -45,11 +47,13 @@ SCENARIO = Scenario(
         gp.EVICTION_TIMEOUT,
         *INFERENCE_PARAMETERS,
         PROMETHEUS_URL,
+        ABORT_IF,
         gp.STEPS_IMAGE_PARAMETER,
         gp.SHIM_IMAGE_PARAMETER,
     ),
     stages=(
         load_stage(DEADLINE_S),
+        watch_abort_stage(DEADLINE_S),
         gs.preflight(),
         gate_stage(after="preflight"),
         gs.inject_cuda_shim(after="steady-state", nvml=True),

@@ -6,14 +6,17 @@ from __future__ import annotations
 from workflows.declaration import Param, Parameter, Scenario
 from workflows.stages import network as ns
 from workflows.stages.common import (
+    ABORT_IF,
     HOLD,
     INFERENCE_PARAMETERS,
+    PROMETHEUS_URL,
     TARGET_PARAMETERS,
     gate_stage,
     hold_stage,
     load_stage,
     recover_stage,
     report_stage,
+    watch_abort_stage,
 )
 
 NAME = "network-degrade"
@@ -35,9 +38,23 @@ SCENARIO = Scenario(
         "Chaos Mesh NetworkChaos on the GPU workers (correct selector schema, mode for the blast radius, "
         "duration enforced by Chaos Mesh): holds, heals and measures inference."
     ),
-    parameters=(*TARGET_PARAMETERS, ACTION, MODE, DELAY, JITTER, LOSS, BANDWIDTH, ns.DURATION, HOLD, *INFERENCE_PARAMETERS),
+    parameters=(
+        *TARGET_PARAMETERS,
+        ACTION,
+        MODE,
+        DELAY,
+        JITTER,
+        LOSS,
+        BANDWIDTH,
+        ns.DURATION,
+        HOLD,
+        *INFERENCE_PARAMETERS,
+        PROMETHEUS_URL,
+        ABORT_IF,
+    ),
     stages=(
         load_stage(DEADLINE_S),
+        watch_abort_stage(DEADLINE_S),
         ns.preflight(),
         gate_stage(after="preflight"),
         ns.inject(

@@ -5,14 +5,17 @@ from __future__ import annotations
 from workflows.declaration import Param, Parameter, Scenario
 from workflows.stages import network as ns
 from workflows.stages.common import (
+    ABORT_IF,
     HOLD,
     INFERENCE_PARAMETERS,
+    PROMETHEUS_URL,
     TARGET_PARAMETERS,
     gate_stage,
     hold_stage,
     load_stage,
     recover_stage,
     report_stage,
+    watch_abort_stage,
 )
 
 NAME = "network-partition"
@@ -40,9 +43,10 @@ SCENARIO = Scenario(
         "block one path — frontend/workers, prefill/decode, workers/NATS — keeping DNS and the API server "
         "reachable; holds, heals and measures inference."
     ),
-    parameters=(*TARGET_PARAMETERS, PARTITION, DIRECTION, POD_CIDR, ns.DURATION, HOLD, *INFERENCE_PARAMETERS),
+    parameters=(*TARGET_PARAMETERS, PARTITION, DIRECTION, POD_CIDR, ns.DURATION, HOLD, *INFERENCE_PARAMETERS, PROMETHEUS_URL, ABORT_IF),
     stages=(
         load_stage(DEADLINE_S),
+        watch_abort_stage(DEADLINE_S),
         ns.preflight(),
         gate_stage(after="preflight"),
         ns.inject(

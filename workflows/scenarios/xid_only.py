@@ -7,6 +7,7 @@ from workflows.declaration import Scenario
 from workflows.stages import gpu as gs
 from workflows.stages import gpu_parameters as gp
 from workflows.stages.common import (
+    ABORT_IF,
     INFERENCE_PARAMETERS,
     PROMETHEUS_URL,
     TARGET_PARAMETERS,
@@ -15,6 +16,7 @@ from workflows.stages.common import (
     load_stage,
     recover_stage,
     report_stage,
+    watch_abort_stage,
 )
 
 NAME = "xid-only"
@@ -40,10 +42,12 @@ SCENARIO = Scenario(
         gp.FAULT_DURATION,
         *INFERENCE_PARAMETERS,
         PROMETHEUS_URL,
+        ABORT_IF,
         gp.STEPS_IMAGE_PARAMETER,
     ),
     stages=(
         load_stage(DEADLINE_S),
+        watch_abort_stage(DEADLINE_S),
         gs.preflight(shim=False),
         gate_stage(after="preflight"),
         gs.inject_xid(after="steady-state", toggle=False),

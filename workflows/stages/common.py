@@ -13,6 +13,7 @@ from workflows.declaration import (
     WorkflowField,
 )
 from workflows.roles import (
+    ABORT_WATCHER,
     CLEANUP,
     OBSERVER,
 )
@@ -155,8 +156,44 @@ PROMETHEUS_URL = Parameter(
     "prometheus-url",
     "",
     "Prometheus that scrapes NVSentinel (e.g. http://prometheus.monitoring:9090): the report sets NVSentinel's quarantine "
-    "and eviction durations beside ours. Empty: skip.",
+    "and eviction durations beside ours, and abort-if's promql: conditions are evaluated there. Empty: skip.",
 )
+ABORT_IF = Parameter(
+    "abort-if",
+    "",
+    "Stop conditions while the run is live, ';'-separated, e.g. 'availability<0.5 for 5s; p99>2000ms for 10s; "
+    "promql:<expr> for 30s; breaker>0.3; cordoned>1'. When one fires the run is stopped (its exit handler reverts the "
+    "fault) and the report says why. Empty: none.",
+)
+# What preflight passes on to the condition parser: a malformed condition stops the run before injection.
+ABORT_ARGS = ("--abort-if", Param("abort-if"), "--prometheus-url", Param("prometheus-url"))
+
+
+def watch_abort_stage(deadline_s: int) -> Stage:
+    """The stop conditions, evaluated beside the whole run (a daemon, as `load`); it stops the run itself."""
+    return Stage(
+        "watch-abort",
+        "watch-abort",
+        role=ABORT_WATCHER,
+        deadline_s=deadline_s,
+        background=True,
+        # exit 3 (the API server did not take the stop) starts the watch again; an abort (4) is a verdict
+        retry=True,
+        description="Evaluates the abort-if stop conditions; when one fires, stops the Workflow (the exit handler reverts).",
+        args=(
+            *ABORT_ARGS,
+            "--url",
+            Param("frontend-url"),
+            "--run-id",
+            RUN_ID,
+            "--workflow-name",
+            WorkflowField("name"),
+            "--workflow-namespace",
+            WorkflowField("namespace"),
+            "--outputs-dir",
+            OUTPUTS,
+        ),
+    )
 
 
 def report_stage(scenario: str, expect_fault: bool = True, expect_workload_reached: bool = False, prometheus: bool = False) -> Stage:

@@ -12,7 +12,7 @@ from workflows.roles import (
     PREFLIGHT,
     SHIM_INJECTOR,
 )
-from workflows.stages.common import KMSG, OUTPUTS, PROC, RUN_ID, TOGGLE_DIR, TOGGLE_FILE
+from workflows.stages.common import ABORT_ARGS, KMSG, OUTPUTS, PROC, RUN_ID, TOGGLE_DIR, TOGGLE_FILE
 
 NODE = Output("preflight", "node")
 # With the shim: the node inject-cuda-shim confirmed after its rollout (a Ready, shimmed worker there).
@@ -71,6 +71,7 @@ def preflight(expect: str | Param = Param("expect"), shim: bool = True) -> Stage
             WorkflowField("namespace"),
             "--workflow-uid",
             WorkflowField("uid"),
+            *ABORT_ARGS,
             "--outputs-dir",
             OUTPUTS,
         ),

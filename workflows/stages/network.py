@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from workflows.declaration import Param, Parameter, Stage, WorkflowField
 from workflows.roles import CLEANUP, NETWORK_INJECTOR, PREFLIGHT
-from workflows.stages.common import OUTPUTS, RUN_ID
+from workflows.stages.common import ABORT_ARGS, OUTPUTS, RUN_ID
 
 NETWORK_MUTEXES = ("faultflow-{namespace}",)
 DURATION = Parameter("duration", "10m", "The fault heals itself after this, even if the workflow is stopped.")
@@ -38,6 +38,7 @@ def preflight() -> Stage:
             WorkflowField("namespace"),
             "--workflow-uid",
             WorkflowField("uid"),
+            *ABORT_ARGS,
             "--outputs-dir",
             OUTPUTS,
         ),
