@@ -64,11 +64,8 @@ TOP_COMMANDS: dict[str, str] = {
     "xids": "steps.commands.xids:command",
     "shim": "steps.commands.shim:group",
     "faults": "steps.commands.faults:group",
-<<<<<<< HEAD
     "report": "steps.commands.report_compare:group",
-=======
     "halt": "steps.commands.halt:command",
->>>>>>> guard
 }
 
 

@@ -135,7 +135,7 @@ def test_faultflow_runs_from_the_wheel_alone(wheel: Path, tmp_path: Path) -> Non
     top = faultflow("--help")
     assert top.returncode == 0, top.stderr
     listed = {line.split()[0] for line in top.stdout.split("Commands:")[1].splitlines() if line.strip()}
-    assert listed == {"step", "xids", "shim", "faults", "halt"}
+    assert listed == {"step", "xids", "shim", "faults", "report", "halt"}
     steps_help = faultflow("step", "--help")
     assert steps_help.returncode == 0, steps_help.stderr
     assert "inject-xid" in steps_help.stdout

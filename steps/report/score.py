@@ -23,7 +23,7 @@ recover from: recovery scores full. Whether the fault missed the workload is a c
 (`fault_reached_workload`), which then fails and caps the score.
 
 Caps, in order:
-- an aborted run (a stop condition fired: report `aborted`, or a `run_aborted` event) scores 0: the
+- an aborted run (a stop condition fired: report `aborted`, or an `aborted` event from watch-abort) scores 0: the
   run hurt more than allowed and was stopped before it could show recovery;
 - a run without inference records scores 0: nothing was measured;
 - any failed check caps the score at 50: a run that failed its gate is never a good run.
@@ -32,12 +32,12 @@ Caps, in order:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from steps.event_names import EventName
 
 WEIGHTS = {"availability": 40.0, "recovery": 30.0, "detection": 10.0, "latency": 10.0, "checks": 10.0}
 RECOVERY_REFERENCE_S = 120.0
 DETECTION_REFERENCE_S = 30.0
 FAILED_CHECK_CAP = 50.0
-ABORTED_EVENT = "run_aborted"
 WEIGHTS_VERSION = 1  # bump when a weight or a rule changes: scores of different versions do not compare
 
 
@@ -143,7 +143,7 @@ def aborted(report: dict) -> str | None:
     """Why the run was aborted (its stop condition), or None."""
     if report.get("aborted"):
         return str(report["aborted"])
-    event = next((e for e in report.get("timeline") or [] if e.get("event") == ABORTED_EVENT), None)
+    event = next((e for e in report.get("timeline") or [] if e.get("event") == EventName.ABORTED), None)
     if event is not None:
         return str(event.get("condition") or event.get("reason") or "a stop condition fired")
     return None

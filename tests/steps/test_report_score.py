@@ -80,7 +80,7 @@ def test_a_failed_check_caps_at_50_and_lists_it(tmp_path):
 
 
 def test_an_aborted_run_scores_zero_with_its_condition(tmp_path):
-    aborted = Event("abort-watch", "run_aborted", {"condition": "availability<0.5 for 5s"}, T0 + 30)
+    aborted = Event("watch-abort", "aborted", {"condition": "availability<0.5 for 5s"}, T0 + 30)
     _, report = build(write_evidence(tmp_path / "in", fail_until=41, extra=[aborted]), tmp_path / "out")
     score = report["resilience_score"]
     assert score["score"] == 0.0 and score["cap"] == "aborted: availability<0.5 for 5s" and score["uncapped"] > 0
