@@ -11,7 +11,8 @@ and packed as a tar that `ctr images import` takes; it lands in the shared cache
   binaries the lab builds from the Argo module (lab.tools.ARGO_LINES), as Argo's own images hold them;
 * `debian`: a minimal Debian root file system made with mmdebstrap at a pinned suite and snapshot
   date of the package lists it saw (the base the step and lab images build on);
-* `faultflow-steps`, `faultflow-shim`: the product's images, as images/*/Dockerfile say (lab.images.product);
+* `faultflow-steps`, `faultflow-shim`, `faultflow-node-agent`: the product's images, as images/*/Dockerfile
+  say (lab.images.product);
 * `faultflow-cuda-worker`, `faultflow-lab-worker`, `faultflow-frontend-simulator`: the lab's workload
   over the driver simulator, and the frontend simulator (lab.images.worker).
 
@@ -288,6 +289,7 @@ def builders() -> dict:
         "debian": ensure_debian,
         "faultflow-shim": product.ensure_shim,
         "faultflow-steps": product.ensure_steps,
+        "faultflow-node-agent": product.ensure_node_agent,
         "faultflow-cuda-worker": worker.ensure_cuda_worker,
         "faultflow-lab-worker": worker.ensure_lab_worker,
         "faultflow-frontend-simulator": worker.ensure_frontend,
