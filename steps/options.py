@@ -4,7 +4,6 @@ usage errors, which `steps.cli.run` turns into one line on stderr and exit 2."""
 from __future__ import annotations
 
 import functools
-import math
 import re
 from collections.abc import Callable
 from typing import Any

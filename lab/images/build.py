@@ -126,6 +126,29 @@ def assemble(image: Image, rootfs: Path) -> Path:
     return out
 
 
+def sizes(image: Image) -> tuple[int, int]:
+    """(compressed, uncompressed) bytes of the image's layers, base layers included (a figure: what a
+    node stores and unpacks for it, sharing nothing)."""
+    import json
+    import tarfile
+    import zlib
+
+    compressed = uncompressed = 0
+    with tarfile.open(image.tar) as outer:
+
+        def blob(digest: str):
+            return outer.extractfile(f"./blobs/sha256/{digest.split(':', 1)[1]}")
+
+        index = json.load(outer.extractfile("./index.json"))  # type: ignore[arg-type]
+        manifest = json.load(blob(index["manifests"][0]["digest"]))  # type: ignore[arg-type]
+        for layer in manifest["layers"]:
+            compressed += layer["size"]
+            stream, gunzip = blob(layer["digest"]), zlib.decompressobj(31)  # gzip layers (umoci's)
+            while chunk := stream.read(1 << 20):  # type: ignore[union-attr]
+                uncompressed += len(gunzip.decompress(chunk))
+    return compressed, uncompressed
+
+
 def ensure(image: Image, populate) -> Path:
     """The image's tar, built by `populate(rootfs)` + `assemble` when the cache lacks it."""
     if image.tar.is_file():

@@ -34,7 +34,9 @@ STEP = "cleanup-dgd"
     help="Restore the workload (--no-restore-workload: only the toggle, so recovery is measured before our own rollout).",
 )
 @click.option(
-    "--node-agent-image", default=None, help="Image for the toggle-off pod (default: the installed node-agent image, ConfigMap faultflow-config)."
+    "--node-agent-image",
+    default=None,
+    help="Image for the toggle-off pod (default: the installed node-agent image, ConfigMap faultflow-config).",
 )
 @click.option("--toggle-dir", default=None, help="Node toggle directory (default: the installed one, ConfigMap faultflow-config).")
 @click.option("--timeout", default="5m", show_default=True, type=Duration())
