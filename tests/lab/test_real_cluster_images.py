@@ -300,6 +300,26 @@ def test_the_toggle_off_pod_switches_the_toggle_off_as_the_images_user(cluster, 
 
 
 # ---- the node-agent image and the rendered XID pod -----------------------------------------------------
+def _help_start_s(rest: Rest, name: str, image: str) -> float:
+    """Seconds from creating a one-container pod running the image's `faultflow --help` on cpu-0 until
+    it has run (a figure: the images are already on the node, so this is start-up, not a pull)."""
+    body = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "nodeName": "cpu-0",
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "containers": [{"name": "help", "image": image, "imagePullPolicy": "Never", "args": ["--help"]}],
+        },
+    }
+    created = time.monotonic()
+    rest.post(f"/api/v1/namespaces/{NS}/pods", body)
+    _wait_pod(rest, name, ("Succeeded",))
+    return time.monotonic() - created
+
+
 def test_the_node_agent_image_has_no_kubernetes_client(cluster):
     """Issue 15 item 9: the node pods' image runs its entry point as its own non-root user, and neither
     the Kubernetes client nor the steps image's other heavy packages are in it."""
@@ -338,6 +358,8 @@ def test_the_node_agent_image_has_no_kubernetes_client(cluster):
     commands = _logs(rest, "node-agent-image", "help").split("Commands:")[1].strip().splitlines()
     assert [c.split()[0] for c in commands] == ["shim", "step"]  # the node-side commands alone
     assert _logs(rest, "node-agent-image", "whoami").split() == [str(TOGGLE_UID)] * 2
+    starts = {image: _help_start_s(rest, f"help-{image.name}", image.ref) for image in (product.node_agent_image(), product.steps_image())}
+    print("pod_run_s (one `faultflow --help` container to Succeeded): " + ", ".join(f"{i.name} {s:.2f}" for i, s in starts.items()))
     for image in (product.node_agent_image(), product.steps_image()):
         compressed, uncompressed = build.sizes(image)
         print(f"image_size_mb ({image.name}): uncompressed {uncompressed / 1e6:.1f}, compressed layers {compressed / 1e6:.1f}")
