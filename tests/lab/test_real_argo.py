@@ -317,9 +317,10 @@ def test_the_rendered_inject_xid_step_returns_its_outputs_from_tmp_under_a_read_
     for path in ("/var/lib/nvsentinel", TOGGLE_DIR_PATH):  # NVSentinel's collector and the shim's init container make these
         (node_root / path.lstrip("/")).mkdir(parents=True, exist_ok=True)
     toggle_file = node_root / toggle.file_in(TOGGLE_DIR_PATH).lstrip("/")
-    if not toggle_file.exists():  # as the shim image's install.sh leaves it: off, the toggle owner's
+    # As the shim image's install.sh leaves it: off, the toggle owner's (the lab's GPU node made it as root).
+    if not toggle_file.exists():
         toggle.write(toggle_file, toggle.Toggle(on=False))
-        os.chown(toggle_file, TOGGLE_UID, TOGGLE_UID)
+    os.chown(toggle_file, TOGGLE_UID, TOGGLE_UID)
     # The node agent's account, and the executor's token Secret Argo mounts where a pod has no token of
     # its own (deploy/ ships one for faultflow-executor: workflows.deploy.token_secret).
     rest.post(
