@@ -164,7 +164,13 @@ class Site:
                     L.NODE_TOGGLE,
                     {"node": self.node},
                     L.APPLIED,
-                    data={"toggle_dir": "/etc", "pod_namespace": "kube-system", "steps_image": "evil:1", "xid": 79},
+                    data={
+                        "toggle_dir": "/etc",
+                        "pod_namespace": "kube-system",
+                        "steps_image": "evil:1",
+                        "node_agent_image": "evil:1",
+                        "xid": 79,
+                    },
                 ),
             ),
         ]

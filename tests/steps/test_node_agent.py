@@ -5,13 +5,15 @@ import, and they run from those files alone.
   its commands import, as the import graph says (grimp, import-linter's reader), plus their packages'
   `__init__` and the XID catalogue's data: a new import makes this fail until the image copies it, and
   a file copied but not needed fails too;
-* its click pin is pyproject.toml's, its user the steps image's (the toggle's owner);
+* its click pin is pyproject.toml's, its python3 the lab's Debian base's, its user the steps image's
+  (the toggle's owner);
 * the node agent offers the commands every node stage and the toggle-off pod run, with their spelling;
 * from a folder holding only the copied files and click, under an interpreter without site-packages
   (no Kubernetes client, matplotlib, numpy or httpx on its path), inject-xid writes the line and the
   toggle, and `shim off` switches it off.
 
-The image itself on a real node: tests/lab/test_real_node_agent.py.
+The image itself: tests/lab/test_images.py (its files), tests/lab/test_real_cluster_images.py (real
+nodes) and tests/lab/test_real_argo.py (the rendered step under the real Argo controller).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 import click
 import grimp
 
-from lab.images import product
+from lab.images import build, product
 from lab.images.dockerfile import final_stage
 from steps import node_agent
 from steps.gpu import kmsg, nvsentinel, toggle
@@ -97,6 +99,9 @@ def test_the_click_pin_is_pyprojects_and_the_user_is_the_toggle_owner():
     assert stage.user == final_stage(product.STEPS_DOCKERFILE).user == str(TOGGLE_UID)
     assert stage.entrypoint == ("faultflow",)
     assert any(c.stage == "build" and c.sources == (f"{target}/click",) for c in stage.copies)
+    # Its python3 is the one the lab's Debian base (which the lab builds it on) pins.
+    python3 = next(p for p in build.DEBIAN_PACKAGES if p.startswith("python3="))
+    assert f"install -y --no-install-recommends {python3} " in " ".join(DOCKERFILE.read_text().split())
 
 
 def _resolves(argv: list[str]) -> bool:
