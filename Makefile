@@ -102,7 +102,7 @@ clean: ## remove the venv and build outputs
 render: venv ## write deploy/ from the scenario declarations
 	$(VENV)/bin/faultflow render --out deploy
 
-# Container images (images/steps, images/shim). With a Docker engine: docker build, as a registry build
+# Container images (images/steps, images/shim, images/node-agent). With a Docker engine: docker build, as a registry build
 # does. Without one: the lab's pipeline (lab/images/product.py: the same Dockerfiles' user, entry point
 # and paths, umoci layers over a Debian base made with mmdebstrap) into the image cache, where the real
 # lab's nodes import them from. Either way it says which.
@@ -111,8 +111,9 @@ images: ## build the container images (Docker where an engine answers, else the 
 	@if docker info >/dev/null 2>&1; then \
 		echo "faultflow: building the images with Docker"; \
 		docker build -f images/steps/Dockerfile -t faultflow-steps:0.1.0 . && \
-		docker build -f images/shim/Dockerfile -t faultflow-shim:0.1.0 .; \
+		docker build -f images/shim/Dockerfile -t faultflow-shim:0.1.0 . && \
+		docker build -f images/node-agent/Dockerfile -t faultflow-node-agent:0.1.0 .; \
 	else \
 		echo "faultflow: no Docker engine answers (docker info): building the images with the lab's pipeline (mmdebstrap + umoci, no Docker)"; \
-		$(MAKE) -s venv node-packages && $(PY) -m lab.images.build faultflow-steps faultflow-shim; \
+		$(MAKE) -s venv node-packages && $(PY) -m lab.images.build faultflow-steps faultflow-shim faultflow-node-agent; \
 	fi

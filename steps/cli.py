@@ -108,8 +108,14 @@ def _one_line(message: str) -> str:
 
 def run(argv: list[str] | None = None) -> None:
     """Console-script entry point: one-line errors and the step exit codes."""
+    run_group(main, argv)
+
+
+def run_group(group: click.Group, argv: list[str] | None = None) -> None:
+    """`group` as the `faultflow` command (this one, or the node agent's: steps.node_agent), with one-line
+    errors and the step exit codes."""
     try:
-        main.main(args=argv, prog_name="faultflow", standalone_mode=False)
+        group.main(args=argv, prog_name="faultflow", standalone_mode=False)
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
     except click.exceptions.Abort:

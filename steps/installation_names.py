@@ -11,19 +11,21 @@ NAMESPACE_ENV = "FAULTFLOW_NAMESPACE"
 CONFIG_NAME = "faultflow-config"
 # Keys of the ConfigMap (deploy/config.yaml).
 STEPS_IMAGE, SHIM_IMAGE, TOGGLE_DIR = "steps-image", "shim-image", "toggle-dir"
+# The image of the pods that run on a node (inject-xid, `shim on`, the toggle-off pod): images/node-agent.
+NODE_AGENT_IMAGE = "node-agent-image"
 
 # The nightly suite's child Workflows: which suite run started them, and which scenario each one is.
 SUITE_RUN_LABEL = "faultflow.dev/suite-run"
 SCENARIO_LABEL = "faultflow.dev/scenario"
 
 
-def config_object(namespace: str, steps_image: str, shim_image: str, toggle_dir: str) -> dict:
+def config_object(namespace: str, steps_image: str, shim_image: str, toggle_dir: str, node_agent_image: str) -> dict:
     """The ConfigMap as deploy/ writes it."""
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": CONFIG_NAME, "namespace": namespace, "labels": {"app.kubernetes.io/part-of": "faultflow"}},
-        "data": {STEPS_IMAGE: steps_image, SHIM_IMAGE: shim_image, TOGGLE_DIR: toggle_dir},
+        "data": {STEPS_IMAGE: steps_image, SHIM_IMAGE: shim_image, NODE_AGENT_IMAGE: node_agent_image, TOGGLE_DIR: toggle_dir},
     }
 
 

@@ -90,13 +90,19 @@ PLANTS = [
     # layers: kube below workload and run; independent siblings; the shared root modules at the bottom
     ("steps.kube.client", "from steps.workload import dynamo", {"steps-layers"}),
     ("steps.kube.jsonpatch", "from steps.run import ledger", {"steps-layers"}),
-    ("steps.gpu.toggle", "from steps.inference import records", {"steps-layers"}),
+    # (the toggle is the node agent's too: it may not reach the inference client either)
+    ("steps.gpu.toggle", "from steps.inference import records", {"steps-layers", "node-agent-narrow"}),
     ("steps.network.selectors", "from steps.report import stats", {"steps-layers"}),
     ("steps.errors", "from steps.gpu import xids", {"steps-layers"}),
     # guard (issue 18): above report and inference, below the commands, no click
     ("steps.guard.halt", "import click", {"domain-no-click"}),
     ("steps.report.journal", "from steps.guard import conditions", {"steps-layers"}),
     ("steps.guard.watcher", "from steps.commands import watch_abort", {"domain-no-click", "steps-layers"}),
+    # the node agent (images/node-agent): no cluster client, directly or through the steps that use it
+    ("steps.gpu.kmsg", "import kubernetes", {"node-agent-narrow"}),
+    ("steps.commands.shim", "from steps.options import RunId", {"node-agent-narrow"}),
+    ("steps.option_types", "from steps.run.context import RunContext", {"node-agent-narrow"}),
+    ("steps.commands.inject_xid", "import matplotlib.pyplot", {"node-agent-narrow"}),
 ]
 
 

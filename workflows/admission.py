@@ -10,11 +10,11 @@ the pod Argo creates, whatever the Workflow said:
 
 * `faultflow-janitor`: the main container is the installed steps image running exactly
   `faultflow step janitor --timeout 5m`; no host paths, not privileged, no host namespaces;
-* `faultflow-node-agent`: the main container is the installed steps image running
+* `faultflow-node-agent`: the main container is the installed node-agent image running
   `faultflow step inject-xid` or `faultflow shim on`; host paths only /dev/kmsg and the installed
   toggle directory; no host network;
 * any other pod there: no host path and nothing privileged, except the toggle-off pod exactly as
-  `steps.gpu.toggle_pod` builds it (installed image, `faultflow shim off --file <toggle-dir>/toggle`,
+  `steps.gpu.toggle_pod` builds it (installed node-agent image, `faultflow shim off --file <toggle-dir>/toggle`,
   only the toggle directory, no token);
 * for both accounts, every container besides `main` is Argo's executor (`init`/`wait` running
   argoexec; with `executor-image` in ConfigMap faultflow-config, exactly that image), and no
@@ -75,7 +75,9 @@ VARIABLES = [
         "(has(object.spec.hostNetwork) && object.spec.hostNetwork) || (has(object.spec.hostIPC) && object.spec.hostIPC)"
         " || (has(object.spec.hostPID) && object.spec.hostPID)",
     ),  # no faultflow pod uses hostPID (issue 19)
-    ("mainImage", "variables.main.size() == 1 && variables.main[0].image == variables.config['steps-image']"),
+    ("mainImage", f"variables.main.size() == 1 && variables.main[0].image == variables.config['{install.STEPS_IMAGE}']"),
+    # The node agent's pods run the node-agent image (images/node-agent: no cluster client).
+    ("agentImage", f"variables.main.size() == 1 && variables.main[0].image == variables.config['{install.NODE_AGENT_IMAGE}']"),
     # Argo's executor: init/wait containers running argoexec (exactly the configured image when there is one).
     (
         "executorOnly",
@@ -89,7 +91,7 @@ VARIABLES = [
     (
         "toggleOff",
         "object.spec.containers.size() == 1 && !has(object.spec.initContainers)"
-        " && object.spec.containers[0].image == variables.config['steps-image']"
+        f" && object.spec.containers[0].image == variables.config['{install.NODE_AGENT_IMAGE}']"
         " && has(object.spec.containers[0].command) && !has(object.spec.containers[0].args)"
         " && object.spec.containers[0].command == ['faultflow', 'shim', 'off', '--file', variables.config['toggle-dir'] + '/toggle']"
         " && variables.hostPaths.all(p, p == variables.config['toggle-dir'])"
@@ -109,13 +111,13 @@ VALIDATIONS = [
         f"the {JANITOR_ACCOUNT} account runs only `{' '.join(JANITOR_ARGV)}` in the installed steps image",
     ),
     (
-        f"variables.sa != '{NODE_AGENT_ACCOUNT}' || (variables.mainImage && variables.executorOnly"
+        f"variables.sa != '{NODE_AGENT_ACCOUNT}' || (variables.agentImage && variables.executorOnly"
         " && variables.argv.size() >= variables.k + 3 && variables.argv[variables.k] == 'faultflow'"
         " && ((variables.argv[variables.k + 1] == 'step' && variables.argv[variables.k + 2] == 'inject-xid')"
         " || (variables.argv[variables.k + 1] == 'shim' && variables.argv[variables.k + 2] == 'on'))"
         f" && variables.hostPaths.all(p, p == '{KMSG}' || p == '{NVSENTINEL_DIR}' || p == variables.config['toggle-dir'])"
         " && !variables.hostNamespaces)",
-        f"the {NODE_AGENT_ACCOUNT} account runs only `faultflow step inject-xid` / `faultflow shim on` in the installed steps "
+        f"the {NODE_AGENT_ACCOUNT} account runs only `faultflow step inject-xid` / `faultflow shim on` in the installed node-agent "
         "image, with host paths /dev/kmsg, NVSentinel's metadata directory and the installed toggle directory only",
     ),
     (

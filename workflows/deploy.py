@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from steps import installation_names as install
 from workflows.declaration import Role, Rule
 from workflows.roles import EXECUTOR_RULES, EXECUTOR_SERVICE_ACCOUNT, ROLES
-from workflows.stages.common import SHIM_IMAGE, STEPS_IMAGE, TOGGLE_DIR_PATH
+from workflows.stages.common import NODE_AGENT_IMAGE, SHIM_IMAGE, STEPS_IMAGE, TOGGLE_DIR_PATH
 
 NAMESPACE = "faultflow"
 DEFAULT_TARGET_NAMESPACES = ("dynamo",)
@@ -152,7 +152,7 @@ def config_object(config: DeployConfig) -> dict:
     """ConfigMap faultflow-config: the installation's images and node toggle directory, the only
     source the steps take them from (`steps.run.install`); kustomize's `images:` rewrites the image
     values here as it does the containers' (kustomizeconfig.yaml)."""
-    return install.config_object(config.namespace, STEPS_IMAGE, SHIM_IMAGE, TOGGLE_DIR_PATH)
+    return install.config_object(config.namespace, STEPS_IMAGE, SHIM_IMAGE, TOGGLE_DIR_PATH, NODE_AGENT_IMAGE)
 
 
 # Pod Security Admission, set explicitly: the node agent's pods (inject-xid, shim on) are privileged
@@ -225,11 +225,12 @@ def kustomization(config: DeployConfig, resources: list[str]) -> dict:
         "kind": "Kustomization",
         "resources": resources,
         # The override point for the pinned images: `newName`/`newTag`/`digest` here retarget every
-        # step container of the templates, the steps-image/shim-image parameter defaults and
-        # ConfigMap faultflow-config, from which the steps take the images of the pods they create
+        # step container of the templates (the node agent's stages: node-agent-image), the
+        # steps-image/shim-image parameter defaults and ConfigMap faultflow-config, from which the
+        # steps take the images of the pods they create (toggle-off: the node-agent image)
         # (kustomizeconfig.yaml tells kustomize where those fields are). A run cannot choose an
         # image: preflight refuses a steps-image/shim-image parameter other than the configured one.
-        "images": [image_entry(STEPS_IMAGE), image_entry(SHIM_IMAGE)],
+        "images": [image_entry(STEPS_IMAGE), image_entry(SHIM_IMAGE), image_entry(NODE_AGENT_IMAGE)],
         "configurations": ["kustomizeconfig.yaml"],
     }
 
@@ -242,6 +243,6 @@ def kustomize_config() -> dict:
         specs.append({"path": f"{base}/templates/container/image", "kind": kind})
         # Parameter defaults: the transformer rewrites only values that name one of the images.
         specs.append({"path": f"{base}/arguments/parameters/value", "kind": kind})
-    for key in (install.STEPS_IMAGE, install.SHIM_IMAGE):
+    for key in (install.STEPS_IMAGE, install.SHIM_IMAGE, install.NODE_AGENT_IMAGE):
         specs.append({"path": f"data/{key}", "kind": "ConfigMap"})
     return {"images": specs}

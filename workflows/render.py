@@ -46,8 +46,8 @@ from hera.workflows import (
 from steps.event_names import EVENTS_FILE_ENV
 from workflows import declaration as d
 from workflows import retention
-from workflows.roles import EXECUTOR_SERVICE_ACCOUNT
-from workflows.stages.common import STEPS_IMAGE
+from workflows.roles import EXECUTOR_SERVICE_ACCOUNT, NODE_AGENT
+from workflows.stages.common import NODE_AGENT_IMAGE, STEPS_IMAGE
 
 OUTPUTS_PATH = "/tmp/faultflow/outputs"
 EVIDENCE_PATH = "/tmp/faultflow/evidence"
@@ -162,6 +162,13 @@ def pinned_to_node(node: str) -> m.Affinity:
     )
 
 
+def image(stage: d.Stage) -> str:
+    """The node agent's stages (inject-xid, `shim on`: privileged, on the node) run the node-agent image,
+    which holds only the node-side commands and no cluster client (issue 15 item 9); every other
+    stage the steps image."""
+    return NODE_AGENT_IMAGE if stage.role is NODE_AGENT else STEPS_IMAGE
+
+
 def container(stage: d.Stage, scenario: d.Scenario) -> Container | Suspend:
     if stage.hold is not None:
         return Suspend(name=stage.name, duration=argument(stage.hold), active_deadline_seconds=stage.deadline_s)
@@ -190,7 +197,7 @@ def container(stage: d.Stage, scenario: d.Scenario) -> Container | Suspend:
         kwargs["daemon"] = True
     return Container(
         name=stage.name,
-        image=STEPS_IMAGE,
+        image=image(stage),
         command=list(stage.command),
         args=[argument(a) for a in stage.args],
         env=[Env(name=EVENTS_FILE_ENV, value=f"{OUTPUTS_PATH}/{d.EVENTS_FILE_NAME}")],

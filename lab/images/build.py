@@ -11,7 +11,8 @@ and packed as a tar that `ctr images import` takes; it lands in the shared cache
   binaries the lab builds from the Argo module (lab.tools.ARGO_LINES), as Argo's own images hold them;
 * `debian`: a minimal Debian root file system made with mmdebstrap at a pinned suite and snapshot
   date of the package lists it saw (the base the step and lab images build on);
-* `faultflow-steps`, `faultflow-shim`: the product's images, as images/*/Dockerfile say (lab.images.product);
+* `faultflow-steps`, `faultflow-shim`, `faultflow-node-agent`: the product's images, as images/*/Dockerfile
+  say (lab.images.product);
 * `faultflow-cuda-worker`, `faultflow-lab-worker`, `faultflow-frontend-simulator`: the lab's workload
   over the driver simulator, and the frontend simulator (lab.images.worker).
 
@@ -123,6 +124,29 @@ def assemble(image: Image, rootfs: Path) -> Path:
         _run(["tar", "-C", str(layout), "-cf", str(partial), "."])
         partial.replace(out)
     return out
+
+
+def sizes(image: Image) -> tuple[int, int]:
+    """(compressed, uncompressed) bytes of the image's layers, base layers included (a figure: what a
+    node stores and unpacks for it, sharing nothing)."""
+    import json
+    import tarfile
+    import zlib
+
+    compressed = uncompressed = 0
+    with tarfile.open(image.tar) as outer:
+
+        def blob(digest: str):
+            return outer.extractfile(f"./blobs/sha256/{digest.split(':', 1)[1]}")
+
+        index = json.load(outer.extractfile("./index.json"))  # type: ignore[arg-type]
+        manifest = json.load(blob(index["manifests"][0]["digest"]))  # type: ignore[arg-type]
+        for layer in manifest["layers"]:
+            compressed += layer["size"]
+            stream, gunzip = blob(layer["digest"]), zlib.decompressobj(31)  # gzip layers (umoci's)
+            while chunk := stream.read(1 << 20):  # type: ignore[union-attr]
+                uncompressed += len(gunzip.decompress(chunk))
+    return compressed, uncompressed
 
 
 def ensure(image: Image, populate) -> Path:
@@ -288,6 +312,7 @@ def builders() -> dict:
         "debian": ensure_debian,
         "faultflow-shim": product.ensure_shim,
         "faultflow-steps": product.ensure_steps,
+        "faultflow-node-agent": product.ensure_node_agent,
         "faultflow-cuda-worker": worker.ensure_cuda_worker,
         "faultflow-lab-worker": worker.ensure_lab_worker,
         "faultflow-frontend-simulator": worker.ensure_frontend,

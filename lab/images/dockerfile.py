@@ -3,7 +3,7 @@
 The lab builds images/steps and images/shim without Docker (lab.images.product); the Dockerfiles stay
 what a registry build uses. So the lab builder never restates the facts a Dockerfile holds: it takes
 the final stage's user, entry point, environment, the paths it copies to and the user it creates from
-here. Only the instructions these two Dockerfiles use are understood; anything else in the final
+here. Only the instructions these Dockerfiles use are understood; anything else in the final
 stage is refused, so a new instruction cannot be silently left out of the lab's image.
 """
 

@@ -1,4 +1,5 @@
-"""The product's images (images/steps, images/shim) built here without Docker, as their Dockerfiles say.
+"""The product's images (images/steps, images/shim, images/node-agent) built here without Docker, as
+their Dockerfiles say.
 
 A registry build runs `docker build -f images/<name>/Dockerfile .`; this machine has no Docker engine,
 so the lab follows the same Dockerfile through its own pipeline (lab.images.build: umoci layers over
@@ -11,7 +12,10 @@ never restated here; what the build stage does is done the same way with the sam
   wheels only, for the image's Python 3.11 and glibc, into one layer over the Debian base (whose
   python3 is 3.11); its console scripts point at the image's /usr/bin/python3;
 * shim: `make -C shim` + `strip --strip-unneeded` in a scratch copy of shim/, and install.sh, over
-  the lab's busybox base.
+  the lab's busybox base;
+* node-agent: the Dockerfile's COPY lines themselves (the files of `steps` it names, its `faultflow`
+  script) and its build stage's click pin (pip, binary wheel) over the Debian base, whose python3 is
+  the one its apt line pins.
 
 Base images differ from the Dockerfiles' (python:3.11-slim, busybox:glibc): the lab's are built from
 Debian packages here, and nothing is pulled. Each image is cached by the hash of everything it is
@@ -21,6 +25,7 @@ made from (the Dockerfile included).
 from __future__ import annotations
 
 import configparser
+import re
 import shutil
 import sys
 import tarfile
@@ -34,6 +39,9 @@ from lab.images.dockerfile import FinalStage, final_stage
 REPO = Path(__file__).resolve().parents[2]
 STEPS_DOCKERFILE = REPO / "images" / "steps" / "Dockerfile"
 SHIM_DOCKERFILE = REPO / "images" / "shim" / "Dockerfile"
+NODE_AGENT_DOCKERFILE = REPO / "images" / "node-agent" / "Dockerfile"
+# The node-agent build stage's `pip install --target <dir> <pin>`: what its COPY --from=build takes.
+_PIP_TARGET = re.compile(r"pip install [^&]*--target (\S+) (\S+==\S+)")
 # Where Debian's python3 looks for locally installed packages (sys.path of /usr/bin/python3).
 SITE = "usr/local/lib/python3.11/dist-packages"
 IMAGE_PYTHON = (3, 11)
@@ -82,6 +90,28 @@ def steps_image() -> build.Image:
         user=stage.user,
         env=(*build.DEBIAN.env, *stage.env_list),
         base=steps_deps_image(),
+    )
+
+
+def node_agent_pins() -> tuple[str, str]:
+    """(target directory, requirement) of the node-agent Dockerfile's build stage (`pip install --target`)."""
+    found = _PIP_TARGET.search(NODE_AGENT_DOCKERFILE.read_text())
+    if found is None:
+        raise RuntimeError(f"faultflow: {NODE_AGENT_DOCKERFILE} has no `pip install --target DIR NAME==VERSION` build stage")
+    return found.group(1), found.group(2)
+
+
+def node_agent_image() -> build.Image:
+    stage = final_stage(NODE_AGENT_DOCKERFILE)
+    sources = [str(REPO / s) for c in stage.copies if not c.stage for s in c.sources]
+    return build.Image(
+        "faultflow-node-agent",
+        _version(),
+        inputs=(str(NODE_AGENT_DOCKERFILE), *sources, *node_agent_pins(), *_platforms()),
+        entrypoint=stage.entrypoint,
+        user=stage.user,
+        env=(*build.DEBIAN.env, *stage.env_list),
+        base=build.DEBIAN,
     )
 
 
@@ -193,6 +223,47 @@ def _steps(rootfs: Path) -> None:
     below = base_file(steps_deps_image(), MANIFEST).decode()
     (rootfs / MANIFEST).parent.mkdir(parents=True, exist_ok=True)
     (rootfs / MANIFEST).write_text("".join(sorted((below + _freeze(site)).splitlines(keepends=True), key=str.lower)))
+
+
+# ---- node agent -----------------------------------------------------------------------------------
+def _copy(source: Path, destination: Path) -> None:
+    """Docker's COPY of one source: a directory's contents into `destination`, a file to it."""
+    if source.is_dir():
+        shutil.copytree(source, destination, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    else:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, destination)
+
+
+def _node_agent(rootfs: Path) -> None:
+    """The final stage's COPY lines, as written (build-context files, and the build stage's pip target
+    made here the same way), and its account."""
+    stage = final_stage(NODE_AGENT_DOCKERFILE)
+    target, requirement = node_agent_pins()
+    with tempfile.TemporaryDirectory(prefix="faultflow-node-agent-build-") as scratch:
+        built = Path(scratch) / "usr" / "local" / "lib" / "python3" / "deps"  # pip_target's bin/ lands in scratch
+        pip_target(built, requirement)
+        for item in stage.copies:
+            if item.stage and item.stage != "build":
+                raise RuntimeError(f"faultflow: {NODE_AGENT_DOCKERFILE}: COPY --from={item.stage} is not reproduced here")
+            for source in item.sources:
+                if item.stage:
+                    if not (source == target or source.startswith(target + "/")):
+                        raise RuntimeError(f"faultflow: {NODE_AGENT_DOCKERFILE}: COPY --from=build {source} is outside {target}")
+                    origin = built / source[len(target) :].lstrip("/")
+                else:
+                    origin = REPO / source
+                into = item.destination.endswith("/") or len(item.sources) > 1
+                destination = rootfs / item.destination.lstrip("/")
+                _copy(origin, destination / Path(source).name if into and not origin.is_dir() else destination)
+    _account_lines(rootfs, build.DEBIAN, stage)
+
+
+def ensure_node_agent() -> build.Image:
+    build.ensure_debian()
+    image = node_agent_image()
+    build.ensure(image, _node_agent)
+    return image
 
 
 # ---- shim -----------------------------------------------------------------------------------------

@@ -33,7 +33,11 @@ STEP = "cleanup-dgd"
     show_default=True,
     help="Restore the workload (--no-restore-workload: only the toggle, so recovery is measured before our own rollout).",
 )
-@click.option("--steps-image", default=None, help="Image for the toggle-off pod (default: the installed one, ConfigMap faultflow-config).")
+@click.option(
+    "--node-agent-image",
+    default=None,
+    help="Image for the toggle-off pod (default: the installed node-agent image, ConfigMap faultflow-config).",
+)
 @click.option("--toggle-dir", default=None, help="Node toggle directory (default: the installed one, ConfigMap faultflow-config).")
 @click.option("--timeout", default="5m", show_default=True, type=Duration())
 @click.option(
@@ -41,7 +45,7 @@ STEP = "cleanup-dgd"
     is_flag=True,
     help="Before restoring, report whether the workers on the run's node logged the shim injecting the XID (event fault_reached_workload).",
 )
-def command(run_id, namespace, open_run, toggle_off, restore_workload, steps_image, toggle_dir, timeout, expect_cuda_faults):
+def command(run_id, namespace, open_run, toggle_off, restore_workload, node_agent_image, toggle_dir, timeout, expect_cuda_faults):
     """Restore the DGD (or Deployment/StatefulSet) from the ledger; switch the node toggle off."""
     if not (toggle_off or restore_workload):
         raise BadInput("--no-toggle-off with --no-restore-workload leaves nothing to do")
@@ -54,7 +58,7 @@ def command(run_id, namespace, open_run, toggle_off, restore_workload, steps_ima
     restored = (L.WORKLOAD_SHIM, L.NVML_CONSUMER) if restore_workload else ()
     kinds = restored + ((L.NODE_TOGGLE,) if toggle_off else ())
     toggles = toggle_off and any(e.kind == L.NODE_TOGGLE for e in ledger.active())
-    node_config = NodeConfig.installed(kube, store.home, steps_image, toggle_dir) if toggles else None
+    node_config = NodeConfig.installed(kube, store.home, node_agent_image, toggle_dir) if toggles else None
     with sigterm_raises():
         outcomes = revert_run(kube, store, ledger, timeout, kinds=kinds, node_config=node_config, include_node=False)
     for outcome in outcomes:

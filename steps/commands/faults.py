@@ -111,7 +111,7 @@ def list_command(namespace, as_json, kubeconfig, context):
 @click.option("--all", "all_runs", is_flag=True, help="Recover every run with an active fault.")
 @click.option("--namespace", default=None, type=K8sName(label=True))
 @click.option("--timeout", default="5m", show_default=True, type=Duration())
-@click.option("--steps-image", default=None, help="Image of toggle-off pods (default: the installed one).")
+@click.option("--node-agent-image", default=None, help="Image of toggle-off pods (default: the installed node-agent image).")
 @click.option("--toggle-dir", default=None, help="Node toggle directory (default: the installed one).")
 @click.option(
     "--uncordon",
@@ -120,7 +120,7 @@ def list_command(namespace, as_json, kubeconfig, context):
     "schedulable (a person's decision: without it the cordon stays).",
 )
 @common_cluster_options
-def recover_command(run_id, all_runs, namespace, timeout, steps_image, toggle_dir, uncordon, kubeconfig, context):
+def recover_command(run_id, all_runs, namespace, timeout, node_agent_image, toggle_dir, uncordon, kubeconfig, context):
     """Revert one run now (or --all), exactly as the janitor would."""
     from steps.commands.janitor import sweep
 
@@ -135,7 +135,7 @@ def recover_command(run_id, all_runs, namespace, timeout, steps_image, toggle_di
         kube,
         namespace,
         timeout,
-        steps_image=steps_image,
+        node_agent_image=node_agent_image,
         only_run=run_id,
         force=True,
         step="faults-recover",

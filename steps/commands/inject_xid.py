@@ -31,7 +31,7 @@ from steps.gpu import kmsg, toggle
 from steps.gpu.expectation import GPU_METADATA_PATH, expect_on_node, read_gpu_metadata
 from steps.gpu.pci import resolve_pci
 from steps.gpu.xids import DEFAULT_RECOVERY, RECOVERY
-from steps.options import FaultDuration, RunId, XidType, outputs_option, trigger_options
+from steps.option_types import FaultDuration, RunId, XidType, outputs_option, trigger_options
 from steps.outputs import Outputs
 from steps.signals import Terminated, sigterm_raises
 

@@ -26,11 +26,15 @@ from steps.run.janitor import (
 @click.command(STEP)
 @click.option("--namespace", default=None, type=K8sName(label=True), help="Only runs of this namespace (default: all).")
 @click.option("--timeout", default="5m", show_default=True, type=Duration(), help="Per toggle-off pod.")
-@click.option("--steps-image", default=None, help="Image of toggle-off pods (default: the installed one, ConfigMap faultflow-config).")
+@click.option(
+    "--node-agent-image",
+    default=None,
+    help="Image of toggle-off pods, an operator's override (default: the installed node-agent image, ConfigMap faultflow-config; never a ledger's).",
+)
 @click.option("--toggle-dir", default=None, help="Node toggle directory (default: the installed one, ConfigMap faultflow-config).")
 @click.option("--dry-run", is_flag=True)
 @common_cluster_options
-def command(namespace, timeout, steps_image, toggle_dir, dry_run, kubeconfig, context):
+def command(namespace, timeout, node_agent_image, toggle_dir, dry_run, kubeconfig, context):
     """Revert every orphaned fault (TTL passed, workflow gone or finished)."""
     from steps.guard import halt
     from steps.run import install
@@ -41,5 +45,5 @@ def command(namespace, timeout, steps_image, toggle_dir, dry_run, kubeconfig, co
     current = halt.read(kube, install.home_namespace())
     if current is not None:
         click.echo(f"faultflow janitor: {current.describe()}", err=True)
-    runs, entries = sweep(kube, namespace, timeout, dry_run, steps_image, toggle_dir=toggle_dir)
+    runs, entries = sweep(kube, namespace, timeout, dry_run, node_agent_image, toggle_dir=toggle_dir)
     emit(STEP, EventName.JANITOR_DONE, runs=runs, entries=entries, dry_run=dry_run, halt=current.describe() if current else None)

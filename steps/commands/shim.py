@@ -12,7 +12,7 @@ import click
 from steps.errors import BadInput, InfrastructureError
 from steps.gpu import toggle
 from steps.gpu.xids import catalogue
-from steps.options import FaultDuration, trigger_options
+from steps.option_types import FaultDuration, trigger_options
 
 
 def _existing_target(path: str) -> Path | None:

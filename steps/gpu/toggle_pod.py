@@ -7,7 +7,7 @@ account token: the pod only writes one file under a hostPath.
 Who may write the toggle: the file belongs to `TOGGLE_UID` (the steps image's user), mode 0644 — the
 shim image's install.sh creates it so (steps.workload.shim_patch passes the owner), and writes to it
 in place keep it so. The toggle-off pod runs as exactly that user, never as root, with no
-capabilities, whatever USER a custom `--steps-image` declares. Not world-writable, because any pod
+capabilities, whatever USER a custom `--node-agent-image` declares. Not world-writable, because any pod
 on the node that could mount the directory could then switch CUDA faults on; not a root pod,
 because switching a fault off needs nothing root has.
 """
@@ -23,7 +23,7 @@ from steps.kube import objects as o
 from steps.kube.client import Kube, NotFound, Ref
 
 PURPOSE_LABEL = "faultflow.dev/purpose"
-# The steps image's user (images/steps/Dockerfile `USER`; a test holds them equal) and the toggle file's owner.
+# The steps and node-agent images' user (their Dockerfiles' `USER`; tests hold them equal) and the toggle file's owner.
 TOGGLE_UID = 10001
 
 

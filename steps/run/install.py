@@ -24,6 +24,7 @@ from steps.installation_names import (  # noqa: F401 (re-exported: the steps rea
     CONFIG_NAME,
     DEFAULT_NAMESPACE,
     NAMESPACE_ENV,
+    NODE_AGENT_IMAGE,
     SHIM_IMAGE,
     STEPS_IMAGE,
     TOGGLE_DIR,
@@ -51,6 +52,8 @@ class InstallConfig:
     steps_image: str
     shim_image: str
     toggle_dir: str
+    # The node pods' image (inject-xid, `shim on`, toggle-off): images/node-agent, no cluster client.
+    node_agent_image: str
 
 
 def config_ref(namespace: str) -> Ref:
@@ -62,14 +65,14 @@ def load(kube: Kube, namespace: str | None = None) -> InstallConfig:
     namespace = namespace or home_namespace()
     cm = kube.get_or_none(config_ref(namespace))
     data = (cm or {}).get("data") or {}
-    missing = [k for k in (STEPS_IMAGE, SHIM_IMAGE, TOGGLE_DIR) if not data.get(k)]
+    missing = [k for k in (STEPS_IMAGE, SHIM_IMAGE, NODE_AGENT_IMAGE, TOGGLE_DIR) if not data.get(k)]
     if cm is None or missing:
         what = "is missing" if cm is None else f"lacks {', '.join(missing)}"
         raise BadInput(f"faultflow is not installed in namespace {namespace}: ConfigMap {CONFIG_NAME} {what} (kubectl apply -k deploy)")
     toggle_dir = data[TOGGLE_DIR]
     if not toggle_dir.startswith("/") or toggle_dir.rstrip("/") == "":
         raise BadInput(f"ConfigMap {namespace}/{CONFIG_NAME}: {TOGGLE_DIR} {toggle_dir!r} must be an absolute directory below /")
-    return InstallConfig(namespace, data[STEPS_IMAGE], data[SHIM_IMAGE], toggle_dir.rstrip("/"))
+    return InstallConfig(namespace, data[STEPS_IMAGE], data[SHIM_IMAGE], toggle_dir.rstrip("/"), data[NODE_AGENT_IMAGE])
 
 
 def check_image(option: str, given: str | None, configured: str, namespace: str) -> None:

@@ -85,7 +85,7 @@ def sweep(
     namespace: str | None,
     timeout_s: float,
     dry_run: bool = False,
-    steps_image: str | None = None,
+    node_agent_image: str | None = None,
     only_run: str | None = None,
     force: bool = False,
     step: str = STEP,
@@ -140,7 +140,7 @@ def sweep(
                             reason="node-not-ready",
                         )
                         continue
-                    node_config = node_config or NodeConfig.installed(kube, store.home, steps_image, toggle_dir)
+                    node_config = node_config or NodeConfig.installed(kube, store.home, node_agent_image, toggle_dir)
                 outcomes = revert_run(
                     kube, store, ledger, timeout_s, node_config=node_config, include_node=include_node, entry_ids=frozenset({entry.id})
                 )

@@ -42,7 +42,7 @@ class NodeConfig:
     """Where and how a toggle-off pod runs: installation configuration only."""
 
     namespace: str  # faultflow's namespace
-    image: str  # the installed steps image
+    image: str  # the installed node-agent image (images/node-agent)
     toggle_dir: str  # the installed node toggle directory
 
     @classmethod
@@ -51,7 +51,7 @@ class NodeConfig:
         if image and toggle_dir:
             return cls(home, image, toggle_dir)
         config = install.load(kube, home)
-        return cls(home, image or config.steps_image, toggle_dir or config.toggle_dir)
+        return cls(home, image or config.node_agent_image, toggle_dir or config.toggle_dir)
 
 
 # (API group, plural) each entry kind may name: a ledger cannot point a revert at anything else.

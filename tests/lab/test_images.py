@@ -47,10 +47,19 @@ def test_the_shim_dockerfile_puts_install_sh_where_the_init_container_calls_it()
     assert stage.entrypoint == ("/bin/sh", shim_patch.INSTALL_SCRIPT)
 
 
-@pytest.mark.parametrize("ensure", [product.ensure_steps, product.ensure_shim], ids=["steps", "shim"])
+DOCKERFILES = {
+    "faultflow-steps": product.STEPS_DOCKERFILE,
+    "faultflow-shim": product.SHIM_DOCKERFILE,
+    "faultflow-node-agent": product.NODE_AGENT_DOCKERFILE,
+}
+
+
+@pytest.mark.parametrize(
+    "ensure", [product.ensure_steps, product.ensure_shim, product.ensure_node_agent], ids=["steps", "shim", "node-agent"]
+)
 def test_the_built_image_has_the_dockerfiles_user_entry_point_and_environment(ensure):
     image = ensure()
-    dockerfile = product.STEPS_DOCKERFILE if image.name == "faultflow-steps" else product.SHIM_DOCKERFILE
+    dockerfile = DOCKERFILES[image.name]
     stage = final_stage(dockerfile)
     config = image_config(image)
     assert config["User"] == stage.user
@@ -82,3 +91,41 @@ def test_the_dockerfile_reader_refuses_what_the_lab_builder_does_not_reproduce(t
     dockerfile.write_text("FROM a AS build\nRUN true\n\nFROM b\nVOLUME /data\nUSER 1\n")
     with pytest.raises(ValueError, match="VOLUME"):
         final_stage(dockerfile)
+
+
+def _files(image: build.Image) -> set[str]:
+    """Every file path of every layer of a built image."""
+    names = set()
+    with tarfile.open(image.tar) as outer:
+        index = json.loads(outer.extractfile("./index.json").read())  # type: ignore[union-attr]
+        manifest = json.loads(outer.extractfile(f"./blobs/sha256/{index['manifests'][0]['digest'].split(':', 1)[1]}").read())  # type: ignore[union-attr]
+        for layer in manifest["layers"]:
+            with tarfile.open(fileobj=outer.extractfile(f"./blobs/sha256/{layer['digest'].split(':', 1)[1]}"), mode="r|*") as inner:
+                try:
+                    for member in inner:
+                        if member.isfile():
+                            names.add(member.name.lstrip("./"))
+                except tarfile.ReadError:  # umoci's layers end without tar's end-of-archive blocks
+                    pass
+    return names
+
+
+def test_the_node_agent_image_holds_its_dockerfiles_files_and_no_cluster_client():
+    """Issue 15 item 9: the build-context files at the Dockerfile's paths, byte for byte, click from
+    the build stage, the steps image's account; no Kubernetes or HTTP client, matplotlib or numpy in
+    any layer, and under /opt/faultflow nothing but click and those files."""
+    image = product.ensure_node_agent()
+    stage = final_stage(product.NODE_AGENT_DOCKERFILE)
+    copied = {}
+    for item in stage.copies:
+        for source in item.sources if not item.stage else ():
+            destination = item.destination + Path(source).name if item.destination.endswith("/") else item.destination
+            copied[destination.lstrip("/")] = source
+            assert product.base_file(image, destination.lstrip("/")) == (REPO / source).read_bytes(), source
+    files = _files(image)
+    ours = {f for f in files if f.startswith("opt/faultflow/") and "__pycache__" not in f}
+    assert {f for f in ours if not f.startswith("opt/faultflow/click/")} == {f for f in copied if f.startswith("opt/faultflow/")}
+    assert "opt/faultflow/click/core.py" in ours
+    assert not [f for f in files if {"kubernetes", "httpx", "matplotlib", "numpy", "yaml"} & set(Path(f).parts)]
+    passwd = product.base_file(image, "etc/passwd").decode()
+    assert f"faultflow:x:{TOGGLE_UID}:{TOGGLE_UID}:" in passwd and passwd.startswith("root:x:0:0:")

@@ -7,6 +7,10 @@ for (v4.0 and v3.7): a line's lab, install and three workflows took 83 s on an i
 `FAULTFLOW_ARGO_LINES=v4.0` (comma-separated) runs only the lines named. `make real-lab-tools` builds
 both lines' binaries and images first. Needs root and the Debian node packages, like
 tests/lab/test_real_cluster.py. Figures are printed, not asserted.
+
+Issue 15 item 9: gpu-fault's inject-xid template as rendered (node-agent image, privileged, read-only
+root with an emptyDir at /tmp, its podSpecPatch) runs through the real controller and emissary, and
+its output parameters come back from files under /tmp.
 """
 
 from __future__ import annotations
@@ -24,8 +28,16 @@ import yaml
 from lab import tools
 from lab.argo import artifacts, install, manifests
 from lab.argo import cli as argo_cli
+from lab.images import product
 from lab.nodes import cluster as real
 from lab.processes import wait_until
+from steps.gpu import toggle
+from steps.gpu.toggle_pod import TOGGLE_UID, run_to_completion, toggle_off_pod
+from steps.kube.client import connect
+from workflows.deploy import token_secret
+from workflows.render import scenario_template
+from workflows.scenarios import by_name
+from workflows.stages.common import TOGGLE_DIR_PATH
 
 NS = "argotest"
 BUSYBOX = "localhost/busybox:1.35"
@@ -68,7 +80,8 @@ class ArgoLab:
 def lab(request, tmp_path_factory):
     line = request.param
     folder = tmp_path_factory.mktemp(f"argo-{line}")
-    cluster = real.RealCluster(folder / "lab", real.plan_nodes(gpu_nodes=1, cpu_nodes=1), extra_images=install.images_for(line))
+    images = (*install.images_for(line), product.ensure_node_agent)  # the node agent: the rendered inject-xid step
+    cluster = real.RealCluster(folder / "lab", real.plan_nodes(gpu_nodes=1, cpu_nodes=1), extra_images=images)
     try:
         cluster.start()
         argo = install.install(cluster, line, workflow_namespaces=(NS,))
@@ -253,3 +266,91 @@ def test_argo_stop_runs_the_exit_handler(lab):
     # The handler ran after the stop and stored its evidence where the report will look for it.
     key = f"faultflow/{NS}/{done['metadata']['uid']}/exit-handler/reverted.txt"
     assert lab.repo.s3.get_object(lab.repo.bucket, key).decode().strip() in ("Failed", "Error")
+
+
+# ---- issue 15 item 9: the rendered node stage under the real controller --------------------------------
+GPU_NODE = "gpu-0"
+XID = 43  # one the lab's device plugin ignores (NVIDIA's ignore list)
+
+
+def _inject_xid_workflow() -> dict:
+    """gpu-fault's inject-xid template exactly as rendered, run twice by a DAG whose tasks give it the
+    inputs gpu-fault's DAG would (the node; preflight's `expect`: none, then cordon, so the real
+    controller evaluates both branches of its podSpecPatch), the workflow parameters at their
+    defaults (XID: `XID`), and the executor's account as the rendered templates set it (here the
+    namespace's `default`, which has Argo's executor RBAC).
+
+    Two changes, neither in what is under test: the image is the lab's copy of it
+    (`localhost/<name>:<tag>`), and the GPU driver SIMULATOR's tree (on a real node the driver's
+    /proc/driver/nvidia is global; here it is the node's own /proc/driver, which a container's fresh
+    /proc does not show) is mounted and --proc-root points there."""
+    spec = scenario_template(by_name("gpu-fault")).to_dict()["spec"]
+    template = next(t for t in spec["templates"] if t["name"] == "inject-xid")
+    agent = product.node_agent_image()
+    container = template["container"]
+    assert container["image"] == f"{agent.name}:{agent.tag}"
+    assert container["securityContext"] == {"privileged": True, "runAsUser": 0, "readOnlyRootFilesystem": True}
+    container["image"], container["imagePullPolicy"] = agent.ref, "Never"
+    container["args"][container["args"].index("--proc-root") + 1] = "/host/proc"
+    container["volumeMounts"].append({"name": "driver", "mountPath": "/host/proc/driver", "readOnly": True})
+    template["volumes"].append({"name": "driver", "hostPath": {"path": "/proc/driver", "type": "Directory"}})
+    parameters = [{**p, "value": str(XID)} if p["name"] == "xid" else p for p in spec["arguments"]["parameters"]]
+
+    def task(name: str, expect: str, depends: str | None = None) -> dict:
+        arguments = [{"name": "inject-cuda-shim-node", "value": GPU_NODE}, {"name": "preflight-expect", "value": expect}]
+        return {"name": name, "template": "inject-xid", "arguments": {"parameters": arguments}, **({"depends": depends} if depends else {})}
+
+    main = {"name": "main", "dag": {"tasks": [task("unwatched", "none"), task("watched", "cordon", "unwatched")]}}
+    workflow = _workflow("inject-xid", [main, template], arguments={"parameters": parameters})
+    workflow["spec"]["executor"] = {"serviceAccountName": "default"}
+    return workflow
+
+
+def test_the_rendered_inject_xid_step_returns_its_outputs_from_tmp_under_a_read_only_root(lab):
+    """Argo's emissary runs the node stage in the node-agent image under readOnlyRootFilesystem: the
+    output parameters are read from files under /tmp (the template's emptyDir) and come back in the
+    Workflow's status, the XID lines reach gpu-0's kernel log, and NVSentinel's metadata directory is
+    mounted only where preflight's `expect` is not none (the podSpecPatch, evaluated by the real
+    controller). The toggle-off pod then switches the node's toggle off."""
+    rest = lab.cluster.rest()
+    node_root = Path(f"/proc/{lab.cluster.nodes[GPU_NODE].ns.pid}/root")
+    for path in ("/var/lib/nvsentinel", TOGGLE_DIR_PATH):  # NVSentinel's collector and the shim's init container make these
+        (node_root / path.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    toggle_file = node_root / toggle.file_in(TOGGLE_DIR_PATH).lstrip("/")
+    # As the shim image's install.sh leaves it: off, the toggle owner's (the lab's GPU node made it as root).
+    if not toggle_file.exists():
+        toggle.write(toggle_file, toggle.Toggle(on=False))
+    os.chown(toggle_file, TOGGLE_UID, TOGGLE_UID)
+    # The node agent's account, and the executor's token Secret Argo mounts where a pod has no token of
+    # its own (deploy/ ships one for faultflow-executor: workflows.deploy.token_secret).
+    rest.post(
+        f"/api/v1/namespaces/{NS}/serviceaccounts",
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "faultflow-node-agent"}},
+    )
+    rest.post(f"/api/v1/namespaces/{NS}/secrets", token_secret("default", NS))
+    kmsg_log = lab.cluster.nodes[GPU_NODE].kmsg_log
+    before = kmsg_log.read_bytes() if kmsg_log.exists() else b""
+    done = lab.run(_inject_xid_workflow())
+    assert done["status"]["phase"] == "Succeeded", _summary(done)
+    lines = []
+    for name in ("unwatched", "watched"):
+        outputs = {p["name"]: p.get("value") for p in _node(done, name)["outputs"]["parameters"]}
+        assert set(outputs) == {"fault-time-ms", "pci", "expected-action", "expected-why"}, outputs
+        assert outputs["fault-time-ms"].isdigit() and outputs["pci"].count(":") == 2 and outputs["expected-action"], outputs
+        lines.append(f"Xid (PCI:{outputs['pci']}): {XID},")
+    written = kmsg_log.read_bytes()[len(before) :].decode(errors="replace")
+    assert all(written.count(line) >= 1 for line in lines) and written.count(f"): {XID},") >= 2, written[-2000:]
+    assert toggle.read(toggle_file).on
+    pods = rest.get(f"/api/v1/namespaces/{NS}/pods?labelSelector=workflows.argoproj.io%2Fworkflow%3D{done['metadata']['name']}")["items"]
+    by_task = {p["metadata"]["annotations"]["workflows.argoproj.io/node-name"].rpartition(".")[2]: p for p in pods}
+    assert set(by_task) == {"unwatched", "watched"}
+    for name, pod in by_task.items():
+        main = next(c for c in pod["spec"]["containers"] if c["name"] == "main")
+        assert main["command"][:2] == ["/var/run/argo/argoexec", "emissary"]
+        assert main["securityContext"]["readOnlyRootFilesystem"] is True and main["image"] == product.node_agent_image().ref
+        assert pod["spec"]["nodeName"] == GPU_NODE and not pod["spec"].get("hostPID")
+        host_paths = {v["hostPath"]["path"] for v in pod["spec"]["volumes"] if "hostPath" in v}
+        assert ("/var/lib/nvsentinel" in host_paths) == (name == "watched"), (name, host_paths)
+    off = toggle_off_pod("argo-item9", NS, GPU_NODE, TOGGLE_DIR_PATH, product.node_agent_image().ref)
+    run_to_completion(connect(str(lab.cluster.kubeconfig)), off, timeout_s=120)
+    assert toggle.read(toggle_file).on is False

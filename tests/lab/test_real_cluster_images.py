@@ -7,13 +7,18 @@ code before issue 14's fixes:
 * the shimmed worker (faultflow's init container, steps.workload.shim_patch) starts under a pod-level
   runAsNonRoot/runAsUser (the init container had no securityContext: refused as root), and the shim's
   marker comes back through the pod log API of the real kubelet, read by the step's own code;
-* the toggle-off pod (steps.gpu.toggle_pod) switches the toggle off as the steps image's user (the
+* the toggle-off pod (steps.gpu.toggle_pod) switches the toggle off as the node-agent image's user (the
   toggle was root's, 0644);
 * the XID pod, as the WorkflowTemplate renders it, schedules onto gpu-0 (it was pinned by the
   hostname label, and stayed Pending).
+Issue 15 item 9: the node pods run the node-agent image (images/node-agent), which has no Kubernetes
+client; the rendered inject-xid pod runs it under its read-only root and writes the XID line into
+gpu-0's kernel log, the toggle and its outputs (/tmp, an emptyDir), and the toggle-off pod switches
+the toggle off again, the shimmed worker failing and recovering in between.
 The lab's workload images (lab.images.worker) run there too: what the DGD on real nodes builds on.
 
-Figures (`pod_start_s` of the steps image) are printed, not asserted: speed goes to bench/.
+Figures (`pod_start_s` of the steps and node-agent images, their sizes) are printed, not asserted:
+speed goes to bench/.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.images import product, worker
+from lab.images import build, product, worker
 from lab.images.dockerfile import final_stage
 from lab.nodes import cluster as real
 from lab.processes import wait_until
@@ -65,6 +70,7 @@ def cluster(tmp_path_factory):
         extra_images=(
             product.ensure_steps,
             product.ensure_shim,
+            product.ensure_node_agent,
             worker.ensure_cuda_worker,
             worker.ensure_lab_worker,
             worker.ensure_frontend,
@@ -251,7 +257,7 @@ def test_the_toggle_off_pod_switches_the_toggle_off_as_the_images_user(cluster, 
     then steps.gpu.toggle_pod's pod, exactly as cleanup and the janitor create it, switches it off."""
     deployment, cfg, pod = shimmed_worker
     rest = cluster.rest()
-    steps = product.steps_image().ref
+    agent = product.node_agent_image().ref  # the node pods' image (issue 15 item 9)
     on = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -263,7 +269,7 @@ def test_the_toggle_off_pod_switches_the_toggle_off_as_the_images_user(cluster, 
             "containers": [
                 {
                     "name": "main",
-                    "image": steps,
+                    "image": agent,
                     "imagePullPolicy": "Never",
                     "args": ["shim", "on", "--file", cfg.toggle_file, "--xid", str(XID)],
                     "securityContext": {"privileged": True, "runAsUser": 0},
@@ -283,7 +289,7 @@ def test_the_toggle_off_pod_switches_the_toggle_off_as_the_images_user(cluster, 
     )
 
     kube = connect(str(cluster.kubeconfig))
-    off = toggle_off_pod(f"test-{secrets.token_hex(3)}", NS, GPU_NODE, TOGGLE_DIR_PATH, steps)
+    off = toggle_off_pod(f"test-{secrets.token_hex(3)}", NS, GPU_NODE, TOGGLE_DIR_PATH, agent)
     run_to_completion(kube, off, timeout_s=POD_TIMEOUT_S)  # raises when the pod fails
     assert toggle.read(_node_file(cluster, GPU_NODE, cfg.toggle_file)).on is False
     wait_until(
@@ -293,45 +299,181 @@ def test_the_toggle_off_pod_switches_the_toggle_off_as_the_images_user(cluster, 
     )
 
 
-# ---- the XID pod's placement ------------------------------------------------------------------------
-def test_the_xid_pod_schedules_onto_a_node_whose_hostname_label_differs_from_its_name(cluster):
-    """The inject-xid pod as gpu-fault's WorkflowTemplate renders it (placement, tolerations, host
-    paths, privilege), its node parameter set to gpu-0 as Argo does; only its command is `--help`."""
+# ---- the node-agent image and the rendered XID pod -----------------------------------------------------
+# Inside the container: the mean wall time of the image's `faultflow --help` (the entry point's start).
+TIME_HELP = (
+    "import subprocess, time\n"
+    "start = time.monotonic()\n"
+    "for _ in range(5):\n"
+    "    subprocess.run(['faultflow', '--help'], check=True, capture_output=True)\n"
+    "print(f'{(time.monotonic() - start) / 5:.3f}')\n"
+)
+
+
+def _help_start_s(rest: Rest, name: str, image: str) -> tuple[float, float]:
+    """Seconds from creating a one-container pod on cpu-0 until it has run, and the mean seconds of
+    `faultflow --help` inside it (figures: the images are already on the node, so no pull)."""
+    body = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "nodeName": "cpu-0",
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "containers": [{"name": "help", "image": image, "imagePullPolicy": "Never", "command": ["python3", "-c", TIME_HELP]}],
+        },
+    }
+    created = time.monotonic()
+    rest.post(f"/api/v1/namespaces/{NS}/pods", body)
+    _wait_pod(rest, name, ("Succeeded",))
+    return time.monotonic() - created, float(_logs(rest, name))
+
+
+def test_the_node_agent_image_has_no_kubernetes_client(cluster):
+    """Issue 15 item 9: the node pods' image runs its entry point as its own non-root user, and neither
+    the Kubernetes client nor the steps image's other heavy packages are in it."""
+    rest = cluster.rest()
+    agent = product.node_agent_image().ref
+    probe = (
+        "import importlib.util as u; print(' '.join(m for m in ('kubernetes', 'httpx', 'matplotlib', 'numpy', 'yaml') if u.find_spec(m)))"
+    )
+    body = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "node-agent-image", "namespace": NS},
+        "spec": {
+            "nodeName": "cpu-0",
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "securityContext": {"runAsNonRoot": True},
+            "containers": [
+                {"name": "help", "image": agent, "imagePullPolicy": "Never", "args": ["--help"]},
+                {"name": "whoami", "image": agent, "imagePullPolicy": "Never",
+                 "command": ["python3", "-c", "import os; print(os.getuid(), os.getgid())"]},
+                {"name": "import-kubernetes", "image": agent, "imagePullPolicy": "Never", "command": ["python3", "-c", "import kubernetes"]},
+                {"name": "heavy", "image": agent, "imagePullPolicy": "Never", "command": ["python3", "-c", probe]},
+            ],
+        },
+    }  # fmt: skip
+    created = time.monotonic()
+    rest.post(f"/api/v1/namespaces/{NS}/pods", body)
+    _wait_pod(rest, "node-agent-image", ("Running", "Succeeded", "Failed"))
+    print(f"pod_start_s (node-agent image): {time.monotonic() - created:.2f}")
+    pod = _wait_pod(rest, "node-agent-image", ("Succeeded", "Failed"))
+    exits = {c["name"]: c["state"]["terminated"]["exitCode"] for c in pod["status"]["containerStatuses"]}
+    assert exits == {"help": 0, "whoami": 0, "import-kubernetes": 1, "heavy": 0}, exits
+    assert "ModuleNotFoundError: No module named 'kubernetes'" in _logs(rest, "node-agent-image", "import-kubernetes")
+    assert _logs(rest, "node-agent-image", "heavy").strip() == ""
+    commands = _logs(rest, "node-agent-image", "help").split("Commands:")[1].strip().splitlines()
+    assert [c.split()[0] for c in commands] == ["shim", "step"]  # the node-side commands alone
+    assert _logs(rest, "node-agent-image", "whoami").split() == [str(TOGGLE_UID)] * 2
+    starts = {image: _help_start_s(rest, f"help-{image.name}", image.ref) for image in (product.node_agent_image(), product.steps_image())}
+    print("pod_run_s (one container, 5x `faultflow --help`, to Succeeded): " + ", ".join(f"{i.name} {t[0]:.2f}" for i, t in starts.items()))
+    print("entry_point_s (`faultflow --help` in the container, mean of 5): " + ", ".join(f"{i.name} {t[1]:.3f}" for i, t in starts.items()))
+    for image in (product.node_agent_image(), product.steps_image()):
+        compressed, uncompressed = build.sizes(image)
+        print(f"image_size_mb ({image.name}): uncompressed {uncompressed / 1e6:.1f}, compressed layers {compressed / 1e6:.1f}")
+
+
+def _rendered_inject_xid(node: str, xid: int) -> tuple[dict, dict]:
+    """gpu-fault's inject-xid template with what Argo substitutes: the workflow parameters' defaults
+    (the XID: `xid`), the node inject-cuda-shim output, a run name. NVSentinel is not expected here
+    (preflight's `expect` none), so its metadata mount (the podSpecPatch) is not added."""
+    spec = scenario_template(by_name("gpu-fault")).to_dict()["spec"]
+    values = {f"workflow.parameters.{p['name']}": p["value"] for p in spec["arguments"]["parameters"]}
+    values |= {"workflow.parameters.xid": str(xid), "inputs.parameters.inject-cuda-shim-node": node, "workflow.name": "agent-test"}
+    text = json.dumps(next(t for t in spec["templates"] if t["name"] == "inject-xid"))
+    for key, value in values.items():
+        text = text.replace("{{" + key + "}}", value)
+    template = json.loads(text)
+    assert "{{" not in json.dumps({k: template.get(k) for k in ("affinity", "tolerations", "volumes", "container")})
+    return template, template["container"]
+
+
+def test_the_rendered_inject_xid_pod_runs_the_node_agent_image_on_a_read_only_root(cluster, shimmed_worker):
+    """The inject-xid pod as gpu-fault's WorkflowTemplate renders it (placement by node name on a node
+    whose hostname label differs, tolerations, host paths, privilege, read-only root with /tmp an
+    emptyDir, the node-agent image, its command and arguments): the XID line reaches gpu-0's kernel log
+    (its /dev/kmsg pty), the toggle goes on for the XID's GPU and the shimmed worker fails; it exits 0,
+    so its output files were written under /tmp. Then the toggle-off pod, as cleanup and the janitor make it, in the same
+    image as its own user, switches the toggle off and the worker recovers.
+
+    The one change: on a real node the driver's /proc/driver/nvidia is global (every container's /proc
+    shows it); the lab's GPU driver SIMULATOR keeps its tree in the node's own /proc/driver, which a
+    container's fresh /proc does not show, so it is mounted and --proc-root points there."""
+    deployment, cfg, worker_pod = shimmed_worker
     rest = cluster.rest()
     node = rest.get(f"/api/v1/nodes/{GPU_NODE}")
     assert node["metadata"]["labels"]["kubernetes.io/hostname"] == GPU_NODE_HOSTNAME != GPU_NODE
-    spec = scenario_template(by_name("gpu-fault")).to_dict()["spec"]
-    template = next(t for t in spec["templates"] if t["name"] == "inject-xid")
-    # Argo substitutes the inputs; the node is the only one the pod's placement uses.
-    template = json.loads(json.dumps(template).replace("{{inputs.parameters.inject-cuda-shim-node}}", GPU_NODE))
-    assert "{{" not in json.dumps({k: template.get(k) for k in ("nodeSelector", "affinity", "tolerations", "volumes")})
-    # What NVSentinel's metadata collector and the shim's init container leave on a GPU node (type: Directory).
-    for path in ("/var/lib/nvsentinel", TOGGLE_DIR_PATH):
-        _node_file(cluster, GPU_NODE, path).mkdir(parents=True, exist_ok=True)
-    container = template["container"]
+    template, container = _rendered_inject_xid(GPU_NODE, XID)
+    agent = product.node_agent_image()
+    assert container["image"] == f"{agent.name}:{agent.tag}"  # the lab's copy of it is localhost/<name>:<tag>
+    assert container["securityContext"] == {"privileged": True, "runAsUser": 0, "readOnlyRootFilesystem": True}
+    args = list(container["args"])
+    args[args.index("--proc-root") + 1] = "/host/proc"  # the driver SIMULATOR's tree (see the docstring)
     body = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": "inject-xid", "namespace": NS},
         "spec": {
             "restartPolicy": "Never",
-            "automountServiceAccountToken": False,
-            **{k: template[k] for k in ("nodeSelector", "affinity", "tolerations", "volumes") if k in template},
+            "automountServiceAccountToken": template["automountServiceAccountToken"],
+            "affinity": template["affinity"],
+            "tolerations": template["tolerations"],
+            "volumes": [*template["volumes"], {"name": "driver", "hostPath": {"path": "/proc/driver", "type": "Directory"}}],
             "containers": [
                 {
                     "name": "main",
-                    "image": product.steps_image().ref,
+                    "image": agent.ref,
                     "imagePullPolicy": "Never",
-                    "args": ["--help"],
+                    "command": container["command"],
+                    "args": args,
+                    "env": container["env"],
+                    "resources": container["resources"],
                     "securityContext": container["securityContext"],
-                    "volumeMounts": container["volumeMounts"],
+                    "volumeMounts": [*container["volumeMounts"], {"name": "driver", "mountPath": "/host/proc/driver", "readOnly": True}],
                 }
             ],
         },
     }
+    assert {v["name"]: v for v in body["spec"]["volumes"]}["tmp"] == {"name": "tmp", "emptyDir": {}}
+    kmsg_log = cluster.nodes[GPU_NODE].kmsg_log
+    before = kmsg_log.read_bytes() if kmsg_log.exists() else b""
+    created = time.monotonic()
     rest.post(f"/api/v1/namespaces/{NS}/pods", body)
     pod = _wait_pod(rest, "inject-xid", ("Succeeded",))
+    print(f"pod_run_s (rendered inject-xid, node-agent image): {time.monotonic() - created:.2f}")
     assert pod["spec"]["nodeName"] == GPU_NODE
+    events = [json.loads(line) for line in _logs(rest, "inject-xid").splitlines() if line.startswith("{")]
+    injected = {e["kind"]: e for e in events if e["event"] == "fault_injected"}
+    assert set(injected) == {"cuda", "xid"}, events
+    line = injected["xid"]["line"]
+    assert f"Xid (PCI:{injected['xid']['pci']}): {XID}," in line
+    # The node's kernel log: what gpu-0's /dev/kmsg (a pty the node's holder copies) received.
+    wait_until(
+        lambda: True if line.encode() in kmsg_log.read_bytes()[len(before) :] else None, what="the XID line in gpu-0's kmsg", timeout_s=30
+    )
+    state = toggle.read(_node_file(cluster, GPU_NODE, cfg.toggle_file))
+    assert state.on and state.xid == XID and state.bus == injected["cuda"]["bus"]
+    # Its output files (Argo's valueFrom.path, under /tmp) were written, or it would have exited 3: the
+    # kubelet removes a finished pod's emptyDir, so they are read back through Argo in test_real_argo.py.
+    wait_until(
+        lambda: True if f"cuda-worker: sync={lookup(XID).effect.call_error}" in _worker_log(rest, worker_pod) else None,
+        what="the worker failing",
+        timeout_s=30,
+    )
+
+    kube = connect(str(cluster.kubeconfig))
+    off = toggle_off_pod(f"test-{secrets.token_hex(3)}", NS, GPU_NODE, TOGGLE_DIR_PATH, agent.ref)
+    assert off["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+    run_to_completion(kube, off, timeout_s=POD_TIMEOUT_S)
+    assert toggle.read(_node_file(cluster, GPU_NODE, cfg.toggle_file)).on is False
+    wait_until(
+        lambda: True if _worker_log(rest, worker_pod).rstrip().endswith("cuda-worker: sync=0") else None,
+        what="the worker recovered",
+        timeout_s=30,
+    )
 
 
 # ---- the lab's workload images ------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from steps.run import ledger as L
 from tests.dgd_samples import dgd_v1alpha1, dgd_v1beta1
 from tests.support.cluster_world import (
     HOME,
-    STEPS_IMAGE,
+    NODE_AGENT_IMAGE,
     TOGGLE_DIR,
     KubeletSimulator,
     dgd_ref,
@@ -164,7 +164,13 @@ class Site:
                     L.NODE_TOGGLE,
                     {"node": self.node},
                     L.APPLIED,
-                    data={"toggle_dir": "/etc", "pod_namespace": "kube-system", "steps_image": "evil:1", "xid": 79},
+                    data={
+                        "toggle_dir": "/etc",
+                        "pod_namespace": "kube-system",
+                        "steps_image": "evil:1",
+                        "node_agent_image": "evil:1",
+                        "xid": 79,
+                    },
                 ),
             ),
         ]
@@ -227,7 +233,7 @@ def test_item1_forged_ledger_in_faultflow_naming_an_unmarked_object_changes_noth
     # The only pods that ran are toggle-off pods as the installation configures them.
     for pod in kubelet.pods:
         assert pod["metadata"]["namespace"] == HOME
-        assert pod["spec"]["containers"][0]["image"] == STEPS_IMAGE
+        assert pod["spec"]["containers"][0]["image"] == NODE_AGENT_IMAGE
         assert [v["hostPath"]["path"] for v in pod["spec"]["volumes"]] == [TOGGLE_DIR]
     assert site.state() == before_closed and before_closed != before
     assert site.kube.get(Ref("v1", "nodes", None, site.node))["spec"]["unschedulable"] is True

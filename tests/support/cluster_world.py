@@ -29,6 +29,7 @@ FAULTFLOW = [sys.executable, "-c", "from steps.cli import run; run()"]
 HOME = install.DEFAULT_NAMESPACE
 # The images and toggle directory the test installation is configured with.
 STEPS_IMAGE, SHIM_IMAGE, TOGGLE_DIR = "steps:1", "shim:1", "/var/lib/faultflow"
+NODE_AGENT_IMAGE = "node-agent:1"
 
 
 def install_faultflow(kube: Kube, home: str = HOME) -> None:
@@ -36,7 +37,7 @@ def install_faultflow(kube: Kube, home: str = HOME) -> None:
     if kube.get_or_none(Ref("v1", "namespaces", None, home)) is None:
         make_namespace(kube, home, opted_in=False)
     if kube.get_or_none(install.config_ref(home)) is None:
-        kube.create(Ref("v1", "configmaps", home, ""), install.config_object(home, STEPS_IMAGE, SHIM_IMAGE, TOGGLE_DIR))
+        kube.create(Ref("v1", "configmaps", home, ""), install.config_object(home, STEPS_IMAGE, SHIM_IMAGE, TOGGLE_DIR, NODE_AGENT_IMAGE))
 
 
 def make_namespace(kube: Kube, name: str, opted_in: bool = True) -> None:

@@ -22,7 +22,7 @@ from workflows.deploy import PSA_LABELS, DeployConfig, namespace_object
 from workflows.render import scenario_template
 from workflows.scenarios import by_name
 from workflows.schedules import janitor_template
-from workflows.stages.common import SHIM_IMAGE, STEPS_IMAGE, TOGGLE_DIR_PATH
+from workflows.stages.common import NODE_AGENT_IMAGE, SHIM_IMAGE, STEPS_IMAGE, TOGGLE_DIR_PATH
 
 EXECUTOR_IMAGE = "argoexec:v4.0.5"
 VAP_PLURALS = {
@@ -82,7 +82,7 @@ def home(cluster, new_namespace):
     """faultflow's namespace with its configuration, accounts and the policy."""
     rest = cluster.rest()
     ns = new_namespace(cluster)
-    rest.post(f"/api/v1/namespaces/{ns}/configmaps", install.config_object(ns, STEPS_IMAGE, SHIM_IMAGE, TOGGLE_DIR_PATH))
+    rest.post(f"/api/v1/namespaces/{ns}/configmaps", install.config_object(ns, STEPS_IMAGE, SHIM_IMAGE, TOGGLE_DIR_PATH, NODE_AGENT_IMAGE))
     for account in (JANITOR_ACCOUNT, NODE_AGENT_ACCOUNT, "faultflow-preflight"):
         rest.post(f"/api/v1/namespaces/{ns}/serviceaccounts", {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": account}})
     objects = policy_objects(ns)
@@ -134,7 +134,7 @@ def test_item3_admission_policy_limits_the_janitor_and_node_agent_accounts(clust
     node_watched = with_patch(node, nvsentinel_mount(_templates("gpu-fault")["inject-xid"])[2])  # NVSentinel expected
     toggle_on = argo_pod(_templates("cuda-only")["toggle-on"], NODE_AGENT_ACCOUNT, home)
     preflight = argo_pod(_templates("gpu-fault")["preflight"], "faultflow-preflight", home)
-    toggle_off = toggle_off_pod("run-1", home, "gpu-0", TOGGLE_DIR_PATH, STEPS_IMAGE)
+    toggle_off = toggle_off_pod("run-1", home, "gpu-0", TOGGLE_DIR_PATH, NODE_AGENT_IMAGE)
 
     def changed(pod: dict, change) -> dict:
         new = copy.deepcopy(pod)
@@ -148,7 +148,7 @@ def test_item3_admission_policy_limits_the_janitor_and_node_agent_accounts(clust
     forged = {
         "janitor: another image": changed(janitor, lambda p: main(p).update(image="attacker/evil:1")),
         "janitor: a shell": changed(janitor, lambda p: main(p).update(command=["sh", "-c", "id"], args=[])),
-        "janitor: its own toggle-off image": changed(janitor, lambda p: main(p)["args"].extend(["--steps-image", "evil:1"])),
+        "janitor: its own toggle-off image": changed(janitor, lambda p: main(p)["args"].extend(["--node-agent-image", "evil:1"])),
         "janitor: a sidecar": changed(janitor, lambda p: p["spec"]["containers"].append({"name": "debug", "image": "busybox:1"})),
         "janitor: a 'wait' sidecar of its own": changed(
             janitor, lambda p: p["spec"]["containers"].__setitem__(0, {"name": "wait", "image": "busybox:1", "command": ["sh"]})
@@ -162,8 +162,12 @@ def test_item3_admission_policy_limits_the_janitor_and_node_agent_accounts(clust
         ),
         "node agent: another image": changed(node, lambda p: main(p).update(image="attacker/evil:1")),
         "node agent: host network": changed(node, lambda p: p["spec"].update(hostNetwork=True)),
+        # The steps image holds the Kubernetes client: the node's privileged pod runs the node-agent image only.
+        "node agent: the steps image": changed(node, lambda p: main(p).update(image=STEPS_IMAGE)),
+        "shim on: the steps image": changed(toggle_on, lambda p: main(p).update(image=STEPS_IMAGE)),
         "toggle-off shape: /etc": changed(toggle_off, lambda p: p["spec"]["volumes"][0]["hostPath"].update(path="/etc")),
         "toggle-off shape: another image": changed(toggle_off, lambda p: p["spec"]["containers"][0].update(image="evil:1")),
+        "toggle-off shape: the steps image": changed(toggle_off, lambda p: p["spec"]["containers"][0].update(image=STEPS_IMAGE)),
         "toggle-off shape: privileged": changed(
             toggle_off, lambda p: p["spec"]["containers"][0].update(securityContext={"privileged": True})
         ),

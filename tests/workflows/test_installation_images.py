@@ -1,7 +1,8 @@
 """Issue 15 items 2 and 15: the images are installation configuration. Every place deploy/ names an
 image is one kustomize's `images:` override rewrites (the field specs of kustomizeconfig.yaml), the
 steps take their images from ConfigMap faultflow-config (deploy/config.yaml), and every scenario
-parameter repeating an image is handed to preflight, which refuses any other value."""
+parameter repeating an image is handed to preflight, which refuses any other value. Item 9: the node
+agent's stages run the node-agent image, also under the one override."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from steps.run import install
 from workflows.cli import render_files
 from workflows.render import scenario_template
 from workflows.scenarios import SCENARIOS
-from workflows.stages.common import SHIM_IMAGE, STEPS_IMAGE, TOGGLE_DIR_PATH
+from workflows.stages.common import NODE_AGENT_IMAGE, SHIM_IMAGE, STEPS_IMAGE, TOGGLE_DIR_PATH
 
-IMAGES = (STEPS_IMAGE, SHIM_IMAGE)
+IMAGES = (STEPS_IMAGE, SHIM_IMAGE, NODE_AGENT_IMAGE)
 
 
 def _docs(files: dict[str, str]) -> list[tuple[str, dict]]:
@@ -52,7 +53,12 @@ def test_item2_every_image_reference_is_one_kustomize_images_rewrites():
 def test_item2_the_configmap_carries_the_installed_images_and_toggle_dir():
     config = yaml.safe_load(render_files()["config.yaml"].split("\n", 1)[1])
     assert config["metadata"]["name"] == install.CONFIG_NAME
-    assert config["data"] == {install.STEPS_IMAGE: STEPS_IMAGE, install.SHIM_IMAGE: SHIM_IMAGE, install.TOGGLE_DIR: TOGGLE_DIR_PATH}
+    assert config["data"] == {
+        install.STEPS_IMAGE: STEPS_IMAGE,
+        install.SHIM_IMAGE: SHIM_IMAGE,
+        install.NODE_AGENT_IMAGE: NODE_AGENT_IMAGE,
+        install.TOGGLE_DIR: TOGGLE_DIR_PATH,
+    }
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
@@ -67,7 +73,8 @@ def test_item2_image_parameters_reach_preflight(scenario):
 
 def test_item2_the_janitor_takes_no_image_argument():
     janitor = yaml.safe_load(render_files()["templates/janitor.yaml"].split("\n", 1)[1])
-    assert "--steps-image" not in janitor["spec"]["templates"][0]["container"]["args"]
+    args = janitor["spec"]["templates"][0]["container"]["args"]
+    assert "--steps-image" not in args and "--node-agent-image" not in args
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
@@ -85,7 +92,10 @@ def test_item7_ttl_default_outlives_the_workflow_deadline(scenario):
 OVERRIDE = {
     "faultflow-steps": ("mirror.invalid/faultflow/steps", "sha256:" + "a" * 64),
     "faultflow-shim": ("mirror.invalid/faultflow/shim", "sha256:" + "b" * 64),
+    "faultflow-node-agent": ("mirror.invalid/faultflow/node-agent", "sha256:" + "e" * 64),
 }
+# The node agent's stages (privileged, on the node): they run the node-agent image.
+NODE_STAGES = {("gpu-fault", "inject-xid"), ("xid-only", "inject-xid"), ("cuda-only", "toggle-on")}
 
 
 def _strings(node):
@@ -116,22 +126,28 @@ def test_item15_one_images_override_changes_every_reference_in_the_kustomize_bui
     docs = [doc for doc in yaml.safe_load_all(build(base)) if isinstance(doc, dict)]
     expected = {f"{new}@{digest}" for new, digest in OVERRIDE.values()}
     steps_ref = "{}@{}".format(*OVERRIDE["faultflow-steps"])
+    agent_ref = "{}@{}".format(*OVERRIDE["faultflow-node-agent"])
     leftovers = [(doc["kind"], doc["metadata"]["name"], s) for doc in docs for s in _strings(doc) if s in IMAGES]
     assert leftovers == []
     images: dict[str, list[str]] = {}
+    node_stages: dict[tuple[str, str], str] = {}
     for doc in docs:
         spec = doc.get("spec") or {}
         workflow = spec.get("workflowSpec", spec) if doc["kind"] in ("WorkflowTemplate", "CronWorkflow") else {}
         for template in workflow.get("templates") or []:
             if "container" in template:
                 images.setdefault(doc["metadata"]["name"], []).append(template["container"]["image"])
+                if template["container"].get("securityContext", {}).get("privileged"):
+                    node_stages[(doc["metadata"]["name"], template["name"])] = template["container"]["image"]
         for parameter in (workflow.get("arguments") or {}).get("parameters") or []:
             if parameter["name"] in ("steps-image", "shim-image"):
                 assert parameter["value"] in expected, (doc["metadata"]["name"], parameter)
     assert {"janitor", "nightly-resilience", "gpu-fault", "cuda-only", "xid-only"} <= set(images)
-    assert {image for found in images.values() for image in found} == {steps_ref}
+    assert {image for found in images.values() for image in found} == {steps_ref, agent_ref}
+    assert node_stages == dict.fromkeys(NODE_STAGES, agent_ref)
+    assert sum(found.count(agent_ref) for found in images.values()) == len(NODE_STAGES)
     config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == install.CONFIG_NAME)
-    assert (config["data"][install.STEPS_IMAGE], config["data"][install.SHIM_IMAGE]) == tuple(
+    assert (config["data"][install.STEPS_IMAGE], config["data"][install.SHIM_IMAGE], config["data"][install.NODE_AGENT_IMAGE]) == tuple(
         f"{new}@{digest}" for new, digest in OVERRIDE.values()
     )
 

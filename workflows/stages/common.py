@@ -21,6 +21,8 @@ from workflows.roles import (
 # Pinned image references; `deploy/kustomization.yaml` `images:` is the override point.
 STEPS_IMAGE = "faultflow-steps:0.1.0"
 SHIM_IMAGE = "faultflow-shim:0.1.0"
+# The node pods' image (images/node-agent): inject-xid, `shim on` and the toggle-off pod, no cluster client.
+NODE_AGENT_IMAGE = "faultflow-node-agent:0.1.0"
 
 RUN_ID = WorkflowField("name")
 OUTPUTS = OutputsDir()

@@ -62,5 +62,5 @@ EXPECT_CONSUMERS = Parameter(
 NVSENTINEL_NAMESPACE = Parameter("nvsentinel-namespace", "nvsentinel", "Namespace NVSentinel runs in (circuit breaker, monitors).")
 CORDON_TIMEOUT = Parameter("cordon-timeout", "5m", "Window for NVSentinel to quarantine the node (non-fatal XIDs: must not).")
 EVICTION_TIMEOUT = Parameter("eviction-timeout", "10m", "Window for the workers to leave the quarantined node.")
-STEPS_IMAGE_PARAMETER = Parameter("steps-image", STEPS_IMAGE, "Image the steps use for pods they create (toggle-off).")
+STEPS_IMAGE_PARAMETER = Parameter("steps-image", STEPS_IMAGE, "Image of the steps (must be the installed one: ConfigMap faultflow-config).")
 SHIM_IMAGE_PARAMETER = Parameter("shim-image", SHIM_IMAGE, "Image holding the CUDA shim (/opt/faultflow/libfaultflow_cuda.so).")
