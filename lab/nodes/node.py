@@ -26,7 +26,7 @@ from pathlib import Path
 
 from lab import pki, processes, tools
 from lab.images import build as images
-from lab.nodes import namespaces
+from lab.nodes import driver_proc, namespaces
 from lab.nodes.ledger import Ledger
 from steps.gpu import toggle
 
@@ -131,8 +131,10 @@ def _mounts(folder: Path, gpus: int) -> list[dict]:
     return mounts
 
 
-def containerd_config(folder: Path, pause: str, pod_cidr_conf: Path) -> str:
+def containerd_config(folder: Path, pause: str, pod_cidr_conf: Path, base_spec: Path | None = None) -> str:
     c = folder / "c"
+    # GPU nodes start every container from a spec carrying the driver's /proc hook (lab.nodes.driver_proc).
+    base = f'\n      base_runtime_spec = "{base_spec}"' if base_spec else ""
     return f"""version = 2
 root = "{c / "root"}"
 state = "/run/containerd"
@@ -154,7 +156,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
+      runtime_type = "io.containerd.runc.v2"{base}
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
   [plugins."io.containerd.grpc.v1.cri".cni]
@@ -273,7 +275,11 @@ def start_runtime(node: Node, ledger: Ledger) -> None:
     (folder / "cni" / "net.d" / "10-bridge.conflist").write_text(json.dumps(cni_conflist(folder, node.plan.pod_cidr), indent=2))
     (folder / "c").mkdir(exist_ok=True)
     config = folder / "c" / "config.toml"
-    config.write_text(containerd_config(folder, images.PAUSE.ref, folder / "cni" / "net.d"))
+    base_spec = None
+    if node.plan.gpus:
+        base_spec = folder / "c" / "base-spec.json"
+        base_spec.write_text(json.dumps(driver_proc.base_spec(driver_proc.hook_argv()), indent=2))
+    config.write_text(containerd_config(folder, images.PAUSE.ref, folder / "cni" / "net.d", base_spec))
     node.containerd = node.ns.start("containerd", ["containerd", "--config", str(config)], folder / "containerd.log", ledger)
     processes.wait_until(
         lambda: True if node.socket.is_socket() else None,

@@ -1,0 +1,213 @@
+"""faultflow installed as a user installs it, its templates run by real Argo (issue 20).
+
+One real lab per Argo line (gpu-0 + cpu-0) with Argo installed from its own manifests
+(lab.argo.install), the lab's S3 repository, the steps image imported into the nodes, and faultflow
+installed by `kubectl apply -k` of an overlay over the committed deploy/ that only sets `images:`
+(lab.argo.faultflow). Runs are submitted with the real `argo` CLI: `argo submit -n faultflow --from
+workflowtemplate/xid-only -p … --wait`, as the README tells users.
+
+xid-only needs neither Dynamo nor NVSentinel with `expect=none`; its target is a plain Deployment
+(a GPU worker by faultflow's rules) of the frontend SIMULATOR image on gpu-0, behind the Service
+the template's default `frontend-url` names. XID 43: the node's device plugin ignores it (NVIDIA's
+ignore list), so gpu-0's GPUs stay allocatable.
+
+`FAULTFLOW_ARGO_LINES` (comma-separated, default every line, v4.0 first) selects lines. Needs root and
+the Debian node packages, like tests/lab/test_real_argo.py. Figures are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+import pytest
+
+from lab import tools
+from lab.argo import artifacts, faultflow
+from lab.argo import cli as argo_cli
+from lab.argo import install as argo_install
+from lab.argo.apply import apply
+from lab.images import product, worker
+from lab.nodes import cluster as real
+from lab.processes import wait_until
+
+LINES = tuple(line for line in os.environ.get("FAULTFLOW_ARGO_LINES", ",".join(tools.ARGO_LINES)).split(",") if line)
+if unknown := set(LINES) - set(tools.ARGO_LINES):
+    raise ValueError(f"FAULTFLOW_ARGO_LINES: unknown Argo line(s) {sorted(unknown)}; known: {sorted(tools.ARGO_LINES)}")
+TARGET_NS = "dynamo"
+GPU_NODE = "gpu-0"
+WORKLOAD = "vllm-agg"  # the template's default frontend-url is http://vllm-agg-frontend.dynamo.svc:8000
+XID = 43
+WORKFLOW_TIMEOUT_S = 600
+# Short windows so a run takes a minute or two (the defaults are sized for real clusters).
+RUN_PARAMETERS = {
+    "namespace": TARGET_NS,
+    "target": f"deployment/{WORKLOAD}",
+    "xid": str(XID),
+    "expect": "none",
+    "cordon-timeout": "10s",
+    "recovery-deadline": "120",
+    "window": "5",
+}
+
+pytestmark = pytest.mark.timeout(1500)
+
+
+@dataclass
+class FaultflowLab:
+    cluster: real.RealCluster
+    line: str
+    repo: artifacts.ArtifactRepository
+
+    def argo(self, *args: str, check: bool = True, timeout_s: float = argo_cli.TIMEOUT_S):
+        return argo_cli.argo(self.cluster.kubeconfig, self.line, *args, check=check, timeout_s=timeout_s)
+
+    def submit_and_wait(self, template: str, parameters: dict[str, str]) -> dict:
+        """`argo submit --from workflowtemplate/T -p … --wait` (whatever the outcome), then `argo get`."""
+        flags = [arg for name, value in parameters.items() for arg in ("-p", f"{name}={value}")]
+        started = time.monotonic()
+        done = self.argo(
+            "submit", "-n", faultflow.NAMESPACE, "--from", f"workflowtemplate/{template}", *flags, "--wait", "-o", "name",
+            check=False, timeout_s=WORKFLOW_TIMEOUT_S,
+        )  # fmt: skip
+        name = done.stdout.split()[0] if done.stdout.split() else ""
+        assert name, f"argo submit printed no name (exit {done.returncode}): {done.stderr[-1500:]}"
+        workflow = argo_cli.get(self.cluster.kubeconfig, self.line, faultflow.NAMESPACE, name)
+        print(f"\nfigures ({self.line} {template}): workflow_s={time.monotonic() - started:.1f} {stage_figures(workflow)}")
+        return workflow
+
+
+def _workload(node: str) -> list[dict]:
+    """The target: a Deployment of the frontend SIMULATOR pinned to the GPU node, and its Service."""
+    labels = {"app": WORKLOAD}
+    return [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": WORKLOAD, "namespace": TARGET_NS},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "automountServiceAccountToken": False,
+                        "terminationGracePeriodSeconds": 1,
+                        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}
+                        ]}}},
+                        "containers": [{
+                            "name": "main",
+                            "image": worker.frontend_image().ref,
+                            "imagePullPolicy": "Never",
+                            "ports": [{"containerPort": worker.FRONTEND_PORT}],
+                            "readinessProbe": {"httpGet": {"path": "/v1/models", "port": worker.FRONTEND_PORT}, "periodSeconds": 1},
+                        }],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": f"{WORKLOAD}-frontend", "namespace": TARGET_NS},
+            "spec": {"selector": labels, "ports": [{"port": worker.FRONTEND_PORT, "targetPort": worker.FRONTEND_PORT}]},
+        },
+    ]  # fmt: skip
+
+
+def _workload_ready(cluster: real.RealCluster) -> bool | None:
+    pods = cluster.rest().get(f"/api/v1/namespaces/{TARGET_NS}/pods?labelSelector=app%3D{WORKLOAD}")["items"]
+    ready = [p for p in pods if any(c["type"] == "Ready" and c["status"] == "True" for c in p.get("status", {}).get("conditions", []))]
+    return True if ready else None
+
+
+@pytest.fixture(scope="module", params=LINES)
+def lab(request, tmp_path_factory):
+    line = request.param
+    folder = tmp_path_factory.mktemp(f"faultflow-argo-{line}")
+    extra = (*argo_install.images_for(line), product.ensure_steps, worker.ensure_frontend)
+    cluster = real.RealCluster(folder / "lab", real.plan_nodes(gpu_nodes=1, cpu_nodes=1), extra_images=extra)
+    try:
+        cluster.start()
+        argo = argo_install.install(cluster, line)
+        repo = artifacts.start(cluster)
+        installed = faultflow.install(
+            cluster, repo, folder / "overlay", {"faultflow-steps": product.steps_image(), "faultflow-shim": product.shim_image()}
+        )
+        for obj in _workload(GPU_NODE):
+            apply(cluster.rest(), obj)
+        wait_until(lambda: _workload_ready(cluster), what=f"{WORKLOAD} Ready", timeout_s=180, interval_s=0.5)
+        print(f"\nfigures ({line}): {real.figures_line({**cluster.figures, **argo.figures, **installed.figures})}")
+        yield FaultflowLab(cluster, line, repo)
+    finally:
+        cluster.stop()
+        shutil.rmtree(folder, ignore_errors=True)  # each node's image store is hundreds of MB
+
+
+def _nodes(workflow: dict) -> list[dict]:
+    return list(workflow["status"].get("nodes", {}).values())
+
+
+def _summary(workflow: dict) -> str:
+    return json.dumps(
+        {
+            n["displayName"]: [n["type"], n["phase"], n.get("message", ""), (n.get("outputs") or {}).get("exitCode")]
+            for n in _nodes(workflow)
+        }
+    )
+
+
+def _stamp(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def stage_figures(workflow: dict) -> str:
+    """Each pod stage's start (node created by the controller -> finished), whole seconds as Argo stamps them."""
+    parts = []
+    for node in sorted(_nodes(workflow), key=lambda n: n.get("startedAt") or ""):
+        if node["type"] == "Pod" and node.get("startedAt") and node.get("finishedAt"):
+            parts.append(f"{node['displayName']}={_stamp(node['finishedAt']) - _stamp(node['startedAt']):.0f}s")
+    return "stage_s: " + " ".join(parts)
+
+
+def _report(lab: FaultflowLab, workflow: dict) -> dict:
+    key = f"faultflow/{faultflow.NAMESPACE}/{workflow['metadata']['uid']}/report/report.json"
+    return json.loads(lab.repo.s3.get_object(lab.repo.bucket, key))
+
+
+def test_xid_only_runs_end_to_end_on_real_argo(lab):
+    kmsg_log, _ = lab.cluster.node_paths(GPU_NODE)
+    seen_before = kmsg_log.read_text(errors="replace") if kmsg_log.exists() else ""
+    workflow = lab.submit_and_wait("xid-only", RUN_PARAMETERS)
+    assert workflow["status"]["phase"] == "Succeeded", _summary(workflow)
+    assert all(n["phase"] == "Succeeded" for n in _nodes(workflow)), _summary(workflow)
+    pods = {n["displayName"] for n in _nodes(workflow) if n["type"] == "Pod"}
+    assert {"preflight", "steady-state", "inject-xid", "wait-for-cordon", "verify-inference", "cleanup-dgd", "report"} <= pods
+    # The XID line reached gpu-0's kernel log (its /dev/kmsg), and only through this run.
+    written = kmsg_log.read_text(errors="replace")[len(seen_before) :]
+    assert "NVRM: Xid (PCI:" in written and f"): {XID}, " in written, written[-2000:]
+    # The report, built from every stage's evidence in the artifact repository, shows the injection.
+    report = _report(lab, workflow)
+    injected = [e for e in report["timeline"] if e["event"] == "fault_injected" and e.get("kind") == "xid"]
+    assert [e["xid"] for e in injected] == [XID], json.dumps(report["timeline"])[:3000]
+    assert injected[0]["step"] == "inject-xid"
+    assert report["verdict"] == "passed", json.dumps(report["checks"])
+
+
+def test_a_stage_verdict_is_not_retried_and_the_exit_handler_still_reports(lab):
+    """Preflight refusing its input (exit 2: a verdict) is tried once, not retried with the rendered
+    backoff; the run fails, and the exit handler's cleanup and report still run."""
+    workflow = lab.submit_and_wait("xid-only", {**RUN_PARAMETERS, "target": "deployment/missing"})
+    assert workflow["status"]["phase"] == "Failed", _summary(workflow)
+    retry = [n for n in _nodes(workflow) if n["displayName"] == "preflight" and n["type"] == "Retry"]
+    assert len(retry) == 1, _summary(workflow)
+    attempts = [workflow["status"]["nodes"][c] for c in retry[0].get("children", [])]
+    assert len(attempts) == 1, _summary(workflow)
+    assert attempts[0]["outputs"]["exitCode"] in ("1", "2"), _summary(workflow)
+    handler = {n["displayName"]: n["phase"] for n in _nodes(workflow) if n["displayName"] in ("final-cleanup", "report")}
+    assert handler == {"final-cleanup": "Succeeded", "report": "Succeeded"}, _summary(workflow)
