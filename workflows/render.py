@@ -50,7 +50,10 @@ from workflows.roles import EXECUTOR_SERVICE_ACCOUNT
 from workflows.stages.common import STEPS_IMAGE
 
 OUTPUTS_PATH = "/tmp/faultflow/outputs"
-EVIDENCE_PATH = "/tmp/faultflow/evidence"
+# Not under the outputs' /tmp/faultflow: the emissary mounts an input artifact at its path, the
+# runtime creates the mount point's missing parents as root, and the steps image's user could then not
+# create /tmp/faultflow/outputs (the report failed with exit 2 on real Argo).
+EVIDENCE_PATH = "/tmp/faultflow-evidence"
 # Key prefix of a run's evidence in the artifact repository: one sub-key per stage.
 EVIDENCE_KEY = "faultflow/{{workflow.namespace}}/{{workflow.uid}}"
 REPORT_FILES = ("report.json", "junit.xml", "timeline.png", "summary.md", "metrics.prom")

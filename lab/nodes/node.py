@@ -20,6 +20,7 @@ are global), so its iptables rules stay there.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from lab.images import build as images
 from lab.nodes import driver_proc, namespaces
 from lab.nodes.ledger import Ledger
 from steps.gpu import toggle
+from steps.gpu.toggle_pod import TOGGLE_UID
 
 CGROUP_FS = Path("/sys/fs/cgroup")
 CNI_BIN = "/usr/lib/cni"
@@ -343,6 +345,9 @@ def start_device_plugin(node: Node, ledger: Ledger) -> None:
 
     node.toggle_file.parent.mkdir(parents=True, exist_ok=True)
     toggle.write(node.toggle_file, toggle.Toggle(on=False))
+    # Owned as the shim image's install.sh leaves it on a real node: the toggle-off pod (cleanup-dgd,
+    # the janitor) runs as the steps image's user and must write it; a root-owned one refuses it.
+    os.chown(node.toggle_file, TOGGLE_UID, TOGGLE_UID)
     setting = [f"{key}={value}" for key, value in gpu_plugin.environment(TOGGLE_FILE).items()]
     # Through env(1): nsenter itself must not load the interposer.
     argv = ["env", *setting, str(gpu_plugin.ensure_built())]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import click
 import pytest
@@ -342,3 +342,17 @@ def test_low_item_every_workflow_template_has_pod_gc_and_a_ttl_the_readers_outli
             assert template["spec"]["ttlStrategy"]["secondsAfterCompletion"] > suite["activeDeadlineSeconds"], path
     janitor = templates["templates/janitor.yaml"]["spec"]
     assert janitor["ttlStrategy"]["secondsAfterSuccess"] < janitor["ttlStrategy"]["secondsAfterFailure"]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+def test_no_input_artifact_is_mounted_on_the_outputs_directory_s_way(scenario):
+    """Argo's emissary mounts each input artifact at its path, and the container runtime creates the
+    mount point's missing parents owned by root: an input under /tmp/faultflow left the steps image's
+    user unable to create /tmp/faultflow/outputs (the report exited 2 on the real controller,
+    tests/lab/test_real_argo_faultflow.py). Inputs stay off every ancestor of the outputs directory."""
+    ancestors = {str(p) for p in PurePosixPath(OUTPUTS_PATH).parents} - {"/", "/tmp"}
+    for template in scenario_template(scenario).to_dict()["spec"]["templates"]:
+        for artifact in (template.get("inputs") or {}).get("artifacts") or []:
+            path = PurePosixPath(artifact["path"])
+            assert not ({str(p) for p in path.parents} & ancestors), (template["name"], artifact["path"])
+            assert not str(path).startswith(OUTPUTS_PATH), (template["name"], artifact["path"])
