@@ -356,3 +356,12 @@ def test_no_input_artifact_is_mounted_on_the_outputs_directory_s_way(scenario):
             path = PurePosixPath(artifact["path"])
             assert not ({str(p) for p in path.parents} & ancestors), (template["name"], artifact["path"])
             assert not str(path).startswith(OUTPUTS_PATH), (template["name"], artifact["path"])
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+def test_the_report_s_evidence_is_readable_by_the_steps_image_s_user(scenario):
+    """Argo's init container downloads the evidence as its own user, directories private; the report
+    (another user) read nothing on the real controller until the artifact asked for a mode, recursively."""
+    report = templates(spec(scenario.name))["report"]
+    evidence = next(a for a in report["inputs"]["artifacts"] if a["name"] == "evidence")
+    assert evidence["mode"] & 0o005 == 0o005 and evidence["recurseMode"] is True
