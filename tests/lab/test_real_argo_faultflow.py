@@ -31,6 +31,7 @@ from lab.argo import artifacts, faultflow
 from lab.argo import cli as argo_cli
 from lab.argo import install as argo_install
 from lab.argo.apply import apply
+from lab.gpu_nodes import bus_id
 from lab.images import product, worker
 from lab.nodes import cluster as real
 from lab.processes import wait_until
@@ -206,7 +207,11 @@ def test_xid_only_runs_end_to_end_on_real_argo(lab):
     assert {"preflight", "steady-state", "inject-xid", "wait-for-cordon", "verify-inference", "cleanup-dgd", "report"} <= pods
     # The XID line reached gpu-0's kernel log (its /dev/kmsg), and only through this run.
     written = kmsg_log.read_text(errors="replace")[len(seen_before) :]
-    assert "NVRM: Xid (PCI:" in written and f"): {XID}, " in written, written[-2000:]
+    xid_node = next(n for n in _nodes(workflow) if n["displayName"] == "inject-xid")
+    pci = next(p["value"] for p in xid_node["outputs"]["parameters"] if p["name"] == "pci")
+    assert f"NVRM: Xid (PCI:{pci}): {XID}, " in written, written[-2000:]
+    # GPU 0's bus id as gpu-0's driver tree lists it: inject-xid read the node's driver /proc in its pod.
+    assert pci.endswith(bus_id(0, 0).split(":", 1)[1].rsplit(".", 1)[0]), pci
     # The report, built from every stage's evidence in the artifact repository, shows the injection.
     report = _report(lab, workflow)
     print(f"\nfigures ({lab.line} xid-only): workflow_s={workflow['workflow_s']:.1f} {stage_figures(workflow, report)}")

@@ -365,3 +365,24 @@ def test_the_report_s_evidence_is_readable_by_the_steps_image_s_user(scenario):
     report = templates(spec(scenario.name))["report"]
     evidence = next(a for a in report["inputs"]["artifacts"] if a["name"] == "evidence")
     assert evidence["mode"] & 0o005 == 0o005 and evidence["recurseMode"] is True
+
+
+# YAML 1.1's booleans: Argo's CLI reads `-p NAME=VALUE` through a YAML 1.1 parser, and a parameter named
+# `n` (or `y`, `on`, …) becomes a boolean key there and `argo submit` fails.
+YAML11_BOOLEANS = {"y", "yes", "n", "no", "true", "false", "on", "off"}
+
+
+def test_no_parameter_name_is_a_yaml_1_1_boolean():
+    files = render_files()
+    names = {
+        (path, p["name"])
+        for path, text in files.items()
+        if path.endswith(".yaml")
+        for doc in yaml.safe_load_all(text)
+        if isinstance(doc, dict) and doc.get("kind") in ("WorkflowTemplate", "CronWorkflow")
+        for holder in (doc["spec"].get("workflowSpec", doc["spec"]),)
+        for p in [*(holder.get("arguments") or {}).get("parameters", []), *(
+            q for t in holder.get("templates", []) for q in (t.get("inputs") or {}).get("parameters", [])
+        )]
+    }  # fmt: skip
+    assert names and not {(path, name) for path, name in names if name.lower() in YAML11_BOOLEANS}
