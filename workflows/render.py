@@ -141,9 +141,7 @@ def _report_extras(stage: d.Stage, scenario: d.Scenario) -> dict:
     labels = [Label(key="scenario", value=scenario.name)]
     return {
         "extra_inputs": [
-            S3Artifact(
-                name="evidence", path=EVIDENCE_PATH, key=EVIDENCE_KEY, optional=True, mode=EVIDENCE_MODE, recurse_mode=True
-            )
+            S3Artifact(name="evidence", path=EVIDENCE_PATH, key=EVIDENCE_KEY, optional=True, mode=EVIDENCE_MODE, recurse_mode=True)
         ],
         "extra_artifacts": [
             m.Artifact(
