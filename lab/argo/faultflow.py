@@ -72,6 +72,8 @@ def install(
     for namespace in target_namespaces:
         apply(rest, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": {OPT_IN_LABEL: "true"}}})
     apply(rest, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": nvsentinel_namespace}})
+    if cluster.kubeconfig is None:
+        raise RuntimeError("lab.argo.faultflow.install needs a started RealCluster")
     path = overlay(folder, replaced)
     kubectl(cluster.kubeconfig, "apply", "-k", str(path))
     installation = Installation(NAMESPACE, path, {"faultflow_apply_s": time.monotonic() - started})

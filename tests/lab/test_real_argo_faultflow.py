@@ -36,7 +36,9 @@ from lab.images import product, worker
 from lab.nodes import cluster as real
 from lab.processes import wait_until
 
-LINES = tuple(line for line in os.environ.get("FAULTFLOW_ARGO_LINES", ",".join(tools.ARGO_LINES)).split(",") if line)
+# Newest line first: the one users start with.
+NEWEST_FIRST = sorted(tools.ARGO_LINES, key=lambda line: tuple(int(part) for part in line[1:].split(".")), reverse=True)
+LINES = tuple(line for line in os.environ.get("FAULTFLOW_ARGO_LINES", ",".join(NEWEST_FIRST)).split(",") if line)
 if unknown := set(LINES) - set(tools.ARGO_LINES):
     raise ValueError(f"FAULTFLOW_ARGO_LINES: unknown Argo line(s) {sorted(unknown)}; known: {sorted(tools.ARGO_LINES)}")
 TARGET_NS = "dynamo"
