@@ -156,6 +156,24 @@ def _nodes(workflow: dict) -> list[dict]:
     return list(workflow["status"].get("nodes", {}).values())
 
 
+def _node_named(workflow: dict, name: str) -> dict:
+    return next(n for n in _nodes(workflow) if n["displayName"] == name)
+
+
+def _may(lab: FaultflowLab, account: str, verb: str, resource: str) -> bool:
+    """What the API server's RBAC answers for faultflow's `account` (a SubjectAccessReview)."""
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {
+            "user": f"system:serviceaccount:{faultflow.NAMESPACE}:{account}",
+            "groups": ["system:serviceaccounts", f"system:serviceaccounts:{faultflow.NAMESPACE}", "system:authenticated"],
+            "resourceAttributes": {"namespace": faultflow.NAMESPACE, "verb": verb, "group": "argoproj.io", "resource": resource},
+        },
+    }
+    return bool(lab.cluster.rest().post("/apis/authorization.k8s.io/v1/subjectaccessreviews", review)["status"].get("allowed"))
+
+
 def _summary(workflow: dict) -> str:
     return json.dumps(
         {
@@ -207,9 +225,15 @@ def test_xid_only_runs_end_to_end_on_real_argo(lab):
     assert [n["outputs"]["exitCode"] for n in load] == ["0"], _summary(workflow)
     pods = {n["displayName"].split("(")[0] for n in _nodes(workflow) if n["type"] == "Pod"}  # retried: "preflight(0)"
     assert {"preflight", "steady-state", "inject-xid", "wait-for-cordon", "verify-inference", "cleanup-dgd", "report"} <= pods
+    # Output parameters reach the next stage through WorkflowTaskResults that Argo's executor writes
+    # under faultflow-executor (executor.serviceAccountName): the step accounts need no Argo rights.
+    xid_inputs = {p["name"]: p["value"] for p in _node_named(workflow, "inject-xid")["inputs"]["parameters"]}
+    assert xid_inputs["preflight-node"] == GPU_NODE, xid_inputs
+    assert _may(lab, "faultflow-executor", "create", "workflowtaskresults")
+    assert not _may(lab, "faultflow-preflight", "create", "workflowtaskresults")
     # The XID line reached gpu-0's kernel log (its /dev/kmsg), and only through this run.
     written = kmsg_log.read_text(errors="replace")[len(seen_before) :]
-    xid_node = next(n for n in _nodes(workflow) if n["displayName"] == "inject-xid")
+    xid_node = _node_named(workflow, "inject-xid")
     pci = next(p["value"] for p in xid_node["outputs"]["parameters"] if p["name"] == "pci")
     assert f"NVRM: Xid (PCI:{pci}): {XID}, " in written, written[-2000:]
     # GPU 0's bus id as gpu-0's driver tree lists it: inject-xid read the node's driver /proc in its pod.
