@@ -48,7 +48,7 @@ node-packages: ## install the real lab's Debian packages when missing (container
 # Argo lines' controller and executor, whose binaries lab.images.build builds). Built here, before
 # pytest, so no test waits on a first build under its timeout.
 real-lab-tools: venv node-packages ## build or reuse the real lab's node components and images
-	$(PY) -m lab.prepare build kube-scheduler kube-proxy kube-controller-manager kubelet coredns versitygw
+	$(PY) -m lab.prepare build kube-scheduler kube-proxy kube-controller-manager kubelet coredns kubectl versitygw
 	$(PY) -m lab.nodes.gpu_plugin
 	$(PY) -m lab.images.build
 

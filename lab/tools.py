@@ -187,6 +187,19 @@ KUBELET = _kube_component("kubelet")
 KUBE_CONTROLLER_MANAGER = _kube_component("kube-controller-manager")
 KUBE_SCHEDULER = _kube_component("kube-scheduler")
 KUBE_PROXY = _kube_component("kube-proxy")
+# What a user installs faultflow with (`kubectl apply -k`, lab.argo.faultflow): the same release as the
+# API server it talks to, so client and server skew is nil.
+KUBECTL = _kube_component("kubectl")
+# `kubectl apply -k` runs kustomize built into kubectl; the standalone binary builds the deploy/ base in
+# tests that check what it renders. v5.8.1: the newest release whose go.mod a Go 1.26 toolchain builds
+# (v5.8.2+ need Go 1.27). Its go.mod replaces nothing, so the sibling version is never used.
+KUSTOMIZE = GoTool(
+    name="kustomize",
+    module="sigs.k8s.io/kustomize/kustomize/v5",
+    version="v5.8.1",
+    package="sigs.k8s.io/kustomize/kustomize/v5",
+    sibling_version="v5.8.1",
+)
 # Cluster DNS for Service names. Its go.mod replaces nothing, so there are no siblings to pin.
 COREDNS = GoTool(
     name="coredns",
@@ -197,9 +210,9 @@ COREDNS = GoTool(
 )
 
 # What the envtest clusters (unit and scenario tests) need; `lab.prepare build --envtest` builds only these.
-ENVTEST_TOOLS: tuple[GoTool, ...] = (ETCD, KUBE_APISERVER, ARGO_CLI_V3_7, ARGO_CLI_V4_0)
+ENVTEST_TOOLS: tuple[GoTool, ...] = (ETCD, KUBE_APISERVER, ARGO_CLI_V3_7, ARGO_CLI_V4_0, KUSTOMIZE)
 # What a real lab (`lab.nodes`) adds, smallest first so the cheap ones are ready early.
-REAL_CLUSTER_TOOLS: tuple[GoTool, ...] = (KUBE_SCHEDULER, KUBE_PROXY, KUBE_CONTROLLER_MANAGER, KUBELET, COREDNS)
+REAL_CLUSTER_TOOLS: tuple[GoTool, ...] = (KUBE_SCHEDULER, KUBE_PROXY, KUBE_CONTROLLER_MANAGER, KUBELET, COREDNS, KUBECTL)
 # The real lab's artifact repository (lab.argo.artifacts): Versity's S3 gateway (Apache-2.0), a
 # production S3 server over a POSIX folder. Chosen over SeaweedFS, whose `weed` pulls in every cloud
 # SDK: ~10 min cold against ~1.5 (figures in lab/argo/artifacts.py); MinIO's server is AGPL.

@@ -41,10 +41,6 @@ KMSG = "/dev/kmsg"
 NVSENTINEL_DIR = "/var/lib/nvsentinel"
 
 
-def _list(items) -> str:
-    return "[" + ", ".join(f"'{i}'" for i in items) + "]"
-
-
 def _containers(field: str) -> str:
     return f"(has(object.spec.{field}) ? object.spec.{field} : [])"
 
@@ -58,11 +54,14 @@ VARIABLES = [
         "variables.main.size() == 1 ? (has(variables.main[0].command) ? variables.main[0].command : [])"
         " + (has(variables.main[0].args) ? variables.main[0].args : []) : []",
     ),
-    # The faultflow command line, with Argo's emissary wrapper taken off (k: where it starts).
+    # The faultflow command line, with Argo's emissary wrapper taken off (k: where it starts). Argo
+    # puts its executor's log flags between `emissary` and `--` (`--loglevel info --log-format text
+    # --gloglevel 0` in v3.7 and v4.0, seen on the real controller), so the command starts after the
+    # first `--`, as the emissary's own flag parser reads it.
     (
         "k",
-        f"variables.argv.size() > 3 && variables.argv[0] == '{EMISSARY[0]}' && variables.argv[1] == '{EMISSARY[1]}'"
-        f" && variables.argv[2] == '{EMISSARY[2]}' ? 3 : 0",
+        f"variables.argv.size() > 2 && variables.argv[0] == '{EMISSARY[0]}' && variables.argv[1] == '{EMISSARY[1]}'"
+        f" && variables.argv.indexOf('{EMISSARY[2]}') > 1 ? variables.argv.indexOf('{EMISSARY[2]}') + 1 : 0",
     ),
     ("hostPaths", f"{_containers('volumes')}.filter(v, has(v.hostPath)).map(v, v.hostPath.path)"),
     (
@@ -102,10 +101,17 @@ VARIABLES = [
 
 JANITOR_ARGV = (*JANITOR_COMMAND, *JANITOR_ARGS)
 
+
+def _command_is(argv: tuple[str, ...]) -> str:
+    """The main container runs exactly `argv` (behind the emissary wrapper or not)."""
+    items = " && ".join(f"variables.argv[variables.k + {i}] == '{a}'" for i, a in enumerate(argv))
+    return f"(variables.argv.size() == variables.k + {len(argv)} && {items})"
+
+
 VALIDATIONS = [
     (
         f"variables.sa != '{JANITOR_ACCOUNT}' || (variables.mainImage && variables.executorOnly"
-        f" && (variables.argv == {_list(JANITOR_ARGV)} || variables.argv == {_list((*EMISSARY, *JANITOR_ARGV))})"
+        f" && {_command_is(JANITOR_ARGV)}"
         " && variables.hostPaths.size() == 0 && !variables.privileged && !variables.hostNamespaces"
         " && !(has(object.spec.hostPID) && object.spec.hostPID))",
         f"the {JANITOR_ACCOUNT} account runs only `{' '.join(JANITOR_ARGV)}` in the installed steps image",

@@ -50,7 +50,15 @@ from workflows.roles import EXECUTOR_SERVICE_ACCOUNT, NODE_AGENT
 from workflows.stages.common import NODE_AGENT_IMAGE, STEPS_IMAGE
 
 OUTPUTS_PATH = "/tmp/faultflow/outputs"
-EVIDENCE_PATH = "/tmp/faultflow/evidence"
+# Not under the outputs' /tmp/faultflow: the emissary mounts an input artifact at its path, the
+# runtime creates the mount point's missing parents as root, and the steps image's user could then not
+# create /tmp/faultflow/outputs (the report failed with exit 2 on real Argo).
+EVIDENCE_PATH = "/tmp/faultflow-evidence"
+# Argo's executor downloads an input artifact as its own user (8737 in Argo's image) with private
+# directories; the report runs as the steps image's user and found nothing to read on the real
+# controller. Argo's documented answer is the artifact's mode, applied recursively: readable and
+# traversable by every user (files get the x bit too: harmless, nothing there is executed).
+EVIDENCE_MODE = 0o755
 # Key prefix of a run's evidence in the artifact repository: one sub-key per stage.
 EVIDENCE_KEY = "faultflow/{{workflow.namespace}}/{{workflow.uid}}"
 REPORT_FILES = ("report.json", "junit.xml", "timeline.png", "summary.md", "metrics.prom")
@@ -132,7 +140,9 @@ def _report_extras(stage: d.Stage, scenario: d.Scenario) -> dict:
         return {}
     labels = [Label(key="scenario", value=scenario.name)]
     return {
-        "extra_inputs": [S3Artifact(name="evidence", path=EVIDENCE_PATH, key=EVIDENCE_KEY, optional=True)],
+        "extra_inputs": [
+            S3Artifact(name="evidence", path=EVIDENCE_PATH, key=EVIDENCE_KEY, optional=True, mode=EVIDENCE_MODE, recurse_mode=True)
+        ],
         "extra_artifacts": [
             m.Artifact(
                 name=f.replace(".", "-"), path=f"{OUTPUTS_PATH}/{f}", archive=m.ArchiveStrategy(none=m.NoneStrategy()), optional=True

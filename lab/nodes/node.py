@@ -22,15 +22,17 @@ are global), so its iptables rules stay there.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from lab import pki, processes, tools
 from lab.images import build as images
-from lab.nodes import namespaces
+from lab.nodes import driver_proc, namespaces
 from lab.nodes.ledger import Ledger
 from steps.gpu import toggle
+from steps.gpu.toggle_pod import TOGGLE_UID
 
 CGROUP_FS = Path("/sys/fs/cgroup")
 CNI_BIN = "/usr/lib/cni"
@@ -135,8 +137,10 @@ def _mounts(folder: Path, gpus: int) -> list[dict]:
     return mounts
 
 
-def containerd_config(folder: Path, pause: str, pod_cidr_conf: Path) -> str:
+def containerd_config(folder: Path, pause: str, pod_cidr_conf: Path, base_spec: Path | None = None) -> str:
     c = folder / "c"
+    # GPU nodes start every container from a spec carrying the driver's /proc hook (lab.nodes.driver_proc).
+    base = f'\n      base_runtime_spec = "{base_spec}"' if base_spec else ""
     return f"""version = 2
 root = "{c / "root"}"
 state = "/run/containerd"
@@ -158,7 +162,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
+      runtime_type = "io.containerd.runc.v2"{base}
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
   [plugins."io.containerd.grpc.v1.cri".cni]
@@ -278,7 +282,11 @@ def start_runtime(node: Node, ledger: Ledger) -> None:
     (folder / "cni" / "net.d" / "10-bridge.conflist").write_text(json.dumps(cni_conflist(folder, node.plan.pod_cidr), indent=2))
     (folder / "c").mkdir(exist_ok=True)
     config = folder / "c" / "config.toml"
-    config.write_text(containerd_config(folder, images.PAUSE.ref, folder / "cni" / "net.d"))
+    base_spec = None
+    if node.plan.gpus:
+        base_spec = folder / "c" / "base-spec.json"
+        base_spec.write_text(json.dumps(driver_proc.base_spec(driver_proc.hook_argv()), indent=2))
+    config.write_text(containerd_config(folder, images.PAUSE.ref, folder / "cni" / "net.d", base_spec))
     node.containerd = node.ns.start("containerd", ["containerd", "--config", str(config)], folder / "containerd.log", ledger)
     processes.wait_until(
         lambda: True if node.socket.is_socket() else None,
@@ -342,6 +350,9 @@ def start_device_plugin(node: Node, ledger: Ledger) -> None:
 
     node.toggle_file.parent.mkdir(parents=True, exist_ok=True)
     toggle.write(node.toggle_file, toggle.Toggle(on=False))
+    # Owned as the shim image's install.sh leaves it on a real node: the toggle-off pod (cleanup-dgd,
+    # the janitor) runs as the steps image's user and must write it; a root-owned one refuses it.
+    os.chown(node.toggle_file, TOGGLE_UID, TOGGLE_UID)
     setting = [f"{key}={value}" for key, value in gpu_plugin.environment(TOGGLE_FILE).items()]
     # Through env(1): nsenter itself must not load the interposer.
     argv = ["env", *setting, str(gpu_plugin.ensure_built())]

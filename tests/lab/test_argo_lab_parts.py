@@ -100,3 +100,20 @@ def test_the_default_artifact_repository_is_argos_documented_configmap():
     assert (s3["bucket"], s3["endpoint"], s3["insecure"]) == ("bucket", "10.250.0.1:7070", True)
     assert secret["metadata"]["name"] == s3["accessKeySecret"]["name"] == s3["secretKeySecret"]["name"]
     assert secret["stringData"][s3["accessKeySecret"]["key"]] == "AK" and secret["stringData"][s3["secretKeySecret"]["key"]] == "SK"
+
+
+def test_the_lab_installs_faultflow_with_an_overlay_that_changes_only_the_images(tmp_path):
+    """lab.argo.faultflow's overlay over the committed deploy/ (what `kubectl apply -k` applies): every
+    object of the base as shipped, every image reference the lab's, nothing else changed."""
+    from lab.argo import faultflow
+    from lab.images import product
+    from tests.support.kustomize import build
+
+    shipped = [d for d in yaml.safe_load_all(build(faultflow.DEPLOY)) if d]
+    replaced = {"faultflow-steps": product.steps_image(), "faultflow-shim": product.shim_image()}
+    lab = [d for d in yaml.safe_load_all(build(faultflow.overlay(tmp_path / "overlay", replaced))) if d]
+    renamed = json.dumps(shipped)
+    for name, image in replaced.items():
+        renamed = renamed.replace(f'"{name}:0.1.0"', f'"{image.ref}"')
+    assert renamed != json.dumps(shipped)  # the base names the images it ships
+    assert json.loads(renamed) == lab

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
@@ -150,3 +151,14 @@ def test_building_an_unknown_tool_is_refused(capsys):
     with pytest.raises(SystemExit) as exit_:
         prepare.main(["build", "kwok"])
     assert exit_.value.code == 2 and "unknown tool kwok" in capsys.readouterr().err
+
+
+def test_kubectl_and_kustomize_are_built_before_pytest_with_the_api_server_s_release():
+    """`kubectl apply -k` (lab.argo.faultflow) talks to the lab's API server: the same Kubernetes
+    release, no client/server skew; kustomize is in the lists `make` builds before pytest, so no test
+    pays a first build."""
+    assert tools.KUBECTL.version == tools.KUBE_APISERVER.version and tools.KUBECTL.module == tools.KUBE_APISERVER.module
+    assert tools.KUBECTL.package == "k8s.io/kubernetes/cmd/kubectl"
+    assert tools.KUSTOMIZE in tools.ENVTEST_TOOLS and tools.KUBECTL in tools.REAL_CLUSTER_TOOLS
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
+    assert "lab.prepare build kube-scheduler kube-proxy kube-controller-manager kubelet coredns kubectl" in makefile

@@ -35,6 +35,12 @@ def _path(obj: dict) -> str:
     return f"/apis/admissionregistration.k8s.io/v1/{VAP_PLURALS[obj['kind']]}"
 
 
+# The executor's log flags Argo's controller (v3.7.18 and v4.0.5 alike, seen on the real controller in
+# tests/lab/test_real_argo_faultflow.py) puts into every executor command line, and between `emissary`
+# and `--` in the main container's.
+ARGO_LOG_FLAGS = ["--loglevel", "info", "--log-format", "text", "--gloglevel", "0"]
+
+
 def argo_pod(template: dict, account: str, namespace: str) -> dict:
     """The pod Argo's controller makes of a container template (emissary executor: `init` copies
     argoexec, `wait` reports, `main` runs the command through argoexec)."""
@@ -42,7 +48,7 @@ def argo_pod(template: dict, account: str, namespace: str) -> dict:
     main = {
         "name": "main",
         "image": c["image"],
-        "command": [*EMISSARY, *c["command"]],
+        "command": [*EMISSARY[:2], *ARGO_LOG_FLAGS, EMISSARY[2], *c["command"]],
         "args": list(c.get("args") or []),
         "volumeMounts": [{"name": "var-run-argo", "mountPath": "/var/run/argo"}] + list(c.get("volumeMounts") or []),
     }
@@ -56,8 +62,8 @@ def argo_pod(template: dict, account: str, namespace: str) -> dict:
         "spec": {
             "serviceAccountName": account,
             "restartPolicy": "Never",
-            "initContainers": [{"name": "init", "image": EXECUTOR_IMAGE, "command": ["argoexec", "init"]}],
-            "containers": [{"name": "wait", "image": EXECUTOR_IMAGE, "command": ["argoexec", "wait"]}, main],
+            "initContainers": [{"name": "init", "image": EXECUTOR_IMAGE, "command": ["argoexec", "init", *ARGO_LOG_FLAGS]}],
+            "containers": [{"name": "wait", "image": EXECUTOR_IMAGE, "command": ["argoexec", "wait", *ARGO_LOG_FLAGS]}, main],
             "volumes": volumes,
         },
     }
@@ -153,12 +159,19 @@ def test_item3_admission_policy_limits_the_janitor_and_node_agent_accounts(clust
         "janitor: a 'wait' sidecar of its own": changed(
             janitor, lambda p: p["spec"]["containers"].__setitem__(0, {"name": "wait", "image": "busybox:1", "command": ["sh"]})
         ),
+        "janitor: a shell behind the emissary's flags": changed(
+            janitor, lambda p: main(p).update(command=[*EMISSARY[:2], *ARGO_LOG_FLAGS, EMISSARY[2], "sh", "-c", "id"], args=[])
+        ),
+        "janitor: one argument more": changed(janitor, lambda p: main(p)["args"].append("--all")),
         "janitor: a host path": changed(janitor, lambda p: p["spec"]["volumes"].append(host_etc)),
         "janitor: host network": changed(janitor, lambda p: p["spec"].update(hostNetwork=True)),
         "node agent: /etc": changed(node, lambda p: p["spec"]["volumes"].append(host_etc)),
         "node agent: a shell": changed(node, lambda p: main(p).update(command=["bash"], args=[])),
         "node agent: the janitor's command": changed(
             node, lambda p: main(p).update(command=[*EMISSARY, "faultflow", "step", "janitor"], args=[])
+        ),
+        "node agent: a shell before a second '--'": changed(
+            node, lambda p: main(p).update(command=[*EMISSARY, "sh", "--", "faultflow", "step", "inject-xid"], args=[])
         ),
         "node agent: another image": changed(node, lambda p: main(p).update(image="attacker/evil:1")),
         "node agent: host network": changed(node, lambda p: p["spec"].update(hostNetwork=True)),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import click
 import pytest
@@ -346,3 +346,47 @@ def test_low_item_every_workflow_template_has_pod_gc_and_a_ttl_the_readers_outli
             assert template["spec"]["ttlStrategy"]["secondsAfterCompletion"] > suite["activeDeadlineSeconds"], path
     janitor = templates["templates/janitor.yaml"]["spec"]
     assert janitor["ttlStrategy"]["secondsAfterSuccess"] < janitor["ttlStrategy"]["secondsAfterFailure"]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+def test_no_input_artifact_is_mounted_on_the_outputs_directory_s_way(scenario):
+    """Argo's emissary mounts each input artifact at its path, and the container runtime creates the
+    mount point's missing parents owned by root: an input under /tmp/faultflow left the steps image's
+    user unable to create /tmp/faultflow/outputs (the report exited 2 on the real controller,
+    tests/lab/test_real_argo_faultflow.py). Inputs stay off every ancestor of the outputs directory."""
+    ancestors = {str(p) for p in PurePosixPath(OUTPUTS_PATH).parents} - {"/", "/tmp"}
+    for template in scenario_template(scenario).to_dict()["spec"]["templates"]:
+        for artifact in (template.get("inputs") or {}).get("artifacts") or []:
+            path = PurePosixPath(artifact["path"])
+            assert not ({str(p) for p in path.parents} & ancestors), (template["name"], artifact["path"])
+            assert not str(path).startswith(OUTPUTS_PATH), (template["name"], artifact["path"])
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+def test_the_report_s_evidence_is_readable_by_the_steps_image_s_user(scenario):
+    """Argo's init container downloads the evidence as its own user, directories private; the report
+    (another user) read nothing on the real controller until the artifact asked for a mode, recursively."""
+    report = templates(spec(scenario.name))["report"]
+    evidence = next(a for a in report["inputs"]["artifacts"] if a["name"] == "evidence")
+    assert evidence["mode"] & 0o005 == 0o005 and evidence["recurseMode"] is True
+
+
+# YAML 1.1's booleans: Argo's CLI reads `-p NAME=VALUE` through a YAML 1.1 parser, and a parameter named
+# `n` (or `y`, `on`, …) becomes a boolean key there and `argo submit` fails.
+YAML11_BOOLEANS = {"y", "yes", "n", "no", "true", "false", "on", "off"}
+
+
+def test_no_parameter_name_is_a_yaml_1_1_boolean():
+    files = render_files()
+    names = {
+        (path, p["name"])
+        for path, text in files.items()
+        if path.endswith(".yaml")
+        for doc in yaml.safe_load_all(text)
+        if isinstance(doc, dict) and doc.get("kind") in ("WorkflowTemplate", "CronWorkflow")
+        for holder in (doc["spec"].get("workflowSpec", doc["spec"]),)
+        for p in [*(holder.get("arguments") or {}).get("parameters", []), *(
+            q for t in holder.get("templates", []) for q in (t.get("inputs") or {}).get("parameters", [])
+        )]
+    }  # fmt: skip
+    assert names and not {(path, name) for path, name in names if name.lower() in YAML11_BOOLEANS}
