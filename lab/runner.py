@@ -5,7 +5,9 @@ Each stage runs as a subprocess `faultflow step …` with the command line its c
 `FAULTFLOW_EVENTS_FILE` set, so the report reads exactly what it reads under Argo. Semantics copied
 from Argo (and written down in `workflows.declaration`):
 
-* background stages (traffic `load`) start first and get SIGTERM once the foreground is over;
+* background stages (traffic `load`) start first and get SIGTERM once the foreground is over; one
+  with `after` (`watch-reach`) starts at its place in the order, and the run goes on once it wrote
+  its `ready` file (Argo: a daemon's dependents start when its readinessProbe passes);
 * foreground stages run in dependency order; the first failure skips the rest;
 * a `retry` stage is retried on exit 3 with exponential backoff (`declaration.RETRY`);
 * a stage past its `deadline_s` gets SIGTERM (then SIGKILL after a grace period);
@@ -220,19 +222,49 @@ class Runner:
             code = self._wait(stage, proc)
             self.progress.line(stage.name, f"■ stopped (exit {code})")
 
+    def _await_ready(self, stage: Stage, proc: subprocess.Popen) -> StageResult:
+        """A background stage others wait for: ready once its `ready` file exists (polled, as a
+        readinessProbe is); failed when its step exits first or its deadline passes."""
+        self.progress.line(stage.name, "▶ " + " ".join(stage.command[1:]) + " (until the run ends)")
+        start = time.monotonic()
+        ready = self.plan.outputs_dir(stage) / str(stage.ready)
+        code = 0
+        while not ready.exists():
+            exited = proc.poll()
+            if exited is not None:
+                code = exited if exited != 0 else ExitCode.INFRASTRUCTURE  # ended without ever being ready
+                break
+            if time.monotonic() - start > stage.deadline_s:
+                code = ExitCode.INFRASTRUCTURE
+                break
+            if self.stopping.wait(0.1):
+                code = STOPPED
+                break
+        result = StageResult(stage.name, code, time.monotonic() - start, "" if code == 0 else self._last_error(stage))
+        self.progress.line(stage.name, "ready" if result.ok else f"✗ not ready (exit {code}) {result.error}")
+        return result
+
     def run(self) -> RunResult:
         result = RunResult(self.plan)
         scenario = self.plan.scenario
         threading.Thread(target=self._forward_stop, name="stop-forwarder", daemon=True).start()
         background = []
         for stage in scenario.stages:
-            if stage.background:
+            if stage.background and not stage.after:
                 self.progress.line(stage.name, "▶ " + " ".join(stage.command[1:]) + " (for the whole run)")
                 background.append((stage, self._spawn(stage)))
         try:
             for stage in scenario.order():
                 if self.stopping.is_set():
                     break
+                if stage.background:
+                    proc = self._spawn(stage)
+                    background.append((stage, proc))
+                    stage_result = self._await_ready(stage, proc)
+                    result.stages.append(stage_result)
+                    if not stage_result.ok:
+                        break
+                    continue
                 stage_result = self.run_stage(stage)
                 result.stages.append(stage_result)
                 if not stage_result.ok:
