@@ -44,7 +44,10 @@ def test_gpu_fault_dag_order_and_dependencies():
         "preflight": None,
         "steady-state": "preflight",
         "inject-cuda-shim": "steady-state",
-        "inject-xid": "inject-cuda-shim",
+        # issue 15 item 4: the workers' logs are followed from before the fault (a daemon, ready once
+        # every stream is open), so NVSentinel's drain cannot take the evidence away.
+        "watch-reach": "inject-cuda-shim",
+        "inject-xid": "watch-reach",
         "wait-for-cordon": "inject-xid",
         # issue 15 item 14: the fault ends (toggle off, workload untouched), recovery is measured before
         # our restore; then the restore, then its own wait. Without the toggle-off a non-fatal XID's
@@ -55,6 +58,14 @@ def test_gpu_fault_dag_order_and_dependencies():
         "verify-after-cleanup": "cleanup-dgd",
     }
     assert templates(spec("gpu-fault"))["load"]["daemon"] is True  # traffic for the whole run
+    watch = templates(spec("gpu-fault"))["watch-reach"]
+    # Argo starts a daemon's dependents once its pod is Ready: the probe passes once the step wrote `watching`.
+    assert watch["daemon"] is True and watch["container"]["readinessProbe"]["exec"]["command"] == [
+        "test",
+        "-f",
+        "/tmp/faultflow/outputs/watching",
+    ]
+    assert "--expect-cuda-faults" not in templates(spec("gpu-fault"))["wait-for-cordon"]["container"]["args"]
     args = {p["name"]: p["value"] for p in tasks["wait-for-cordon"]["arguments"]["parameters"]}
     # issue 15 item 4: the node inject-cuda-shim confirmed after its rollout (a Ready, shimmed worker there).
     assert args == {

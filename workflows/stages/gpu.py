@@ -211,6 +211,7 @@ def watch_reach(after: str, deadline_s: int) -> Stage:
         role=CORDON_WATCHER,
         deadline_s=deadline_s,
         after=(after,),
+        retry=True,  # exit 3 before it is ready (Argo retries a daemon; its retry node is daemoned with it)
         background=True,
         ready="watching",
         description="Follows the target node's workers' logs from before the fault: did the shim inject the XID?",
