@@ -88,6 +88,12 @@ class ConsumerCheckType(click.ParamType):
 @click.option("--namespace", default=None, type=K8sName(label=True), help="Workload namespace (for --wait-evicted).")
 @click.option("--target", default=None, type=Target(), help="Workload whose workers must leave the node.")
 @click.option("--wait-evicted/--no-wait-evicted", default=False, show_default=True)
+@click.option(
+    "--workers-confirmed",
+    is_flag=True,
+    help="An earlier step confirmed workers on the node before the fault (inject-cuda-shim's node output): "
+    "none there when this step looks means they have already been evicted, not that there was nothing to evict.",
+)
 @click.option("--eviction-timeout", default="10m", show_default=True, type=Duration())
 @click.option(
     "--watch-timeout",
@@ -135,6 +141,7 @@ def command(
     namespace,
     target,
     wait_evicted,
+    workers_confirmed,
     eviction_timeout,
     watch_timeout,
     expect,
@@ -275,8 +282,12 @@ def command(
     outputs.write("outcome", "cordoned")
     outputs.write("detection-latency-ms", str(latency_ms))
     if wait_evicted:
-        done, left = wait_pods_left(kube, namespace, selector, node, time.monotonic() + eviction_timeout, baseline=len(baseline))
-        if not done and not baseline:
+        # The workers on the node before the fault: this step's own listing comes after it, and NVSentinel
+        # may have drained the node already (its SIMULATOR in well under a second; a stage pod takes
+        # longer to start). With --workers-confirmed, inject-cuda-shim saw them before the fault.
+        before = max(len(baseline), 1 if workers_confirmed else 0)
+        done, left = wait_pods_left(kube, namespace, selector, node, time.monotonic() + eviction_timeout, baseline=before)
+        if not done and not before:
             raise CheckFailed(
                 f"no worker pod of {target[0]}/{target[1]} was on node {node} when the fault came: nothing to evict, "
                 "the fault did not reach the workload"

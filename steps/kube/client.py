@@ -150,7 +150,12 @@ class Kube:
         url = self.api_client.configuration.host + path
         try:
             response = self.api_client.rest_client.pool_manager.request(
-                "GET", url, headers=self._auth({}), preload_content=False, timeout=Timeout(connect=connect_timeout, read=None), retries=False
+                "GET",
+                url,
+                headers=self._auth({}),
+                preload_content=False,
+                timeout=Timeout(connect=connect_timeout, read=None),
+                retries=False,
             )
         except InfrastructureError:
             raise

@@ -252,6 +252,9 @@ def wait_for_cordon(after: str, fault_time: bool, cuda: bool = False, consumers:
         else ()
     )
     node = SHIMMED_NODE if cuda else NODE
+    # inject-cuda-shim confirmed a Ready worker on that node before the fault: none left when this
+    # step looks means NVSentinel's drain was faster, not that there was nothing to evict.
+    confirmed = ("--workers-confirmed",) if cuda else ()
     return Stage(
         "wait-for-cordon",
         "wait-for-cordon",
@@ -278,6 +281,7 @@ def wait_for_cordon(after: str, fault_time: bool, cuda: bool = False, consumers:
             "--target",
             Param("target"),
             "--wait-evicted",
+            *confirmed,
             "--eviction-timeout",
             Param("eviction-timeout"),
             "--run-id",
