@@ -113,6 +113,35 @@ def test_item4_wait_for_cordon_does_not_pass_when_no_worker_was_on_the_node(gpu_
     assert "node_cordoned" in out and "pods_evicted" not in out and "nothing to evict" in err
 
 
+def test_item4_wait_for_cordon_passes_when_the_drain_beat_it_to_workers_confirmed_before_the_fault(gpu_cluster, unique, tmp_path):
+    """NVSentinel drained the node before the step's first look; inject-cuda-shim had confirmed a worker
+    there before the fault (--workers-confirmed): the workers were evicted, not absent."""
+    c, w = gpu_cluster, make_world(gpu_cluster, unique, tmp_path)
+    proc = c.popen(
+        "step",
+        "wait-for-cordon",
+        "--node",
+        w.node,
+        "--xid",
+        "79",
+        "--timeout",
+        "60s",
+        "--wait-evicted",
+        "--workers-confirmed",
+        "--eviction-timeout",
+        "30s",
+        "--namespace",
+        w.ns,
+        "--target",
+        "dgd/llm",
+    )
+    _read_until(proc, "watch_started")
+    simulate_nvsentinel_quarantine(w.kube, w.node, 79)
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 0, (out, err)
+    assert "node_cordoned" in out and "pods_evicted" in out
+
+
 def _reach_events(stdout: str) -> list[dict]:
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{") and FAULT_REACHED in line]
 

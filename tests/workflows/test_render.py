@@ -65,7 +65,9 @@ def test_gpu_fault_dag_order_and_dependencies():
         "-f",
         "/tmp/faultflow/outputs/watching",
     ]
-    assert "--expect-cuda-faults" not in templates(spec("gpu-fault"))["wait-for-cordon"]["container"]["args"]
+    cordon_args = templates(spec("gpu-fault"))["wait-for-cordon"]["container"]["args"]
+    assert "--expect-cuda-faults" not in cordon_args and "--workers-confirmed" in cordon_args
+    assert "--workers-confirmed" not in templates(spec("xid-only"))["wait-for-cordon"]["container"]["args"]
     args = {p["name"]: p["value"] for p in tasks["wait-for-cordon"]["arguments"]["parameters"]}
     # issue 15 item 4: the node inject-cuda-shim confirmed after its rollout (a Ready, shimmed worker there).
     assert args == {
