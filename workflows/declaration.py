@@ -239,7 +239,8 @@ class Scenario:
         raise KeyError(name)
 
     def order(self) -> list[Stage]:
-        """Foreground stages in an order that respects `after` (stable: declaration order breaks ties)."""
+        """Foreground stages, and background stages with `after` (where they are started), in an order
+        that respects `after` (stable: declaration order breaks ties)."""
         done: list[str] = []
         # A background stage with `after` has its place in the order: where it is started.
         pending = [s for s in self.stages if not s.background or s.after]

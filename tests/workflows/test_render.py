@@ -3,6 +3,7 @@ determinism, the committed deploy/ being current, and the declaration matching t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -355,3 +356,14 @@ def test_low_item_every_workflow_template_has_pod_gc_and_a_ttl_the_readers_outli
             assert template["spec"]["ttlStrategy"]["secondsAfterCompletion"] > suite["activeDeadlineSeconds"], path
     janitor = templates["templates/janitor.yaml"]["spec"]
     assert janitor["ttlStrategy"]["secondsAfterSuccess"] < janitor["ttlStrategy"]["secondsAfterFailure"]
+
+
+def test_a_stage_may_wait_only_for_a_background_stage_that_says_when_it_is_ready():
+    """Issue 15 item 4: the fault stages wait for watch-reach to be following the logs, not merely running."""
+    gpu = by_name("gpu-fault")
+    watch = gpu.stage("watch-reach")
+    assert watch.background and watch.ready == "watching" and gpu.stage("inject-xid").after == ("watch-reach",)
+    assert [s.name for s in gpu.order()].index("watch-reach") < [s.name for s in gpu.order()].index("inject-xid")
+    unready = dataclasses.replace(gpu, stages=tuple(dataclasses.replace(s, ready=None) if s is watch else s for s in gpu.stages))
+    with pytest.raises(ValueError, match="waits for background stage watch-reach, which declares no `ready` file"):
+        unready.check()
