@@ -444,6 +444,12 @@ class KubeletSimulator:
                 self.runners[uid] = runner
                 runner.start()
 
+    def running(self, namespace: str, name: str) -> bool:
+        """A pod of that name runs here: its runner thread lives as long as the pod's processes do
+        (through their termination grace period, when they may still write)."""
+        with self.lock:
+            return any(r.namespace == namespace and r.name == name and r.is_alive() for r in self.runners.values())
+
     def finalize(self, runner: PodRunner) -> None:
         with self.lock:
             self.runners.pop(runner.uid, None)

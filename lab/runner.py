@@ -6,9 +6,11 @@ Each stage runs as a subprocess `faultflow step …` with the command line its c
 from Argo (and written down in `workflows.declaration`):
 
 * background stages (traffic `load`, the `watch-abort` daemon) start first and get SIGTERM once the
-  foreground is over; a background stage that exits 4 (`ExitCode.ABORTED`: a stop condition fired)
-  stops the run as its `argo stop` stops the Workflow — the running stage gets SIGTERM, the rest is
-  skipped, the exit stages run — and the run's exit code is 4;
+  foreground is over; one with `after` (`watch-reach`) starts at its place in the order, and the run
+  goes on once it wrote its `ready` file (Argo: a daemon's dependents start when its readinessProbe
+  passes); a background stage that exits 4 (`ExitCode.ABORTED`: a stop condition fired) stops the run
+  as its `argo stop` stops the Workflow — the running stage gets SIGTERM, the rest is skipped, the
+  exit stages run — and the run's exit code is 4;
 * foreground stages run in dependency order; the first failure skips the rest;
 * a `retry` stage is retried on exit 3 with exponential backoff (`declaration.RETRY`);
 * a stage past its `deadline_s` gets SIGTERM (then SIGKILL after a grace period);
@@ -234,13 +236,50 @@ class Runner:
             code = self._wait(stage, proc)
             self.progress.line(stage.name, f"■ stopped (exit {code})")
 
+    def _await_ready(self, stage: Stage, background: list[tuple[Stage, subprocess.Popen]]) -> StageResult:
+        """Starts a background stage others wait for: ready once its `ready` file exists (polled, as a
+        readinessProbe is); failed when its step exits first (retried on exit 3 when the stage says so,
+        as Argo retries a daemon that is not yet ready) or its deadline passes."""
+        self.progress.line(stage.name, "▶ " + " ".join(stage.command[1:]) + " (until the run ends)")
+        start = time.monotonic()
+        ready = self.plan.outputs_dir(stage) / str(stage.ready)
+        code = 0
+        for attempt in range(1 + (RETRY.limit if stage.retry else 0)):
+            if attempt:
+                backoff = min(RETRY.max_backoff_s, RETRY.backoff_s * RETRY.factor ** (attempt - 1))
+                self.progress.line(stage.name, f"exit 3 (infrastructure): retry {attempt} of {RETRY.limit}")
+                if self.stopping.wait(backoff):
+                    code = STOPPED
+                    break
+            proc = self._spawn(stage)
+            background.append((stage, proc))
+            code = self._until_ready(stage, proc, ready, start)
+            if code != ExitCode.INFRASTRUCTURE or proc.poll() is None:
+                break
+        result = StageResult(stage.name, code, time.monotonic() - start, "" if code == 0 else self._last_error(stage))
+        self.progress.line(stage.name, "ready" if result.ok else f"✗ not ready (exit {code}) {result.error}")
+        return result
+
+    def _until_ready(self, stage: Stage, proc: subprocess.Popen, ready: Path, start: float) -> int:
+        """0 once the ready file exists; the step's exit code when it ends first (3 when that was 0:
+        it stopped without ever being ready); 3 past the deadline; STOPPED when the runner is stopped."""
+        while not ready.exists():
+            exited = proc.poll()
+            if exited is not None:
+                return exited if exited != 0 else ExitCode.INFRASTRUCTURE
+            if time.monotonic() - start > stage.deadline_s:
+                return ExitCode.INFRASTRUCTURE
+            if self.stopping.wait(0.1):
+                return STOPPED
+        return 0
+
     def run(self) -> RunResult:
         result = RunResult(self.plan)
         scenario = self.plan.scenario
         threading.Thread(target=self._forward_stop, name="stop-forwarder", daemon=True).start()
         background = []
         for stage in scenario.stages:
-            if stage.background:
+            if stage.background and not stage.after:
                 self.progress.line(stage.name, "▶ " + " ".join(stage.command[1:]) + " (for the whole run)")
                 proc = self._spawn(stage)
                 background.append((stage, proc))
@@ -249,6 +288,12 @@ class Runner:
             for stage in scenario.order():
                 if self.stopping.is_set():
                     break
+                if stage.background:
+                    stage_result = self._await_ready(stage, background)
+                    result.stages.append(stage_result)
+                    if not stage_result.ok:
+                        break
+                    continue
                 stage_result = self.run_stage(stage)
                 result.stages.append(stage_result)
                 if not stage_result.ok:

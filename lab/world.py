@@ -137,7 +137,9 @@ class World:
         self.cluster = start_cluster(spec, self.lab.root, seed=ensure_seed(spec, spec.crds()))
         kube = connect(str(self.lab.kubeconfig))
         # pods/log through the API server (inject-cuda-shim checks the shim's marker in worker logs).
-        self.logs = KubeletLogSimulator(self.lab.root / "pod-logs", self.cluster.pki, resolve=self._pod_log).__enter__()
+        self.logs = KubeletLogSimulator(
+            self.lab.root / "pod-logs", self.cluster.pki, resolve=self._pod_log, running=self._pod_running
+        ).__enter__()
         create_nodes(kube, specs, now(), self.logs.port)
         create_namespace(kube, opts.namespace)
         install_faultflow(kube)
@@ -192,6 +194,10 @@ class World:
         """Every container of a lab pod logs to the pod's one file."""
         path = self.lab.pod_log(namespace, pod)
         return path if path.is_file() else None
+
+    def _pod_running(self, namespace: str, pod: str, container: str) -> bool:
+        """A follow stream of a lab pod's log lasts while the kubelet simulator runs the pod."""
+        return self.kubelet is not None and self.kubelet.running(namespace, pod)
 
     def stop(self) -> None:
         if self.prometheus is not None:

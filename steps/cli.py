@@ -81,6 +81,7 @@ STEP_NAMES = (
     "inject-cuda-shim",
     "inject-xid",
     "wait-for-cordon",
+    "watch-reach",
     "cleanup-dgd",
     "restore-node",
     "janitor",

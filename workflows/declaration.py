@@ -10,6 +10,10 @@ How to read a scenario (everything a runner needs is here, nothing is implied):
 2. `stages` run as a DAG: a stage starts when every stage named in its `after` has succeeded; a failed
    stage stops the stages after it. A `background` stage (traffic `load`) starts with the run, is
    never waited for, and is stopped with SIGTERM once every other stage has finished (or failed).
+   A background stage with `after` (`watch-reach`) starts once those succeeded; it declares `ready`,
+   a file its step writes to its outputs directory once it is doing its job, and the stages that
+   name it in their `after` start only when that file exists (Argo: a daemon task's dependents start
+   when its pod is Ready — a readinessProbe testing for the file — not merely when it runs).
    A `hold` stage runs no command: it keeps the fault in place for a duration.
 3. `exit_stages` always run afterwards, one after the other, each whatever the outcome of the
    previous one (cleanup first, then the report): Argo's exit handler; the runner's `finally`.
@@ -184,6 +188,8 @@ class Stage:
     outputs: tuple[str, ...] = ()  # files in its outputs dir that later stages read (Output refs)
     retry: bool = False  # touches the API: retried on infrastructure errors (exit 3) with backoff
     background: bool = False
+    # A background stage others wait for: the file (in its outputs directory) that says it is ready.
+    ready: str | None = None
     pinned_to: Output | None = None  # the node it must run on
     host_paths: tuple[HostPath, ...] = ()
     privileged: bool = False
@@ -233,9 +239,11 @@ class Scenario:
         raise KeyError(name)
 
     def order(self) -> list[Stage]:
-        """Foreground stages in an order that respects `after` (stable: declaration order breaks ties)."""
+        """Foreground stages, and background stages with `after` (where they are started), in an order
+        that respects `after` (stable: declaration order breaks ties)."""
         done: list[str] = []
-        pending = [s for s in self.stages if not s.background]
+        # A background stage with `after` has its place in the order: where it is started.
+        pending = [s for s in self.stages if not s.background or s.after]
         while pending:
             ready = [s for s in pending if all(a in done for a in s.after)]
             if not ready:
@@ -266,8 +274,12 @@ class Scenario:
             for ref in stage.args:
                 if isinstance(ref, HostPath) and ref.mount and stage.pinned_to is not None and ref not in stage.host_paths:
                     raise ValueError(f"{self.name}/{stage.name}: {ref.host_path} is passed but not mounted")
-            if stage.background and stage.after:
-                raise ValueError(f"{self.name}/{stage.name}: a background stage starts with the run")
+            for name in stage.after:
+                waited = self.stage(name)
+                if waited.background and waited.ready is None:
+                    raise ValueError(f"{self.name}/{stage.name}: waits for background stage {name}, which declares no `ready` file")
+            if stage.ready is not None and not stage.background:
+                raise ValueError(f"{self.name}/{stage.name}: only a background stage declares `ready`")
 
     def ancestors(self, stage: Stage) -> set[str]:
         seen: set[str] = set()

@@ -4,6 +4,8 @@ a scenario; everything it renders comes from `workflows.declaration` objects.
 Where Argo's features come from (all exist in Argo 3.6+, see README "Argo versions"):
 * the scenario's stages → one `container` template each, a `dag` "main" with `depends`;
   the background `load` stage → a `daemon` task (Argo stops it with SIGTERM when the DAG ends);
+  a background stage's `ready` file → the daemon's readinessProbe (`test -f`), so its dependents
+  start only once it is doing its job (Argo marks a daemon task fulfilled when its pod is Ready);
   a hold stage → a `suspend` template with a duration;
 * exit stages → the `onExit` DAG "exit-handler": each runs whatever the previous one's outcome;
 * every stage's outputs directory → an output artifact under the run's key prefix; the report's
@@ -205,6 +207,10 @@ def container(stage: d.Stage, scenario: d.Scenario) -> Container | Suspend:
         kwargs["retry_strategy"] = retry_strategy()
     if stage.background:
         kwargs["daemon"] = True
+    if stage.ready is not None:
+        kwargs["readiness_probe"] = m.Probe(
+            exec=m.ExecAction(command=["test", "-f", f"{OUTPUTS_PATH}/{stage.ready}"]), period_seconds=1, failure_threshold=1
+        )
     return Container(
         name=stage.name,
         image=image(stage),

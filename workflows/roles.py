@@ -62,12 +62,12 @@ SHIM_INJECTOR = Role(
 
 CORDON_WATCHER = Role(
     "cordon-watcher",
-    "wait-for-cordon: watches the node and the workers leaving it",
+    "wait-for-cordon / watch-reach: watches the node, the workers leaving it and their logs",
     namespaced=(
         Rule(DGD, DGD_RESOURCES, ("get",)),
         Rule("apps", WORKLOADS, ("get",)),
         Rule("", ("pods",), ("list", "watch")),
-        Rule("", ("pods/log",), ("get",)),  # --expect-cuda-faults: the shim's "injecting XID" lines
+        Rule("", ("pods/log",), ("get",)),  # watch-reach: the shim's "injecting XID" lines
     ),
     cluster=(Rule("", ("nodes",), ("get", "list", "watch")),),
 )

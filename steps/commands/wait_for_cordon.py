@@ -24,6 +24,10 @@ node NVSentinel quarantined before the fault does not pass on that quarantine al
 `condition:<Type>` (e.g. GKE's XidCriticalError). Each is awaited within the same window, reported
 with its time since the fault (event `consumer_detected`, check `consumer_<name>`), and fails the
 step when it does not come.
+
+Whether the fault reached the workers' CUDA calls is not this step's to say: by the time it looks,
+NVSentinel may have drained the node and the workers' logs are gone. `watch-reach` follows those
+logs from before the fault (a daemon stage) and reports `fault_reached_workload`.
 """
 
 from __future__ import annotations
@@ -57,8 +61,7 @@ from steps.options import (
 )
 from steps.outputs import Outputs
 from steps.workload.kinds import resolve, worker_pod_selector
-from steps.workload.reach import FAULT_REACHED, workers_on_node
-from steps.workload.reach import reached as fault_reached
+from steps.workload.reach import workers_on_node
 
 STEP = "wait-for-cordon"
 
@@ -85,6 +88,12 @@ class ConsumerCheckType(click.ParamType):
 @click.option("--namespace", default=None, type=K8sName(label=True), help="Workload namespace (for --wait-evicted).")
 @click.option("--target", default=None, type=Target(), help="Workload whose workers must leave the node.")
 @click.option("--wait-evicted/--no-wait-evicted", default=False, show_default=True)
+@click.option(
+    "--workers-confirmed",
+    is_flag=True,
+    help="An earlier step confirmed workers on the node before the fault (inject-cuda-shim's node output): "
+    "none there when this step looks means they have already been evicted, not that there was nothing to evict.",
+)
 @click.option("--eviction-timeout", default="10m", show_default=True, type=Duration())
 @click.option(
     "--watch-timeout",
@@ -113,12 +122,6 @@ class ConsumerCheckType(click.ParamType):
     help="Where fault-quarantine's configuration is read (--expect auto).",
 )
 @click.option(
-    "--expect-cuda-faults",
-    is_flag=True,
-    help="The workers on the node load the CUDA shim: report whether their "
-    "logs show it injecting the XID (event fault_reached_workload; needs --namespace and --target).",
-)
-@click.option(
     "--expect-consumer",
     "expect_consumers",
     multiple=True,
@@ -138,6 +141,7 @@ def command(
     namespace,
     target,
     wait_evicted,
+    workers_confirmed,
     eviction_timeout,
     watch_timeout,
     expect,
@@ -146,7 +150,6 @@ def command(
     pci,
     dedup_window,
     nvsentinel_namespace,
-    expect_cuda_faults,
     expect_consumers,
     run_id,
     outputs_dir,
@@ -157,8 +160,8 @@ def command(
     outputs = Outputs(outputs_dir)
     outputs.check()
     expect = chosen_expect(expect)
-    if (wait_evicted or expect_cuda_faults) and (namespace is None or target is None):
-        raise click.BadParameter("--wait-evicted and --expect-cuda-faults need --namespace and --target")
+    if wait_evicted and (namespace is None or target is None):
+        raise click.BadParameter("--wait-evicted needs --namespace and --target")
     if pci is not None and not re.fullmatch(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}", pci):
         raise click.BadParameter(f"{pci!r} is not dddd:bb:dd in lower-case hex", param_hint="--pci")
     fallback = catalogue_expectation(xid)
@@ -181,7 +184,7 @@ def command(
     quarantined_after = MarkingAfterFault(nvsentinel.is_quarantined, fault_time_ms)
     selector = None
     baseline: list[dict] = []
-    if wait_evicted or expect_cuda_faults:
+    if wait_evicted:
         _, obj = resolve(kube, namespace, *target)
         selector = worker_pod_selector(obj)
         baseline = workers_on_node(kube, namespace, selector, node)  # the workers the fault can reach
@@ -228,9 +231,6 @@ def command(
             raise CheckFailed(f"node {node}: no answer within {timeout:.0f}s from {', '.join(missed)}")
 
     what = "annotated" if posture == "annotate" else "quarantined"
-    if expect_cuda_faults:
-        hits, read = fault_reached(kube, namespace, baseline, xid)
-        emit(STEP, FAULT_REACHED, run_id=run_id, node=node, xid=xid, workers=len(baseline), read=read, reached=hits)
     if not fatal:
         if seen_at is not None:
             reason = (
@@ -282,8 +282,12 @@ def command(
     outputs.write("outcome", "cordoned")
     outputs.write("detection-latency-ms", str(latency_ms))
     if wait_evicted:
-        done, left = wait_pods_left(kube, namespace, selector, node, time.monotonic() + eviction_timeout, baseline=len(baseline))
-        if not done and not baseline:
+        # The workers on the node before the fault: this step's own listing comes after it, and NVSentinel
+        # may have drained the node already (its SIMULATOR in well under a second; a stage pod takes
+        # longer to start). With --workers-confirmed, inject-cuda-shim saw them before the fault.
+        before = max(len(baseline), 1 if workers_confirmed else 0)
+        done, left = wait_pods_left(kube, namespace, selector, node, time.monotonic() + eviction_timeout, baseline=before)
+        if not done and not before:
             raise CheckFailed(
                 f"no worker pod of {target[0]}/{target[1]} was on node {node} when the fault came: nothing to evict, "
                 "the fault did not reach the workload"

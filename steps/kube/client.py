@@ -140,6 +140,46 @@ class Kube:
             raise self._translate_status(response.status, text, method, path)
         return text
 
+    def stream_lines(self, path: str, connect_timeout: float = 30) -> Iterator[str]:
+        """A streaming GET (pod logs with follow=true): yields once when the server has answered (the
+        empty string: the stream is open), then each line as it arrives, until the server ends it.
+        NotFound / InfrastructureError for an error answer, before anything is yielded."""
+        from urllib3 import Timeout
+        from urllib3.exceptions import HTTPError
+
+        url = self.api_client.configuration.host + path
+        try:
+            response = self.api_client.rest_client.pool_manager.request(
+                "GET",
+                url,
+                headers=self._auth({}),
+                preload_content=False,
+                timeout=Timeout(connect=connect_timeout, read=None),
+                retries=False,
+            )
+        except InfrastructureError:
+            raise
+        except Exception as error:
+            raise InfrastructureError(f"GET {path}: {type(error).__name__}: {error}") from None
+        try:
+            if response.status >= 400:
+                raise self._translate_status(response.status, response.read().decode(errors="replace"), "GET", path)
+            yield ""
+            buffer = b""
+            try:
+                for chunk in response.stream(4096, decode_content=True):
+                    buffer += chunk
+                    while b"\n" in buffer:
+                        line, buffer = buffer.split(b"\n", 1)
+                        yield line.decode(errors="replace")
+            except (OSError, HTTPError):
+                pass  # a connection cut mid-stream ends the stream, as the server closing it does
+            if buffer:
+                yield buffer.decode(errors="replace")
+        finally:
+            response.close()  # never back to the pool: the server may still be streaming
+            response.release_conn()
+
     def _auth(self, headers: dict) -> dict:
         cfg = self.api_client.configuration
         # The kubernetes client (v37) files kubeconfig and in-cluster tokens under "BearerToken" (value

@@ -42,3 +42,36 @@ def test_pod_logs_through_the_api_server(cluster, namespace, tmp_path):
             urllib.request.urlopen(
                 f"https://127.0.0.1:{kubelet.port}/containerLogs/{namespace}/p/main", context=anonymous, timeout=10
             ).read()
+
+
+def test_follow_streams_appended_output_until_the_container_stops(cluster, namespace, tmp_path):
+    """`follow=true` as the kubelet answers it: what the log holds, then what is appended, through the
+    API server's proxy, and the end of the stream once the container stopped (after its last lines)."""
+    kube = connect(str(cluster.kubeconfig))
+    node = f"kf-{namespace}"
+    kube.create(Ref("v1", "nodes", None, ""), {"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}})
+    with KubeletLogSimulator(tmp_path / "logs", cluster.pki) as kubelet:
+        kube.request(
+            "PATCH", f"/api/v1/nodes/{node}/status", content_type="application/merge-patch+json", body={"status": kubelet.node_status()}
+        )
+        kube.create(
+            Ref("v1", "pods", namespace, ""),
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "f"},
+                "spec": {"nodeName": node, "containers": [{"name": "main", "image": "i"}]},
+            },
+        )
+        log = kubelet.register(namespace, "f", "main")
+        log.write_text("one\n")
+        stream = kube.stream_lines(f"/api/v1/namespaces/{namespace}/pods/f/log?container=main&follow=true")
+        assert next(stream) == ""  # open
+        assert next(stream) == "one"
+        with log.open("a") as out:
+            out.write("two\n")
+        assert next(stream) == "two"  # appended after the stream opened
+        with log.open("a") as out:
+            out.write("last words\n")
+        kubelet.stop(namespace, "f", "main")
+        assert list(stream) == ["last words"]  # then the end

@@ -47,6 +47,11 @@ def test_gpu_fault(lab, tmp_path: Path, xid: int) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     assert "# gpu-fault: PASSED" in result.stdout
     report = json.loads((evidence / "report" / "report.json").read_text())
+    # issue 15 item 4: the workers' logs were followed from before the fault (watch-reach), so the
+    # evidence survives NVSentinel's drain, however fast the SIMULATOR quarantines the node.
+    reach = next(c for c in report["checks"] if c["name"] == "fault_reached_workload")
+    assert reach["status"] == "passed", reach
+    assert (evidence / "watch-reach" / "watching").is_file()
     timeline = [e["event"] for e in report["timeline"]]
     assert "fault_injected" in timeline and "dgd_restored" in timeline
     if fatal:

@@ -3,6 +3,7 @@ determinism, the committed deploy/ being current, and the declaration matching t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path, PurePosixPath
@@ -45,7 +46,10 @@ def test_gpu_fault_dag_order_and_dependencies():
         "preflight": None,
         "steady-state": "preflight",
         "inject-cuda-shim": "steady-state",
-        "inject-xid": "inject-cuda-shim",
+        # issue 15 item 4: the workers' logs are followed from before the fault (a daemon, ready once
+        # every stream is open), so NVSentinel's drain cannot take the evidence away.
+        "watch-reach": "inject-cuda-shim",
+        "inject-xid": "watch-reach",
         "wait-for-cordon": "inject-xid",
         # issue 15 item 14: the fault ends (toggle off, workload untouched), recovery is measured before
         # our restore; then the restore, then its own wait. Without the toggle-off a non-fatal XID's
@@ -59,6 +63,18 @@ def test_gpu_fault_dag_order_and_dependencies():
     watcher = templates(spec("gpu-fault"))["watch-abort"]
     assert watcher["daemon"] is True and watcher["serviceAccountName"] == "faultflow-abort-watcher"
     assert "== 3" in watcher["retryStrategy"]["expression"]  # an abort (exit 4) is a verdict, never retried
+
+
+    watch = templates(spec("gpu-fault"))["watch-reach"]
+    # Argo starts a daemon's dependents once its pod is Ready: the probe passes once the step wrote `watching`.
+    assert watch["daemon"] is True and watch["container"]["readinessProbe"]["exec"]["command"] == [
+        "test",
+        "-f",
+        "/tmp/faultflow/outputs/watching",
+    ]
+    cordon_args = templates(spec("gpu-fault"))["wait-for-cordon"]["container"]["args"]
+    assert "--expect-cuda-faults" not in cordon_args and "--workers-confirmed" in cordon_args
+    assert "--workers-confirmed" not in templates(spec("xid-only"))["wait-for-cordon"]["container"]["args"]
     args = {p["name"]: p["value"] for p in tasks["wait-for-cordon"]["arguments"]["parameters"]}
     # issue 15 item 4: the node inject-cuda-shim confirmed after its rollout (a Ready, shimmed worker there).
     assert args == {
@@ -390,3 +406,14 @@ def test_no_parameter_name_is_a_yaml_1_1_boolean():
         )]
     }  # fmt: skip
     assert names and not {(path, name) for path, name in names if name.lower() in YAML11_BOOLEANS}
+
+
+def test_a_stage_may_wait_only_for_a_background_stage_that_says_when_it_is_ready():
+    """Issue 15 item 4: the fault stages wait for watch-reach to be following the logs, not merely running."""
+    gpu = by_name("gpu-fault")
+    watch = gpu.stage("watch-reach")
+    assert watch.background and watch.ready == "watching" and gpu.stage("inject-xid").after == ("watch-reach",)
+    assert [s.name for s in gpu.order()].index("watch-reach") < [s.name for s in gpu.order()].index("inject-xid")
+    unready = dataclasses.replace(gpu, stages=tuple(dataclasses.replace(s, ready=None) if s is watch else s for s in gpu.stages))
+    with pytest.raises(ValueError, match="waits for background stage watch-reach, which declares no `ready` file"):
+        unready.check()

@@ -201,10 +201,42 @@ def toggle_on(after: str) -> Stage:
     )
 
 
+def watch_reach(after: str, deadline_s: int) -> Stage:
+    """A daemon from before the fault to the end of the run: follows the target node's workers' logs
+    for the shim injecting the XID (fault_reached_workload). The fault stages wait until it is ready
+    (every worker's log stream open), so NVSentinel draining the node right after the fault cannot
+    take the evidence away, however fast it is."""
+    return Stage(
+        "watch-reach",
+        "watch-reach",
+        role=CORDON_WATCHER,
+        deadline_s=deadline_s,
+        after=(after,),
+        retry=True,  # exit 3 before it is ready (Argo retries a daemon; its retry node is daemoned with it)
+        background=True,
+        ready="watching",
+        description="Follows the target node's workers' logs from before the fault: did the shim inject the XID?",
+        args=(
+            "--node",
+            SHIMMED_NODE,
+            "--xid",
+            Param("xid"),
+            "--namespace",
+            Param("namespace"),
+            "--target",
+            Param("target"),
+            "--run-id",
+            RUN_ID,
+            "--outputs-dir",
+            OUTPUTS,
+        ),
+    )
+
+
 def wait_for_cordon(after: str, fault_time: bool, cuda: bool = False, consumers: bool = False) -> Stage:
-    """`cuda`: the workers load the shim — the step reports whether their logs show the XID injected
-    (fault_reached_workload), reading them before NVSentinel's drain removes the pods. `consumers`: the
-    scenario has the expect-consumers parameter (the NVML consumers' answers to await)."""
+    """`cuda`: the workers load the shim — the node is inject-cuda-shim's (whether the fault reached
+    them is watch-reach's to say). `consumers`: the scenario has the expect-consumers parameter (the
+    NVML consumers' answers to await)."""
     answers = ("--expect-consumer", Param("expect-consumers")) if consumers else ()
     timing = (
         (
@@ -221,7 +253,9 @@ def wait_for_cordon(after: str, fault_time: bool, cuda: bool = False, consumers:
         else ()
     )
     node = SHIMMED_NODE if cuda else NODE
-    reach = ("--expect-cuda-faults",) if cuda else ()
+    # inject-cuda-shim confirmed a Ready worker on that node before the fault: none left when this
+    # step looks means NVSentinel's drain was faster, not that there was nothing to evict.
+    confirmed = ("--workers-confirmed",) if cuda else ()
     return Stage(
         "wait-for-cordon",
         "wait-for-cordon",
@@ -238,7 +272,6 @@ def wait_for_cordon(after: str, fault_time: bool, cuda: bool = False, consumers:
             "--timeout",
             Param("cordon-timeout"),
             *timing,
-            *reach,
             "--expect",
             Output("preflight", "expect"),
             "--dedup-window",
@@ -249,6 +282,7 @@ def wait_for_cordon(after: str, fault_time: bool, cuda: bool = False, consumers:
             "--target",
             Param("target"),
             "--wait-evicted",
+            *confirmed,
             "--eviction-timeout",
             Param("eviction-timeout"),
             "--run-id",
@@ -273,11 +307,11 @@ def cleanup_dgd(after: str) -> Stage:
     )
 
 
-def toggle_off(after: str, reach: bool = True) -> Stage:
+def toggle_off(after: str, reach: bool = False) -> Stage:
     """Ends the fault (the node's toggle off) without restoring the workload, so recovery is measured
-    before our own rollout (issue 15 item 14). cuda-only (`reach`): no drain took the workers away, so
-    the step first reads their logs for the injected XID (fault_reached_workload). gpu-fault: after
-    NVSentinel's answer; wait-for-cordon already read the workers. A fatal XID's workers have left the
+    before our own rollout (issue 15 item 14). `reach`: the step first reads the workers' logs once for
+    the injected XID (fault_reached_workload); the scenarios leave that to watch-reach, which followed
+    them from before the fault. gpu-fault: after NVSentinel's answer. A fatal XID's workers have left the
     cordoned node by then, so this changes nothing for them; a non-fatal one (43, 94: no cordon, no
     drain) ends here, as the transient fault it is — left on, nothing would ever let inference recover."""
     return Stage(
