@@ -32,6 +32,7 @@ Caps, in order:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+
 from steps.event_names import EventName
 
 WEIGHTS = {"availability": 40.0, "recovery": 30.0, "detection": 10.0, "latency": 10.0, "checks": 10.0}

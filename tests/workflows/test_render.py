@@ -64,7 +64,6 @@ def test_gpu_fault_dag_order_and_dependencies():
     assert watcher["daemon"] is True and watcher["serviceAccountName"] == "faultflow-abort-watcher"
     assert "== 3" in watcher["retryStrategy"]["expression"]  # an abort (exit 4) is a verdict, never retried
 
-
     watch = templates(spec("gpu-fault"))["watch-reach"]
     # Argo starts a daemon's dependents once its pod is Ready: the probe passes once the step wrote `watching`.
     assert watch["daemon"] is True and watch["container"]["readinessProbe"]["exec"]["command"] == [
