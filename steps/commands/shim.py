@@ -10,9 +10,11 @@ from pathlib import Path
 import click
 
 from steps.errors import BadInput, InfrastructureError
+from steps.event_names import EventName
+from steps.events import emit
 from steps.gpu import toggle
 from steps.gpu.xids import catalogue
-from steps.option_types import FaultDuration, trigger_options
+from steps.option_types import FaultDuration, RunId, trigger_options
 
 
 def _existing_target(path: str) -> Path | None:
@@ -62,7 +64,11 @@ def host_gpu_bus(host_gpu: int, proc_root: str) -> str:
 NO_TRIGGERS = toggle.Triggers()  # error mode, every targeted call
 
 
-def switch_on(path: str, xid: int, expires_in: float, gpu: int, triggers: toggle.Triggers = NO_TRIGGERS, bus: str = "") -> None:
+def switch_on(
+    path: str, xid: int, expires_in: float, gpu: int, triggers: toggle.Triggers = NO_TRIGGERS, bus: str = "", run_id: str | None = None
+) -> None:
+    """On, in place. With `run_id` (a scenario's toggle-on stage) the switch is the run's fault, so it is
+    announced as `fault_injected` (kind cuda), the moment the report splits baseline from fault at."""
     if xid not in catalogue():
         raise BadInput(f"unknown XID {xid}: choose one of 1-172 (faultflow xids)")
     if not toggle.ALL_GPUS <= gpu <= toggle.MAX_GPU:
@@ -72,6 +78,19 @@ def switch_on(path: str, xid: int, expires_in: float, gpu: int, triggers: toggle
         raise BadInput(f"--bus must be a PCI bus id like 00000000:3B:00.0, got {bus}")
     record = toggle.Toggle.switched_on(xid, expiry_ms(expires_in), gpu, triggers, bus)
     _write(_existing_target(path) or _creatable_target(path), record)
+    if run_id is not None:
+        emit(
+            "toggle-on",
+            EventName.FAULT_INJECTED,
+            run_id=run_id,
+            kind="cuda",
+            xid=xid,
+            toggle=path,
+            expires_ms=record.expires_ms,
+            gpu=gpu,
+            bus=bus,
+            mode=triggers.mode,
+        )
     show(path)
 
 
@@ -160,15 +179,24 @@ def group() -> None:
     help="The node's GPU with this device minor (/dev/nvidiaN), by its PCI bus id from --proc-root: instead of --bus.",
 )
 @click.option("--proc-root", default="/proc", show_default=True, help="The host's /proc, for --host-gpu.")
+@click.option("--run-id", default=None, type=RunId(), help="The scenario run this fault belongs to: announce it (event fault_injected).")
 def on_command(
-    path: str, xid: int, expires_in: float, gpu: int, triggers: toggle.Triggers, bus: str, host_gpu: int | None, proc_root: str
+    path: str,
+    xid: int,
+    expires_in: float,
+    gpu: int,
+    triggers: toggle.Triggers,
+    bus: str,
+    host_gpu: int | None,
+    proc_root: str,
+    run_id: str | None,
 ) -> None:
     """Turn CUDA (and NVML) faults on for every shimmed process on this node."""
     if host_gpu is not None:
         if bus:
             raise BadInput("give --bus or --host-gpu, not both")
         bus = host_gpu_bus(host_gpu, proc_root)
-    switch_on(path, xid, expires_in, gpu, triggers, bus)
+    switch_on(path, xid, expires_in, gpu, triggers, bus, run_id)
 
 
 @group.command("off")

@@ -82,6 +82,29 @@ def test_gpu_fault(lab, tmp_path: Path, xid: int) -> None:
     assert not toggle_file.exists() or not toggle.read(toggle_file).on
 
 
+def test_cuda_only(lab, tmp_path: Path) -> None:
+    """CUDA calls fail for the hold, no XID line: nothing tells NVSentinel, so no node is cordoned. The
+    toggle-on stage announces the fault (it had no fault_injected event, so the whole run counted as
+    baseline and the report failed its own baseline check)."""
+    wait_baseline(lab)
+    kube = lab.kube()
+    dgd = lab.dgd_ref()
+    spec_before = json.dumps(kube.get(dgd)["spec"], sort_keys=True)
+    evidence = tmp_path / "evidence"
+    result = run_cli("run", "cuda-only", "--lab", str(lab.root), "-p", "hold=3s", "--evidence", str(evidence), timeout=400)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    report = json.loads((evidence / "report" / "report.json").read_text())
+    injected = [e for e in report["timeline"] if e["event"] == "fault_injected"]
+    assert [(e.get("step"), e.get("kind")) for e in injected] == [("toggle-on", "cuda")], injected
+    checks = {c["name"]: c["status"] for c in report["checks"]}
+    assert checks["fault_reached_workload"] == "passed" and checks["fault_injected"] == "passed", checks
+    assert "node_cordoned" not in [e["event"] for e in report["timeline"]]
+    node = (evidence / "preflight" / "node").read_text().strip()
+    assert json.dumps(kube.get(dgd)["spec"], sort_keys=True) == spec_before
+    toggle_file = lab.node_file(node, "/var/lib/faultflow/toggle")
+    assert not toggle_file.exists() or not toggle.read(toggle_file).on
+
+
 def test_breaker_headroom_refusal(lab, tmp_path: Path) -> None:
     """fault-quarantine's maxNodes = 1: the run's own cordon would trip the breaker, so preflight refuses."""
     wait_baseline(lab)

@@ -196,6 +196,9 @@ def toggle_on(after: str) -> Stage:
             "--proc-root",
             PROC,
             *TRIGGER_ARGS,
+            # The switch is the run's fault: announced as fault_injected (the report's baseline ends there).
+            "--run-id",
+            RUN_ID,
         ),
         node=SHIMMED_NODE,
     )
