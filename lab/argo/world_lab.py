@@ -108,11 +108,16 @@ OPTIONS = lab_world.WorldOptions(
 )
 
 
-def start(folder: Path, line: str = "v4.0", gpu_nodes: int = 3, options: lab_world.WorldOptions = OPTIONS) -> WorldLab:
-    """The lab, up; on a failure what was started is stopped before the error goes on."""
-    cluster = real.RealCluster(
-        folder / "lab", real.plan_nodes(gpu_nodes=gpu_nodes, cpu_nodes=1, gpus_per_node=4), extra_images=images(line)
-    )
+def start(
+    folder: Path, line: str = "v4.0", gpu_nodes: int = 3, gpus_per_node: int = 1, options: lab_world.WorldOptions = OPTIONS
+) -> WorldLab:
+    """The lab, up; on a failure what was started is stopped before the error goes on.
+
+    One GPU per node by default: gpu-fault faults one GPU (`gpu`, a host minor, default 0) and the
+    shim fails only the calls of a worker holding that GPU; with more GPUs per node the device plugin
+    may give the node's worker another one, and the CUDA fault misses it."""
+    plans = real.plan_nodes(gpu_nodes=gpu_nodes, cpu_nodes=1, gpus_per_node=gpus_per_node)
+    cluster = real.RealCluster(folder / "lab", plans, extra_images=images(line))
     try:
         cluster.start()
         argo = argo_install.install(cluster, line)

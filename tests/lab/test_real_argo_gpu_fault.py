@@ -43,7 +43,13 @@ if unknown := set(LINES) - set(tools.ARGO_LINES):
 XID = 79
 RESULTS: dict[str, dict] = {}
 
-pytestmark = pytest.mark.timeout(3000)
+# Work in progress, out of the default run: the CUDA consumer is reached only when the worker on the
+# node inject-cuda-shim settles on holds GPU `gpu` (0) of it, which Kubernetes' placement does not
+# guarantee (see the README's "gpu-fault on real Argo" findings). FAULTFLOW_WIP=1 runs it.
+pytestmark = [
+    pytest.mark.timeout(3000),
+    pytest.mark.skipif(os.environ.get("FAULTFLOW_WIP") != "1", reason="work in progress: FAULTFLOW_WIP=1 runs it"),
+]
 
 
 @pytest.fixture(scope="module", params=LINES)
