@@ -39,7 +39,15 @@ def worker_container() -> dict:
         "image": worker.LAB_WORKER.ref,
         "imagePullPolicy": "Never",
         "args": ["--host", "0.0.0.0", "--port", str(SYSTEM_PORT), "--name", "$(POD_NAME)"],
-        "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+        "env": [
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            # The node's driver tree is bound over every container's /proc/driver (lab.nodes.driver_proc,
+            # as NVIDIA's container toolkit does): the DRIVER SIMULATOR presents the node's GPUs with
+            # their bus ids, so a fault the toggle aims at a bus id (inject-xid) reaches the worker.
+            # It does not read NVIDIA_VISIBLE_DEVICES (UUIDs): every GPU of the node is visible and
+            # ordinal 0 is minor 0, right on one-GPU nodes only.
+            {"name": "SIM_PROC_ROOT", "value": "/proc"},
+        ],
     }
 
 
