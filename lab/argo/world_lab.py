@@ -39,8 +39,15 @@ class WorldLab:
     world: lab_world.RealWorld
     figures: dict[str, float]
 
+    @property
+    def kubeconfig(self) -> Path:
+        """The started cluster's admin kubeconfig (a WorldLab exists only for a started cluster)."""
+        if self.cluster.kubeconfig is None:
+            raise RuntimeError("the lab's cluster has not started")
+        return self.cluster.kubeconfig
+
     def argo(self, *args: str, check: bool = True, timeout_s: float = argo_cli.TIMEOUT_S):
-        return argo_cli.argo(self.cluster.kubeconfig, self.line, *args, check=check, timeout_s=timeout_s)
+        return argo_cli.argo(self.kubeconfig, self.line, *args, check=check, timeout_s=timeout_s)
 
     def submit_and_wait(self, template: str, parameters: dict[str, str], timeout_s: float = WORKFLOW_TIMEOUT_S) -> dict:
         """`argo submit -n faultflow --from workflowtemplate/T -p … --wait` (whatever the outcome), then
@@ -54,7 +61,7 @@ class WorldLab:
         name = done.stdout.split()[0] if done.stdout.split() else ""
         if not name:
             raise RuntimeError(f"argo submit printed no name (exit {done.returncode}): {done.stderr[-1500:]}")
-        workflow = argo_cli.get(self.cluster.kubeconfig, self.line, faultflow.NAMESPACE, name)
+        workflow = argo_cli.get(self.kubeconfig, self.line, faultflow.NAMESPACE, name)
         workflow["workflow_s"] = time.monotonic() - started
         return workflow
 
