@@ -24,6 +24,7 @@ from lab.argo import artifacts, manifests
 from lab.argo.apply import apply
 from lab.argo.kubectl import kubectl
 from lab.images import build as images
+from lab.images import product
 from lab.nodes.cluster import RealCluster
 from steps.run.guardrails import OPT_IN_LABEL
 
@@ -32,6 +33,18 @@ NAMESPACE = "faultflow"
 # The executor's token Secret (deploy/rbac/executor.yaml) is filled by kube-controller-manager.
 EXECUTOR_TOKEN_SECRET = "faultflow-executor.service-account-token"
 READY_TIMEOUT_S = 120
+# The product's images a faultflow installation names (the overlay's `images:`), and their lab builds.
+PRODUCT_BUILDS = (product.ensure_steps, product.ensure_shim, product.ensure_node_agent)
+
+
+def product_images() -> dict[str, images.Image]:
+    """Shipped image name -> the lab's build of it: every image `deploy/` names, so no pod of the
+    installation asks for an image the nodes lack (the node agent's were ImagePullBackOff)."""
+    return {
+        "faultflow-steps": product.steps_image(),
+        "faultflow-shim": product.shim_image(),
+        "faultflow-node-agent": product.node_agent_image(),
+    }
 
 
 @dataclass

@@ -23,7 +23,6 @@ from pathlib import Path
 from lab.argo import artifacts, faultflow
 from lab.argo import cli as argo_cli
 from lab.argo import install as argo_install
-from lab.images import product
 from lab.nodes import cluster as real
 from lab.nvsentinel_simulator import NvsentinelConfig
 from lab.simulators import world as lab_world
@@ -94,7 +93,7 @@ class WorldLab:
 
 def images(line: str) -> tuple:
     """Every image the lab's nodes need: Argo's, faultflow's three, the world's."""
-    return (*argo_install.images_for(line), product.ensure_steps, product.ensure_shim, product.ensure_node_agent, *lab_world.IMAGES)
+    return (*argo_install.images_for(line), *faultflow.PRODUCT_BUILDS, *lab_world.IMAGES)
 
 
 # The world where gpu-fault's defaults point: the shipped RBAC binds the step accounts in namespace
@@ -129,11 +128,7 @@ def start(
         cluster.start()
         argo = argo_install.install(cluster, line)
         repo = artifacts.start(cluster)
-        replaced = {
-            "faultflow-steps": product.steps_image(),
-            "faultflow-shim": product.shim_image(),
-            "faultflow-node-agent": product.node_agent_image(),
-        }
+        replaced = faultflow.product_images()
         installed = faultflow.install(
             cluster,
             repo,

@@ -35,7 +35,7 @@ from lab.argo import cli as argo_cli
 from lab.argo import install as argo_install
 from lab.argo.apply import apply
 from lab.gpu_nodes import bus_id
-from lab.images import product, worker
+from lab.images import worker
 from lab.nodes import cluster as real
 from lab.processes import wait_until
 
@@ -136,15 +136,13 @@ def _workload_ready(cluster: real.RealCluster) -> bool | None:
 def lab(request, tmp_path_factory):
     line = request.param
     folder = tmp_path_factory.mktemp(f"faultflow-argo-{line}")
-    extra = (*argo_install.images_for(line), product.ensure_steps, worker.ensure_frontend)
+    extra = (*argo_install.images_for(line), *faultflow.PRODUCT_BUILDS, worker.ensure_frontend)
     cluster = real.RealCluster(folder / "lab", real.plan_nodes(gpu_nodes=1, cpu_nodes=1), extra_images=extra)
     try:
         cluster.start()
         argo = argo_install.install(cluster, line)
         repo = artifacts.start(cluster)
-        installed = faultflow.install(
-            cluster, repo, folder / "overlay", {"faultflow-steps": product.steps_image(), "faultflow-shim": product.shim_image()}
-        )
+        installed = faultflow.install(cluster, repo, folder / "overlay", faultflow.product_images())
         for obj in _workload(GPU_NODE):
             apply(cluster.rest(), obj)
         wait_until(lambda: _workload_ready(cluster), what=f"{WORKLOAD} Ready", timeout_s=180, interval_s=0.5)
