@@ -218,12 +218,17 @@ def test_xid_only_runs_end_to_end_on_real_argo(lab):
     seen_before = kmsg_log.read_text(errors="replace") if kmsg_log.exists() else ""
     workflow = lab.submit_and_wait("xid-only", RUN_PARAMETERS)
     assert workflow["status"]["phase"] == "Succeeded", _summary(workflow)
-    # Every node Succeeded but the daemon: Argo's controller marks a daemon's node Failed once its pod
-    # has exited, even when it stopped it itself at the DAG's end (v4.0.5 operator.go, "Daemoned pod
-    # succeeded. Marking it as failed"); `load` exits 0 on that SIGTERM and its records reach the report.
-    assert all(n["phase"] == "Succeeded" for n in _nodes(workflow) if n["displayName"] != "load"), _summary(workflow)
-    load = [n for n in _nodes(workflow) if n["displayName"] == "load"]
-    assert [n["outputs"]["exitCode"] for n in load] == ["0"], _summary(workflow)
+    # Every node Succeeded but the daemons' pods (`load`, `watch-abort`): Argo's controller marks a
+    # daemon's pod node Failed once the pod has exited, even when it stopped it itself at the DAG's end
+    # (v4.0.5 operator.go, "Daemoned pod succeeded. Marking it as failed"); each exits 0 on that
+    # SIGTERM, and the load's records reach the report.
+    daemons = {t["name"] for t in workflow["status"]["storedWorkflowTemplateSpec"]["templates"] if t.get("daemon")}
+    assert {"load", "watch-abort"} <= daemons, daemons
+    daemon_pods = [n for n in _nodes(workflow) if n["type"] == "Pod" and n.get("templateName") in daemons]
+    assert all(n["phase"] == "Succeeded" for n in _nodes(workflow) if n not in daemon_pods), _summary(workflow)
+    assert sorted((n["templateName"], n["outputs"]["exitCode"]) for n in daemon_pods) == [("load", "0"), ("watch-abort", "0")], _summary(
+        workflow
+    )
     pods = {n["displayName"].split("(")[0] for n in _nodes(workflow) if n["type"] == "Pod"}  # retried: "preflight(0)"
     assert {"preflight", "steady-state", "inject-xid", "wait-for-cordon", "verify-inference", "cleanup-dgd", "report"} <= pods
     # Output parameters reach the next stage through WorkflowTaskResults that Argo's executor writes
