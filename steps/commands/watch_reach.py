@@ -46,6 +46,8 @@ def command(node, xid, namespace, target, run_id, outputs_dir, kubeconfig, conte
         raise click.BadParameter(f"node {node} not found", param_hint="--node")
     _, workload = resolve(kube, namespace, *target)
     selector = worker_pod_selector(workload)
+    # Only now, once the node and the target proved real: bad input leaves no directory behind.
+    outputs.created()
     emitting = threading.Lock()  # followers report from their own threads: one event line at a time
 
     def report(finding: Finding) -> None:

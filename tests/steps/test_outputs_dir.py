@@ -52,6 +52,7 @@ CASES: dict[str, tuple[tuple[str, ...], str, tuple[str, ...]]] = {
     "load": (("--duration", "0.5", "--rate", "20", "--url", "{url}"), "--outputs-dir", ("load.json", "records.jsonl")),
     "report": (("--input", "{run}", "--window", "5"), "--outputs-dir", ("report.json", "junit.xml", "summary.md", "timeline.png")),
     "watch-abort": (("--run-id", "r1", "--abort-if", "cordoned>1", *CLUSTER), "--outputs-dir", ()),
+    "watch-reach": (("--node", "gpu-0", "--xid", "79", "--namespace", "ns1", "--target", "dgd/llm", *CLUSTER), "--outputs-dir", ()),
 }
 # Steps with no outputs directory at all (checked below: they really have no such option).
 NO_OUTPUTS = ("restore-node", "janitor", "suite-gate")  # suite-gate: its verdict is its exit code and event
@@ -65,7 +66,11 @@ CONNECTS = {
     "heal-network",
     "verify-partition",
     "watch-abort",
+    "watch-reach",
 }
+# Steps whose options name cluster objects (checked through the API): the directory appears only once
+# those proved real, so a cluster that does not answer leaves none (the bad-input matrix's "no change").
+DIRECTORY_AFTER_CLUSTER_CHECKS = {"watch-reach"}
 
 
 def test_every_step_command_is_covered():
@@ -102,7 +107,7 @@ def test_step_creates_an_outputs_directory_whose_parents_do_not_exist(step, tmp_
         assert result.returncode == 3 and "cannot load cluster credentials" in result.stderr, result.stderr
     else:
         assert result.returncode == 0, result.stderr
-    assert outputs.is_dir()
+    assert outputs.is_dir() != (step in DIRECTORY_AFTER_CLUSTER_CHECKS)
     assert {f for f in files if (outputs / f).is_file()} == set(files)
 
 
