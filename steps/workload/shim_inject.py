@@ -47,6 +47,16 @@ def inject(kube: Kube, store: L.LedgerStore, run: L.RunInfo, ref: Ref, cfg: shim
             data={"record": merged.to_dict(), "container": cfg.container, "xid": cfg.xid},
         )
         store.record(run.namespace, run.run_id, entry)  # BEFORE the change
+        # Read again after the ledger write: the patch is computed from (and guarded by) an object read
+        # one round trip before it, so a busy writer (a planner scaling replicas) does not win every
+        # race against our ledger write. The entry recorded stays right as long as the patch would
+        # record the same originals; otherwise start over.
+        obj = kube.get(ref)
+        if shim_patch.owner(obj) not in (None, run.run_id):
+            continue  # someone else's fault arrived meanwhile: the check at the top refuses it
+        new, again = shim_patch.apply_shim(obj, cfg)
+        if again != record:
+            continue
         # The same record on the object itself, so a deleted ledger leaves nothing unrecoverable.
         mark = shim_patch.ShimMark(run.run_id, store.home, merged, cfg.container)
         ops = shim_patch.patch_ops(obj, shim_patch.with_owner(new, run.run_id, mark))
