@@ -34,7 +34,7 @@ import threading
 from lab.informer import start_informer
 from lab.kubelet_simulator import PORT_ANNOTATION, now
 from lab.processes import free_port
-from lab.simulators.dgd_plan import GPU_RESOURCE, HASH_LABEL, ComponentPlan, component_name, plan, pod_labels
+from lab.simulators.dgd_plan import GPU_RESOURCE, HASH_LABEL, ComponentPlan, component_name, plan, pod_labels, write_status
 from steps.errors import InfrastructureError
 from steps.kube import objects as o
 from steps.kube.client import Conflict, Kube, NotFound, Ref
@@ -234,7 +234,7 @@ class DgdOperatorSimulator:
                 "readyReplicas": len(ready),
                 "availableReplicas": len(ready),
             }
-        self._write_status(dgd, status_components, all_ready)
+        write_status(self.kube, dgd, status_components, all_ready, "component pods", now())
 
     # --- API writes --------------------------------------------------------------------------------
     def _create(
@@ -290,33 +290,3 @@ class DgdOperatorSimulator:
                 },
             )
         return int(service["metadata"]["annotations"][URL_ANNOTATION].rsplit(":", 1)[1])
-
-    def _write_status(self, dgd: dict, components: dict, ready: bool) -> None:
-        key = "components" if dgd["apiVersion"].endswith("/v1beta1") else "services"
-        old = dgd.get("status") or {}
-        old_ready = next((c for c in old.get("conditions") or [] if c.get("type") == "Ready"), {})
-        want_status = "True" if ready else "False"
-        condition = {
-            "type": "Ready",
-            "status": want_status,
-            "reason": "AllComponentsReady" if ready else "ComponentsNotReady",
-            "message": "" if ready else "waiting for component pods",
-            "lastTransitionTime": old_ready.get("lastTransitionTime") if old_ready.get("status") == want_status else now(),
-        }
-        status = {
-            "observedGeneration": dgd["metadata"].get("generation", 1),
-            "state": "successful" if ready else "pending",
-            "conditions": [condition],
-            key: components,
-        }
-        if all(old.get(k) == v for k, v in status.items()):
-            return
-        try:
-            self.kube.request(
-                "PATCH",
-                Ref(dgd["apiVersion"], DGD_PLURAL, dgd["metadata"]["namespace"], dgd["metadata"]["name"]).path() + "/status",
-                body={"status": status},
-                content_type="application/merge-patch+json",
-            )
-        except NotFound:
-            pass

@@ -46,7 +46,7 @@ import sys
 import threading
 
 from lab.informer import start_informer
-from lab.simulators.dgd_plan import HASH_LABEL, ComponentPlan, component_name, plan, pod_labels
+from lab.simulators.dgd_plan import HASH_LABEL, ComponentPlan, component_name, plan, pod_labels, write_status
 from steps.errors import InfrastructureError
 from steps.kube import objects as o
 from steps.kube.client import Conflict, Kube, NotFound, Ref, connect
@@ -248,7 +248,7 @@ class DgdOperator:
             if o.labels(dep).get(COMPONENT_LABEL) not in applied:
                 self.kube.delete(Ref("apps/v1", "deployments", ns, dep["metadata"]["name"]))
         ready = all(complete(applied[c.name], c.replicas) for c in plans)
-        self._write_status(dgd, {c.name: component_status(applied[c.name], c) for c in plans}, ready)
+        write_status(self.kube, dgd, {c.name: component_status(applied[c.name], c) for c in plans}, ready, "component deployments", _now())
 
     def _apply(self, body: dict) -> dict:
         """Create the Deployment, or replace its spec when the DGD changed it (resourceVersion-guarded)."""
@@ -264,36 +264,6 @@ class DgdOperator:
         current["spec"] = {**current["spec"], **body["spec"]}
         current["metadata"].setdefault("annotations", {})[SPEC_ANNOTATION] = applied
         return self.kube.replace(ref, current)  # carries its resourceVersion: a concurrent write is a Conflict, retried
-
-    def _write_status(self, dgd: dict, components: dict, ready: bool) -> None:
-        key = "components" if dgd["apiVersion"].endswith("/v1beta1") else "services"
-        old = dgd.get("status") or {}
-        old_ready: dict = next((c for c in old.get("conditions") or [] if c.get("type") == "Ready"), {})
-        want = "True" if ready else "False"
-        condition = {
-            "type": "Ready",
-            "status": want,
-            "reason": "AllComponentsReady" if ready else "ComponentsNotReady",
-            "message": "" if ready else "waiting for component deployments",
-            "lastTransitionTime": old_ready.get("lastTransitionTime") if old_ready.get("status") == want else _now(),
-        }
-        status = {
-            "observedGeneration": dgd["metadata"].get("generation", 1),
-            "state": "successful" if ready else "pending",
-            "conditions": [condition],
-            key: components,
-        }
-        if all(old.get(k) == v for k, v in status.items()):
-            return
-        try:
-            self.kube.request(
-                "PATCH",
-                Ref(dgd["apiVersion"], DGD_PLURAL, dgd["metadata"]["namespace"], dgd["metadata"]["name"]).path() + "/status",
-                body={"status": status},
-                content_type="application/merge-patch+json",
-            )
-        except NotFound:
-            pass  # deleted meanwhile
 
 
 def _digest(value: dict) -> str:

@@ -12,7 +12,15 @@ import json
 from dataclasses import dataclass
 
 from steps.kube import objects as o
-from steps.workload.dynamo import COMPONENT_LABEL, COMPONENT_TYPE_LABEL, DGD_NAME_LABEL, GPU_WORKER_TYPES, SUB_COMPONENT_TYPE_LABEL
+from steps.kube.client import Kube, NotFound, Ref
+from steps.workload.dynamo import (
+    COMPONENT_LABEL,
+    COMPONENT_TYPE_LABEL,
+    DGD_NAME_LABEL,
+    DGD_PLURAL,
+    GPU_WORKER_TYPES,
+    SUB_COMPONENT_TYPE_LABEL,
+)
 
 HASH_LABEL = "pod-template-hash"
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -117,3 +125,36 @@ def pod_labels(dgd_name: str, comp: ComponentPlan) -> dict:
     if comp.sub_type:
         labels[SUB_COMPONENT_TYPE_LABEL] = comp.sub_type
     return labels
+
+
+def write_status(kube: Kube, dgd: dict, components: dict, ready: bool, waiting_for: str, now: str) -> None:
+    """The DGD's status as Dynamo's operator writes it (Ready condition, state, per-component status),
+    patched only when it changed; `waiting_for` names what a not-Ready DGD waits for."""
+    key = "components" if dgd["apiVersion"].endswith("/v1beta1") else "services"
+    old = dgd.get("status") or {}
+    old_ready: dict = next((c for c in old.get("conditions") or [] if c.get("type") == "Ready"), {})
+    want = "True" if ready else "False"
+    condition = {
+        "type": "Ready",
+        "status": want,
+        "reason": "AllComponentsReady" if ready else "ComponentsNotReady",
+        "message": "" if ready else f"waiting for {waiting_for}",
+        "lastTransitionTime": old_ready.get("lastTransitionTime") if old_ready.get("status") == want else now,
+    }
+    status = {
+        "observedGeneration": dgd["metadata"].get("generation", 1),
+        "state": "successful" if ready else "pending",
+        "conditions": [condition],
+        key: components,
+    }
+    if all(old.get(k) == v for k, v in status.items()):
+        return
+    try:
+        kube.request(
+            "PATCH",
+            Ref(dgd["apiVersion"], DGD_PLURAL, dgd["metadata"]["namespace"], dgd["metadata"]["name"]).path() + "/status",
+            body={"status": status},
+            content_type="application/merge-patch+json",
+        )
+    except NotFound:
+        pass  # deleted meanwhile
