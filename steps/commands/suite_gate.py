@@ -19,7 +19,8 @@ from steps.errors import BadInput, CheckFailed
 from steps.event_names import EventName
 from steps.events import emit
 from steps.installation_names import SCENARIO_LABEL, SUITE_RUN_LABEL  # noqa: F401 (also read from here)
-from steps.kube.client import Ref, connect
+from steps.kube.argo import workflow_ref
+from steps.kube.client import connect
 from steps.options import common_cluster_options
 from steps.run.install import home_namespace
 
@@ -62,7 +63,7 @@ def command(suite_run, scenarios, kubeconfig, context):
     """Fail when any scenario of this suite run did not succeed."""
     names = parse_scenarios(scenarios)
     kube = connect(kubeconfig, context)
-    listing = kube.list(Ref("argoproj.io/v1alpha1", "workflows", home_namespace(), ""), label_selector=f"{SUITE_RUN_LABEL}={suite_run}")
+    listing = kube.list(workflow_ref(home_namespace()), label_selector=f"{SUITE_RUN_LABEL}={suite_run}")
     problems = verdict(names, listing.get("items") or [])
     emit(STEP, EventName.SUITE_VERDICT, scenarios=len(names), passed=not problems, problems=problems)
     if problems:

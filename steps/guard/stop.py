@@ -15,20 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from steps.installation_names import SCENARIO_LABEL
-from steps.kube.client import Kube, NotFound, Ref
+from steps.kube.argo import completed, workflow_ref
+from steps.kube.client import Kube, NotFound
 
-ARGO_GROUP_VERSION = "argoproj.io/v1alpha1"
 SHUTDOWN_STOP = "Stop"
 STOP_REASON_ANNOTATION = "faultflow.dev/stop-reason"
-# Argo's completed phases (`WorkflowStatus.Fulfilled`): a stop patch there would change nothing.
-COMPLETED_PHASES = ("Succeeded", "Failed", "Error")
 # faultflow's scenario runs, as every scenario template labels them (workflows.render: workflowMetadata).
 # The janitor's runs carry neither label: a halt never stops the janitor, whose reverting it wants.
 SCENARIO_SELECTOR = f"app.kubernetes.io/part-of=faultflow,{SCENARIO_LABEL}"
-
-
-def workflow_ref(namespace: str, name: str = "") -> Ref:
-    return Ref(ARGO_GROUP_VERSION, "workflows", namespace, name)
 
 
 def argo_stop_patch() -> dict:
@@ -38,10 +32,6 @@ def argo_stop_patch() -> dict:
 
 def stop_patch(reason: str) -> dict:
     return {**argo_stop_patch(), "metadata": {"annotations": {STOP_REASON_ANNOTATION: reason}}}
-
-
-def completed(workflow: dict) -> bool:
-    return ((workflow.get("status") or {}).get("phase") or "") in COMPLETED_PHASES
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import time
 from steps.errors import InfrastructureError, StepError
 from steps.event_names import EventName
 from steps.events import emit
-from steps.kube import objects as o
+from steps.kube.argo import completed, workflow_ref
 from steps.kube.client import Kube, NotFound, Ref
 from steps.run import ledger as L
 from steps.run import orphans
@@ -24,10 +24,6 @@ from steps.run.revert import NodeConfig, event_name, in_order, marked_entry_id, 
 STEP = "janitor"
 
 
-WORKFLOWS = ("argoproj.io/v1alpha1", "workflows")
-
-
-FINISHED = ("Succeeded", "Failed", "Error")
 LEDGER_GONE = "ledger-gone"  # the reason for a revert from the object's own shim mark
 
 
@@ -43,12 +39,12 @@ def orphan_reason(kube: Kube, run: L.RunInfo, now_ms: int, home: str) -> str | N
     # ledger naming another one is judged by its TTL when that Workflow cannot be read.
     where = wf.get("namespace") if isinstance(wf.get("namespace"), str) and wf.get("namespace") else home
     try:
-        obj = kube.get(Ref(WORKFLOWS[0], WORKFLOWS[1], where, wf["name"]))
+        obj = kube.get(workflow_ref(where, wf["name"]))
     except NotFound:
         # Is it the workflow or the whole Workflow type that is missing? Without Argo installed we
         # cannot tell a live run from a dead one, so only the TTL decides.
         try:
-            kube.list(Ref(WORKFLOWS[0], WORKFLOWS[1], where, ""))
+            kube.list(workflow_ref(where))
         except (NotFound, StepError):
             return ttl
         return "workflow-gone"
@@ -56,7 +52,7 @@ def orphan_reason(kube: Kube, run: L.RunInfo, now_ms: int, home: str) -> str | N
         return ttl  # not ours to read (403): the TTL decides
     if wf.get("uid") and obj["metadata"].get("uid") != wf["uid"]:
         return "workflow-gone"  # same name, a different (newer) workflow
-    if o.phase(obj) in FINISHED:
+    if completed(obj):
         return "workflow-finished"
     return None  # the workflow still runs: live
 

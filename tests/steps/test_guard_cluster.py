@@ -17,6 +17,7 @@ from lab import tools
 from steps.errors import ExitCode
 from steps.guard import stop
 from steps.installation_names import HALT_NAME, SCENARIO_LABEL
+from steps.kube.argo import workflow_ref
 from steps.kube.client import Ref
 from steps.run.install import NAMESPACE_ENV
 from tests.dgd_samples import dgd_v1beta1
@@ -51,7 +52,7 @@ def workflow(name: str, scenario: str | None = "gpu-fault", phase: str | None = 
 
 def create_workflows(kube, home: str, *bodies: dict) -> None:
     for body in bodies:
-        kube.create(stop.workflow_ref(home), body)
+        kube.create(workflow_ref(home), body)
 
 
 def run(cluster: GpuCluster, home: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -77,11 +78,11 @@ def test_halt_set_status_clear(argo_cluster, home):
     halt_cm = kube.get(Ref("v1", "configmaps", home, HALT_NAME))
     assert halt_cm["data"]["reason"] == "GPU maintenance window" and halt_cm["data"]["set-by"]  # the admin's user name
     for name in ("run-a", "run-b"):
-        wf = kube.get(stop.workflow_ref(home, name))
+        wf = kube.get(workflow_ref(home, name))
         assert wf["spec"]["shutdown"] == "Stop"
         assert wf["metadata"]["annotations"][stop.STOP_REASON_ANNOTATION] == "faultflow halt: GPU maintenance window"
     for name in ("done", "janitor-x"):
-        assert "shutdown" not in kube.get(stop.workflow_ref(home, name))["spec"], name
+        assert "shutdown" not in kube.get(workflow_ref(home, name))["spec"], name
 
     status = run(argo_cluster, home, "halt", "--status")
     assert "halt in force since" in status.stdout and "GPU maintenance window" in status.stdout
@@ -141,14 +142,14 @@ def test_our_stop_writes_what_argo_stop_writes(argo_cluster, home):
     done = subprocess.run([str(argo), "stop", "by-argo", "-n", home], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert stop.stop_workflow(kube, home, "by-us", "abort-if: cordoned>1").stopped
-    by_argo, by_us = (kube.get(stop.workflow_ref(home, n)) for n in ("by-argo", "by-us"))
+    by_argo, by_us = (kube.get(workflow_ref(home, n)) for n in ("by-argo", "by-us"))
     assert by_argo["spec"] == by_us["spec"] and by_us["spec"]["shutdown"] == "Stop"
     assert stop.argo_stop_patch() == {"spec": {"shutdown": by_argo["spec"]["shutdown"]}}
     assert by_us["metadata"]["annotations"] == {stop.STOP_REASON_ANNOTATION: "abort-if: cordoned>1"}
     # Like `argo stop`, a completed Workflow is left alone.
     result = stop.stop_workflow(kube, home, "finished", "x")
     assert not result.stopped and result.why == "already Failed"
-    assert "shutdown" not in kube.get(stop.workflow_ref(home, "finished"))["spec"]
+    assert "shutdown" not in kube.get(workflow_ref(home, "finished"))["spec"]
     assert not stop.stop_workflow(kube, home, "no-such-run", "x").stopped
 
 
@@ -202,7 +203,7 @@ def test_the_watcher_stops_its_workflow_when_a_condition_holds(argo_cluster, hom
     assert aborted["condition"] == f"cordoned>{already} for 1s" and aborted["held_s"] >= 1
     assert any(e["event"] == "workflow_stopped" and e["stopped"] for e in events)
     assert (out / "aborted").read_text() == f"cordoned>{already} for 1s"
-    wf = kube.get(stop.workflow_ref(home, f"run-{unique}"))
+    wf = kube.get(workflow_ref(home, f"run-{unique}"))
     assert wf["spec"]["shutdown"] == "Stop"
     assert wf["metadata"]["annotations"][stop.STOP_REASON_ANNOTATION] == f"abort-if: cordoned>{already} for 1s"
     print(f"abort_watch_s: {time.monotonic() - cordoned_at:.2f} (cordon → workflow stopped, interval 0.2 s, for 1 s)")
@@ -231,4 +232,4 @@ def test_the_watcher_stops_quietly_on_sigterm(argo_cluster, home, unique, tmp_pa
     watcher.terminate()
     stdout, stderr = watcher.communicate(timeout=60)
     assert watcher.returncode == 0, stderr
-    assert "shutdown" not in kube.get(stop.workflow_ref(home, f"quiet-{unique}"))["spec"]
+    assert "shutdown" not in kube.get(workflow_ref(home, f"quiet-{unique}"))["spec"]
